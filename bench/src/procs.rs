@@ -1,0 +1,118 @@
+//! Starting and stopping skiff and etcd clusters as child processes on loopback.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+/// Child processes that are killed when dropped.
+#[derive(Debug)]
+pub struct Cluster {
+    pub children: Vec<Child>,
+    /// Client endpoints, `host:port`.
+    pub endpoints: Vec<String>,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn wait_for_port(addr: &str, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(addr).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("{addr} did not start listening within {timeout:?}")
+}
+
+/// `nodes` skiff servers forming one cluster.
+pub fn skiff(bin: &Path, root: &Path, nodes: usize) -> anyhow::Result<Cluster> {
+    let ports: Vec<u16> = (0..nodes).map(|_| free_port()).collect::<Result<_, _>>()?;
+    let peers: Vec<String> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("{}=127.0.0.1:{p}", i + 1))
+        .collect();
+    let mut cluster = Cluster {
+        children: Vec::new(),
+        endpoints: ports.iter().map(|p| format!("127.0.0.1:{p}")).collect(),
+    };
+    for (i, port) in ports.iter().enumerate() {
+        let mut cmd = Command::new(bin);
+        cmd.args(["server", "--node-id", &(i + 1).to_string()])
+            .arg("--data-dir")
+            .arg(root.join(format!("skiff{}", i + 1)))
+            .args(["--peer-listen", &format!("127.0.0.1:{port}")])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if nodes > 1 {
+            cmd.args(["--peers", &peers.join(",")]);
+        }
+        cluster
+            .children
+            .push(cmd.spawn().with_context(|| format!("starting {}", bin.display()))?);
+    }
+    for ep in &cluster.endpoints {
+        wait_for_port(ep, Duration::from_secs(30))?;
+    }
+    Ok(cluster)
+}
+
+/// `nodes` etcd members forming one cluster.
+pub fn etcd(root: &Path, nodes: usize) -> anyhow::Result<Cluster> {
+    let client_ports: Vec<u16> = (0..nodes).map(|_| free_port()).collect::<Result<_, _>>()?;
+    let peer_ports: Vec<u16> = (0..nodes).map(|_| free_port()).collect::<Result<_, _>>()?;
+    let initial: Vec<String> = peer_ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("e{}=http://127.0.0.1:{p}", i + 1))
+        .collect();
+    let mut cluster = Cluster {
+        children: Vec::new(),
+        endpoints: client_ports.iter().map(|p| format!("127.0.0.1:{p}")).collect(),
+    };
+    for i in 0..nodes {
+        let dir: PathBuf = root.join(format!("etcd{}", i + 1));
+        let child = Command::new("etcd")
+            .args(["--name", &format!("e{}", i + 1)])
+            .arg("--data-dir")
+            .arg(&dir)
+            .args(["--listen-client-urls", &format!("http://127.0.0.1:{}", client_ports[i])])
+            .args([
+                "--advertise-client-urls",
+                &format!("http://127.0.0.1:{}", client_ports[i]),
+            ])
+            .args(["--listen-peer-urls", &format!("http://127.0.0.1:{}", peer_ports[i])])
+            .args([
+                "--initial-advertise-peer-urls",
+                &format!("http://127.0.0.1:{}", peer_ports[i]),
+            ])
+            .args(["--initial-cluster", &initial.join(",")])
+            .args(["--initial-cluster-state", "new", "--log-level", "error"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting etcd (apt-get install etcd-server)")?;
+        cluster.children.push(child);
+    }
+    for ep in &cluster.endpoints {
+        wait_for_port(ep, Duration::from_secs(30))?;
+    }
+    Ok(cluster)
+}

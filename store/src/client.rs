@@ -1,0 +1,114 @@
+//! [`Client`]: a store client that talks to a node over the network, the
+//! way an etcd client talks to etcd. skiff's own components use [`Store`]
+//! in-process; the client exists for tools, benchmarks and tests that run
+//! in another process.
+//!
+//! Writes go to the leader: a node that is not the leader answers
+//! `NotLeader` with the leader's address and the client follows it.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::http::paths;
+use crate::kv::{RangeRequest, RangeResponse, ReadConsistency, Txn, TxnResponse};
+use crate::peer_client::{CallError, PeerClient};
+use crate::raft::types::Command;
+use crate::store::{Forwarded, ForwardedReply, RemoteError, txn_response};
+
+/// A network client for one cluster.
+#[derive(Debug)]
+pub struct Client {
+    peers: PeerClient,
+    endpoints: Vec<String>,
+    /// The address writes go to: the last known leader.
+    leader: Mutex<String>,
+    timeout: Duration,
+}
+
+impl Client {
+    /// A client for the cluster whose members' peer addresses (`host:port`) are given.
+    pub fn new(endpoints: Vec<String>) -> Result<Client> {
+        let first = endpoints
+            .first()
+            .cloned()
+            .ok_or_else(|| Error::invalid("a client needs at least one endpoint"))?;
+        Ok(Client {
+            peers: PeerClient::new(),
+            endpoints,
+            leader: Mutex::new(first),
+            timeout: Duration::from_secs(10),
+        })
+    }
+
+    fn leader(&self) -> String {
+        self.leader.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    fn set_leader(&self, addr: String) {
+        if let Ok(mut l) = self.leader.lock() {
+            *l = addr;
+        }
+    }
+
+    async fn call(&self, addr: &str, req: &Forwarded, deadline: Instant) -> Result<ForwardedReply> {
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        let answer: std::result::Result<ForwardedReply, RemoteError> = self
+            .peers
+            .call(addr, paths::FORWARD, req, timeout)
+            .await
+            .map_err(|e| match e {
+                CallError::Unreachable { .. } => Error::NotLeader { leader: None },
+                other => Error::Unavailable {
+                    reason: other.to_string(),
+                },
+            })?;
+        answer.map_err(Error::from)
+    }
+
+    /// Sends `req` to the leader, following `NotLeader` answers and trying
+    /// the other endpoints while no leader is known.
+    async fn to_leader(&self, req: Forwarded) -> Result<ForwardedReply> {
+        let deadline = Instant::now() + self.timeout;
+        let mut next_endpoint = 0;
+        loop {
+            let addr = self.leader();
+            match self.call(&addr, &req, deadline).await {
+                Err(Error::NotLeader { leader }) if Instant::now() < deadline => match leader {
+                    Some((_, leader)) if leader != addr => self.set_leader(leader),
+                    _ => {
+                        next_endpoint = (next_endpoint + 1) % self.endpoints.len();
+                        self.set_leader(self.endpoints[next_endpoint].clone());
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                other => return other,
+            }
+        }
+    }
+
+    pub async fn txn(&self, txn: Txn) -> Result<TxnResponse> {
+        txn.validate().map_err(Error::invalid)?;
+        match self.to_leader(Forwarded::Write(Command::Txn(txn))).await? {
+            ForwardedReply::Write(resp) => txn_response(resp),
+            other => Err(Error::corrupt(format!("txn answered with {other:?}"))),
+        }
+    }
+
+    /// Reads a range. Linearizable reads go to the leader; serializable
+    /// reads to the first endpoint.
+    pub async fn range(&self, req: RangeRequest, consistency: ReadConsistency) -> Result<RangeResponse> {
+        let forwarded = Forwarded::Range(req, consistency);
+        let reply = match consistency {
+            ReadConsistency::Linearizable => self.to_leader(forwarded).await?,
+            ReadConsistency::Serializable => {
+                self.call(&self.endpoints[0], &forwarded, Instant::now() + self.timeout)
+                    .await?
+            }
+        };
+        match reply {
+            ForwardedReply::Range(resp) => Ok(resp),
+            other => Err(Error::corrupt(format!("range answered with {other:?}"))),
+        }
+    }
+}

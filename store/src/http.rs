@@ -1,0 +1,124 @@
+//! The peer router: what other members of the cluster call on this node.
+//!
+//! | path                  | body (bincode)                | answer                              |
+//! |-----------------------|-------------------------------|-------------------------------------|
+//! | `POST /raft/append`   | `AppendEntriesRequest`        | `Result<AppendEntriesResponse, _>`  |
+//! | `POST /raft/vote`     | `VoteRequest`                 | `Result<VoteResponse, _>`           |
+//! | `POST /raft/snapshot` | `InstallSnapshotRequest`      | `Result<InstallSnapshotResponse, _>`|
+//! | `POST /store/forward` | a write, read index, range or join (from a follower or a [`Client`](crate::Client)) | `Result<reply, RemoteError>` |
+//! | `GET /cluster/status` | –                             | JSON [`ClusterStatus`](crate::ClusterStatus) |
+//!
+//! A body that does not decode gets `400` and changes nothing.
+
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::codec;
+use crate::store::{Forwarded, ForwardedReply, RemoteError, Store};
+
+pub(crate) const BINCODE: &str = "application/x-skiff-bincode";
+
+pub(crate) mod paths {
+    pub const RAFT_APPEND: &str = "/raft/append";
+    pub const RAFT_VOTE: &str = "/raft/vote";
+    pub const RAFT_SNAPSHOT: &str = "/raft/snapshot";
+    pub const FORWARD: &str = "/store/forward";
+    pub const STATUS: &str = "/cluster/status";
+}
+
+/// The router peers call. Serve it on the peer address the node advertises.
+pub fn peer_router(store: Store) -> Router {
+    Router::new()
+        .route(paths::RAFT_APPEND, post(append))
+        .route(paths::RAFT_VOTE, post(vote))
+        .route(paths::RAFT_SNAPSHOT, post(snapshot))
+        .route(paths::FORWARD, post(forward))
+        .route(paths::STATUS, get(status))
+        .layer(DefaultBodyLimit::max(64 << 20))
+        .with_state(store)
+}
+
+/// Decodes the body as `Req`, runs `handler`, and encodes its answer; a
+/// body that does not decode gets 400 and reaches no handler.
+async fn handle<Req, Resp, Fut>(body: Bytes, handler: impl FnOnce(Req) -> Fut) -> Response
+where
+    Req: DeserializeOwned,
+    Resp: Serialize,
+    Fut: Future<Output = Resp>,
+{
+    let Ok(req) = codec::decode::<Req>("request body", &body) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "malformed request body: expected a bincode-encoded skiff peer message",
+        )
+            .into_response();
+    };
+    let answer = handler(req).await;
+    match codec::encode(&answer) {
+        Ok(raw) => ([(header::CONTENT_TYPE, BINCODE)], raw).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "failed to encode a peer reply");
+            (StatusCode::INTERNAL_SERVER_ERROR, "failed to encode reply").into_response()
+        }
+    }
+}
+
+async fn append(State(store): State<Store>, body: Bytes) -> Response {
+    handle(body, |req| async move { store.raft().append_entries(req).await }).await
+}
+
+async fn vote(State(store): State<Store>, body: Bytes) -> Response {
+    handle(body, |req| async move { store.raft().vote(req).await }).await
+}
+
+async fn snapshot(State(store): State<Store>, body: Bytes) -> Response {
+    handle(body, |req| async move { store.raft().install_snapshot(req).await }).await
+}
+
+async fn forward(State(store): State<Store>, body: Bytes) -> Response {
+    handle(body, |req| async move { serve_forwarded(&store, req).await }).await
+}
+
+async fn serve_forwarded(store: &Store, req: Forwarded) -> Result<ForwardedReply, RemoteError> {
+    let deadline = Instant::now() + store.config().request_timeout;
+    match req {
+        Forwarded::Write(command) => store
+            .write_local(command, deadline)
+            .await
+            .map(ForwardedReply::Write)
+            .map_err(RemoteError::from),
+        Forwarded::ReadIndex => store
+            .read_index_local()
+            .await
+            .map(ForwardedReply::ReadIndex)
+            .map_err(RemoteError::from),
+        Forwarded::Range(req, consistency) => store
+            .range(req, consistency)
+            .await
+            .map(ForwardedReply::Range)
+            .map_err(RemoteError::from),
+        Forwarded::Join { node_id, addr } => {
+            match tokio::time::timeout(Duration::from_secs(60), store.admit(node_id, addr)).await {
+                Ok(result) => result.map(|()| ForwardedReply::Joined).map_err(RemoteError::from),
+                Err(_) => Err(RemoteError::Unavailable("join did not finish in 60 s".into())),
+            }
+        }
+    }
+}
+
+async fn status(State(store): State<Store>) -> Response {
+    axum::Json(store.status()).into_response()
+}
+
+/// Serves [`peer_router`] on `listener` until the task is dropped.
+pub async fn serve_peers(listener: tokio::net::TcpListener, store: Store) -> std::io::Result<()> {
+    axum::serve(listener, peer_router(store)).await
+}

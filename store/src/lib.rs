@@ -1,0 +1,82 @@
+//! skiff's replicated, durable MVCC key-value store: what etcd is to
+//! Kubernetes, built on openraft and RocksDB. It knows nothing of
+//! Kubernetes; the API server maps objects onto it.
+//!
+//! # The model
+//!
+//! Keys and values are bytes. Every write transaction advances one global
+//! [`Revision`]; each key carries its `create_revision`, `mod_revision` and
+//! `version` ([`KeyValue`]). [`Store::txn`] applies compare-and-swap
+//! transactions ([`Txn`]) atomically; [`Store::range`] reads a key range at
+//! the latest or an older revision, a page at a time
+//! ([`RangeRequest`]); [`Store::watch`] streams changes from any retained
+//! revision ([`Watcher`]); [`Store::compact`] drops history below a revision,
+//! after which older reads and watches fail with [`Error::Compacted`].
+//!
+//! # How a write flows
+//!
+//! ```text
+//! Store::txn ──(follower: forward over HTTP)──► leader: Raft::client_write
+//!   raft log append ── LogStore: RocksDB write, group fsync (log_store.rs)
+//!   replication    ── raft::network over peer_client (HTTP, bincode)
+//!   commit → apply ── StateMachine: mvcc::Batch (pure) → one WriteBatch (db.rs)
+//!                   └► WatchHub::publish → Watcher streams (watch.rs)
+//! ```
+//!
+//! One RocksDB database per node holds the log and the state machine in
+//! separate column families (see [`db`](crate::db) for the layout), so the
+//! log's fsync also makes every earlier state-machine write durable, and a
+//! restarted node resumes from its last applied entry. Snapshots
+//! ([`snapshot`](crate::snapshot)) stream the state-machine families into a
+//! checksummed file that openraft ships to lagging followers.
+//!
+//! # Modules
+//!
+//! * [`kv`]: the public data model.
+//! * `mvcc`: the pure apply core; `db`: its RocksDB adapter.
+//! * `raft`: openraft storage and network implementations; [`types`].
+//! * `watch`: fan-out with bounded per-watcher queues.
+//! * [`http`]: the peer router (raft RPC, forwarded writes, joins).
+//! * `compactor`: automatic compaction on the leader.
+
+mod client;
+mod codec;
+mod compactor;
+mod db;
+mod error;
+pub mod http;
+pub mod kv;
+mod mvcc;
+mod peer_client;
+mod raft;
+mod snapshot;
+mod store;
+mod watch;
+
+pub use client::Client;
+pub use error::{Error, Result};
+pub use kv::{
+    Compare, CompareOp, CompareTarget, Event, EventKind, KeyRange, KeyValue, OpResult, RangeRequest, RangeResponse,
+    ReadConsistency, Revision, Txn, TxnOp, TxnResponse,
+};
+pub use raft::types;
+pub use raft::types::NodeId;
+pub use store::{ClusterStatus, CompactionPolicy, Store, StoreConfig};
+pub use watch::Watcher;
+
+/// openraft's storage conformance suite needs the raw storage types.
+#[doc(hidden)]
+pub mod testing {
+    pub use crate::raft::log_store::LogStore;
+    pub use crate::raft::state_machine::StateMachine;
+
+    /// Opens the log store and state machine over one fresh database in `dir`.
+    pub fn open_storage(dir: &std::path::Path) -> crate::Result<(LogStore, StateMachine)> {
+        use std::sync::Arc;
+        let db = Arc::new(crate::db::Db::open(&dir.join("db"))?);
+        let hub = Arc::new(crate::watch::WatchHub::new(0));
+        let log = LogStore::new(db.clone()).map_err(|e| crate::Error::io("syncer thread", e))?;
+        let sm = StateMachine::open(db, hub, dir.join("snapshots"))?;
+        Ok((log, sm))
+    }
+}

@@ -1,0 +1,97 @@
+//! A small HTTP/1 client for node-to-node calls (raft RPC, forwarded
+//! writes, read indexes, joins). Bodies are bincode.
+//!
+//! The transport is plain HTTP on the peer port today; TLS goes here (a
+//! rustls connector) without touching the raft or state-machine code.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::codec;
+
+/// Why a peer call failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CallError {
+    /// Nothing reached the peer (connection refused, DNS, reset before sending).
+    #[error("peer {addr} unreachable: {reason}")]
+    Unreachable { addr: String, reason: String },
+    #[error("peer {addr} did not answer within {timeout:?}")]
+    Timeout { addr: String, timeout: Duration },
+    /// The peer answered, but not with what was asked for.
+    #[error("peer {addr} answered {status}: {reason}")]
+    Protocol { addr: String, status: u16, reason: String },
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct PeerClient {
+    http: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl PeerClient {
+    pub(crate) fn new() -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(2)));
+        let http = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build(connector);
+        PeerClient { http }
+    }
+
+    /// POSTs `body` (bincode) to `http://{addr}{path}` and decodes the answer.
+    pub(crate) async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        addr: &str,
+        path: &str,
+        body: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, CallError> {
+        let protocol = |status: u16, reason: String| CallError::Protocol {
+            addr: addr.to_string(),
+            status,
+            reason,
+        };
+        let raw = codec::encode(body).map_err(|e| protocol(0, e.to_string()))?;
+        let request = http::Request::post(format!("http://{addr}{path}"))
+            .header(http::header::CONTENT_TYPE, crate::http::BINCODE)
+            .body(Full::new(Bytes::from(raw)))
+            .map_err(|e| protocol(0, e.to_string()))?;
+        let exchange = async {
+            let response = self.http.request(request).await.map_err(|e| {
+                if e.is_connect() {
+                    CallError::Unreachable {
+                        addr: addr.to_string(),
+                        reason: e.to_string(),
+                    }
+                } else {
+                    protocol(0, e.to_string())
+                }
+            })?;
+            let status = response.status();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| protocol(status.as_u16(), e.to_string()))?
+                .to_bytes();
+            if !status.is_success() {
+                return Err(protocol(status.as_u16(), String::from_utf8_lossy(&body).into_owned()));
+            }
+            codec::decode::<Resp>("peer response", &body).map_err(|e| protocol(status.as_u16(), e.to_string()))
+        };
+        match tokio::time::timeout(timeout, exchange).await {
+            Ok(result) => result,
+            Err(_) => Err(CallError::Timeout {
+                addr: addr.to_string(),
+                timeout,
+            }),
+        }
+    }
+}

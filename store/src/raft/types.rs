@@ -1,0 +1,76 @@
+//! The raft type configuration and the commands the log carries.
+
+use std::fmt;
+
+use openraft::BasicNode;
+use serde::{Deserialize, Serialize};
+
+use crate::kv::{Revision, Txn, TxnResponse};
+
+/// Node ids are small integers chosen by the operator (`--node-id`).
+pub type NodeId = u64;
+
+openraft::declare_raft_types!(
+    /// skiff's raft configuration: MVCC commands in, their results out,
+    /// snapshots as files on disk.
+    pub TypeConfig:
+        D = Command,
+        R = CommandResponse,
+        NodeId = NodeId,
+        Node = BasicNode,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = tokio::fs::File,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+pub type Raft = openraft::Raft<TypeConfig>;
+pub type Entry = openraft::Entry<TypeConfig>;
+pub type LogId = openraft::LogId<NodeId>;
+pub type Vote = openraft::Vote<NodeId>;
+pub type StoredMembership = openraft::StoredMembership<NodeId, BasicNode>;
+pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, BasicNode>;
+pub type StorageError = openraft::StorageError<NodeId>;
+
+/// A state-machine command: what one raft log entry asks for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    Txn(Txn),
+    /// Drop history below this revision.
+    Compact {
+        revision: Revision,
+    },
+}
+
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Command::Txn(txn) => write!(
+                f,
+                "txn({} compares, {}/{} ops)",
+                txn.compares.len(),
+                txn.success.len(),
+                txn.failure.len()
+            ),
+            Command::Compact { revision } => write!(f, "compact({revision})"),
+        }
+    }
+}
+
+/// What applying a [`Command`] produced. Rejections are deterministic
+/// outcomes of the command against the state, not storage failures.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommandResponse {
+    /// Blank and membership entries.
+    None,
+    Txn(TxnResponse),
+    Compacted {
+        revision: Revision,
+    },
+    Rejected(Rejection),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Rejection {
+    AlreadyCompacted { compact_revision: Revision },
+    FutureRevision { requested: Revision, current: Revision },
+}

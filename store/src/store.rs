@@ -1,0 +1,654 @@
+//! [`Store`]: the handle the rest of skiff uses. It owns the raft node, the
+//! database and the watch hub, proposes writes (forwarding them to the
+//! leader when this node is a follower), serves reads at the requested
+//! consistency and starts watches.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
+use openraft::{BasicNode, ChangeMembers, SnapshotPolicy};
+use serde::{Deserialize, Serialize};
+
+use crate::db::Db;
+use crate::error::{Error, Result};
+use crate::kv::{KeyRange, RangeRequest, RangeResponse, ReadConsistency, Revision, Txn, TxnResponse};
+use crate::peer_client::{CallError, PeerClient};
+use crate::raft::log_store::LogStore;
+use crate::raft::network::Network;
+use crate::raft::state_machine::StateMachine;
+use crate::raft::types::{Command, CommandResponse, NodeId, Raft, Rejection};
+use crate::watch::{WatchHub, Watcher};
+
+/// How a node is set up. [`StoreConfig::new`] gives single-node defaults.
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    pub node_id: NodeId,
+    /// Holds `db/` (RocksDB) and `snapshots/`.
+    pub data_dir: PathBuf,
+    /// `host:port` at which peers reach this node's peer router.
+    pub advertise_addr: String,
+    pub heartbeat_interval: Duration,
+    pub election_timeout: (Duration, Duration),
+    /// Build a snapshot (and allow purging the log) after this many entries.
+    pub snapshot_every: u64,
+    /// Log entries kept behind the last snapshot for slow followers.
+    pub keep_logs: u64,
+    /// Events a watcher may have queued before it is cut off.
+    pub watch_buffer: usize,
+    /// How long a write or linearizable read may wait for a leader.
+    pub request_timeout: Duration,
+    pub compaction: CompactionPolicy,
+}
+
+impl StoreConfig {
+    pub fn new(node_id: NodeId, data_dir: impl Into<PathBuf>, advertise_addr: impl Into<String>) -> Self {
+        StoreConfig {
+            node_id,
+            data_dir: data_dir.into(),
+            advertise_addr: advertise_addr.into(),
+            heartbeat_interval: Duration::from_millis(100),
+            election_timeout: (Duration::from_millis(400), Duration::from_millis(800)),
+            snapshot_every: 50_000,
+            keep_logs: 5_000,
+            watch_buffer: 1024,
+            request_timeout: Duration::from_secs(10),
+            compaction: CompactionPolicy::default(),
+        }
+    }
+}
+
+/// Automatic compaction: the leader compacts to the newest revision that
+/// is both `keep_revisions` behind the head and at least `keep_for` old, as
+/// kube-apiserver does with etcd every five minutes.
+#[derive(Clone, Debug)]
+pub struct CompactionPolicy {
+    pub check_every: Duration,
+    pub keep_revisions: u64,
+    pub keep_for: Duration,
+    pub enabled: bool,
+}
+
+impl Default for CompactionPolicy {
+    fn default() -> Self {
+        CompactionPolicy {
+            check_every: Duration::from_secs(60),
+            keep_revisions: 10_000,
+            keep_for: Duration::from_secs(300),
+            enabled: true,
+        }
+    }
+}
+
+/// A member's view of the cluster, for operators and tests.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    pub node_id: NodeId,
+    pub leader: Option<NodeId>,
+    pub term: u64,
+    pub voters: BTreeSet<NodeId>,
+    pub learners: BTreeSet<NodeId>,
+    pub last_applied: Option<u64>,
+    /// The last log index purged behind a snapshot.
+    pub purged: Option<u64>,
+    pub revision: Revision,
+    pub compact_revision: Revision,
+}
+
+/// A handle to this node's store. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    id: NodeId,
+    raft: Raft,
+    db: Arc<Db>,
+    hub: Arc<WatchHub>,
+    peers: PeerClient,
+    config: StoreConfig,
+    background: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("id", &self.id)
+            .field("db", &self.db)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A request a follower forwards to the leader, and the leader's answer.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Forwarded {
+    Write(Command),
+    ReadIndex,
+    Range(RangeRequest, ReadConsistency),
+    Join { node_id: NodeId, addr: String },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum ForwardedReply {
+    Write(CommandResponse),
+    ReadIndex(u64),
+    Range(RangeResponse),
+    Joined,
+}
+
+/// An error as it crosses the wire between peers.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum RemoteError {
+    NotLeader { leader: Option<(NodeId, String)> },
+    Unavailable(String),
+    Invalid(String),
+    Compacted(Revision),
+    FutureRevision { requested: Revision, current: Revision },
+    Failed(String),
+}
+
+impl From<Error> for RemoteError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::NotLeader { leader } => RemoteError::NotLeader { leader },
+            Error::Unavailable { reason } => RemoteError::Unavailable(reason),
+            Error::InvalidRequest { reason } => RemoteError::Invalid(reason),
+            Error::Compacted { compact_revision } => RemoteError::Compacted(compact_revision),
+            Error::FutureRevision { requested, current } => RemoteError::FutureRevision { requested, current },
+            other => RemoteError::Failed(other.to_string()),
+        }
+    }
+}
+
+impl From<RemoteError> for Error {
+    fn from(e: RemoteError) -> Self {
+        match e {
+            RemoteError::NotLeader { leader } => Error::NotLeader { leader },
+            RemoteError::Unavailable(reason) => Error::Unavailable { reason },
+            RemoteError::Invalid(reason) => Error::InvalidRequest { reason },
+            RemoteError::Compacted(compact_revision) => Error::Compacted { compact_revision },
+            RemoteError::FutureRevision { requested, current } => Error::FutureRevision { requested, current },
+            RemoteError::Failed(reason) => Error::Unavailable {
+                reason: format!("leader failed the request: {reason}"),
+            },
+        }
+    }
+}
+
+fn leader_of(fwd: &ForwardToLeader<NodeId, BasicNode>) -> Option<(NodeId, String)> {
+    match (fwd.leader_id, &fwd.leader_node) {
+        (Some(id), Some(node)) => Some((id, node.addr.clone())),
+        _ => None,
+    }
+}
+
+impl Store {
+    /// Opens the node's store, recovering whatever is on disk. The node
+    /// takes part in no cluster until [`Store::initialize`] is called (on
+    /// a new cluster) or a leader adds it.
+    pub async fn open(config: StoreConfig) -> Result<Store> {
+        let db = Arc::new(Db::open(&config.data_dir.join("db"))?);
+        let (revision, _) = db.revisions()?;
+        let hub = Arc::new(WatchHub::new(revision));
+        let log = LogStore::new(db.clone()).map_err(|e| Error::io("syncer thread", e))?;
+        let sm = StateMachine::open(db.clone(), hub.clone(), config.data_dir.join("snapshots"))?;
+        let raft_config = openraft::Config {
+            cluster_name: "skiff".into(),
+            heartbeat_interval: millis(config.heartbeat_interval),
+            election_timeout_min: millis(config.election_timeout.0),
+            election_timeout_max: millis(config.election_timeout.1),
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every),
+            max_in_snapshot_log_to_keep: config.keep_logs,
+            max_payload_entries: 1024,
+            snapshot_max_chunk_size: 4 << 20,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| Error::invalid(format!("raft configuration: {e}")))?;
+        let peers = PeerClient::new();
+        let raft = Raft::new(
+            config.node_id,
+            Arc::new(raft_config),
+            Network::new(peers.clone()),
+            log,
+            sm,
+        )
+        .await
+        .map_err(|e| {
+            Error::corrupt(format!(
+                "raft state in {} is inconsistent and cannot be recovered: {e}",
+                config.data_dir.display()
+            ))
+        })?;
+        let store = Store {
+            inner: Arc::new(Inner {
+                id: config.node_id,
+                raft,
+                db,
+                hub,
+                peers,
+                config,
+                background: std::sync::Mutex::new(Vec::new()),
+            }),
+        };
+        if store.inner.config.compaction.enabled {
+            let task = tokio::spawn(crate::compactor::run(store.clone()));
+            store.add_background(task);
+        }
+        Ok(store)
+    }
+
+    fn add_background(&self, task: tokio::task::JoinHandle<()>) {
+        if let Ok(mut tasks) = self.inner.background.lock() {
+            tasks.push(task);
+        }
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.inner.id
+    }
+
+    pub fn config(&self) -> &StoreConfig {
+        &self.inner.config
+    }
+
+    pub(crate) fn raft(&self) -> &Raft {
+        &self.inner.raft
+    }
+
+    /// Makes this node the first member of a new cluster whose voters are
+    /// `members` (id → peer address). Safe to call on every listed member
+    /// and on restart: a node that is already part of a cluster ignores it.
+    pub async fn initialize(&self, members: BTreeMap<NodeId, String>) -> Result<()> {
+        if self.inner.raft.is_initialized().await.map_err(Error::raft)? {
+            return Ok(());
+        }
+        let nodes: BTreeMap<NodeId, BasicNode> =
+            members.into_iter().map(|(id, addr)| (id, BasicNode { addr })).collect();
+        match self.inner.raft.initialize(nodes).await {
+            Ok(()) => Ok(()),
+            Err(RaftError::APIError(openraft::error::InitializeError::NotAllowed(_))) => Ok(()),
+            Err(e) => Err(Error::raft(e)),
+        }
+    }
+
+    /// Initializes a one-node cluster of just this node, if it is new.
+    pub async fn initialize_single(&self) -> Result<()> {
+        let me = BTreeMap::from([(self.inner.id, self.inner.config.advertise_addr.clone())]);
+        self.initialize(me).await
+    }
+
+    /// Waits until some node is known as leader, or `timeout` passes.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> Result<NodeId> {
+        let metrics = self
+            .inner
+            .raft
+            .wait(Some(timeout))
+            .metrics(|m| m.current_leader.is_some(), "a leader")
+            .await
+            .map_err(|e| Error::Unavailable {
+                reason: format!("no leader elected: {e}"),
+            })?;
+        metrics.current_leader.ok_or_else(|| Error::Unavailable {
+            reason: "no leader elected".into(),
+        })
+    }
+
+    /// Applies a transaction through raft and returns its outcome.
+    pub async fn txn(&self, txn: Txn) -> Result<TxnResponse> {
+        txn.validate().map_err(Error::invalid)?;
+        txn_response(self.write(Command::Txn(txn)).await?)
+    }
+
+    /// Compacts history below `revision`. Reads and watches at older
+    /// revisions fail with [`Error::Compacted`] afterwards.
+    pub async fn compact(&self, revision: Revision) -> Result<Revision> {
+        match self.write(Command::Compact { revision }).await? {
+            CommandResponse::Compacted { revision } => Ok(revision),
+            CommandResponse::Rejected(Rejection::AlreadyCompacted { compact_revision }) => {
+                Err(Error::Compacted { compact_revision })
+            }
+            CommandResponse::Rejected(Rejection::FutureRevision { requested, current }) => {
+                Err(Error::FutureRevision { requested, current })
+            }
+            other => Err(Error::corrupt(format!("compact answered with {other:?}"))),
+        }
+    }
+
+    /// Proposes `command`, forwarding to the leader if this node is not it.
+    async fn write(&self, command: Command) -> Result<CommandResponse> {
+        let deadline = Instant::now() + self.inner.config.request_timeout;
+        loop {
+            let leader = match self.write_local(command.clone(), deadline).await {
+                Err(Error::NotLeader { leader }) => leader,
+                other => return other,
+            };
+            let answer = match &leader {
+                Some((id, addr)) if *id != self.inner.id => {
+                    self.forward(addr, Forwarded::Write(command.clone()), deadline).await
+                }
+                _ => Err(Error::NotLeader { leader: None }),
+            };
+            match answer {
+                Ok(ForwardedReply::Write(resp)) => return Ok(resp),
+                Ok(other) => return Err(Error::corrupt(format!("leader answered a write with {other:?}"))),
+                // Leadership moved, or none yet: wait a little and retry
+                // until the deadline.
+                Err(Error::NotLeader { .. }) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(Error::NotLeader { leader }) => {
+                    return Err(match leader {
+                        Some(_) => Error::NotLeader { leader },
+                        None => Error::Unavailable {
+                            reason: "no leader elected before the request timed out".into(),
+                        },
+                    });
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Proposes `command` on this node; `NotLeader` if it is not the leader.
+    pub(crate) async fn write_local(&self, command: Command, deadline: Instant) -> Result<CommandResponse> {
+        let proposal = self.inner.raft.client_write(command);
+        match tokio::time::timeout_at(deadline.into(), proposal).await {
+            Err(_) => Err(Error::Unavailable {
+                reason: "write not committed before the request timed out (it may still be applied)".into(),
+            }),
+            Ok(Ok(resp)) => Ok(resp.data),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(fwd)))) => Err(Error::NotLeader {
+                leader: leader_of(&fwd),
+            }),
+            Ok(Err(RaftError::APIError(e))) => Err(Error::raft(e)),
+            Ok(Err(RaftError::Fatal(openraft::error::Fatal::Stopped))) => Err(Error::Shutdown),
+            Ok(Err(RaftError::Fatal(e))) => Err(Error::raft(e)),
+        }
+    }
+
+    async fn forward(&self, addr: &str, req: Forwarded, deadline: Instant) -> Result<ForwardedReply> {
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        let answer: std::result::Result<ForwardedReply, RemoteError> = self
+            .inner
+            .peers
+            .call(addr, crate::http::paths::FORWARD, &req, timeout)
+            .await
+            .map_err(|e| match e {
+                // Not sent: safe to retry elsewhere.
+                CallError::Unreachable { .. } => Error::NotLeader { leader: None },
+                other => Error::Unavailable {
+                    reason: other.to_string(),
+                },
+            })?;
+        answer.map_err(Error::from)
+    }
+
+    /// Reads a range at the requested consistency.
+    pub async fn range(&self, req: RangeRequest, consistency: ReadConsistency) -> Result<RangeResponse> {
+        if consistency == ReadConsistency::Linearizable {
+            self.read_barrier().await?;
+        }
+        let db = self.inner.db.clone();
+        tokio::task::spawn_blocking(move || db.range(&req))
+            .await
+            .map_err(Error::raft)?
+    }
+
+    /// Reads one key (latest, linearizable).
+    pub async fn get(&self, key: impl Into<Vec<u8>>) -> Result<Option<crate::kv::KeyValue>> {
+        let resp = self
+            .range(RangeRequest::new(KeyRange::key(key)), ReadConsistency::Linearizable)
+            .await?;
+        Ok(resp.kvs.into_iter().next())
+    }
+
+    /// Waits until this node has applied everything committed before the
+    /// call, as confirmed by the leader's quorum (raft read index).
+    pub async fn read_barrier(&self) -> Result<()> {
+        let deadline = Instant::now() + self.inner.config.request_timeout;
+        loop {
+            let index = match self.read_index_local().await {
+                Err(Error::NotLeader {
+                    leader: Some((id, addr)),
+                }) if id != self.inner.id => match self.forward(&addr, Forwarded::ReadIndex, deadline).await {
+                    Ok(ForwardedReply::ReadIndex(index)) => Ok(index),
+                    Ok(other) => Err(Error::corrupt(format!("leader answered a read index with {other:?}"))),
+                    Err(e) => Err(e),
+                },
+                other => other,
+            };
+            match index {
+                Ok(index) => return self.wait_applied(index, deadline).await,
+                Err(Error::NotLeader { .. }) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(Error::NotLeader { .. }) => {
+                    return Err(Error::Unavailable {
+                        reason: "no leader to confirm a linearizable read".into(),
+                    });
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The leader's read index: the log index a linearizable read must see.
+    pub(crate) async fn read_index_local(&self) -> Result<u64> {
+        match self.inner.raft.get_read_log_id().await {
+            Ok((read, _applied)) => Ok(read.map_or(0, |l| l.index)),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(fwd))) => Err(Error::NotLeader {
+                leader: leader_of(&fwd),
+            }),
+            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q))) => Err(Error::Unavailable {
+                reason: format!("quorum not reachable: {q}"),
+            }),
+            Err(RaftError::Fatal(_)) => Err(Error::Shutdown),
+        }
+    }
+
+    async fn wait_applied(&self, index: u64, deadline: Instant) -> Result<()> {
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        self.inner
+            .raft
+            .wait(Some(timeout))
+            .applied_index_at_least(Some(index), "linearizable read")
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::Unavailable {
+                reason: format!("replica did not catch up for a linearizable read: {e}"),
+            })
+    }
+
+    /// Watches `range` from `from` (inclusive; `0` for "from now on").
+    /// Events before the current revision are replayed from disk first.
+    pub async fn watch(&self, range: KeyRange, from: Revision) -> Result<Watcher> {
+        range.validate().map_err(Error::invalid)?;
+        let (_, compacted) = self.inner.db.revisions()?;
+        if from != 0 && from < compacted {
+            return Err(Error::Compacted {
+                compact_revision: compacted,
+            });
+        }
+        let (watcher, slot) = Watcher::new(range, self.inner.config.watch_buffer);
+        let hub = self.inner.hub.clone();
+        let start = if from == 0 { hub.revision() + 1 } else { from };
+        // Nothing to replay: register synchronously so no event can slip by.
+        let slot = match hub.register_from(start, slot) {
+            Ok(()) => return Ok(watcher),
+            Err((slot, _)) => slot,
+        };
+        let db = self.inner.db.clone();
+        tokio::spawn(async move {
+            let mut next = start;
+            let mut slot = slot;
+            loop {
+                let head = hub.revision();
+                if next <= head {
+                    let (db, range) = (db.clone(), slot.range().clone());
+                    let replay = tokio::task::spawn_blocking(move || db.changes(&range, next, head, 1000)).await;
+                    let (events, covered) = match replay {
+                        Ok(Ok(found)) => found,
+                        Ok(Err(e)) => {
+                            slot.send(Err(e)).await;
+                            return;
+                        }
+                        Err(e) => {
+                            slot.send(Err(Error::raft(e))).await;
+                            return;
+                        }
+                    };
+                    if !events.is_empty() && !slot.send(Ok(events)).await {
+                        return;
+                    }
+                    next = covered + 1;
+                    continue;
+                }
+                match hub.register_from(next, slot) {
+                    Ok(()) => return,
+                    Err((back, _)) => slot = back,
+                }
+            }
+        });
+        Ok(watcher)
+    }
+
+    /// Adds a node as a learner and waits for it to catch up.
+    pub async fn add_learner(&self, node_id: NodeId, addr: String) -> Result<()> {
+        self.inner
+            .raft
+            .add_learner(node_id, BasicNode { addr }, true)
+            .await
+            .map(|_| ())
+            .map_err(membership_err)
+    }
+
+    /// Makes `voters` the voting members (joint consensus). Removed voters
+    /// stay as learners when `keep_removed` is set.
+    pub async fn change_membership(&self, voters: BTreeSet<NodeId>, keep_removed: bool) -> Result<()> {
+        self.inner
+            .raft
+            .change_membership(ChangeMembers::ReplaceAllVoters(voters), keep_removed)
+            .await
+            .map(|_| ())
+            .map_err(membership_err)
+    }
+
+    /// Adds this (fresh) node to the cluster that `peer_addr` belongs to:
+    /// it becomes a learner, catches up, then becomes a voter.
+    pub async fn join(&self, peer_addr: &str) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut addr = peer_addr.to_string();
+        loop {
+            let req = Forwarded::Join {
+                node_id: self.inner.id,
+                addr: self.inner.config.advertise_addr.clone(),
+            };
+            match self.forward(&addr, req, deadline).await {
+                Ok(_) => return Ok(()),
+                Err(Error::NotLeader {
+                    leader: Some((_, leader)),
+                }) if Instant::now() < deadline => addr = leader,
+                Err(Error::NotLeader { .. }) | Err(Error::Unavailable { .. }) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Handles a join on the leader.
+    pub(crate) async fn admit(&self, node_id: NodeId, addr: String) -> Result<()> {
+        let metrics = self.inner.raft.metrics().borrow().clone();
+        if metrics.current_leader != Some(self.inner.id) {
+            let leader = metrics.current_leader.and_then(|id| {
+                metrics
+                    .membership_config
+                    .membership()
+                    .get_node(&id)
+                    .map(|n| (id, n.addr.clone()))
+            });
+            return Err(Error::NotLeader { leader });
+        }
+        let mut voters: BTreeSet<NodeId> = metrics.membership_config.membership().voter_ids().collect();
+        if voters.contains(&node_id) {
+            return Ok(());
+        }
+        self.add_learner(node_id, addr).await?;
+        voters.insert(node_id);
+        self.change_membership(voters, false).await
+    }
+
+    /// This node's view of the cluster.
+    pub fn status(&self) -> ClusterStatus {
+        let m = self.inner.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let learners: BTreeSet<NodeId> = membership.learner_ids().collect();
+        let (revision, compact_revision) = self.inner.db.revisions().unwrap_or((0, 0));
+        ClusterStatus {
+            node_id: self.inner.id,
+            leader: m.current_leader,
+            term: m.current_term,
+            voters,
+            learners,
+            last_applied: m.last_applied.map(|l| l.index),
+            purged: m.purged.map(|l| l.index),
+            revision,
+            compact_revision,
+        }
+    }
+
+    /// The latest revision this node has applied.
+    pub fn revision(&self) -> Revision {
+        self.inner.hub.revision()
+    }
+
+    /// The current compaction point.
+    pub fn compact_revision(&self) -> Result<Revision> {
+        Ok(self.inner.db.revisions()?.1)
+    }
+
+    /// Asks raft to build a snapshot now (and purge the log behind it).
+    pub async fn snapshot(&self) -> Result<()> {
+        self.inner.raft.trigger().snapshot().await.map_err(Error::raft)
+    }
+
+    /// Stops the raft node and background tasks. The database closes when
+    /// the last handle is dropped.
+    pub async fn shutdown(&self) -> Result<()> {
+        if let Ok(mut tasks) = self.inner.background.lock() {
+            for task in tasks.drain(..) {
+                task.abort();
+            }
+        }
+        self.inner.raft.shutdown().await.map_err(Error::raft)
+    }
+
+    pub(crate) fn is_leader(&self) -> bool {
+        self.inner.raft.metrics().borrow().current_leader == Some(self.inner.id)
+    }
+}
+
+fn membership_err(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> Error {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(fwd)) => Error::NotLeader {
+            leader: leader_of(&fwd),
+        },
+        other => Error::raft(other),
+    }
+}
+
+pub(crate) fn txn_response(resp: CommandResponse) -> Result<TxnResponse> {
+    match resp {
+        CommandResponse::Txn(resp) => Ok(resp),
+        other => Err(Error::corrupt(format!("txn answered with {other:?}"))),
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,11 @@
+//! skiff-store's integration tests: real RocksDB on disk, real raft over
+//! HTTP on loopback.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod bad_input;
+mod cluster;
+mod conformance;
+mod mvcc;
+mod support;
+mod watch;

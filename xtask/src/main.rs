@@ -1,0 +1,231 @@
+//! skiff's task runner. Every task installs what it needs first (as root,
+//! through apt-get and rustup) or says exactly what is missing.
+//!
+//! | task                    | what it does                                                  |
+//! |-------------------------|---------------------------------------------------------------|
+//! | `cargo xtask up`        | build and start a one-node skiff in `./skiff-data`            |
+//! | `cargo xtask test`      | the test suite (what CI runs)                                 |
+//! | `cargo xtask verify`    | read-only: `cargo fmt --check`, clippy with warnings denied, tests |
+//! | `cargo xtask fix`       | `cargo fmt` and `cargo clippy --fix`                          |
+//! | `cargo xtask bench store` | store throughput/latency, skiff vs etcd, JSON in `bench/results/` |
+//!
+//! Builds go to `$CARGO_TARGET_DIR`, by default `~/.cache/skiff/target`, so
+//! fresh clones reuse one build cache.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+type Result<T = ()> = std::result::Result<T, String>;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("up") => up(&args[1..]),
+        Some("test") => test(),
+        Some("verify") => verify(),
+        Some("fix") => fix(),
+        Some("bench") => bench(&args[1..]),
+        _ => {
+            eprintln!("usage: cargo xtask <up|test|verify|fix|bench store> [args]");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn target_dir() -> PathBuf {
+    if let Some(dir) = env::var_os("CARGO_TARGET_DIR") {
+        return PathBuf::from(dir);
+    }
+    let home = env::var_os("HOME").map(PathBuf::from).unwrap_or_else(env::temp_dir);
+    home.join(".cache/skiff/target")
+}
+
+fn cargo(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.args(args).current_dir(root()).env("CARGO_TARGET_DIR", target_dir());
+    cmd
+}
+
+fn run(mut cmd: Command) -> Result {
+    let shown = format!("{cmd:?}");
+    let status = cmd.status().map_err(|e| format!("cannot run {shown}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{shown} failed with {status}"))
+    }
+}
+
+fn have(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// A Debian package the build or tests need, and how to tell it is there.
+struct Package {
+    name: &'static str,
+    present: fn() -> bool,
+}
+
+fn libclang_present() -> bool {
+    [
+        "/usr/lib/llvm-14/lib",
+        "/usr/lib/llvm-15/lib",
+        "/usr/lib/llvm-16/lib",
+        "/usr/lib/x86_64-linux-gnu",
+    ]
+    .iter()
+    .any(|dir| {
+        std::fs::read_dir(dir)
+            .map(|entries| {
+                entries.flatten().any(|e| {
+                    e.file_name().to_string_lossy().starts_with("libclang")
+                        && e.file_name().to_string_lossy().contains(".so")
+                })
+            })
+            .unwrap_or(false)
+    })
+}
+
+const BUILD_PACKAGES: &[Package] = &[
+    Package {
+        name: "clang",
+        present: || have("clang"),
+    },
+    Package {
+        name: "libclang-dev",
+        present: libclang_present,
+    },
+    // The benchmark's etcd client compiles etcd's protobuf definitions.
+    Package {
+        name: "protobuf-compiler",
+        present: || have("protoc"),
+    },
+];
+
+const BENCH_PACKAGES: &[Package] = &[Package {
+    name: "etcd-server",
+    present: || have("etcd"),
+}];
+
+/// Installs the missing packages with apt-get when root; otherwise names them.
+fn ensure_packages(packages: &[Package]) -> Result {
+    let missing: Vec<&str> = packages.iter().filter(|p| !(p.present)()).map(|p| p.name).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !is_root() || !have("apt-get") {
+        return Err(format!(
+            "missing system packages: {}. Install them with: sudo apt-get install -y {}",
+            missing.join(", "),
+            missing.join(" ")
+        ));
+    }
+    eprintln!("xtask: installing {}", missing.join(" "));
+    let mut update = Command::new("apt-get");
+    update.args(["update", "-qq"]);
+    run(update)?;
+    let mut install = Command::new("apt-get");
+    install
+        .args(["install", "-y", "-qq"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive");
+    run(install)
+}
+
+fn up(extra: &[String]) -> Result {
+    ensure_packages(BUILD_PACKAGES)?;
+    let mut cmd = cargo(&["run", "--package", "skiff", "--", "server", "--data-dir", "skiff-data"]);
+    cmd.args(extra);
+    run(cmd)
+}
+
+fn test() -> Result {
+    ensure_packages(BUILD_PACKAGES)?;
+    // nextest runs every test binary in parallel and closes with one
+    // summary line; plain `cargo test` is the fallback.
+    if cargo(&["nextest", "--version"]).output().is_ok_and(|o| o.status.success()) {
+        run(cargo(&["nextest", "run", "--workspace", "--no-fail-fast"]))
+    } else {
+        run(cargo(&["test", "--workspace", "--no-fail-fast"]))
+    }
+}
+
+fn verify() -> Result {
+    ensure_packages(BUILD_PACKAGES)?;
+    run(cargo(&["fmt", "--all", "--", "--check"]))?;
+    run(cargo(&[
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    test()
+}
+
+fn fix() -> Result {
+    run(cargo(&["fmt", "--all"]))?;
+    run(cargo(&[
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--fix",
+        "--allow-dirty",
+        "--allow-staged",
+    ]))
+}
+
+fn bench(args: &[String]) -> Result {
+    match args.first().map(String::as_str) {
+        Some("store") => {
+            ensure_packages(BUILD_PACKAGES)?;
+            ensure_packages(BENCH_PACKAGES)?;
+            run(cargo(&[
+                "build",
+                "--release",
+                "--package",
+                "skiff",
+                "--package",
+                "skiff-bench",
+            ]))?;
+            let release = target_dir().join("release");
+            let out = root().join("bench/results/store.json");
+            let mut cmd = Command::new(release.join("store-bench"));
+            cmd.arg("--skiff-bin")
+                .arg(release.join("skiff"))
+                .arg("--out")
+                .arg(out)
+                .args(&args[1..]);
+            run(cmd)
+        }
+        _ => Err("usage: cargo xtask bench store [--out FILE] [--seconds N]".into()),
+    }
+}
