@@ -60,7 +60,11 @@ pub fn skiff(bin: &Path, root: &Path, nodes: usize) -> anyhow::Result<Cluster> {
             .args(["--peer-listen", &format!("127.0.0.1:{port}")])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stderr(if std::env::var_os("SKIFF_BENCH_VERBOSE").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            });
         if nodes > 1 {
             cmd.args(["--peers", &peers.join(",")]);
         }

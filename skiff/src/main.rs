@@ -12,6 +12,11 @@ use clap::{Parser, Subcommand};
 
 mod server;
 
+/// A command line that parses but makes no sense; exits with code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "skiff",
@@ -54,7 +59,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("skiff: {e:#}");
-            ExitCode::from(1)
+            ExitCode::from(if e.is::<UsageError>() { 2 } else { 1 })
         }
     }
 }

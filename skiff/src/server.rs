@@ -10,9 +10,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Args;
 use skiff_store::{NodeId, Store, StoreConfig};
+
+use crate::UsageError;
 
 #[derive(Debug, Args)]
 pub struct ServerArgs {
@@ -29,41 +31,47 @@ pub struct ServerArgs {
     advertise_peer: Option<String>,
 
     /// This node's id in the cluster (unique, non-zero).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     node_id: NodeId,
 
     /// Form a cluster of these members: `ID=HOST:PORT,…` (including this node).
-    #[arg(long, value_delimiter = ',', conflicts_with = "join")]
-    peers: Vec<String>,
+    #[arg(long, value_delimiter = ',', conflicts_with = "join", value_parser = parse_peer)]
+    peers: Vec<(NodeId, String)>,
 
     /// Join the cluster a member of which listens at HOST:PORT.
     #[arg(long)]
     join: Option<String>,
 }
 
-fn parse_peers(peers: &[String]) -> anyhow::Result<BTreeMap<NodeId, String>> {
-    let mut members = BTreeMap::new();
-    for peer in peers {
-        let (id, addr) = peer
-            .split_once('=')
-            .with_context(|| format!("--peers entry {peer:?} is not ID=HOST:PORT"))?;
-        let id: NodeId = id
-            .parse()
-            .with_context(|| format!("--peers entry {peer:?}: {id:?} is not a node id"))?;
-        if members.insert(id, addr.to_string()).is_some() {
-            bail!("--peers names node {id} twice");
-        }
+/// One `ID=HOST:PORT` member of `--peers`.
+fn parse_peer(entry: &str) -> Result<(NodeId, String), String> {
+    let (id, addr) = entry
+        .split_once('=')
+        .ok_or_else(|| format!("{entry:?} is not ID=HOST:PORT"))?;
+    let id: NodeId = id.parse().map_err(|_| format!("{id:?} is not a node id"))?;
+    if id == 0
+        || addr
+            .rsplit_once(':')
+            .is_none_or(|(_, port)| port.parse::<u16>().is_err())
+    {
+        return Err(format!("{entry:?} is not ID=HOST:PORT with a non-zero id"));
     }
-    Ok(members)
+    Ok((id, addr.to_string()))
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
-    if args.node_id == 0 {
-        bail!("--node-id must be non-zero");
+    let mut members = BTreeMap::new();
+    for (id, addr) in &args.peers {
+        if members.insert(*id, addr.clone()).is_some() {
+            return Err(UsageError(format!("--peers names node {id} twice")).into());
+        }
     }
-    let members = parse_peers(&args.peers)?;
     if !members.is_empty() && !members.contains_key(&args.node_id) {
-        bail!("--peers does not include this node (--node-id {})", args.node_id);
+        return Err(UsageError(format!(
+            "--peers does not include this node (--node-id {})",
+            args.node_id
+        ))
+        .into());
     }
     let listener = tokio::net::TcpListener::bind(args.peer_listen)
         .await

@@ -116,3 +116,43 @@ async fn sigkill_mid_load_loses_no_acknowledged_write() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_server_on_the_same_data_dir_exits_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let peer = format!("127.0.0.1:{port}");
+    let mut first = start(dir.path(), &peer);
+    wait_writable(&Client::new(vec![peer]).unwrap()).await;
+
+    let other = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let second = Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .args(["server", "--peer-listen", &format!("127.0.0.1:{other}")])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("in use by another process"), "{stderr}");
+    first.kill().unwrap();
+    first.wait().unwrap();
+}
+
+#[test]
+fn bad_flags_are_usage_errors() {
+    for args in [
+        &["server", "--peers", "1=nohost"][..],
+        &["server", "--node-id", "0"],
+        &["server", "--peers", "x=127.0.0.1:1"],
+        &["server", "--node-id", "3", "--peers", "1=127.0.0.1:1,2=127.0.0.1:2"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_skiff")).args(args).output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

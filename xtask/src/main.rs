@@ -170,7 +170,10 @@ fn test() -> Result {
     ensure_packages(BUILD_PACKAGES)?;
     // nextest runs every test binary in parallel and closes with one
     // summary line; plain `cargo test` is the fallback.
-    if cargo(&["nextest", "--version"]).output().is_ok_and(|o| o.status.success()) {
+    if cargo(&["nextest", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
         run(cargo(&["nextest", "run", "--workspace", "--no-fail-fast"]))
     } else {
         run(cargo(&["test", "--workspace", "--no-fail-fast"]))

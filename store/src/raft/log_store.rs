@@ -3,8 +3,11 @@
 //! `append` writes entries to RocksDB without waiting for the disk and hands
 //! openraft's completion callback to a dedicated syncer thread. The syncer
 //! takes every callback queued so far, makes the WAL durable with one
-//! `fsync`, then completes them all: under load one `fsync` covers many
-//! appends, and an entry is never reported persisted before it is.
+//! `fsync`, then completes them all, so an entry is never reported persisted
+//! before it is. (openraft 0.9's core awaits each append's completion before
+//! the next append, so today the syncer sees one append at a time; the
+//! batching has to happen above raft, by putting many transactions in one
+//! entry.)
 
 use std::fmt::Debug;
 use std::ops::RangeBounds;
