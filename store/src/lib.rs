@@ -48,6 +48,7 @@ pub mod http;
 pub mod kv;
 mod mvcc;
 mod peer_client;
+mod proposer;
 mod raft;
 mod snapshot;
 mod store;

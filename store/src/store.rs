@@ -16,6 +16,7 @@ use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::kv::{KeyRange, RangeRequest, RangeResponse, ReadConsistency, Revision, Txn, TxnResponse};
 use crate::peer_client::{CallError, PeerClient};
+use crate::proposer::Proposer;
 use crate::raft::log_store::LogStore;
 use crate::raft::network::Network;
 use crate::raft::state_machine::StateMachine;
@@ -109,6 +110,7 @@ struct Inner {
     db: Arc<Db>,
     hub: Arc<WatchHub>,
     peers: PeerClient,
+    proposer: Proposer,
     config: StoreConfig,
     background: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
@@ -223,6 +225,7 @@ impl Store {
                 config.data_dir.display()
             ))
         })?;
+        let (proposer, proposing) = Proposer::spawn(raft.clone());
         let store = Store {
             inner: Arc::new(Inner {
                 id: config.node_id,
@@ -230,8 +233,9 @@ impl Store {
                 db,
                 hub,
                 peers,
+                proposer,
                 config,
-                background: std::sync::Mutex::new(Vec::new()),
+                background: std::sync::Mutex::new(vec![proposing]),
             }),
         };
         if store.inner.config.compaction.enabled {
@@ -355,18 +359,16 @@ impl Store {
 
     /// Proposes `command` on this node; `NotLeader` if it is not the leader.
     pub(crate) async fn write_local(&self, command: Command, deadline: Instant) -> Result<CommandResponse> {
+        if let Command::Txn(txn) = command {
+            return self.inner.proposer.propose(txn, deadline).await;
+        }
         let proposal = self.inner.raft.client_write(command);
         match tokio::time::timeout_at(deadline.into(), proposal).await {
             Err(_) => Err(Error::Unavailable {
                 reason: "write not committed before the request timed out (it may still be applied)".into(),
             }),
             Ok(Ok(resp)) => Ok(resp.data),
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(fwd)))) => Err(Error::NotLeader {
-                leader: leader_of(&fwd),
-            }),
-            Ok(Err(RaftError::APIError(e))) => Err(Error::raft(e)),
-            Ok(Err(RaftError::Fatal(openraft::error::Fatal::Stopped))) => Err(Error::Shutdown),
-            Ok(Err(RaftError::Fatal(e))) => Err(Error::raft(e)),
+            Ok(Err(e)) => Err(crate::proposer::write_error(&e)),
         }
     }
 

@@ -98,6 +98,16 @@ impl StateMachine {
                     Err(_) => CommandResponse::None,
                     Ok(()) => CommandResponse::Txn(batch.apply_txn(&txn)?),
                 },
+                EntryPayload::Normal(Command::Batch(txns)) => {
+                    let mut each = Vec::with_capacity(txns.len());
+                    for txn in &txns {
+                        each.push(match txn.validate() {
+                            Err(_) => CommandResponse::None,
+                            Ok(()) => CommandResponse::Txn(batch.apply_txn(txn)?),
+                        });
+                    }
+                    CommandResponse::Batch(each)
+                }
                 EntryPayload::Normal(Command::Compact { revision }) => {
                     // Compaction reads RocksDB directly: persist what this
                     // batch holds so far first.

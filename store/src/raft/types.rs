@@ -35,6 +35,9 @@ pub type StorageError = openraft::StorageError<NodeId>;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
     Txn(Txn),
+    /// Independent transactions proposed together; each gets its own
+    /// revision and its own entry in the response.
+    Batch(Vec<Txn>),
     /// Drop history below this revision.
     Compact {
         revision: Revision,
@@ -51,6 +54,7 @@ impl fmt::Display for Command {
                 txn.success.len(),
                 txn.failure.len()
             ),
+            Command::Batch(txns) => write!(f, "batch({} txns)", txns.len()),
             Command::Compact { revision } => write!(f, "compact({revision})"),
         }
     }
@@ -63,6 +67,7 @@ pub enum CommandResponse {
     /// Blank and membership entries.
     None,
     Txn(TxnResponse),
+    Batch(Vec<CommandResponse>),
     Compacted {
         revision: Revision,
     },

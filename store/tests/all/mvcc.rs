@@ -259,3 +259,33 @@ async fn a_restarted_node_recovers_its_state_and_continues_the_revisions() {
     assert_eq!(next.revision, before + 1);
     node.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_batched_into_one_entry_each_get_their_own_revision() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = single(dir.path()).await;
+    let start = node.store.revision();
+    let mut tasks = Vec::new();
+    for i in 0..300 {
+        let s = node.store.clone();
+        tasks.push(tokio::spawn(async move {
+            let key = format!("/batch/{i:03}");
+            let resp = s.txn(put(&key, "v")).await.unwrap();
+            (key, resp.revision)
+        }));
+    }
+    let mut revs = Vec::new();
+    for t in tasks {
+        let (key, rev) = t.await.unwrap();
+        let kv = node.store.get(key.clone()).await.unwrap().unwrap();
+        assert_eq!(
+            kv.mod_revision, rev,
+            "{key}: the response names the revision that wrote it"
+        );
+        revs.push(rev);
+    }
+    revs.sort_unstable();
+    let expected: Vec<u64> = (start + 1..=start + 300).collect();
+    assert_eq!(revs, expected, "one distinct revision per transaction, no gaps");
+    node.stop().await;
+}
