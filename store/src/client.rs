@@ -10,11 +10,10 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::http::paths;
 use crate::kv::{RangeRequest, RangeResponse, ReadConsistency, Txn, TxnResponse};
-use crate::peer_client::{CallError, PeerClient};
+use crate::peer_client::PeerClient;
 use crate::raft::types::Command;
-use crate::store::{Forwarded, ForwardedReply, RemoteError, txn_response};
+use crate::store::{Forwarded, ForwardedReply, txn_response};
 
 /// A network client for one cluster.
 #[derive(Debug)]
@@ -52,18 +51,7 @@ impl Client {
     }
 
     async fn call(&self, addr: &str, req: &Forwarded, deadline: Instant) -> Result<ForwardedReply> {
-        let timeout = deadline.saturating_duration_since(Instant::now());
-        let answer: std::result::Result<ForwardedReply, RemoteError> = self
-            .peers
-            .call(addr, paths::FORWARD, req, timeout)
-            .await
-            .map_err(|e| match e {
-                CallError::Unreachable { .. } => Error::NotLeader { leader: None },
-                other => Error::Unavailable {
-                    reason: other.to_string(),
-                },
-            })?;
-        answer.map_err(Error::from)
+        self.peers.forward(addr, req, deadline).await
     }
 
     /// Sends `req` to the leader, following `NotLeader` answers and trying

@@ -35,6 +35,29 @@ pub(crate) struct PeerClient {
 }
 
 impl PeerClient {
+    /// Sends a forwarded request to `addr`'s `/store/forward` and returns
+    /// its answer. A peer that could not be reached reads as "no leader
+    /// there" (the request was not sent, so it is safe to retry elsewhere).
+    pub(crate) async fn forward(
+        &self,
+        addr: &str,
+        req: &crate::store::Forwarded,
+        deadline: std::time::Instant,
+    ) -> crate::Result<crate::store::ForwardedReply> {
+        use crate::Error;
+        let timeout = deadline.saturating_duration_since(std::time::Instant::now());
+        let answer: Result<crate::store::ForwardedReply, crate::store::RemoteError> = self
+            .call(addr, crate::http::paths::FORWARD, req, timeout)
+            .await
+            .map_err(|e| match e {
+                CallError::Unreachable { .. } => Error::NotLeader { leader: None },
+                other => Error::Unavailable {
+                    reason: other.to_string(),
+                },
+            })?;
+        answer.map_err(Error::from)
+    }
+
     pub(crate) fn new() -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);

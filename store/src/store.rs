@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::kv::{KeyRange, RangeRequest, RangeResponse, ReadConsistency, Revision, Txn, TxnResponse};
-use crate::peer_client::{CallError, PeerClient};
+use crate::peer_client::PeerClient;
 use crate::proposer::Proposer;
 use crate::raft::log_store::LogStore;
 use crate::raft::network::Network;
@@ -373,20 +373,7 @@ impl Store {
     }
 
     async fn forward(&self, addr: &str, req: Forwarded, deadline: Instant) -> Result<ForwardedReply> {
-        let timeout = deadline.saturating_duration_since(Instant::now());
-        let answer: std::result::Result<ForwardedReply, RemoteError> = self
-            .inner
-            .peers
-            .call(addr, crate::http::paths::FORWARD, &req, timeout)
-            .await
-            .map_err(|e| match e {
-                // Not sent: safe to retry elsewhere.
-                CallError::Unreachable { .. } => Error::NotLeader { leader: None },
-                other => Error::Unavailable {
-                    reason: other.to_string(),
-                },
-            })?;
-        answer.map_err(Error::from)
+        self.inner.peers.forward(addr, &req, deadline).await
     }
 
     /// Reads a range at the requested consistency.
