@@ -25,6 +25,12 @@ fn start(data_dir: &Path, peer: &str) -> Child {
         .expect("start skiff server")
 }
 
+/// A loopback address with a port nothing listens on.
+fn free_addr() -> String {
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    format!("127.0.0.1:{port}")
+}
+
 async fn wait_writable(client: &Client) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -43,8 +49,7 @@ async fn wait_writable(client: &Client) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_load_loses_no_acknowledged_write() {
     let dir = tempfile::tempdir().unwrap();
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let peer = format!("127.0.0.1:{port}");
+    let peer = free_addr();
     let mut child = start(dir.path(), &peer);
     let client = Arc::new(Client::new(vec![peer.clone()]).unwrap());
     wait_writable(&client).await;
@@ -120,14 +125,12 @@ async fn sigkill_mid_load_loses_no_acknowledged_write() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_server_on_the_same_data_dir_exits_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let peer = format!("127.0.0.1:{port}");
+    let peer = free_addr();
     let mut first = start(dir.path(), &peer);
     wait_writable(&Client::new(vec![peer]).unwrap()).await;
 
-    let other = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let second = Command::new(env!("CARGO_BIN_EXE_skiff"))
-        .args(["server", "--peer-listen", &format!("127.0.0.1:{other}")])
+        .args(["server", "--peer-listen", &free_addr()])
         .arg("--data-dir")
         .arg(dir.path())
         .output()

@@ -71,11 +71,6 @@ pub(crate) fn decode_history_key(raw: &[u8]) -> Result<(Vec<u8>, Revision)> {
     Err(corrupt())
 }
 
-/// The first history key at or after every version of every key `>= user_key`.
-pub(crate) fn history_seek(user_key: &[u8]) -> Vec<u8> {
-    history_prefix(user_key)
-}
-
 pub(crate) fn change_key(revision: Revision, sub: u32) -> [u8; 12] {
     let mut out = [0u8; 12];
     out[..8].copy_from_slice(&revision.to_be_bytes());

@@ -25,7 +25,7 @@ use rocksdb::{
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::codec::{self, change_key, decode_change_key, decode_history_key, history_key, history_seek};
+use crate::codec::{self, change_key, decode_change_key, decode_history_key, history_key, history_prefix};
 use crate::error::{Error, Result};
 use crate::kv::{Event, EventKind, KeyRange, KeyValue, RangeRequest, RangeResponse, Revision};
 use crate::mvcc::{Live, LiveState, Version, Write};
@@ -383,7 +383,8 @@ fn scan_history(
     at: Revision,
     visit: &mut dyn FnMut(KeyValue) -> bool,
 ) -> Result<()> {
-    it.seek(history_seek(range.start()));
+    // Every version of every key >= start sorts at or after start's prefix.
+    it.seek(history_prefix(range.start()));
     while let Some(raw) = it.key() {
         let (key, rev) = decode_history_key(raw)?;
         if !range.contains(&key) {

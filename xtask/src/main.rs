@@ -93,24 +93,24 @@ struct Package {
     present: fn() -> bool,
 }
 
+/// Whether dpkg reports `package` as installed.
+fn dpkg_installed(package: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", package])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        .unwrap_or(false)
+}
+
+/// libclang itself (not libclang-cpp, which Debian images often carry
+/// without it), as bindgen loads it.
 fn libclang_present() -> bool {
-    [
-        "/usr/lib/llvm-14/lib",
-        "/usr/lib/llvm-15/lib",
-        "/usr/lib/llvm-16/lib",
-        "/usr/lib/x86_64-linux-gnu",
-    ]
-    .iter()
-    .any(|dir| {
-        std::fs::read_dir(dir)
-            .map(|entries| {
-                entries.flatten().any(|e| {
-                    e.file_name().to_string_lossy().starts_with("libclang")
-                        && e.file_name().to_string_lossy().contains(".so")
-                })
-            })
-            .unwrap_or(false)
-    })
+    if dpkg_installed("libclang-dev") {
+        return true;
+    }
+    ["/usr/lib/llvm-14/lib", "/usr/lib/llvm-15/lib", "/usr/lib/llvm-16/lib"]
+        .iter()
+        .any(|dir| Path::new(dir).join("libclang.so").exists())
 }
 
 const BUILD_PACKAGES: &[Package] = &[
