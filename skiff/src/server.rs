@@ -3,7 +3,9 @@
 //! Opens the store under `--data-dir`, serves the peer router on
 //! `--peer-listen`, and then either bootstraps a one-node cluster (the
 //! default), forms a cluster from `--peers`, or joins an existing one
-//! with `--join`. Runs until SIGINT/SIGTERM.
+//! with `--join`. Then serves the Kubernetes API over TLS on `--listen`,
+//! with credentials kept in `DIR/pki` and an admin kubeconfig written to
+//! `DIR/kubeconfig`. Runs until SIGINT/SIGTERM.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -21,6 +23,14 @@ pub struct ServerArgs {
     /// Directory for the store and everything else this node keeps.
     #[arg(long, default_value = "skiff-data", env = "SKIFF_DATA_DIR")]
     data_dir: PathBuf,
+
+    /// Address the Kubernetes API (HTTPS) listens on.
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    listen: SocketAddr,
+
+    /// Extra DNS names or IP addresses the serving certificate covers.
+    #[arg(long, value_delimiter = ',')]
+    tls_san: Vec<String>,
 
     /// Address the peer (raft) endpoint listens on.
     #[arg(long, default_value = "127.0.0.1:2380")]
@@ -41,6 +51,19 @@ pub struct ServerArgs {
     /// Join the cluster a member of which listens at HOST:PORT.
     #[arg(long)]
     join: Option<String>,
+
+    /// Seconds between automatic compactions of old revisions; 0 turns
+    /// compaction off.
+    #[arg(long, default_value_t = 60)]
+    compaction_interval: u64,
+
+    /// Revisions kept behind the newest by automatic compaction.
+    #[arg(long, default_value_t = 10_000)]
+    compaction_keep_revisions: u64,
+
+    /// Seconds a revision is kept at least, however many came after it.
+    #[arg(long, default_value_t = 300)]
+    compaction_min_age: u64,
 }
 
 /// One `ID=HOST:PORT` member of `--peers`.
@@ -73,13 +96,23 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         ))
         .into());
     }
+    let api_listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (--listen)", args.listen))?;
+    let api_addr = api_listener.local_addr().context("API listener address")?;
     let listener = tokio::net::TcpListener::bind(args.peer_listen)
         .await
         .with_context(|| format!("cannot listen on {} (--peer-listen)", args.peer_listen))?;
     let local = listener.local_addr().context("peer listener address")?;
     let advertise = args.advertise_peer.clone().unwrap_or_else(|| local.to_string());
 
-    let config = StoreConfig::new(args.node_id, args.data_dir.join("store"), advertise.clone());
+    let mut config = StoreConfig::new(args.node_id, args.data_dir.join("store"), advertise.clone());
+    config.compaction = skiff_store::CompactionPolicy {
+        check_every: Duration::from_secs(args.compaction_interval.max(1)),
+        keep_revisions: args.compaction_keep_revisions,
+        keep_for: Duration::from_secs(args.compaction_min_age),
+        enabled: args.compaction_interval > 0,
+    };
     let store = Store::open(config)
         .await
         .with_context(|| format!("cannot open the store in {}", args.data_dir.display()))?;
@@ -97,14 +130,44 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     }
     let leader = store.wait_for_leader(Duration::from_secs(30)).await?;
     tracing::info!(node = args.node_id, peer = %advertise, leader, revision = store.revision(), "store ready");
+
+    let mut hosts = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+    if !api_addr.ip().is_unspecified() {
+        hosts.push(api_addr.ip().to_string());
+    }
+    hosts.extend(args.tls_san.iter().cloned());
+    hosts.dedup();
+    let pki = skiff_api::pki::Pki::load_or_create(&args.data_dir, &hosts).context("cannot prepare TLS credentials")?;
+    let api_host = if api_addr.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        api_addr.ip().to_string()
+    };
+    let url = format!("https://{}", SocketAddr::new(api_host.parse()?, api_addr.port()));
+    let kubeconfig = args.data_dir.join("kubeconfig");
+    pki.write_kubeconfig(&kubeconfig, &url)
+        .with_context(|| format!("cannot write {}", kubeconfig.display()))?;
+    let authenticator =
+        skiff_api::auth::TokenAuthenticator::new().with_token(pki.admin_token.clone(), skiff_api::auth::User::admin());
+    let api = skiff_api::ApiServer::new(store.clone(), std::sync::Arc::new(authenticator));
+    api.bootstrap().await.context("cannot create the system namespaces")?;
+    let tls = pki.server_config().context("cannot configure TLS")?;
+    let api_serve = tokio::spawn(skiff_api::serve_tls(api_listener, tls, api.router(), shutdown_signal()));
     println!(
-        "skiff: node {} ready; peer endpoint {advertise}; data in {}",
+        "skiff: node {} ready; API at {url}; peer endpoint {advertise}; data in {}",
         args.node_id,
         args.data_dir.display()
     );
+    println!("skiff: admin kubeconfig written to {}", kubeconfig.display());
 
     tokio::select! {
-        _ = shutdown_signal() => tracing::info!("shutting down"),
+        served = api_serve => {
+            match served {
+                Ok(Err(e)) => return Err(e).context("API endpoint failed"),
+                Err(e) => return Err(e).context("API endpoint task failed"),
+                Ok(Ok(())) => tracing::info!("shutting down"),
+            }
+        }
         served = serve => {
             match served {
                 Ok(Err(e)) => return Err(e).context("peer endpoint failed"),

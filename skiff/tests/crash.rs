@@ -15,7 +15,7 @@ use skiff_store::{Client, KeyRange, RangeRequest, ReadConsistency, Txn, TxnOp};
 
 fn start(data_dir: &Path, peer: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_skiff"))
-        .args(["server", "--peer-listen", peer])
+        .args(["server", "--peer-listen", peer, "--listen", &free_addr()])
         .arg("--data-dir")
         .arg(data_dir)
         .env("RUST_LOG", "warn")
@@ -130,7 +130,7 @@ async fn a_second_server_on_the_same_data_dir_exits_with_a_clear_error() {
     wait_writable(&Client::new(vec![peer]).unwrap()).await;
 
     let second = Command::new(env!("CARGO_BIN_EXE_skiff"))
-        .args(["server", "--peer-listen", &free_addr()])
+        .args(["server", "--peer-listen", &free_addr(), "--listen", &free_addr()])
         .arg("--data-dir")
         .arg(dir.path())
         .output()

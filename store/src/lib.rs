@@ -58,7 +58,7 @@ pub use client::Client;
 pub use error::{Error, Result};
 pub use kv::{
     Compare, CompareOp, CompareTarget, Event, EventKind, KeyRange, KeyValue, OpResult, RangeRequest, RangeResponse,
-    ReadConsistency, Revision, Txn, TxnOp, TxnResponse,
+    ReadConsistency, Revision, Txn, TxnOp, TxnResponse, prefix_end,
 };
 pub use raft::types;
 pub use raft::types::NodeId;

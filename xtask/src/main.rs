@@ -8,9 +8,12 @@
 //! | `cargo xtask verify`    | read-only: `cargo fmt --check`, clippy with warnings denied, tests |
 //! | `cargo xtask fix`       | `cargo fmt` and `cargo clippy --fix`                          |
 //! | `cargo xtask bench store` | store throughput/latency, skiff vs etcd, JSON in `bench/results/` |
+//! | `cargo xtask gen-protobuf-schema` | regenerate `api/src/protobuf/schema.rs` from k8s-pb and k8s-openapi |
 //!
 //! Builds go to `$CARGO_TARGET_DIR`, by default `~/.cache/skiff/target`, so
 //! fresh clones reuse one build cache.
+
+mod protobuf_schema;
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -26,8 +29,9 @@ fn main() -> ExitCode {
         Some("verify") => verify(),
         Some("fix") => fix(),
         Some("bench") => bench(&args[1..]),
+        Some("gen-protobuf-schema") => protobuf_schema::run().map_err(|e| format!("{e:#}")),
         _ => {
-            eprintln!("usage: cargo xtask <up|test|verify|fix|bench store> [args]");
+            eprintln!("usage: cargo xtask <up|test|verify|fix|bench store|gen-protobuf-schema> [args]");
             return ExitCode::from(2);
         }
     };
@@ -129,6 +133,55 @@ const BUILD_PACKAGES: &[Package] = &[
     },
 ];
 
+/// What the end-to-end tests run besides skiff: Python for the
+/// `kubernetes` client (installed from PyPI into a virtualenv).
+const TEST_PACKAGES: &[Package] = &[
+    Package {
+        name: "python3",
+        present: || have("python3"),
+    },
+    Package {
+        name: "python3-venv",
+        present: || {
+            Command::new("python3")
+                .args(["-c", "import venv, ensurepip"])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        },
+    },
+];
+
+/// The Python `kubernetes` client, in a virtualenv next to the build cache;
+/// returns its interpreter.
+fn ensure_python_client() -> Result<PathBuf> {
+    let venv = target_dir()
+        .parent()
+        .map(|p| p.join("venv"))
+        .unwrap_or_else(|| PathBuf::from("venv"));
+    let python = venv.join("bin/python");
+    let ready = || {
+        Command::new(&python)
+            .args(["-c", "import kubernetes"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if ready() {
+        return Ok(python);
+    }
+    eprintln!("xtask: installing the Python kubernetes client into {}", venv.display());
+    let mut create = Command::new("python3");
+    create.args(["-m", "venv"]).arg(&venv);
+    run(create)?;
+    let mut install = Command::new(venv.join("bin/pip"));
+    install.args(["install", "--quiet", "kubernetes>=31,<40"]);
+    run(install)?;
+    if ready() {
+        Ok(python)
+    } else {
+        Err(format!("{} still cannot import kubernetes", python.display()))
+    }
+}
+
 const BENCH_PACKAGES: &[Package] = &[Package {
     name: "etcd-server",
     present: || have("etcd"),
@@ -168,15 +221,24 @@ fn up(extra: &[String]) -> Result {
 
 fn test() -> Result {
     ensure_packages(BUILD_PACKAGES)?;
+    ensure_packages(TEST_PACKAGES)?;
+    let python = ensure_python_client()?;
+    if !Path::new("/usr/bin/kubectl").exists() {
+        return Err("the end-to-end tests drive /usr/bin/kubectl, which is not installed".into());
+    }
     // nextest runs every test binary in parallel and closes with one
     // summary line; plain `cargo test` is the fallback.
     if cargo(&["nextest", "--version"])
         .output()
         .is_ok_and(|o| o.status.success())
     {
-        run(cargo(&["nextest", "run", "--workspace", "--no-fail-fast"]))
+        let mut cmd = cargo(&["nextest", "run", "--workspace", "--no-fail-fast"]);
+        cmd.env("SKIFF_PYTHON", &python);
+        run(cmd)
     } else {
-        run(cargo(&["test", "--workspace", "--no-fail-fast"]))
+        let mut cmd = cargo(&["test", "--workspace", "--no-fail-fast"]);
+        cmd.env("SKIFF_PYTHON", &python);
+        run(cmd)
     }
 }
 

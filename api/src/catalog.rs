@@ -1,0 +1,420 @@
+//! Which resources the server serves: the built-in kinds, typed by
+//! `k8s-openapi`, and the kinds CustomResourceDefinitions add at run time.
+//!
+//! A [`Resource`] says everything the generic registry and the discovery
+//! documents need to know about one group/version/resource: its kind, scope,
+//! names, subresources and how to check a body of it. The [`Catalog`] is the
+//! live set, shared by the router, discovery and OpenAPI.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use k8s_openapi::api::{apps::v1 as apps, batch::v1 as batch, coordination::v1 as coordination, core::v1 as core};
+use k8s_openapi::api::{discovery::v1 as discovery, networking::v1 as networking, node::v1 as node, rbac::v1 as rbac};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
+use serde_json::Value;
+
+/// Decodes a body into its typed form and encodes it back: the canonical
+/// JSON of a built-in object. Fields the type does not know are dropped.
+pub type Canonicalize = fn(&Value) -> Result<Value, serde_json::Error>;
+
+/// Generates the OpenAPI schema of a built-in kind.
+pub type SchemaFn = fn(&mut schemars::SchemaGenerator) -> schemars::Schema;
+
+/// How bodies of a kind are checked.
+#[derive(Clone, Debug)]
+pub enum Shape {
+    /// A Kubernetes kind with a `k8s-openapi` type.
+    Builtin {
+        canonicalize: Canonicalize,
+        schema: SchemaFn,
+    },
+    /// A custom resource: the structural schema of its CRD version (the
+    /// `openAPIV3Schema` value), or `None` to accept anything.
+    Custom { schema: Option<Arc<Value>> },
+}
+
+/// Where `/scale` finds replicas in the parent object (JSON paths without
+/// the leading dot, e.g. `spec.replicas`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScalePaths {
+    pub spec_replicas: String,
+    pub status_replicas: String,
+    pub label_selector: Option<String>,
+}
+
+/// The subresources a resource serves besides the object itself.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Subresources {
+    pub status: bool,
+    pub scale: Option<ScalePaths>,
+    /// `pods/binding`.
+    pub binding: bool,
+    /// `pods/log`.
+    pub log: bool,
+    /// `pods/eviction`.
+    pub eviction: bool,
+    /// `namespaces/finalize`.
+    pub finalize: bool,
+}
+
+/// One served group/version/resource.
+#[derive(Clone, Debug)]
+pub struct Resource {
+    pub group: String,
+    pub version: String,
+    pub kind: String,
+    pub list_kind: String,
+    /// The URL segment, e.g. `deployments`.
+    pub plural: String,
+    pub singular: String,
+    pub namespaced: bool,
+    pub short_names: Vec<String>,
+    pub categories: Vec<String>,
+    pub subresources: Subresources,
+    pub shape: Shape,
+}
+
+impl Resource {
+    /// `apps/v1`, or `v1` for the core group.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// The group as stored in keys: `core` for the legacy group.
+    pub fn storage_group(&self) -> &str {
+        if self.group.is_empty() { "core" } else { &self.group }
+    }
+
+    /// Whether a PUT/PATCH of the main resource leaves `status` alone.
+    pub fn has_status(&self) -> bool {
+        self.subresources.status
+    }
+
+    pub fn is_builtin(&self) -> bool {
+        matches!(self.shape, Shape::Builtin { .. })
+    }
+}
+
+fn canonical<T>(value: &Value) -> Result<Value, serde_json::Error>
+where
+    T: serde::de::DeserializeOwned + serde::Serialize,
+{
+    let typed: T = serde_json::from_value(value.clone())?;
+    serde_json::to_value(typed)
+}
+
+fn schema_of<T: schemars::JsonSchema>(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    generator.subschema_for::<T>()
+}
+
+struct Builtin {
+    shape: Shape,
+    group: &'static str,
+    version: &'static str,
+    kind: &'static str,
+    plural: &'static str,
+    namespaced: bool,
+    short_names: &'static [&'static str],
+    categories: &'static [&'static str],
+    subresources: Subresources,
+}
+
+fn builtin<T>(namespaced: bool, short_names: &'static [&'static str], subresources: Subresources) -> Builtin
+where
+    T: k8s_openapi::Resource + serde::de::DeserializeOwned + serde::Serialize + schemars::JsonSchema,
+{
+    Builtin {
+        shape: Shape::Builtin {
+            canonicalize: canonical::<T>,
+            schema: schema_of::<T>,
+        },
+        group: T::GROUP,
+        version: T::VERSION,
+        kind: T::KIND,
+        plural: T::URL_PATH_SEGMENT,
+        namespaced,
+        short_names,
+        categories: &[],
+        subresources,
+    }
+}
+
+impl Builtin {
+    fn categories(mut self, categories: &'static [&'static str]) -> Builtin {
+        self.categories = categories;
+        self
+    }
+
+    fn into_resource(self) -> Resource {
+        Resource {
+            group: self.group.into(),
+            version: self.version.into(),
+            kind: self.kind.into(),
+            list_kind: format!("{}List", self.kind),
+            plural: self.plural.into(),
+            singular: self.kind.to_ascii_lowercase(),
+            namespaced: self.namespaced,
+            short_names: self.short_names.iter().map(|s| s.to_string()).collect(),
+            categories: self.categories.iter().map(|s| s.to_string()).collect(),
+            subresources: self.subresources,
+            shape: self.shape,
+        }
+    }
+}
+
+fn status() -> Subresources {
+    Subresources {
+        status: true,
+        ..Subresources::default()
+    }
+}
+
+fn status_and_scale() -> Subresources {
+    Subresources {
+        status: true,
+        scale: Some(ScalePaths {
+            spec_replicas: "spec.replicas".into(),
+            status_replicas: "status.replicas".into(),
+            label_selector: Some("spec.selector".into()),
+        }),
+        ..Subresources::default()
+    }
+}
+
+const NAMESPACED: bool = true;
+const CLUSTER: bool = false;
+const ALL: &[&str] = &["all"];
+
+/// The kinds every skiff server serves, in discovery order.
+pub fn builtins() -> Vec<Resource> {
+    let none = Subresources::default;
+    let kinds = vec![
+        builtin::<core::Namespace>(
+            CLUSTER,
+            &["ns"],
+            Subresources {
+                status: true,
+                finalize: true,
+                ..Subresources::default()
+            },
+        ),
+        builtin::<core::Pod>(
+            NAMESPACED,
+            &["po"],
+            Subresources {
+                status: true,
+                binding: true,
+                log: true,
+                eviction: true,
+                ..Subresources::default()
+            },
+        )
+        .categories(ALL),
+        builtin::<core::Service>(NAMESPACED, &["svc"], status()).categories(ALL),
+        builtin::<core::Endpoints>(NAMESPACED, &["ep"], none()),
+        builtin::<core::ConfigMap>(NAMESPACED, &["cm"], none()),
+        builtin::<core::Secret>(NAMESPACED, &[], none()),
+        builtin::<core::Node>(CLUSTER, &["no"], status()),
+        builtin::<core::Event>(NAMESPACED, &["ev"], none()),
+        builtin::<core::ServiceAccount>(NAMESPACED, &["sa"], none()),
+        builtin::<apps::Deployment>(NAMESPACED, &["deploy"], status_and_scale()).categories(ALL),
+        builtin::<apps::ReplicaSet>(NAMESPACED, &["rs"], status_and_scale()).categories(ALL),
+        builtin::<apps::DaemonSet>(NAMESPACED, &["ds"], status()).categories(ALL),
+        builtin::<apps::StatefulSet>(NAMESPACED, &["sts"], status_and_scale()).categories(ALL),
+        builtin::<batch::Job>(NAMESPACED, &[], status()).categories(ALL),
+        builtin::<batch::CronJob>(NAMESPACED, &["cj"], status()).categories(ALL),
+        builtin::<coordination::Lease>(NAMESPACED, &[], none()),
+        builtin::<discovery::EndpointSlice>(NAMESPACED, &[], none()),
+        builtin::<networking::Ingress>(NAMESPACED, &["ing"], status()),
+        builtin::<node::RuntimeClass>(CLUSTER, &[], none()),
+        builtin::<rbac::Role>(NAMESPACED, &[], none()),
+        builtin::<rbac::ClusterRole>(CLUSTER, &[], none()),
+        builtin::<rbac::RoleBinding>(NAMESPACED, &[], none()),
+        builtin::<rbac::ClusterRoleBinding>(CLUSTER, &[], none()),
+        builtin::<apiextensions::CustomResourceDefinition>(CLUSTER, &["crd", "crds"], status()),
+    ];
+    let mut resources: Vec<Resource> = kinds.into_iter().map(Builtin::into_resource).collect();
+    resources.push(wasm_plugin());
+    resources
+}
+
+/// `skiff.dev/v1alpha1` WasmPlugin: stored and served; its spec is checked
+/// by the plugin host, not here.
+fn wasm_plugin() -> Resource {
+    Resource {
+        group: "skiff.dev".into(),
+        version: "v1alpha1".into(),
+        kind: "WasmPlugin".into(),
+        list_kind: "WasmPluginList".into(),
+        plural: "wasmplugins".into(),
+        singular: "wasmplugin".into(),
+        namespaced: false,
+        short_names: vec!["wp".into()],
+        categories: vec![],
+        subresources: status(),
+        shape: Shape::Custom { schema: None },
+    }
+}
+
+/// A group/version as discovery lists it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct GroupVersion {
+    pub group: String,
+    pub version: String,
+}
+
+/// The live set of served resources. Cheap to clone; readers never block
+/// each other.
+#[derive(Clone, Debug)]
+pub struct Catalog {
+    inner: Arc<RwLock<Entries>>,
+}
+
+#[derive(Debug, Default)]
+struct Entries {
+    /// In discovery order.
+    resources: Vec<Arc<Resource>>,
+    by_path: BTreeMap<(String, String, String), Arc<Resource>>,
+    /// Bumped on every change, so derived documents know when to rebuild.
+    generation: u64,
+}
+
+impl Entries {
+    fn insert(&mut self, resource: Resource) {
+        let key = (
+            resource.group.clone(),
+            resource.version.clone(),
+            resource.plural.clone(),
+        );
+        let resource = Arc::new(resource);
+        self.resources
+            .retain(|r| (&r.group, &r.version, &r.plural) != (&key.0, &key.1, &key.2));
+        self.resources.push(resource.clone());
+        self.by_path.insert(key, resource);
+        self.generation += 1;
+    }
+}
+
+impl Default for Catalog {
+    fn default() -> Self {
+        Catalog::new()
+    }
+}
+
+impl Catalog {
+    /// A catalog of the built-in kinds.
+    pub fn new() -> Catalog {
+        let mut entries = Entries::default();
+        for resource in builtins() {
+            entries.insert(resource);
+        }
+        Catalog {
+            inner: Arc::new(RwLock::new(entries)),
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Entries> {
+        self.inner.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Entries> {
+        self.inner.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The resource served at `/apis/<group>/<version>/<plural>`.
+    pub fn lookup(&self, group: &str, version: &str, plural: &str) -> Option<Arc<Resource>> {
+        self.read()
+            .by_path
+            .get(&(group.to_string(), version.to_string(), plural.to_string()))
+            .cloned()
+    }
+
+    /// The resource for a kind, in any served version of its group.
+    pub fn by_kind(&self, group: &str, kind: &str) -> Option<Arc<Resource>> {
+        self.read()
+            .resources
+            .iter()
+            .find(|r| r.group == group && r.kind == kind)
+            .cloned()
+    }
+
+    /// Every served resource, in discovery order.
+    pub fn resources(&self) -> Vec<Arc<Resource>> {
+        self.read().resources.clone()
+    }
+
+    /// Served group/versions, core first, then groups in order of first
+    /// appearance.
+    pub fn group_versions(&self) -> Vec<GroupVersion> {
+        let mut seen: Vec<GroupVersion> = Vec::new();
+        for r in self.read().resources.iter() {
+            let gv = GroupVersion {
+                group: r.group.clone(),
+                version: r.version.clone(),
+            };
+            if !seen.contains(&gv) {
+                seen.push(gv);
+            }
+        }
+        seen
+    }
+
+    /// Changes with every change to the served set.
+    pub fn generation(&self) -> u64 {
+        self.read().generation
+    }
+
+    /// Adds or replaces a resource (a CRD version being served).
+    pub fn serve(&self, resource: Resource) {
+        self.write().insert(resource);
+    }
+
+    /// Stops serving every version of `<plural>.<group>` that is not built in.
+    pub fn withdraw(&self, group: &str, plural: &str) {
+        let mut entries = self.write();
+        entries
+            .resources
+            .retain(|r| r.is_builtin() || !(r.group == group && r.plural == plural));
+        entries
+            .by_path
+            .retain(|(g, _, p), r| r.is_builtin() || !(g == group && p == plural));
+        entries.generation += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtins_are_found_by_path_and_kind() {
+        let catalog = Catalog::new();
+        let deployments = catalog.lookup("apps", "v1", "deployments").unwrap();
+        assert_eq!(deployments.kind, "Deployment");
+        assert!(deployments.namespaced);
+        assert!(deployments.subresources.scale.is_some());
+        assert_eq!(catalog.by_kind("", "Namespace").unwrap().plural, "namespaces");
+        assert_eq!(catalog.group_versions()[0].group, "");
+        assert!(catalog.lookup("apps", "v1", "nothings").is_none());
+    }
+
+    #[test]
+    fn canonical_form_drops_unknown_fields() {
+        let catalog = Catalog::new();
+        let cm = catalog.lookup("", "v1", "configmaps").unwrap();
+        let Shape::Builtin { canonicalize, .. } = cm.shape else {
+            panic!("configmaps are built in")
+        };
+        let out = canonicalize(&serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}, "data": {"k": "v"}, "bogus": 1
+        }))
+        .unwrap();
+        assert_eq!(out["data"]["k"], "v");
+        assert!(out.get("bogus").is_none());
+    }
+}

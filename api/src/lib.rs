@@ -1,0 +1,47 @@
+//! skiff's Kubernetes-compatible API server.
+//!
+//! It turns the store's generic MVCC key-value interface into the
+//! Kubernetes REST API, closely enough that kubectl, client-go, the Python
+//! `kubernetes` client and kube-rs work against it unchanged.
+//!
+//! A request flows through:
+//!
+//! 1. [`server`]: TLS, then authentication ([`auth::Authenticator`]) and
+//!    routing. Discovery ([`discovery`]) and OpenAPI ([`openapi`]) are
+//!    answered from the live [`catalog::Catalog`]; resource paths are parsed
+//!    into a [`request::ResourceRequest`] and authorized
+//!    ([`auth::Authorizer`]).
+//! 2. Bodies are decoded ([`body`]: JSON, YAML, or Kubernetes protobuf via
+//!    [`protobuf`]), checked against the kind's typed schema for unknown
+//!    and duplicate fields, and patches applied ([`patch`]).
+//! 3. [`registry::Registry`] gives Kubernetes object semantics on store
+//!    transactions: keys under `/registry/…`, `resourceVersion` = the key's
+//!    mod revision, compare-and-swap updates, finalizers, paging with
+//!    continue tokens; per-kind rules live in [`strategy`]. Lists filter by
+//!    [`selector`]s; [`watch`] turns store events into watch events.
+//! 4. Replies are JSON, YAML, or server-side [`table`]s for kubectl, and
+//!    every error is a `metav1.Status` ([`error::ApiError`]).
+//!
+//! [`pki`] makes and keeps the CA, serving certificate, admin token and
+//! kubeconfig.
+
+pub mod auth;
+pub mod body;
+pub mod catalog;
+pub mod discovery;
+pub mod error;
+pub mod meta;
+pub mod openapi;
+pub mod patch;
+pub mod pki;
+pub mod protobuf;
+pub mod registry;
+pub mod request;
+pub mod selector;
+pub mod server;
+pub mod strategy;
+pub mod table;
+pub mod watch;
+
+pub use error::{ApiError, Result};
+pub use server::{ApiServer, serve_tls};

@@ -1,0 +1,612 @@
+//! Strategic-merge-patch metadata of the built-in kinds.
+//!
+//! A strategic merge patch needs to know, for every list in an object, whether
+//! the list is replaced wholesale or merged, and what identifies an item when it
+//! is merged. Kubernetes records this on its Go types (the `patchStrategy` and
+//! `patchMergeKey` struct tags of `k8s.io/api`). This module carries the same
+//! facts as static tables: one [`TypeInfo`] per object type, listing only the
+//! fields that matter to a patch: fields with a merge strategy, fields whose
+//! map is governed by `$retainKeys`, and fields that lead to a type which has
+//! such fields. Anything not listed merges as a map or is replaced as a list,
+//! which is also what Kubernetes does for fields without tags.
+//!
+//! Types are looked up by type, not by path: `Container` is described once and
+//! used for `containers`, `initContainers` and `ephemeralContainers`, of pods
+//! and of every pod template. [`root_type`] maps a kind to its top-level type;
+//! kinds without an entry (custom resources among them) get `None`, and the
+//! caller answers a strategic merge patch for them with 415, as Kubernetes does.
+
+use std::fmt;
+
+/// How a list-valued field is combined with the list a patch supplies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListStrategy {
+    /// The patch's list replaces the stored one. The default for every list
+    /// without a `patchStrategy` tag (Kubernetes calls these atomic lists).
+    Replace,
+    /// A list of objects merged item by item: items are matched by the value
+    /// of the named field, matching items are merged recursively, others are
+    /// added, and `$patch: delete` items remove matches.
+    MergeByKey(&'static str),
+    /// A list of primitive values merged as an ordered set: the union of both
+    /// lists; items leave through `$deleteFromPrimitiveList/<field>`.
+    MergePrimitives,
+}
+
+/// Patch metadata of one object type: the fields a strategic merge patch has
+/// to treat specially, each with the type of its value (or of its items).
+#[derive(Debug)]
+pub struct TypeInfo {
+    name: &'static str,
+    fields: &'static [FieldInfo],
+}
+
+impl TypeInfo {
+    /// A type with no metadata: its maps merge and its lists are replaced.
+    /// Used for every field the tables do not describe.
+    pub const UNTYPED: TypeInfo = TypeInfo {
+        name: "untyped",
+        fields: &[],
+    };
+
+    /// The Kubernetes name of the type, such as `PodSpec`.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The fields with patch metadata, in no particular order.
+    pub fn fields(&self) -> &'static [FieldInfo] {
+        self.fields
+    }
+
+    /// The metadata of the field with this JSON name, if it has any.
+    pub fn field(&self, name: &str) -> Option<&'static FieldInfo> {
+        self.fields.iter().find(|field| field.name == name)
+    }
+}
+
+/// Patch metadata of one field of a [`TypeInfo`].
+pub struct FieldInfo {
+    name: &'static str,
+    strategy: ListStrategy,
+    retain_keys: bool,
+    child: Option<&'static TypeInfo>,
+}
+
+impl FieldInfo {
+    /// The JSON name of the field.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// How the field's value is merged when it is a list.
+    pub fn strategy(&self) -> ListStrategy {
+        self.strategy
+    }
+
+    /// Whether the field carries the `retainKeys` strategy: its map (or each
+    /// item of its list) is a union whose unset members a client clears by
+    /// sending `$retainKeys`. The patch engine honours that directive wherever
+    /// it appears; this flag tells a patch *generator* where to emit it.
+    pub fn retain_keys(&self) -> bool {
+        self.retain_keys
+    }
+
+    /// The type of the field's value, or of each item when the value is a
+    /// list; `None` when that type has nothing a patch treats specially.
+    pub fn child(&self) -> Option<&'static TypeInfo> {
+        self.child
+    }
+}
+
+impl fmt::Debug for FieldInfo {
+    // Only the child's name: printing the whole subtree for every field would
+    // repeat shared types (Container, ObjectMeta) many times over.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FieldInfo")
+            .field("name", &self.name)
+            .field("strategy", &self.strategy)
+            .field("retain_keys", &self.retain_keys)
+            .field("child", &self.child.map(TypeInfo::name))
+            .finish()
+    }
+}
+
+/// The top-level patch metadata of a built-in kind, by API group (`""` for the
+/// core group) and kind. `None` means the kind has no strategic merge patch
+/// metadata, which is how custom resources are recognised.
+pub fn root_type(group: &str, kind: &str) -> Option<&'static TypeInfo> {
+    let root: &'static TypeInfo = match (group, kind) {
+        ("", "Pod") => &POD,
+        ("", "Service") => &SERVICE,
+        ("", "Node") => &NODE,
+        ("", "Namespace") => &NAMESPACE,
+        ("", "ServiceAccount") => &SERVICE_ACCOUNT,
+        ("", "PersistentVolumeClaim") => &PERSISTENT_VOLUME_CLAIM,
+        ("", "ReplicationController") => &WORKLOAD,
+        ("", "PodTemplate") => &POD_TEMPLATE,
+        ("", "ConfigMap" | "Secret" | "Endpoints" | "Event" | "PersistentVolume" | "LimitRange" | "ResourceQuota") => {
+            &PLAIN
+        }
+        ("apps", "Deployment") => &DEPLOYMENT,
+        ("apps", "ReplicaSet" | "DaemonSet") => &WORKLOAD,
+        ("apps", "StatefulSet") => &STATEFUL_SET,
+        ("apps", "ControllerRevision") => &PLAIN,
+        ("batch", "Job") => &WORKLOAD,
+        ("batch", "CronJob") => &CRON_JOB,
+        ("autoscaling", "HorizontalPodAutoscaler") => &WITH_CONDITIONS,
+        ("networking.k8s.io", "Ingress" | "IngressClass" | "NetworkPolicy") => &PLAIN,
+        ("rbac.authorization.k8s.io", "Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding") => &PLAIN,
+        ("discovery.k8s.io", "EndpointSlice") => &PLAIN,
+        ("coordination.k8s.io", "Lease") => &PLAIN,
+        ("node.k8s.io", "RuntimeClass") => &PLAIN,
+        ("events.k8s.io", "Event") => &PLAIN,
+        ("scheduling.k8s.io", "PriorityClass") => &PLAIN,
+        ("storage.k8s.io", "StorageClass") => &PLAIN,
+        ("storage.k8s.io", "CSINode") => &CSI_NODE,
+        ("admissionregistration.k8s.io", "MutatingWebhookConfiguration" | "ValidatingWebhookConfiguration") => {
+            &WEBHOOK_CONFIGURATION
+        }
+        _ => return None,
+    };
+    Some(root)
+}
+
+// Constructors for the tables below.
+
+/// A field whose value (a map, or the items of a replaced list) has `child`'s
+/// metadata.
+const fn nested(name: &'static str, child: &'static TypeInfo) -> FieldInfo {
+    FieldInfo {
+        name,
+        strategy: ListStrategy::Replace,
+        retain_keys: false,
+        child: Some(child),
+    }
+}
+
+/// A list of objects merged by `key`.
+const fn by_key(name: &'static str, key: &'static str, child: Option<&'static TypeInfo>) -> FieldInfo {
+    FieldInfo {
+        name,
+        strategy: ListStrategy::MergeByKey(key),
+        retain_keys: false,
+        child,
+    }
+}
+
+/// A list of primitives merged as a set.
+const fn primitives(name: &'static str) -> FieldInfo {
+    FieldInfo {
+        name,
+        strategy: ListStrategy::MergePrimitives,
+        retain_keys: false,
+        child: None,
+    }
+}
+
+/// A list that is replaced. Listed only where a reader might expect a merge.
+const fn replaced(name: &'static str) -> FieldInfo {
+    FieldInfo {
+        name,
+        strategy: ListStrategy::Replace,
+        retain_keys: false,
+        child: None,
+    }
+}
+
+/// A map (a union of mutually exclusive members) with the `retainKeys` strategy.
+const fn retaining(name: &'static str) -> FieldInfo {
+    FieldInfo {
+        name,
+        strategy: ListStrategy::Replace,
+        retain_keys: true,
+        child: None,
+    }
+}
+
+impl FieldInfo {
+    /// The same field with the `retainKeys` strategy added.
+    const fn with_retain_keys(self) -> FieldInfo {
+        FieldInfo {
+            retain_keys: true,
+            ..self
+        }
+    }
+}
+
+// Shared sub-types.
+
+static OBJECT_META: TypeInfo = TypeInfo {
+    name: "ObjectMeta",
+    fields: &[primitives("finalizers"), by_key("ownerReferences", "uid", None)],
+};
+
+const METADATA: FieldInfo = nested("metadata", &OBJECT_META);
+
+/// `conditions` of most statuses (the various `*Condition` types and
+/// `metav1.Condition`), merged by `type`.
+const CONDITIONS: FieldInfo = by_key("conditions", "type", None);
+
+/// A status whose only patch metadata is its conditions.
+static CONDITIONED_STATUS: TypeInfo = TypeInfo {
+    name: "Status",
+    fields: &[CONDITIONS],
+};
+
+const STATUS: FieldInfo = nested("status", &CONDITIONED_STATUS);
+
+/// `Container`, and `EphemeralContainer`, which carries the same tags.
+static CONTAINER: TypeInfo = TypeInfo {
+    name: "Container",
+    fields: &[
+        by_key("ports", "containerPort", None),
+        by_key("env", "name", None),
+        by_key("volumeMounts", "mountPath", None),
+        by_key("volumeDevices", "devicePath", None),
+        replaced("envFrom"),
+    ],
+};
+
+static POD_SPEC: TypeInfo = TypeInfo {
+    name: "PodSpec",
+    fields: &[
+        by_key("containers", "name", Some(&CONTAINER)),
+        by_key("initContainers", "name", Some(&CONTAINER)),
+        by_key("ephemeralContainers", "name", Some(&CONTAINER)),
+        by_key("volumes", "name", None).with_retain_keys(),
+        by_key("imagePullSecrets", "name", None),
+        by_key("hostAliases", "ip", None),
+        by_key("topologySpreadConstraints", "topologyKey", None),
+        by_key("schedulingGates", "name", None),
+        by_key("resourceClaims", "name", None).with_retain_keys(),
+        replaced("tolerations"),
+    ],
+};
+
+static CONTAINER_STATUS: TypeInfo = TypeInfo {
+    name: "ContainerStatus",
+    fields: &[
+        by_key("volumeMounts", "mountPath", None),
+        by_key("allocatedResourcesStatus", "name", None),
+    ],
+};
+
+static POD_STATUS: TypeInfo = TypeInfo {
+    name: "PodStatus",
+    fields: &[
+        CONDITIONS,
+        by_key("podIPs", "ip", None),
+        by_key("hostIPs", "ip", None),
+        by_key("resourceClaimStatuses", "name", None).with_retain_keys(),
+        nested("containerStatuses", &CONTAINER_STATUS),
+        nested("initContainerStatuses", &CONTAINER_STATUS),
+        nested("ephemeralContainerStatuses", &CONTAINER_STATUS),
+    ],
+};
+
+static POD_TEMPLATE_SPEC: TypeInfo = TypeInfo {
+    name: "PodTemplateSpec",
+    fields: &[METADATA, nested("spec", &POD_SPEC)],
+};
+
+const TEMPLATE: FieldInfo = nested("template", &POD_TEMPLATE_SPEC);
+
+/// The spec of the workloads whose only patch metadata is their pod template:
+/// ReplicaSet, DaemonSet, ReplicationController and Job.
+static TEMPLATED_SPEC: TypeInfo = TypeInfo {
+    name: "TemplatedSpec",
+    fields: &[TEMPLATE],
+};
+
+static PERSISTENT_VOLUME_CLAIM: TypeInfo = TypeInfo {
+    name: "PersistentVolumeClaim",
+    fields: &[METADATA, STATUS],
+};
+
+// Kinds.
+
+/// Kinds whose only patch metadata is in `metadata`.
+static PLAIN: TypeInfo = TypeInfo {
+    name: "Object",
+    fields: &[METADATA],
+};
+
+/// Kinds with conditions in their status and nothing else, such as
+/// HorizontalPodAutoscaler.
+static WITH_CONDITIONS: TypeInfo = TypeInfo {
+    name: "ObjectWithConditions",
+    fields: &[METADATA, STATUS],
+};
+
+static POD: TypeInfo = TypeInfo {
+    name: "Pod",
+    fields: &[METADATA, nested("spec", &POD_SPEC), nested("status", &POD_STATUS)],
+};
+
+static POD_TEMPLATE: TypeInfo = TypeInfo {
+    name: "PodTemplate",
+    fields: &[METADATA, TEMPLATE],
+};
+
+static SERVICE: TypeInfo = TypeInfo {
+    name: "Service",
+    fields: &[
+        METADATA,
+        nested(
+            "spec",
+            &TypeInfo {
+                name: "ServiceSpec",
+                fields: &[by_key("ports", "port", None)],
+            },
+        ),
+        STATUS,
+    ],
+};
+
+static NODE: TypeInfo = TypeInfo {
+    name: "Node",
+    fields: &[
+        METADATA,
+        nested(
+            "spec",
+            &TypeInfo {
+                name: "NodeSpec",
+                fields: &[primitives("podCIDRs"), replaced("taints")],
+            },
+        ),
+        nested(
+            "status",
+            &TypeInfo {
+                name: "NodeStatus",
+                fields: &[CONDITIONS, by_key("addresses", "type", None)],
+            },
+        ),
+    ],
+};
+
+/// Namespace: `spec.finalizers` is an atomic list, unlike `metadata.finalizers`.
+static NAMESPACE: TypeInfo = TypeInfo {
+    name: "Namespace",
+    fields: &[METADATA, STATUS],
+};
+
+static SERVICE_ACCOUNT: TypeInfo = TypeInfo {
+    name: "ServiceAccount",
+    fields: &[METADATA, by_key("secrets", "name", None), replaced("imagePullSecrets")],
+};
+
+/// ReplicaSet, DaemonSet, ReplicationController and Job.
+static WORKLOAD: TypeInfo = TypeInfo {
+    name: "Workload",
+    fields: &[METADATA, nested("spec", &TEMPLATED_SPEC), STATUS],
+};
+
+static DEPLOYMENT: TypeInfo = TypeInfo {
+    name: "Deployment",
+    fields: &[
+        METADATA,
+        nested(
+            "spec",
+            &TypeInfo {
+                name: "DeploymentSpec",
+                fields: &[TEMPLATE, retaining("strategy")],
+            },
+        ),
+        STATUS,
+    ],
+};
+
+static STATEFUL_SET: TypeInfo = TypeInfo {
+    name: "StatefulSet",
+    fields: &[
+        METADATA,
+        nested(
+            "spec",
+            &TypeInfo {
+                name: "StatefulSetSpec",
+                fields: &[TEMPLATE, nested("volumeClaimTemplates", &PERSISTENT_VOLUME_CLAIM)],
+            },
+        ),
+        STATUS,
+    ],
+};
+
+static CRON_JOB: TypeInfo = TypeInfo {
+    name: "CronJob",
+    fields: &[
+        METADATA,
+        nested(
+            "spec",
+            &TypeInfo {
+                name: "CronJobSpec",
+                fields: &[nested(
+                    "jobTemplate",
+                    &TypeInfo {
+                        name: "JobTemplateSpec",
+                        fields: &[METADATA, nested("spec", &TEMPLATED_SPEC)],
+                    },
+                )],
+            },
+        ),
+    ],
+};
+
+static CSI_NODE: TypeInfo = TypeInfo {
+    name: "CSINode",
+    fields: &[
+        METADATA,
+        nested(
+            "spec",
+            &TypeInfo {
+                name: "CSINodeSpec",
+                fields: &[by_key("drivers", "name", None)],
+            },
+        ),
+    ],
+};
+
+static WEBHOOK_CONFIGURATION: TypeInfo = TypeInfo {
+    name: "WebhookConfiguration",
+    fields: &[
+        METADATA,
+        by_key(
+            "webhooks",
+            "name",
+            Some(&TypeInfo {
+                name: "Webhook",
+                fields: &[by_key("matchConditions", "name", None)],
+            }),
+        ),
+    ],
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Follows a dotted path of field names from a root type.
+    fn field_at(root: &'static TypeInfo, path: &str) -> &'static FieldInfo {
+        let mut ty = root;
+        let mut names = path.split('.').peekable();
+        loop {
+            let name = names.next().unwrap();
+            let field = ty
+                .field(name)
+                .unwrap_or_else(|| panic!("{} has no field {name}", ty.name()));
+            if names.peek().is_none() {
+                return field;
+            }
+            ty = field.child().unwrap_or_else(|| panic!("{name} has no child type"));
+        }
+    }
+
+    #[test]
+    fn merge_keys_of_shared_types() {
+        use ListStrategy::*;
+        let cases: &[(&str, &str, &str, ListStrategy)] = &[
+            ("", "Pod", "metadata.finalizers", MergePrimitives),
+            ("", "Pod", "metadata.ownerReferences", MergeByKey("uid")),
+            ("", "Pod", "spec.containers", MergeByKey("name")),
+            ("", "Pod", "spec.initContainers.env", MergeByKey("name")),
+            ("", "Pod", "spec.ephemeralContainers.ports", MergeByKey("containerPort")),
+            ("", "Pod", "spec.containers.volumeMounts", MergeByKey("mountPath")),
+            ("", "Pod", "spec.containers.volumeDevices", MergeByKey("devicePath")),
+            ("", "Pod", "spec.containers.envFrom", Replace),
+            ("", "Pod", "spec.volumes", MergeByKey("name")),
+            ("", "Pod", "spec.imagePullSecrets", MergeByKey("name")),
+            ("", "Pod", "spec.hostAliases", MergeByKey("ip")),
+            ("", "Pod", "spec.tolerations", Replace),
+            ("", "Pod", "status.conditions", MergeByKey("type")),
+            ("", "Pod", "status.podIPs", MergeByKey("ip")),
+            ("", "Service", "spec.ports", MergeByKey("port")),
+            ("", "Node", "spec.taints", Replace),
+            ("", "Node", "spec.podCIDRs", MergePrimitives),
+            ("", "Node", "status.addresses", MergeByKey("type")),
+            ("", "ServiceAccount", "secrets", MergeByKey("name")),
+            (
+                "apps",
+                "Deployment",
+                "spec.template.spec.containers.env",
+                MergeByKey("name"),
+            ),
+            (
+                "apps",
+                "Deployment",
+                "spec.template.metadata.finalizers",
+                MergePrimitives,
+            ),
+            ("apps", "Deployment", "status.conditions", MergeByKey("type")),
+            ("apps", "StatefulSet", "spec.template.spec.volumes", MergeByKey("name")),
+            ("apps", "DaemonSet", "spec.template.spec.containers", MergeByKey("name")),
+            (
+                "batch",
+                "Job",
+                "spec.template.spec.containers.ports",
+                MergeByKey("containerPort"),
+            ),
+            (
+                "batch",
+                "CronJob",
+                "spec.jobTemplate.spec.template.spec.containers",
+                MergeByKey("name"),
+            ),
+            (
+                "admissionregistration.k8s.io",
+                "ValidatingWebhookConfiguration",
+                "webhooks",
+                MergeByKey("name"),
+            ),
+        ];
+        for &(group, kind, path, want) in cases {
+            let root = root_type(group, kind).unwrap();
+            assert_eq!(field_at(root, path).strategy(), want, "{group}/{kind} {path}");
+        }
+    }
+
+    #[test]
+    fn retain_keys_fields() {
+        let deployment = root_type("apps", "Deployment").unwrap();
+        assert!(field_at(deployment, "spec.strategy").retain_keys());
+        assert!(field_at(deployment, "spec.template.spec.volumes").retain_keys());
+        assert!(!field_at(deployment, "spec.template.spec.containers").retain_keys());
+        let daemon_set = root_type("apps", "DaemonSet").unwrap();
+        assert!(
+            daemon_set
+                .field("spec")
+                .unwrap()
+                .child()
+                .unwrap()
+                .field("updateStrategy")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn every_required_kind_has_metadata() {
+        let kinds: &[(&str, &str)] = &[
+            ("", "Pod"),
+            ("", "Service"),
+            ("", "ConfigMap"),
+            ("", "Secret"),
+            ("", "Namespace"),
+            ("", "Node"),
+            ("", "ServiceAccount"),
+            ("", "Endpoints"),
+            ("", "Event"),
+            ("apps", "Deployment"),
+            ("apps", "ReplicaSet"),
+            ("apps", "DaemonSet"),
+            ("apps", "StatefulSet"),
+            ("batch", "Job"),
+            ("batch", "CronJob"),
+            ("networking.k8s.io", "Ingress"),
+            ("rbac.authorization.k8s.io", "Role"),
+            ("rbac.authorization.k8s.io", "ClusterRole"),
+            ("rbac.authorization.k8s.io", "RoleBinding"),
+            ("rbac.authorization.k8s.io", "ClusterRoleBinding"),
+            ("discovery.k8s.io", "EndpointSlice"),
+            ("coordination.k8s.io", "Lease"),
+            ("node.k8s.io", "RuntimeClass"),
+        ];
+        for &(group, kind) in kinds {
+            let root = root_type(group, kind).unwrap_or_else(|| panic!("no metadata for {group}/{kind}"));
+            let finalizers = field_at(root, "metadata.finalizers");
+            assert_eq!(finalizers.strategy(), ListStrategy::MergePrimitives, "{group}/{kind}");
+        }
+    }
+
+    #[test]
+    fn unknown_kinds_have_none() {
+        assert!(root_type("example.com", "Widget").is_none());
+        assert!(root_type("apps", "Pod").is_none());
+        assert!(root_type("", "Deployment").is_none());
+    }
+
+    #[test]
+    fn debug_names_the_child_only() {
+        let text = format!("{:?}", field_at(root_type("", "Pod").unwrap(), "spec.containers"));
+        assert!(text.contains("Some(\"Container\")"), "{text}");
+        assert!(!text.contains("containerPort"), "{text}");
+    }
+}

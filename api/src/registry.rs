@@ -1,0 +1,567 @@
+//! The generic registry: Kubernetes object semantics on the store's
+//! transactions, the way kube-apiserver builds them on etcd.
+//!
+//! * Keys: `/registry/<group or "core">/<resource>/<namespace>/<name>`, or
+//!   without the namespace for cluster-scoped kinds.
+//! * Values: the object's JSON without `metadata.resourceVersion`; the
+//!   resourceVersion a client sees is the key's `mod_revision`.
+//! * Create: a transaction on "key absent". Update: on "mod_revision
+//!   unchanged" (optimistic concurrency), retried on conflict only when the
+//!   client did not name a resourceVersion (patches, unconditional updates).
+//! * Delete: immediate, or a mark (`deletionTimestamp`) while finalizers
+//!   remain; the update that removes the last finalizer deletes the key.
+//!
+//! Per-kind rules (defaults, validation, what a status update may touch)
+//! live in [`crate::strategy`]; the registry calls them at the fixed points
+//! Kubernetes does.
+
+use serde_json::{Value, json};
+use skiff_store::{Compare, CompareOp, KeyRange, OpResult, RangeRequest, ReadConsistency, Store, Txn, TxnOp};
+
+use crate::catalog::{Catalog, Resource};
+use crate::error::{ApiError, Cause, Result, Subject};
+use crate::meta;
+use crate::selector::{FieldSelector, LabelSelector};
+use crate::strategy;
+
+/// How many times a retryable update is re-read and re-applied before the
+/// conflict is reported.
+const MAX_UPDATE_ATTEMPTS: usize = 8;
+/// How many generated names are tried before giving up.
+const MAX_GENERATE_NAME_ATTEMPTS: usize = 8;
+/// The keys read per store round trip while filtering a list.
+const LIST_CHUNK: usize = 500;
+
+/// `fieldValidation`: what to do with fields the schema does not know.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FieldValidation {
+    Strict,
+    #[default]
+    Warn,
+    Ignore,
+}
+
+/// Options shared by create, update and patch.
+#[derive(Clone, Debug, Default)]
+pub struct WriteOptions {
+    pub dry_run: bool,
+    pub field_manager: Option<String>,
+}
+
+/// `DeleteOptions` as far as the registry acts on them.
+#[derive(Clone, Debug, Default)]
+pub struct DeleteOptions {
+    pub dry_run: bool,
+    pub propagation: Option<Propagation>,
+    pub grace_period_seconds: Option<i64>,
+    pub precondition_uid: Option<String>,
+    pub precondition_resource_version: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Propagation {
+    Orphan,
+    Background,
+    Foreground,
+}
+
+/// What a delete did.
+#[derive(Clone, Debug)]
+pub enum Deleted {
+    /// The key is gone; the object as it was.
+    Gone(Value),
+    /// Finalizers or a grace period keep it; the object now carries a
+    /// `deletionTimestamp`.
+    Marked(Value),
+}
+
+/// Which part of an object an update may change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    /// The object; `status` is kept as stored when the kind has a status
+    /// subresource.
+    Main,
+    /// Only `status` (the `/status` subresource).
+    Status,
+    /// `pods/binding`: the main object, where `spec.nodeName` may be set
+    /// once.
+    Binding,
+}
+
+/// Read options for list and watch.
+#[derive(Clone, Debug, Default)]
+pub struct ListOptions {
+    pub label_selector: Option<LabelSelector>,
+    pub field_selector: Option<FieldSelector>,
+    pub limit: Option<usize>,
+    pub continue_token: Option<String>,
+    pub resource_version: Option<String>,
+    pub resource_version_match: Option<String>,
+}
+
+/// One page of a list.
+#[derive(Clone, Debug)]
+pub struct ListPage {
+    pub items: Vec<Value>,
+    pub revision: u64,
+    pub continue_token: Option<String>,
+}
+
+/// An object as stored, with its resourceVersion.
+#[derive(Clone, Debug)]
+pub struct Current {
+    pub object: Value,
+    pub mod_revision: u64,
+}
+
+/// Kubernetes semantics over the store. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Registry {
+    store: Store,
+    catalog: Catalog,
+}
+
+pub fn key(resource: &Resource, namespace: Option<&str>, name: &str) -> String {
+    format!("{}{name}", prefix(resource, namespace))
+}
+
+/// The key prefix of every object of `resource`, or of those in one
+/// namespace.
+pub fn prefix(resource: &Resource, namespace: Option<&str>) -> String {
+    match namespace {
+        Some(ns) if resource.namespaced => {
+            format!("/registry/{}/{}/{ns}/", resource.storage_group(), resource.plural)
+        }
+        _ => format!("/registry/{}/{}/", resource.storage_group(), resource.plural),
+    }
+}
+
+fn subject(resource: &Resource, name: &str) -> Subject {
+    Subject::new(&resource.group, &resource.plural, name)
+}
+
+fn decode(bytes: &[u8], mod_revision: u64) -> Result<Value> {
+    let mut object: Value = serde_json::from_slice(bytes).map_err(|error| {
+        tracing::error!(%error, "stored object does not decode");
+        ApiError::Internal
+    })?;
+    meta::set_resource_version(&mut object, mod_revision);
+    Ok(object)
+}
+
+fn encode(object: &Value) -> Result<Vec<u8>> {
+    let mut object = object.clone();
+    meta::metadata_mut(&mut object).remove("resourceVersion");
+    serde_json::to_vec(&object).map_err(|error| {
+        tracing::error!(%error, "object does not encode");
+        ApiError::Internal
+    })
+}
+
+fn parse_revision(rv: &str) -> Result<u64> {
+    rv.parse()
+        .map_err(|_| ApiError::BadRequest(format!("invalid resource version: {rv:?}")))
+}
+
+/// A `continue` token: the revision of the first page and the key after
+/// the last one returned, relative to the list prefix.
+fn encode_continue(revision: u64, start: &str) -> String {
+    use base64::Engine;
+    let token = json!({"v": "meta.k8s.io/v1", "rv": revision, "start": start});
+    base64::engine::general_purpose::URL_SAFE.encode(token.to_string())
+}
+
+fn decode_continue(token: &str) -> Result<(u64, String)> {
+    use base64::Engine;
+    let bad = || ApiError::BadRequest("continue key is not valid: incorrect encoded start resourceVersion".into());
+    let bytes = base64::engine::general_purpose::URL_SAFE
+        .decode(token)
+        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token))
+        .map_err(|_| bad())?;
+    let value: Value = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+    let revision = value["rv"].as_u64().filter(|rv| *rv > 0).ok_or_else(bad)?;
+    let start = value["start"].as_str().ok_or_else(bad)?;
+    if start.contains("..") || start.starts_with('/') {
+        return Err(bad());
+    }
+    Ok((revision, start.to_string()))
+}
+
+impl Registry {
+    pub fn new(store: Store, catalog: Catalog) -> Registry {
+        Registry { store, catalog }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// The object and its revision, or `None`.
+    pub async fn find(&self, resource: &Resource, namespace: Option<&str>, name: &str) -> Result<Option<Current>> {
+        let Some(kv) = self.store.get(key(resource, namespace, name)).await? else {
+            return Ok(None);
+        };
+        Ok(Some(Current {
+            object: decode(&kv.value, kv.mod_revision)?,
+            mod_revision: kv.mod_revision,
+        }))
+    }
+
+    pub async fn get(&self, resource: &Resource, namespace: Option<&str>, name: &str) -> Result<Current> {
+        self.find(resource, namespace, name)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(subject(resource, name)))
+    }
+
+    /// One page of objects, filtered by the selectors, at one revision.
+    pub async fn list(&self, resource: &Resource, namespace: Option<&str>, options: &ListOptions) -> Result<ListPage> {
+        let prefix = prefix(resource, namespace);
+        let (mut revision, mut start) = match &options.continue_token {
+            Some(token) => {
+                let (revision, start) = decode_continue(token)?;
+                (revision, format!("{prefix}{start}"))
+            }
+            None => (0, prefix.clone()),
+        };
+        let mut consistency = ReadConsistency::Linearizable;
+        if revision == 0 {
+            match (
+                options.resource_version.as_deref(),
+                options.resource_version_match.as_deref(),
+            ) {
+                (None | Some(""), _) => {}
+                (Some(rv), Some("Exact")) => revision = parse_revision(rv)?,
+                (Some("0"), _) => consistency = ReadConsistency::Serializable,
+                (Some(rv), None | Some("NotOlderThan")) => {
+                    let wanted = parse_revision(rv)?;
+                    consistency = ReadConsistency::Serializable;
+                    if self.store.revision() < wanted {
+                        self.store.read_barrier().await?;
+                    }
+                    if self.store.revision() < wanted {
+                        return Err(ApiError::BadRequest(format!("Too large resource version: {wanted}")));
+                    }
+                }
+                (Some(_), Some(other)) => {
+                    return Err(ApiError::BadRequest(format!(
+                        "unsupported resourceVersionMatch: {other:?}"
+                    )));
+                }
+            }
+        }
+        let end = skiff_store::prefix_end(prefix.as_bytes()).unwrap_or_default();
+        let limit = options.limit.filter(|l| *l > 0);
+        let mut items = Vec::new();
+        let mut continue_token = None;
+        loop {
+            let chunk = limit
+                .map(|l| (l - items.len()).max(1))
+                .unwrap_or(LIST_CHUNK)
+                .min(LIST_CHUNK);
+            let request = RangeRequest::new(KeyRange::between(start.as_bytes().to_vec(), end.clone()))
+                .at_revision(revision)
+                .limit(chunk);
+            let page = self.store.range(request, consistency).await.map_err(|error| match error {
+                skiff_store::Error::Compacted { .. } if options.continue_token.is_some() => ApiError::Expired(
+                    "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter."
+                        .into(),
+                ),
+                other => other.into(),
+            })?;
+            revision = page.revision;
+            let mut last_key = None;
+            let mut stopped_early = false;
+            for (index, kv) in page.kvs.iter().enumerate() {
+                last_key = Some(kv.key.clone());
+                let object = decode(&kv.value, kv.mod_revision)?;
+                if self.matches(resource, &object, options)? {
+                    items.push(object);
+                }
+                if limit.is_some_and(|l| items.len() >= l) {
+                    stopped_early = index + 1 < page.kvs.len();
+                    break;
+                }
+            }
+            let Some(mut next) = last_key else { break };
+            // The smallest key after the last one read.
+            next.push(0);
+            if limit.is_some_and(|l| items.len() >= l) {
+                if stopped_early || page.more {
+                    let rest = String::from_utf8_lossy(&next[prefix.len()..]).into_owned();
+                    continue_token = Some(encode_continue(revision, &rest));
+                }
+                break;
+            }
+            if !page.more {
+                break;
+            }
+            start = String::from_utf8_lossy(&next).into_owned();
+        }
+        Ok(ListPage {
+            items,
+            revision,
+            continue_token,
+        })
+    }
+
+    /// Whether an object passes the list's selectors.
+    pub fn matches(&self, resource: &Resource, object: &Value, options: &ListOptions) -> Result<bool> {
+        if let Some(selector) = &options.label_selector
+            && !selector.matches(&meta::labels(object))
+        {
+            return Ok(false);
+        }
+        if let Some(selector) = &options.field_selector {
+            let matched = selector
+                .matches_with(|field| crate::selector::field_value(&resource.group, &resource.kind, object, field))
+                .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+            if !matched {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Creates an object. `object` has passed decoding and field validation;
+    /// here it gets its server-set metadata, defaults, validation and
+    /// admission, and is written if its name is free.
+    pub async fn create(
+        &self,
+        resource: &Resource,
+        namespace: Option<&str>,
+        mut object: Value,
+        options: &WriteOptions,
+    ) -> Result<Value> {
+        strategy::check_type_meta(resource, &mut object)?;
+        strategy::check_namespace(resource, namespace, &mut object)?;
+        if meta::resource_version(&object).is_some() {
+            return Err(ApiError::BadRequest(
+                "resourceVersion should not be set on objects to be created".into(),
+            ));
+        }
+        let generate_name = meta::str_field(&object, &["metadata", "generateName"]).map(String::from);
+        let fixed_name = meta::name(&object).map(String::from);
+        if fixed_name.is_none() && generate_name.as_deref().is_none_or(str::is_empty) {
+            return Err(ApiError::invalid(
+                &resource.group,
+                &resource.kind,
+                "",
+                vec![Cause {
+                    reason: "FieldValueRequired",
+                    message: "Required value: name or generateName is required".into(),
+                    field: "metadata.name".into(),
+                }],
+            ));
+        }
+        if let Some(ns) = namespace.filter(|_| resource.namespaced) {
+            self.check_namespace_open(ns).await?;
+        }
+        strategy::prepare_for_create(resource, &mut object, options);
+        for _ in 0..MAX_GENERATE_NAME_ATTEMPTS {
+            let name = match &fixed_name {
+                Some(name) => name.clone(),
+                None => strategy::generate_name(generate_name.as_deref().unwrap_or_default()),
+            };
+            meta::metadata_mut(&mut object).insert("name".into(), Value::String(name.clone()));
+            strategy::validate(resource, &object, None)?;
+            if options.dry_run {
+                return Ok(object);
+            }
+            let key = key(resource, namespace, &name);
+            let response = self
+                .store
+                .txn(
+                    Txn::new()
+                        .when([Compare::absent(key.clone())])
+                        .and_then([TxnOp::put(key, encode(&object)?)]),
+                )
+                .await?;
+            if response.succeeded {
+                meta::set_resource_version(&mut object, response.revision);
+                return Ok(object);
+            }
+            if fixed_name.is_some() {
+                return Err(ApiError::AlreadyExists(subject(resource, &name)));
+            }
+        }
+        Err(ApiError::AlreadyExists(subject(
+            resource,
+            generate_name.as_deref().unwrap_or_default(),
+        )))
+    }
+
+    /// Runs `op` if `key` was last written at `mod_revision`.
+    async fn write_if_unchanged(&self, key: &str, mod_revision: u64, op: TxnOp) -> Result<skiff_store::TxnResponse> {
+        let txn = Txn::new()
+            .when([Compare::mod_revision(key, CompareOp::Equal, mod_revision)])
+            .and_then([op]);
+        Ok(self.store.txn(txn).await?)
+    }
+
+    /// Namespaced objects may only be created in a namespace that exists
+    /// and is not terminating.
+    async fn check_namespace_open(&self, namespace: &str) -> Result<()> {
+        let Some(namespaces) = self.catalog.lookup("", "v1", "namespaces") else {
+            return Ok(());
+        };
+        match self.find(&namespaces, None, namespace).await? {
+            None => Err(ApiError::NotFound(Subject::new("", "namespaces", namespace))),
+            Some(current) if meta::is_deleting(&current.object) => Err(ApiError::Forbidden(format!(
+                "unable to create new content in namespace {namespace} because it is being terminated"
+            ))),
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// Reads the object, lets `change` compute its new state, and writes it
+    /// if nothing else wrote in between. `change` sees the stored object
+    /// (with its resourceVersion); when it returns an object carrying a
+    /// resourceVersion, that version must still be current (409 otherwise);
+    /// without one, a conflicting write is retried with a fresh read.
+    pub async fn update<F>(
+        &self,
+        resource: &Resource,
+        namespace: Option<&str>,
+        name: &str,
+        part: Part,
+        options: &WriteOptions,
+        mut change: F,
+    ) -> Result<Value>
+    where
+        F: FnMut(&Value) -> Result<Value>,
+    {
+        let key = key(resource, namespace, name);
+        for _ in 0..MAX_UPDATE_ATTEMPTS {
+            let current = self.get(resource, namespace, name).await?;
+            let mut desired = change(&current.object)?;
+            strategy::check_type_meta(resource, &mut desired)?;
+            strategy::check_namespace(resource, namespace, &mut desired)?;
+            if let Some(body_name) = meta::name(&desired).filter(|n| *n != name) {
+                return Err(ApiError::BadRequest(format!(
+                    "the name of the object ({body_name}) does not match the name on the URL ({name})"
+                )));
+            }
+            let precondition = meta::resource_version(&desired).map(parse_revision).transpose()?;
+            if precondition.is_some_and(|rv| rv != current.mod_revision) {
+                return Err(ApiError::conflict(subject(resource, name)));
+            }
+            let mut next = strategy::prepare_for_update(resource, part, &current.object, desired, options);
+            strategy::validate(resource, &next, Some((&current.object, part)))?;
+            meta::set_resource_version(&mut next, current.mod_revision);
+            if next == current.object {
+                return Ok(current.object);
+            }
+            if options.dry_run {
+                return Ok(next);
+            }
+            let finished = meta::is_deleting(&next) && meta::finalizers(&next).is_empty();
+            let write = if finished {
+                TxnOp::delete(key.clone())
+            } else {
+                TxnOp::put(key.clone(), encode(&next)?)
+            };
+            let response = self.write_if_unchanged(&key, current.mod_revision, write).await?;
+            if response.succeeded {
+                meta::set_resource_version(&mut next, response.revision);
+                return Ok(next);
+            }
+            if precondition.is_some() {
+                return Err(ApiError::conflict(subject(resource, name)));
+            }
+        }
+        Err(ApiError::conflict(subject(resource, name)))
+    }
+
+    /// Deletes an object, or marks it for deletion while finalizers (or a
+    /// pod's grace period) hold it.
+    pub async fn delete(
+        &self,
+        resource: &Resource,
+        namespace: Option<&str>,
+        name: &str,
+        options: &DeleteOptions,
+    ) -> Result<Deleted> {
+        let key = key(resource, namespace, name);
+        for _ in 0..MAX_UPDATE_ATTEMPTS {
+            let current = self.get(resource, namespace, name).await?;
+            if let Some(uid) = &options.precondition_uid
+                && meta::uid(&current.object) != Some(uid.as_str())
+            {
+                return Err(ApiError::Conflict {
+                    subject: subject(resource, name),
+                    message: format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                        meta::uid(&current.object).unwrap_or_default()
+                    ),
+                });
+            }
+            if let Some(rv) = &options.precondition_resource_version
+                && *rv != current.mod_revision.to_string()
+            {
+                return Err(ApiError::Conflict {
+                    subject: subject(resource, name),
+                    message: format!(
+                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                        current.mod_revision
+                    ),
+                });
+            }
+            let marked = strategy::mark_for_deletion(resource, &current.object, options);
+            let (op, outcome) = match marked {
+                Some(mut next) if next != current.object => {
+                    meta::set_resource_version(&mut next, current.mod_revision);
+                    (Some(TxnOp::put(key.clone(), encode(&next)?)), Deleted::Marked(next))
+                }
+                Some(unchanged) => (None, Deleted::Marked(unchanged)),
+                None => (Some(TxnOp::delete(key.clone())), Deleted::Gone(current.object.clone())),
+            };
+            let Some(op) = op.filter(|_| !options.dry_run) else {
+                return Ok(outcome);
+            };
+            let response = self.write_if_unchanged(&key, current.mod_revision, op).await?;
+            if response.succeeded {
+                return Ok(match outcome {
+                    Deleted::Marked(mut object) => {
+                        meta::set_resource_version(&mut object, response.revision);
+                        Deleted::Marked(object)
+                    }
+                    Deleted::Gone(object) => {
+                        if let Some(OpResult::Delete { deleted }) = response.results.first() {
+                            tracing::debug!(deleted = deleted.len(), %name, "deleted");
+                        }
+                        Deleted::Gone(object)
+                    }
+                });
+            }
+        }
+        Err(ApiError::conflict(subject(resource, name)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_follow_kube_apiserver() {
+        let catalog = Catalog::new();
+        let deployments = catalog.lookup("apps", "v1", "deployments").unwrap();
+        assert_eq!(key(&deployments, Some("a"), "web"), "/registry/apps/deployments/a/web");
+        assert_eq!(prefix(&deployments, None), "/registry/apps/deployments/");
+        let namespaces = catalog.lookup("", "v1", "namespaces").unwrap();
+        assert_eq!(key(&namespaces, Some("ignored"), "a"), "/registry/core/namespaces/a");
+    }
+
+    #[test]
+    fn continue_tokens_round_trip_and_reject_garbage() {
+        let token = encode_continue(42, "b/c");
+        assert_eq!(decode_continue(&token).unwrap(), (42, "b/c".to_string()));
+        assert!(decode_continue("!!!").is_err());
+        assert!(decode_continue(&encode_continue(0, "x")).is_err());
+        assert!(decode_continue(&encode_continue(3, "../x")).is_err());
+    }
+}

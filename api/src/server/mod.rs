@@ -1,0 +1,257 @@
+//! The HTTP face: an axum router that authenticates, serves discovery and
+//! OpenAPI, and dispatches resource requests to the registry; and a TLS
+//! listener that serves it over HTTP/2 and HTTP/1.1.
+
+mod negotiate;
+mod query;
+mod resources;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http::{HeaderValue, StatusCode, header};
+use serde_json::Value;
+use skiff_store::Store;
+
+use crate::auth::{AllowAdmins, Authenticator, Authorizer, User};
+use crate::catalog::Catalog;
+use crate::discovery;
+use crate::error::ApiError;
+use crate::openapi::OpenApi;
+use crate::registry::Registry;
+
+pub use query::Query;
+
+/// Everything a request handler needs. Shared behind an `Arc`.
+#[derive(Debug)]
+pub struct ApiServer {
+    pub registry: Registry,
+    pub catalog: Catalog,
+    openapi: OpenApi,
+    authenticator: Arc<dyn Authenticator>,
+    authorizer: Arc<dyn Authorizer>,
+}
+
+impl ApiServer {
+    pub fn new(store: Store, authenticator: Arc<dyn Authenticator>) -> Arc<ApiServer> {
+        let catalog = Catalog::new();
+        Arc::new(ApiServer {
+            registry: Registry::new(store, catalog.clone()),
+            catalog,
+            openapi: OpenApi::default(),
+            authenticator,
+            authorizer: Arc::new(AllowAdmins),
+        })
+    }
+
+    /// Creates the namespaces every cluster has, as kube-apiserver does on
+    /// start; existing ones are left alone.
+    pub async fn bootstrap(&self) -> crate::Result<()> {
+        let Some(namespaces) = self.catalog.lookup("", "v1", "namespaces") else {
+            return Ok(());
+        };
+        for name in SYSTEM_NAMESPACES {
+            let object = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+            match self
+                .registry
+                .create(&namespaces, None, object, &crate::registry::WriteOptions::default())
+                .await
+            {
+                Ok(_) | Err(ApiError::AlreadyExists(_)) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(())
+    }
+
+    /// The router: health and version for anyone, everything else for
+    /// authenticated users.
+    pub fn router(self: &Arc<ApiServer>) -> Router {
+        Router::new()
+            .route("/healthz", get(health))
+            .route("/livez", get(health))
+            .route("/readyz", get(ready))
+            .route("/version", get(version))
+            .route("/openapi/v2", get(openapi_v2))
+            .route("/openapi/v3", get(openapi_v3_index))
+            .route("/openapi/v3/{*path}", get(openapi_v3))
+            .fallback(dispatch)
+            .layer(middleware::from_fn_with_state(self.clone(), authenticate))
+            .with_state(self.clone())
+    }
+}
+
+const SYSTEM_NAMESPACES: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// Paths anyone may read, as Kubernetes' `system:public-info-viewer`.
+fn is_public(path: &str) -> bool {
+    matches!(path, "/healthz" | "/livez" | "/readyz" | "/version")
+        || path.starts_with("/healthz/")
+        || path.starts_with("/livez/")
+        || path.starts_with("/readyz/")
+}
+
+async fn authenticate(State(server): State<Arc<ApiServer>>, mut request: Request, next: Next) -> Response {
+    let user = server.authenticator.authenticate(request.headers());
+    match user {
+        Some(user) => {
+            request.extensions_mut().insert(user);
+        }
+        None if is_public(request.uri().path()) => {
+            request.extensions_mut().insert(User::anonymous());
+        }
+        None => return ApiError::Unauthorized.into_response(),
+    }
+    let method = request.method().clone();
+    let uri = request.uri().clone();
+    let response = next.run(request).await;
+    tracing::debug!(%method, %uri, status = response.status().as_u16(), "request");
+    response
+}
+
+async fn health() -> &'static str {
+    "ok"
+}
+
+async fn ready(State(server): State<Arc<ApiServer>>) -> Response {
+    match server.registry.store().read_barrier().await {
+        Ok(()) => "ok".into_response(),
+        Err(error) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("[-]store failed: {error}\nreadyz check failed\n"),
+        )
+            .into_response(),
+    }
+}
+
+async fn version() -> Response {
+    json(StatusCode::OK, &discovery::version())
+}
+
+async fn openapi_v2(State(server): State<Arc<ApiServer>>) -> Response {
+    json(StatusCode::OK, &server.openapi.v2(&server.catalog))
+}
+
+async fn openapi_v3_index(State(server): State<Arc<ApiServer>>) -> Response {
+    json(StatusCode::OK, &server.openapi.v3_index(&server.catalog))
+}
+
+async fn openapi_v3(
+    State(server): State<Arc<ApiServer>>,
+    axum::extract::Path(path): axum::extract::Path<String>,
+) -> Response {
+    match server.openapi.v3(&server.catalog, &path) {
+        Some(doc) => json(StatusCode::OK, &doc),
+        None => ApiError::NoSuchRoute.into_response(),
+    }
+}
+
+fn json(status: StatusCode, body: &Value) -> Response {
+    let mut response = (status, body.to_string()).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+fn aggregated(body: &Value) -> Response {
+    let mut response = json(StatusCode::OK, body);
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(discovery::AGGREGATED_CONTENT_TYPE),
+    );
+    response
+}
+
+/// Discovery documents under `/api` and `/apis`, then resources.
+async fn dispatch(State(server): State<Arc<ApiServer>>, request: Request) -> Response {
+    let path = request.uri().path().trim_end_matches('/').to_string();
+    let accept = request
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .map(String::from);
+    let wants_aggregated = discovery::wants_aggregated(accept.as_deref());
+    let catalog = &server.catalog;
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let document = match parts.as_slice() {
+        ["api"] if wants_aggregated => return aggregated(&discovery::aggregated(catalog, true)),
+        ["apis"] if wants_aggregated => return aggregated(&discovery::aggregated(catalog, false)),
+        ["api"] => Some(discovery::api_versions()),
+        ["apis"] => Some(discovery::group_list(catalog)),
+        ["api", version] => discovery::resource_list(catalog, "", version),
+        ["apis", group] => discovery::group(catalog, group),
+        ["apis", group, version] => discovery::resource_list(catalog, group, version),
+        _ => {
+            return match resources::handle(server.clone(), request).await {
+                Ok(response) => response,
+                Err(error) => error.into_response(),
+            };
+        }
+    };
+    match document {
+        Some(document) if request.method() == http::Method::GET => json(StatusCode::OK, &document),
+        Some(_) => ApiError::MethodNotSupported.into_response(),
+        None => ApiError::NoSuchRoute.into_response(),
+    }
+}
+
+/// Serves `router` over TLS on `listener` until `shutdown` completes.
+/// Each connection speaks HTTP/2 or HTTP/1.1, as ALPN decides.
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::server::conn::auto;
+    use hyper_util::service::TowerToHyperService;
+
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors and the like: keep serving.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => return Ok(()),
+        };
+        let acceptor = acceptor.clone();
+        let router = router.clone();
+        tokio::spawn(async move {
+            let tls = match acceptor.accept(stream).await {
+                Ok(tls) => tls,
+                Err(error) => {
+                    tracing::debug!(%peer, %error, "TLS handshake failed");
+                    return;
+                }
+            };
+            let service = TowerToHyperService::new(router);
+            let result = auto::Builder::new(TokioExecutor::new())
+                .serve_connection_with_upgrades(TokioIo::new(tls), service)
+                .await;
+            if let Err(error) = result {
+                tracing::debug!(%peer, %error, "connection ended with an error");
+            }
+        });
+    }
+}
+
+/// Streams watch lines as a response body.
+fn stream_body(stream: impl futures::Stream<Item = bytes::Bytes> + Send + 'static) -> Body {
+    use futures::StreamExt;
+    Body::from_stream(stream.map(Ok::<_, Infallible>))
+}

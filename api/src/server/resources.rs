@@ -1,0 +1,657 @@
+//! Resource requests: one function per verb (and per subresource that
+//! behaves differently), each turning HTTP into registry calls.
+
+use std::sync::Arc;
+
+use axum::extract::Request;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode, header};
+use serde_json::{Value, json};
+
+use super::negotiate::{self, Output};
+use super::query::{self, Query};
+use super::{ApiServer, stream_body};
+use crate::auth::{Decision, User};
+use crate::body::{self, MAX_BODY_BYTES};
+use crate::catalog::Resource;
+use crate::error::{ApiError, Result, Subject};
+use crate::meta;
+use crate::patch::{self, PatchType};
+use crate::registry::{Deleted, Part, WriteOptions};
+use crate::request::{self, ResourceRequest, Verb};
+use crate::watch::{self, WatchOptions};
+
+/// Everything about one resource request, parsed.
+struct Call {
+    server: Arc<ApiServer>,
+    request: ResourceRequest,
+    resource: Arc<Resource>,
+    query: Query,
+    accept: Option<String>,
+    content_type: Option<String>,
+    body: Bytes,
+}
+
+impl Call {
+    fn namespace(&self) -> Option<&str> {
+        self.request.namespace.as_deref()
+    }
+
+    fn name(&self) -> &str {
+        self.request.name.as_deref().unwrap_or_default()
+    }
+
+    fn output(&self) -> Result<Output> {
+        negotiate::output(self.accept.as_deref(), self.query.get("includeObject"))
+    }
+}
+
+pub(super) async fn handle(server: Arc<ApiServer>, request: Request) -> Result<Response> {
+    let (parts, body) = request.into_parts();
+    let query = Query::parse(parts.uri.query());
+    let Some(info) = request::parse(&parts.method, parts.uri.path(), query.watch()) else {
+        return Err(
+            if matches!(
+                parts.method,
+                http::Method::GET | http::Method::POST | http::Method::PUT | http::Method::PATCH | http::Method::DELETE
+            ) {
+                ApiError::NoSuchRoute
+            } else {
+                ApiError::MethodNotSupported
+            },
+        );
+    };
+    let resource = server
+        .catalog
+        .lookup(&info.group, &info.version, &info.resource)
+        .ok_or(ApiError::NoSuchRoute)?;
+    if info.namespace.is_some() && !resource.namespaced {
+        return Err(ApiError::NoSuchRoute);
+    }
+    let user = parts.extensions.get::<User>().cloned().unwrap_or_else(User::anonymous);
+    if let Decision::Deny(reason) = server.authorizer.authorize(&user, &info) {
+        return Err(ApiError::Forbidden(reason));
+    }
+    let header = |name: header::HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(String::from);
+    let body = axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| ApiError::TooLarge { limit: MAX_BODY_BYTES })?;
+    let call = Call {
+        server,
+        resource,
+        query,
+        accept: header(header::ACCEPT),
+        content_type: header(header::CONTENT_TYPE),
+        body,
+        request: info,
+    };
+    let sub = call.request.subresource.clone();
+    if let Some(sub) = &sub {
+        let s = &call.resource.subresources;
+        let served = match sub.as_str() {
+            "status" => s.status,
+            "scale" => s.scale.is_some(),
+            "binding" => s.binding,
+            "log" => s.log,
+            "eviction" => s.eviction,
+            "finalize" => s.finalize,
+            _ => false,
+        };
+        if !served {
+            return Err(ApiError::NoSuchRoute);
+        }
+    }
+    match (call.request.verb, sub.as_deref()) {
+        (Verb::Get, None | Some("status")) => get(&call).await,
+        (Verb::Get, Some("scale")) => get_scale(&call).await,
+        (Verb::Get, Some("log")) => log(&call).await,
+        (Verb::List, None) => list(&call).await,
+        (Verb::Watch, None) => watch(call).await,
+        (Verb::Create, None) if call.request.name.is_none() => create(&call).await,
+        (Verb::Create, Some("binding")) => bind(&call).await,
+        (Verb::Create, Some("eviction")) => evict(&call).await,
+        (Verb::Update, None) => update(&call, Part::Main).await,
+        (Verb::Update, Some("status")) => update(&call, Part::Status).await,
+        (Verb::Update, Some("finalize")) => finalize(&call).await,
+        (Verb::Update | Verb::Patch, Some("scale")) => scale(&call).await,
+        (Verb::Patch, None) => patch(&call, Part::Main).await,
+        (Verb::Patch, Some("status")) => patch(&call, Part::Status).await,
+        (Verb::Delete, None) => delete(&call).await,
+        (Verb::DeleteCollection, None) => delete_collection(&call).await,
+        _ => Err(ApiError::MethodNotSupported),
+    }
+}
+
+async fn get(call: &Call) -> Result<Response> {
+    let output = call.output()?;
+    let current = call
+        .server
+        .registry
+        .get(&call.resource, call.namespace(), call.name())
+        .await?;
+    Ok(negotiate::object(
+        StatusCode::OK,
+        output,
+        &call.resource,
+        &current.object,
+    ))
+}
+
+async fn list(call: &Call) -> Result<Response> {
+    let output = call.output()?;
+    let options = call.query.list_options()?;
+    let page = call
+        .server
+        .registry
+        .list(&call.resource, call.namespace(), &options)
+        .await?;
+    Ok(negotiate::list(
+        output,
+        &call.resource,
+        page.items,
+        page.revision,
+        page.continue_token,
+    ))
+}
+
+async fn watch(call: Call) -> Result<Response> {
+    use futures::StreamExt;
+    let output = call.output()?;
+    let options = WatchOptions {
+        list: call.query.list_options()?,
+        allow_bookmarks: call.query.allow_bookmarks(),
+        bookmark_interval: None,
+        timeout: call.query.timeout()?,
+    };
+    let resource = call.resource.clone();
+    let events = watch::start(
+        call.server.registry.clone(),
+        resource.clone(),
+        call.request.namespace.clone(),
+        options,
+    )
+    .await?;
+    let lines = tokio_stream::wrappers::ReceiverStream::new(events)
+        .enumerate()
+        .map(move |(i, event)| {
+            let object = negotiate::watch_object(output, &resource, event.kind, event.object, i == 0);
+            let mut line = json!({"type": event.kind, "object": object}).to_string();
+            line.push('\n');
+            Bytes::from(line)
+        });
+    let mut response = Response::new(stream_body(lines));
+    let content_type = match output {
+        Output::Table(_) => "application/json;as=Table;v=v1;g=meta.k8s.io",
+        _ => "application/json",
+    };
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    Ok(response)
+}
+
+/// An object reply with `Warning` headers for what `fieldValidation=Warn`
+/// found.
+fn written(code: StatusCode, output: Output, resource: &Resource, object: &Value, warnings: &[String]) -> Response {
+    let mut response = negotiate::object(code, output, resource, object);
+    for warning in warnings {
+        let text = format!("299 - \"{}\"", warning.replace('\\', "\\\\").replace('"', "\\\""));
+        if let Ok(value) = HeaderValue::from_str(&text) {
+            response.headers_mut().append(header::WARNING, value);
+        }
+    }
+    response
+}
+
+async fn create(call: &Call) -> Result<Response> {
+    let output = call.output()?;
+    let raw = body::decode_object(call.content_type.as_deref(), &call.body)?;
+    let (object, warnings) = body::canonicalize(&call.resource, raw, call.query.field_validation()?)?;
+    let options = call.query.write_options()?;
+    let created = call
+        .server
+        .registry
+        .create(&call.resource, call.namespace(), object, &options)
+        .await?;
+    Ok(written(
+        StatusCode::CREATED,
+        output,
+        &call.resource,
+        &created,
+        &warnings,
+    ))
+}
+
+async fn update(call: &Call, part: Part) -> Result<Response> {
+    let output = call.output()?;
+    let raw = body::decode_object(call.content_type.as_deref(), &call.body)?;
+    let (desired, warnings) = body::canonicalize(&call.resource, raw, call.query.field_validation()?)?;
+    let options = call.query.write_options()?;
+    let updated = call
+        .server
+        .registry
+        .update(&call.resource, call.namespace(), call.name(), part, &options, |_| {
+            Ok(desired.clone())
+        })
+        .await?;
+    Ok(written(StatusCode::OK, output, &call.resource, &updated, &warnings))
+}
+
+async fn patch(call: &Call, part: Part) -> Result<Response> {
+    let output = call.output()?;
+    let patch_type = PatchType::from_content_type(call.content_type.as_deref())?;
+    let body = patch::parse(patch_type, &call.body)?;
+    let validation = call.query.field_validation()?;
+    let mut options = call.query.write_options()?;
+    if patch_type == PatchType::Apply {
+        if options.field_manager.is_none() {
+            return Err(ApiError::BadRequest(
+                "PATCH requests of type apply must specify a field manager (fieldManager)".into(),
+            ));
+        }
+        let exists = call
+            .server
+            .registry
+            .find(&call.resource, call.namespace(), call.name())
+            .await?
+            .is_some();
+        if !exists && part == Part::Main {
+            let mut object = body.clone();
+            meta::metadata_mut(&mut object)
+                .entry("name")
+                .or_insert_with(|| Value::String(call.name().to_string()));
+            let (object, warnings) = body::canonicalize(&call.resource, object, validation)?;
+            let created = call
+                .server
+                .registry
+                .create(&call.resource, call.namespace(), object, &options)
+                .await?;
+            return Ok(written(
+                StatusCode::CREATED,
+                output,
+                &call.resource,
+                &created,
+                &warnings,
+            ));
+        }
+    }
+    options.field_manager.get_or_insert_with(|| "unknown".into());
+    let mut warnings = Vec::new();
+    let resource = call.resource.clone();
+    let updated = call
+        .server
+        .registry
+        .update(
+            &call.resource,
+            call.namespace(),
+            call.name(),
+            part,
+            &options,
+            |current| {
+                let mut base = current.clone();
+                // A patch names a resourceVersion only to make it a precondition.
+                meta::metadata_mut(&mut base).remove("resourceVersion");
+                let patched = patch::apply(patch_type, &resource, &base, &body)?;
+                let (canonical, found) = body::canonicalize(&resource, patched, validation)?;
+                warnings = found;
+                Ok(canonical)
+            },
+        )
+        .await?;
+    Ok(written(StatusCode::OK, output, &call.resource, &updated, &warnings))
+}
+
+async fn delete(call: &Call) -> Result<Response> {
+    let output = call.output()?;
+    let mut options = call.query.delete_options()?;
+    if !call.body.is_empty() {
+        let body = body::parse_json(&call.body)?;
+        options = query::merge_delete_body(options, &body)?;
+    }
+    let outcome = call
+        .server
+        .registry
+        .delete(&call.resource, call.namespace(), call.name(), &options)
+        .await?;
+    Ok(match outcome {
+        Deleted::Marked(object) => negotiate::object(StatusCode::OK, output, &call.resource, &object),
+        Deleted::Gone(object) => negotiate::value(
+            StatusCode::OK,
+            output,
+            &json!({
+                "kind": "Status",
+                "apiVersion": "v1",
+                "metadata": {},
+                "status": "Success",
+                "details": {
+                    "name": call.name(),
+                    "group": call.resource.group,
+                    "kind": call.resource.plural,
+                    "uid": meta::uid(&object).unwrap_or_default(),
+                },
+            }),
+        ),
+    })
+}
+
+async fn delete_collection(call: &Call) -> Result<Response> {
+    let output = call.output()?;
+    let mut options = call.query.delete_options()?;
+    if !call.body.is_empty() {
+        let body = body::parse_json(&call.body)?;
+        options = query::merge_delete_body(options, &body)?;
+    }
+    let mut list = call.query.list_options()?;
+    list.limit = None;
+    list.continue_token = None;
+    let page = call
+        .server
+        .registry
+        .list(&call.resource, call.namespace(), &list)
+        .await?;
+    let mut deleted = Vec::new();
+    for object in page.items {
+        let name = meta::name(&object).unwrap_or_default().to_string();
+        let namespace = meta::namespace(&object).map(String::from);
+        match call
+            .server
+            .registry
+            .delete(&call.resource, namespace.as_deref(), &name, &options)
+            .await
+        {
+            Ok(Deleted::Gone(object) | Deleted::Marked(object)) => deleted.push(object),
+            Err(ApiError::NotFound(_)) => {}
+            Err(other) => return Err(other),
+        }
+    }
+    Ok(negotiate::list(
+        output,
+        &call.resource,
+        deleted,
+        call.server.registry.store().revision(),
+        None,
+    ))
+}
+
+/// `autoscaling/v1 Scale` for an object with a scale subresource.
+fn scale_of(resource: &Resource, object: &Value) -> Result<Value> {
+    let paths = resource.subresources.scale.as_ref().ok_or(ApiError::NoSuchRoute)?;
+    let at = |path: &str| object.pointer(&format!("/{}", path.replace('.', "/"))).cloned();
+    let selector = paths
+        .label_selector
+        .as_deref()
+        .and_then(at)
+        .map(|s| match s {
+            Value::String(s) => s,
+            selector => crate::selector::LabelSelector::from_json(&selector)
+                .map(|s| s.to_string())
+                .unwrap_or_default(),
+        })
+        .unwrap_or_default();
+    let metadata = object.get("metadata").cloned().unwrap_or_else(|| json!({}));
+    let keep = ["name", "namespace", "uid", "resourceVersion", "creationTimestamp"];
+    let metadata: serde_json::Map<String, Value> = metadata
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| keep.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    Ok(json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": metadata,
+        "spec": {"replicas": at(&paths.spec_replicas).and_then(|v| v.as_i64()).unwrap_or(0)},
+        "status": {
+            "replicas": at(&paths.status_replicas).and_then(|v| v.as_i64()).unwrap_or(0),
+            "selector": selector,
+        },
+    }))
+}
+
+async fn get_scale(call: &Call) -> Result<Response> {
+    let current = call
+        .server
+        .registry
+        .get(&call.resource, call.namespace(), call.name())
+        .await?;
+    Ok(negotiate::value(
+        StatusCode::OK,
+        call.output()?,
+        &scale_of(&call.resource, &current.object)?,
+    ))
+}
+
+/// PUT or PATCH of `/scale`: the new replica count lands in the parent.
+async fn scale(call: &Call) -> Result<Response> {
+    let output = call.output()?;
+    let request = if call.request.verb == Verb::Patch {
+        let patch_type = PatchType::from_content_type(call.content_type.as_deref())?;
+        Some((patch_type, patch::parse(patch_type, &call.body)?))
+    } else {
+        None
+    };
+    let put = match &request {
+        None => Some(body::decode_object(call.content_type.as_deref(), &call.body)?),
+        Some(_) => None,
+    };
+    let resource = call.resource.clone();
+    let Some(paths) = resource.subresources.scale.clone() else {
+        return Err(ApiError::NoSuchRoute);
+    };
+    let options = call.query.write_options()?;
+    let updated = call
+        .server
+        .registry
+        .update(
+            &call.resource,
+            call.namespace(),
+            call.name(),
+            Part::Main,
+            &options,
+            |current| {
+                let scale = scale_of(&resource, current)?;
+                let desired = match (&request, &put) {
+                    (Some((patch_type, body)), _) => {
+                        let mut scale = scale.clone();
+                        meta::metadata_mut(&mut scale).remove("resourceVersion");
+                        let scale_resource = Resource {
+                            shape: crate::catalog::Shape::Custom { schema: None },
+                            ..(*resource).clone()
+                        };
+                        patch::apply(*patch_type, &scale_resource, &scale, body)?
+                    }
+                    (None, Some(body)) => body.clone(),
+                    (None, None) => scale,
+                };
+                let replicas = desired.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0);
+                if replicas < 0 {
+                    return Err(ApiError::invalid(
+                        "autoscaling",
+                        "Scale",
+                        meta::name(current).unwrap_or_default(),
+                        vec![crate::error::Cause::invalid(
+                            "spec.replicas",
+                            replicas,
+                            "must be greater than or equal to 0",
+                        )],
+                    ));
+                }
+                let mut next = current.clone();
+                meta::metadata_mut(&mut next).remove("resourceVersion");
+                if let Some(rv) = meta::resource_version(&desired) {
+                    meta::metadata_mut(&mut next).insert("resourceVersion".into(), json!(rv));
+                }
+                let pointer = format!("/{}", paths.spec_replicas.replace('.', "/"));
+                match next.pointer_mut(&pointer) {
+                    Some(slot) => *slot = json!(replicas),
+                    None => {
+                        if let Some((parent, field)) = paths.spec_replicas.rsplit_once('.') {
+                            let parent_ptr = format!("/{}", parent.replace('.', "/"));
+                            if let Some(map) = next.pointer_mut(&parent_ptr).and_then(Value::as_object_mut) {
+                                map.insert(field.into(), json!(replicas));
+                            }
+                        }
+                    }
+                }
+                Ok(next)
+            },
+        )
+        .await?;
+    Ok(negotiate::value(
+        StatusCode::OK,
+        output,
+        &scale_of(&call.resource, &updated)?,
+    ))
+}
+
+/// `pods/<name>/binding`: assigns an unscheduled pod to a node.
+async fn bind(call: &Call) -> Result<Response> {
+    let binding = body::decode_object(call.content_type.as_deref(), &call.body)?;
+    let node = binding
+        .pointer("/target/name")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "",
+                "Binding",
+                call.name(),
+                vec![crate::error::Cause::required("target.name")],
+            )
+        })?
+        .to_string();
+    let name = call.name().to_string();
+    let options = WriteOptions {
+        dry_run: call.query.dry_run()?,
+        field_manager: None,
+    };
+    call.server
+        .registry
+        .update(
+            &call.resource,
+            call.namespace(),
+            &name,
+            Part::Binding,
+            &options,
+            |current| {
+                if meta::is_deleting(current) {
+                    return Err(ApiError::Conflict {
+                        subject: Subject::new("", "pods", &name),
+                        message: "pod is being deleted, cannot be assigned to a host".into(),
+                    });
+                }
+                if let Some(existing) = meta::str_field(current, &["spec", "nodeName"]).filter(|n| !n.is_empty()) {
+                    return Err(ApiError::Conflict {
+                        subject: Subject::new("", "pods", &name),
+                        message: format!("pod {name} is already assigned to node \"{existing}\""),
+                    });
+                }
+                let mut next = current.clone();
+                meta::metadata_mut(&mut next).remove("resourceVersion");
+                next["spec"]["nodeName"] = json!(node);
+                Ok(next)
+            },
+        )
+        .await?;
+    // The PodScheduled condition is status: a second, status-only write.
+    let now = meta::now_rfc3339();
+    call.server
+        .registry
+        .update(&call.resource, call.namespace(), &name, Part::Status, &options, |current| {
+            let mut next = current.clone();
+            meta::metadata_mut(&mut next).remove("resourceVersion");
+            let conditions = meta::object_mut(&mut next["status"])
+                .entry("conditions")
+                .or_insert_with(|| json!([]));
+            if let Some(list) = conditions.as_array_mut() {
+                list.retain(|c| c.get("type").and_then(Value::as_str) != Some("PodScheduled"));
+                list.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now}));
+            }
+            Ok(next)
+        })
+        .await?;
+    Ok(success(StatusCode::CREATED))
+}
+
+fn success(code: StatusCode) -> Response {
+    super::json(
+        code,
+        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": code.as_u16()}),
+    )
+}
+
+/// `pods/<name>/eviction`: a delete that disruption budgets may refuse
+/// (none are enforced yet).
+async fn evict(call: &Call) -> Result<Response> {
+    let eviction = body::decode_object(call.content_type.as_deref(), &call.body)?;
+    let mut options = call.query.delete_options()?;
+    if let Some(delete_options) = eviction.get("deleteOptions") {
+        options = query::merge_delete_body(options, delete_options)?;
+    }
+    call.server
+        .registry
+        .delete(&call.resource, call.namespace(), call.name(), &options)
+        .await?;
+    Ok(success(StatusCode::CREATED))
+}
+
+/// `namespaces/<name>/finalize`: replaces `spec.finalizers`; a terminating
+/// namespace with none left is removed.
+async fn finalize(call: &Call) -> Result<Response> {
+    let output = call.output()?;
+    let desired = body::decode_object(call.content_type.as_deref(), &call.body)?;
+    let finalizers = desired
+        .pointer("/spec/finalizers")
+        .cloned()
+        .unwrap_or_else(|| json!([]));
+    let options = call.query.write_options()?;
+    let updated = call
+        .server
+        .registry
+        .update(&call.resource, None, call.name(), Part::Main, &options, |current| {
+            let mut next = current.clone();
+            meta::metadata_mut(&mut next).remove("resourceVersion");
+            if let Some(rv) = meta::resource_version(&desired) {
+                meta::metadata_mut(&mut next).insert("resourceVersion".into(), json!(rv));
+            }
+            next["spec"]["finalizers"] = finalizers.clone();
+            Ok(next)
+        })
+        .await?;
+    Ok(negotiate::object(StatusCode::OK, output, &call.resource, &updated))
+}
+
+/// `pods/<name>/log`: served by the node agent running the pod.
+async fn log(call: &Call) -> Result<Response> {
+    let current = call
+        .server
+        .registry
+        .get(&call.resource, call.namespace(), call.name())
+        .await?;
+    let container = match call.query.get("container") {
+        Some(c) => c.to_string(),
+        None => current
+            .object
+            .pointer("/spec/containers/0/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+    };
+    let node = meta::str_field(&current.object, &["spec", "nodeName"]).unwrap_or_default();
+    let reason = if node.is_empty() {
+        "ContainerCreating".to_string()
+    } else {
+        format!("no log endpoint is known for node \"{node}\"")
+    };
+    let mut response = ApiError::BadRequest(format!(
+        "container \"{container}\" in pod \"{}\" is waiting to start: {reason}",
+        call.name()
+    ))
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    Ok(response)
+}

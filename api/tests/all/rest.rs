@@ -1,0 +1,610 @@
+//! Object semantics through the router: CRUD, concurrency, metadata,
+//! patches, subresources, selectors, paging and bad input.
+
+use http::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::support::{Api, deployment};
+
+const CMS: &str = "/api/v1/namespaces/default/configmaps";
+const DEPLOYS: &str = "/apis/apps/v1/namespaces/default/deployments";
+
+fn rv(object: &Value) -> u64 {
+    object["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn configmap_lifecycle() {
+    let api = Api::start().await;
+    let created = api
+        .post(CMS, json!({"metadata": {"name": "a"}, "data": {"k": "v"}}))
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let object = &created.body;
+    assert_eq!(object["kind"], "ConfigMap");
+    assert_eq!(object["metadata"]["namespace"], "default");
+    assert_eq!(object["metadata"]["uid"].as_str().unwrap().len(), 36);
+    assert!(object["metadata"]["creationTimestamp"].as_str().unwrap().ends_with('Z'));
+
+    let again = api.post(CMS, json!({"metadata": {"name": "a"}})).await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+    assert_eq!(again.body["reason"], "AlreadyExists");
+    assert_eq!(again.body["message"], "configmaps \"a\" already exists");
+
+    let got = api.get(&format!("{CMS}/a")).await;
+    assert_eq!(got.body, created.body);
+
+    let mut changed = got.body.clone();
+    changed["data"]["k"] = json!("w");
+    let updated = api.put(&format!("{CMS}/a"), changed.clone()).await;
+    assert_eq!(updated.status, StatusCode::OK, "{}", updated.text);
+    assert!(rv(&updated.body) > rv(&created.body));
+    assert_eq!(updated.body["metadata"]["uid"], created.body["metadata"]["uid"]);
+
+    // The same body again carries a stale resourceVersion.
+    let stale = api.put(&format!("{CMS}/a"), changed).await;
+    assert_eq!(stale.status, StatusCode::CONFLICT);
+    assert_eq!(stale.body["reason"], "Conflict");
+    assert!(
+        stale.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("the object has been modified")
+    );
+
+    let list = api.get(CMS).await;
+    assert_eq!(list.body["kind"], "ConfigMapList");
+    assert_eq!(list.body["items"].as_array().unwrap().len(), 1);
+    assert!(
+        rv(&list.body["items"][0])
+            <= list.body["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+    );
+
+    let deleted = api.delete(&format!("{CMS}/a")).await;
+    assert_eq!(deleted.status, StatusCode::OK);
+    assert_eq!(deleted.body["status"], "Success");
+    let gone = api.get(&format!("{CMS}/a")).await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
+    assert_eq!(gone.body["message"], "configmaps \"a\" not found");
+    assert_eq!(api.get(CMS).await.body["items"], json!([]));
+}
+
+#[tokio::test]
+async fn names_namespaces_and_generated_names() {
+    let api = Api::start().await;
+    let generated = api.post(CMS, json!({"metadata": {"generateName": "web-"}})).await;
+    assert_eq!(generated.status, StatusCode::CREATED);
+    let name = generated.body["metadata"]["name"].as_str().unwrap();
+    assert!(name.starts_with("web-") && name.len() == 9, "{name}");
+
+    let missing_ns = api
+        .post(
+            "/api/v1/namespaces/nowhere/configmaps",
+            json!({"metadata": {"name": "a"}}),
+        )
+        .await;
+    assert_eq!(missing_ns.status, StatusCode::NOT_FOUND);
+    assert_eq!(missing_ns.body["message"], "namespaces \"nowhere\" not found");
+
+    let invalid = api.post(CMS, json!({"metadata": {"name": "Not_Valid"}})).await;
+    assert_eq!(invalid.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(invalid.body["details"]["causes"][0]["field"], "metadata.name");
+
+    let nameless = api.post(CMS, json!({"metadata": {}})).await;
+    assert_eq!(nameless.status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    let other_ns = api
+        .post(CMS, json!({"metadata": {"name": "x", "namespace": "kube-system"}}))
+        .await;
+    assert_eq!(other_ns.status, StatusCode::BAD_REQUEST);
+
+    // The same name in two namespaces; a cluster-wide list sees both.
+    api.create_namespace("other").await;
+    for ns in ["default", "other"] {
+        let reply = api
+            .post(
+                &format!("/api/v1/namespaces/{ns}/configmaps"),
+                json!({"metadata": {"name": "same"}}),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED);
+    }
+    let all = api
+        .get("/api/v1/configmaps?fieldSelector=metadata.name%3Dsame")
+        .await
+        .body;
+    let namespaces: Vec<&str> = all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["metadata"]["namespace"].as_str().unwrap())
+        .collect();
+    assert_eq!(namespaces, ["default", "other"]);
+}
+
+#[tokio::test]
+async fn strict_field_validation_and_duplicates() {
+    let api = Api::start().await;
+    let before = api.store.revision();
+    let mut body = deployment("web", "nginx");
+    body["spec"]["foo"] = json!(1);
+    let strict = api
+        .post(&format!("{DEPLOYS}?fieldValidation=Strict"), body.clone())
+        .await;
+    assert_eq!(strict.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        strict.body["message"],
+        "strict decoding error: unknown field \"spec.foo\""
+    );
+
+    let duplicate = br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"d","name":"e"}}"#;
+    let reply = api
+        .request(
+            Method::POST,
+            CMS,
+            &[("content-type", "application/json")],
+            duplicate.to_vec(),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(reply.text.contains("duplicate field \\\"name\\\""), "{}", reply.text);
+    assert_eq!(api.store.revision(), before, "rejected requests write nothing");
+
+    let warned = api.post(DEPLOYS, body.clone()).await;
+    assert_eq!(warned.status, StatusCode::CREATED);
+    assert!(warned.headers["warning"].to_str().unwrap().contains("unknown field"));
+    assert!(warned.body["spec"].get("foo").is_none(), "unknown fields are dropped");
+}
+
+#[tokio::test]
+async fn patches_of_every_type() {
+    let api = Api::start().await;
+    let web = format!("{DEPLOYS}/web");
+    let created = api.post(DEPLOYS, deployment("web", "nginx:1")).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    assert_eq!(created.body["metadata"]["generation"], 1);
+
+    let merged = api
+        .patch(
+            &web,
+            "application/merge-patch+json",
+            json!({"metadata": {"labels": {"tier": "front"}}}),
+        )
+        .await;
+    assert_eq!(merged.status, StatusCode::OK, "{}", merged.text);
+    assert_eq!(merged.body["metadata"]["labels"]["tier"], "front");
+    assert_eq!(
+        merged.body["metadata"]["generation"], 1,
+        "metadata changes leave generation alone"
+    );
+
+    let json_patch = api
+        .patch(
+            &web,
+            "application/json-patch+json",
+            json!([{"op": "replace", "path": "/spec/replicas", "value": 3}]),
+        )
+        .await;
+    assert_eq!(json_patch.body["spec"]["replicas"], 3);
+    assert_eq!(json_patch.body["metadata"]["generation"], 2);
+
+    let strategic = api
+        .patch(
+            &web,
+            "application/strategic-merge-patch+json",
+            json!({"spec": {"template": {"spec": {"containers": [{"name": "main", "image": "nginx:2"}]}}}}),
+        )
+        .await;
+    assert_eq!(strategic.status, StatusCode::OK, "{}", strategic.text);
+    let containers = strategic.body["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap();
+    assert_eq!(containers.len(), 1);
+    assert_eq!(containers[0]["image"], "nginx:2");
+    assert_eq!(
+        containers[0]["ports"][0]["containerPort"], 8080,
+        "merged by name, not replaced"
+    );
+
+    let bad_op = api
+        .patch(
+            &web,
+            "application/json-patch+json",
+            json!([{"op": "test", "path": "/spec/replicas", "value": 9}]),
+        )
+        .await;
+    assert_eq!(bad_op.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let unsupported = api.patch(&web, "application/xml", json!({})).await;
+    assert_eq!(unsupported.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
+    let apply = |name: &str| {
+        let mut d = deployment(name, "busybox");
+        d["spec"]["replicas"] = json!(2);
+        d
+    };
+    let no_manager = api
+        .patch(
+            &format!("{DEPLOYS}/applied"),
+            "application/apply-patch+yaml",
+            apply("applied"),
+        )
+        .await;
+    assert_eq!(no_manager.status, StatusCode::BAD_REQUEST);
+    let first = api
+        .patch(
+            &format!("{DEPLOYS}/applied?fieldManager=test"),
+            "application/apply-patch+yaml",
+            apply("applied"),
+        )
+        .await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.text);
+    let second = api
+        .patch(
+            &format!("{DEPLOYS}/applied?fieldManager=test"),
+            "application/apply-patch+yaml",
+            apply("applied"),
+        )
+        .await;
+    assert_eq!(second.status, StatusCode::OK, "{}", second.text);
+    assert_eq!(rv(&second.body), rv(&first.body), "an unchanged apply writes nothing");
+}
+
+#[tokio::test]
+async fn status_and_scale_subresources() {
+    let api = Api::start().await;
+    let web = format!("{DEPLOYS}/web");
+    api.post(DEPLOYS, deployment("web", "nginx")).await;
+
+    let mut with_status = api.get(&web).await.body;
+    with_status["status"] = json!({"replicas": 1, "readyReplicas": 1});
+    with_status["spec"]["replicas"] = json!(5);
+    let status = api.put(&format!("{web}/status"), with_status).await;
+    assert_eq!(status.status, StatusCode::OK, "{}", status.text);
+    assert_eq!(status.body["status"]["readyReplicas"], 1);
+    assert_eq!(status.body["spec"]["replicas"], 1, "a status write keeps the spec");
+
+    let mut main = api.get(&web).await.body;
+    main["status"] = json!({});
+    let updated = api.put(&web, main).await;
+    assert_eq!(
+        updated.body["status"]["readyReplicas"], 1,
+        "a main write keeps the status"
+    );
+
+    let scale = api.get(&format!("{web}/scale")).await;
+    assert_eq!(scale.body["kind"], "Scale");
+    assert_eq!(scale.body["apiVersion"], "autoscaling/v1");
+    assert_eq!(scale.body["spec"]["replicas"], 1);
+    assert_eq!(scale.body["status"]["selector"], "app=web");
+    let scaled = api
+        .patch(
+            &format!("{web}/scale"),
+            "application/merge-patch+json",
+            json!({"spec": {"replicas": 4}}),
+        )
+        .await;
+    assert_eq!(scaled.status, StatusCode::OK, "{}", scaled.text);
+    assert_eq!(scaled.body["spec"]["replicas"], 4);
+    assert_eq!(api.get(&web).await.body["spec"]["replicas"], 4);
+    let negative = api
+        .patch(
+            &format!("{web}/scale"),
+            "application/merge-patch+json",
+            json!({"spec": {"replicas": -1}}),
+        )
+        .await;
+    assert_eq!(negative.status, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+#[tokio::test]
+async fn finalizers_hold_objects_until_removed() {
+    let api = Api::start().await;
+    api.post(
+        CMS,
+        json!({"metadata": {"name": "held", "finalizers": ["skiff.dev/test"]}}),
+    )
+    .await;
+    let marked = api.delete(&format!("{CMS}/held")).await;
+    assert_eq!(marked.status, StatusCode::OK);
+    assert!(
+        marked.body["metadata"]["deletionTimestamp"].is_string(),
+        "{}",
+        marked.text
+    );
+    assert_eq!(api.get(&format!("{CMS}/held")).await.status, StatusCode::OK);
+
+    let add = api
+        .patch(
+            &format!("{CMS}/held"),
+            "application/merge-patch+json",
+            json!({"metadata": {"finalizers": ["skiff.dev/test", "another"]}}),
+        )
+        .await;
+    assert_eq!(
+        add.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "no new finalizers while deleting"
+    );
+
+    let released = api
+        .patch(
+            &format!("{CMS}/held"),
+            "application/merge-patch+json",
+            json!({"metadata": {"finalizers": null}}),
+        )
+        .await;
+    assert_eq!(released.status, StatusCode::OK, "{}", released.text);
+    assert_eq!(api.get(&format!("{CMS}/held")).await.status, StatusCode::NOT_FOUND);
+
+    let foreground = api
+        .request(
+            Method::DELETE,
+            &format!("{DEPLOYS}/fg"),
+            &[("content-type", "application/json")],
+            json!({"propagationPolicy": "Foreground"}).to_string().into_bytes(),
+        )
+        .await;
+    assert_eq!(foreground.status, StatusCode::NOT_FOUND);
+    api.post(DEPLOYS, deployment("fg", "x")).await;
+    let foreground = api
+        .request(
+            Method::DELETE,
+            &format!("{DEPLOYS}/fg"),
+            &[("content-type", "application/json")],
+            json!({"propagationPolicy": "Foreground"}).to_string().into_bytes(),
+        )
+        .await;
+    assert_eq!(foreground.body["metadata"]["finalizers"], json!(["foregroundDeletion"]));
+}
+
+#[tokio::test]
+async fn selectors_and_paging() {
+    let api = Api::start().await;
+    for (i, tier) in ["a", "b", "a", "b", "a"].iter().enumerate() {
+        let reply = api
+            .post(
+                CMS,
+                json!({"metadata": {"name": format!("cm{i}"), "labels": {"tier": tier}}}),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED);
+    }
+    let names = |list: &Value| -> Vec<String> {
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["metadata"]["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        names(&api.get(&format!("{CMS}?labelSelector=tier%3Da")).await.body),
+        ["cm0", "cm2", "cm4"]
+    );
+    assert_eq!(
+        names(&api.get(&format!("{CMS}?labelSelector=tier!%3Da")).await.body),
+        ["cm1", "cm3"]
+    );
+    assert_eq!(
+        names(&api.get(&format!("{CMS}?labelSelector=tier%20in%20(b)")).await.body),
+        ["cm1", "cm3"]
+    );
+    assert_eq!(
+        names(&api.get(&format!("{CMS}?fieldSelector=metadata.name%3Dcm3")).await.body),
+        ["cm3"]
+    );
+    let bad_field = api.get(&format!("{CMS}?fieldSelector=spec.nope%3Dx")).await;
+    assert_eq!(bad_field.status, StatusCode::BAD_REQUEST);
+    let bad_label = api.get(&format!("{CMS}?labelSelector=a%20in%20(")).await;
+    assert_eq!(bad_label.status, StatusCode::BAD_REQUEST);
+
+    // Pages of two, at the first page's revision, while writes go on.
+    let first = api.get(&format!("{CMS}?limit=2&labelSelector=tier%3Da")).await.body;
+    assert_eq!(names(&first), ["cm0", "cm2"]);
+    let token = first["metadata"]["continue"].as_str().unwrap().to_string();
+    api.post(CMS, json!({"metadata": {"name": "cm9", "labels": {"tier": "a"}}}))
+        .await;
+    let second = api
+        .get(&format!("{CMS}?limit=2&labelSelector=tier%3Da&continue={token}"))
+        .await
+        .body;
+    assert_eq!(names(&second), ["cm4"], "the page is read at the first page's revision");
+    assert_eq!(
+        second["metadata"]["resourceVersion"],
+        first["metadata"]["resourceVersion"]
+    );
+    assert!(second["metadata"].get("continue").is_none());
+    let garbage = api.get(&format!("{CMS}?limit=2&continue=bm9wZQ")).await;
+    assert_eq!(garbage.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn table_and_metadata_representations() {
+    let api = Api::start().await;
+    api.post(DEPLOYS, deployment("web", "nginx")).await;
+    let accept = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json";
+    let table = api.request(Method::GET, DEPLOYS, &[("accept", accept)], vec![]).await;
+    assert_eq!(table.body["kind"], "Table");
+    let columns: Vec<&str> = table.body["columnDefinitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(&columns[..5], ["Name", "Ready", "Up-to-date", "Available", "Age"]);
+    assert_eq!(table.body["rows"][0]["cells"][0], "web");
+    assert_eq!(table.body["rows"][0]["object"]["kind"], "PartialObjectMetadata");
+    let accept = "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io";
+    let partial = api.request(Method::GET, DEPLOYS, &[("accept", accept)], vec![]).await;
+    assert_eq!(partial.body["kind"], "PartialObjectMetadataList");
+    assert!(partial.body["items"][0].get("spec").is_none());
+    let none = api
+        .request(
+            Method::GET,
+            DEPLOYS,
+            &[("accept", "application/vnd.kubernetes.protobuf")],
+            vec![],
+        )
+        .await;
+    assert_eq!(none.status, StatusCode::NOT_ACCEPTABLE);
+}
+
+#[tokio::test]
+async fn pod_binding_and_dry_run() {
+    let api = Api::start().await;
+    let pods = "/api/v1/namespaces/default/pods";
+    let pod = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}});
+    let dry = api.post(&format!("{pods}?dryRun=All"), pod.clone()).await;
+    assert_eq!(dry.status, StatusCode::CREATED);
+    assert_eq!(
+        api.get(&format!("{pods}/p")).await.status,
+        StatusCode::NOT_FOUND,
+        "dry run writes nothing"
+    );
+    let created = api.post(pods, pod).await;
+    assert_eq!(created.body["status"]["phase"], "Pending");
+    let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "p"}, "target": {"kind": "Node", "name": "n1"}});
+    let bound = api.post(&format!("{pods}/p/binding"), binding.clone()).await;
+    assert_eq!(bound.status, StatusCode::CREATED, "{}", bound.text);
+    let pod = api.get(&format!("{pods}/p")).await.body;
+    assert_eq!(pod["spec"]["nodeName"], "n1");
+    assert_eq!(pod["status"]["conditions"][0]["type"], "PodScheduled");
+    let again = api.post(&format!("{pods}/p/binding"), binding).await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+    // A bound pod is deleted gracefully: marked, for its node to finish.
+    let marked = api.delete(&format!("{pods}/p")).await;
+    assert_eq!(marked.body["metadata"]["deletionGracePeriodSeconds"], 30);
+    let now = api.delete(&format!("{pods}/p?gracePeriodSeconds=0")).await;
+    assert_eq!(now.status, StatusCode::OK);
+    assert_eq!(api.get(&format!("{pods}/p")).await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_and_changes_nothing() {
+    let api = Api::start().await;
+    let before = api.store.revision();
+    let cases: Vec<(Method, String, &str, Vec<u8>, StatusCode)> = vec![
+        (
+            Method::POST,
+            CMS.to_string(),
+            "application/json",
+            b"{not json".to_vec(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Method::POST,
+            CMS.to_string(),
+            "application/json",
+            b"[1,2]".to_vec(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Method::POST,
+            CMS.to_string(),
+            "application/yaml",
+            b"a: [".to_vec(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Method::POST,
+            CMS.to_string(),
+            "text/plain",
+            b"hi".to_vec(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            Method::POST,
+            CMS.to_string(),
+            "application/json",
+            br#"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"x"}}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Method::POST,
+            CMS.to_string(),
+            "application/json",
+            format!(
+                r#"{{"metadata":{{"name":"x","labels":{{"a":"{}"}}}}}}"#,
+                "v".repeat(100)
+            )
+            .into_bytes(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            Method::POST,
+            CMS.to_string(),
+            "application/json",
+            format!(
+                r#"{{"metadata":{{"name":"big"}},"data":{{"a":"{}"}}}}"#,
+                "x".repeat(4 << 20)
+            )
+            .into_bytes(),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+        (
+            Method::POST,
+            CMS.to_string(),
+            "application/vnd.kubernetes.protobuf",
+            b"k8s\0\xff\xff".to_vec(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Method::POST,
+            "/api/v1/namespaces/default/widgets".to_string(),
+            "application/json",
+            b"{}".to_vec(),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            Method::POST,
+            format!("{CMS}/named"),
+            "application/json",
+            b"{}".to_vec(),
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+        (
+            Method::PUT,
+            format!("{CMS}/absent"),
+            "application/json",
+            b"{}".to_vec(),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            Method::GET,
+            "/api/v1/namespaces/default/nodes".to_string(),
+            "",
+            vec![],
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            Method::GET,
+            format!("{CMS}?limit=x"),
+            "",
+            vec![],
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Method::GET,
+            format!("{CMS}?resourceVersion=abc&resourceVersionMatch=Exact"),
+            "",
+            vec![],
+            StatusCode::BAD_REQUEST,
+        ),
+    ];
+    for (method, path, content_type, body, expected) in cases {
+        let headers: Vec<(&str, &str)> = if content_type.is_empty() {
+            vec![]
+        } else {
+            vec![("content-type", content_type)]
+        };
+        let reply = api.request(method.clone(), &path, &headers, body).await;
+        assert_eq!(reply.status, expected, "{method} {path} {content_type}: {}", reply.text);
+        assert_eq!(reply.body["kind"], "Status", "{method} {path}: {}", reply.text);
+        assert_eq!(reply.body["code"], expected.as_u16());
+    }
+    assert_eq!(api.store.revision(), before, "nothing was written");
+}

@@ -1,0 +1,169 @@
+//! Watches through the router: resume, selectors, bookmarks, timeouts and
+//! the 410 a compacted start gets.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use futures::StreamExt;
+use http::{Request, StatusCode};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use crate::support::{Api, TOKEN};
+
+const CMS: &str = "/api/v1/namespaces/default/configmaps";
+
+/// An open watch: reads one event (line) at a time.
+struct Stream {
+    body: axum::body::BodyDataStream,
+    buffer: Vec<u8>,
+}
+
+impl Stream {
+    async fn open(api: &Api, query: &str) -> Stream {
+        let request = Request::builder()
+            .uri(format!("{CMS}?watch=true&{query}"))
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .body(Body::empty())
+            .unwrap();
+        let response = api.router.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        Stream {
+            body: response.into_body().into_data_stream(),
+            buffer: Vec::new(),
+        }
+    }
+
+    /// The next event, or `None` when the stream ends.
+    async fn next(&mut self) -> Option<Value> {
+        loop {
+            if let Some(end) = self.buffer.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.buffer.drain(..=end).collect();
+                return Some(serde_json::from_slice(&line).unwrap());
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(10), self.body.next())
+                .await
+                .expect("an event within 10 s")?;
+            self.buffer.extend_from_slice(&chunk.unwrap());
+        }
+    }
+}
+
+fn summary(event: &Value) -> (String, String) {
+    (
+        event["type"].as_str().unwrap().to_string(),
+        event["object"]["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+    )
+}
+
+#[tokio::test]
+async fn watch_from_now_starts_with_current_objects() {
+    let api = Api::start().await;
+    api.post(CMS, json!({"metadata": {"name": "old"}})).await;
+    let mut stream = Stream::open(&api, "").await;
+    assert_eq!(summary(&stream.next().await.unwrap()), ("ADDED".into(), "old".into()));
+    api.post(CMS, json!({"metadata": {"name": "new"}})).await;
+    api.delete(&format!("{CMS}/old")).await;
+    assert_eq!(summary(&stream.next().await.unwrap()), ("ADDED".into(), "new".into()));
+    let deleted = stream.next().await.unwrap();
+    assert_eq!(summary(&deleted), ("DELETED".into(), "old".into()));
+}
+
+#[tokio::test]
+async fn watch_resumes_after_a_resource_version() {
+    let api = Api::start().await;
+    let a = api.post(CMS, json!({"metadata": {"name": "a"}})).await.body;
+    let rv = a["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+    let mut changed = a.clone();
+    changed["data"] = json!({"k": "v"});
+    let b = api.put(&format!("{CMS}/a"), changed).await.body;
+    api.post(CMS, json!({"metadata": {"name": "b"}})).await;
+    let mut stream = Stream::open(&api, &format!("resourceVersion={rv}")).await;
+    let modified = stream.next().await.unwrap();
+    assert_eq!(summary(&modified), ("MODIFIED".into(), "a".into()));
+    assert_eq!(
+        modified["object"]["metadata"]["resourceVersion"],
+        b["metadata"]["resourceVersion"]
+    );
+    assert_eq!(summary(&stream.next().await.unwrap()), ("ADDED".into(), "b".into()));
+}
+
+#[tokio::test]
+async fn selectors_turn_transitions_into_added_and_deleted() {
+    let api = Api::start().await;
+    let mut stream = Stream::open(&api, "labelSelector=tier%3Dfront").await;
+    api.post(CMS, json!({"metadata": {"name": "x", "labels": {"tier": "back"}}}))
+        .await;
+    api.patch(
+        &format!("{CMS}/x"),
+        "application/merge-patch+json",
+        json!({"metadata": {"labels": {"tier": "front"}}}),
+    )
+    .await;
+    api.patch(
+        &format!("{CMS}/x"),
+        "application/merge-patch+json",
+        json!({"data": {"a": "b"}}),
+    )
+    .await;
+    api.patch(
+        &format!("{CMS}/x"),
+        "application/merge-patch+json",
+        json!({"metadata": {"labels": {"tier": "back"}}}),
+    )
+    .await;
+    assert_eq!(summary(&stream.next().await.unwrap()).0, "ADDED");
+    assert_eq!(summary(&stream.next().await.unwrap()).0, "MODIFIED");
+    assert_eq!(summary(&stream.next().await.unwrap()).0, "DELETED");
+}
+
+#[tokio::test]
+async fn compacted_start_gets_410_expired() {
+    let api = Api::start().await;
+    for i in 0..3 {
+        api.post(CMS, json!({"metadata": {"name": format!("c{i}")}})).await;
+    }
+    let revision = api.store.revision();
+    api.store.compact(revision).await.unwrap();
+    let mut stream = Stream::open(&api, "resourceVersion=1").await;
+    let error = stream.next().await.unwrap();
+    assert_eq!(error["type"], "ERROR");
+    assert_eq!(error["object"]["code"], 410);
+    assert_eq!(error["object"]["reason"], "Expired");
+    assert!(stream.next().await.is_none(), "the stream ends after the error");
+    let list = api
+        .get(&format!("{CMS}?resourceVersion=1&resourceVersionMatch=Exact"))
+        .await;
+    assert_eq!(list.status, StatusCode::GONE);
+}
+
+#[tokio::test]
+async fn timeouts_end_the_stream_and_bookmarks_carry_kind() {
+    let api = Api::start().await;
+    let started = std::time::Instant::now();
+    let mut stream = Stream::open(&api, "timeoutSeconds=1").await;
+    assert!(stream.next().await.is_none());
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    let registry = api.server.registry.clone();
+    let resource = api.server.catalog.lookup("", "v1", "configmaps").unwrap();
+    let options = skiff_api::watch::WatchOptions {
+        allow_bookmarks: true,
+        bookmark_interval: Some(Duration::from_millis(100)),
+        ..Default::default()
+    };
+    let mut events = skiff_api::watch::start(registry, resource, Some("default".into()), options)
+        .await
+        .unwrap();
+    let bookmark = tokio::time::timeout(Duration::from_secs(5), events.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(bookmark.kind, "BOOKMARK");
+    assert_eq!(bookmark.object["kind"], "ConfigMap");
+    assert_eq!(bookmark.object["apiVersion"], "v1");
+    assert!(bookmark.object["metadata"]["resourceVersion"].is_string());
+}

@@ -1,0 +1,400 @@
+//! End to end: the real kubectl (whichever `/usr/bin/kubectl` picks for the
+//! server's version) against a started `skiff server`, using the kubeconfig
+//! the server wrote.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const KUBECTL: &str = "/usr/bin/kubectl";
+
+fn free_addr() -> String {
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    format!("127.0.0.1:{port}")
+}
+
+/// A `skiff server` child and a kubectl pointed at it.
+struct Cluster {
+    child: Child,
+    kubeconfig: PathBuf,
+    cache: tempfile::TempDir,
+    _data: tempfile::TempDir,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        assert!(
+            Path::new(KUBECTL).exists(),
+            "{KUBECTL} is not installed; these tests drive the real kubectl"
+        );
+        let data = tempfile::tempdir().unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .args(["server", "--listen", &free_addr(), "--peer-listen", &free_addr()])
+            .arg("--data-dir")
+            .arg(data.path())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start skiff server");
+        let cluster = Cluster {
+            child,
+            kubeconfig: data.path().join("kubeconfig"),
+            cache: tempfile::tempdir().unwrap(),
+            _data: data,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if cluster.kubeconfig.exists() && cluster.kubectl(&["get", "--raw", "/readyz"]).status.success() {
+                return cluster;
+            }
+            assert!(Instant::now() < deadline, "skiff server did not become ready");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(KUBECTL);
+        command
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(self.cache.path())
+            .arg("--request-timeout=30s")
+            .args(args);
+        command
+    }
+
+    fn kubectl(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    /// Runs kubectl, asserts success, returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        self.ok_with_input(args, "")
+    }
+
+    fn ok_with_input(&self, args: &[&str], input: &str) -> String {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed:\nstdout: {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    }
+
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut args = args.to_vec();
+        args.extend(["-o", "json"]);
+        serde_json::from_str(&self.ok(&args)).unwrap()
+    }
+}
+
+const MANIFEST: &str = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+  namespace: e2e
+data:
+  greeting: hello
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: e2e
+  labels:
+    app: web
+spec:
+  replicas: 2
+  selector:
+    matchLabels:
+      app: web
+  template:
+    metadata:
+      labels:
+        app: web
+    spec:
+      containers:
+      - name: main
+        image: registry.local/web:1
+        ports:
+        - containerPort: 8080
+        env:
+        - name: MODE
+          value: fast
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  namespace: e2e
+spec:
+  selector:
+    app: web
+  ports:
+  - port: 80
+    targetPort: 8080
+"#;
+
+#[test]
+fn discovery_and_explain() {
+    let cluster = Cluster::start();
+    let version = cluster.ok(&["version", "-o", "json"]);
+    assert!(version.contains("\"minor\": \"33\""), "{version}");
+    let resources = cluster.ok(&["api-resources"]);
+    for line in [
+        "deployments",
+        "deploy",
+        "apps/v1",
+        "customresourcedefinitions",
+        "wasmplugins",
+    ] {
+        assert!(resources.contains(line), "api-resources lacks {line}:\n{resources}");
+    }
+    let explained = cluster.ok(&["explain", "deployment.spec.replicas"]);
+    assert!(explained.contains("replicas"), "{explained}");
+    let explained = cluster.ok(&["explain", "pods.spec.containers"]);
+    assert!(explained.contains("image"), "{explained}");
+}
+
+#[test]
+fn typed_creates_and_edits() {
+    let cluster = Cluster::start();
+    // Typed create commands send protobuf bodies.
+    cluster.ok(&["create", "namespace", "e2e"]);
+    cluster.ok(&["-n", "e2e", "create", "configmap", "cfg", "--from-literal=a=1"]);
+    cluster.ok(&[
+        "-n",
+        "e2e",
+        "create",
+        "secret",
+        "generic",
+        "creds",
+        "--from-literal=password=s3cret",
+    ]);
+    cluster.ok(&[
+        "-n",
+        "e2e",
+        "create",
+        "deployment",
+        "web",
+        "--image=registry.local/web:1",
+        "--replicas=2",
+    ]);
+
+    let secret = cluster.json(&["-n", "e2e", "get", "secret", "creds"]);
+    assert_eq!(secret["data"]["password"], "czNjcmV0");
+    assert_eq!(secret["type"], "Opaque");
+    let deployment = cluster.json(&["-n", "e2e", "get", "deployment", "web"]);
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    assert_eq!(
+        deployment["spec"]["template"]["spec"]["containers"][0]["image"],
+        "registry.local/web:1"
+    );
+
+    let wide = cluster.ok(&["-n", "e2e", "get", "deployments", "-o", "wide"]);
+    assert!(
+        wide.contains("UP-TO-DATE") && wide.contains("registry.local/web:1"),
+        "{wide}"
+    );
+    let yaml = cluster.ok(&["-n", "e2e", "get", "configmap", "cfg", "-o", "yaml"]);
+    assert!(yaml.contains("a: \"1\""), "{yaml}");
+
+    cluster.ok(&["-n", "e2e", "label", "configmap", "cfg", "tier=front"]);
+    cluster.ok(&["-n", "e2e", "annotate", "configmap", "cfg", "note=hi"]);
+    let cfg = cluster.json(&["-n", "e2e", "get", "configmap", "cfg"]);
+    assert_eq!(cfg["metadata"]["labels"]["tier"], "front");
+    assert_eq!(cfg["metadata"]["annotations"]["note"], "hi");
+    let selected = cluster.ok(&["-n", "e2e", "get", "configmaps", "-l", "tier=front", "-o", "name"]);
+    assert_eq!(selected.trim(), "configmap/cfg");
+
+    cluster.ok(&[
+        "-n",
+        "e2e",
+        "patch",
+        "configmap",
+        "cfg",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"data":{"b":"2"}}"#,
+    ]);
+    cluster.ok(&[
+        "-n",
+        "e2e",
+        "patch",
+        "configmap",
+        "cfg",
+        "--type",
+        "json",
+        "-p",
+        r#"[{"op":"replace","path":"/data/a","value":"9"}]"#,
+    ]);
+    cluster.ok(&[
+        "-n",
+        "e2e",
+        "patch",
+        "deployment",
+        "web",
+        "--type",
+        "strategic",
+        "-p",
+        r#"{"spec":{"template":{"spec":{"containers":[{"name":"web","image":"registry.local/web:2"}]}}}}"#,
+    ]);
+    let cfg = cluster.json(&["-n", "e2e", "get", "configmap", "cfg"]);
+    assert_eq!(cfg["data"], serde_json::json!({"a": "9", "b": "2"}));
+    let deployment = cluster.json(&["-n", "e2e", "get", "deployment", "web"]);
+    let containers = deployment["spec"]["template"]["spec"]["containers"].as_array().unwrap();
+    assert_eq!(containers.len(), 1, "strategic merge by name");
+    assert_eq!(containers[0]["image"], "registry.local/web:2");
+
+    cluster.ok(&["-n", "e2e", "scale", "deployment", "web", "--replicas=5"]);
+    assert_eq!(
+        cluster.json(&["-n", "e2e", "get", "deployment", "web"])["spec"]["replicas"],
+        5
+    );
+
+    let mut replaced = cluster.json(&["-n", "e2e", "get", "configmap", "cfg"]);
+    replaced["data"] = serde_json::json!({"only": "this"});
+    cluster.ok_with_input(&["replace", "-f", "-"], &replaced.to_string());
+    assert_eq!(
+        cluster.json(&["-n", "e2e", "get", "configmap", "cfg"])["data"],
+        serde_json::json!({"only": "this"})
+    );
+
+    let conflict = cluster.kubectl(&["-n", "e2e", "create", "configmap", "cfg"]);
+    assert!(!conflict.status.success());
+    assert!(String::from_utf8_lossy(&conflict.stderr).contains("already exists"));
+
+    cluster.ok(&["-n", "e2e", "delete", "configmap", "cfg", "--cascade=background"]);
+    let missing = cluster.kubectl(&["-n", "e2e", "get", "configmap", "cfg"]);
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("NotFound"),
+        "{missing:?}"
+    );
+    // Foreground and orphan deletion leave a finalizer for the garbage
+    // collector; here only the server's part is checked.
+    cluster.ok(&[
+        "-n",
+        "e2e",
+        "delete",
+        "deployment",
+        "web",
+        "--cascade=foreground",
+        "--wait=false",
+    ]);
+    let deleting = cluster.json(&["-n", "e2e", "get", "deployment", "web"]);
+    assert_eq!(
+        deleting["metadata"]["finalizers"],
+        serde_json::json!(["foregroundDeletion"])
+    );
+    assert!(deleting["metadata"]["deletionTimestamp"].is_string());
+    cluster.ok(&[
+        "-n",
+        "e2e",
+        "delete",
+        "secret",
+        "creds",
+        "--cascade=orphan",
+        "--wait=false",
+    ]);
+    let orphaning = cluster.json(&["-n", "e2e", "get", "secret", "creds"]);
+    assert_eq!(orphaning["metadata"]["finalizers"], serde_json::json!(["orphan"]));
+}
+
+#[test]
+fn apply_client_side_then_server_side_and_watch() {
+    let cluster = Cluster::start();
+    cluster.ok(&["create", "namespace", "e2e"]);
+    let applied = cluster.ok_with_input(&["apply", "-f", "-"], MANIFEST);
+    assert!(applied.contains("deployment.apps/web created"), "{applied}");
+    let again = cluster.ok_with_input(&["apply", "-f", "-"], MANIFEST);
+    assert!(again.contains("deployment.apps/web unchanged"), "{again}");
+    let changed = MANIFEST
+        .replace("greeting: hello", "greeting: hi")
+        .replace("replicas: 2", "replicas: 3");
+    let applied = cluster.ok_with_input(&["apply", "-f", "-"], &changed);
+    assert!(applied.contains("configmap/settings configured"), "{applied}");
+    assert_eq!(
+        cluster.json(&["-n", "e2e", "get", "configmap", "settings"])["data"]["greeting"],
+        "hi"
+    );
+    assert_eq!(
+        cluster.json(&["-n", "e2e", "get", "deployment", "web"])["spec"]["replicas"],
+        3
+    );
+
+    let server_side = changed.replace("greeting: hi", "greeting: hey");
+    let applied = cluster.ok_with_input(
+        &["apply", "--server-side", "--force-conflicts", "-f", "-"],
+        &server_side,
+    );
+    assert!(applied.contains("serverside-applied"), "{applied}");
+    assert_eq!(
+        cluster.json(&["-n", "e2e", "get", "configmap", "settings"])["data"]["greeting"],
+        "hey"
+    );
+
+    // `get -w` sees an update made while it watches.
+    let mut watcher = cluster
+        .command(&[
+            "-n",
+            "e2e",
+            "get",
+            "configmap",
+            "settings",
+            "-w",
+            "-o",
+            "jsonpath={.data.greeting}{\"\\n\"}",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let stdout = watcher.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                return;
+            }
+        }
+    });
+    assert_eq!(rx.recv_timeout(Duration::from_secs(20)).unwrap(), "hey");
+    cluster.ok(&[
+        "-n",
+        "e2e",
+        "patch",
+        "configmap",
+        "settings",
+        "-p",
+        r#"{"data":{"greeting":"watched"}}"#,
+    ]);
+    assert_eq!(rx.recv_timeout(Duration::from_secs(20)).unwrap(), "watched");
+    watcher.kill().unwrap();
+    watcher.wait().unwrap();
+}
