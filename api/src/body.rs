@@ -184,18 +184,26 @@ fn walk_unknown(raw: &Value, canonical: &Value, path: String, found: &mut Vec<St
 /// The canonical form of a body, and the warnings `fieldValidation=Warn`
 /// returns; `Strict` turns unknown fields into a 400, as Kubernetes does.
 pub fn canonicalize(resource: &Resource, raw: Value, validation: FieldValidation) -> Result<(Value, Vec<String>)> {
-    let Shape::Builtin { canonicalize, .. } = &resource.shape else {
-        return Ok((raw, Vec::new()));
+    let (canonical, unknown) = match &resource.shape {
+        Shape::Builtin { canonicalize, .. } => {
+            let canonical = canonicalize(&raw).map_err(|e| {
+                ApiError::BadRequest(format!(
+                    "{} in version \"{}\" cannot be handled as a {}: {e}",
+                    resource.kind,
+                    resource.api_version(),
+                    resource.kind
+                ))
+            })?;
+            let unknown = unknown_fields(&raw, &canonical);
+            (canonical, unknown)
+        }
+        Shape::Custom { schema: Some(schema) } => {
+            let mut pruned = raw;
+            let unknown = crate::structural::prune_and_default(schema, &mut pruned);
+            (pruned, unknown)
+        }
+        Shape::Custom { schema: None } => return Ok((raw, Vec::new())),
     };
-    let canonical = canonicalize(&raw).map_err(|e| {
-        ApiError::BadRequest(format!(
-            "{} in version \"{}\" cannot be handled as a {}: {e}",
-            resource.kind,
-            resource.api_version(),
-            resource.kind
-        ))
-    })?;
-    let unknown = unknown_fields(&raw, &canonical);
     if unknown.is_empty() || validation == FieldValidation::Ignore {
         return Ok((canonical, Vec::new()));
     }

@@ -374,9 +374,22 @@ impl Catalog {
         self.write().insert(resource);
     }
 
+    /// Serves exactly `resources` for `<plural>.<group>` (custom kinds),
+    /// in one step: no request sees the resource missing in between.
+    pub fn replace(&self, group: &str, plural: &str, resources: Vec<Resource>) {
+        let mut entries = self.write();
+        Self::withdraw_locked(&mut entries, group, plural);
+        for resource in resources {
+            entries.insert(resource);
+        }
+    }
+
     /// Stops serving every version of `<plural>.<group>` that is not built in.
     pub fn withdraw(&self, group: &str, plural: &str) {
-        let mut entries = self.write();
+        Self::withdraw_locked(&mut self.write(), group, plural);
+    }
+
+    fn withdraw_locked(entries: &mut Entries, group: &str, plural: &str) {
         entries
             .resources
             .retain(|r| r.is_builtin() || !(r.group == group && r.plural == plural));

@@ -22,12 +22,18 @@
 //! 4. Replies are JSON, YAML, or server-side [`table`]s for kubectl, and
 //!    every error is a `metav1.Status` ([`error::ApiError`]).
 //!
+//! Custom resources: [`crd`] turns stored CustomResourceDefinitions into
+//! catalog entries (and keeps every server's catalog in step through a
+//! store watch); [`structural`] prunes, defaults and validates custom
+//! objects against their schema.
+//!
 //! [`pki`] makes and keeps the CA, serving certificate, admin token and
 //! kubeconfig.
 
 pub mod auth;
 pub mod body;
 pub mod catalog;
+pub mod crd;
 pub mod discovery;
 pub mod error;
 pub mod meta;
@@ -40,6 +46,7 @@ pub mod request;
 pub mod selector;
 pub mod server;
 pub mod strategy;
+pub mod structural;
 pub mod table;
 pub mod watch;
 

@@ -16,9 +16,10 @@
 //! Kubernetes does.
 
 use serde_json::{Value, json};
-use skiff_store::{Compare, CompareOp, KeyRange, OpResult, RangeRequest, ReadConsistency, Store, Txn, TxnOp};
+use skiff_store::{Compare, CompareOp, KeyRange, RangeRequest, ReadConsistency, Store, Txn, TxnOp};
 
 use crate::catalog::{Catalog, Resource};
+use crate::crd;
 use crate::error::{ApiError, Cause, Result, Subject};
 use crate::meta;
 use crate::selector::{FieldSelector, LabelSelector};
@@ -140,12 +141,18 @@ fn subject(resource: &Resource, name: &str) -> Subject {
     Subject::new(&resource.group, &resource.plural, name)
 }
 
-fn decode(bytes: &[u8], mod_revision: u64) -> Result<Value> {
+/// A stored object as a client of `resource` sees it: its resourceVersion,
+/// and the apiVersion it was asked for (custom resources of several served
+/// versions share one key).
+pub(crate) fn decode(resource: &Resource, bytes: &[u8], mod_revision: u64) -> Result<Value> {
     let mut object: Value = serde_json::from_slice(bytes).map_err(|error| {
         tracing::error!(%error, "stored object does not decode");
         ApiError::Internal
     })?;
     meta::set_resource_version(&mut object, mod_revision);
+    if !resource.is_builtin() {
+        meta::object_mut(&mut object).insert("apiVersion".into(), Value::String(resource.api_version()));
+    }
     Ok(object)
 }
 
@@ -206,7 +213,7 @@ impl Registry {
             return Ok(None);
         };
         Ok(Some(Current {
-            object: decode(&kv.value, kv.mod_revision)?,
+            object: decode(resource, &kv.value, kv.mod_revision)?,
             mod_revision: kv.mod_revision,
         }))
     }
@@ -277,7 +284,7 @@ impl Registry {
             let mut stopped_early = false;
             for (index, kv) in page.kvs.iter().enumerate() {
                 last_key = Some(kv.key.clone());
-                let object = decode(&kv.value, kv.mod_revision)?;
+                let object = decode(resource, &kv.value, kv.mod_revision)?;
                 if self.matches(resource, &object, options)? {
                     items.push(object);
                 }
@@ -367,7 +374,7 @@ impl Registry {
                 None => strategy::generate_name(generate_name.as_deref().unwrap_or_default()),
             };
             meta::metadata_mut(&mut object).insert("name".into(), Value::String(name.clone()));
-            strategy::validate(resource, &object, None)?;
+            self.validate(resource, &object, None)?;
             if options.dry_run {
                 return Ok(object);
             }
@@ -382,6 +389,9 @@ impl Registry {
                 .await?;
             if response.succeeded {
                 meta::set_resource_version(&mut object, response.revision);
+                if crd::is_crd(resource) {
+                    crd::reconcile(&self.catalog, None, Some(&object));
+                }
                 return Ok(object);
             }
             if fixed_name.is_some() {
@@ -392,6 +402,42 @@ impl Registry {
             resource,
             generate_name.as_deref().unwrap_or_default(),
         )))
+    }
+
+    /// Strategy validation, and for CRDs the checks that need the catalog.
+    fn validate(&self, resource: &Resource, object: &Value, old: Option<(&Value, Part)>) -> Result<()> {
+        strategy::validate(resource, object, old)?;
+        if crd::is_crd(resource) {
+            let causes = crd::validate(object, &self.catalog);
+            if !causes.is_empty() {
+                let name = meta::name(object).unwrap_or_default();
+                return Err(ApiError::invalid(&resource.group, &resource.kind, name, causes));
+            }
+        }
+        Ok(())
+    }
+
+    /// Serves what a written CRD defines; when it is gone, stops serving
+    /// its resources and deletes their objects.
+    async fn crd_changed(&self, previous: &Value, current: Option<&Value>) -> Result<()> {
+        crd::reconcile(&self.catalog, Some(previous), current);
+        if current.is_none() {
+            let group = previous
+                .pointer("/spec/group")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let plural = previous
+                .pointer("/spec/names/plural")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if !group.is_empty() && !plural.is_empty() {
+                let prefix = format!("/registry/{group}/{plural}/");
+                self.store
+                    .txn(Txn::new().and_then([TxnOp::Delete(KeyRange::prefix(prefix.into_bytes()))]))
+                    .await?;
+            }
+        }
+        Ok(())
     }
 
     /// Runs `op` if `key` was last written at `mod_revision`.
@@ -450,7 +496,7 @@ impl Registry {
                 return Err(ApiError::conflict(subject(resource, name)));
             }
             let mut next = strategy::prepare_for_update(resource, part, &current.object, desired, options);
-            strategy::validate(resource, &next, Some((&current.object, part)))?;
+            self.validate(resource, &next, Some((&current.object, part)))?;
             meta::set_resource_version(&mut next, current.mod_revision);
             if next == current.object {
                 return Ok(current.object);
@@ -467,6 +513,9 @@ impl Registry {
             let response = self.write_if_unchanged(&key, current.mod_revision, write).await?;
             if response.succeeded {
                 meta::set_resource_version(&mut next, response.revision);
+                if crd::is_crd(resource) {
+                    self.crd_changed(&current.object, (!finished).then_some(&next)).await?;
+                }
                 return Ok(next);
             }
             if precondition.is_some() {
@@ -530,8 +579,8 @@ impl Registry {
                         Deleted::Marked(object)
                     }
                     Deleted::Gone(object) => {
-                        if let Some(OpResult::Delete { deleted }) = response.results.first() {
-                            tracing::debug!(deleted = deleted.len(), %name, "deleted");
+                        if crd::is_crd(resource) {
+                            self.crd_changed(&object, None).await?;
                         }
                         Deleted::Gone(object)
                     }

@@ -96,6 +96,9 @@ pub fn prepare_for_create(resource: &Resource, object: &mut Value, _options: &Wr
         meta::object_mut(object).remove("status");
     }
     default(resource, object);
+    if crate::crd::is_crd(resource) {
+        object["status"] = crate::crd::status(object);
+    }
     if (resource.group.as_str(), resource.kind.as_str()) == ("", "Pod") {
         object["status"] = json!({"phase": "Pending", "qosClass": qos_class(object)});
     }
@@ -159,6 +162,9 @@ pub fn prepare_for_update(
         metadata.insert("managedFields".into(), fields.clone());
     }
     default(resource, &mut next);
+    if crate::crd::is_crd(resource) && part != Part::Status {
+        next["status"] = crate::crd::status(&next);
+    }
     // Compared with the old object defaulted the same way, so a default
     // added since it was stored does not count as a change.
     let mut old_defaulted = old.clone();
@@ -388,6 +394,9 @@ pub fn validate(resource: &Resource, object: &Value, old: Option<(&Value, Part)>
                 "no new finalizers can be added if the object is being deleted",
             ));
         }
+    }
+    if let crate::catalog::Shape::Custom { schema: Some(schema) } = &resource.shape {
+        causes.extend(crate::structural::validate(schema, object));
     }
     match (resource.group.as_str(), resource.kind.as_str()) {
         ("", "Pod") => {

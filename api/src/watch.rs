@@ -190,11 +190,7 @@ fn translate(
     options: &ListOptions,
     event: &skiff_store::Event,
 ) -> Option<WatchEvent> {
-    let decode = |bytes: &[u8], revision: Revision| -> Option<Value> {
-        let mut object: Value = serde_json::from_slice(bytes).ok()?;
-        meta::set_resource_version(&mut object, revision);
-        Some(object)
-    };
+    let decode = |bytes: &[u8], revision: Revision| crate::registry::decode(resource, bytes, revision).ok();
     let matches = |object: &Value| registry.matches(resource, object, options).unwrap_or(false);
     let revision = event.kv.mod_revision;
     let old = event

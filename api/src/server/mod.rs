@@ -50,9 +50,11 @@ impl ApiServer {
         })
     }
 
-    /// Creates the namespaces every cluster has, as kube-apiserver does on
-    /// start; existing ones are left alone.
+    /// Loads the stored CRDs (and follows them from then on), and creates
+    /// the namespaces every cluster has, as kube-apiserver does on start;
+    /// existing ones are left alone.
     pub async fn bootstrap(&self) -> crate::Result<()> {
+        crate::crd::sync(self.registry.store().clone(), self.catalog.clone()).await?;
         let Some(namespaces) = self.catalog.lookup("", "v1", "namespaces") else {
             return Ok(());
         };

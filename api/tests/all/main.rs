@@ -4,6 +4,7 @@
 
 mod support;
 
+mod crd;
 mod discovery;
 mod kube_rs;
 mod rest;
