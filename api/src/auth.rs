@@ -19,7 +19,22 @@ pub struct User {
     pub groups: Vec<String>,
 }
 
+impl Default for User {
+    /// Nobody in particular: `system:anonymous`.
+    fn default() -> User {
+        User::anonymous()
+    }
+}
+
 impl User {
+    /// The API server itself, for writes it makes on its own behalf.
+    pub fn apiserver() -> User {
+        User {
+            name: "system:apiserver".into(),
+            groups: vec!["system:masters".into()],
+        }
+    }
+
     pub fn admin() -> User {
         User {
             name: "skiff-admin".into(),

@@ -131,6 +131,9 @@ pub enum ApiError {
     NotAcceptable(String),
     #[error("the server could not find the requested resource")]
     NoSuchRoute,
+    /// An admission plugin refused the request.
+    #[error("admission webhook \"{plugin}\" denied the request: {message}")]
+    Denied { plugin: String, message: String, code: u16 },
     /// The store could not serve the request (no quorum, shutting down).
     #[error("the storage layer is unavailable; retry later")]
     Unavailable,
@@ -170,6 +173,7 @@ impl ApiError {
             ApiError::MethodNotSupported => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
+            ApiError::Denied { code, .. } => StatusCode::from_u16(*code).unwrap_or(StatusCode::BAD_REQUEST),
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -189,6 +193,8 @@ impl ApiError {
             ApiError::MethodNotSupported => "MethodNotAllowed",
             ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
             ApiError::NotAcceptable(_) => "NotAcceptable",
+            // Kubernetes leaves the reason of a webhook denial empty.
+            ApiError::Denied { .. } => "",
             ApiError::Unavailable => "ServiceUnavailable",
             ApiError::Internal => "InternalError",
         }
@@ -226,6 +232,11 @@ impl ApiError {
         };
         if let Some(details) = details {
             status["details"] = details;
+        }
+        if self.reason().is_empty()
+            && let Some(map) = status.as_object_mut()
+        {
+            map.remove("reason");
         }
         status
     }

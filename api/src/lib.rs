@@ -14,7 +14,9 @@
 //! 2. Bodies are decoded ([`body`]: JSON, YAML, or Kubernetes protobuf via
 //!    [`protobuf`]), checked against the kind's typed schema for unknown
 //!    and duplicate fields, and patches applied ([`patch`]).
-//! 3. [`registry::Registry`] gives Kubernetes object semantics on store
+//! 3. [`registry::Registry`] runs the [`admission`] chain (mutating
+//!    plugins, the kind's validation again, validating plugins) on every
+//!    write, and gives Kubernetes object semantics on store
 //!    transactions: keys under `/registry/…`, `resourceVersion` = the key's
 //!    mod revision, compare-and-swap updates, finalizers, paging with
 //!    continue tokens; per-kind rules live in [`strategy`]. Lists filter by
@@ -30,6 +32,7 @@
 //! [`pki`] makes and keeps the CA, serving certificate, admin token and
 //! kubeconfig.
 
+pub mod admission;
 pub mod auth;
 pub mod body;
 pub mod catalog;

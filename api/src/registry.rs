@@ -18,6 +18,8 @@
 use serde_json::{Value, json};
 use skiff_store::{Compare, CompareOp, KeyRange, RangeRequest, ReadConsistency, Store, Txn, TxnOp};
 
+use crate::admission::{Admission, Attributes, Operation};
+use crate::auth::User;
 use crate::catalog::{Catalog, Resource};
 use crate::crd;
 use crate::error::{ApiError, Cause, Result, Subject};
@@ -47,11 +49,14 @@ pub enum FieldValidation {
 pub struct WriteOptions {
     pub dry_run: bool,
     pub field_manager: Option<String>,
+    /// Who is writing, for admission.
+    pub user: User,
 }
 
 /// `DeleteOptions` as far as the registry acts on them.
 #[derive(Clone, Debug, Default)]
 pub struct DeleteOptions {
+    pub user: User,
     pub dry_run: bool,
     pub propagation: Option<Propagation>,
     pub grace_period_seconds: Option<i64>,
@@ -120,6 +125,7 @@ pub struct Current {
 pub struct Registry {
     store: Store,
     catalog: Catalog,
+    admission: Admission,
 }
 
 pub fn key(resource: &Resource, namespace: Option<&str>, name: &str) -> String {
@@ -196,7 +202,16 @@ fn decode_continue(token: &str) -> Result<(u64, String)> {
 
 impl Registry {
     pub fn new(store: Store, catalog: Catalog) -> Registry {
-        Registry { store, catalog }
+        Registry {
+            store,
+            catalog,
+            admission: Admission::new(),
+        }
+    }
+
+    /// The admission chain writes pass through; add plugins here.
+    pub fn admission(&self) -> &Admission {
+        &self.admission
     }
 
     pub fn store(&self) -> &Store {
@@ -374,7 +389,17 @@ impl Registry {
                 None => strategy::generate_name(generate_name.as_deref().unwrap_or_default()),
             };
             meta::metadata_mut(&mut object).insert("name".into(), Value::String(name.clone()));
-            self.validate(resource, &object, None)?;
+            let attributes = Attributes {
+                operation: Operation::Create,
+                resource,
+                subresource: None,
+                namespace,
+                name: &name,
+                user: &options.user,
+                dry_run: options.dry_run,
+            };
+            let mut object = object.clone();
+            self.admit(&attributes, &mut object, None)?;
             if options.dry_run {
                 return Ok(object);
             }
@@ -402,6 +427,20 @@ impl Registry {
             resource,
             generate_name.as_deref().unwrap_or_default(),
         )))
+    }
+
+    /// Mutating admission, the kind's validation (again, on what the
+    /// plugins made of the object), then validating admission.
+    fn admit(&self, attributes: &Attributes<'_>, object: &mut Value, old: Option<(&Value, Part)>) -> Result<()> {
+        if self.admission.mutate(attributes, object, old.map(|(o, _)| o))? {
+            // Plugins may add what the kind does not know, or drop defaults.
+            let (canonical, _) =
+                crate::body::canonicalize(attributes.resource, object.take(), FieldValidation::Ignore)?;
+            *object = canonical;
+            strategy::default(attributes.resource, object);
+        }
+        self.validate(attributes.resource, object, old)?;
+        self.admission.validate(attributes, object, old.map(|(o, _)| o))
     }
 
     /// Strategy validation, and for CRDs the checks that need the catalog.
@@ -496,7 +535,20 @@ impl Registry {
                 return Err(ApiError::conflict(subject(resource, name)));
             }
             let mut next = strategy::prepare_for_update(resource, part, &current.object, desired, options);
-            self.validate(resource, &next, Some((&current.object, part)))?;
+            let attributes = Attributes {
+                operation: Operation::Update,
+                resource,
+                subresource: match part {
+                    Part::Main => None,
+                    Part::Status => Some("status"),
+                    Part::Binding => Some("binding"),
+                },
+                namespace,
+                name,
+                user: &options.user,
+                dry_run: options.dry_run,
+            };
+            self.admit(&attributes, &mut next, Some((&current.object, part)))?;
             meta::set_resource_version(&mut next, current.mod_revision);
             if next == current.object {
                 return Ok(current.object);
@@ -559,6 +611,16 @@ impl Registry {
                     ),
                 });
             }
+            let attributes = Attributes {
+                operation: Operation::Delete,
+                resource,
+                subresource: None,
+                namespace,
+                name,
+                user: &options.user,
+                dry_run: options.dry_run,
+            };
+            self.admission.validate(&attributes, &current.object, None)?;
             let marked = strategy::mark_for_deletion(resource, &current.object, options);
             let (op, outcome) = match marked {
                 Some(mut next) if next != current.object => {

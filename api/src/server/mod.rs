@@ -62,7 +62,15 @@ impl ApiServer {
             let object = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
             match self
                 .registry
-                .create(&namespaces, None, object, &crate::registry::WriteOptions::default())
+                .create(
+                    &namespaces,
+                    None,
+                    object,
+                    &crate::registry::WriteOptions {
+                        user: User::apiserver(),
+                        ..Default::default()
+                    },
+                )
                 .await
             {
                 Ok(_) | Err(ApiError::AlreadyExists(_)) => {}

@@ -72,6 +72,7 @@ impl Query {
         Ok(WriteOptions {
             dry_run: self.dry_run()?,
             field_manager,
+            ..WriteOptions::default()
         })
     }
 
@@ -136,6 +137,7 @@ impl Query {
             None => None,
         };
         Ok(DeleteOptions {
+            user: Default::default(),
             dry_run: self.dry_run()?,
             propagation,
             grace_period_seconds,

@@ -25,6 +25,7 @@ use crate::watch::{self, WatchOptions};
 /// Everything about one resource request, parsed.
 struct Call {
     server: Arc<ApiServer>,
+    user: User,
     request: ResourceRequest,
     resource: Arc<Resource>,
     query: Query,
@@ -40,6 +41,18 @@ impl Call {
 
     fn name(&self) -> &str {
         self.request.name.as_deref().unwrap_or_default()
+    }
+
+    fn write_options(&self) -> Result<WriteOptions> {
+        let mut options = self.query.write_options()?;
+        options.user = self.user.clone();
+        Ok(options)
+    }
+
+    fn delete_options(&self) -> Result<crate::registry::DeleteOptions> {
+        let mut options = self.query.delete_options()?;
+        options.user = self.user.clone();
+        Ok(options)
     }
 
     fn output(&self) -> Result<Output> {
@@ -79,6 +92,7 @@ pub(super) async fn handle(server: Arc<ApiServer>, request: Request) -> Result<R
         .map_err(|_| ApiError::TooLarge { limit: MAX_BODY_BYTES })?;
     let call = Call {
         server,
+        user,
         resource,
         query,
         accept: header(header::ACCEPT),
@@ -208,7 +222,7 @@ async fn create(call: &Call) -> Result<Response> {
     let output = call.output()?;
     let raw = body::decode_object(call.content_type.as_deref(), &call.body)?;
     let (object, warnings) = body::canonicalize(&call.resource, raw, call.query.field_validation()?)?;
-    let options = call.query.write_options()?;
+    let options = call.write_options()?;
     let created = call
         .server
         .registry
@@ -227,7 +241,7 @@ async fn update(call: &Call, part: Part) -> Result<Response> {
     let output = call.output()?;
     let raw = body::decode_object(call.content_type.as_deref(), &call.body)?;
     let (desired, warnings) = body::canonicalize(&call.resource, raw, call.query.field_validation()?)?;
-    let options = call.query.write_options()?;
+    let options = call.write_options()?;
     let updated = call
         .server
         .registry
@@ -243,7 +257,7 @@ async fn patch(call: &Call, part: Part) -> Result<Response> {
     let patch_type = PatchType::from_content_type(call.content_type.as_deref())?;
     let body = patch::parse(patch_type, &call.body)?;
     let validation = call.query.field_validation()?;
-    let mut options = call.query.write_options()?;
+    let mut options = call.write_options()?;
     if patch_type == PatchType::Apply {
         if options.field_manager.is_none() {
             return Err(ApiError::BadRequest(
@@ -304,7 +318,7 @@ async fn patch(call: &Call, part: Part) -> Result<Response> {
 
 async fn delete(call: &Call) -> Result<Response> {
     let output = call.output()?;
-    let mut options = call.query.delete_options()?;
+    let mut options = call.delete_options()?;
     if !call.body.is_empty() {
         let body = body::parse_json(&call.body)?;
         options = query::merge_delete_body(options, &body)?;
@@ -337,7 +351,7 @@ async fn delete(call: &Call) -> Result<Response> {
 
 async fn delete_collection(call: &Call) -> Result<Response> {
     let output = call.output()?;
-    let mut options = call.query.delete_options()?;
+    let mut options = call.delete_options()?;
     if !call.body.is_empty() {
         let body = body::parse_json(&call.body)?;
         options = query::merge_delete_body(options, &body)?;
@@ -440,7 +454,7 @@ async fn scale(call: &Call) -> Result<Response> {
     let Some(paths) = resource.subresources.scale.clone() else {
         return Err(ApiError::NoSuchRoute);
     };
-    let options = call.query.write_options()?;
+    let options = call.write_options()?;
     let updated = call
         .server
         .registry
@@ -526,6 +540,7 @@ async fn bind(call: &Call) -> Result<Response> {
     let options = WriteOptions {
         dry_run: call.query.dry_run()?,
         field_manager: None,
+        user: call.user.clone(),
     };
     call.server
         .registry
@@ -586,7 +601,7 @@ fn success(code: StatusCode) -> Response {
 /// (none are enforced yet).
 async fn evict(call: &Call) -> Result<Response> {
     let eviction = body::decode_object(call.content_type.as_deref(), &call.body)?;
-    let mut options = call.query.delete_options()?;
+    let mut options = call.delete_options()?;
     if let Some(delete_options) = eviction.get("deleteOptions") {
         options = query::merge_delete_body(options, delete_options)?;
     }
@@ -606,7 +621,7 @@ async fn finalize(call: &Call) -> Result<Response> {
         .pointer("/spec/finalizers")
         .cloned()
         .unwrap_or_else(|| json!([]));
-    let options = call.query.write_options()?;
+    let options = call.write_options()?;
     let updated = call
         .server
         .registry

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod admission;
 mod crd;
 mod discovery;
 mod kube_rs;
