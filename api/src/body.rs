@@ -195,6 +195,19 @@ pub fn canonicalize(resource: &Resource, raw: Value, validation: FieldValidation
                 ))
             })?;
             let unknown = unknown_fields(&raw, &canonical);
+            let mut canonical = canonical;
+            if let Err(errors) = crate::quantity::canonicalize_object(&resource.group, &resource.kind, &mut canonical) {
+                let causes = errors
+                    .into_iter()
+                    .map(|(field, message)| crate::error::Cause {
+                        reason: "FieldValueInvalid",
+                        message,
+                        field,
+                    })
+                    .collect();
+                let name = crate::meta::name(&canonical).unwrap_or_default().to_string();
+                return Err(ApiError::invalid(&resource.group, &resource.kind, &name, causes));
+            }
             (canonical, unknown)
         }
         Shape::Custom { schema: Some(schema) } => {

@@ -13,7 +13,8 @@
 //!    ([`auth::Authorizer`]).
 //! 2. Bodies are decoded ([`body`]: JSON, YAML, or Kubernetes protobuf via
 //!    [`protobuf`]), checked against the kind's typed schema for unknown
-//!    and duplicate fields, and patches applied ([`patch`]).
+//!    and duplicate fields, resource quantities put in canonical form
+//!    ([`quantity`]), and patches applied ([`patch`]).
 //! 3. [`registry::Registry`] runs the [`admission`] chain (mutating
 //!    plugins, the kind's validation again, validating plugins) on every
 //!    write, and gives Kubernetes object semantics on store
@@ -44,6 +45,7 @@ pub mod openapi;
 pub mod patch;
 pub mod pki;
 pub mod protobuf;
+pub mod quantity;
 pub mod registry;
 pub mod request;
 pub mod selector;

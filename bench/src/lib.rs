@@ -5,9 +5,16 @@
 //!   linearizable reads, for 1 and 3 skiff nodes and 1 and 3 etcd nodes on
 //!   loopback, side by side on the same machine, with skiff/etcd ratios.
 //!
+//! * `api-bench` (`cargo xtask bench api`): the Kubernetes API over TLS
+//!   (HTTP/2): create/get/list throughput and p50/p99 at fixed concurrency,
+//!   creates at a fixed rate, and watch fan-out to thousands of watchers
+//!   with per-delivery latency; the same writes straight to the store are
+//!   the peer, so the ratio is the API layer's cost.
+//!
 //! Both systems run as separate processes and are driven over the network
 //! by their own client (skiff's [`skiff_store::Client`], etcd's gRPC client),
 //! with the same keys, value size and concurrency.
 
+pub mod api;
 pub mod load;
 pub mod procs;

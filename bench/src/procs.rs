@@ -13,6 +13,8 @@ pub struct Cluster {
     pub children: Vec<Child>,
     /// Client endpoints, `host:port`.
     pub endpoints: Vec<String>,
+    /// For skiff: each node's Kubernetes API address and data directory.
+    pub api: Vec<(String, PathBuf)>,
 }
 
 impl Drop for Cluster {
@@ -51,13 +53,18 @@ pub fn skiff(bin: &Path, root: &Path, nodes: usize) -> anyhow::Result<Cluster> {
     let mut cluster = Cluster {
         children: Vec::new(),
         endpoints: ports.iter().map(|p| format!("127.0.0.1:{p}")).collect(),
+        api: Vec::new(),
     };
     for (i, port) in ports.iter().enumerate() {
+        let api = format!("127.0.0.1:{}", free_port()?);
+        let dir = root.join(format!("skiff{}", i + 1));
+        cluster.api.push((api.clone(), dir.clone()));
         let mut cmd = Command::new(bin);
         cmd.args(["server", "--node-id", &(i + 1).to_string()])
             .arg("--data-dir")
-            .arg(root.join(format!("skiff{}", i + 1)))
+            .arg(&dir)
             .args(["--peer-listen", &format!("127.0.0.1:{port}")])
+            .args(["--listen", &api])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(if std::env::var_os("SKIFF_BENCH_VERBOSE").is_some() {
@@ -72,7 +79,7 @@ pub fn skiff(bin: &Path, root: &Path, nodes: usize) -> anyhow::Result<Cluster> {
             .children
             .push(cmd.spawn().with_context(|| format!("starting {}", bin.display()))?);
     }
-    for ep in &cluster.endpoints {
+    for ep in cluster.endpoints.iter().chain(cluster.api.iter().map(|(a, _)| a)) {
         wait_for_port(ep, Duration::from_secs(30))?;
     }
     Ok(cluster)
@@ -90,6 +97,7 @@ pub fn etcd(root: &Path, nodes: usize) -> anyhow::Result<Cluster> {
     let mut cluster = Cluster {
         children: Vec::new(),
         endpoints: client_ports.iter().map(|p| format!("127.0.0.1:{p}")).collect(),
+        api: Vec::new(),
     };
     for i in 0..nodes {
         let dir: PathBuf = root.join(format!("etcd{}", i + 1));

@@ -8,6 +8,7 @@
 //! | `cargo xtask verify`    | read-only: `cargo fmt --check`, clippy with warnings denied, tests |
 //! | `cargo xtask fix`       | `cargo fmt` and `cargo clippy --fix`                          |
 //! | `cargo xtask bench store` | store throughput/latency, skiff vs etcd, JSON in `bench/results/` |
+//! | `cargo xtask bench api` | the Kubernetes API over TLS: create/get/list, fixed-rate creates, watch fan-out |
 //! | `cargo xtask gen-protobuf-schema` | regenerate `api/src/protobuf/schema.rs` from k8s-pb and k8s-openapi |
 //!
 //! Builds go to `$CARGO_TARGET_DIR`, by default `~/.cache/skiff/target`, so
@@ -31,7 +32,7 @@ fn main() -> ExitCode {
         Some("bench") => bench(&args[1..]),
         Some("gen-protobuf-schema") => protobuf_schema::run().map_err(|e| format!("{e:#}")),
         _ => {
-            eprintln!("usage: cargo xtask <up|test|verify|fix|bench store|gen-protobuf-schema> [args]");
+            eprintln!("usage: cargo xtask <up|test|verify|fix|bench store|bench api|gen-protobuf-schema> [args]");
             return ExitCode::from(2);
         }
     };
@@ -270,9 +271,11 @@ fn fix() -> Result {
 
 fn bench(args: &[String]) -> Result {
     match args.first().map(String::as_str) {
-        Some("store") => {
+        Some(which @ ("store" | "api")) => {
             ensure_packages(BUILD_PACKAGES)?;
-            ensure_packages(BENCH_PACKAGES)?;
+            if which == "store" {
+                ensure_packages(BENCH_PACKAGES)?;
+            }
             run(cargo(&[
                 "build",
                 "--release",
@@ -282,8 +285,8 @@ fn bench(args: &[String]) -> Result {
                 "skiff-bench",
             ]))?;
             let release = target_dir().join("release");
-            let out = root().join("bench/results/store.json");
-            let mut cmd = Command::new(release.join("store-bench"));
+            let out = root().join(format!("bench/results/{which}.json"));
+            let mut cmd = Command::new(release.join(format!("{which}-bench")));
             cmd.arg("--skiff-bin")
                 .arg(release.join("skiff"))
                 .arg("--out")
@@ -291,6 +294,6 @@ fn bench(args: &[String]) -> Result {
                 .args(&args[1..]);
             run(cmd)
         }
-        _ => Err("usage: cargo xtask bench store [--out FILE] [--seconds N]".into()),
+        _ => Err("usage: cargo xtask bench <store|api> [--out FILE] [--seconds N]".into()),
     }
 }

@@ -212,6 +212,9 @@ async fn dispatch(State(server): State<Arc<ApiServer>>, request: Request) -> Res
     }
 }
 
+/// HTTP/2 streams one connection may hold open at once.
+const MAX_STREAMS_PER_CONNECTION: u32 = 1000;
+
 /// Serves `router` over TLS on `listener` until `shutdown` completes.
 /// Each connection speaks HTTP/2 or HTTP/1.1, as ALPN decides.
 pub async fn serve_tls(
@@ -250,9 +253,10 @@ pub async fn serve_tls(
                 }
             };
             let service = TowerToHyperService::new(router);
-            let result = auto::Builder::new(TokioExecutor::new())
-                .serve_connection_with_upgrades(TokioIo::new(tls), service)
-                .await;
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            // Watches hold their stream open: allow many per connection.
+            builder.http2().max_concurrent_streams(MAX_STREAMS_PER_CONNECTION);
+            let result = builder.serve_connection_with_upgrades(TokioIo::new(tls), service).await;
             if let Err(error) = result {
                 tracing::debug!(%peer, %error, "connection ended with an error");
             }

@@ -608,3 +608,20 @@ async fn bad_input_is_refused_and_changes_nothing() {
     }
     assert_eq!(api.store.revision(), before, "nothing was written");
 }
+
+#[tokio::test]
+async fn quantities_are_stored_canonical() {
+    let api = Api::start().await;
+    let mut d = deployment("q", "x");
+    d["spec"]["template"]["spec"]["containers"][0]["resources"] =
+        json!({"limits": {"cpu": "0.5", "memory": "1024Mi"}, "requests": {"cpu": 0.25, "memory": "1.5Gi"}});
+    let made = api.post(DEPLOYS, d).await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.text);
+    let resources = &made.body["spec"]["template"]["spec"]["containers"][0]["resources"];
+    assert_eq!(resources["limits"], json!({"cpu": "500m", "memory": "1Gi"}));
+    assert_eq!(resources["requests"], json!({"cpu": "250m", "memory": "1536Mi"}));
+    let mut bad = deployment("bad", "x");
+    bad["spec"]["template"]["spec"]["containers"][0]["resources"] = json!({"limits": {"memory": "1Kb"}});
+    let refused = api.post(DEPLOYS, bad).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", refused.text);
+}

@@ -1,0 +1,462 @@
+//! `api-bench`: skiff's Kubernetes API over TLS: create/get/list latency
+//! and throughput at fixed concurrency, creates at a fixed rate, and watch
+//! fan-out (N watchers, delivery latency of each event to each watcher).
+//! The peer figure is the same writes made directly to the store, so the
+//! ratio is what the API layer costs.
+//!
+//! Run with `cargo xtask bench api` (release build). Prints a table and
+//! writes JSON (`--out`).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use clap::Parser;
+use http::Method;
+use http_body_util::BodyExt;
+use serde::Serialize;
+use serde_json::json;
+use skiff_bench::api::ApiClient;
+use skiff_bench::load::{self, Figures};
+use skiff_bench::procs;
+use skiff_store::{Client, Txn, TxnOp};
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// The skiff binary to run the server with.
+    #[arg(long)]
+    skiff_bin: PathBuf,
+    /// Seconds per closed-loop measurement.
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+    /// Concurrent clients for create/get/list.
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 16, 64])]
+    clients: Vec<usize>,
+    /// Creates per second for the open-loop run.
+    #[arg(long, default_value_t = 1000)]
+    rate: u64,
+    /// Watcher counts for the fan-out runs.
+    #[arg(long, value_delimiter = ',', default_values_t = [1000, 10000])]
+    watchers: Vec<usize>,
+    /// Events written per fan-out run.
+    #[arg(long, default_value_t = 50)]
+    events: u64,
+    /// Write the JSON report here too.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Debug, Serialize)]
+struct RateRun {
+    target_per_sec: u64,
+    achieved_per_sec: f64,
+    ops: u64,
+    errors: u64,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct FanOut {
+    watchers: usize,
+    events: u64,
+    open_seconds: f64,
+    deliveries: u64,
+    expected: u64,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+    server_rss_mib: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Ratio {
+    op: String,
+    clients: usize,
+    throughput_api_over_store: f64,
+    p99_api_over_store: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    machine: String,
+    seconds_per_cell: u64,
+    closed_loop: Vec<Figures>,
+    fixed_rate_create: RateRun,
+    watch_fan_out: Vec<FanOut>,
+    ratios: Vec<Ratio>,
+}
+
+fn configmap(name: &str, data: serde_json::Value) -> Vec<u8> {
+    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data})
+        .to_string()
+        .into_bytes()
+}
+
+fn payload() -> serde_json::Value {
+    json!({"v": "x".repeat(256)})
+}
+
+fn now_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+async fn namespace(api: &ApiClient, name: &str) -> anyhow::Result<()> {
+    let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+    api.call(
+        Method::POST,
+        "/api/v1/namespaces",
+        Some(body.to_string().into_bytes()),
+        "application/json",
+    )
+    .await
+    .map(|_| ())
+}
+
+async fn closed_loop(args: &Args, api: &ApiClient, store: &Arc<Client>, out: &mut Vec<Figures>) -> anyhow::Result<()> {
+    let duration = Duration::from_secs(args.seconds);
+    for &clients in &args.clients {
+        let ns = format!("create-{clients}");
+        namespace(api, &ns).await?;
+        let a = api.clone();
+        let run = load::run(clients, duration, move |c, seq| {
+            let a = a.clone();
+            let path = format!("/api/v1/namespaces/{ns}/configmaps");
+            async move {
+                a.call(
+                    Method::POST,
+                    &path,
+                    Some(configmap(&format!("c{c}-{seq}"), payload())),
+                    "application/json",
+                )
+                .await
+                .map(|_| ())
+            }
+        })
+        .await;
+        out.push(load::figures("skiff-api", 1, "create", clients, run));
+
+        let s = store.clone();
+        let run = load::run(clients, duration, move |c, seq| {
+            let s = s.clone();
+            async move {
+                let value = configmap(&format!("c{c}-{seq}"), payload());
+                s.txn(Txn::new().and_then([TxnOp::put(format!("/bench/{clients}/{c}/{seq}"), value)]))
+                    .await
+                    .map(|_| ())
+                    .map_err(Into::into)
+            }
+        })
+        .await;
+        out.push(load::figures("skiff-store", 1, "put", clients, run));
+    }
+
+    namespace(api, "get").await?;
+    for i in 0..1000 {
+        api.call(
+            Method::POST,
+            "/api/v1/namespaces/get/configmaps",
+            Some(configmap(&format!("g{i}"), payload())),
+            "application/json",
+        )
+        .await?;
+    }
+    namespace(api, "list").await?;
+    for i in 0..100 {
+        api.call(
+            Method::POST,
+            "/api/v1/namespaces/list/configmaps",
+            Some(configmap(&format!("l{i}"), payload())),
+            "application/json",
+        )
+        .await?;
+    }
+    for &clients in &args.clients {
+        let a = api.clone();
+        let run = load::run(clients, duration, move |c, seq| {
+            let a = a.clone();
+            let name = format!("g{}", (c as u64 * 7919 + seq * 31) % 1000);
+            async move {
+                a.call(
+                    Method::GET,
+                    &format!("/api/v1/namespaces/get/configmaps/{name}"),
+                    None,
+                    "application/json",
+                )
+                .await
+                .map(|_| ())
+            }
+        })
+        .await;
+        out.push(load::figures("skiff-api", 1, "get", clients, run));
+        let a = api.clone();
+        let run = load::run(clients, duration, move |_, _| {
+            let a = a.clone();
+            async move {
+                a.call(
+                    Method::GET,
+                    "/api/v1/namespaces/list/configmaps?limit=500",
+                    None,
+                    "application/json",
+                )
+                .await
+                .map(|_| ())
+            }
+        })
+        .await;
+        out.push(load::figures("skiff-api", 1, "list-100", clients, run));
+    }
+    Ok(())
+}
+
+/// Creates issued on a fixed schedule, whatever the replies do (open loop).
+async fn fixed_rate(args: &Args, api: &ApiClient) -> anyhow::Result<RateRun> {
+    namespace(api, "rate").await?;
+    let total = args.rate * args.seconds;
+    let interval = Duration::from_nanos(1_000_000_000 / args.rate.max(1));
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(total as usize);
+    for i in 0..total {
+        let due = start + interval * (i as u32);
+        tokio::time::sleep_until(due.into()).await;
+        let a = api.clone();
+        tasks.push(tokio::spawn(async move {
+            let t = Instant::now();
+            let result = a
+                .call(
+                    Method::POST,
+                    "/api/v1/namespaces/rate/configmaps",
+                    Some(configmap(&format!("r{i}"), payload())),
+                    "application/json",
+                )
+                .await;
+            result.map(|_| t.elapsed())
+        }));
+    }
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    for task in tasks {
+        match task.await {
+            Ok(Ok(latency)) => latencies.push(latency),
+            _ => errors += 1,
+        }
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    Ok(RateRun {
+        target_per_sec: args.rate,
+        achieved_per_sec: latencies.len() as f64 / seconds,
+        ops: latencies.len() as u64,
+        errors,
+        p50_ms: load::percentile(&latencies, 0.50),
+        p99_ms: load::percentile(&latencies, 0.99),
+        max_ms: load::percentile(&latencies, 1.0),
+    })
+}
+
+/// `watchers` watches on one namespace; then `events` updates, each
+/// carrying its send time; every watcher records when each one arrives.
+async fn fan_out(
+    args: &Args,
+    addr: &str,
+    dir: &std::path::Path,
+    watchers: usize,
+    server_pid: u32,
+) -> anyhow::Result<FanOut> {
+    // A server allows 1,000 streams per connection; leave headroom.
+    let api = ApiClient::new(addr, dir, watchers.div_ceil(800) + 1)?;
+    let ns = format!("watch-{watchers}");
+    namespace(&api, &ns).await?;
+    let created = api
+        .call(
+            Method::POST,
+            &format!("/api/v1/namespaces/{ns}/configmaps"),
+            Some(configmap("w", json!({"t": "0"}))),
+            "application/json",
+        )
+        .await?;
+    let rv = serde_json::from_slice::<serde_json::Value>(&created)?["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap_or("0")
+        .to_string();
+    let opened = Instant::now();
+    let delivered = Arc::new(AtomicU64::new(0));
+    let latencies = Arc::new(std::sync::Mutex::new(Vec::with_capacity(
+        watchers * args.events as usize,
+    )));
+    let mut tasks = Vec::new();
+    for _ in 0..watchers {
+        let body = api
+            .watch(&format!(
+                "/api/v1/namespaces/{ns}/configmaps?watch=true&resourceVersion={rv}&timeoutSeconds=120"
+            ))
+            .await?;
+        let (delivered, latencies, events) = (delivered.clone(), latencies.clone(), args.events);
+        tasks.push(tokio::spawn(async move {
+            let mut body = body;
+            let mut buffer = Vec::new();
+            let mut seen = 0;
+            let mut mine = Vec::with_capacity(events as usize);
+            while seen < events {
+                let Some(Ok(frame)) = body.frame().await else { break };
+                let Ok(data) = frame.into_data() else { continue };
+                buffer.extend_from_slice(&data);
+                while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = buffer.drain(..=end).collect();
+                    let arrived = now_nanos();
+                    let Ok(event) = serde_json::from_slice::<serde_json::Value>(&line) else {
+                        continue;
+                    };
+                    if let Some(sent) = event["object"]["data"]["t"]
+                        .as_str()
+                        .and_then(|t| t.parse::<u64>().ok())
+                    {
+                        mine.push(Duration::from_nanos(arrived.saturating_sub(sent)));
+                        seen += 1;
+                    }
+                }
+            }
+            delivered.fetch_add(mine.len() as u64, Ordering::Relaxed);
+            if let Ok(mut all) = latencies.lock() {
+                all.extend(mine);
+            }
+        }));
+    }
+    let open_seconds = opened.elapsed().as_secs_f64();
+    let rss = rss_mib(server_pid);
+    for _ in 0..args.events {
+        let patch = json!({"data": {"t": now_nanos().to_string()}}).to_string().into_bytes();
+        api.call(
+            Method::PATCH,
+            &format!("/api/v1/namespaces/{ns}/configmaps/w"),
+            Some(patch),
+            "application/merge-patch+json",
+        )
+        .await?;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    for task in tasks {
+        let _ = tokio::time::timeout_at(deadline, task).await;
+    }
+    let mut all = latencies.lock().map(|l| l.clone()).unwrap_or_default();
+    all.sort_unstable();
+    Ok(FanOut {
+        watchers,
+        events: args.events,
+        open_seconds,
+        deliveries: delivered.load(Ordering::Relaxed),
+        expected: watchers as u64 * args.events,
+        p50_ms: load::percentile(&all, 0.50),
+        p99_ms: load::percentile(&all, 0.99),
+        max_ms: load::percentile(&all, 1.0),
+        server_rss_mib: rss,
+    })
+}
+
+fn ratios(results: &[Figures]) -> Vec<Ratio> {
+    let mut out = Vec::new();
+    for api in results.iter().filter(|f| f.system == "skiff-api" && f.op == "create") {
+        if let Some(store) = results
+            .iter()
+            .find(|f| f.system == "skiff-store" && f.clients == api.clients)
+        {
+            out.push(Ratio {
+                op: "create vs store put".into(),
+                clients: api.clients,
+                throughput_api_over_store: api.ops_per_sec / store.ops_per_sec.max(f64::MIN_POSITIVE),
+                p99_api_over_store: api.p99_ms / store.p99_ms.max(f64::MIN_POSITIVE),
+            });
+        }
+    }
+    out
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let root = tempfile::tempdir()?;
+    let cluster = procs::skiff(&args.skiff_bin, root.path(), 1)?;
+    let (addr, dir) = cluster.api.first().cloned().context("no API endpoint")?;
+    let server_pid = cluster.children.first().map(|c| c.id()).unwrap_or(0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !dir.join("kubeconfig").exists() {
+        anyhow::ensure!(Instant::now() < deadline, "the server wrote no kubeconfig");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let api = ApiClient::new(&addr, &dir, 4)?;
+    while api.call(Method::GET, "/readyz", None, "text/plain").await.is_err() {
+        anyhow::ensure!(Instant::now() < deadline, "the server did not become ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let store = Arc::new(Client::new(cluster.endpoints.clone())?);
+
+    let mut closed = Vec::new();
+    closed_loop(&args, &api, &store, &mut closed).await?;
+    let rate = fixed_rate(&args, &api).await?;
+    let mut fan = Vec::new();
+    for &watchers in &args.watchers {
+        fan.push(fan_out(&args, &addr, &dir, watchers, server_pid).await?);
+    }
+
+    println!(
+        "{:<12} {:<9} {:>7} {:>10} {:>8} {:>8} {:>6}",
+        "system", "op", "clients", "ops/s", "p50 ms", "p99 ms", "errors"
+    );
+    for f in &closed {
+        println!(
+            "{:<12} {:<9} {:>7} {:>10.0} {:>8.2} {:>8.2} {:>6}",
+            f.system, f.op, f.clients, f.ops_per_sec, f.p50_ms, f.p99_ms, f.errors
+        );
+    }
+    println!(
+        "fixed-rate create: target {}/s, achieved {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, errors {}",
+        rate.target_per_sec, rate.achieved_per_sec, rate.p50_ms, rate.p99_ms, rate.max_ms, rate.errors
+    );
+    for f in &fan {
+        println!(
+            "watch fan-out: {} watchers (opened in {:.1} s, server RSS {:.0} MiB), {}/{} deliveries, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            f.watchers, f.open_seconds, f.server_rss_mib, f.deliveries, f.expected, f.p50_ms, f.p99_ms, f.max_ms
+        );
+    }
+    let report = Report {
+        machine: format!(
+            "{} cores",
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
+        ),
+        seconds_per_cell: args.seconds,
+        ratios: ratios(&closed),
+        closed_loop: closed,
+        fixed_rate_create: rate,
+        watch_fan_out: fan,
+    };
+    for r in &report.ratios {
+        println!(
+            "{} at {} clients: throughput x{:.2}, p99 x{:.2}",
+            r.op, r.clients, r.throughput_api_over_store, r.p99_api_over_store
+        );
+    }
+    let json = serde_json::to_string_pretty(&report)?;
+    if let Some(out) = &args.out {
+        std::fs::write(out, &json).with_context(|| format!("writing {}", out.display()))?;
+    }
+    Ok(())
+}
