@@ -104,6 +104,13 @@ pub enum ApiError {
     /// Optimistic concurrency failed, or a precondition did not hold.
     #[error("Operation cannot be fulfilled on {}: {message}", .subject.qualified())]
     Conflict { subject: Subject, message: String },
+    /// A server-side apply would change fields other managers own.
+    #[error("{message}")]
+    ApplyConflict {
+        subject: Subject,
+        message: String,
+        causes: Vec<Cause>,
+    },
     /// Semantic validation failed.
     #[error("{kind} \"{name}\" is invalid: {}", .causes.iter().map(Cause::render).collect::<Vec<_>>().join(", "))]
     Invalid {
@@ -163,7 +170,9 @@ impl ApiError {
     pub fn code(&self) -> StatusCode {
         match self {
             ApiError::NotFound(_) | ApiError::NoSuchRoute => StatusCode::NOT_FOUND,
-            ApiError::AlreadyExists(_) | ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::AlreadyExists(_) | ApiError::Conflict { .. } | ApiError::ApplyConflict { .. } => {
+                StatusCode::CONFLICT
+            }
             ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -183,7 +192,7 @@ impl ApiError {
         match self {
             ApiError::NotFound(_) | ApiError::NoSuchRoute => "NotFound",
             ApiError::AlreadyExists(_) => "AlreadyExists",
-            ApiError::Conflict { .. } => "Conflict",
+            ApiError::Conflict { .. } | ApiError::ApplyConflict { .. } => "Conflict",
             ApiError::Invalid { .. } => "Invalid",
             ApiError::BadRequest(_) => "BadRequest",
             ApiError::Unauthorized => "Unauthorized",
@@ -215,6 +224,14 @@ impl ApiError {
             ApiError::NotFound(s) | ApiError::AlreadyExists(s) | ApiError::Conflict { subject: s, .. } => {
                 Some(json!({"name": s.name, "group": s.group, "kind": s.kind}))
             }
+            ApiError::ApplyConflict { subject, causes, .. } => Some(json!({
+                "name": subject.name,
+                "group": subject.group,
+                "kind": subject.kind,
+                "causes": causes.iter().map(|c| json!({
+                    "reason": c.reason, "message": c.message, "field": c.field,
+                })).collect::<Vec<_>>(),
+            })),
             ApiError::Invalid {
                 group,
                 kind,

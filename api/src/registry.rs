@@ -51,6 +51,8 @@ pub struct WriteOptions {
     pub field_manager: Option<String>,
     /// Who is writing, for admission.
     pub user: User,
+    /// A server-side apply, which records its own field ownership.
+    pub applying: bool,
 }
 
 /// `DeleteOptions` as far as the registry acts on them.
@@ -174,6 +176,22 @@ fn encode(object: &Value) -> Result<Vec<u8>> {
 fn parse_revision(rv: &str) -> Result<u64> {
     rv.parse()
         .map_err(|_| ApiError::BadRequest(format!("invalid resource version: {rv:?}")))
+}
+
+/// Gives a writer that is not applying ownership of the fields it changed,
+/// in `metadata.managedFields`, as Kubernetes records Update operations.
+fn record_ownership(resource: &Resource, part: Part, old: Option<&Value>, new: &mut Value, options: &WriteOptions) {
+    use crate::patch::apply::{Scope, record_update};
+    let Some(manager) = options.field_manager.as_deref().filter(|_| !options.applying) else {
+        return;
+    };
+    let scope = match part {
+        Part::Status => Scope::Status,
+        _ if resource.has_status() => Scope::Main,
+        _ => Scope::Object,
+    };
+    let root = crate::patch::schema::root_type(&resource.group, &resource.kind);
+    record_update(old, new, manager, &meta::now_rfc3339(), scope, root);
 }
 
 /// A `continue` token: the revision of the first page and the key after
@@ -400,6 +418,7 @@ impl Registry {
             };
             let mut object = object.clone();
             self.admit(&attributes, &mut object, None)?;
+            record_ownership(resource, Part::Main, None, &mut object, options);
             if options.dry_run {
                 return Ok(object);
             }
@@ -493,7 +512,27 @@ impl Registry {
         let Some(namespaces) = self.catalog.lookup("", "v1", "namespaces") else {
             return Ok(());
         };
-        match self.find(&namespaces, None, namespace).await? {
+        // Like kube-apiserver's namespace lifecycle check: this replica's
+        // view first, a linearizable read only when that misses.
+        let key = key(&namespaces, None, namespace);
+        let found = self
+            .store
+            .range(RangeRequest::new(KeyRange::key(key)), ReadConsistency::Serializable)
+            .await?
+            .kvs
+            .into_iter()
+            .next()
+            .map(|kv| decode(&namespaces, &kv.value, kv.mod_revision))
+            .transpose()?
+            .map(|object| Current {
+                object,
+                mod_revision: 0,
+            });
+        let found = match found {
+            Some(found) => Some(found),
+            None => self.find(&namespaces, None, namespace).await?,
+        };
+        match found {
             None => Err(ApiError::NotFound(Subject::new("", "namespaces", namespace))),
             Some(current) if meta::is_deleting(&current.object) => Err(ApiError::Forbidden(format!(
                 "unable to create new content in namespace {namespace} because it is being terminated"
@@ -549,6 +588,7 @@ impl Registry {
                 dry_run: options.dry_run,
             };
             self.admit(&attributes, &mut next, Some((&current.object, part)))?;
+            record_ownership(resource, part, Some(&current.object), &mut next, options);
             meta::set_resource_version(&mut next, current.mod_revision);
             if next == current.object {
                 return Ok(current.object);

@@ -133,6 +133,10 @@ pub fn prepare_for_update(
                     meta::object_mut(&mut next).remove("status");
                 }
             }
+            // Ownership of status fields is recorded with the write.
+            if let Some(fields) = desired.pointer("/metadata/managedFields") {
+                meta::metadata_mut(&mut next).insert("managedFields".into(), fields.clone());
+            }
             next
         }
     };

@@ -43,11 +43,14 @@ impl ApiClient {
                 .with_safe_default_protocol_versions()?
                 .with_root_certificates(roots.clone())
                 .with_no_client_auth();
+            let mut tcp = HttpConnector::new();
+            tcp.set_nodelay(true);
+            tcp.enforce_http(false);
             let connector = hyper_rustls::HttpsConnectorBuilder::new()
                 .with_tls_config(tls)
                 .https_only()
                 .enable_http2()
-                .build();
+                .wrap_connector(tcp);
             clients.push(
                 Client::builder(TokioExecutor::new())
                     .http2_only(true)

@@ -179,7 +179,66 @@ fn discovery_and_explain() {
     assert!(explained.contains("replicas"), "{explained}");
     let explained = cluster.ok(&["explain", "pods.spec.containers"]);
     assert!(explained.contains("image"), "{explained}");
+
+    // A CRD's resource is usable right after the CRD is applied.
+    cluster.ok_with_input(&["apply", "-f", "-"], CRD);
+    cluster.ok_with_input(&["apply", "-f", "-"], WIDGET);
+    let widgets = cluster.ok(&["get", "widgets"]);
+    assert!(widgets.contains("blue-one"), "{widgets}");
+    let widget = cluster.json(&["get", "wd", "blue-one"]);
+    assert_eq!(widget["spec"]["size"], 3);
+    let explained = cluster.ok(&["explain", "widget.spec"]);
+    assert!(explained.contains("size"), "{explained}");
+    // kubectl validates strictly by default: the server names the field.
+    let mut apply = cluster
+        .command(&["apply", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let typo = WIDGET.replace("size: 3", "size: 3\n  colour: blue");
+    apply.stdin.take().unwrap().write_all(typo.as_bytes()).unwrap();
+    let refused = apply.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && stderr.contains("unknown field \"spec.colour\""),
+        "{stderr}"
+    );
 }
+
+const CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.example.dev
+spec:
+  group: example.dev
+  scope: Namespaced
+  names: {plural: widgets, singular: widget, kind: Widget, shortNames: [wd]}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              size: {type: integer, description: "How big the widget is."}
+"#;
+
+const WIDGET: &str = r#"
+apiVersion: example.dev/v1
+kind: Widget
+metadata:
+  name: blue-one
+  namespace: default
+spec:
+  size: 3
+"#;
 
 #[test]
 fn typed_creates_and_edits() {

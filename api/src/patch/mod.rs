@@ -4,6 +4,7 @@
 //! Each turns the stored object into the desired one; the registry then
 //! treats the result exactly like an update.
 
+pub mod apply;
 pub mod schema;
 pub mod strategic;
 

@@ -15,6 +15,16 @@
 //! and of every pod template. [`root_type`] maps a kind to its top-level type;
 //! kinds without an entry (custom resources among them) get `None`, and the
 //! caller answers a strategic merge patch for them with 415, as Kubernetes does.
+//!
+//! Server-side apply needs related but not identical facts, which Kubernetes
+//! publishes as the OpenAPI extensions `x-kubernetes-list-type`,
+//! `x-kubernetes-list-map-keys` and `x-kubernetes-map-type`:
+//! [`FieldInfo::list_type`] and [`FieldInfo::is_atomic`] give them. They follow
+//! from the patch metadata (a list merged by key is a map list with that key,
+//! merged primitives are a set, a replaced list is atomic) except where the
+//! tables say otherwise: keys of several fields (container and service ports,
+//! topology spread constraints) and values owned as a whole (label selectors,
+//! `nodeSelector`, owner references).
 
 use std::fmt;
 
@@ -31,6 +41,77 @@ pub enum ListStrategy {
     /// A list of primitive values merged as an ordered set: the union of both
     /// lists; items leave through `$deleteFromPrimitiveList/<field>`.
     MergePrimitives,
+}
+
+/// How server-side apply treats a list (`x-kubernetes-list-type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListType {
+    /// The list is one value: owned, compared and replaced as a whole.
+    Atomic,
+    /// A list of primitives whose items are owned one by one and merged as
+    /// a union.
+    Set,
+    /// A list of objects identified by the values of their key fields
+    /// (`x-kubernetes-list-map-keys`); items are owned and merged one by one.
+    Map(ListKeys),
+}
+
+/// The key fields of a [`ListType::Map`] list, in the order Kubernetes
+/// declares them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListKeys(KeySource);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum KeySource {
+    /// The field's patch merge key, alone.
+    MergeKey(&'static str),
+    /// Keys declared for apply because they differ from the merge key.
+    Declared(&'static [ListKey]),
+}
+
+impl ListKeys {
+    /// The key fields.
+    pub fn iter(self) -> impl Iterator<Item = ListKey> {
+        let (single, declared): (Option<ListKey>, &'static [ListKey]) = match self.0 {
+            KeySource::MergeKey(name) => (Some(ListKey { name, default: None }), &[]),
+            KeySource::Declared(keys) => (None, keys),
+        };
+        single.into_iter().chain(declared.iter().copied())
+    }
+}
+
+/// One key field of a [`ListType::Map`] list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListKey {
+    name: &'static str,
+    default: Option<&'static str>,
+}
+
+impl ListKey {
+    /// The JSON name of the key field.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The string the field defaults to when an item leaves it out (`TCP`
+    /// for the `protocol` of ports), which then identifies the item as if it
+    /// had been given.
+    pub fn default(&self) -> Option<&'static str> {
+        self.default
+    }
+}
+
+/// A key field of a list map that items must carry.
+const fn key(name: &'static str) -> ListKey {
+    ListKey { name, default: None }
+}
+
+/// A key field of a list map that defaults to `default`.
+const fn key_or(name: &'static str, default: &'static str) -> ListKey {
+    ListKey {
+        name,
+        default: Some(default),
+    }
 }
 
 /// Patch metadata of one object type: the fields a strategic merge patch has
@@ -71,6 +152,10 @@ pub struct FieldInfo {
     strategy: ListStrategy,
     retain_keys: bool,
     child: Option<&'static TypeInfo>,
+    /// List-map keys for server-side apply where they differ from the merge key.
+    apply_keys: Option<&'static [ListKey]>,
+    /// Whether apply owns the value (or each item of a list) as a whole.
+    atomic: bool,
 }
 
 impl FieldInfo {
@@ -96,6 +181,24 @@ impl FieldInfo {
     /// list; `None` when that type has nothing a patch treats specially.
     pub fn child(&self) -> Option<&'static TypeInfo> {
         self.child
+    }
+
+    /// How server-side apply treats the field's value when it is a list.
+    pub fn list_type(&self) -> ListType {
+        match (self.apply_keys, self.strategy) {
+            (Some(keys), _) => ListType::Map(ListKeys(KeySource::Declared(keys))),
+            (None, ListStrategy::MergeByKey(key)) => ListType::Map(ListKeys(KeySource::MergeKey(key))),
+            (None, ListStrategy::MergePrimitives) => ListType::Set,
+            (None, ListStrategy::Replace) => ListType::Atomic,
+        }
+    }
+
+    /// Whether server-side apply owns, compares and replaces the field's value
+    /// as one, like a scalar: `x-kubernetes-map-type: atomic` on a map or a
+    /// struct (label selectors, `nodeSelector`). On a list field the flag
+    /// describes each item (owner references): the items are owned whole.
+    pub fn is_atomic(&self) -> bool {
+        self.atomic
     }
 }
 
@@ -162,6 +265,8 @@ const fn nested(name: &'static str, child: &'static TypeInfo) -> FieldInfo {
         strategy: ListStrategy::Replace,
         retain_keys: false,
         child: Some(child),
+        apply_keys: None,
+        atomic: false,
     }
 }
 
@@ -172,6 +277,8 @@ const fn by_key(name: &'static str, key: &'static str, child: Option<&'static Ty
         strategy: ListStrategy::MergeByKey(key),
         retain_keys: false,
         child,
+        apply_keys: None,
+        atomic: false,
     }
 }
 
@@ -182,6 +289,8 @@ const fn primitives(name: &'static str) -> FieldInfo {
         strategy: ListStrategy::MergePrimitives,
         retain_keys: false,
         child: None,
+        apply_keys: None,
+        atomic: false,
     }
 }
 
@@ -192,6 +301,8 @@ const fn replaced(name: &'static str) -> FieldInfo {
         strategy: ListStrategy::Replace,
         retain_keys: false,
         child: None,
+        apply_keys: None,
+        atomic: false,
     }
 }
 
@@ -202,6 +313,21 @@ const fn retaining(name: &'static str) -> FieldInfo {
         strategy: ListStrategy::Replace,
         retain_keys: true,
         child: None,
+        apply_keys: None,
+        atomic: false,
+    }
+}
+
+/// A map or struct that server-side apply owns as a whole; a strategic merge
+/// patch still merges it, as Kubernetes does.
+const fn atomic(name: &'static str) -> FieldInfo {
+    FieldInfo {
+        name,
+        strategy: ListStrategy::Replace,
+        retain_keys: false,
+        child: None,
+        apply_keys: None,
+        atomic: true,
     }
 }
 
@@ -213,13 +339,33 @@ impl FieldInfo {
             ..self
         }
     }
+
+    /// The same list with other keys for server-side apply than its merge key.
+    const fn with_apply_keys(self, keys: &'static [ListKey]) -> FieldInfo {
+        FieldInfo {
+            apply_keys: Some(keys),
+            ..self
+        }
+    }
+
+    /// The same list with items that server-side apply owns as a whole.
+    const fn with_atomic_items(self) -> FieldInfo {
+        FieldInfo { atomic: true, ..self }
+    }
 }
+
+/// `selector` of the workloads: a `LabelSelector` (or, for a replication
+/// controller, a plain map), atomic for server-side apply.
+const SELECTOR: FieldInfo = atomic("selector");
 
 // Shared sub-types.
 
 static OBJECT_META: TypeInfo = TypeInfo {
     name: "ObjectMeta",
-    fields: &[primitives("finalizers"), by_key("ownerReferences", "uid", None)],
+    fields: &[
+        primitives("finalizers"),
+        by_key("ownerReferences", "uid", None).with_atomic_items(),
+    ],
 };
 
 const METADATA: FieldInfo = nested("metadata", &OBJECT_META);
@@ -240,7 +386,7 @@ const STATUS: FieldInfo = nested("status", &CONDITIONED_STATUS);
 static CONTAINER: TypeInfo = TypeInfo {
     name: "Container",
     fields: &[
-        by_key("ports", "containerPort", None),
+        by_key("ports", "containerPort", None).with_apply_keys(&[key("containerPort"), key_or("protocol", "TCP")]),
         by_key("env", "name", None),
         by_key("volumeMounts", "mountPath", None),
         by_key("volumeDevices", "devicePath", None),
@@ -257,10 +403,12 @@ static POD_SPEC: TypeInfo = TypeInfo {
         by_key("volumes", "name", None).with_retain_keys(),
         by_key("imagePullSecrets", "name", None),
         by_key("hostAliases", "ip", None),
-        by_key("topologySpreadConstraints", "topologyKey", None),
+        by_key("topologySpreadConstraints", "topologyKey", None)
+            .with_apply_keys(&[key("topologyKey"), key("whenUnsatisfiable")]),
         by_key("schedulingGates", "name", None),
         by_key("resourceClaims", "name", None).with_retain_keys(),
         replaced("tolerations"),
+        atomic("nodeSelector"),
     ],
 };
 
@@ -296,7 +444,7 @@ const TEMPLATE: FieldInfo = nested("template", &POD_TEMPLATE_SPEC);
 /// ReplicaSet, DaemonSet, ReplicationController and Job.
 static TEMPLATED_SPEC: TypeInfo = TypeInfo {
     name: "TemplatedSpec",
-    fields: &[TEMPLATE],
+    fields: &[TEMPLATE, SELECTOR],
 };
 
 static PERSISTENT_VOLUME_CLAIM: TypeInfo = TypeInfo {
@@ -337,7 +485,10 @@ static SERVICE: TypeInfo = TypeInfo {
             "spec",
             &TypeInfo {
                 name: "ServiceSpec",
-                fields: &[by_key("ports", "port", None)],
+                fields: &[
+                    by_key("ports", "port", None).with_apply_keys(&[key("port"), key_or("protocol", "TCP")]),
+                    atomic("selector"),
+                ],
             },
         ),
         STATUS,
@@ -390,7 +541,7 @@ static DEPLOYMENT: TypeInfo = TypeInfo {
             "spec",
             &TypeInfo {
                 name: "DeploymentSpec",
-                fields: &[TEMPLATE, retaining("strategy")],
+                fields: &[TEMPLATE, retaining("strategy"), SELECTOR],
             },
         ),
         STATUS,
@@ -405,7 +556,11 @@ static STATEFUL_SET: TypeInfo = TypeInfo {
             "spec",
             &TypeInfo {
                 name: "StatefulSetSpec",
-                fields: &[TEMPLATE, nested("volumeClaimTemplates", &PERSISTENT_VOLUME_CLAIM)],
+                fields: &[
+                    TEMPLATE,
+                    nested("volumeClaimTemplates", &PERSISTENT_VOLUME_CLAIM),
+                    SELECTOR,
+                ],
             },
         ),
         STATUS,
@@ -608,5 +763,69 @@ mod tests {
         let text = format!("{:?}", field_at(root_type("", "Pod").unwrap(), "spec.containers"));
         assert!(text.contains("Some(\"Container\")"), "{text}");
         assert!(!text.contains("containerPort"), "{text}");
+    }
+
+    /// The list type server-side apply sees, with keys as (name, default).
+    fn apply_keys(field: &FieldInfo) -> Option<Vec<(&'static str, Option<&'static str>)>> {
+        match field.list_type() {
+            ListType::Map(keys) => Some(keys.iter().map(|k| (k.name(), k.default())).collect()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn apply_list_types() {
+        let pod = root_type("", "Pod").unwrap();
+        type Keys = &'static [(&'static str, Option<&'static str>)];
+        let cases: &[(&'static TypeInfo, &str, Keys)] = &[
+            (pod, "spec.containers", &[("name", None)]),
+            (
+                pod,
+                "spec.containers.ports",
+                &[("containerPort", None), ("protocol", Some("TCP"))],
+            ),
+            (
+                pod,
+                "spec.topologySpreadConstraints",
+                &[("topologyKey", None), ("whenUnsatisfiable", None)],
+            ),
+            (pod, "metadata.ownerReferences", &[("uid", None)]),
+            (
+                root_type("", "Service").unwrap(),
+                "spec.ports",
+                &[("port", None), ("protocol", Some("TCP"))],
+            ),
+        ];
+        for &(root, path, want) in cases {
+            assert_eq!(apply_keys(field_at(root, path)).as_deref(), Some(want), "{path}");
+        }
+        assert_eq!(field_at(pod, "metadata.finalizers").list_type(), ListType::Set);
+        assert_eq!(field_at(pod, "spec.tolerations").list_type(), ListType::Atomic);
+        // The apply keys leave the strategic merge key alone.
+        assert_eq!(
+            field_at(pod, "spec.containers.ports").strategy(),
+            ListStrategy::MergeByKey("containerPort")
+        );
+    }
+
+    #[test]
+    fn atomic_values() {
+        for (group, kind, path) in [
+            ("apps", "Deployment", "spec.selector"),
+            ("apps", "ReplicaSet", "spec.selector"),
+            ("apps", "StatefulSet", "spec.selector"),
+            ("batch", "Job", "spec.selector"),
+            ("", "Service", "spec.selector"),
+            ("", "Pod", "spec.nodeSelector"),
+            ("", "Pod", "metadata.ownerReferences"),
+        ] {
+            assert!(
+                field_at(root_type(group, kind).unwrap(), path).is_atomic(),
+                "{kind} {path}"
+            );
+        }
+        let pod = root_type("", "Pod").unwrap();
+        assert!(!field_at(pod, "spec.containers").is_atomic());
+        assert!(pod.field("metadata").is_some_and(|f| !f.is_atomic()));
     }
 }

@@ -242,6 +242,11 @@ pub async fn serve_tls(
             },
             () = &mut shutdown => return Ok(()),
         };
+        // Replies are small writes; Nagle's algorithm would hold them back
+        // for the peer's delayed ACK.
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%peer, %error, "cannot set TCP_NODELAY");
+        }
         let acceptor = acceptor.clone();
         let router = router.clone();
         tokio::spawn(async move {

@@ -17,8 +17,9 @@ use crate::body::{self, MAX_BODY_BYTES};
 use crate::catalog::Resource;
 use crate::error::{ApiError, Result, Subject};
 use crate::meta;
+use crate::patch::apply::{ApplyError, ApplyRequest, Scope};
 use crate::patch::{self, PatchType};
-use crate::registry::{Deleted, Part, WriteOptions};
+use crate::registry::{Deleted, FieldValidation, Part, WriteOptions};
 use crate::request::{self, ResourceRequest, Verb};
 use crate::watch::{self, WatchOptions};
 
@@ -26,6 +27,7 @@ use crate::watch::{self, WatchOptions};
 struct Call {
     server: Arc<ApiServer>,
     user: User,
+    user_agent: Option<String>,
     request: ResourceRequest,
     resource: Arc<Resource>,
     query: Query,
@@ -46,6 +48,16 @@ impl Call {
     fn write_options(&self) -> Result<WriteOptions> {
         let mut options = self.query.write_options()?;
         options.user = self.user.clone();
+        if options.field_manager.is_none() {
+            // As Kubernetes does: the client program's name.
+            options.field_manager = self
+                .user_agent
+                .as_deref()
+                .and_then(|ua| ua.split('/').next())
+                .map(str::trim)
+                .filter(|m| !m.is_empty())
+                .map(|m| m.chars().take(128).collect());
+        }
         Ok(options)
     }
 
@@ -93,6 +105,7 @@ pub(super) async fn handle(server: Arc<ApiServer>, request: Request) -> Result<R
     let call = Call {
         server,
         user,
+        user_agent: header(header::USER_AGENT),
         resource,
         query,
         accept: header(header::ACCEPT),
@@ -259,38 +272,11 @@ async fn patch(call: &Call, part: Part) -> Result<Response> {
     let validation = call.query.field_validation()?;
     let mut options = call.write_options()?;
     if patch_type == PatchType::Apply {
-        if options.field_manager.is_none() {
-            return Err(ApiError::BadRequest(
-                "PATCH requests of type apply must specify a field manager (fieldManager)".into(),
-            ));
-        }
-        let exists = call
-            .server
-            .registry
-            .find(&call.resource, call.namespace(), call.name())
-            .await?
-            .is_some();
-        if !exists && part == Part::Main {
-            let mut object = body.clone();
-            meta::metadata_mut(&mut object)
-                .entry("name")
-                .or_insert_with(|| Value::String(call.name().to_string()));
-            let (object, warnings) = body::canonicalize(&call.resource, object, validation)?;
-            let created = call
-                .server
-                .registry
-                .create(&call.resource, call.namespace(), object, &options)
-                .await?;
-            return Ok(written(
-                StatusCode::CREATED,
-                output,
-                &call.resource,
-                &created,
-                &warnings,
-            ));
-        }
+        // An apply names its manager; the user agent does not count.
+        options.field_manager = call.query.write_options()?.field_manager;
+        options.applying = true;
+        return server_side_apply(call, part, &body, validation, &options).await;
     }
-    options.field_manager.get_or_insert_with(|| "unknown".into());
     let mut warnings = Vec::new();
     let resource = call.resource.clone();
     let updated = call
@@ -314,6 +300,117 @@ async fn patch(call: &Call, part: Part) -> Result<Response> {
         )
         .await?;
     Ok(written(StatusCode::OK, output, &call.resource, &updated, &warnings))
+}
+
+/// `application/apply-patch+yaml`: server-side apply with field ownership
+/// (`patch::apply`), creating the object when it does not exist.
+async fn server_side_apply(
+    call: &Call,
+    part: Part,
+    applied: &Value,
+    validation: FieldValidation,
+    options: &WriteOptions,
+) -> Result<Response> {
+    let output = call.output()?;
+    let Some(manager) = options.field_manager.as_deref() else {
+        return Err(ApiError::BadRequest(
+            "PATCH requests of type apply must specify a field manager (fieldManager)".into(),
+        ));
+    };
+    let force = match call.query.get("force") {
+        None | Some("" | "false") => false,
+        Some("true") => true,
+        Some(other) => return Err(ApiError::BadRequest(format!("invalid value for force: {other:?}"))),
+    };
+    let resource = call.resource.clone();
+    let root = patch::schema::root_type(&resource.group, &resource.kind);
+    let scope = match part {
+        Part::Status => Scope::Status,
+        _ if resource.has_status() => Scope::Main,
+        _ => Scope::Object,
+    };
+    let name = call.name();
+    let run = |current: Option<&Value>| {
+        let now = meta::now_rfc3339();
+        let request = ApplyRequest {
+            manager,
+            force,
+            applied,
+            now: &now,
+            scope,
+        };
+        patch::apply::apply(current, &request, root).map_err(|error| apply_error(&resource, name, error))
+    };
+    let exists = call
+        .server
+        .registry
+        .find(&call.resource, call.namespace(), name)
+        .await?
+        .is_some();
+    if !exists && part == Part::Main {
+        let mut object = run(None)?;
+        meta::metadata_mut(&mut object)
+            .entry("name")
+            .or_insert_with(|| Value::String(name.to_string()));
+        let (object, warnings) = body::canonicalize(&call.resource, object, validation)?;
+        let created = call
+            .server
+            .registry
+            .create(&call.resource, call.namespace(), object, options)
+            .await?;
+        return Ok(written(
+            StatusCode::CREATED,
+            output,
+            &call.resource,
+            &created,
+            &warnings,
+        ));
+    }
+    let mut warnings = Vec::new();
+    let updated = call
+        .server
+        .registry
+        .update(&call.resource, call.namespace(), name, part, options, |current| {
+            let mut base = current.clone();
+            // The configuration names a resourceVersion only to make it a precondition.
+            meta::metadata_mut(&mut base).remove("resourceVersion");
+            let (canonical, found) = body::canonicalize(&resource, run(Some(&base))?, validation)?;
+            warnings = found;
+            Ok(canonical)
+        })
+        .await?;
+    Ok(written(StatusCode::OK, output, &call.resource, &updated, &warnings))
+}
+
+/// An apply failure as the API reports it: 409 for conflicts (reason
+/// Conflict, which kubectl's `--force-conflicts` hint looks for), 400 or 422
+/// otherwise.
+fn apply_error(resource: &Resource, name: &str, error: ApplyError) -> ApiError {
+    match error {
+        ApplyError::Conflicts(ref conflicts) => ApiError::ApplyConflict {
+            subject: Subject::new(&resource.group, &resource.plural, name),
+            causes: conflicts
+                .iter()
+                .map(|c| crate::error::Cause {
+                    reason: "FieldManagerConflict",
+                    message: format!("conflict with {}", c.owner()),
+                    field: c.field.clone(),
+                })
+                .collect(),
+            message: error.message(),
+        },
+        ApplyError::BadRequest(message) => ApiError::BadRequest(message),
+        ApplyError::Invalid(message) => ApiError::invalid(
+            &resource.group,
+            &resource.kind,
+            name,
+            vec![crate::error::Cause {
+                reason: "FieldValueInvalid",
+                message,
+                field: String::new(),
+            }],
+        ),
+    }
 }
 
 async fn delete(call: &Call) -> Result<Response> {
@@ -541,6 +638,7 @@ async fn bind(call: &Call) -> Result<Response> {
         dry_run: call.query.dry_run()?,
         field_manager: None,
         user: call.user.clone(),
+        applying: false,
     };
     call.server
         .registry

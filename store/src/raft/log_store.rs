@@ -33,7 +33,10 @@ pub struct LogStore {
 impl LogStore {
     pub(crate) fn new(db: Arc<Db>) -> std::io::Result<LogStore> {
         let (tx, rx) = mpsc::channel::<LogFlushed<TypeConfig>>();
-        let sync_db = db.clone();
+        // A weak handle: the database closes where the store's last user
+        // lets go of it, not later on this thread (a database still open
+        // while the process exits makes RocksDB abort).
+        let sync_db = Arc::downgrade(&db);
         std::thread::Builder::new()
             .name("skiff-store-fsync".into())
             .spawn(move || sync_loop(&sync_db, rx))?;
@@ -42,15 +45,18 @@ impl LogStore {
 }
 
 /// Completes append callbacks in batches, one WAL fsync per batch.
-fn sync_loop(db: &Db, rx: mpsc::Receiver<LogFlushed<TypeConfig>>) {
+fn sync_loop(db: &std::sync::Weak<Db>, rx: mpsc::Receiver<LogFlushed<TypeConfig>>) {
     while let Ok(first) = rx.recv() {
         let mut waiting = vec![first];
         waiting.extend(rx.try_iter());
-        let result = db.raw().flush_wal(true);
+        let result = match db.upgrade() {
+            Some(db) => db.raw().flush_wal(true).map_err(|e| e.to_string()),
+            None => Err("the store is closed".to_string()),
+        };
         for callback in waiting {
             callback.log_io_completed(match &result {
                 Ok(()) => Ok(()),
-                Err(e) => Err(std::io::Error::other(e.to_string())),
+                Err(e) => Err(std::io::Error::other(e.clone())),
             });
         }
     }
