@@ -15,6 +15,8 @@
 //! live in [`crate::strategy`]; the registry calls them at the fixed points
 //! Kubernetes does.
 
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 use skiff_store::{Compare, CompareOp, KeyRange, RangeRequest, ReadConsistency, Store, Txn, TxnOp};
 
@@ -128,6 +130,7 @@ pub struct Registry {
     store: Store,
     catalog: Catalog,
     admission: Admission,
+    decoded: Arc<crate::watch::DecodeCache>,
 }
 
 pub fn key(resource: &Resource, namespace: Option<&str>, name: &str) -> String {
@@ -224,7 +227,13 @@ impl Registry {
             store,
             catalog,
             admission: Admission::new(),
+            decoded: Arc::default(),
         }
+    }
+
+    /// Decoded object versions shared by every watch.
+    pub fn decode_cache(&self) -> &crate::watch::DecodeCache {
+        &self.decoded
     }
 
     /// The admission chain writes pass through; add plugins here.

@@ -7,32 +7,134 @@
 //! that starts matching as ADDED, as kube-apiserver reports them. A start
 //! below the compaction point yields one ERROR event with a 410 Expired
 //! Status, after which clients re-list.
+//!
+//! Every watch of a server sees the same store events; a [`DecodeCache`]
+//! shared by all of them decodes and serialises each object version once,
+//! so an event fanned out to thousands of watchers costs one decode and one
+//! encode, and each watcher only copies bytes.
 
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
 use serde_json::{Value, json};
 use skiff_store::{EventKind, KeyRange, Revision};
 use tokio::sync::mpsc;
 
 use crate::catalog::Resource;
 use crate::error::ApiError;
-use crate::meta;
 use crate::registry::{ListOptions, Registry, prefix};
 
 /// Events buffered per watch between the store and the HTTP response.
 const BUFFER: usize = 256;
+
+/// An object and its JSON, made once and shared.
+#[derive(Debug, PartialEq)]
+pub struct Encoded {
+    pub object: Value,
+    pub json: Bytes,
+}
+
+impl Encoded {
+    pub fn new(object: Value) -> Arc<Encoded> {
+        let json = Bytes::from(object.to_string());
+        Arc::new(Encoded { object, json })
+    }
+}
 
 /// One line of a watch response.
 #[derive(Clone, Debug, PartialEq)]
 pub struct WatchEvent {
     /// `ADDED`, `MODIFIED`, `DELETED`, `BOOKMARK` or `ERROR`.
     pub kind: &'static str,
-    pub object: Value,
+    pub object: Arc<Encoded>,
 }
 
 impl WatchEvent {
-    pub fn to_json(&self) -> Value {
-        json!({"type": self.kind, "object": self.object})
+    fn new(kind: &'static str, object: Value) -> WatchEvent {
+        WatchEvent {
+            kind,
+            object: Encoded::new(object),
+        }
+    }
+
+    /// The response line, `{"type":…,"object":…}` and a newline.
+    pub fn line(&self) -> Bytes {
+        let mut line = Vec::with_capacity(self.object.json.len() + 32);
+        line.extend_from_slice(b"{\"type\":\"");
+        line.extend_from_slice(self.kind.as_bytes());
+        line.extend_from_slice(b"\",\"object\":");
+        line.extend_from_slice(&self.object.json);
+        line.extend_from_slice(b"}\n");
+        Bytes::from(line)
+    }
+}
+
+/// How many decoded object versions the cache keeps.
+const CACHE_ENTRIES: usize = 4096;
+
+/// Object versions decoded from the store, found by the revision they are
+/// shown at, then by key and the apiVersion they are shown as. Lookups
+/// allocate nothing: thousands of watchers look up every event.
+#[derive(Debug, Default)]
+pub struct DecodeCache {
+    inner: Mutex<CacheInner>,
+}
+
+/// One decoded version: its key, the apiVersion it is shown as, the object.
+type Cached = (Vec<u8>, String, Arc<Encoded>);
+
+#[derive(Debug, Default)]
+struct CacheInner {
+    /// Revision → the versions shown at it.
+    entries: HashMap<Revision, Vec<Cached>>,
+    /// Revisions in insertion order, for eviction.
+    order: VecDeque<Revision>,
+    len: usize,
+}
+
+impl CacheInner {
+    fn find(&self, key: &[u8], revision: Revision, api_version: &str) -> Option<Arc<Encoded>> {
+        self.entries
+            .get(&revision)?
+            .iter()
+            .find(|(k, v, _)| k == key && v == api_version)
+            .map(|(_, _, encoded)| encoded.clone())
+    }
+}
+
+impl DecodeCache {
+    /// `bytes` (the stored value of `key`) decoded as `resource` shows it
+    /// at `revision`, from the cache when another watcher got there first.
+    pub fn decode(&self, resource: &Resource, key: &[u8], bytes: &[u8], revision: Revision) -> Option<Arc<Encoded>> {
+        let api_version = resource.api_version();
+        if let Some(hit) = self.lock().find(key, revision, &api_version) {
+            return Some(hit);
+        }
+        let object = crate::registry::decode(resource, bytes, revision).ok()?;
+        let encoded = Encoded::new(object);
+        let mut inner = self.lock();
+        if let Some(raced) = inner.find(key, revision, &api_version) {
+            return Some(raced);
+        }
+        let slot = inner.entries.entry(revision).or_default();
+        let first_at_revision = slot.is_empty();
+        slot.push((key.to_vec(), api_version, encoded.clone()));
+        if first_at_revision {
+            inner.order.push_back(revision);
+        }
+        inner.len += 1;
+        while inner.len > CACHE_ENTRIES {
+            let Some(oldest) = inner.order.pop_front() else { break };
+            let removed = inner.entries.remove(&oldest).map_or(0, |v| v.len());
+            inner.len -= removed;
+        }
+        Some(encoded)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, CacheInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -72,7 +174,7 @@ pub async fn start(
             initial.continue_token = None;
             let page = registry.list(&resource, namespace.as_deref(), &initial).await?;
             for object in page.items {
-                let _ = tx.try_send(WatchEvent { kind: "ADDED", object });
+                let _ = tx.try_send(WatchEvent::new("ADDED", object));
             }
             if tx.capacity() == 0 {
                 // More initial objects than the buffer holds: hand them over
@@ -102,7 +204,7 @@ async fn start_after_large_list(
     let page = registry.list(&resource, namespace.as_deref(), &initial).await?;
     tokio::spawn(async move {
         for object in page.items {
-            if tx.send(WatchEvent { kind: "ADDED", object }).await.is_err() {
+            if tx.send(WatchEvent::new("ADDED", object)).await.is_err() {
                 return;
             }
         }
@@ -112,10 +214,10 @@ async fn start_after_large_list(
 }
 
 fn expired(requested: Revision, oldest: Revision) -> WatchEvent {
-    WatchEvent {
-        kind: "ERROR",
-        object: ApiError::Expired(format!("too old resource version: {requested} ({oldest})")).status(),
-    }
+    WatchEvent::new(
+        "ERROR",
+        ApiError::Expired(format!("too old resource version: {requested} ({oldest})")).status(),
+    )
 }
 
 async fn run(
@@ -134,12 +236,7 @@ async fn run(
             return;
         }
         Err(error) => {
-            let _ = tx
-                .send(WatchEvent {
-                    kind: "ERROR",
-                    object: ApiError::from(error).status(),
-                })
-                .await;
+            let _ = tx.send(WatchEvent::new("ERROR", ApiError::from(error).status())).await;
             return;
         }
     };
@@ -166,14 +263,11 @@ async fn run(
                 }
             }
             _ = bookmarks.tick(), if options.allow_bookmarks => {
-                let bookmark = WatchEvent {
-                    kind: "BOOKMARK",
-                    object: json!({
-                        "kind": resource.kind,
-                        "apiVersion": resource.api_version(),
-                        "metadata": {"resourceVersion": last_seen.to_string()},
-                    }),
-                };
+                let bookmark = WatchEvent::new("BOOKMARK", json!({
+                    "kind": resource.kind,
+                    "apiVersion": resource.api_version(),
+                    "metadata": {"resourceVersion": last_seen.to_string()},
+                }));
                 if tx.send(bookmark).await.is_err() {
                     return;
                 }
@@ -190,39 +284,69 @@ fn translate(
     options: &ListOptions,
     event: &skiff_store::Event,
 ) -> Option<WatchEvent> {
-    let decode = |bytes: &[u8], revision: Revision| crate::registry::decode(resource, bytes, revision).ok();
+    let cache = registry.decode_cache();
     let matches = |object: &Value| registry.matches(resource, object, options).unwrap_or(false);
     let revision = event.kv.mod_revision;
-    let old = event
-        .prev_kv
-        .as_ref()
-        .and_then(|kv| decode(&kv.value, kv.mod_revision))
-        .filter(|o| matches(o));
+    let key = &event.kv.key;
+    let was_selected = event.prev_kv.as_ref().is_some_and(|kv| {
+        cache
+            .decode(resource, key, &kv.value, kv.mod_revision)
+            .is_some_and(|old| matches(&old.object))
+    });
     match event.kind {
-        EventKind::Delete => old.map(|mut object| {
-            meta::set_resource_version(&mut object, revision);
-            WatchEvent {
+        // A deleted object is shown as it was, at the deleting revision.
+        EventKind::Delete => {
+            let prev = event.prev_kv.as_ref().filter(|_| was_selected)?;
+            let object = cache.decode(resource, key, &prev.value, revision)?;
+            Some(WatchEvent {
                 kind: "DELETED",
                 object,
-            }
-        }),
-        EventKind::Put => {
-            let new = decode(&event.kv.value, revision)?;
-            match (old.is_some(), matches(&new)) {
-                (false, true) => Some(WatchEvent {
-                    kind: "ADDED",
-                    object: new,
-                }),
-                (true, true) => Some(WatchEvent {
-                    kind: "MODIFIED",
-                    object: new,
-                }),
-                (true, false) => Some(WatchEvent {
-                    kind: "DELETED",
-                    object: new,
-                }),
-                (false, false) => None,
-            }
+            })
         }
+        EventKind::Put => {
+            let object = cache.decode(resource, key, &event.kv.value, revision)?;
+            let kind = match (was_selected, matches(&object.object)) {
+                (false, true) => "ADDED",
+                (true, true) => "MODIFIED",
+                (true, false) => "DELETED",
+                (false, false) => return None,
+            };
+            Some(WatchEvent { kind, object })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Catalog;
+
+    #[test]
+    fn the_cache_decodes_each_version_once_and_stays_bounded() {
+        let catalog = Catalog::new();
+        let configmaps = catalog.lookup("", "v1", "configmaps").unwrap();
+        let cache = DecodeCache::default();
+        let stored = br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a"}}"#;
+        let first = cache.decode(&configmaps, b"/k", stored, 7).unwrap();
+        let again = cache.decode(&configmaps, b"/k", stored, 7).unwrap();
+        assert!(Arc::ptr_eq(&first, &again), "the second watcher gets the same decode");
+        assert_eq!(first.object["metadata"]["resourceVersion"], "7");
+        assert_eq!(first.json, Bytes::from(first.object.to_string()));
+        let event = WatchEvent {
+            kind: "ADDED",
+            object: first,
+        };
+        let line: Value = serde_json::from_slice(&event.line()).unwrap();
+        assert_eq!(line["type"], "ADDED");
+        assert!(event.line().ends_with(b"}\n"));
+        for revision in 8..(8 + CACHE_ENTRIES as u64 + 10) {
+            cache.decode(&configmaps, b"/k", stored, revision).unwrap();
+        }
+        assert!(cache.lock().len <= CACHE_ENTRIES);
+        assert!(
+            cache.lock().find(b"/k", 7, "v1").is_none(),
+            "the oldest version was evicted"
+        );
+        assert!(cache.decode(&configmaps, b"/k", b"not json", 1).is_none());
     }
 }

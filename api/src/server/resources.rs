@@ -202,7 +202,10 @@ async fn watch(call: Call) -> Result<Response> {
     let lines = tokio_stream::wrappers::ReceiverStream::new(events)
         .enumerate()
         .map(move |(i, event)| {
-            let object = negotiate::watch_object(output, &resource, event.kind, event.object, i == 0);
+            if output == Output::Json {
+                return event.line();
+            }
+            let object = negotiate::watch_object(output, &resource, event.kind, event.object.object.clone(), i == 0);
             let mut line = json!({"type": event.kind, "object": object}).to_string();
             line.push('\n');
             Bytes::from(line)

@@ -163,7 +163,7 @@ async fn timeouts_end_the_stream_and_bookmarks_carry_kind() {
         .unwrap()
         .unwrap();
     assert_eq!(bookmark.kind, "BOOKMARK");
-    assert_eq!(bookmark.object["kind"], "ConfigMap");
-    assert_eq!(bookmark.object["apiVersion"], "v1");
-    assert!(bookmark.object["metadata"]["resourceVersion"].is_string());
+    assert_eq!(bookmark.object.object["kind"], "ConfigMap");
+    assert_eq!(bookmark.object.object["apiVersion"], "v1");
+    assert!(bookmark.object.object["metadata"]["resourceVersion"].is_string());
 }
