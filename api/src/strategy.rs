@@ -274,14 +274,51 @@ pub fn default(resource: &Resource, object: &mut Value) {
             if kind != "DaemonSet" {
                 set_default(spec, "replicas", json!(1));
             }
-            if kind == "Deployment" {
-                set_default(spec, "revisionHistoryLimit", json!(10));
-                set_default(spec, "progressDeadlineSeconds", json!(600));
-                set_default(
-                    spec,
-                    "strategy",
-                    json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}}),
-                );
+            match kind {
+                "Deployment" => {
+                    set_default(spec, "revisionHistoryLimit", json!(10));
+                    set_default(spec, "progressDeadlineSeconds", json!(600));
+                    let strategy =
+                        meta::object_mut(meta::object_mut(spec).entry("strategy").or_insert_with(|| json!({})));
+                    let kind = strategy.entry("type").or_insert_with(|| json!("RollingUpdate"));
+                    if kind.as_str().is_none_or(str::is_empty) {
+                        *kind = json!("RollingUpdate");
+                    }
+                    if strategy.get("type") == Some(&json!("RollingUpdate")) {
+                        let rolling = meta::object_mut(strategy.entry("rollingUpdate").or_insert_with(|| json!({})));
+                        rolling.entry("maxSurge").or_insert_with(|| json!("25%"));
+                        rolling.entry("maxUnavailable").or_insert_with(|| json!("25%"));
+                    }
+                }
+                "StatefulSet" => {
+                    set_default(spec, "podManagementPolicy", json!("OrderedReady"));
+                    set_default(spec, "revisionHistoryLimit", json!(10));
+                    let strategy = meta::object_mut(
+                        meta::object_mut(spec)
+                            .entry("updateStrategy")
+                            .or_insert_with(|| json!({})),
+                    );
+                    strategy.entry("type").or_insert_with(|| json!("RollingUpdate"));
+                    if strategy.get("type") == Some(&json!("RollingUpdate")) {
+                        let rolling = meta::object_mut(strategy.entry("rollingUpdate").or_insert_with(|| json!({})));
+                        rolling.entry("partition").or_insert_with(|| json!(0));
+                    }
+                }
+                "DaemonSet" => {
+                    set_default(spec, "revisionHistoryLimit", json!(10));
+                    let strategy = meta::object_mut(
+                        meta::object_mut(spec)
+                            .entry("updateStrategy")
+                            .or_insert_with(|| json!({})),
+                    );
+                    strategy.entry("type").or_insert_with(|| json!("RollingUpdate"));
+                    if strategy.get("type") == Some(&json!("RollingUpdate")) {
+                        let rolling = meta::object_mut(strategy.entry("rollingUpdate").or_insert_with(|| json!({})));
+                        rolling.entry("maxUnavailable").or_insert_with(|| json!(1));
+                        rolling.entry("maxSurge").or_insert_with(|| json!(0));
+                    }
+                }
+                _ => {}
             }
             if let Some(pod) = spec.pointer_mut("/template/spec") {
                 default_pod_spec(pod);
@@ -636,6 +673,16 @@ mod tests {
         assert_eq!(pod["spec"]["containers"][0]["ports"][0]["protocol"], "TCP");
         assert_eq!(pod["status"]["phase"], "Pending");
         assert_eq!(pod["status"]["qosClass"], "BestEffort");
+
+        let deployments = resource("apps", "deployments");
+        let mut d =
+            json!({"metadata": {"name": "d"}, "spec": {"strategy": {}, "template": {"spec": {"containers": []}}}});
+        default(&deployments, &mut d);
+        assert_eq!(d["spec"]["strategy"]["type"], "RollingUpdate");
+        assert_eq!(d["spec"]["strategy"]["rollingUpdate"]["maxSurge"], "25%");
+        let mut recreate = json!({"spec": {"strategy": {"type": "Recreate"}}});
+        default(&deployments, &mut recreate);
+        assert!(recreate["spec"]["strategy"].get("rollingUpdate").is_none());
         validate(&pods, &pod, None).unwrap();
 
         let bad = json!({"metadata": {"name": "Bad_Name"}, "spec": {"containers": [{"name": "a"}, {"name": "a", "image": "x"}]}});
