@@ -9,12 +9,14 @@
 //! | `cargo xtask fix`       | `cargo fmt` and `cargo clippy --fix`                          |
 //! | `cargo xtask bench store` | store throughput/latency, skiff vs etcd, JSON in `bench/results/` |
 //! | `cargo xtask bench api` | the Kubernetes API over TLS: create/get/list, fixed-rate creates, watch fan-out |
+//! | `cargo xtask build-wasm` | add the wasm32-wasip2 target if missing, build test-programs/ and sample-apps/ (release) |
 //! | `cargo xtask gen-protobuf-schema` | regenerate `api/src/protobuf/schema.rs` from k8s-pb and k8s-openapi |
 //!
 //! Builds go to `$CARGO_TARGET_DIR`, by default `~/.cache/skiff/target`, so
 //! fresh clones reuse one build cache.
 
 mod protobuf_schema;
+mod wasm;
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -30,9 +32,12 @@ fn main() -> ExitCode {
         Some("verify") => verify(),
         Some("fix") => fix(),
         Some("bench") => bench(&args[1..]),
+        Some("build-wasm") => wasm::build(),
         Some("gen-protobuf-schema") => protobuf_schema::run().map_err(|e| format!("{e:#}")),
         _ => {
-            eprintln!("usage: cargo xtask <up|test|verify|fix|bench store|bench api|gen-protobuf-schema> [args]");
+            eprintln!(
+                "usage: cargo xtask <up|test|verify|fix|bench store|bench api|build-wasm|gen-protobuf-schema> [args]"
+            );
             return ExitCode::from(2);
         }
     };
@@ -224,6 +229,8 @@ fn test() -> Result {
     ensure_packages(BUILD_PACKAGES)?;
     ensure_packages(TEST_PACKAGES)?;
     let python = ensure_python_client()?;
+    // The Wasm guests the tests run need the wasm32-wasip2 target.
+    wasm::build()?;
     if !Path::new("/usr/bin/kubectl").exists() {
         return Err("the end-to-end tests drive /usr/bin/kubectl, which is not installed".into());
     }

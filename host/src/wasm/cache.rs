@@ -1,0 +1,130 @@
+//! Components compiled once per digest: native code is kept on disk, so a
+//! restarted agent (or a second pod of the same image) does not compile
+//! again, and in memory, so instances of one component share it.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
+
+use super::WasmError;
+use super::engine::NodeEngine;
+
+/// The version/layer bytes after `\0asm` that mark a component, as opposed
+/// to a core module (`01 00 00 00`).
+const COMPONENT_HEADER: [u8; 4] = [0x0d, 0x00, 0x01, 0x00];
+
+/// Compiled components by content digest.
+#[derive(Debug)]
+pub struct ComponentCache {
+    engine: NodeEngine,
+    dir: PathBuf,
+    /// Which engine configuration the files in `dir` were compiled for.
+    compatibility: String,
+    loaded: Mutex<HashMap<String, Component>>,
+}
+
+/// `sha256:<hex>` of some bytes.
+pub fn digest(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+impl ComponentCache {
+    pub fn new(engine: NodeEngine, dir: impl Into<PathBuf>) -> Result<ComponentCache, WasmError> {
+        let dir = dir.into();
+        std::fs::create_dir_all(&dir).map_err(|source| WasmError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        engine.engine().precompile_compatibility_hash().hash(&mut hasher);
+        Ok(ComponentCache {
+            compatibility: format!("{:016x}", hasher.finish()),
+            engine,
+            dir,
+            loaded: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn engine(&self) -> &NodeEngine {
+        &self.engine
+    }
+
+    fn path_for(&self, digest: &str) -> PathBuf {
+        let name = digest.replace(':', "-");
+        self.dir.join(format!("{name}-{}.cwasm", self.compatibility))
+    }
+
+    /// The compiled component for these bytes, compiling at most once.
+    pub fn load(&self, bytes: &[u8]) -> Result<(String, Component), WasmError> {
+        if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+            return Err(WasmError::NotWasm);
+        }
+        if bytes[4..8] != COMPONENT_HEADER {
+            return Err(WasmError::NotAComponent);
+        }
+        let digest = digest(bytes);
+        if let Some(component) = self.lock().get(&digest) {
+            return Ok((digest, component.clone()));
+        }
+        let path = self.path_for(&digest);
+        let component = match self.deserialize(&path) {
+            Some(component) => component,
+            None => {
+                let component =
+                    Component::new(self.engine.engine(), bytes).map_err(|e| WasmError::Compile(format!("{e:#}")))?;
+                if let Err(error) = self.store(&path, &component) {
+                    tracing::warn!(%error, path = %path.display(), "cannot cache the compiled component");
+                }
+                component
+            }
+        };
+        self.lock().insert(digest.clone(), component.clone());
+        Ok((digest, component))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Component>> {
+        self.loaded.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn deserialize(&self, path: &Path) -> Option<Component> {
+        if !path.exists() {
+            return None;
+        }
+        // SAFETY: the file is native code this cache wrote itself, into a
+        // directory only the agent writes, named by the component's digest
+        // and the engine's compatibility hash; wasmtime still checks that it
+        // was produced for this engine configuration.
+        #[allow(unsafe_code)]
+        let loaded = unsafe { Component::deserialize_file(self.engine.engine(), path) };
+        match loaded {
+            Ok(component) => Some(component),
+            Err(error) => {
+                tracing::warn!(%error, path = %path.display(), "discarding an unusable compiled component");
+                let _ = std::fs::remove_file(path);
+                None
+            }
+        }
+    }
+
+    fn store(&self, path: &Path, component: &Component) -> Result<(), WasmError> {
+        let bytes = component.serialize().map_err(|e| WasmError::Compile(e.to_string()))?;
+        let tmp = path.with_extension("partial");
+        std::fs::write(&tmp, bytes).map_err(|source| WasmError::Io {
+            path: tmp.clone(),
+            source,
+        })?;
+        std::fs::rename(&tmp, path).map_err(|source| WasmError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    /// Whether compiled code for `digest` is on disk (for tests and status).
+    pub fn is_cached_on_disk(&self, digest: &str) -> bool {
+        self.path_for(digest).exists()
+    }
+}

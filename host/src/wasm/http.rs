@@ -1,0 +1,102 @@
+//! `wasi:http/proxy` components: a fresh instance per request, from a
+//! pre-instantiated [`ProxyPre`], so a Wasm service holds no instance
+//! between requests.
+
+use std::sync::Arc;
+
+use wasmtime::Store;
+use wasmtime::component::Component;
+use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+use super::engine::ticks;
+use super::state::{Environment, State};
+use super::{WasmError, classify};
+
+/// A component ready to serve requests.
+#[derive(Clone)]
+pub struct HttpService {
+    pre: ProxyPre<State>,
+    env: Arc<Environment>,
+    digest: String,
+}
+
+impl std::fmt::Debug for HttpService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpService")
+            .field("digest", &self.digest)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpService {
+    pub(crate) fn new(
+        linker: &wasmtime::component::Linker<State>,
+        component: &Component,
+        digest: String,
+        env: Environment,
+    ) -> Result<HttpService, WasmError> {
+        let pre = linker
+            .instantiate_pre(component)
+            .map_err(|e| WasmError::Link(format!("{e:#}")))?;
+        let pre = ProxyPre::new(pre).map_err(|e| WasmError::Link(format!("{e:#}")))?;
+        Ok(HttpService {
+            pre,
+            env: Arc::new(env),
+            digest,
+        })
+    }
+
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    /// Serves one request in a new instance. The response body may still
+    /// be streaming from the instance when this returns; the instance lives
+    /// until it is done.
+    pub async fn handle<B>(&self, request: hyper::Request<B>) -> Result<hyper::Response<HyperOutgoingBody>, WasmError>
+    where
+        B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let engine = self.pre.instance_pre().engine();
+        let mut store = Store::new(engine, State::new(&self.env)?);
+        store.limiter(|state| &mut state.limits);
+        match self.env.limits.timeout {
+            Some(timeout) => store.set_epoch_deadline(ticks(timeout)),
+            None => store.set_epoch_deadline(u64::MAX / 2),
+        }
+        store.epoch_deadline_trap();
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let request = store
+            .data_mut()
+            .http()
+            .new_incoming_request(wasmtime_wasi_http::p2::bindings::http::types::Scheme::Http, request)
+            .map_err(|e| WasmError::Request(e.to_string()))?;
+        let outparam = store
+            .data_mut()
+            .http()
+            .new_response_outparam(sender)
+            .map_err(|e| WasmError::Request(e.to_string()))?;
+        let proxy = self.pre.instantiate_async(&mut store).await.map_err(|e| classify(&e))?;
+        let task = tokio::spawn(async move {
+            proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, request, outparam)
+                .await
+        });
+        match receiver.await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(code)) => Err(WasmError::Guest(format!(
+                "the component answered with an error: {code:?}"
+            ))),
+            // The handler returned or trapped without setting a response.
+            Err(_) => match task.await {
+                Ok(Err(error)) => Err(classify(&error)),
+                Ok(Ok(())) => Err(WasmError::Guest("the component returned without a response".into())),
+                Err(join) => Err(WasmError::Guest(format!("the request task failed: {join}"))),
+            },
+        }
+    }
+}
