@@ -45,7 +45,7 @@ pub mod openapi;
 pub mod patch;
 pub mod pki;
 pub mod protobuf;
-pub mod quantity;
+pub use skiff_quantity as quantity;
 pub mod registry;
 pub mod request;
 pub mod selector;
