@@ -605,7 +605,7 @@ impl Registry {
             if options.dry_run {
                 return Ok(next);
             }
-            let finished = meta::is_deleting(&next) && meta::finalizers(&next).is_empty();
+            let finished = strategy::update_finishes_deletion(resource, &current.object, &next);
             let write = if finished {
                 TxnOp::delete(key.clone())
             } else {

@@ -877,6 +877,17 @@ impl FieldSelector {
         Ok(FieldSelector { requirements })
     }
 
+    /// This selector with `field=value` added, as a watch on one named
+    /// object narrows its collection's watch.
+    pub fn and_equals(mut self, field: &str, value: &str) -> Self {
+        self.requirements.push(FieldRequirement {
+            field: field.to_owned(),
+            operator: FieldOperator::Equals,
+            value: value.to_owned(),
+        });
+        self
+    }
+
     /// The requirements, in the order they were parsed (sorted by term).
     pub fn requirements(&self) -> &[FieldRequirement] {
         &self.requirements

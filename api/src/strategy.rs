@@ -232,6 +232,29 @@ pub fn mark_for_deletion(resource: &Resource, current: &Value, options: &DeleteO
     Some(next)
 }
 
+/// Whether an update to an object being deleted removes it, as the
+/// generic registry decides: never while `metadata.finalizers` remain; when
+/// the update took away the last of them; or when the object was deleted
+/// with no grace period. A pod in its grace period (deleted with
+/// `deletionGracePeriodSeconds > 0`, no finalizers) therefore survives its
+/// status writes until the node deletes it for good. A namespace goes once
+/// both its `metadata.finalizers` and its `spec.finalizers` are empty.
+pub fn update_finishes_deletion(resource: &Resource, current: &Value, next: &Value) -> bool {
+    if !meta::is_deleting(next) || !meta::finalizers(next).is_empty() {
+        return false;
+    }
+    if (resource.group.as_str(), resource.kind.as_str()) == ("", "Namespace") {
+        return next
+            .pointer("/spec/finalizers")
+            .and_then(Value::as_array)
+            .is_none_or(|f| f.is_empty());
+    }
+    let grace = current
+        .pointer("/metadata/deletionGracePeriodSeconds")
+        .and_then(Value::as_i64);
+    !meta::finalizers(current).is_empty() || grace == Some(0)
+}
+
 /// Kubernetes' defaults for the fields skiff serves.
 pub fn default(resource: &Resource, object: &mut Value) {
     match (resource.group.as_str(), resource.kind.as_str()) {

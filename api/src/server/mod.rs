@@ -51,19 +51,37 @@ impl ApiServer {
     }
 
     /// Loads the stored CRDs (and follows them from then on), and creates
-    /// the namespaces every cluster has, as kube-apiserver does on start;
-    /// existing ones are left alone.
+    /// the objects every skiff cluster has: the system namespaces, as
+    /// kube-apiserver does on start, and the RuntimeClasses `wasmtime` and
+    /// `runc` that pods may name to force a runtime. Existing ones are left
+    /// alone.
     pub async fn bootstrap(&self) -> crate::Result<()> {
         crate::crd::sync(self.registry.store().clone(), self.catalog.clone()).await?;
-        let Some(namespaces) = self.catalog.lookup("", "v1", "namespaces") else {
-            return Ok(());
-        };
-        for name in SYSTEM_NAMESPACES {
-            let object = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+        let namespaces = SYSTEM_NAMESPACES.iter().map(|name| {
+            (
+                ("", "v1", "namespaces"),
+                serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}),
+            )
+        });
+        let classes = RUNTIME_CLASSES.iter().map(|name| {
+            (
+                ("node.k8s.io", "v1", "runtimeclasses"),
+                serde_json::json!({
+                    "apiVersion": "node.k8s.io/v1",
+                    "kind": "RuntimeClass",
+                    "metadata": {"name": name, "labels": {"skiff.dev/builtin": "true"}},
+                    "handler": name,
+                }),
+            )
+        });
+        for ((group, version, plural), object) in namespaces.chain(classes) {
+            let Some(resource) = self.catalog.lookup(group, version, plural) else {
+                continue;
+            };
             match self
                 .registry
                 .create(
-                    &namespaces,
+                    &resource,
                     None,
                     object,
                     &crate::registry::WriteOptions {
@@ -98,6 +116,9 @@ impl ApiServer {
 }
 
 const SYSTEM_NAMESPACES: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// One RuntimeClass per node runtime; the handler names the runtime.
+const RUNTIME_CLASSES: [&str; 2] = ["wasmtime", "runc"];
 
 /// Paths anyone may read, as Kubernetes' `system:public-info-viewer`.
 fn is_public(path: &str) -> bool {

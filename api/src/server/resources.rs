@@ -185,8 +185,15 @@ async fn list(call: &Call) -> Result<Response> {
 async fn watch(call: Call) -> Result<Response> {
     use futures::StreamExt;
     let output = call.output()?;
+    let mut list = call.query.list_options()?;
+    // `GET …/<name>?watch=true` (the legacy single-object watch) watches
+    // the collection narrowed to that name.
+    if let Some(name) = call.request.name.as_deref() {
+        let selector = list.field_selector.take().unwrap_or_default();
+        list.field_selector = Some(selector.and_equals("metadata.name", name));
+    }
     let options = WatchOptions {
-        list: call.query.list_options()?,
+        list,
         allow_bookmarks: call.query.allow_bookmarks(),
         bookmark_interval: None,
         timeout: call.query.timeout()?,
@@ -739,35 +746,153 @@ async fn finalize(call: &Call) -> Result<Response> {
     Ok(negotiate::object(StatusCode::OK, output, &call.resource, &updated))
 }
 
-/// `pods/<name>/log`: served by the node agent running the pod.
+/// The `pods/log` query parameters the node understands.
+const LOG_PARAMS: &[&str] = &[
+    "follow",
+    "previous",
+    "tailLines",
+    "sinceSeconds",
+    "sinceTime",
+    "timestamps",
+    "limitBytes",
+];
+
+/// `pods/<name>/log`: proxied to the endpoint of the node agent running
+/// the pod (the Node's InternalIP and `daemonEndpoints.kubeletEndpoint`),
+/// streamed back as text.
 async fn log(call: &Call) -> Result<Response> {
     let current = call
         .server
         .registry
         .get(&call.resource, call.namespace(), call.name())
         .await?;
+    let pod = &current.object;
+    let names: Vec<&str> = ["/spec/containers", "/spec/initContainers"]
+        .iter()
+        .filter_map(|p| pod.pointer(p).and_then(Value::as_array))
+        .flatten()
+        .filter_map(|c| c.get("name").and_then(Value::as_str))
+        .collect();
     let container = match call.query.get("container") {
         Some(c) => c.to_string(),
-        None => current
-            .object
-            .pointer("/spec/containers/0/name")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string(),
+        None if names.len() <= 1 => names.first().copied().unwrap_or_default().to_string(),
+        None => {
+            return Err(ApiError::BadRequest(format!(
+                "a container name must be specified for pod {}, choose one of: [{}]",
+                call.name(),
+                names.join(" ")
+            )));
+        }
     };
-    let node = meta::str_field(&current.object, &["spec", "nodeName"]).unwrap_or_default();
-    let reason = if node.is_empty() {
-        "ContainerCreating".to_string()
+    if !names.contains(&container.as_str()) {
+        return Err(ApiError::BadRequest(format!(
+            "container {container} is not valid for pod {}",
+            call.name()
+        )));
+    }
+    let node = meta::str_field(pod, &["spec", "nodeName"]).unwrap_or_default();
+    if node.is_empty() {
+        return Err(ApiError::BadRequest(format!(
+            "container \"{container}\" in pod \"{}\" is waiting to start: ContainerCreating",
+            call.name()
+        )));
+    }
+    let nodes = call
+        .server
+        .catalog
+        .lookup("", "v1", "nodes")
+        .ok_or(ApiError::Internal)?;
+    let node_object =
+        call.server.registry.get(&nodes, None, node).await.map_err(|_| {
+            ApiError::BadRequest(format!("node \"{node}\" of pod \"{}\" is not registered", call.name()))
+        })?;
+    let address = node_object
+        .object
+        .pointer("/status/addresses")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|a| a.get("type").and_then(Value::as_str) == Some("InternalIP"))
+        .and_then(|a| a.get("address").and_then(Value::as_str))
+        .map(str::to_string);
+    let port = node_object
+        .object
+        .pointer("/status/daemonEndpoints/kubeletEndpoint/Port")
+        .and_then(Value::as_u64)
+        .filter(|p| *p > 0 && *p <= u64::from(u16::MAX));
+    let (Some(address), Some(port)) = (address, port) else {
+        return Err(ApiError::BadRequest(format!(
+            "no log endpoint is known for node \"{node}\""
+        )));
+    };
+    // (A block: the serializer is not Send, and must be gone by the await.)
+    let query = {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        for name in LOG_PARAMS {
+            if let Some(value) = call.query.get(name) {
+                query.append_pair(name, value);
+            }
+        }
+        query.finish()
+    };
+    let host = if address.contains(':') {
+        format!("[{address}]")
     } else {
-        format!("no log endpoint is known for node \"{node}\"")
+        address
     };
-    let mut response = ApiError::BadRequest(format!(
-        "container \"{container}\" in pod \"{}\" is waiting to start: {reason}",
-        call.name()
-    ))
-    .into_response();
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    let uri = format!(
+        "http://{host}:{port}/containerLogs/{}/{}/{container}?{}",
+        call.namespace().unwrap_or_default(),
+        call.name(),
+        query
+    );
+    let (status, body) = node_client::get(&uri).await.map_err(|error| {
+        tracing::warn!(%error, %uri, "cannot reach the node for logs");
+        ApiError::BadRequest(format!("cannot reach node \"{node}\" for the logs: {error}"))
+    })?;
+    if status != StatusCode::OK {
+        let message = node_client::text(body).await;
+        return Err(ApiError::BadRequest(message.trim().to_string()));
+    }
+    let mut response = axum::body::Body::new(body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     Ok(response)
+}
+
+/// A plain-HTTP client for node agents' endpoints.
+mod node_client {
+    use std::sync::OnceLock;
+
+    use http::StatusCode;
+    use http_body_util::{BodyExt, Empty};
+    use hyper::body::Incoming;
+    use hyper_util::client::legacy::Client;
+    use hyper_util::client::legacy::connect::HttpConnector;
+    use hyper_util::rt::TokioExecutor;
+
+    fn client() -> &'static Client<HttpConnector, Empty<bytes::Bytes>> {
+        static CLIENT: OnceLock<Client<HttpConnector, Empty<bytes::Bytes>>> = OnceLock::new();
+        CLIENT.get_or_init(|| {
+            let mut connector = HttpConnector::new();
+            connector.set_connect_timeout(Some(std::time::Duration::from_secs(5)));
+            Client::builder(TokioExecutor::new()).build(connector)
+        })
+    }
+
+    pub async fn get(uri: &str) -> Result<(StatusCode, Incoming), String> {
+        let uri: http::Uri = uri.parse().map_err(|e| format!("{e}"))?;
+        let response = client().get(uri).await.map_err(|e| format!("{e}"))?;
+        Ok((response.status(), response.into_body()))
+    }
+
+    /// The first 64 KiB of a body, as text.
+    pub async fn text(body: Incoming) -> String {
+        let limited = http_body_util::Limited::new(body, 64 * 1024);
+        match limited.collect().await {
+            Ok(collected) => String::from_utf8_lossy(&collected.to_bytes()).into_owned(),
+            Err(_) => "the node's answer could not be read".to_string(),
+        }
+    }
 }

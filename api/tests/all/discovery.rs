@@ -87,6 +87,11 @@ async fn version_openapi_and_health() {
             "{ns}"
         );
     }
+    for class in ["wasmtime", "runc"] {
+        let reply = api.get(&format!("/apis/node.k8s.io/v1/runtimeclasses/{class}")).await;
+        assert_eq!(reply.status, StatusCode::OK, "{class}");
+        assert_eq!(reply.body["handler"], class);
+    }
     for path in ["/healthz", "/livez", "/readyz"] {
         let reply = api.get(path).await;
         assert_eq!(reply.status, StatusCode::OK, "{path}");

@@ -625,3 +625,81 @@ async fn quantities_are_stored_canonical() {
     let refused = api.post(DEPLOYS, bad).await;
     assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", refused.text);
 }
+
+#[tokio::test]
+async fn objects_being_deleted_survive_updates_until_released() {
+    let api = Api::start().await;
+    let pods = "/api/v1/namespaces/default/pods";
+    let pod = json!({"metadata": {"name": "g"}, "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "busybox"}]}});
+    assert_eq!(api.post(pods, pod).await.status, StatusCode::CREATED);
+    let marked = api.delete(&format!("{pods}/g")).await;
+    assert_eq!(marked.status, StatusCode::OK, "{}", marked.text);
+    assert_eq!(marked.body["metadata"]["deletionGracePeriodSeconds"], 30);
+    // The node reports the containers stopping: the pod stays.
+    let status = api
+        .patch(
+            &format!("{pods}/g/status"),
+            "application/merge-patch+json",
+            json!({"status": {"phase": "Running"}}),
+        )
+        .await;
+    assert_eq!(status.status, StatusCode::OK, "{}", status.text);
+    assert_eq!(api.get(&format!("{pods}/g")).await.status, StatusCode::OK);
+    // Then it deletes the pod with no grace period left: gone.
+    let done = api
+        .request(
+            Method::DELETE,
+            &format!("{pods}/g"),
+            &[("content-type", "application/json")],
+            json!({"gracePeriodSeconds": 0}).to_string().into_bytes(),
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.text);
+    assert_eq!(api.get(&format!("{pods}/g")).await.status, StatusCode::NOT_FOUND);
+
+    // A terminating namespace keeps its spec finalizers through a label
+    // change, and goes when they are finalized away.
+    api.create_namespace("doomed").await;
+    let ns = "/api/v1/namespaces/doomed";
+    assert_eq!(api.delete(ns).await.status, StatusCode::OK);
+    let labelled = api
+        .patch(
+            ns,
+            "application/merge-patch+json",
+            json!({"metadata": {"labels": {"a": "b"}}}),
+        )
+        .await;
+    assert_eq!(labelled.status, StatusCode::OK, "{}", labelled.text);
+    let current = api.get(ns).await;
+    assert_eq!(current.status, StatusCode::OK);
+    assert_eq!(current.body["status"]["phase"], "Terminating");
+    let mut finalized = current.body.clone();
+    finalized["spec"]["finalizers"] = json!([]);
+    let finalize = api.put(&format!("{ns}/finalize"), finalized).await;
+    assert_eq!(finalize.status, StatusCode::OK, "{}", finalize.text);
+    assert_eq!(api.get(ns).await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_named_watch_sees_only_its_object() {
+    let api = Api::start().await;
+    let listed = api.get(CMS).await;
+    let rv = listed.body["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+    api.post(CMS, json!({"metadata": {"name": "other"}})).await;
+    api.post(CMS, json!({"metadata": {"name": "mine"}})).await;
+    let watched = api
+        .get(&format!("{CMS}/mine?watch=true&resourceVersion={rv}&timeoutSeconds=1"))
+        .await;
+    assert_eq!(watched.status, StatusCode::OK, "{}", watched.text);
+    let names: Vec<String> = watched
+        .text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["object"]["metadata"]["name"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(names, ["mine"]);
+}
