@@ -7,8 +7,12 @@
 //!   `wasi:http/proxy` components get a fresh instance per request;
 //!   `wasi:cli/command` components run to an exit code. Components are
 //!   compiled once per digest and cached on disk.
+//! * [`oci`]: OCI images (pulled from a registry or imported from an
+//!   image layout) in a content-addressed store, unpacked into root
+//!   filesystems and run by runc.
 //!
 //! The agent loop that registers the Node, watches its pods and reports
-//! their status, and the runc runtime for OCI images, are built on these.
+//! their status is built on these.
 
+pub mod oci;
 pub mod wasm;

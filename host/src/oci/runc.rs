@@ -1,0 +1,600 @@
+//! [`RuncRuntime`]: OCI containers run by the `runc` binary.
+//!
+//! # Layout
+//!
+//! ```text
+//! <state_dir>/runc/                 runc's own state (`runc --root`)
+//! <state_dir>/containers/<id>/      the bundle: config.json, rootfs/ (overlay
+//!                                   mount or copy), upper/, work/,
+//!                                   init.pid, exit_code, runc-<op>.log
+//! ```
+//!
+//! # Exit codes
+//!
+//! `runc create` forks the container's init and exits, so init is not our
+//! child and its status would go to whoever reaps orphans. [`RuncRuntime::new`]
+//! therefore makes this process a *child subreaper*
+//! (`prctl(PR_SET_CHILD_SUBREAPER)`): when `runc create` exits, the kernel
+//! re-parents the container's init to us. `create` then reads init's pid
+//! from runc's `--pid-file` and starts a thread that blocks in
+//! `waitpid(pid)` for that pid only (never `waitpid(-1)`, so other child
+//! handling in the process, such as tokio's, is undisturbed). The thread
+//! records the status in `<container>/exit_code` (a signal `n` is reported
+//! as `128 + n`, as shells do) and wakes anyone in [`RuncRuntime::state`].
+//! This is the job containerd's shim or CRI-O's conmon does, done in
+//! process; the cost is that the whole agent is a subreaper, so a container
+//! whose waiter was lost (the agent restarted) reports
+//! `Stopped { exit_code: None }`.
+//!
+//! # Logs
+//!
+//! With `terminal: false`, `runc create` hands its own stdio to the
+//! container, so `create` runs runc with stdin on `/dev/null` and stdout and
+//! stderr on the spec's log file (opened for append). runc's own messages go
+//! to a JSON `--log` file per operation, read back for
+//! [`Error::RuncFailed`].
+
+use std::collections::HashMap;
+use std::fs::{self, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::Duration;
+
+use rustix::process::{Pid, WaitOptions};
+use serde::Deserialize;
+
+use super::{ContainerSpec, ImageKind, bundle, rootfs};
+
+/// How long [`RuncRuntime::state`] waits for the waiter thread to record
+/// the exit code of a container runc already reports stopped.
+const REAP_GRACE: Duration = Duration::from_secs(2);
+
+/// Errors of the runc runtime.
+///
+/// [`Error::RuncFailed`] and [`Error::Io`] may succeed on retry; the others
+/// need the node or the spec to change.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The runc binary cannot be executed.
+    #[error(
+        "runc binary {} cannot be run; install it (Debian: apt-get install -y runc) or configure its path",
+        binary.display()
+    )]
+    RuncMissing {
+        binary: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// runc ran and failed.
+    #[error("runc {op} {id} failed: {stderr}")]
+    RuncFailed {
+        op: &'static str,
+        id: String,
+        stderr: String,
+    },
+    /// No such container.
+    #[error("container {id} does not exist")]
+    NotFound { id: String },
+    /// A container with this id already exists.
+    #[error("container {id} already exists")]
+    AlreadyExists { id: String },
+    /// An id runc would refuse or that is unsafe as a path.
+    #[error("invalid container id {id:?}: use [A-Za-z0-9][A-Za-z0-9_.-]*")]
+    InvalidId { id: String },
+    /// The image is a Wasm artifact, not a filesystem image.
+    #[error("image {reference} of container {id} is a Wasm component, not a container image")]
+    NotAContainerImage { id: String, reference: String },
+    /// Unpacking layers or assembling the root filesystem failed.
+    #[error("cannot prepare the root filesystem of {id}")]
+    Rootfs {
+        id: String,
+        #[source]
+        source: rootfs::Error,
+    },
+    /// Building the bundle failed.
+    #[error("cannot build the bundle of {id}")]
+    Bundle {
+        id: String,
+        #[source]
+        source: bundle::Error,
+    },
+    /// `runc state` printed something unexpected.
+    #[error("cannot parse runc state of {id}")]
+    BadState {
+        id: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// Filesystem or process failure around runc.
+    #[error("{context}: {}", path.display())]
+    Io {
+        context: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl Error {
+    /// The Kubernetes waiting reason an agent reports for this failure.
+    pub fn waiting_reason(&self) -> &'static str {
+        match self {
+            Error::Rootfs { source, .. } => source.waiting_reason(),
+            Error::Bundle { source, .. } => source.waiting_reason(),
+            Error::InvalidId { .. } | Error::NotAContainerImage { .. } => "CreateContainerConfigError",
+            Error::RuncFailed { op: "start", .. } => "RunContainerError",
+            _ => "CreateContainerError",
+        }
+    }
+}
+
+/// Result of runtime operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+fn io_err(context: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Error {
+    let path = path.to_path_buf();
+    move |source| Error::Io { context, path, source }
+}
+
+/// A container's state as the agent sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContainerState {
+    /// Created, its process waiting for `start`.
+    Created,
+    /// Running (or paused) with this host pid.
+    Running { pid: u32 },
+    /// Exited; the code is `None` when this process did not reap it.
+    Stopped { exit_code: Option<i32> },
+}
+
+/// The exit code of one container, filled by its waiter thread.
+#[derive(Debug, Default)]
+struct ExitSlot {
+    code: Mutex<Option<i32>>,
+    done: Condvar,
+}
+
+#[derive(Debug, Deserialize)]
+struct RuncState {
+    status: String,
+    #[serde(default)]
+    pid: u32,
+}
+
+/// Runs OCI containers with runc. Cheap to clone; clones share state.
+///
+/// Operations are blocking (they run the runc binary); call them from a
+/// blocking-capable thread (`tokio::task::spawn_blocking`).
+#[derive(Debug, Clone)]
+pub struct RuncRuntime {
+    state_dir: PathBuf,
+    runc: PathBuf,
+    version: String,
+    exits: Arc<Mutex<HashMap<String, Arc<ExitSlot>>>>,
+}
+
+impl RuncRuntime {
+    /// A runtime keeping its state under `state_dir` and running
+    /// `runc_binary` (a path, or a name looked up in `PATH`).
+    ///
+    /// Checks `runc --version` ([`Error::RuncMissing`] if it cannot run) and
+    /// makes this process a child subreaper (see the module docs).
+    pub fn new(state_dir: impl Into<PathBuf>, runc_binary: impl Into<PathBuf>) -> Result<Self> {
+        let state_dir = state_dir.into();
+        let runc = runc_binary.into();
+        let output = Command::new(&runc)
+            .arg("--version")
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|source| Error::RuncMissing {
+                binary: runc.clone(),
+                source,
+            })?;
+        if !output.status.success() {
+            return Err(Error::RuncFailed {
+                op: "--version",
+                id: String::new(),
+                stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+            });
+        }
+        let version = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        for dir in [state_dir.join("runc"), state_dir.join("containers")] {
+            fs::create_dir_all(&dir).map_err(io_err("cannot create state directory", &dir))?;
+        }
+        rustix::process::set_child_subreaper(Some(rustix::process::getpid())).map_err(|e| Error::Io {
+            context: "cannot become a child subreaper",
+            path: state_dir.clone(),
+            source: e.into(),
+        })?;
+        tracing::info!(%version, runc = %runc.display(), "runc runtime ready");
+        Ok(Self {
+            state_dir,
+            runc,
+            version,
+            exits: Arc::default(),
+        })
+    }
+
+    /// The first line of `runc --version`.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// The bundle directory of a container.
+    pub fn bundle_dir(&self, id: &str) -> PathBuf {
+        self.state_dir.join("containers").join(id)
+    }
+
+    /// Prepares the root filesystem and bundle and runs `runc create`; the
+    /// container's process then waits for [`start`](Self::start). Its
+    /// stdout and stderr go to `spec.stdout` and `spec.stderr`. On failure nothing is left
+    /// behind.
+    #[tracing::instrument(skip(self, spec), fields(id = %spec.id, image = %spec.image.reference))]
+    pub fn create(&self, spec: &ContainerSpec) -> Result<()> {
+        let id = spec.id.as_str();
+        check_id(id)?;
+        if spec.image.kind != ImageKind::Container {
+            return Err(Error::NotAContainerImage {
+                id: id.to_owned(),
+                reference: spec.image.reference.clone(),
+            });
+        }
+        let dir = self.bundle_dir(id);
+        match fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                return Err(Error::AlreadyExists { id: id.to_owned() });
+            }
+            Err(e) => return Err(io_err("cannot create bundle directory", &dir)(e)),
+        }
+        let result = self.create_in(spec, &dir);
+        if result.is_err()
+            && let Err(e) = rootfs::teardown(&dir)
+        {
+            tracing::warn!(error = %e, "cannot clean up after failed create");
+        }
+        result
+    }
+
+    fn create_in(&self, spec: &ContainerSpec, dir: &Path) -> Result<()> {
+        let id = spec.id.as_str();
+        let rootfs_err = |source| Error::Rootfs {
+            id: id.to_owned(),
+            source,
+        };
+        let layers = rootfs::unpack_layers(&spec.image).map_err(rootfs_err)?;
+        let rootfs = rootfs::assemble(&layers, dir).map_err(rootfs_err)?;
+        tracing::debug!(kind = ?rootfs.kind, "rootfs ready");
+        let bundle_err = |source| Error::Bundle {
+            id: id.to_owned(),
+            source,
+        };
+        let runtime_spec = bundle::runtime_spec(spec, &rootfs.path).map_err(bundle_err)?;
+        bundle::write(dir, &runtime_spec).map_err(bundle_err)?;
+
+        let open_output = |path: &Path| {
+            if let Some(parent) = path.parent() {
+                fs::create_dir_all(parent).map_err(io_err("cannot create log directory", parent))?;
+            }
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(io_err("cannot open container output", path))
+        };
+        let log = open_output(&spec.stdout)?;
+        let log_err = open_output(&spec.stderr)?;
+        let pid_file = dir.join("init.pid");
+        let mut command = self.command("create", id);
+        command
+            .arg("create")
+            .arg("--bundle")
+            .arg(dir)
+            .arg("--pid-file")
+            .arg(&pid_file)
+            .arg(id)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err);
+        let status = command.status().map_err(|source| self.spawn_error(source))?;
+        if !status.success() {
+            return Err(Error::RuncFailed {
+                op: "create",
+                id: id.to_owned(),
+                stderr: self.runc_log(id, "create", ""),
+            });
+        }
+        let pid = fs::read_to_string(&pid_file)
+            .map_err(io_err("cannot read init pid", &pid_file))?
+            .trim()
+            .parse::<i32>()
+            .ok()
+            .and_then(Pid::from_raw)
+            .ok_or_else(|| Error::RuncFailed {
+                op: "create",
+                id: id.to_owned(),
+                stderr: format!("unusable pid file {}", pid_file.display()),
+            })?;
+        self.spawn_waiter(id, pid, dir.join("exit_code"))
+    }
+
+    /// Starts a waiter thread reaping the container's init.
+    fn spawn_waiter(&self, id: &str, pid: Pid, exit_file: PathBuf) -> Result<()> {
+        let slot = Arc::new(ExitSlot::default());
+        self.exits
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id.to_owned(), Arc::clone(&slot));
+        let id_owned = id.to_owned();
+        std::thread::Builder::new()
+            .name(format!("runc-wait-{id}"))
+            .spawn(move || {
+                let code = loop {
+                    match rustix::process::waitpid(Some(pid), WaitOptions::empty()) {
+                        Ok(Some((_, status))) => {
+                            break status
+                                .exit_status()
+                                .or_else(|| status.terminating_signal().map(|s| 128 + s));
+                        }
+                        Ok(None) | Err(rustix::io::Errno::INTR) => continue,
+                        Err(e) => {
+                            tracing::warn!(id = %id_owned, error = %e, "cannot reap container init");
+                            break None;
+                        }
+                    }
+                };
+                if let Some(code) = code {
+                    tracing::debug!(id = %id_owned, code, "container exited");
+                    if let Err(e) = fs::write(&exit_file, code.to_string()) {
+                        tracing::warn!(id = %id_owned, error = %e, "cannot record exit code");
+                    }
+                }
+                *slot.code.lock().unwrap_or_else(PoisonError::into_inner) = code;
+                slot.done.notify_all();
+            })
+            .map_err(io_err("cannot start waiter thread", &self.bundle_dir(id)))?;
+        Ok(())
+    }
+
+    /// `runc exec`: runs `command` in the running container and returns
+    /// its exit code (as exec probes and `kubectl exec` need).
+    #[tracing::instrument(skip(self))]
+    pub fn exec(&self, id: &str, command: &[String]) -> Result<i32> {
+        check_id(id)?;
+        if command.is_empty() {
+            return Err(Error::RuncFailed {
+                op: "exec",
+                id: id.to_owned(),
+                stderr: "no command to exec".into(),
+            });
+        }
+        let status = self
+            .command("exec", id)
+            .arg("exec")
+            .arg(id)
+            .args(command)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map_err(|source| self.spawn_error(source))?;
+        Ok(status.code().unwrap_or(128))
+    }
+
+    /// `runc start`: runs the created container's process.
+    #[tracing::instrument(skip(self))]
+    pub fn start(&self, id: &str) -> Result<()> {
+        check_id(id)?;
+        self.run_simple("start", id, &["start", id])
+    }
+
+    /// The container's state, with its exit code once it has stopped.
+    pub fn state(&self, id: &str) -> Result<ContainerState> {
+        check_id(id)?;
+        if let Some(code) = self.recorded_exit(id) {
+            return Ok(ContainerState::Stopped { exit_code: Some(code) });
+        }
+        let output = self.run("state", id, &["state", id])?;
+        if !output.status.success() {
+            let stderr = self.runc_log(id, "state", &String::from_utf8_lossy(&output.stderr));
+            if stderr.contains("does not exist") {
+                return Err(Error::NotFound { id: id.to_owned() });
+            }
+            return Err(Error::RuncFailed {
+                op: "state",
+                id: id.to_owned(),
+                stderr,
+            });
+        }
+        let state: RuncState = serde_json::from_slice(&output.stdout).map_err(|source| Error::BadState {
+            id: id.to_owned(),
+            source,
+        })?;
+        Ok(match state.status.as_str() {
+            "created" => ContainerState::Created,
+            "running" | "paused" | "pausing" => ContainerState::Running { pid: state.pid },
+            _ => ContainerState::Stopped {
+                exit_code: self.await_exit(id),
+            },
+        })
+    }
+
+    /// The recorded exit code, from the waiter or the file it wrote.
+    fn recorded_exit(&self, id: &str) -> Option<i32> {
+        let slot = self
+            .exits
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+            .cloned();
+        if let Some(code) = slot.and_then(|s| *s.code.lock().unwrap_or_else(PoisonError::into_inner)) {
+            return Some(code);
+        }
+        fs::read_to_string(self.bundle_dir(id).join("exit_code"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+    }
+
+    /// Waits briefly for the waiter of a container runc reports stopped.
+    fn await_exit(&self, id: &str) -> Option<i32> {
+        let slot = self
+            .exits
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+            .cloned()?;
+        let guard = slot.code.lock().unwrap_or_else(PoisonError::into_inner);
+        let (guard, _) = slot
+            .done
+            .wait_timeout_while(guard, REAP_GRACE, |code| code.is_none())
+            .unwrap_or_else(PoisonError::into_inner);
+        *guard
+    }
+
+    /// Sends `signal` (a number, e.g. 15, or a name, e.g. `"TERM"`) to the
+    /// container's init.
+    #[tracing::instrument(skip(self))]
+    pub fn kill(&self, id: &str, signal: &str) -> Result<()> {
+        check_id(id)?;
+        self.run_simple("kill", id, &["kill", id, signal])
+    }
+
+    /// `runc delete` (with `force`, killing a running container first),
+    /// then unmounts and removes the bundle. Deleting an unknown container
+    /// only cleans up what is left of it.
+    #[tracing::instrument(skip(self))]
+    pub fn delete(&self, id: &str, force: bool) -> Result<()> {
+        check_id(id)?;
+        let args: &[&str] = if force {
+            &["delete", "--force", id]
+        } else {
+            &["delete", id]
+        };
+        let output = self.run("delete", id, args)?;
+        if !output.status.success() {
+            let stderr = self.runc_log(id, "delete", &String::from_utf8_lossy(&output.stderr));
+            if !stderr.contains("does not exist") {
+                return Err(Error::RuncFailed {
+                    op: "delete",
+                    id: id.to_owned(),
+                    stderr,
+                });
+            }
+        }
+        let dir = self.bundle_dir(id);
+        rootfs::teardown(&dir).map_err(|source| Error::Rootfs {
+            id: id.to_owned(),
+            source,
+        })?;
+        self.exits.lock().unwrap_or_else(PoisonError::into_inner).remove(id);
+        Ok(())
+    }
+
+    /// A runc command with the global flags, logging to `runc-<op>.log`.
+    fn command(&self, op: &str, id: &str) -> Command {
+        let log = self.op_log_path(id, op);
+        let _ = fs::remove_file(&log);
+        let mut command = Command::new(&self.runc);
+        command
+            .arg("--root")
+            .arg(self.state_dir.join("runc"))
+            .arg("--log-format")
+            .arg("json");
+        if log.parent().is_some_and(Path::is_dir) {
+            command.arg("--log").arg(&log);
+        }
+        command
+    }
+
+    fn op_log_path(&self, id: &str, op: &str) -> PathBuf {
+        self.bundle_dir(id).join(format!("runc-{op}.log"))
+    }
+
+    fn run(&self, op: &'static str, id: &str, args: &[&str]) -> Result<Output> {
+        self.command(op, id)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|source| self.spawn_error(source))
+    }
+
+    fn run_simple(&self, op: &'static str, id: &str, args: &[&str]) -> Result<()> {
+        let output = self.run(op, id, args)?;
+        if output.status.success() {
+            return Ok(());
+        }
+        let stderr = self.runc_log(id, op, &String::from_utf8_lossy(&output.stderr));
+        if stderr.contains("does not exist") {
+            return Err(Error::NotFound { id: id.to_owned() });
+        }
+        Err(Error::RuncFailed {
+            op,
+            id: id.to_owned(),
+            stderr,
+        })
+    }
+
+    fn spawn_error(&self, source: io::Error) -> Error {
+        if source.kind() == io::ErrorKind::NotFound {
+            Error::RuncMissing {
+                binary: self.runc.clone(),
+                source,
+            }
+        } else {
+            Error::Io {
+                context: "cannot run runc",
+                path: self.runc.clone(),
+                source,
+            }
+        }
+    }
+
+    /// runc's error messages for an operation: the `msg` of error-level
+    /// entries of its JSON log, else `fallback` (its stderr).
+    fn runc_log(&self, id: &str, op: &str, fallback: &str) -> String {
+        let log = fs::read_to_string(self.op_log_path(id, op)).unwrap_or_default();
+        let messages: Vec<String> = log
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|v| matches!(v["level"].as_str(), Some("error" | "fatal")))
+            .filter_map(|v| v["msg"].as_str().map(str::to_owned))
+            .collect();
+        if messages.is_empty() {
+            fallback.trim().to_owned()
+        } else {
+            messages.join("; ")
+        }
+    }
+}
+
+/// runc's id rule, also keeping ids safe as a path component.
+fn check_id(id: &str) -> Result<()> {
+    let mut bytes = id.bytes();
+    let first_ok = bytes.next().is_some_and(|b| b.is_ascii_alphanumeric());
+    let rest_ok = bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if first_ok && rest_ok && id.len() <= 1024 {
+        Ok(())
+    } else {
+        Err(Error::InvalidId { id: id.to_owned() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_id;
+
+    #[test]
+    fn ids() {
+        assert!(check_id("pod-1_c.x").is_ok());
+        assert!(check_id("../x").is_err());
+        assert!(check_id("").is_err());
+        assert!(check_id(".hidden").is_err());
+    }
+}

@@ -1,0 +1,46 @@
+//! What the agent asks of the OCI runtime for one container.
+
+use std::path::PathBuf;
+
+use super::Image;
+
+/// One container to run with runc, already resolved from a pod container.
+#[derive(Debug, Clone)]
+pub struct ContainerSpec {
+    /// runc container id: `[A-Za-z0-9][A-Za-z0-9_.-]*`, unique on the node.
+    pub id: String,
+    /// The image; must be an [`ImageKind::Container`](super::ImageKind).
+    pub image: Image,
+    /// Kubernetes `command`: replaces the image entrypoint when non-empty.
+    pub command: Vec<String>,
+    /// Kubernetes `args`: replaces the image cmd when non-empty.
+    pub args: Vec<String>,
+    /// Added to (and overriding) the image environment.
+    pub env: Vec<(String, String)>,
+    /// Working directory; else the image's, else `/`.
+    pub working_dir: Option<String>,
+    /// Numeric `(uid, gid)`; else the image's user (numeric), else root.
+    pub user: Option<(u32, u32)>,
+    /// Bind mounts from the host.
+    pub mounts: Vec<Mount>,
+    /// cgroup memory limit.
+    pub memory_limit_bytes: Option<u64>,
+    /// CPU in millicores: sets both cpu shares and a CFS quota.
+    pub cpu_millis: Option<u64>,
+    /// Where the container's stdout goes (opened for append: a file, or
+    /// the FIFO a log writer reads).
+    pub stdout: PathBuf,
+    /// Where its stderr goes; may be the same path as `stdout`.
+    pub stderr: PathBuf,
+}
+
+/// A host path bind-mounted into the container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    /// Host path.
+    pub source: PathBuf,
+    /// Absolute path inside the container.
+    pub destination: PathBuf,
+    /// Mounted read-only when true.
+    pub read_only: bool,
+}
