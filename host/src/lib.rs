@@ -11,8 +11,10 @@
 //!   image layout) in a content-addressed store, unpacked into root
 //!   filesystems and run by runc.
 //!
-//! The agent loop that registers the Node, watches its pods and reports
-//! their status is built on these.
+//! [`agent`] is the kubelet built on them: it registers the Node, watches
+//! the pods bound to it, runs their containers in whichever runtime their
+//! image needs, reports status and serves logs.
 
+pub mod agent;
 pub mod oci;
 pub mod wasm;

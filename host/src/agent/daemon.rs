@@ -1,0 +1,306 @@
+//! The agent's own HTTP endpoint (the kubelet's port): the API server
+//! proxies `pods/log` here.
+//!
+//! * `GET /healthz`
+//! * `GET /containerLogs/<namespace>/<pod>/<container>` with the query of
+//!   `pods/log`: `follow`, `previous`, `tailLines`, `sinceSeconds`,
+//!   `sinceTime`, `timestamps`, `limitBytes`. Plain text; a followed log
+//!   streams until the container stops.
+//!
+//! It speaks plain HTTP and trusts its callers, so it listens on the
+//! node's own address only (loopback in the single-process server).
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use hyper::body::Frame;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+
+use super::logs::{self, LogQuery, PodLogDir};
+
+/// How often a followed log is checked for more.
+const FOLLOW_POLL: Duration = Duration::from_millis(200);
+
+#[derive(Clone, Debug)]
+struct ContainerLog {
+    /// The current (or last) run.
+    run: u32,
+    running: bool,
+}
+
+#[derive(Clone, Debug)]
+struct PodLogs {
+    dir: PodLogDir,
+    containers: HashMap<String, ContainerLog>,
+}
+
+/// Which pods' logs this node holds, kept by the pod workers.
+#[derive(Debug, Default)]
+pub struct LogIndex {
+    pods: Mutex<HashMap<(String, String), PodLogs>>,
+}
+
+impl LogIndex {
+    /// Records a pod's containers as `(name, current run, running)`.
+    pub fn register(&self, namespace: &str, pod: &str, dir: &PodLogDir, containers: &[(String, u32, bool)]) {
+        let entry = PodLogs {
+            dir: dir.clone(),
+            containers: containers
+                .iter()
+                .map(|(name, run, running)| {
+                    (
+                        name.clone(),
+                        ContainerLog {
+                            run: *run,
+                            running: *running,
+                        },
+                    )
+                })
+                .collect(),
+        };
+        self.lock().insert((namespace.to_string(), pod.to_string()), entry);
+    }
+
+    pub fn remove(&self, namespace: &str, pod: &str) {
+        self.lock().remove(&(namespace.to_string(), pod.to_string()));
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), PodLogs>> {
+        self.pods.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The log file of a container's current run (or the one before), and
+    /// whether that run is still going.
+    fn locate(&self, namespace: &str, pod: &str, container: &str, previous: bool) -> Result<(PathBuf, bool), String> {
+        let pods = self.lock();
+        let entry = pods
+            .get(&(namespace.to_string(), pod.to_string()))
+            .ok_or_else(|| format!("pod {namespace}/{pod} is not on this node"))?;
+        let log = entry
+            .containers
+            .get(container)
+            .ok_or_else(|| format!("container {container} is not valid for pod {pod}"))?;
+        if previous {
+            let run = log
+                .run
+                .checked_sub(1)
+                .ok_or_else(|| format!("previous terminated container \"{container}\" in pod \"{pod}\" not found"))?;
+            return Ok((entry.dir.file(container, run), false));
+        }
+        Ok((entry.dir.file(container, log.run), log.running))
+    }
+
+    fn still_running(&self, namespace: &str, pod: &str, container: &str, path: &PathBuf) -> bool {
+        let pods = self.lock();
+        pods.get(&(namespace.to_string(), pod.to_string()))
+            .and_then(|e| e.containers.get(container).map(|c| (e, c)))
+            .is_some_and(|(e, c)| c.running && e.dir.file(container, c.run) == *path)
+    }
+}
+
+type Body = BoxBody<Bytes, Infallible>;
+
+fn text(status: StatusCode, message: impl Into<String>) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from(message.into())).boxed());
+    *response.status_mut() = status;
+    response
+}
+
+fn query_of(uri: &hyper::Uri) -> HashMap<String, String> {
+    uri.query()
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                match u8::from_str_radix(hex, 16) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 3;
+                        continue;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn parse_query(q: &HashMap<String, String>) -> Result<(LogQuery, bool, bool), String> {
+    let flag = |k: &str| q.get(k).is_some_and(|v| v == "true" || v == "1");
+    let number = |k: &str| -> Result<Option<i64>, String> {
+        q.get(k)
+            .map(|v| v.parse::<i64>().map_err(|_| format!("{k}: not a number: {v:?}")))
+            .transpose()
+    };
+    let tail_lines = number("tailLines")?.map(|n| usize::try_from(n.max(0)).unwrap_or(0));
+    let limit_bytes = number("limitBytes")?.map(|n| usize::try_from(n.max(0)).unwrap_or(0));
+    let since = match (number("sinceSeconds")?, q.get("sinceTime")) {
+        (Some(s), _) => Some(jiff::Timestamp::now() - jiff::SignedDuration::from_secs(s.max(0))),
+        (None, Some(t)) => Some(t.parse::<jiff::Timestamp>().map_err(|e| format!("sinceTime: {e}"))?),
+        (None, None) => None,
+    };
+    Ok((
+        LogQuery {
+            tail_lines,
+            since,
+            timestamps: flag("timestamps"),
+            limit_bytes,
+        },
+        flag("follow"),
+        flag("previous"),
+    ))
+}
+
+async fn container_logs(index: Arc<LogIndex>, path: &str, uri: &hyper::Uri) -> Response<Body> {
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let [namespace, pod, container] = parts[..] else {
+        return text(
+            StatusCode::NOT_FOUND,
+            "want /containerLogs/<namespace>/<pod>/<container>\n",
+        );
+    };
+    let (query, follow, previous) = match parse_query(&query_of(uri)) {
+        Ok(q) => q,
+        Err(e) => return text(StatusCode::BAD_REQUEST, e),
+    };
+    let (file, running) = match index.locate(namespace, pod, container, previous) {
+        Ok(found) => found,
+        Err(e) => return text(StatusCode::NOT_FOUND, e),
+    };
+    let read = {
+        let (file, query) = (file.clone(), query.clone());
+        tokio::task::spawn_blocking(move || logs::read(&file, &query)).await
+    };
+    let (first, offset) = match read {
+        Ok(Ok(read)) => read,
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => (Vec::new(), 0),
+        Ok(Err(e)) => return text(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot read the log: {e}")),
+        Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    if !(follow && running) {
+        return text(StatusCode::OK, String::from_utf8_lossy(&first).into_owned());
+    }
+    // Follow: what is there, then whatever is appended, until the run ends.
+    let (namespace, pod, container) = (namespace.to_string(), pod.to_string(), container.to_string());
+    let state = (Some(Bytes::from(first)), offset, false);
+    let stream = futures::stream::unfold(state, move |(pending, offset, done)| {
+        let (index, file, query) = (index.clone(), file.clone(), query.clone());
+        let (namespace, pod, container) = (namespace.clone(), pod.clone(), container.clone());
+        async move {
+            if let Some(bytes) = pending {
+                return Some((bytes, (None, offset, done)));
+            }
+            if done {
+                return None;
+            }
+            loop {
+                let alive = index.still_running(&namespace, &pod, &container, &file);
+                let (f, q) = (file.clone(), query.clone());
+                let more = tokio::task::spawn_blocking(move || logs::read_from(&f, offset, &q)).await;
+                match more {
+                    Ok(Ok((bytes, next))) if !bytes.is_empty() => {
+                        return Some((Bytes::from(bytes), (None, next, !alive)));
+                    }
+                    Ok(Ok(_)) if alive => tokio::time::sleep(FOLLOW_POLL).await,
+                    _ => return None,
+                }
+            }
+        }
+    });
+    let body = StreamBody::new(stream.map(|b| Ok::<_, Infallible>(Frame::data(b))));
+    let mut response = Response::new(BodyExt::boxed(body));
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain"),
+    );
+    response
+}
+
+async fn handle(index: Arc<LogIndex>, request: Request<hyper::body::Incoming>) -> Response<Body> {
+    if request.method() != hyper::Method::GET {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n");
+    }
+    let path = request.uri().path().to_string();
+    if path == "/healthz" {
+        return text(StatusCode::OK, "ok");
+    }
+    match path.strip_prefix("/containerLogs") {
+        Some(rest) => container_logs(index, rest, request.uri()).await,
+        None => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+/// Serves the endpoint on `addr`; returns the bound address and the task.
+pub async fn serve(
+    addr: SocketAddr,
+    index: Arc<LogIndex>,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            };
+            let index = index.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |request| {
+                    let index = index.clone();
+                    async move { Ok::<_, Infallible>(handle(index, request).await) }
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Ok((bound, task))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries_parse() {
+        let q: HashMap<String, String> = [("tailLines", "3"), ("follow", "true"), ("timestamps", "true")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let (query, follow, previous) = parse_query(&q).unwrap();
+        assert_eq!(query.tail_lines, Some(3));
+        assert!(query.timestamps && follow && !previous);
+        let bad: HashMap<String, String> = [("tailLines".to_string(), "x".to_string())].into();
+        assert!(parse_query(&bad).is_err());
+        assert_eq!(percent_decode("a%3Db+c%2"), "a=b c%2");
+    }
+}

@@ -1,0 +1,134 @@
+//! The node's HTTP gateway into Wasm HTTP pods.
+//!
+//! Each Wasm pod gets its own loopback address (the pod IP, from the
+//! node's pod CIDR, 127.1.0.0/16 by default); for every declared container port the gateway listens on
+//! `podIP:port` and serves each request with a fresh instance. A pod that
+//! receives no traffic holds no instance.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::task::JoinHandle;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+use crate::wasm::{HttpService, Termination, WasmError};
+
+/// Hands out pod IPs from the node's pod CIDR (a /16 on loopback, by
+/// default 127.1.0.0/16) and takes them back.
+#[derive(Debug)]
+pub struct PodIps {
+    base: u32,
+    used: Mutex<BTreeSet<u32>>,
+}
+
+const SIZE: u32 = 1 << 16;
+
+impl Default for PodIps {
+    fn default() -> Self {
+        PodIps::new(Ipv4Addr::new(127, 1, 0, 0))
+    }
+}
+
+impl PodIps {
+    /// Addresses from the /16 that starts at `base` (its low 16 bits are
+    /// ignored).
+    pub fn new(base: Ipv4Addr) -> PodIps {
+        PodIps {
+            base: u32::from(base) & !(SIZE - 1),
+            used: Mutex::default(),
+        }
+    }
+
+    /// The lowest free address (skipping .0 and .255 of each /24 for
+    /// readability), or `None` when all are taken.
+    pub fn allocate(&self) -> Option<IpAddr> {
+        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        let offset = (1..SIZE).find(|o| !used.contains(o) && o % 256 != 0 && o % 256 != 255)?;
+        used.insert(offset);
+        Some(IpAddr::V4(Ipv4Addr::from(self.base + offset)))
+    }
+
+    pub fn release(&self, ip: IpAddr) {
+        if let IpAddr::V4(v4) = ip {
+            let offset = u32::from(v4).wrapping_sub(self.base);
+            self.used.lock().unwrap_or_else(|p| p.into_inner()).remove(&offset);
+        }
+    }
+}
+
+fn text(status: hyper::StatusCode, message: String) -> hyper::Response<HyperOutgoingBody> {
+    let body = Full::new(Bytes::from(message))
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    let mut response = hyper::Response::new(body);
+    *response.status_mut() = status;
+    response
+}
+
+/// What a failed request answers: 503 when the instance ran out of time or
+/// memory, 500 otherwise, with the reason in the body.
+fn failure(error: WasmError) -> hyper::Response<HyperOutgoingBody> {
+    let status = match &error {
+        WasmError::Trap {
+            termination: Termination::DeadlineExceeded | Termination::OomKilled,
+            ..
+        } => hyper::StatusCode::SERVICE_UNAVAILABLE,
+        _ => hyper::StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    tracing::info!(%error, "wasm request failed");
+    text(status, format!("{error}\n"))
+}
+
+/// Serves `service` on `addr` until the returned task is aborted.
+pub async fn listen(addr: SocketAddr, service: HttpService) -> std::io::Result<JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    Ok(tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let service = service.clone();
+            tokio::spawn(async move {
+                let handler = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                    let service = service.clone();
+                    async move {
+                        Ok::<_, std::convert::Infallible>(match service.handle(request).await {
+                            Ok(response) => response,
+                            Err(error) => failure(error),
+                        })
+                    }
+                });
+                if let Err(error) = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), handler)
+                    .await
+                {
+                    tracing::debug!(%error, "gateway connection ended with an error");
+                }
+            });
+        }
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pod_ips_are_reused() {
+        let ips = PodIps::default();
+        let a = ips.allocate().unwrap();
+        let b = ips.allocate().unwrap();
+        assert_eq!(a, IpAddr::V4(Ipv4Addr::new(127, 1, 0, 1)));
+        assert_eq!(b, IpAddr::V4(Ipv4Addr::new(127, 1, 0, 2)));
+        ips.release(a);
+        assert_eq!(ips.allocate().unwrap(), a);
+    }
+}

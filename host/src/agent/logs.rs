@@ -1,0 +1,435 @@
+//! Container logs: written as the kubelet writes them, read back for
+//! `pods/log`.
+//!
+//! # Writing
+//!
+//! A container's stdout and stderr are two FIFOs in its log directory
+//! (the way containerd hands stdio to a shim). Both runtimes only ever see
+//! paths: runc's stdio is opened on them, a Wasm instance opens them for
+//! every request or run. A [`LogWriter`] holds the read ends and copies each
+//! line into the container's log file in the CRI format, one line per
+//! record: `<RFC 3339 nanos> <stdout|stderr> <F|P> <text>` (`P` for a piece
+//! of a line longer than [`MAX_LINE`]). The writer keeps a write end of each
+//! FIFO open itself, so the copy survives the gaps between Wasm requests;
+//! [`LogWriter::close`] lets go of it and the copy ends once the last
+//! writer closes.
+//!
+//! # Layout
+//!
+//! ```text
+//! <root>/<namespace>_<pod>_<uid>/<container>/<restart>.log     current
+//! <root>/<namespace>_<pod>_<uid>/<container>/<restart>.log.1   rotated once
+//! ```
+//!
+//! A file that grows past [`LogLimits::max_bytes`] is rotated to `.1`
+//! (replacing an older `.1`), so one container's logs take at most twice
+//! that on disk.
+//!
+//! # Reading
+//!
+//! [`read`] parses a log back into lines, honouring `tailLines`,
+//! `sinceSeconds`/`sinceTime`, `timestamps` and `limitBytes`; the caller
+//! follows a live log by reading again from the byte offset it returned.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Longest line written as one record; longer ones are split.
+pub const MAX_LINE: usize = 16 * 1024;
+
+/// Size bound of a log file before rotation.
+#[derive(Clone, Copy, Debug)]
+pub struct LogLimits {
+    pub max_bytes: u64,
+}
+
+impl Default for LogLimits {
+    fn default() -> Self {
+        LogLimits {
+            max_bytes: 10 * 1024 * 1024,
+        }
+    }
+}
+
+/// Where one pod's container logs live.
+#[derive(Clone, Debug)]
+pub struct PodLogDir {
+    dir: PathBuf,
+}
+
+impl PodLogDir {
+    pub fn new(root: &Path, namespace: &str, pod: &str, uid: &str) -> PodLogDir {
+        PodLogDir {
+            dir: root.join(format!("{namespace}_{pod}_{uid}")),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The log file of a container's `restart`th run.
+    pub fn file(&self, container: &str, restart: u32) -> PathBuf {
+        self.dir.join(container).join(format!("{restart}.log"))
+    }
+
+    /// The stdio FIFOs of a container's `restart`th run.
+    pub fn fifos(&self, container: &str, restart: u32) -> (PathBuf, PathBuf) {
+        let dir = self.dir.join(container);
+        (
+            dir.join(format!("{restart}.stdout")),
+            dir.join(format!("{restart}.stderr")),
+        )
+    }
+}
+
+/// Copies a container's stdout and stderr FIFOs into its log file.
+#[derive(Debug)]
+pub struct LogWriter {
+    pub stdout: PathBuf,
+    pub stderr: PathBuf,
+    keep_open: Vec<File>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl LogWriter {
+    /// Makes the FIFOs and starts copying them into `log`.
+    pub fn start(log: &Path, stdout: PathBuf, stderr: PathBuf, limits: LogLimits) -> io::Result<LogWriter> {
+        if let Some(parent) = log.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        let sink = Arc::new(Sink::open(log, limits)?);
+        let mut keep_open = Vec::new();
+        let mut threads = Vec::new();
+        for (path, stream) in [(&stdout, "stdout"), (&stderr, "stderr")] {
+            let _ = fs::remove_file(path);
+            rustix::fs::mkfifoat(rustix::fs::CWD, path.as_path(), rustix::fs::Mode::from_raw_mode(0o600))?;
+            // Non-blocking so the open does not wait for a writer; the
+            // reads themselves block.
+            let reader = OpenOptions::new()
+                .read(true)
+                .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+                .open(path)?;
+            let flags = rustix::fs::fcntl_getfl(&reader)?;
+            rustix::fs::fcntl_setfl(&reader, flags - rustix::fs::OFlags::NONBLOCK)?;
+            keep_open.push(OpenOptions::new().write(true).open(path)?);
+            let sink = sink.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("log-{stream}"))
+                    .spawn(move || copy_lines(reader, stream, &sink))?,
+            );
+        }
+        Ok(LogWriter {
+            stdout,
+            stderr,
+            keep_open,
+            threads,
+        })
+    }
+
+    /// Stops holding the FIFOs open: the copy ends when the container's
+    /// last writer closes them. Returns once everything is in the file.
+    pub fn close(mut self) {
+        self.keep_open.clear();
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+        let _ = fs::remove_file(&self.stdout);
+        let _ = fs::remove_file(&self.stderr);
+    }
+}
+
+/// The log file, shared by the two copying threads.
+#[derive(Debug)]
+struct Sink {
+    path: PathBuf,
+    limits: LogLimits,
+    file: std::sync::Mutex<(File, u64)>,
+    failed: AtomicBool,
+}
+
+impl Sink {
+    fn open(path: &Path, limits: LogLimits) -> io::Result<Sink> {
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let size = file.metadata()?.len();
+        Ok(Sink {
+            path: path.to_path_buf(),
+            limits,
+            file: std::sync::Mutex::new((file, size)),
+            failed: AtomicBool::new(false),
+        })
+    }
+
+    fn write_record(&self, stream: &str, partial: bool, text: &[u8]) {
+        let mut record = Vec::with_capacity(text.len() + 48);
+        record.extend_from_slice(timestamp_now().as_bytes());
+        record.push(b' ');
+        record.extend_from_slice(stream.as_bytes());
+        record.extend_from_slice(if partial { b" P " } else { b" F " });
+        record.extend_from_slice(text);
+        record.push(b'\n');
+        let mut guard = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.1 + record.len() as u64 > self.limits.max_bytes && guard.1 > 0 {
+            match self.rotate() {
+                Ok(file) => *guard = (file, 0),
+                Err(error) => self.report(&error),
+            }
+        }
+        match guard.0.write_all(&record) {
+            Ok(()) => guard.1 += record.len() as u64,
+            Err(error) => self.report(&error),
+        }
+    }
+
+    fn rotate(&self) -> io::Result<File> {
+        let mut rotated = self.path.clone().into_os_string();
+        rotated.push(".1");
+        fs::rename(&self.path, &rotated)?;
+        OpenOptions::new().create(true).append(true).open(&self.path)
+    }
+
+    fn report(&self, error: &io::Error) {
+        if !self.failed.swap(true, Ordering::Relaxed) {
+            tracing::warn!(path = %self.path.display(), %error, "cannot write container log");
+        }
+    }
+}
+
+fn timestamp_now() -> String {
+    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.9fZ").to_string()
+}
+
+fn copy_lines(reader: File, stream: &str, sink: &Sink) {
+    let mut reader = BufReader::with_capacity(64 * 1024, reader);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        // Read at most one record's worth, so a line without an end
+        // cannot grow without bound.
+        match (&mut reader).take(MAX_LINE as u64).read_until(b'\n', &mut line) {
+            Ok(0) => return,
+            Ok(_) => {
+                let complete = line.last() == Some(&b'\n');
+                if complete {
+                    line.pop();
+                }
+                sink.write_record(stream, !complete, &line);
+            }
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => {
+                sink.report(&error);
+                return;
+            }
+        }
+    }
+}
+
+/// What `pods/log` asks for.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogQuery {
+    pub tail_lines: Option<usize>,
+    /// Only records at or after this instant.
+    pub since: Option<jiff::Timestamp>,
+    pub timestamps: bool,
+    pub limit_bytes: Option<usize>,
+}
+
+/// One parsed record.
+#[derive(Debug, PartialEq, Eq)]
+struct Record<'a> {
+    timestamp: &'a str,
+    partial: bool,
+    text: &'a [u8],
+}
+
+fn parse_record(line: &[u8]) -> Option<Record<'_>> {
+    let mut parts = line.splitn(4, |b| *b == b' ');
+    let timestamp = std::str::from_utf8(parts.next()?).ok()?;
+    let _stream = parts.next()?;
+    let tag = parts.next()?;
+    let text = parts.next().unwrap_or_default();
+    Some(Record {
+        timestamp,
+        partial: tag == b"P",
+        text,
+    })
+}
+
+/// Renders the records of `bytes` (whole lines only) as `kubectl logs`
+/// shows them: partial records joined, a timestamp in front when asked.
+fn render(bytes: &[u8], query: &LogQuery, out: &mut Vec<u8>) {
+    for line in bytes.split_inclusive(|b| *b == b'\n') {
+        let line = line.strip_suffix(b"\n").unwrap_or(line);
+        let Some(record) = parse_record(line) else {
+            continue;
+        };
+        if let Some(since) = query.since
+            && record.timestamp.parse::<jiff::Timestamp>().is_ok_and(|t| t < since)
+        {
+            continue;
+        }
+        if query.timestamps && !ends_partial(out) {
+            out.extend_from_slice(record.timestamp.as_bytes());
+            out.push(b' ');
+        }
+        out.extend_from_slice(record.text);
+        if !record.partial {
+            out.push(b'\n');
+        }
+    }
+}
+
+fn ends_partial(out: &[u8]) -> bool {
+    !out.is_empty() && out.last() != Some(&b'\n')
+}
+
+/// The rendered logs of one container run (its rotated file first), and
+/// the byte offset in the current file up to which they were read.
+pub fn read(path: &Path, query: &LogQuery) -> io::Result<(Vec<u8>, u64)> {
+    let mut raw = Vec::new();
+    let mut rotated = path.as_os_str().to_owned();
+    rotated.push(".1");
+    match fs::read(&rotated) {
+        Ok(bytes) => raw.extend_from_slice(&bytes),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let current = fs::read(path)?;
+    // Only whole lines: a record being written is left for the next read.
+    let whole = current.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    raw.extend_from_slice(&current[..whole]);
+    let mut out = Vec::new();
+    render(&raw, query, &mut out);
+    if let Some(n) = query.tail_lines {
+        out = tail(&out, n).to_vec();
+    }
+    if let Some(limit) = query.limit_bytes {
+        out.truncate(limit);
+    }
+    Ok((out, whole as u64))
+}
+
+/// What has been appended to `path` since `offset`, rendered, and the new
+/// offset. A file that shrank (rotated) is read from its start.
+pub fn read_from(path: &Path, offset: u64, query: &LogQuery) -> io::Result<(Vec<u8>, u64)> {
+    let mut file = File::open(path)?;
+    let len = file.metadata()?.len();
+    let start = if len < offset { 0 } else { offset };
+    file.seek(SeekFrom::Start(start))?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    let whole = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    let mut out = Vec::new();
+    let query = LogQuery {
+        tail_lines: None,
+        limit_bytes: None,
+        ..query.clone()
+    };
+    render(&bytes[..whole], &query, &mut out);
+    Ok((out, start + whole as u64))
+}
+
+/// The last `n` lines of rendered text.
+fn tail(text: &[u8], n: usize) -> &[u8] {
+    if n == 0 {
+        return &[];
+    }
+    let body = text.strip_suffix(b"\n").unwrap_or(text);
+    let mut seen = 0;
+    for (i, b) in body.iter().enumerate().rev() {
+        if *b == b'\n' {
+            seen += 1;
+            if seen == n {
+                return &text[i + 1..];
+            }
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query() -> LogQuery {
+        LogQuery::default()
+    }
+
+    #[test]
+    fn records_round_trip_with_and_without_timestamps() {
+        let raw = b"2026-01-01T00:00:00.000000001Z stdout F hello\n\
+                    2026-01-01T00:00:01.000000000Z stderr P par\n\
+                    2026-01-01T00:00:01.000000001Z stderr F tial\n";
+        let mut out = Vec::new();
+        render(raw, &query(), &mut out);
+        assert_eq!(out, b"hello\npartial\n");
+        let mut out = Vec::new();
+        render(
+            raw,
+            &LogQuery {
+                timestamps: true,
+                ..query()
+            },
+            &mut out,
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "2026-01-01T00:00:00.000000001Z hello\n2026-01-01T00:00:01.000000000Z partial\n"
+        );
+        let mut out = Vec::new();
+        let since = "2026-01-01T00:00:00.5Z".parse().ok();
+        render(raw, &LogQuery { since, ..query() }, &mut out);
+        assert_eq!(out, b"partial\n");
+    }
+
+    #[test]
+    fn tail_takes_the_last_lines() {
+        assert_eq!(tail(b"a\nb\nc\n", 2), b"b\nc\n");
+        assert_eq!(tail(b"a\nb\nc\n", 5), b"a\nb\nc\n");
+        assert_eq!(tail(b"a\nb\nc\n", 0), b"");
+    }
+
+    #[test]
+    fn fifos_are_copied_rotated_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let pod = PodLogDir::new(dir.path(), "ns", "p", "u");
+        let log = pod.file("c", 0);
+        let (out, err) = pod.fifos("c", 0);
+        let writer = LogWriter::start(&log, out.clone(), err.clone(), LogLimits { max_bytes: 200 }).unwrap();
+        {
+            let mut stdout = OpenOptions::new().append(true).open(&out).unwrap();
+            for i in 0..10 {
+                writeln!(stdout, "line {i}").unwrap();
+            }
+            // One stream only: records of two streams may interleave.
+            stdout.write_all(&vec![b'x'; MAX_LINE + 3]).unwrap();
+            stdout.write_all(b"\n").unwrap();
+        }
+        writer.close();
+        let mut rotated = log.clone().into_os_string();
+        rotated.push(".1");
+        assert!(Path::new(&rotated).exists(), "the log was rotated");
+        let (text, _) = read(&log, &query()).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        assert!(
+            text.ends_with(&format!("{}\n", "x".repeat(MAX_LINE + 3))),
+            "long line rejoined: {:?}",
+            &text[..text.len().min(300)]
+        );
+        let (tailed, _) = read(
+            &log,
+            &LogQuery {
+                tail_lines: Some(1),
+                ..query()
+            },
+        )
+        .unwrap();
+        assert_eq!(tailed.len(), MAX_LINE + 4);
+        assert!(!out.exists() && !err.exists(), "FIFOs removed");
+    }
+}

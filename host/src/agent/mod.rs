@@ -1,0 +1,260 @@
+//! The node agent (skiff's kubelet): registers this node, keeps its Lease
+//! and Ready condition fresh, runs the pods bound to it and reports their
+//! status, and serves their logs.
+//!
+//! * [`node`]: the Node object, its status and heartbeat.
+//! * [`pods`]: the watch on this node's pods, one worker per pod.
+//! * [`worker`]: a pod's lifecycle: prepare, init containers, containers,
+//!   restarts with back-off, graceful termination.
+//! * [`runtime`]: [`WorkloadRuntime`](runtime::WorkloadRuntime) and its
+//!   backends, wasmtime (in this process) and runc.
+//! * [`spec`]: environment and volumes from the pod spec.
+//! * [`probe`]: startup, liveness and readiness probes.
+//! * [`status`]: pod phase, conditions and container statuses (pure).
+//! * [`logs`], [`daemon`]: container log files, and the endpoint the API
+//!   server reads them from.
+//! * [`gateway`]: the HTTP listeners in front of Wasm HTTP pods.
+//!
+//! Everything talks to the API through `kube`, as any client would.
+
+pub mod daemon;
+pub mod gateway;
+pub mod logs;
+pub mod node;
+mod pods;
+pub mod probe;
+pub mod runtime;
+pub mod spec;
+pub mod status;
+mod worker;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::oci::{Image, ImageStore, PullOptions, RuncRuntime, is_loopback_reference};
+use crate::wasm::{PoolConfig, RuntimeConfig, WasmError, WasmRuntime};
+use daemon::LogIndex;
+use gateway::PodIps;
+use runtime::{RuncWorkloads, WasmtimeWorkloads};
+
+/// The wasmtime release the agent embeds, for the node's runtime version.
+pub const WASMTIME_VERSION: &str = "48.0.8";
+
+/// How the agent runs.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    pub node_name: String,
+    /// The node's address: its InternalIP, where OCI pods (host network)
+    /// and the agent's endpoint listen.
+    pub node_ip: String,
+    pub data_dir: PathBuf,
+    /// Port of the agent's endpoint; 0 picks a free one.
+    pub daemon_port: u16,
+    /// Where Wasm pods get their addresses: a /16 on loopback. Nodes on
+    /// one machine need different ones.
+    pub pod_cidr: std::net::Ipv4Addr,
+    pub max_pods: u32,
+    pub runc_binary: PathBuf,
+    /// Set by [`Agent::start`]: whether runc could be run here.
+    pub runc_usable: bool,
+    pub wasmtime_version: String,
+    /// Restart back-off: first delay and cap (the kubelet's are 10 s and
+    /// 300 s).
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+    /// How long one request to a Wasm HTTP component may run.
+    pub request_timeout: Duration,
+    pub pool: PoolConfig,
+}
+
+impl AgentConfig {
+    /// The defaults for a node named `node_name` keeping its state in
+    /// `data_dir`, reachable on loopback.
+    pub fn new(node_name: impl Into<String>, data_dir: impl Into<PathBuf>) -> AgentConfig {
+        AgentConfig {
+            node_name: node_name.into(),
+            node_ip: "127.0.0.1".into(),
+            data_dir: data_dir.into(),
+            daemon_port: 0,
+            pod_cidr: std::net::Ipv4Addr::new(127, 1, 0, 0),
+            max_pods: 1000,
+            runc_binary: PathBuf::from("runc"),
+            runc_usable: false,
+            wasmtime_version: WASMTIME_VERSION.into(),
+            backoff_initial: Duration::from_secs(10),
+            backoff_max: Duration::from_secs(300),
+            request_timeout: Duration::from_secs(30),
+            pool: PoolConfig::default(),
+        }
+    }
+}
+
+/// Why the agent could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("cannot prepare {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the image store cannot be opened: {0}")]
+    Images(#[source] crate::oci::store::Error),
+    #[error("the Wasm runtime cannot start: {0}")]
+    Wasm(#[source] WasmError),
+    #[error("cannot register the node with the API server: {0}")]
+    Register(#[source] kube::Error),
+}
+
+/// What the pod workers share.
+pub(crate) struct Shared {
+    client: kube::Client,
+    config: AgentConfig,
+    images: ImageStore,
+    wasm: WasmtimeWorkloads,
+    runc: Option<RuncWorkloads>,
+    pod_ips: PodIps,
+    pods_root: PathBuf,
+    logs_root: PathBuf,
+    log_index: Arc<LogIndex>,
+}
+
+impl Shared {
+    /// The image for `reference` under the pull policy: a local one
+    /// (imported or pulled before) unless the policy is `Always`, else a
+    /// pull. Loopback registries are reached over plain HTTP. `Always`
+    /// falls back to a local image when the registry cannot be reached,
+    /// so imported images work whatever the policy.
+    async fn pull(&self, reference: &str, policy: Option<&str>) -> Result<Image, (&'static str, String)> {
+        if reference.is_empty() {
+            return Err(("InvalidImageName", "the container names no image".into()));
+        }
+        let local = self.images.get(reference).ok().flatten();
+        match (policy, local) {
+            (Some("Always"), local) => {
+                let options = PullOptions {
+                    plain_http: is_loopback_reference(reference),
+                    basic_auth: None,
+                };
+                match self.images.pull(reference, &options).await {
+                    Ok(image) => Ok(image),
+                    Err(error) => local.ok_or_else(|| (error.waiting_reason(), error.to_string())),
+                }
+            }
+            (_, Some(image)) => Ok(image),
+            (Some("Never"), None) => Err((
+                "ErrImageNeverPull",
+                format!("container image \"{reference}\" is not present with pull policy of Never"),
+            )),
+            (_, None) => {
+                let options = PullOptions {
+                    plain_http: is_loopback_reference(reference),
+                    basic_auth: None,
+                };
+                self.images
+                    .pull(reference, &options)
+                    .await
+                    .map_err(|error| (error.waiting_reason(), error.to_string()))
+            }
+        }
+    }
+}
+
+/// A running agent. Dropping it stops the agent's tasks.
+#[derive(Debug)]
+pub struct Agent {
+    images: ImageStore,
+    daemon_addr: SocketAddr,
+    runc_usable: bool,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl Agent {
+    /// Prepares the runtimes, registers the node and starts running its
+    /// pods. runc is optional: without it the node runs Wasm only and
+    /// says so in its labels.
+    pub async fn start(client: kube::Client, mut config: AgentConfig) -> Result<Agent, AgentError> {
+        let dir = |name: &str| -> Result<PathBuf, AgentError> {
+            let path = config.data_dir.join(name);
+            std::fs::create_dir_all(&path).map_err(|source| AgentError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            Ok(path)
+        };
+        let images = ImageStore::open(dir("images")?).map_err(AgentError::Images)?;
+        let wasm = WasmRuntime::new(RuntimeConfig {
+            cache_dir: dir("wasm-cache")?,
+            pool: config.pool.clone(),
+        })
+        .map_err(AgentError::Wasm)?;
+        let runc = match RuncRuntime::new(dir("runc")?, &config.runc_binary) {
+            Ok(runc) => Some(RuncWorkloads::new(runc)),
+            Err(error) => {
+                tracing::warn!(%error, "no OCI runtime: this node runs Wasm workloads only");
+                None
+            }
+        };
+        config.runc_usable = runc.is_some();
+        let log_index = Arc::new(LogIndex::default());
+        let ip = config.node_ip.parse().map_err(|_| AgentError::Io {
+            path: config.data_dir.clone(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("bad node IP {}", config.node_ip),
+            ),
+        })?;
+        let (daemon_addr, daemon_task) = daemon::serve(SocketAddr::new(ip, config.daemon_port), log_index.clone())
+            .await
+            .map_err(|source| AgentError::Io {
+                path: config.data_dir.clone(),
+                source,
+            })?;
+        config.daemon_port = daemon_addr.port();
+        node::register(&client, &config).await.map_err(AgentError::Register)?;
+        tracing::info!(node = %config.node_name, endpoint = %daemon_addr, oci = config.runc_usable, "node agent registered");
+        let shared = Arc::new(Shared {
+            pods_root: dir("pods")?,
+            logs_root: dir("logs")?,
+            client: client.clone(),
+            images: images.clone(),
+            wasm: WasmtimeWorkloads::new(Arc::new(wasm)),
+            runc,
+            pod_ips: PodIps::new(config.pod_cidr),
+            log_index,
+            config: config.clone(),
+        });
+        let heartbeat = tokio::spawn(node::heartbeat(client, config.clone()));
+        let pods = tokio::spawn(pods::manage(shared));
+        Ok(Agent {
+            images,
+            daemon_addr,
+            runc_usable: config.runc_usable,
+            tasks: vec![daemon_task, heartbeat, pods],
+        })
+    }
+
+    /// The node's image store, where `skiff image import` puts images.
+    pub fn images(&self) -> &ImageStore {
+        &self.images
+    }
+
+    /// Where the agent's endpoint (logs) listens.
+    pub fn daemon_addr(&self) -> SocketAddr {
+        self.daemon_addr
+    }
+
+    pub fn runc_usable(&self) -> bool {
+        self.runc_usable
+    }
+}

@@ -1,0 +1,484 @@
+//! From a pod spec to what a runtime needs: environment variables (with
+//! `valueFrom`, `envFrom` and `$(VAR)` references) and volumes on disk.
+//!
+//! The pure parts (expansion, field references, key selection) are
+//! functions of the pod and of the ConfigMaps and Secrets it names; the
+//! caller fetches those from the API ([`Sources`]).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{ConfigMap, Container, KeyToPath, Pod, Secret, Volume};
+
+use super::runtime::Mount;
+
+/// Why a container's configuration cannot be resolved: its waiting reason
+/// is `CreateContainerConfigError` with this message.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// The ConfigMaps and Secrets of the pod's namespace that it refers to;
+/// absent ones are missing.
+#[derive(Clone, Debug, Default)]
+pub struct Sources {
+    pub config_maps: BTreeMap<String, ConfigMap>,
+    pub secrets: BTreeMap<String, Secret>,
+}
+
+impl Sources {
+    /// Names of the ConfigMaps and Secrets a pod refers to, for the caller
+    /// to fetch.
+    pub fn wanted(pod: &Pod) -> (Vec<String>, Vec<String>) {
+        let mut maps = Vec::new();
+        let mut secrets = Vec::new();
+        let spec = pod.spec.clone().unwrap_or_default();
+        for c in spec.containers.iter().chain(spec.init_containers.iter().flatten()) {
+            for e in c.env.iter().flatten() {
+                if let Some(from) = &e.value_from {
+                    if let Some(r) = &from.config_map_key_ref {
+                        maps.push(r.name.clone());
+                    }
+                    if let Some(r) = &from.secret_key_ref {
+                        secrets.push(r.name.clone());
+                    }
+                }
+            }
+            for e in c.env_from.iter().flatten() {
+                if let Some(r) = &e.config_map_ref {
+                    maps.push(r.name.clone());
+                }
+                if let Some(r) = &e.secret_ref {
+                    secrets.push(r.name.clone());
+                }
+            }
+        }
+        for v in spec.volumes.iter().flatten() {
+            if let Some(c) = &v.config_map {
+                maps.push(c.name.clone());
+            }
+            if let Some(s) = &v.secret
+                && let Some(name) = &s.secret_name
+            {
+                secrets.push(name.clone());
+            }
+        }
+        maps.sort();
+        maps.dedup();
+        secrets.sort();
+        secrets.dedup();
+        (maps, secrets)
+    }
+
+    fn config_map_value(&self, name: &str, key: &str) -> Option<String> {
+        let map = self.config_maps.get(name)?;
+        if let Some(v) = map.data.as_ref().and_then(|d| d.get(key)) {
+            return Some(v.clone());
+        }
+        map.binary_data
+            .as_ref()
+            .and_then(|d| d.get(key))
+            .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+    }
+
+    fn secret_value(&self, name: &str, key: &str) -> Option<String> {
+        let secret = self.secrets.get(name)?;
+        if let Some(v) = secret.data.as_ref().and_then(|d| d.get(key)) {
+            return Some(String::from_utf8_lossy(&v.0).into_owned());
+        }
+        secret.string_data.as_ref().and_then(|d| d.get(key)).cloned()
+    }
+}
+
+/// A `metadata.*`, `spec.*` or `status.*` field the downward API exposes.
+fn field_ref(pod: &Pod, path: &str, pod_ip: &str, host_ip: &str) -> Result<String, ConfigError> {
+    let meta = &pod.metadata;
+    let spec = pod.spec.clone().unwrap_or_default();
+    let label_or_annotation = |prefix: &str, map: &Option<BTreeMap<String, String>>| {
+        let key = path.strip_prefix(prefix)?.strip_suffix("']")?;
+        Some(map.as_ref().and_then(|m| m.get(key)).cloned().unwrap_or_default())
+    };
+    if let Some(v) = label_or_annotation("metadata.labels['", &meta.labels) {
+        return Ok(v);
+    }
+    if let Some(v) = label_or_annotation("metadata.annotations['", &meta.annotations) {
+        return Ok(v);
+    }
+    Ok(match path {
+        "metadata.name" => meta.name.clone().unwrap_or_default(),
+        "metadata.namespace" => meta.namespace.clone().unwrap_or_default(),
+        "metadata.uid" => meta.uid.clone().unwrap_or_default(),
+        "spec.nodeName" => spec.node_name.unwrap_or_default(),
+        "spec.serviceAccountName" => spec.service_account_name.unwrap_or_default(),
+        "status.podIP" | "status.podIPs" => pod_ip.to_string(),
+        "status.hostIP" | "status.hostIPs" => host_ip.to_string(),
+        other => return Err(ConfigError(format!("unsupported fieldRef {other:?}"))),
+    })
+}
+
+/// Expands `$(NAME)` from `vars` as Kubernetes does: `$$` is a literal `$`,
+/// and a reference to an unknown name stays as written.
+pub fn expand(text: &str, vars: &BTreeMap<String, String>) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some(inner) = after.strip_prefix('(')
+            && let Some(end) = inner.find(')')
+        {
+            let name = &inner[..end];
+            match vars.get(name) {
+                Some(value) => out.push_str(value),
+                None => {
+                    out.push_str("$(");
+                    out.push_str(name);
+                    out.push(')');
+                }
+            }
+            rest = &inner[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A container's environment, in order: `envFrom` sources first, then
+/// `env` (later entries override earlier ones, and may refer to them).
+pub fn environment(
+    pod: &Pod,
+    container: &Container,
+    sources: &Sources,
+    pod_ip: &str,
+    host_ip: &str,
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut vars: Vec<(String, String)> = Vec::new();
+    let set = |vars: &mut Vec<(String, String)>, name: String, value: String| {
+        if let Some(slot) = vars.iter_mut().find(|(n, _)| *n == name) {
+            slot.1 = value;
+        } else {
+            vars.push((name, value));
+        }
+    };
+    for from in container.env_from.iter().flatten() {
+        let prefix = from.prefix.clone().unwrap_or_default();
+        if let Some(r) = &from.config_map_ref {
+            match sources.config_maps.get(&r.name) {
+                Some(map) => {
+                    for (k, v) in map.data.iter().flatten() {
+                        set(&mut vars, format!("{prefix}{k}"), v.clone());
+                    }
+                }
+                None if r.optional == Some(true) => {}
+                None => return Err(ConfigError(format!("configmap \"{}\" not found", r.name))),
+            }
+        }
+        if let Some(r) = &from.secret_ref {
+            match sources.secrets.get(&r.name) {
+                Some(secret) => {
+                    for (k, v) in secret.data.iter().flatten() {
+                        set(
+                            &mut vars,
+                            format!("{prefix}{k}"),
+                            String::from_utf8_lossy(&v.0).into_owned(),
+                        );
+                    }
+                }
+                None if r.optional == Some(true) => {}
+                None => return Err(ConfigError(format!("secret \"{}\" not found", r.name))),
+            }
+        }
+    }
+    for e in container.env.iter().flatten() {
+        let known: BTreeMap<String, String> = vars.iter().cloned().collect();
+        let value = if let Some(from) = &e.value_from {
+            if let Some(r) = &from.field_ref {
+                field_ref(pod, &r.field_path, pod_ip, host_ip)?
+            } else if let Some(r) = &from.config_map_key_ref {
+                match sources.config_map_value(&r.name, &r.key) {
+                    Some(v) => v,
+                    None if r.optional == Some(true) => continue,
+                    None => {
+                        return Err(ConfigError(format!(
+                            "couldn't find key {} in ConfigMap {}/{}",
+                            r.key,
+                            pod.metadata.namespace.as_deref().unwrap_or_default(),
+                            r.name
+                        )));
+                    }
+                }
+            } else if let Some(r) = &from.secret_key_ref {
+                match sources.secret_value(&r.name, &r.key) {
+                    Some(v) => v,
+                    None if r.optional == Some(true) => continue,
+                    None => {
+                        return Err(ConfigError(format!(
+                            "couldn't find key {} in Secret {}/{}",
+                            r.key,
+                            pod.metadata.namespace.as_deref().unwrap_or_default(),
+                            r.name
+                        )));
+                    }
+                }
+            } else {
+                return Err(ConfigError(format!("env {}: unsupported valueFrom", e.name)));
+            }
+        } else {
+            expand(e.value.as_deref().unwrap_or_default(), &known)
+        };
+        set(&mut vars, e.name.clone(), value);
+    }
+    Ok(vars)
+}
+
+/// The files of a ConfigMap or Secret volume: every key, or the listed
+/// items at their paths.
+fn projected_files(
+    all: BTreeMap<String, Vec<u8>>,
+    items: Option<&Vec<KeyToPath>>,
+    optional: bool,
+    what: &str,
+) -> Result<Vec<(String, Vec<u8>)>, ConfigError> {
+    let Some(items) = items.filter(|i| !i.is_empty()) else {
+        return Ok(all.into_iter().collect());
+    };
+    let mut files = Vec::new();
+    for item in items {
+        match all.get(&item.key) {
+            Some(bytes) => files.push((item.path.clone(), bytes.clone())),
+            None if optional => {}
+            None => return Err(ConfigError(format!("{what}: key {} not found", item.key))),
+        }
+    }
+    Ok(files)
+}
+
+/// A relative path with no `..`: what a volume item may be written to.
+fn safe_relative(path: &str) -> bool {
+    let p = Path::new(path);
+    !path.is_empty() && p.is_relative() && p.components().all(|c| matches!(c, std::path::Component::Normal(_)))
+}
+
+/// Creates a pod volume under `dir` (`<pod dir>/volumes/<name>`).
+pub fn materialize(volume: &Volume, sources: &Sources, dir: &Path) -> Result<PathBuf, ConfigError> {
+    let path = dir.join(&volume.name);
+    let io = |e: std::io::Error| ConfigError(format!("volume {}: {e}", volume.name));
+    let files = if volume.empty_dir.is_some() {
+        std::fs::create_dir_all(&path).map_err(io)?;
+        return Ok(path);
+    } else if let Some(source) = &volume.config_map {
+        let optional = source.optional == Some(true);
+        let all = match sources.config_maps.get(&source.name) {
+            Some(map) => {
+                let mut all: BTreeMap<String, Vec<u8>> = map
+                    .data
+                    .iter()
+                    .flatten()
+                    .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
+                    .collect();
+                all.extend(
+                    map.binary_data
+                        .iter()
+                        .flatten()
+                        .map(|(k, ByteString(v))| (k.clone(), v.clone())),
+                );
+                all
+            }
+            None if optional => BTreeMap::new(),
+            None => return Err(ConfigError(format!("configmap \"{}\" not found", source.name))),
+        };
+        projected_files(
+            all,
+            source.items.as_ref(),
+            optional,
+            &format!("configmap {}", source.name),
+        )?
+    } else if let Some(source) = &volume.secret {
+        let name = source.secret_name.clone().unwrap_or_default();
+        let optional = source.optional == Some(true);
+        let all = match sources.secrets.get(&name) {
+            Some(secret) => secret
+                .data
+                .iter()
+                .flatten()
+                .map(|(k, ByteString(v))| (k.clone(), v.clone()))
+                .collect(),
+            None if optional => BTreeMap::new(),
+            None => return Err(ConfigError(format!("secret \"{name}\" not found"))),
+        };
+        projected_files(all, source.items.as_ref(), optional, &format!("secret {name}"))?
+    } else {
+        return Err(ConfigError(format!(
+            "volume {}: only emptyDir, configMap and secret volumes are supported",
+            volume.name
+        )));
+    };
+    let _ = std::fs::remove_dir_all(&path);
+    std::fs::create_dir_all(&path).map_err(io)?;
+    for (file, bytes) in files {
+        if !safe_relative(&file) {
+            return Err(ConfigError(format!(
+                "volume {}: invalid item path {file:?}",
+                volume.name
+            )));
+        }
+        let target = path.join(&file);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(io)?;
+        }
+        std::fs::write(&target, bytes).map_err(io)?;
+    }
+    Ok(path)
+}
+
+/// A container's mounts, from its `volumeMounts` and the volumes made on
+/// disk. ConfigMap and Secret volumes are always read-only.
+pub fn mounts(
+    pod: &Pod,
+    container: &Container,
+    volumes: &BTreeMap<String, PathBuf>,
+) -> Result<Vec<Mount>, ConfigError> {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let mut out = Vec::new();
+    for m in container.volume_mounts.iter().flatten() {
+        let host = volumes
+            .get(&m.name)
+            .ok_or_else(|| ConfigError(format!("volume mount {}: no such volume", m.name)))?;
+        let read_only_source = spec
+            .volumes
+            .iter()
+            .flatten()
+            .any(|v| v.name == m.name && (v.config_map.is_some() || v.secret.is_some()));
+        let host = match m.sub_path.as_deref().filter(|s| !s.is_empty()) {
+            Some(sub) if safe_relative(sub) => host.join(sub),
+            Some(sub) => return Err(ConfigError(format!("volume mount {}: invalid subPath {sub:?}", m.name))),
+            None => host.clone(),
+        };
+        out.push(Mount {
+            host,
+            path: m.mount_path.clone(),
+            read_only: m.read_only == Some(true) || read_only_source,
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(spec: serde_json::Value) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "p", "namespace": "ns", "uid": "u1", "labels": {"app": "web"}},
+            "spec": spec,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn expansion_follows_kubernetes() {
+        let vars: BTreeMap<String, String> = [("A".to_string(), "1".to_string())].into();
+        assert_eq!(expand("x$(A)y", &vars), "x1y");
+        assert_eq!(expand("$$(A)", &vars), "$(A)");
+        assert_eq!(expand("$(B)", &vars), "$(B)");
+        assert_eq!(expand("$A $", &vars), "$A $");
+        assert_eq!(expand("$(A", &vars), "$(A");
+    }
+
+    #[test]
+    fn environment_from_every_source() {
+        let p = pod(json!({
+            "nodeName": "n1",
+            "containers": [{
+                "name": "c", "image": "i",
+                "envFrom": [{"configMapRef": {"name": "cm"}, "prefix": "CM_"}],
+                "env": [
+                    {"name": "A", "value": "a"},
+                    {"name": "B", "value": "$(A)-$(CM_k)"},
+                    {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                    {"name": "APP", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['app']"}}},
+                    {"name": "IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+                    {"name": "PW", "valueFrom": {"secretKeyRef": {"name": "s", "key": "pw"}}},
+                    {"name": "OPT", "valueFrom": {"secretKeyRef": {"name": "none", "key": "x", "optional": true}}},
+                ],
+            }],
+        }));
+        let mut sources = Sources::default();
+        sources.config_maps.insert(
+            "cm".into(),
+            serde_json::from_value(json!({"metadata": {"name": "cm"}, "data": {"k": "v"}})).unwrap(),
+        );
+        sources.secrets.insert(
+            "s".into(),
+            serde_json::from_value(json!({"metadata": {"name": "s"}, "data": {"pw": "aHVudGVyMg=="}})).unwrap(),
+        );
+        let container = p.spec.as_ref().unwrap().containers[0].clone();
+        let env = environment(&p, &container, &sources, "127.1.0.3", "127.0.0.1").unwrap();
+        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("CM_k"), Some("v"));
+        assert_eq!(get("B"), Some("a-v"));
+        assert_eq!(get("POD"), Some("p"));
+        assert_eq!(get("APP"), Some("web"));
+        assert_eq!(get("IP"), Some("127.1.0.3"));
+        assert_eq!(get("PW"), Some("hunter2"));
+        assert_eq!(get("OPT"), None);
+        assert_eq!(
+            Sources::wanted(&p),
+            (vec!["cm".to_string()], vec!["none".to_string(), "s".to_string()])
+        );
+
+        sources.secrets.clear();
+        let missing = environment(&p, &container, &sources, "", "").unwrap_err();
+        assert!(missing.0.contains("couldn't find key pw in Secret ns/s"), "{missing}");
+    }
+
+    #[test]
+    fn volumes_are_written_and_mounted() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = pod(json!({
+            "volumes": [
+                {"name": "scratch", "emptyDir": {}},
+                {"name": "conf", "configMap": {"name": "cm", "items": [{"key": "k", "path": "sub/file.txt"}]}},
+                {"name": "evil", "configMap": {"name": "cm", "items": [{"key": "k", "path": "../x"}]}},
+                {"name": "host", "hostPath": {"path": "/etc"}},
+            ],
+            "containers": [{"name": "c", "image": "i", "volumeMounts": [
+                {"name": "scratch", "mountPath": "/tmp"},
+                {"name": "conf", "mountPath": "/etc/app"},
+            ]}],
+        }));
+        let mut sources = Sources::default();
+        sources.config_maps.insert(
+            "cm".into(),
+            serde_json::from_value(json!({"metadata": {"name": "cm"}, "data": {"k": "v", "other": "o"}})).unwrap(),
+        );
+        let volumes = p.spec.as_ref().unwrap().volumes.clone().unwrap();
+        let mut made = BTreeMap::new();
+        for v in &volumes[..2] {
+            made.insert(v.name.clone(), materialize(v, &sources, dir.path()).unwrap());
+        }
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("conf/sub/file.txt")).unwrap(),
+            "v"
+        );
+        assert!(!dir.path().join("conf/other").exists());
+        assert!(
+            materialize(&volumes[2], &sources, dir.path()).is_err(),
+            "no escaping the volume"
+        );
+        assert!(materialize(&volumes[3], &sources, dir.path()).is_err(), "no host paths");
+        let container = p.spec.as_ref().unwrap().containers[0].clone();
+        let mounts = mounts(&p, &container, &made).unwrap();
+        assert!(!mounts[0].read_only);
+        assert!(mounts[1].read_only, "configMap volumes are read-only");
+        assert_eq!(mounts[1].path, "/etc/app");
+    }
+}

@@ -1,0 +1,874 @@
+//! One task per pod, as the kubelet's pod workers: it prepares the pod
+//! (images, pod IP, volumes), runs its init containers in order and then
+//! its containers, restarts them by the restart policy with exponential
+//! back-off, reports status, and on deletion stops everything within the
+//! grace period before releasing the pod.
+//!
+//! All of a pod's state lives in its worker; containers report their
+//! exits to it over a channel, and the pod manager sends it the latest
+//! pod object (or `None` once the pod is gone from the API).
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, PodStatus, Secret};
+use k8s_openapi::jiff::Timestamp;
+use kube::Api;
+use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
+use serde_json::json;
+use tokio::sync::{mpsc, watch};
+
+use super::Shared;
+use super::logs::{LogLimits, LogWriter, PodLogDir};
+use super::probe::{self, Kind, Verdict};
+use super::runtime::{Exit, Launch, Running, StartError, StopMode, Stopper, WorkloadRuntime};
+use super::spec::{self, ConfigError, Sources};
+use super::status::{self, ContainerRecord, Phase, PodView, Terminated};
+use crate::oci::{Image, ImageKind};
+
+/// The default `terminationGracePeriodSeconds`.
+const DEFAULT_GRACE: Duration = Duration::from_secs(30);
+/// A container that ran this long has its restart back-off reset.
+const BACKOFF_RESET_AFTER: Duration = Duration::from_secs(600);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Group {
+    Init,
+    App,
+}
+
+/// A container exit, tagged with which run of which container it ends.
+#[derive(Debug)]
+struct Exited {
+    group: Group,
+    index: usize,
+    run: u32,
+    exit: Exit,
+}
+
+/// A probe verdict for one run of one container.
+#[derive(Debug)]
+struct Probed {
+    group: Group,
+    index: usize,
+    run: u32,
+    verdict: Verdict,
+}
+
+/// What a running container holds.
+#[derive(Debug)]
+struct Live {
+    stopper: Stopper,
+    logs: LogWriter,
+    started: Instant,
+    prober: Option<tokio::task::AbortHandle>,
+    /// Why the agent stopped it, if it did (a failed liveness probe).
+    killed_because: Option<String>,
+}
+
+/// One container of the pod.
+#[derive(Debug)]
+struct Slot {
+    container: Container,
+    record: ContainerRecord,
+    /// Runs started so far; tags exits.
+    runs: u32,
+    running: Option<Live>,
+    /// When the next start may happen.
+    not_before: Option<Instant>,
+    backoff: Duration,
+    /// Done for good (by the restart policy).
+    finished: bool,
+}
+
+impl Slot {
+    fn new(container: &Container) -> Slot {
+        Slot {
+            record: ContainerRecord::waiting(
+                &container.name,
+                container.image.as_deref().unwrap_or_default(),
+                "ContainerCreating",
+            ),
+            container: container.clone(),
+            runs: 0,
+            running: None,
+            not_before: None,
+            backoff: Duration::ZERO,
+            finished: false,
+        }
+    }
+
+    fn succeeded(&self) -> bool {
+        matches!(&self.record.state, Phase::Terminated(t) if t.exit_code == 0)
+    }
+
+    fn wait(&mut self, reason: &str, message: Option<String>) {
+        self.record.state = Phase::Waiting {
+            reason: reason.to_string(),
+            message,
+        };
+    }
+}
+
+/// What the pod needs before any container starts.
+#[derive(Debug, Default)]
+struct Prepared {
+    pod_ip: Option<IpAddr>,
+    /// The pod IP came from the node's pool (all containers are Wasm).
+    own_ip: bool,
+    volumes: BTreeMap<String, PathBuf>,
+    sources: Sources,
+    images: BTreeMap<String, Image>,
+}
+
+pub(super) struct Worker {
+    shared: Arc<Shared>,
+    pod: Pod,
+    namespace: String,
+    name: String,
+    uid: String,
+    init: Vec<Slot>,
+    apps: Vec<Slot>,
+    prepared: Option<Prepared>,
+    prepare_not_before: Option<Instant>,
+    prepare_backoff: Duration,
+    start_time: Timestamp,
+    failed: Option<(String, String)>,
+    /// Set once deletion began: when to stop asking and kill.
+    kill_at: Option<Instant>,
+    last_status: Option<PodStatus>,
+    exits_tx: mpsc::UnboundedSender<Exited>,
+    exits_rx: mpsc::UnboundedReceiver<Exited>,
+    probes_tx: mpsc::UnboundedSender<Probed>,
+    probes_rx: mpsc::UnboundedReceiver<Probed>,
+    logs: PodLogDir,
+}
+
+fn backoff_next(current: Duration, initial: Duration, max: Duration) -> Duration {
+    if current.is_zero() {
+        initial
+    } else {
+        (current * 2).min(max)
+    }
+}
+
+fn memory_limit(container: &Container) -> Option<u64> {
+    let q = container.resources.as_ref()?.limits.as_ref()?.get("memory")?;
+    let value = skiff_quantity::Quantity::parse(&q.0).ok()?.value();
+    u64::try_from(value).ok()
+}
+
+fn cpu_millis(container: &Container) -> Option<u64> {
+    let q = container.resources.as_ref()?.limits.as_ref()?.get("cpu")?;
+    let value = skiff_quantity::Quantity::parse(&q.0).ok()?.milli_value();
+    u64::try_from(value).ok()
+}
+
+impl Worker {
+    pub(super) fn new(shared: Arc<Shared>, pod: Pod) -> Worker {
+        let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let spec = pod.spec.clone().unwrap_or_default();
+        let (exits_tx, exits_rx) = mpsc::unbounded_channel();
+        let (probes_tx, probes_rx) = mpsc::unbounded_channel();
+        let logs = PodLogDir::new(&shared.logs_root, &namespace, &name, &uid);
+        Worker {
+            init: spec.init_containers.iter().flatten().map(Slot::new).collect(),
+            apps: spec.containers.iter().map(Slot::new).collect(),
+            last_status: pod.status.clone(),
+            start_time: pod
+                .status
+                .as_ref()
+                .and_then(|s| s.start_time.as_ref())
+                .map(|t| t.0)
+                .unwrap_or_else(Timestamp::now),
+            shared,
+            pod,
+            namespace,
+            name,
+            uid,
+            prepared: None,
+            prepare_not_before: None,
+            prepare_backoff: Duration::ZERO,
+            failed: None,
+            kill_at: None,
+            exits_tx,
+            exits_rx,
+            probes_tx,
+            probes_rx,
+            logs,
+        }
+    }
+
+    fn restart_policy(&self) -> String {
+        self.pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.restart_policy.clone())
+            .unwrap_or_else(|| "Always".into())
+    }
+
+    fn pod_dir(&self) -> PathBuf {
+        self.shared.pods_root.join(&self.uid)
+    }
+
+    /// Runs the pod until it is deleted and its containers have stopped.
+    pub(super) async fn run(mut self, mut updates: watch::Receiver<Option<Pod>>) {
+        self.shared
+            .log_index
+            .register(&self.namespace, &self.name, &self.logs, &self.apps_and_init());
+        tracing::info!(pod = %format!("{}/{}", self.namespace, self.name), "pod worker started");
+        let mut gone = false;
+        loop {
+            if self.pod.metadata.deletion_timestamp.is_some() {
+                self.begin_termination();
+            }
+            self.check_deadline();
+            if self.kill_at.is_none() && self.failed.is_none() {
+                self.advance().await;
+            }
+            if let Some(kill_at) = self.kill_at
+                && Instant::now() >= kill_at
+            {
+                self.stop_all(StopMode::Kill);
+            }
+            if !gone {
+                self.report().await;
+            }
+            if self.kill_at.is_some() && self.running_count() == 0 {
+                break;
+            }
+            let wake = self.next_wake();
+            tokio::select! {
+                changed = updates.changed(), if !gone => {
+                    let latest = if changed.is_ok() { updates.borrow_and_update().clone() } else { None };
+                    match latest {
+                        Some(pod) => self.pod = pod,
+                        None => {
+                            // Removed from the API without us: stop at once.
+                            gone = true;
+                            self.kill_at = Some(Instant::now());
+                        }
+                    }
+                }
+                Some(exited) = self.exits_rx.recv() => self.on_exit(exited).await,
+                Some(probed) = self.probes_rx.recv() => self.on_probe(probed),
+                _ = sleep_until(wake) => {}
+            }
+        }
+        if !gone {
+            self.finalize().await;
+        }
+        self.cleanup();
+        tracing::info!(pod = %format!("{}/{}", self.namespace, self.name), "pod worker done");
+    }
+
+    fn apps_and_init(&self) -> Vec<(String, u32, bool)> {
+        self.init
+            .iter()
+            .chain(self.apps.iter())
+            .map(|s| (s.container.name.clone(), s.runs.saturating_sub(1), s.running.is_some()))
+            .collect()
+    }
+
+    fn running_count(&self) -> usize {
+        self.init
+            .iter()
+            .chain(self.apps.iter())
+            .filter(|s| s.running.is_some())
+            .count()
+    }
+
+    fn next_wake(&self) -> Option<Instant> {
+        let mut times: Vec<Instant> = self
+            .init
+            .iter()
+            .chain(self.apps.iter())
+            .filter(|s| s.running.is_none() && !s.finished)
+            .filter_map(|s| s.not_before)
+            .collect();
+        times.extend(self.prepare_not_before);
+        times.extend(self.kill_at);
+        if let Some(deadline) = self.active_deadline() {
+            times.push(deadline);
+        }
+        times.into_iter().min()
+    }
+
+    fn active_deadline(&self) -> Option<Instant> {
+        let seconds = self.pod.spec.as_ref()?.active_deadline_seconds?;
+        let started = Timestamp::now().duration_since(self.start_time);
+        let left = Duration::from_secs(u64::try_from(seconds).ok()?).checked_sub(Duration::try_from(started).ok()?);
+        Some(Instant::now() + left.unwrap_or_default())
+    }
+
+    fn check_deadline(&mut self) {
+        if self.failed.is_some() || self.kill_at.is_some() || self.is_done() {
+            return;
+        }
+        if self.active_deadline().is_some_and(|d| d <= Instant::now()) {
+            self.failed = Some((
+                "DeadlineExceeded".into(),
+                "Pod was active on the node longer than the specified deadline".into(),
+            ));
+            self.stop_all(StopMode::Terminate);
+            for slot in self.init.iter_mut().chain(self.apps.iter_mut()) {
+                slot.finished = true;
+            }
+        }
+    }
+
+    fn is_done(&self) -> bool {
+        let view = self.view();
+        matches!(status::phase(&self.restart_policy(), &view), "Succeeded" | "Failed")
+    }
+
+    fn begin_termination(&mut self) {
+        if self.kill_at.is_some() {
+            return;
+        }
+        let grace = self
+            .pod
+            .metadata
+            .deletion_grace_period_seconds
+            .or_else(|| self.pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
+            .and_then(|s| u64::try_from(s).ok())
+            .map(Duration::from_secs)
+            .unwrap_or(DEFAULT_GRACE);
+        tracing::info!(pod = %format!("{}/{}", self.namespace, self.name), ?grace, "terminating pod");
+        self.kill_at = Some(Instant::now() + grace);
+        self.stop_all(StopMode::Terminate);
+    }
+
+    fn stop_all(&mut self, mode: StopMode) {
+        for slot in self.init.iter_mut().chain(self.apps.iter_mut()) {
+            if let Some(live) = &slot.running {
+                live.stopper.stop(mode);
+            }
+        }
+    }
+
+    /// Starts whatever may start now.
+    async fn advance(&mut self) {
+        if self.prepared.is_none() {
+            if self.prepare_not_before.is_some_and(|t| t > Instant::now()) {
+                return;
+            }
+            match self.prepare().await {
+                Ok(prepared) => {
+                    self.prepared = Some(prepared);
+                    self.prepare_not_before = None;
+                }
+                Err((index, reason, message)) => {
+                    let config = &self.shared.config;
+                    self.prepare_backoff =
+                        backoff_next(self.prepare_backoff, config.backoff_initial, config.backoff_max);
+                    self.prepare_not_before = Some(Instant::now() + self.prepare_backoff);
+                    tracing::info!(pod = %self.name, %reason, %message, "pod not ready to start");
+                    let slots = self.init.iter_mut().chain(self.apps.iter_mut());
+                    for (i, slot) in slots.enumerate() {
+                        if Some(i) == index || index.is_none() {
+                            slot.wait(reason, Some(message.clone()));
+                        }
+                    }
+                    return;
+                }
+            }
+        }
+        let restart_policy = self.restart_policy();
+        // Init containers, one at a time, in order.
+        if let Some(i) = self.init.iter().position(|s| !s.succeeded()) {
+            let slot = &self.init[i];
+            if slot.running.is_none() && !slot.finished && slot.not_before.is_none_or(|t| t <= Instant::now()) {
+                self.start(Group::Init, i).await;
+            }
+            for slot in &mut self.apps {
+                if slot.runs == 0 {
+                    slot.wait("PodInitializing", None);
+                }
+            }
+            return;
+        }
+        for i in 0..self.apps.len() {
+            let slot = &self.apps[i];
+            let may_start =
+                slot.running.is_none() && !slot.finished && slot.not_before.is_none_or(|t| t <= Instant::now());
+            if may_start && (slot.runs == 0 || restart_policy != "Never") {
+                self.start(Group::App, i).await;
+            }
+        }
+    }
+
+    /// Images, ConfigMaps and Secrets, the pod IP and the volumes. An
+    /// error names the container it concerns (by index over init then app
+    /// containers), or none for the whole pod.
+    async fn prepare(&mut self) -> Result<Prepared, (Option<usize>, &'static str, String)> {
+        let mut prepared = Prepared::default();
+        let containers: Vec<Container> = self
+            .init
+            .iter()
+            .chain(self.apps.iter())
+            .map(|s| s.container.clone())
+            .collect();
+        let mut all_wasm = true;
+        for (i, c) in containers.iter().enumerate() {
+            let reference = c.image.clone().unwrap_or_default();
+            if prepared.images.contains_key(&reference) {
+                continue;
+            }
+            let image = self
+                .shared
+                .pull(&reference, c.image_pull_policy.as_deref())
+                .await
+                .map_err(|(reason, message)| (Some(i), reason, message))?;
+            let class = self.pod.spec.as_ref().and_then(|s| s.runtime_class_name.clone());
+            match (image.kind, class.as_deref()) {
+                (ImageKind::Container, Some("wasmtime")) => {
+                    return Err((
+                        Some(i),
+                        "CreateContainerConfigError",
+                        format!(
+                            "image {reference} is not a Wasm component, but the pod's runtimeClassName is wasmtime"
+                        ),
+                    ));
+                }
+                (ImageKind::Wasm, Some("runc")) => {
+                    return Err((
+                        Some(i),
+                        "CreateContainerConfigError",
+                        format!("image {reference} is a Wasm component, but the pod's runtimeClassName is runc"),
+                    ));
+                }
+                (ImageKind::Container, _) if self.shared.runc.is_none() => {
+                    return Err((
+                        Some(i),
+                        "CreateContainerConfigError",
+                        format!("image {reference} needs the OCI runtime (runc), which this node does not have"),
+                    ));
+                }
+                _ => {}
+            }
+            all_wasm &= image.kind == ImageKind::Wasm;
+            prepared.images.insert(reference, image);
+        }
+        prepared.sources = self
+            .fetch_sources()
+            .await
+            .map_err(|e| (None, "CreateContainerConfigError", e.0))?;
+        let volumes_dir = self.pod_dir().join("volumes");
+        for volume in self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.volumes.clone())
+            .unwrap_or_default()
+        {
+            let path = spec::materialize(&volume, &prepared.sources, &volumes_dir)
+                .map_err(|e| (None, "CreateContainerConfigError", e.0))?;
+            prepared.volumes.insert(volume.name.clone(), path);
+        }
+        // Wasm-only pods get an address of their own; a pod with an OCI
+        // container shares the host network.
+        if all_wasm {
+            prepared.pod_ip = self.shared.pod_ips.allocate();
+            prepared.own_ip = prepared.pod_ip.is_some();
+        }
+        if prepared.pod_ip.is_none() {
+            prepared.pod_ip = self.shared.config.node_ip.parse().ok();
+        }
+        Ok(prepared)
+    }
+
+    async fn fetch_sources(&self) -> Result<Sources, ConfigError> {
+        let (maps, secrets) = Sources::wanted(&self.pod);
+        let mut sources = Sources::default();
+        let map_api: Api<ConfigMap> = Api::namespaced(self.shared.client.clone(), &self.namespace);
+        for name in maps {
+            match map_api.get_opt(&name).await {
+                Ok(Some(map)) => {
+                    sources.config_maps.insert(name, map);
+                }
+                Ok(None) => {}
+                Err(e) => return Err(ConfigError(format!("cannot read configmap {name}: {e}"))),
+            }
+        }
+        let secret_api: Api<Secret> = Api::namespaced(self.shared.client.clone(), &self.namespace);
+        for name in secrets {
+            match secret_api.get_opt(&name).await {
+                Ok(Some(secret)) => {
+                    sources.secrets.insert(name, secret);
+                }
+                Ok(None) => {}
+                Err(e) => return Err(ConfigError(format!("cannot read secret {name}: {e}"))),
+            }
+        }
+        Ok(sources)
+    }
+
+    fn launch(&self, slot: &Slot, prepared: &Prepared) -> Result<(Launch, Image), ConfigError> {
+        let c = &slot.container;
+        let reference = c.image.clone().unwrap_or_default();
+        let image = prepared
+            .images
+            .get(&reference)
+            .cloned()
+            .ok_or_else(|| ConfigError(format!("image {reference} was not resolved")))?;
+        let pod_ip = prepared.pod_ip.map(|ip| ip.to_string()).unwrap_or_default();
+        let env = spec::environment(&self.pod, c, &prepared.sources, &pod_ip, &self.shared.config.node_ip)?;
+        let vars: BTreeMap<String, String> = env.iter().cloned().collect();
+        let mounts = spec::mounts(&self.pod, c, &prepared.volumes)?;
+        let ports: Vec<u16> = c
+            .ports
+            .iter()
+            .flatten()
+            .filter(|p| p.protocol.as_deref().is_none_or(|proto| proto == "TCP"))
+            .filter_map(|p| u16::try_from(p.container_port).ok())
+            .collect();
+        let ip = prepared.pod_ip.unwrap_or(IpAddr::from([127, 0, 0, 1]));
+        let run = slot.runs;
+        let (stdout, stderr) = self.logs.fifos(&c.name, run);
+        let launch = Launch {
+            id: format!("{}-{}-{run}", self.uid, c.name),
+            name: c.name.clone(),
+            image: image.clone(),
+            command: c.command.iter().flatten().map(|a| spec::expand(a, &vars)).collect(),
+            args: c.args.iter().flatten().map(|a| spec::expand(a, &vars)).collect(),
+            env,
+            working_dir: c.working_dir.clone(),
+            mounts,
+            memory_limit_bytes: memory_limit(c),
+            cpu_millis: cpu_millis(c),
+            stdout,
+            stderr,
+            listen: ports.into_iter().map(|p| SocketAddr::new(ip, p)).collect(),
+            request_timeout: self.shared.config.request_timeout,
+        };
+        Ok((launch, image))
+    }
+
+    async fn start(&mut self, group: Group, index: usize) {
+        let Some(prepared) = self.prepared.as_ref() else {
+            return;
+        };
+        let slot = match group {
+            Group::Init => &self.init[index],
+            Group::App => &self.apps[index],
+        };
+        let prepared_launch = self.launch(slot, prepared);
+        let log_file = self.logs.file(&slot.container.name, slot.runs);
+        let config = &self.shared.config;
+        let (initial, max) = (config.backoff_initial, config.backoff_max);
+        let outcome = match prepared_launch {
+            Err(e) => Err(StartError {
+                reason: "CreateContainerConfigError",
+                message: e.0,
+            }),
+            Ok((launch, image)) => {
+                match LogWriter::start(
+                    &log_file,
+                    launch.stdout.clone(),
+                    launch.stderr.clone(),
+                    LogLimits::default(),
+                ) {
+                    Err(e) => Err(StartError {
+                        reason: "CreateContainerError",
+                        message: format!("cannot set up the container's logs: {e}"),
+                    }),
+                    Ok(writer) => {
+                        let runtime = if image.kind == ImageKind::Wasm {
+                            "wasmtime"
+                        } else {
+                            "runc"
+                        };
+                        let id = launch.id.clone();
+                        let started = match (image.kind, &self.shared.runc) {
+                            (ImageKind::Wasm, _) => self.shared.wasm.start(launch).await,
+                            (ImageKind::Container, Some(runc)) => runc.start(launch).await,
+                            (ImageKind::Container, None) => Err(StartError {
+                                reason: "CreateContainerConfigError",
+                                message: "this node has no OCI runtime (runc)".into(),
+                            }),
+                        };
+                        match started {
+                            Ok(running) => Ok((running, writer, format!("{runtime}://{id}"), image)),
+                            Err(e) => {
+                                tokio::task::spawn_blocking(move || writer.close());
+                                Err(e)
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        let slot = match group {
+            Group::Init => &mut self.init[index],
+            Group::App => &mut self.apps[index],
+        };
+        match outcome {
+            Ok((running, writer, container_id, image)) => {
+                let Running {
+                    image_id,
+                    exit,
+                    stopper,
+                    exec,
+                } = running;
+                let run = slot.runs;
+                slot.runs += 1;
+                slot.record.image_id = format!("{}@{}", image.reference, image_id);
+                slot.record.container_id = Some(container_id);
+                slot.record.state = Phase::Running {
+                    started_at: Timestamp::now(),
+                };
+                let c = &slot.container;
+                slot.record.ready = c.readiness_probe.is_none();
+                slot.record.started = c.startup_probe.is_none();
+                let has_probes = c.readiness_probe.is_some() || c.liveness_probe.is_some() || c.startup_probe.is_some();
+                let pod_ip = self.prepared.as_ref().and_then(|p| p.pod_ip);
+                let prober = match pod_ip.filter(|_| has_probes) {
+                    Some(ip) => {
+                        let (verdicts, mut received) = mpsc::unbounded_channel();
+                        let task = tokio::spawn(probe::run(c.clone(), ip, exec, verdicts));
+                        let forward = self.probes_tx.clone();
+                        tokio::spawn(async move {
+                            while let Some(verdict) = received.recv().await {
+                                let probed = Probed {
+                                    group,
+                                    index,
+                                    run,
+                                    verdict,
+                                };
+                                if forward.send(probed).is_err() {
+                                    break;
+                                }
+                            }
+                        });
+                        Some(task.abort_handle())
+                    }
+                    None => None,
+                };
+                slot.running = Some(Live {
+                    stopper,
+                    logs: writer,
+                    started: Instant::now(),
+                    prober,
+                    killed_because: None,
+                });
+                slot.not_before = None;
+                let tx = self.exits_tx.clone();
+                tokio::spawn(async move {
+                    let exit = exit.wait().await;
+                    let _ = tx.send(Exited {
+                        group,
+                        index,
+                        run,
+                        exit,
+                    });
+                });
+                self.shared
+                    .log_index
+                    .register(&self.namespace, &self.name, &self.logs, &self.apps_and_init());
+            }
+            Err(error) => {
+                tracing::info!(pod = %self.name, container = %slot.container.name, reason = error.reason, message = %error.message, "container did not start");
+                slot.wait(error.reason, Some(error.message));
+                slot.backoff = backoff_next(slot.backoff, initial, max);
+                slot.not_before = Some(Instant::now() + slot.backoff);
+            }
+        }
+    }
+
+    async fn on_exit(&mut self, exited: Exited) {
+        let restart_policy = self.restart_policy();
+        let config = &self.shared.config;
+        let (initial, max) = (config.backoff_initial, config.backoff_max);
+        let terminating = self.kill_at.is_some() || self.failed.is_some();
+        let slot = match exited.group {
+            Group::Init => &mut self.init[exited.index],
+            Group::App => &mut self.apps[exited.index],
+        };
+        if slot.runs != exited.run + 1 {
+            return;
+        }
+        let Some(live) = slot.running.take() else {
+            return;
+        };
+        if let Some(prober) = &live.prober {
+            prober.abort();
+        }
+        let started = live.started;
+        let writer = live.logs;
+        let _ = tokio::task::spawn_blocking(move || writer.close()).await;
+        let mut exit = exited.exit;
+        if let Some(reason) = live.killed_because {
+            exit.message = Some(reason);
+        }
+        tracing::info!(pod = %self.name, container = %slot.container.name, code = exit.code, reason = %exit.reason, "container exited");
+        let started_at = match &slot.record.state {
+            Phase::Running { started_at } => Some(*started_at),
+            _ => None,
+        };
+        let terminated = Terminated {
+            exit_code: exit.code,
+            reason: exit.reason.clone(),
+            message: exit.message.clone(),
+            started_at,
+            finished_at: Timestamp::now(),
+        };
+        slot.record.ready = false;
+        slot.record.started = false;
+        let restart = !terminating
+            && match (exited.group, restart_policy.as_str()) {
+                (Group::Init, "Never") => false,
+                (Group::Init, _) => exit.code != 0,
+                (Group::App, "Always") => true,
+                (Group::App, "OnFailure") => exit.code != 0,
+                _ => false,
+            };
+        if !restart {
+            slot.record.state = Phase::Terminated(terminated);
+            slot.finished = exited.group == Group::App || exit.code != 0;
+        } else {
+            if started.elapsed() >= BACKOFF_RESET_AFTER {
+                slot.backoff = Duration::ZERO;
+            }
+            // The first restart is immediate; later ones back off.
+            let delay = slot.backoff;
+            slot.backoff = backoff_next(slot.backoff, initial, max);
+            slot.record.last_termination = Some(terminated);
+            slot.record.restart_count += 1;
+            slot.not_before = Some(Instant::now() + delay);
+            let message = format!(
+                "back-off {}s restarting failed container={} pod={}_{}({})",
+                delay.as_secs(),
+                slot.container.name,
+                self.name,
+                self.namespace,
+                self.uid
+            );
+            if delay.is_zero() {
+                slot.wait("ContainerCreating", None);
+            } else {
+                slot.wait("CrashLoopBackOff", Some(message));
+            }
+        }
+        self.shared
+            .log_index
+            .register(&self.namespace, &self.name, &self.logs, &self.apps_and_init());
+    }
+
+    /// A probe's verdict: readiness flips `ready`, a startup success
+    /// marks the container started, and a failed liveness or startup
+    /// probe stops the container (to be restarted by the restart policy).
+    fn on_probe(&mut self, probed: Probed) {
+        let grace = self.grace();
+        let slot = match probed.group {
+            Group::Init => &mut self.init[probed.index],
+            Group::App => &mut self.apps[probed.index],
+        };
+        if slot.runs != probed.run + 1 {
+            return;
+        }
+        let Some(live) = slot.running.as_mut() else {
+            return;
+        };
+        let verdict = probed.verdict;
+        tracing::info!(pod = %self.name, container = %slot.container.name, probe = verdict.kind.name(), ok = verdict.ok, message = ?verdict.message, "probe verdict");
+        match (verdict.kind, verdict.ok) {
+            (Kind::Readiness, ok) => slot.record.ready = ok,
+            (Kind::Startup, true) => slot.record.started = true,
+            (Kind::Liveness, true) => {}
+            (Kind::Liveness | Kind::Startup, false) => {
+                let message = verdict.message.unwrap_or_default();
+                live.killed_because = Some(format!("{message}; the container was restarted"));
+                live.stopper.stop(StopMode::Terminate);
+                let stopper = live.stopper.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(grace).await;
+                    stopper.stop(StopMode::Kill);
+                });
+            }
+        }
+    }
+
+    fn grace(&self) -> Duration {
+        self.pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.termination_grace_period_seconds)
+            .and_then(|s| u64::try_from(s).ok())
+            .map(Duration::from_secs)
+            .unwrap_or(DEFAULT_GRACE)
+    }
+
+    fn view(&self) -> PodView {
+        PodView {
+            init_containers: self.init.iter().map(|s| s.record.clone()).collect(),
+            containers: self.apps.iter().map(|s| s.record.clone()).collect(),
+            pod_ip: self.prepared.as_ref().and_then(|p| p.pod_ip).map(|ip| ip.to_string()),
+            host_ip: self.shared.config.node_ip.clone(),
+            start_time: Some(self.start_time),
+            failed: self.failed.clone(),
+        }
+    }
+
+    /// Writes the status when it changed.
+    async fn report(&mut self) {
+        let spec = self.pod.spec.clone().unwrap_or_default();
+        let status = status::pod_status(&spec, &self.view(), self.last_status.as_ref(), Timestamp::now());
+        if self.last_status.as_ref() == Some(&status) {
+            return;
+        }
+        let pods: Api<Pod> = Api::namespaced(self.shared.client.clone(), &self.namespace);
+        let patch = json!({"status": status});
+        match pods
+            .patch_status(&self.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => self.last_status = Some(status),
+            Err(kube::Error::Api(e)) if e.code == 404 => self.last_status = Some(status),
+            Err(error) => tracing::warn!(pod = %self.name, %error, "cannot report pod status"),
+        }
+    }
+
+    /// The containers have stopped: release the pod in the API.
+    async fn finalize(&mut self) {
+        self.report().await;
+        let pods: Api<Pod> = Api::namespaced(self.shared.client.clone(), &self.namespace);
+        let params = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(Preconditions {
+                uid: Some(self.uid.clone()),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        match pods.delete(&self.name, &params).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+            Err(error) => tracing::warn!(pod = %self.name, %error, "cannot delete the pod"),
+        }
+    }
+
+    fn cleanup(&mut self) {
+        if let Some(prepared) = &self.prepared
+            && prepared.own_ip
+            && let Some(ip) = prepared.pod_ip
+        {
+            self.shared.pod_ips.release(ip);
+        }
+        self.shared.log_index.remove(&self.namespace, &self.name);
+        let _ = std::fs::remove_dir_all(self.pod_dir());
+        let _ = std::fs::remove_dir_all(self.logs.path());
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}

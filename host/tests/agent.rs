@@ -1,0 +1,463 @@
+//! The node agent against a real API server (skiff-api on a one-node
+//! store, over TLS, through kube-rs): pods bound to the node run in
+//! wasmtime or runc, report status, restart, serve logs through
+//! `pods/log`, and are released when deleted.
+//!
+//! The OCI test needs root, runc and umoci (installed as root when
+//! missing); the Wasm tests need neither.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
+use kube::Api;
+use kube::api::{DeleteParams, LogParams, PostParams};
+use serde_json::json;
+use skiff_api::ApiServer;
+use skiff_api::auth::{TokenAuthenticator, User};
+use skiff_api::pki::Pki;
+use skiff_host::agent::{Agent, AgentConfig};
+use skiff_store::{Store, StoreConfig};
+
+struct Cluster {
+    client: kube::Client,
+    agent: Agent,
+    _dir: tempfile::TempDir,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+/// An API server and an agent named `node`, whose Wasm pods get addresses
+/// from `127.<cidr>.0.0/16` (distinct per test: tests run in parallel).
+async fn cluster(cidr: u8) -> Cluster {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = StoreConfig::new(1, dir.path().join("store"), "127.0.0.1:1");
+    config.heartbeat_interval = Duration::from_millis(50);
+    config.election_timeout = (Duration::from_millis(150), Duration::from_millis(300));
+    let store = Store::open(config).await.unwrap();
+    store.initialize_single().await.unwrap();
+    store.wait_for_leader(Duration::from_secs(10)).await.unwrap();
+    let pki = Pki::load_or_create(&dir.path().join("pki"), &["127.0.0.1".into()]).unwrap();
+    let authn = TokenAuthenticator::new().with_token(pki.admin_token.clone(), User::admin());
+    let server = ApiServer::new(store, Arc::new(authn));
+    server.bootstrap().await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(skiff_api::serve_tls(
+        listener,
+        pki.server_config().unwrap(),
+        server.router(),
+        async move {
+            let _ = rx.await;
+        },
+    ));
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(&pki.kubeconfig(&url)).unwrap();
+    let kube_config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .unwrap();
+    let client = kube::Client::try_from(kube_config).unwrap();
+    let mut agent_config = AgentConfig::new("node-a", dir.path().join("agent"));
+    agent_config.pod_cidr = Ipv4Addr::new(127, cidr, 0, 0);
+    agent_config.backoff_initial = Duration::from_millis(200);
+    agent_config.backoff_max = Duration::from_secs(1);
+    let agent = Agent::start(client.clone(), agent_config).await.unwrap();
+    Cluster {
+        client,
+        agent,
+        _dir: dir,
+        _shutdown: tx,
+    }
+}
+
+/// Polls `f` until it returns `Some`, for at most `limit`.
+async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(value) = f().await {
+            return value;
+        }
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn pod_where(pods: &Api<Pod>, name: &str, what: &str, test: impl Fn(&Pod) -> bool) -> Pod {
+    eventually(Duration::from_secs(60), what, || async {
+        pods.get_opt(name).await.unwrap().filter(|p| test(p))
+    })
+    .await
+}
+
+fn phase(pod: &Pod) -> &str {
+    pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or_default()
+}
+
+fn ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+fn pod(value: serde_json::Value) -> Pod {
+    serde_json::from_value(value).unwrap()
+}
+
+async fn http_get(addr: &str, path: &str) -> std::io::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
+        .await?;
+    let mut out = String::new();
+    stream.read_to_string(&mut out).await?;
+    Ok(out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_node_registers_with_its_runtimes() {
+    let c = cluster(11).await;
+    let nodes: Api<Node> = Api::all(c.client.clone());
+    let node = nodes.get("node-a").await.unwrap();
+    let labels = node.metadata.labels.unwrap();
+    assert_eq!(labels["skiff.dev/runtime-wasm"], "true");
+    assert_eq!(labels.contains_key("skiff.dev/runtime-oci"), c.agent.runc_usable());
+    let status = node.status.unwrap();
+    let conditions = status.conditions.unwrap();
+    assert!(conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    assert_eq!(
+        status.daemon_endpoints.unwrap().kubelet_endpoint.unwrap().port,
+        i32::from(c.agent.daemon_addr().port())
+    );
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(c.client.clone(), "kube-node-lease");
+    eventually(Duration::from_secs(10), "the node lease", || async {
+        leases.get_opt("node-a").await.unwrap()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_wasm_http_pod_serves_then_stops_when_deleted() {
+    let c = cluster(12).await;
+    let bytes = std::fs::read(skiff_test_programs::HTTP_HELLO).unwrap();
+    c.agent.images().import_component(&bytes, "local/http-hello:1").unwrap();
+    let maps: Api<ConfigMap> = Api::namespaced(c.client.clone(), "default");
+    maps.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({
+            "metadata": {"name": "web-config"},
+            "data": {"greeting": "from a configmap", "GREETING": "hi"},
+        }))
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), "default");
+    pods.create(
+        &PostParams::default(),
+        &pod(json!({
+            "metadata": {"name": "web"},
+            "spec": {
+                "nodeName": "node-a",
+                "terminationGracePeriodSeconds": 5,
+                "containers": [{
+                    "name": "web",
+                    "image": "local/http-hello:1",
+                    "ports": [{"containerPort": 8080}],
+                    "env": [{"name": "GREETING", "valueFrom": {"configMapKeyRef": {"name": "web-config", "key": "GREETING"}}}],
+                    "volumeMounts": [{"name": "config", "mountPath": "/config"}],
+                    "resources": {"limits": {"memory": "64Mi"}},
+                }],
+                "volumes": [{"name": "config", "configMap": {"name": "web-config"}}],
+            },
+        })),
+    )
+    .await
+    .unwrap();
+    let running = pod_where(&pods, "web", "web Running and Ready", |p| {
+        phase(p) == "Running" && ready(p)
+    })
+    .await;
+    let status = running.status.unwrap();
+    let ip = status.pod_ip.unwrap();
+    assert!(ip.starts_with("127.12."), "{ip}");
+    let container = &status.container_statuses.unwrap()[0];
+    assert!(container.image_id.contains("@sha256:"), "{}", container.image_id);
+    assert!(container.container_id.as_deref().unwrap().starts_with("wasmtime://"));
+    let reply = http_get(&format!("{ip}:8080"), "/hello").await.unwrap();
+    assert!(
+        reply.starts_with("HTTP/1.0 200") || reply.starts_with("HTTP/1.1 200"),
+        "{reply}"
+    );
+    assert!(reply.contains("hello from skiff"), "{reply}");
+    assert!(reply.contains("path: /hello"), "{reply}");
+    assert!(reply.contains("greeting: hi"), "{reply}");
+    assert!(reply.contains("config: from a configmap"), "{reply}");
+    // A fresh instance per request.
+    for _ in 0..3 {
+        let reply = http_get(&format!("{ip}:8080"), "/count").await.unwrap();
+        let body = reply.split("\r\n\r\n").nth(1).unwrap_or_default();
+        assert_eq!(body.trim_end(), "1", "{reply}");
+    }
+
+    pods.delete("web", &DeleteParams::default()).await.unwrap();
+    eventually(Duration::from_secs(30), "web deleted", || async {
+        pods.get_opt("web").await.unwrap().is_none().then_some(())
+    })
+    .await;
+    assert!(
+        http_get(&format!("{ip}:8080"), "/").await.is_err(),
+        "the pod no longer listens"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn wasm_commands_complete_restart_and_log() {
+    let c = cluster(13).await;
+    let bytes = std::fs::read(skiff_test_programs::CLI_HELLO).unwrap();
+    c.agent.images().import_component(&bytes, "local/cli-hello:1").unwrap();
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), "default");
+    let job = |name: &str, policy: &str, code: &str| {
+        pod(json!({
+            "metadata": {"name": name},
+            "spec": {
+                "nodeName": "node-a",
+                "restartPolicy": policy,
+                "containers": [{
+                    "name": "main",
+                    "image": "local/cli-hello:1",
+                    "args": [code, "$(WHO)"],
+                    "env": [{"name": "WHO", "value": "world"}],
+                }],
+            },
+        }))
+    };
+    pods.create(&PostParams::default(), &job("once", "Never", "0"))
+        .await
+        .unwrap();
+    pods.create(&PostParams::default(), &job("crash", "Always", "3"))
+        .await
+        .unwrap();
+    pods.create(&PostParams::default(), &job("failed", "Never", "2"))
+        .await
+        .unwrap();
+
+    let done = pod_where(&pods, "once", "once Succeeded", |p| phase(p) == "Succeeded").await;
+    let state = done.status.unwrap().container_statuses.unwrap()[0]
+        .state
+        .clone()
+        .unwrap();
+    let terminated = state.terminated.unwrap();
+    assert_eq!(terminated.exit_code, 0);
+    assert_eq!(terminated.reason.as_deref(), Some("Completed"));
+    let logs = pods.logs("once", &LogParams::default()).await.unwrap();
+    assert!(logs.contains("hello from skiff\n"), "{logs}");
+    assert!(logs.contains("args: 0 world\n"), "{logs}");
+    assert!(logs.contains("cli-hello: to stderr\n"), "{logs}");
+    let tail = pods
+        .logs(
+            "once",
+            &LogParams {
+                tail_lines: Some(1),
+                timestamps: true,
+                ..LogParams::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(tail.lines().count(), 1, "{tail}");
+    assert!(tail.starts_with("20"), "timestamped: {tail}");
+
+    let failed = pod_where(&pods, "failed", "failed Failed", |p| phase(p) == "Failed").await;
+    let state = failed.status.unwrap().container_statuses.unwrap()[0]
+        .state
+        .clone()
+        .unwrap();
+    assert_ne!(state.terminated.unwrap().exit_code, 0);
+
+    let looping = pod_where(&pods, "crash", "crash restarted twice", |p| {
+        p.status
+            .as_ref()
+            .and_then(|s| s.container_statuses.as_ref())
+            .is_some_and(|c| c[0].restart_count >= 2)
+    })
+    .await;
+    assert_eq!(phase(&looping), "Running", "a crash-looping pod stays Running");
+    let status = &looping.status.unwrap().container_statuses.unwrap()[0];
+    let last = status.last_state.as_ref().unwrap().terminated.as_ref().unwrap();
+    assert_ne!(last.exit_code, 0);
+    let previous = pods
+        .logs(
+            "crash",
+            &LogParams {
+                previous: true,
+                ..LogParams::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(previous.contains("args: 3 world"), "{previous}");
+    let missing = pods
+        .logs(
+            "crash",
+            &LogParams {
+                container: Some("nope".into()),
+                ..LogParams::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(missing.to_string().contains("not valid for pod"), "{missing}");
+
+    for name in ["once", "crash", "failed"] {
+        pods.delete(name, &DeleteParams::default()).await.unwrap();
+    }
+    for name in ["once", "crash", "failed"] {
+        eventually(Duration::from_secs(30), "pods released", || async {
+            pods.get_opt(name).await.unwrap().is_none().then_some(())
+        })
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pod_with_a_missing_image_waits_with_a_reason() {
+    let c = cluster(14).await;
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), "default");
+    pods.create(
+        &PostParams::default(),
+        &pod(json!({
+            "metadata": {"name": "ghost"},
+            "spec": {"nodeName": "node-a", "containers": [{"name": "c", "image": "local/absent:1", "imagePullPolicy": "Never"}]},
+        })),
+    )
+    .await
+    .unwrap();
+    let waiting = pod_where(&pods, "ghost", "ghost waiting on its image", |p| {
+        p.status
+            .as_ref()
+            .and_then(|s| s.container_statuses.as_ref())
+            .and_then(|c| c[0].state.as_ref()?.waiting.as_ref()?.reason.clone())
+            .is_some_and(|r| r == "ErrImageNeverPull")
+    })
+    .await;
+    assert_eq!(phase(&waiting), "Pending");
+}
+
+fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// busybox-static as an OCI layout (built with umoci), installing the
+/// tools as root when missing.
+fn busybox_layout(dir: &Path) -> PathBuf {
+    let tools = ["runc", "umoci"];
+    if tools.iter().any(|t| !have(t)) || !Path::new("/bin/busybox").exists() {
+        let status = Command::new("sh")
+            .args(["-c", "apt-get install -y -qq runc umoci busybox-static"])
+            .status()
+            .unwrap();
+        assert!(status.success(), "cannot install runc, umoci and busybox-static");
+    }
+    let layout = dir.join("layout");
+    let bundle = dir.join("bundle");
+    let image = format!("{}:latest", layout.display());
+    let run = |args: &[&str]| {
+        let out = Command::new("umoci").args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "umoci {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&["init", "--layout", layout.to_str().unwrap()]);
+    run(&["new", "--image", &image]);
+    run(&["unpack", "--image", &image, bundle.to_str().unwrap()]);
+    let bin = bundle.join("rootfs/bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::copy("/bin/busybox", bin.join("busybox")).unwrap();
+    for applet in ["sh", "echo", "sleep", "cat"] {
+        std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
+    }
+    run(&["repack", "--image", &image, bundle.to_str().unwrap()]);
+    layout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_oci_pod_runs_in_runc_and_is_stopped_on_delete() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipping: runc containers need root");
+        return;
+    }
+    let c = cluster(15).await;
+    let dir = tempfile::tempdir().unwrap();
+    let layout = busybox_layout(dir.path());
+    assert!(c.agent.runc_usable(), "runc is installed but the agent cannot use it");
+    c.agent.images().import_layout(&layout, "local/busybox:1").unwrap();
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), "default");
+    pods.create(
+        &PostParams::default(),
+        &pod(json!({
+            "metadata": {"name": "box"},
+            "spec": {
+                "nodeName": "node-a",
+                "terminationGracePeriodSeconds": 2,
+                "containers": [{
+                    "name": "sh",
+                    "image": "local/busybox:1",
+                    "command": ["sh", "-c", "echo hi from $(NAME); cat /etc/cfg/k; echo; exec sleep 300"],
+                    "env": [{"name": "NAME", "value": "busybox"}],
+                    "volumeMounts": [{"name": "cfg", "mountPath": "/etc/cfg"}],
+                }],
+                "volumes": [{"name": "cfg", "configMap": {"name": "box-cfg"}}],
+            },
+        })),
+    )
+    .await
+    .unwrap();
+    // The ConfigMap comes after the pod: the pod waits, then starts.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let maps: Api<ConfigMap> = Api::namespaced(c.client.clone(), "default");
+    maps.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "box-cfg"}, "data": {"k": "from the configmap"}})).unwrap(),
+    )
+    .await
+    .unwrap();
+    let running = pod_where(&pods, "box", "box Running", |p| phase(p) == "Running" && ready(p)).await;
+    let status = running.status.unwrap();
+    assert_eq!(status.pod_ip.as_deref(), Some("127.0.0.1"), "host network");
+    assert!(
+        status.container_statuses.unwrap()[0]
+            .container_id
+            .as_deref()
+            .unwrap()
+            .starts_with("runc://")
+    );
+    let logs = eventually(Duration::from_secs(10), "box logs", || async {
+        let logs = pods.logs("box", &LogParams::default()).await.ok()?;
+        logs.contains("from the configmap").then_some(logs)
+    })
+    .await;
+    assert!(logs.contains("hi from busybox\n"), "{logs}");
+
+    let deleted_at = Instant::now();
+    pods.delete("box", &DeleteParams::default()).await.unwrap();
+    eventually(Duration::from_secs(30), "box deleted", || async {
+        pods.get_opt("box").await.unwrap().is_none().then_some(())
+    })
+    .await;
+    // sleep ignores SIGTERM as PID 1, so it was killed after the grace period.
+    assert!(deleted_at.elapsed() >= Duration::from_secs(2));
+}
