@@ -2,7 +2,9 @@
 //!
 //! | command        | module      | what it runs                                   |
 //! |----------------|-------------|------------------------------------------------|
-//! | `skiff server` | [`server`]  | a control-plane node: the replicated store     |
+//! | `skiff server` | [`server`]  | a control-plane node: store, API, and a local node agent |
+//! | `skiff agent`  | [`agent`]   | a node agent in its own process                |
+//! | `skiff image`  | [`image`]   | import Wasm components and OCI layouts into a node |
 //!
 //! Exit codes: 0 success, 1 runtime failure, 2 bad usage.
 
@@ -10,6 +12,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod agent;
+mod image;
 mod server;
 
 /// A command line that parses but makes no sense; exits with code 2.
@@ -32,6 +36,10 @@ struct Cli {
 enum Command {
     /// Run a control-plane node (the replicated store, one node by default).
     Server(server::ServerArgs),
+    /// Run a node agent against an API server.
+    Agent(agent::AgentArgs),
+    /// Manage a node's images.
+    Image(image::ImageArgs),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +61,8 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Server(args) => server::run(args).await,
+            Command::Agent(args) => agent::run(args).await,
+            Command::Image(args) => image::run(args),
         }
     });
     match result {

@@ -64,6 +64,13 @@ pub struct ServerArgs {
     /// Seconds a revision is kept at least, however many came after it.
     #[arg(long, default_value_t = 300)]
     compaction_min_age: u64,
+
+    /// Run no node agent in this process (a control plane only).
+    #[arg(long)]
+    no_agent: bool,
+
+    #[command(flatten)]
+    node: crate::agent::NodeArgs,
 }
 
 /// One `ID=HOST:PORT` member of `--peers`.
@@ -159,6 +166,19 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         args.data_dir.display()
     );
     println!("skiff: admin kubeconfig written to {}", kubeconfig.display());
+    // The local node agent reaches the API as any client does.
+    let _agent = if args.no_agent {
+        None
+    } else {
+        let client = crate::agent::client(&url, &pki.ca_pem, &pki.admin_token).await?;
+        let agent = crate::agent::start(client, args.node.config(&args.data_dir.join("agent"))).await?;
+        println!(
+            "skiff: node agent running (endpoint {}, OCI runtime {})",
+            agent.daemon_addr(),
+            if agent.runc_usable() { "runc" } else { "none" }
+        );
+        Some(agent)
+    };
 
     tokio::select! {
         served = api_serve => {
@@ -180,7 +200,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(term) => term,
         Err(_) => {

@@ -1,0 +1,156 @@
+//! `skiff agent`: a node agent in its own process, and the in-process
+//! agent `skiff server` starts.
+//!
+//! The agent is an API client like any other: it reaches the server at
+//! `--server` with the bearer token in `--token-file`, trusting the CA in
+//! `--ca-file` (a server's is `DATA/pki/ca.crt`).
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use base64::Engine;
+use clap::Args;
+use skiff_host::agent::{Agent, AgentConfig};
+
+use crate::UsageError;
+
+/// Node options shared by `skiff agent` and `skiff server`.
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// The node's name; defaults to the host name.
+    #[arg(long = "name", alias = "node-name")]
+    pub node_name: Option<String>,
+
+    /// The node's address: where OCI pods and the agent's endpoint listen.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub node_ip: String,
+
+    /// Port of the agent's endpoint (logs); 0 (the default) picks a free
+    /// one, which the Node object publishes.
+    #[arg(long, default_value_t = 0)]
+    pub agent_port: u16,
+
+    /// First address of the /16 on loopback Wasm pods get their IPs from.
+    #[arg(long, default_value = "127.1.0.0")]
+    pub pod_cidr: Ipv4Addr,
+
+    /// The runc binary for OCI containers.
+    #[arg(long, default_value = "runc")]
+    pub runc: PathBuf,
+}
+
+impl NodeArgs {
+    pub fn config(&self, data_dir: &Path) -> AgentConfig {
+        let name = self.node_name.clone().unwrap_or_else(host_name);
+        let mut config = AgentConfig::new(name, data_dir);
+        config.node_ip = self.node_ip.clone();
+        config.daemon_port = self.agent_port;
+        config.pod_cidr = self.pod_cidr;
+        config.runc_binary = self.runc.clone();
+        config
+    }
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_lowercase())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "skiff-node".into())
+}
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The API server, e.g. https://127.0.0.1:6443.
+    #[arg(long)]
+    server: String,
+
+    /// File holding the bearer token to authenticate with.
+    #[arg(long)]
+    token_file: PathBuf,
+
+    /// The CA certificate (PEM) the server's certificate is signed by.
+    #[arg(long)]
+    ca_file: PathBuf,
+
+    /// Directory for images, compiled components, pods and logs.
+    #[arg(long, default_value = "skiff-agent")]
+    data_dir: PathBuf,
+
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+/// A kube client for `server`, from a CA (PEM) and a token.
+pub async fn client(server: &str, ca_pem: &str, token: &str) -> anyhow::Result<kube::Client> {
+    let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
+    let yaml = format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: skiff
+  cluster:
+    server: {server}
+    certificate-authority-data: {ca}
+users:
+- name: agent
+  user:
+    token: {token}
+contexts:
+- name: skiff
+  context: {{cluster: skiff, user: agent}}
+current-context: skiff
+"
+    );
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(&yaml).context("cannot build the agent's kubeconfig")?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .context("cannot configure the API client")?;
+    kube::Client::try_from(config).context("cannot create the API client")
+}
+
+/// Starts an agent, retrying registration while the server comes up.
+pub async fn start(client: kube::Client, config: AgentConfig) -> anyhow::Result<Agent> {
+    let mut last = None;
+    for _ in 0..30 {
+        match Agent::start(client.clone(), config.clone()).await {
+            Ok(agent) => return Ok(agent),
+            Err(skiff_host::agent::AgentError::Register(e)) => {
+                last = Some(e);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(other) => return Err(other).context("cannot start the node agent"),
+        }
+    }
+    Err(anyhow::anyhow!(
+        "cannot register the node with the API server: {}",
+        last.map(|e| e.to_string()).unwrap_or_default()
+    ))
+}
+
+pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+    if !args.server.starts_with("https://") {
+        return Err(UsageError(format!("--server {} must be an https:// URL", args.server)).into());
+    }
+    let token = std::fs::read_to_string(&args.token_file)
+        .with_context(|| format!("cannot read --token-file {}", args.token_file.display()))?;
+    let ca = std::fs::read_to_string(&args.ca_file)
+        .with_context(|| format!("cannot read --ca-file {}", args.ca_file.display()))?;
+    let client = client(&args.server, &ca, token.trim()).await?;
+    let config = args.node.config(&args.data_dir);
+    let name = config.node_name.clone();
+    let agent = start(client, config).await?;
+    println!(
+        "skiff: node agent {name} running (endpoint {}, OCI runtime {}); data in {}",
+        agent.daemon_addr(),
+        if agent.runc_usable() { "runc" } else { "none" },
+        args.data_dir.display()
+    );
+    crate::server::shutdown_signal().await;
+    drop(agent);
+    // Give pod workers a moment to stop their containers.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    Ok(())
+}
