@@ -3,19 +3,21 @@
 //!
 //! | task                    | what it does                                                  |
 //! |-------------------------|---------------------------------------------------------------|
-//! | `cargo xtask up`        | build and start a one-node skiff in `./skiff-data`            |
+//! | `cargo xtask up`        | build skiff and the samples, import the sample images, start a one-node skiff in `./skiff-data` |
 //! | `cargo xtask test`      | the test suite (what CI runs)                                 |
 //! | `cargo xtask verify`    | read-only: `cargo fmt --check`, clippy with warnings denied, tests |
 //! | `cargo xtask fix`       | `cargo fmt` and `cargo clippy --fix`                          |
 //! | `cargo xtask bench store` | store throughput/latency, skiff vs etcd, JSON in `bench/results/` |
 //! | `cargo xtask bench api` | the Kubernetes API over TLS: create/get/list, fixed-rate creates, watch fan-out |
 //! | `cargo xtask build-wasm` | add the wasm32-wasip2 target if missing, build test-programs/ and sample-apps/ (release) |
+//! | `cargo xtask build-samples` | `build-wasm`, plus the OCI sample image (busybox-httpd) as a layout |
 //! | `cargo xtask gen-protobuf-schema` | regenerate `api/src/protobuf/schema.rs` from k8s-pb and k8s-openapi |
 //!
 //! Builds go to `$CARGO_TARGET_DIR`, by default `~/.cache/skiff/target`, so
 //! fresh clones reuse one build cache.
 
 mod protobuf_schema;
+mod samples;
 mod wasm;
 
 use std::env;
@@ -33,10 +35,11 @@ fn main() -> ExitCode {
         Some("fix") => fix(),
         Some("bench") => bench(&args[1..]),
         Some("build-wasm") => wasm::build(),
+        Some("build-samples") => samples::build(),
         Some("gen-protobuf-schema") => protobuf_schema::run().map_err(|e| format!("{e:#}")),
         _ => {
             eprintln!(
-                "usage: cargo xtask <up|test|verify|fix|bench store|bench api|build-wasm|gen-protobuf-schema> [args]"
+                "usage: cargo xtask <up|test|verify|fix|bench store|bench api|build-wasm|build-samples|gen-protobuf-schema> [args]"
             );
             return ExitCode::from(2);
         }
@@ -218,10 +221,37 @@ fn ensure_packages(packages: &[Package]) -> Result {
     run(install)
 }
 
+/// Builds skiff and the samples, imports the sample images into the
+/// local node's image store, and runs `skiff server` in `./skiff-data`.
 fn up(extra: &[String]) -> Result {
     ensure_packages(BUILD_PACKAGES)?;
-    let mut cmd = cargo(&["run", "--package", "skiff", "--", "server", "--data-dir", "skiff-data"]);
-    cmd.args(extra);
+    wasm::build()?;
+    // The OCI sample needs umoci and busybox-static (installed as root);
+    // without them skiff still starts, with the Wasm samples only.
+    let oci = samples::busybox_httpd()
+        .map_err(|e| eprintln!("xtask: no OCI sample image ({e})"))
+        .ok();
+    run(cargo(&["build", "--package", "skiff"]))?;
+    let skiff = target_dir().join("debug/skiff");
+    let wasm = target_dir().join("wasm-samples/wasm32-wasip2/release");
+    let mut images = vec![
+        (wasm.join("hello_http.wasm"), "hello-http"),
+        (wasm.join("worker.wasm"), "worker"),
+    ];
+    images.extend(oci.map(|layout| (layout, "busybox-httpd")));
+    for (file, name) in images {
+        let mut import = Command::new(&skiff);
+        import
+            .args(["image", "import"])
+            .arg(&file)
+            .args(["--name", name, "--data-dir", "skiff-data/agent"])
+            .current_dir(root());
+        run(import)?;
+    }
+    let mut cmd = Command::new(&skiff);
+    cmd.args(["server", "--data-dir", "skiff-data"])
+        .args(extra)
+        .current_dir(root());
     run(cmd)
 }
 

@@ -1,0 +1,89 @@
+//! `cargo xtask build-samples`: the Wasm samples (as `build-wasm` builds
+//! them) and the OCI sample `busybox-httpd`, an image layout made on this
+//! machine from Debian's `busybox-static` with `umoci`, under
+//! `$CARGO_TARGET_DIR/oci-samples/busybox-httpd`.
+
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::{Package, ensure_packages, have, run, target_dir};
+
+const SAMPLE_PACKAGES: &[Package] = &[
+    Package {
+        name: "umoci",
+        present: || have("umoci"),
+    },
+    Package {
+        name: "busybox-static",
+        present: || Path::new("/bin/busybox").exists(),
+    },
+];
+
+/// The applets the sample's image links to busybox.
+const APPLETS: &[&str] = &["sh", "httpd", "echo", "cat", "ls", "sleep"];
+
+const INDEX_HTML: &str =
+    "<!doctype html>\n<title>skiff</title>\n<p>hello from busybox-httpd, an OCI container run by runc on skiff</p>\n";
+
+pub fn build() -> Result<(), String> {
+    crate::wasm::build()?;
+    let layout = busybox_httpd()?;
+    eprintln!("xtask: OCI layout {}", layout.display());
+    Ok(())
+}
+
+/// Builds (or rebuilds) the busybox-httpd layout; returns its path.
+pub fn busybox_httpd() -> Result<PathBuf, String> {
+    ensure_packages(SAMPLE_PACKAGES)?;
+    let out = target_dir().join("oci-samples");
+    let layout = out.join("busybox-httpd");
+    let bundle = out.join("busybox-httpd.bundle");
+    for dir in [&layout, &bundle] {
+        if dir.exists() {
+            fs::remove_dir_all(dir).map_err(|e| format!("cannot clear {}: {e}", dir.display()))?;
+        }
+    }
+    fs::create_dir_all(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    let image = format!("{}:latest", layout.display());
+    let umoci = |args: &[&str]| {
+        let mut cmd = Command::new("umoci");
+        cmd.args(args);
+        run(cmd)
+    };
+    umoci(&["init", "--layout", &layout.display().to_string()])?;
+    umoci(&["new", "--image", &image])?;
+    umoci(&["unpack", "--rootless", "--image", &image, &bundle.display().to_string()])?;
+    let rootfs = bundle.join("rootfs");
+    let io = |what: &str, e: std::io::Error| format!("{what}: {e}");
+    let bin = rootfs.join("bin");
+    fs::create_dir_all(&bin).map_err(|e| io("bin", e))?;
+    fs::copy("/bin/busybox", bin.join("busybox")).map_err(|e| io("copy /bin/busybox", e))?;
+    for applet in APPLETS {
+        symlink("busybox", bin.join(applet)).map_err(|e| io(applet, e))?;
+    }
+    let www = rootfs.join("www");
+    fs::create_dir_all(&www).map_err(|e| io("www", e))?;
+    fs::write(www.join("index.html"), INDEX_HTML).map_err(|e| io("index.html", e))?;
+    umoci(&["repack", "--image", &image, &bundle.display().to_string()])?;
+    umoci(&[
+        "config",
+        "--image",
+        &image,
+        "--config.cmd",
+        "httpd",
+        "--config.cmd",
+        "-f",
+        "--config.cmd",
+        "-p",
+        "--config.cmd",
+        "8081",
+        "--config.cmd",
+        "-h",
+        "--config.cmd",
+        "/www",
+    ])?;
+    let _ = fs::remove_dir_all(&bundle);
+    Ok(layout)
+}
