@@ -231,7 +231,10 @@ fn up(extra: &[String]) -> Result {
     let oci = samples::busybox_httpd()
         .map_err(|e| eprintln!("xtask: no OCI sample image ({e})"))
         .ok();
-    run(cargo(&["build", "--package", "skiff"]))?;
+    // The same build as the tests' (features unify differently for one
+    // package alone, which would rebuild RocksDB), so `up` and `test`
+    // share one build cache.
+    run(cargo(&["build", "--workspace", "--tests"]))?;
     let skiff = target_dir().join("debug/skiff");
     let wasm = target_dir().join("wasm-samples/wasm32-wasip2/release");
     let mut images = vec![
