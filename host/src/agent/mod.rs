@@ -184,6 +184,10 @@ impl Agent {
     /// pods. runc is optional: without it the node runs Wasm only and
     /// says so in its labels.
     pub async fn start(client: kube::Client, mut config: AgentConfig) -> Result<Agent, AgentError> {
+        config.data_dir = std::path::absolute(&config.data_dir).map_err(|source| AgentError::Io {
+            path: config.data_dir.clone(),
+            source,
+        })?;
         let dir = |name: &str| -> Result<PathBuf, AgentError> {
             let path = config.data_dir.join(name);
             std::fs::create_dir_all(&path).map_err(|source| AgentError::Io {

@@ -183,6 +183,13 @@ impl RuncRuntime {
     /// makes this process a child subreaper (see the module docs).
     pub fn new(state_dir: impl Into<PathBuf>, runc_binary: impl Into<PathBuf>) -> Result<Self> {
         let state_dir = state_dir.into();
+        // Bundles name their rootfs by this path; runc reads it from the
+        // bundle's directory, so it must not be relative.
+        let state_dir = std::path::absolute(&state_dir).map_err(|source| Error::Io {
+            context: "cannot resolve the state directory",
+            path: state_dir.clone(),
+            source,
+        })?;
         let runc = runc_binary.into();
         let output = Command::new(&runc)
             .arg("--version")

@@ -155,9 +155,11 @@ pub struct ImageStore {
 }
 
 impl ImageStore {
-    /// Opens (creating if needed) a store rooted at `root`.
+    /// Opens (creating if needed) a store rooted at `root` (made absolute:
+    /// the paths it hands out end up in runc bundles, read from elsewhere).
     pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
         let root = root.into();
+        let root = std::path::absolute(&root).map_err(io_err("cannot resolve store directory", &root))?;
         for dir in ["blobs/sha256", "images", "layers", "tmp"] {
             let path = root.join(dir);
             fs::create_dir_all(&path).map_err(io_err("cannot create store directory", &path))?;
@@ -377,6 +379,26 @@ fn open_blob(path: &Path, digest: &str, place: &Path) -> Result<File> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_relative_root_is_made_absolute() {
+        let dir = tempfile::tempdir().unwrap();
+        let relative = pathdiff(dir.path());
+        let store = ImageStore::open(&relative).unwrap();
+        assert!(store.root().is_absolute(), "{}", store.root().display());
+        assert!(store.root().ends_with(&relative));
+    }
+
+    /// `dir` relative to the current directory (via `..` as needed).
+    fn pathdiff(dir: &Path) -> PathBuf {
+        let cwd = std::env::current_dir().unwrap();
+        let ups = cwd.components().count() - 1;
+        let mut relative = PathBuf::new();
+        for _ in 0..ups {
+            relative.push("..");
+        }
+        relative.join(dir.strip_prefix("/").unwrap())
+    }
 
     #[test]
     fn escaping_is_filename_safe() {
