@@ -23,7 +23,8 @@ struct Cluster {
     child: Child,
     kubeconfig: PathBuf,
     cache: tempfile::TempDir,
-    _data: tempfile::TempDir,
+    url: String,
+    data: tempfile::TempDir,
 }
 
 impl Drop for Cluster {
@@ -35,13 +36,20 @@ impl Drop for Cluster {
 
 impl Cluster {
     fn start() -> Cluster {
+        Cluster::start_with(&[])
+    }
+
+    /// A server with `extra` flags.
+    fn start_with(extra: &[&str]) -> Cluster {
         assert!(
             Path::new(KUBECTL).exists(),
             "{KUBECTL} is not installed; these tests drive the real kubectl"
         );
         let data = tempfile::tempdir().unwrap();
+        let listen = free_addr();
         let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
-            .args(["server", "--listen", &free_addr(), "--peer-listen", &free_addr()])
+            .args(["server", "--listen", &listen, "--peer-listen", &free_addr()])
+            .args(extra)
             .arg("--data-dir")
             .arg(data.path())
             .env("RUST_LOG", "warn")
@@ -53,7 +61,8 @@ impl Cluster {
             child,
             kubeconfig: data.path().join("kubeconfig"),
             cache: tempfile::tempdir().unwrap(),
-            _data: data,
+            url: format!("https://{listen}"),
+            data,
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -456,4 +465,117 @@ fn apply_client_side_then_server_side_and_watch() {
     assert_eq!(rx.recv_timeout(Duration::from_secs(20)).unwrap(), "watched");
     watcher.kill().unwrap();
     watcher.wait().unwrap();
+}
+
+/// `skiff image import`, asserting success.
+fn import(file: &str, name: &str, data_dir: &Path) {
+    let out = Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .args(["image", "import", file, "--name", name])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "import: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Kills the child on drop.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn pod_on(node: &str, name: &str, image: &str, extra: &str) -> String {
+    format!(
+        r#"{{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "{name}"}},
+            "spec": {{"nodeName": "{node}", "restartPolicy": "Never",
+                      "containers": [{{"name": "main", "image": "{image}", "ports": [{{"containerPort": 8080}}]{extra}}}]}}}}"#
+    )
+}
+
+#[test]
+fn pods_run_on_the_local_agent_and_on_a_second_agent_process() {
+    let cluster = Cluster::start_with(&["--node-name", "local", "--pod-cidr", "127.21.0.0"]);
+    import(
+        skiff_test_programs::HTTP_HELLO,
+        "local/hello:1",
+        &cluster.data.path().join("agent"),
+    );
+    import(
+        skiff_test_programs::CLI_HELLO,
+        "local/cli:1",
+        &cluster.data.path().join("agent"),
+    );
+
+    // A second node agent in its own process.
+    let agent_dir = tempfile::tempdir().unwrap();
+    import(skiff_test_programs::HTTP_HELLO, "local/hello:1", agent_dir.path());
+    let pki = cluster.data.path().join("pki");
+    let _agent = Guard(
+        Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .args([
+                "agent",
+                "--server",
+                &cluster.url,
+                "--name",
+                "second",
+                "--pod-cidr",
+                "127.22.0.0",
+            ])
+            .arg("--ca-file")
+            .arg(pki.join("ca.crt"))
+            .arg("--token-file")
+            .arg(pki.join("admin.token"))
+            .arg("--data-dir")
+            .arg(agent_dir.path())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    cluster.ok(&["wait", "--for=condition=Ready", "node/local", "--timeout=60s"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !cluster.kubectl(&["get", "node", "second"]).status.success() {
+        assert!(Instant::now() < deadline, "the second agent never registered");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    cluster.ok(&["wait", "--for=condition=Ready", "node/second", "--timeout=60s"]);
+    let wide = cluster.ok(&["get", "nodes", "-o", "wide"]);
+    assert!(wide.contains("wasmtime://"), "{wide}");
+
+    cluster.ok_with_input(&["apply", "-f", "-"], &pod_on("local", "web", "local/hello:1", ""));
+    cluster.ok_with_input(&["apply", "-f", "-"], &pod_on("second", "web2", "local/hello:1", ""));
+    cluster.ok_with_input(
+        &["apply", "-f", "-"],
+        &pod_on("local", "job", "local/cli:1", r#", "args": ["0", "from", "kubectl"]"#),
+    );
+    cluster.ok(&["wait", "--for=condition=Ready", "pod/web", "pod/web2", "--timeout=60s"]);
+    for (pod, range) in [("web", "127.21."), ("web2", "127.22.")] {
+        let ip = cluster.ok(&["get", "pod", pod, "-o", "jsonpath={.status.podIP}"]);
+        assert!(ip.starts_with(range), "{pod}: {ip}");
+        let mut stream = std::net::TcpStream::connect(format!("{ip}:8080")).unwrap();
+        stream.write_all(b"GET /from-kubectl HTTP/1.0\r\n\r\n").unwrap();
+        let mut reply = String::new();
+        std::io::Read::read_to_string(&mut stream, &mut reply).unwrap();
+        assert!(reply.contains("path: /from-kubectl"), "{pod}: {reply}");
+    }
+    cluster.ok(&[
+        "wait",
+        "--for=jsonpath={.status.phase}=Succeeded",
+        "pod/job",
+        "--timeout=60s",
+    ]);
+    let logs = cluster.ok(&["logs", "job"]);
+    assert!(logs.contains("args: 0 from kubectl"), "{logs}");
+    let last = cluster.ok(&["logs", "job", "--tail=1"]);
+    assert_eq!(last.lines().count(), 1, "{last}");
+    let table = cluster.ok(&["get", "pods", "-o", "wide"]);
+    assert!(table.contains("Completed") && table.contains("second"), "{table}");
+
+    cluster.ok(&["delete", "pod", "web", "web2", "job", "--timeout=60s"]);
+    let left = cluster.ok(&["get", "pods", "-o", "name"]);
+    assert!(left.trim().is_empty(), "{left}");
 }

@@ -72,13 +72,15 @@ fn text(status: hyper::StatusCode, message: String) -> hyper::Response<HyperOutg
 }
 
 /// What a failed request answers: 503 when the instance ran out of time or
-/// memory, 500 otherwise, with the reason in the body.
+/// memory, 400 for a request wasi:http cannot represent, 500 otherwise,
+/// with the reason in the body.
 fn failure(error: WasmError) -> hyper::Response<HyperOutgoingBody> {
     let status = match &error {
         WasmError::Trap {
             termination: Termination::DeadlineExceeded | Termination::OomKilled,
             ..
         } => hyper::StatusCode::SERVICE_UNAVAILABLE,
+        WasmError::Request(_) => hyper::StatusCode::BAD_REQUEST,
         _ => hyper::StatusCode::INTERNAL_SERVER_ERROR,
     };
     tracing::info!(%error, "wasm request failed");
@@ -97,8 +99,16 @@ pub async fn listen(addr: SocketAddr, service: HttpService) -> std::io::Result<J
             let _ = stream.set_nodelay(true);
             let service = service.clone();
             tokio::spawn(async move {
-                let handler = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                let handler = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
                     let service = service.clone();
+                    // wasi:http needs an authority; an HTTP/1.0 client may
+                    // send none, so the address it reached stands in.
+                    if request.uri().authority().is_none()
+                        && !request.headers().contains_key(hyper::header::HOST)
+                        && let Ok(host) = hyper::header::HeaderValue::from_str(&addr.to_string())
+                    {
+                        request.headers_mut().insert(hyper::header::HOST, host);
+                    }
                     async move {
                         Ok::<_, std::convert::Infallible>(match service.handle(request).await {
                             Ok(response) => response,
