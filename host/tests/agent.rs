@@ -26,6 +26,7 @@ use skiff_store::{Store, StoreConfig};
 struct Cluster {
     client: kube::Client,
     agent: Agent,
+    agent_dir: PathBuf,
     _dir: tempfile::TempDir,
     _shutdown: tokio::sync::oneshot::Sender<()>,
 }
@@ -33,7 +34,11 @@ struct Cluster {
 /// An API server and an agent named `node`, whose Wasm pods get addresses
 /// from `127.<cidr>.0.0/16` (distinct per test: tests run in parallel).
 async fn cluster(cidr: u8) -> Cluster {
-    let dir = tempfile::tempdir().unwrap();
+    cluster_in(cidr, tempfile::tempdir().unwrap()).await
+}
+
+/// The same, keeping everything in `dir` (the agent in `dir/agent`).
+async fn cluster_in(cidr: u8, dir: tempfile::TempDir) -> Cluster {
     let mut config = StoreConfig::new(1, dir.path().join("store"), "127.0.0.1:1");
     config.heartbeat_interval = Duration::from_millis(50);
     config.election_timeout = (Duration::from_millis(150), Duration::from_millis(300));
@@ -60,7 +65,8 @@ async fn cluster(cidr: u8) -> Cluster {
         .await
         .unwrap();
     let client = kube::Client::try_from(kube_config).unwrap();
-    let mut agent_config = AgentConfig::new("node-a", dir.path().join("agent"));
+    let agent_dir = dir.path().join("agent");
+    let mut agent_config = AgentConfig::new("node-a", &agent_dir);
     agent_config.pod_cidr = Ipv4Addr::new(127, cidr, 0, 0);
     agent_config.backoff_initial = Duration::from_millis(200);
     agent_config.backoff_max = Duration::from_secs(1);
@@ -68,6 +74,7 @@ async fn cluster(cidr: u8) -> Cluster {
     Cluster {
         client,
         agent,
+        agent_dir,
         _dir: dir,
         _shutdown: tx,
     }
@@ -400,9 +407,57 @@ async fn an_oci_pod_runs_in_runc_and_is_stopped_on_delete() {
         eprintln!("skipping: runc containers need root");
         return;
     }
-    let c = cluster(15).await;
+    // A container an earlier agent process left running in this data dir
+    // is removed when the agent starts.
+    let data = tempfile::tempdir().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let layout = busybox_layout(dir.path());
+    let leftover = {
+        let images = skiff_host::oci::ImageStore::open(data.path().join("agent/images")).unwrap();
+        let image = images.import_layout(&layout, "local/busybox:1").unwrap();
+        let runc = skiff_host::oci::RuncRuntime::new(data.path().join("agent/runc"), "runc").unwrap();
+        let log = data.path().join("leftover.log");
+        runc.create(&skiff_host::oci::ContainerSpec {
+            id: "leftover".into(),
+            image,
+            command: vec!["sleep".into(), "300".into()],
+            args: vec![],
+            env: vec![],
+            working_dir: None,
+            user: None,
+            mounts: vec![],
+            memory_limit_bytes: None,
+            cpu_millis: None,
+            stdout: log.clone(),
+            stderr: log,
+        })
+        .unwrap();
+        runc.start("leftover").unwrap();
+        assert!(matches!(
+            runc.state("leftover"),
+            Ok(skiff_host::oci::ContainerState::Running { .. })
+        ));
+        runc
+    };
+    let c = cluster_in(15, data).await;
+    // Killed (this process reaped it, so it knows the exit) and deleted.
+    let state = leftover.state("leftover");
+    assert_eq!(
+        state.ok(),
+        Some(skiff_host::oci::ContainerState::Stopped { exit_code: Some(137) })
+    );
+    assert!(
+        !leftover.bundle_dir("leftover").exists(),
+        "the leftover container was removed"
+    );
+    let listed = Command::new("runc")
+        .arg("--root")
+        .arg(c.agent_dir.join("runc/runc"))
+        .arg("list")
+        .arg("-q")
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&listed.stdout).contains("leftover"));
     assert!(c.agent.runc_usable(), "runc is installed but the agent cannot use it");
     c.agent.images().import_layout(&layout, "local/busybox:1").unwrap();
     let pods: Api<Pod> = Api::namespaced(c.client.clone(), "default");

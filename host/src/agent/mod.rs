@@ -162,6 +162,27 @@ impl Shared {
     }
 }
 
+/// Containers an earlier agent process left running (it crashed, or was
+/// killed) are not adopted: their pods' workers start them afresh, so the
+/// old ones are removed first, freeing their ports and memory.
+async fn remove_leftovers(runc: &RuncRuntime) {
+    let runc = runc.clone();
+    let removed = tokio::task::spawn_blocking(move || {
+        let ids = runc.containers().unwrap_or_default();
+        for id in &ids {
+            if let Err(error) = runc.delete(id, true) {
+                tracing::warn!(%error, container = %id, "cannot remove a container left by an earlier agent");
+            }
+        }
+        ids.len()
+    })
+    .await
+    .unwrap_or(0);
+    if removed > 0 {
+        tracing::info!(removed, "removed containers left by an earlier agent");
+    }
+}
+
 /// A running agent. Dropping it stops the agent's tasks.
 #[derive(Debug)]
 pub struct Agent {
@@ -203,7 +224,10 @@ impl Agent {
         })
         .map_err(AgentError::Wasm)?;
         let runc = match RuncRuntime::new(dir("runc")?, &config.runc_binary) {
-            Ok(runc) => Some(RuncWorkloads::new(runc)),
+            Ok(runc) => {
+                remove_leftovers(&runc).await;
+                Some(RuncWorkloads::new(runc))
+            }
             Err(error) => {
                 tracing::warn!(%error, "no OCI runtime: this node runs Wasm workloads only");
                 None

@@ -473,6 +473,21 @@ impl RuncRuntime {
         self.run_simple("kill", id, &["kill", id, signal])
     }
 
+    /// The ids of every container with a bundle here, running or not:
+    /// after a restart, what an earlier process left behind.
+    pub fn containers(&self) -> Result<Vec<String>> {
+        let dir = self.state_dir.join("containers");
+        let entries = fs::read_dir(&dir).map_err(io_err("cannot list containers", &dir))?;
+        let mut ids: Vec<String> = entries
+            .flatten()
+            .filter(|e| e.path().is_dir())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|id| check_id(id).is_ok())
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
     /// `runc delete` (with `force`, killing a running container first),
     /// then unmounts and removes the bundle. Deleting an unknown container
     /// only cleans up what is left of it.
