@@ -471,7 +471,7 @@ async fn an_oci_pod_runs_in_runc_and_is_stopped_on_delete() {
                 "containers": [{
                     "name": "sh",
                     "image": "local/busybox:1",
-                    "command": ["sh", "-c", "echo hi from $(NAME); cat /etc/cfg/k; echo; exec sleep 300"],
+                    "command": ["sh", "-c", "echo hi from $(NAME); cat /etc/cfg/k; echo; for i in 1 2 3; do sleep 1; echo tick $i; done; exec sleep 300"],
                     "env": [{"name": "NAME", "value": "busybox"}],
                     "volumeMounts": [{"name": "cfg", "mountPath": "/etc/cfg"}],
                 }],
@@ -506,6 +506,39 @@ async fn an_oci_pod_runs_in_runc_and_is_stopped_on_delete() {
     })
     .await;
     assert!(logs.contains("hi from busybox\n"), "{logs}");
+
+    // Followed logs stream as the container writes them.
+    let stream = pods
+        .log_stream(
+            "box",
+            &LogParams {
+                follow: true,
+                ..LogParams::default()
+            },
+        )
+        .await
+        .unwrap();
+    let mut lines = futures::AsyncBufReadExt::lines(stream);
+    let followed = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut seen = Vec::new();
+        while let Some(line) = futures::StreamExt::next(&mut lines).await {
+            let line = line.unwrap();
+            let done = line == "tick 3";
+            seen.push(line);
+            if done {
+                break;
+            }
+        }
+        seen
+    })
+    .await
+    .expect("the followed log never showed tick 3");
+    assert_eq!(
+        followed.first().map(String::as_str),
+        Some("hi from busybox"),
+        "{followed:?}"
+    );
+    assert_eq!(followed.last().map(String::as_str), Some("tick 3"), "{followed:?}");
 
     let deleted_at = Instant::now();
     pods.delete("box", &DeleteParams::default()).await.unwrap();
