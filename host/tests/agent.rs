@@ -324,6 +324,22 @@ async fn wasm_commands_complete_restart_and_log() {
         .unwrap_err();
     assert!(missing.to_string().contains("not valid for pod"), "{missing}");
 
+    // What kubectl describe lists: the node's events about the pod.
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(c.client.clone(), "default");
+    let uid = looping.metadata.uid.clone().unwrap();
+    let selector = format!("involvedObject.name=crash,involvedObject.namespace=default,involvedObject.uid={uid}");
+    let reasons = eventually(Duration::from_secs(10), "events about crash", || async {
+        let listed = events
+            .list(&kube::api::ListParams::default().fields(&selector))
+            .await
+            .unwrap();
+        let reasons: Vec<String> = listed.items.iter().filter_map(|e| e.reason.clone()).collect();
+        reasons.iter().any(|r| r == "BackOff").then_some(reasons)
+    })
+    .await;
+    assert!(reasons.iter().any(|r| r == "Started"), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r == "Created"), "{reasons:?}");
+
     for name in ["once", "crash", "failed"] {
         pods.delete(name, &DeleteParams::default()).await.unwrap();
     }

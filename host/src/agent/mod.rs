@@ -13,11 +13,13 @@
 //! * [`status`]: pod phase, conditions and container statuses (pure).
 //! * [`logs`], [`daemon`]: container log files, and the endpoint the API
 //!   server reads them from.
+//! * [`events`]: kubelet-style Events about containers.
 //! * [`gateway`]: the HTTP listeners in front of Wasm HTTP pods.
 //!
 //! Everything talks to the API through `kube`, as any client would.
 
 pub mod daemon;
+pub mod events;
 pub mod gateway;
 pub mod logs;
 pub mod node;

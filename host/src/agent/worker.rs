@@ -22,6 +22,7 @@ use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
 use super::Shared;
+use super::events::{self, Recorder};
 use super::logs::{LogLimits, LogWriter, PodLogDir};
 use super::probe::{self, Kind, Verdict};
 use super::runtime::{Exit, Launch, Running, StartError, StopMode, Stopper, WorkloadRuntime};
@@ -145,6 +146,17 @@ pub(super) struct Worker {
     probes_tx: mpsc::UnboundedSender<Probed>,
     probes_rx: mpsc::UnboundedReceiver<Probed>,
     logs: PodLogDir,
+    events: Recorder,
+}
+
+impl Group {
+    /// The pod spec field a container of this group is under.
+    fn field(self) -> &'static str {
+        match self {
+            Group::Init => "spec.initContainers",
+            Group::App => "spec.containers",
+        }
+    }
 }
 
 fn backoff_next(current: Duration, initial: Duration, max: Duration) -> Duration {
@@ -176,6 +188,7 @@ impl Worker {
         let (exits_tx, exits_rx) = mpsc::unbounded_channel();
         let (probes_tx, probes_rx) = mpsc::unbounded_channel();
         let logs = PodLogDir::new(&shared.logs_root, &namespace, &name, &uid);
+        let events = Recorder::new(shared.client.clone(), &shared.config.node_name, &namespace, &name, &uid);
         Worker {
             init: spec.init_containers.iter().flatten().map(Slot::new).collect(),
             apps: spec.containers.iter().map(Slot::new).collect(),
@@ -201,6 +214,7 @@ impl Worker {
             probes_tx,
             probes_rx,
             logs,
+            events,
         }
     }
 
@@ -341,7 +355,23 @@ impl Worker {
             .unwrap_or(DEFAULT_GRACE);
         tracing::info!(pod = %format!("{}/{}", self.namespace, self.name), ?grace, "terminating pod");
         self.kill_at = Some(Instant::now() + grace);
+        for (group, slot) in self.slots() {
+            if slot.running.is_some() {
+                let name = &slot.container.name;
+                self.events.record(
+                    events::Kind::Normal,
+                    "Killing",
+                    Some((group.field(), name)),
+                    format!("Stopping container {name}"),
+                );
+            }
+        }
         self.stop_all(StopMode::Terminate);
+    }
+
+    fn slots(&self) -> impl Iterator<Item = (Group, &Slot)> {
+        let init = self.init.iter().map(|s| (Group::Init, s));
+        init.chain(self.apps.iter().map(|s| (Group::App, s)))
     }
 
     fn stop_all(&mut self, mode: StopMode) {
@@ -369,6 +399,8 @@ impl Worker {
                         backoff_next(self.prepare_backoff, config.backoff_initial, config.backoff_max);
                     self.prepare_not_before = Some(Instant::now() + self.prepare_backoff);
                     tracing::info!(pod = %self.name, %reason, %message, "pod not ready to start");
+                    self.events
+                        .record(events::Kind::Warning, "Failed", None, format!("{reason}: {message}"));
                     let slots = self.init.iter_mut().chain(self.apps.iter_mut());
                     for (i, slot) in slots.enumerate() {
                         if Some(i) == index || index.is_none() {
@@ -624,6 +656,19 @@ impl Worker {
                     started_at: Timestamp::now(),
                 };
                 let c = &slot.container;
+                let field = Some((group.field(), c.name.as_str()));
+                self.events.record(
+                    events::Kind::Normal,
+                    "Created",
+                    field,
+                    format!("Created container: {}", c.name),
+                );
+                self.events.record(
+                    events::Kind::Normal,
+                    "Started",
+                    field,
+                    format!("Started container {}", c.name),
+                );
                 slot.record.ready = c.readiness_probe.is_none();
                 slot.record.started = c.startup_probe.is_none();
                 let has_probes = c.readiness_probe.is_some() || c.liveness_probe.is_some() || c.startup_probe.is_some();
@@ -674,6 +719,12 @@ impl Worker {
             }
             Err(error) => {
                 tracing::info!(pod = %self.name, container = %slot.container.name, reason = error.reason, message = %error.message, "container did not start");
+                self.events.record(
+                    events::Kind::Warning,
+                    "Failed",
+                    Some((group.field(), &slot.container.name)),
+                    format!("Error: {}", error.message),
+                );
                 slot.wait(error.reason, Some(error.message));
                 slot.backoff = backoff_next(slot.backoff, initial, max);
                 slot.not_before = Some(Instant::now() + slot.backoff);
@@ -752,6 +803,15 @@ impl Worker {
             if delay.is_zero() {
                 slot.wait("ContainerCreating", None);
             } else {
+                self.events.record(
+                    events::Kind::Warning,
+                    "BackOff",
+                    Some((exited.group.field(), &slot.container.name)),
+                    format!(
+                        "Back-off restarting failed container {} in pod {}_{}({})",
+                        slot.container.name, self.name, self.namespace, self.uid
+                    ),
+                );
                 slot.wait("CrashLoopBackOff", Some(message));
             }
         }
@@ -776,6 +836,11 @@ impl Worker {
             return;
         };
         let verdict = probed.verdict;
+        let field = Some((probed.group.field(), slot.container.name.as_str()));
+        if !verdict.ok {
+            let message = verdict.message.clone().unwrap_or_default();
+            self.events.record(events::Kind::Warning, "Unhealthy", field, message);
+        }
         tracing::info!(pod = %self.name, container = %slot.container.name, probe = verdict.kind.name(), ok = verdict.ok, message = ?verdict.message, "probe verdict");
         match (verdict.kind, verdict.ok) {
             (Kind::Readiness, ok) => slot.record.ready = ok,
@@ -784,6 +849,16 @@ impl Worker {
             (Kind::Liveness | Kind::Startup, false) => {
                 let message = verdict.message.unwrap_or_default();
                 live.killed_because = Some(format!("{message}; the container was restarted"));
+                self.events.record(
+                    events::Kind::Normal,
+                    "Killing",
+                    field,
+                    format!(
+                        "Container {} failed {} probe, will be restarted",
+                        slot.container.name,
+                        verdict.kind.name().to_lowercase()
+                    ),
+                );
                 live.stopper.stop(StopMode::Terminate);
                 let stopper = live.stopper.clone();
                 tokio::spawn(async move {

@@ -98,10 +98,13 @@ assert seen == [("ADDED", "three"), ("DELETED", "two")], seen
 # watch once, then raises.
 for i in range(20):
     core.patch_namespaced_config_map("one", NS, {"data": {"i": str(i)}})
+# A watch from `start` replays from start+1, which may still be readable
+# when `start` itself is not: wait until start+1 is compacted too.
+after_start = str(int(start) + 1)
 deadline = time.time() + 30
 while True:
     try:
-        core.list_namespaced_config_map(NS, resource_version=start, resource_version_match="Exact")
+        core.list_namespaced_config_map(NS, resource_version=after_start, resource_version_match="Exact")
     except ApiException as e:
         assert e.status == 410, e
         break
