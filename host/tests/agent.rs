@@ -3,8 +3,8 @@
 //! wasmtime or runc, report status, restart, serve logs through
 //! `pods/log`, and are released when deleted.
 //!
-//! The OCI test needs root, runc and umoci (installed as root when
-//! missing); the Wasm tests need neither.
+//! The OCI test needs root, runc, umoci and busybox-static (which
+//! `cargo xtask test` installs); the Wasm tests need neither.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::Ipv4Addr;
@@ -382,17 +382,14 @@ fn have(tool: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-/// busybox-static as an OCI layout (built with umoci), installing the
-/// tools as root when missing.
+/// busybox-static as an OCI layout (built with umoci). `cargo xtask test`
+/// installs the tools.
 fn busybox_layout(dir: &Path) -> PathBuf {
     let tools = ["runc", "umoci"];
-    if tools.iter().any(|t| !have(t)) || !Path::new("/bin/busybox").exists() {
-        let status = Command::new("sh")
-            .args(["-c", "apt-get install -y -qq runc umoci busybox-static"])
-            .status()
-            .unwrap();
-        assert!(status.success(), "cannot install runc, umoci and busybox-static");
-    }
+    assert!(
+        tools.iter().all(|t| have(t)) && Path::new("/bin/busybox").exists(),
+        "missing tools; run `cargo xtask test` as root, or: apt-get install -y runc umoci busybox-static"
+    );
     let layout = dir.join("layout");
     let bundle = dir.join("bundle");
     let image = format!("{}:latest", layout.display());

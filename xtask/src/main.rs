@@ -143,8 +143,30 @@ const BUILD_PACKAGES: &[Package] = &[
 ];
 
 /// What the end-to-end tests run besides skiff: Python for the
-/// `kubernetes` client (installed from PyPI into a virtualenv).
+/// `kubernetes` client (installed from PyPI into a virtualenv); runc for
+/// OCI containers, umoci and busybox-static to build their images,
+/// skopeo and docker-registry for the loopback registry.
 const TEST_PACKAGES: &[Package] = &[
+    Package {
+        name: "runc",
+        present: || have("runc"),
+    },
+    Package {
+        name: "umoci",
+        present: || have("umoci"),
+    },
+    Package {
+        name: "busybox-static",
+        present: || Path::new("/bin/busybox").exists(),
+    },
+    Package {
+        name: "skopeo",
+        present: || have("skopeo"),
+    },
+    Package {
+        name: "docker-registry",
+        present: || have("docker-registry"),
+    },
     Package {
         name: "python3",
         present: || have("python3"),
