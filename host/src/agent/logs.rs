@@ -288,6 +288,12 @@ fn ends_partial(out: &[u8]) -> bool {
     !out.is_empty() && out.last() != Some(&b'\n')
 }
 
+/// The length of `bytes` up to and including its last newline: only whole
+/// records are read; one being written is left for the next read.
+fn whole_lines(bytes: &[u8]) -> usize {
+    bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1)
+}
+
 /// The rendered logs of one container run (its rotated file first), and
 /// the byte offset in the current file up to which they were read.
 pub fn read(path: &Path, query: &LogQuery) -> io::Result<(Vec<u8>, u64)> {
@@ -300,8 +306,7 @@ pub fn read(path: &Path, query: &LogQuery) -> io::Result<(Vec<u8>, u64)> {
         Err(e) => return Err(e),
     }
     let current = fs::read(path)?;
-    // Only whole lines: a record being written is left for the next read.
-    let whole = current.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    let whole = whole_lines(&current);
     raw.extend_from_slice(&current[..whole]);
     let mut out = Vec::new();
     render(&raw, query, &mut out);
@@ -323,7 +328,7 @@ pub fn read_from(path: &Path, offset: u64, query: &LogQuery) -> io::Result<(Vec<
     file.seek(SeekFrom::Start(start))?;
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes)?;
-    let whole = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    let whole = whole_lines(&bytes);
     let mut out = Vec::new();
     let query = LogQuery {
         tail_lines: None,

@@ -134,32 +134,25 @@ impl Shared {
             return Err(("InvalidImageName", "the container names no image".into()));
         }
         let local = self.images.get(reference).ok().flatten();
+        let options = PullOptions {
+            plain_http: is_loopback_reference(reference),
+            basic_auth: None,
+        };
         match (policy, local) {
-            (Some("Always"), local) => {
-                let options = PullOptions {
-                    plain_http: is_loopback_reference(reference),
-                    basic_auth: None,
-                };
-                match self.images.pull(reference, &options).await {
-                    Ok(image) => Ok(image),
-                    Err(error) => local.ok_or_else(|| (error.waiting_reason(), error.to_string())),
-                }
-            }
+            (Some("Always"), local) => match self.images.pull(reference, &options).await {
+                Ok(image) => Ok(image),
+                Err(error) => local.ok_or_else(|| (error.waiting_reason(), error.to_string())),
+            },
             (_, Some(image)) => Ok(image),
             (Some("Never"), None) => Err((
                 "ErrImageNeverPull",
                 format!("container image \"{reference}\" is not present with pull policy of Never"),
             )),
-            (_, None) => {
-                let options = PullOptions {
-                    plain_http: is_loopback_reference(reference),
-                    basic_auth: None,
-                };
-                self.images
-                    .pull(reference, &options)
-                    .await
-                    .map_err(|error| (error.waiting_reason(), error.to_string()))
-            }
+            (_, None) => self
+                .images
+                .pull(reference, &options)
+                .await
+                .map_err(|error| (error.waiting_reason(), error.to_string())),
         }
     }
 }
