@@ -21,7 +21,7 @@ async fn count(store: &skiff_store::Store, prefix: &str, consistency: ReadConsis
 async fn three_nodes_replicate_fail_over_and_lose_no_acknowledged_write() {
     let root = tempfile::tempdir().unwrap();
     let mut nodes = cluster(root.path(), 3, |_| {}).await;
-    let leader = leader_index(&nodes);
+    let leader = leader_index(&nodes).await;
     let follower = (leader + 1) % 3;
 
     // Writes through a follower are forwarded to the leader.
@@ -114,7 +114,7 @@ async fn a_new_node_joins_through_a_snapshot_and_the_client_follows_the_leader()
             .await
             .unwrap();
     }
-    let leader = leader_index(&nodes);
+    let leader = leader_index(&nodes).await;
     nodes[leader].store.snapshot().await.unwrap();
     let mut purged = None;
     for _ in 0..100 {

@@ -90,10 +90,23 @@ pub async fn cluster(root: &Path, n: u64, tune: impl Fn(&mut StoreConfig)) -> Ve
     nodes
 }
 
-pub fn leader_index(nodes: &[Node]) -> usize {
-    let leader = nodes[0].store.status().leader.expect("a leader");
-    nodes
-        .iter()
-        .position(|n| n.store.node_id() == leader)
-        .expect("leader among nodes")
+/// The index in `nodes` of the current leader, as `nodes[0]` sees it.
+///
+/// A node reports no leader while an election runs, and on a loaded
+/// machine an election can start right after the cluster formed, so this
+/// waits (up to ten seconds) for one instead of reading the metrics once.
+pub async fn leader_index(nodes: &[Node]) -> usize {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(leader) = nodes[0].store.status().leader
+            && let Some(index) = nodes.iter().position(|n| n.store.node_id() == leader)
+        {
+            return index;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no leader among the nodes within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
