@@ -1,0 +1,17 @@
+//! What skiff's own components share as clients of the API.
+//!
+//! The scheduler, the controllers and the node agent talk to the API
+//! server through kube-rs exactly as third-party clients do; this crate
+//! holds the little they have in common beyond kube-rs itself:
+//!
+//! * [`events::Recorder`] writes core/v1 Events about the objects a
+//!   component acts on, in the shape `kubectl describe` shows
+//!   (`Scheduled`, `FailedScheduling`, `SuccessfulCreate`,
+//!   `ScalingReplicaSet`, `Pulled`, `BackOff`, …).
+//! * [`selector`] matches `metav1.LabelSelector`s against labels and
+//!   renders them as `labelSelector` query values;
+//! * [`taints`] decides which tolerations tolerate which taints.
+
+pub mod events;
+pub mod selector;
+pub mod taints;

@@ -1,0 +1,163 @@
+//! Test support shared by skiff's crates.
+//!
+//! [`TestApi::start`] runs what `skiff server --no-agent` runs, minus the
+//! command line: a one-node store on disk in a temporary directory, the
+//! API server over it (bootstrapped, so the system namespaces and
+//! RuntimeClasses exist), served over TLS on an ephemeral loopback port,
+//! and a kube-rs [`kube::Client`] configured from the kubeconfig the
+//! server's credentials produce. Components under test (scheduler,
+//! controllers, node agents) are handed that client, exactly as in
+//! production; nothing is mocked.
+//!
+//! [`eventually`] is the one polling helper tests use to wait for the
+//! cluster to converge, always with a bound.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use skiff_api::ApiServer;
+use skiff_api::auth::{TokenAuthenticator, User};
+use skiff_api::pki::Pki;
+use skiff_store::{Store, StoreConfig};
+
+/// A served API server on a fresh store, and a client for it.
+///
+/// Dropping it stops the endpoint and removes the directory.
+pub struct TestApi {
+    /// An admin client of the served API.
+    pub client: kube::Client,
+    /// The `https://127.0.0.1:PORT` the API is served at.
+    pub url: String,
+    /// The store under the API.
+    pub store: Store,
+    /// The cluster CA (PEM) and admin bearer token, for clients in other
+    /// processes.
+    pub ca_pem: String,
+    pub admin_token: String,
+    dir: tempfile::TempDir,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+impl std::fmt::Debug for TestApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestApi")
+            .field("url", &self.url)
+            .field("dir", &self.dir.path())
+            .finish_non_exhaustive()
+    }
+}
+
+impl TestApi {
+    /// Starts an API server over a store in a new temporary directory.
+    pub async fn start() -> anyhow::Result<TestApi> {
+        let dir = tempfile::tempdir().context("temporary directory")?;
+        let mut config = StoreConfig::new(1, dir.path().join("store"), "127.0.0.1:1");
+        config.heartbeat_interval = Duration::from_millis(50);
+        config.election_timeout = (Duration::from_millis(150), Duration::from_millis(300));
+        config.compaction.enabled = false;
+        let store = Store::open(config).await.context("open the store")?;
+        store.initialize_single().await.context("bootstrap the store")?;
+        store.wait_for_leader(Duration::from_secs(10)).await?;
+
+        let pki = Pki::load_or_create(&dir.path().join("pki"), &["127.0.0.1".into()]).context("credentials")?;
+        let authn = TokenAuthenticator::new().with_token(pki.admin_token.clone(), User::admin());
+        let server = ApiServer::new(store.clone(), Arc::new(authn));
+        server.bootstrap().await.context("bootstrap the API objects")?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("https://{}", listener.local_addr()?);
+        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(skiff_api::serve_tls(
+            listener,
+            pki.server_config().context("TLS configuration")?,
+            server.router(),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        let kubeconfig = kube::config::Kubeconfig::from_yaml(&pki.kubeconfig(&url))?;
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
+        let client = kube::Client::try_from(config)?;
+        Ok(TestApi {
+            client,
+            url,
+            store,
+            ca_pem: pki.ca_pem.clone(),
+            admin_token: pki.admin_token.clone(),
+            dir,
+            _shutdown: shutdown,
+        })
+    }
+
+    /// The temporary directory everything lives in; tests may put their
+    /// own state (agent data directories) under it.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `dir()/name`.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+/// Polls `f` every 50 ms until it returns `Some`, for at most `limit`;
+/// the error names `what` was awaited.
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut f: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(value) = f().await {
+            return Ok(value);
+        }
+        if start.elapsed() >= limit {
+            anyhow::bail!("timed out after {limit:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Builds an OCI image layout in `dir/layout` holding busybox-static
+/// (from `/bin/busybox`) with the applets named, tagged `latest`, using
+/// umoci; fails with what to install when a tool is missing.
+pub fn busybox_layout(dir: &Path, applets: &[&str]) -> anyhow::Result<PathBuf> {
+    use std::process::Command;
+    let have = |tool: &str| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !have("umoci") || !Path::new("/bin/busybox").exists() {
+        anyhow::bail!("umoci and busybox-static are needed: apt-get install -y umoci busybox-static");
+    }
+    let layout = dir.join("layout");
+    let bundle = dir.join("bundle");
+    let image = format!("{}:latest", layout.display());
+    let umoci = |args: &[&str]| -> anyhow::Result<()> {
+        let out = Command::new("umoci").args(args).output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "umoci {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(())
+    };
+    let path = |p: &Path| p.to_string_lossy().into_owned();
+    umoci(&["init", "--layout", &path(&layout)])?;
+    umoci(&["new", "--image", &image])?;
+    umoci(&["unpack", "--image", &image, &path(&bundle)])?;
+    let bin = bundle.join("rootfs/bin");
+    std::fs::create_dir_all(&bin)?;
+    std::fs::copy("/bin/busybox", bin.join("busybox"))?;
+    for applet in applets {
+        std::os::unix::fs::symlink("busybox", bin.join(applet))?;
+    }
+    umoci(&["repack", "--image", &image, &path(&bundle)])?;
+    Ok(layout)
+}
