@@ -99,8 +99,76 @@ pub fn prepare_for_create(resource: &Resource, object: &mut Value, _options: &Wr
     if crate::crd::is_crd(resource) {
         object["status"] = crate::crd::status(object);
     }
-    if (resource.group.as_str(), resource.kind.as_str()) == ("", "Pod") {
-        object["status"] = json!({"phase": "Pending", "qosClass": qos_class(object)});
+    match (resource.group.as_str(), resource.kind.as_str()) {
+        ("", "Pod") => {
+            object["status"] = json!({"phase": "Pending", "qosClass": qos_class(object)});
+            default_toleration_seconds(object);
+        }
+        ("batch", "Job") => job_selector(object),
+        _ => {}
+    }
+}
+
+/// How long a pod stays on a node that is not ready or unreachable
+/// before it is evicted, unless it says otherwise (kube-apiserver's
+/// DefaultTolerationSeconds admission).
+const DEFAULT_TOLERATION_SECONDS: i64 = 300;
+
+/// Adds the NoExecute tolerations for `node.kubernetes.io/not-ready` and
+/// `node.kubernetes.io/unreachable` a pod does not already have.
+fn default_toleration_seconds(pod: &mut Value) {
+    let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let tolerations = spec.entry("tolerations").or_insert_with(|| json!([]));
+    let Some(list) = tolerations.as_array_mut() else {
+        return;
+    };
+    for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
+        let covered = list.iter().any(|t| {
+            let effect = t.get("effect").and_then(Value::as_str).unwrap_or("");
+            let tolerated_key = t.get("key").and_then(Value::as_str).unwrap_or("");
+            let exists = t.get("operator").and_then(Value::as_str) == Some("Exists");
+            (effect.is_empty() || effect == "NoExecute")
+                && (tolerated_key == key || (tolerated_key.is_empty() && exists))
+        });
+        if !covered {
+            list.push(json!({
+                "key": key,
+                "operator": "Exists",
+                "effect": "NoExecute",
+                "tolerationSeconds": DEFAULT_TOLERATION_SECONDS,
+            }));
+        }
+    }
+}
+
+/// A Job without `manualSelector: true` selects its pods by its own uid:
+/// the API generates the selector and the template labels that match it,
+/// as kube-apiserver does.
+fn job_selector(job: &mut Value) {
+    let uid = job.pointer("/metadata/uid").cloned().unwrap_or(Value::Null);
+    let name = job.pointer("/metadata/name").cloned().unwrap_or(Value::Null);
+    let Some(spec) = job.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    if spec.get("manualSelector").and_then(Value::as_bool) == Some(true) {
+        return;
+    }
+    spec.insert(
+        "selector".into(),
+        json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}),
+    );
+    let template = meta::object_mut(spec.entry("template").or_insert_with(|| json!({})));
+    let metadata = meta::object_mut(template.entry("metadata").or_insert_with(|| json!({})));
+    let labels = meta::object_mut(metadata.entry("labels").or_insert_with(|| json!({})));
+    for (key, value) in [
+        ("batch.kubernetes.io/controller-uid", &uid),
+        ("batch.kubernetes.io/job-name", &name),
+        ("controller-uid", &uid),
+        ("job-name", &name),
+    ] {
+        labels.insert(key.into(), value.clone());
     }
 }
 
@@ -351,6 +419,14 @@ pub fn default(resource: &Resource, object: &mut Value) {
             let Some(spec) = object.get_mut("spec") else { return };
             set_default(spec, "backoffLimit", json!(6));
             set_default(spec, "completionMode", json!("NonIndexed"));
+            set_default(spec, "suspend", json!(false));
+            set_default(spec, "podReplacementPolicy", json!("TerminatingOrFailed"));
+            // Neither set: one pod, to one completion.
+            if spec.get("completions").is_none_or(Value::is_null) && spec.get("parallelism").is_none_or(Value::is_null)
+            {
+                spec["completions"] = json!(1);
+            }
+            set_default(spec, "parallelism", json!(1));
             if let Some(pod) = spec.pointer_mut("/template/spec") {
                 default_pod_spec(pod);
             }
