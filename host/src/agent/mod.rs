@@ -68,6 +68,9 @@ pub struct AgentConfig {
     pub backoff_max: Duration,
     /// How long one request to a Wasm HTTP component may run.
     pub request_timeout: Duration,
+    /// How often the node's Lease is renewed (the kubelet's 10 s); the
+    /// control plane counts a node lost after about four missed renewals.
+    pub heartbeat: Duration,
     pub pool: PoolConfig,
 }
 
@@ -88,6 +91,7 @@ impl AgentConfig {
             backoff_initial: Duration::from_secs(10),
             backoff_max: Duration::from_secs(300),
             request_timeout: Duration::from_secs(30),
+            heartbeat: node::LEASE_RENEW,
             pool: PoolConfig::default(),
         }
     }

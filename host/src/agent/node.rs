@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 
 use super::AgentConfig;
 
-/// How often the Lease is renewed; the node controller's grace period is
-/// several of these.
+/// How often the Lease is renewed by default ([`AgentConfig::heartbeat`]);
+/// the node controller's grace period is several of these.
 pub const LEASE_RENEW: Duration = Duration::from_secs(10);
 const LEASE_SECONDS: i64 = 40;
 /// How often the Ready condition's heartbeat is refreshed.
@@ -171,6 +171,6 @@ pub async fn heartbeat(client: kube::Client, config: AgentConfig) {
                 tracing::warn!(%error, "cannot refresh the node status");
             }
         }
-        tokio::time::sleep(LEASE_RENEW).await;
+        tokio::time::sleep(config.heartbeat).await;
     }
 }
