@@ -39,6 +39,10 @@ pub struct NodeArgs {
     /// The runc binary for OCI containers.
     #[arg(long, default_value = "runc")]
     pub runc: PathBuf,
+
+    /// Seconds between renewals of the node's Lease.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub heartbeat_interval: u64,
 }
 
 impl NodeArgs {
@@ -49,6 +53,7 @@ impl NodeArgs {
         config.daemon_port = self.agent_port;
         config.pod_cidr = self.pod_cidr;
         config.runc_binary = self.runc.clone();
+        config.heartbeat = Duration::from_secs(self.heartbeat_interval);
         config
     }
 }

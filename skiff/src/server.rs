@@ -69,8 +69,50 @@ pub struct ServerArgs {
     #[arg(long)]
     no_agent: bool,
 
+    /// Run neither the scheduler nor the controllers in this process
+    /// (an API server and store only).
+    #[arg(long)]
+    no_controllers: bool,
+
+    #[command(flatten)]
+    controllers: ControllerArgs,
+
     #[command(flatten)]
     node: crate::agent::NodeArgs,
+}
+
+/// Settings of the scheduler and the controllers.
+#[derive(Debug, Args)]
+struct ControllerArgs {
+    /// A KubeSchedulerConfiguration file (YAML): profiles, plugins and
+    /// their weights. Without it, the default profile.
+    #[arg(long)]
+    scheduler_config: Option<PathBuf>,
+
+    /// Seconds a node may go without a heartbeat before it is marked
+    /// unreachable and its pods are evicted (after their tolerations).
+    #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u64).range(1..))]
+    node_monitor_grace_period: u64,
+}
+
+impl ControllerArgs {
+    fn scheduler(&self) -> anyhow::Result<skiff_scheduler::SchedulerConfig> {
+        match &self.scheduler_config {
+            None => Ok(skiff_scheduler::SchedulerConfig::default()),
+            Some(path) => skiff_scheduler::SchedulerConfig::from_file(path)
+                .map_err(|e| UsageError(format!("--scheduler-config {}: {e}", path.display())).into()),
+        }
+    }
+
+    fn config(&self) -> skiff_controllers::Config {
+        let grace = Duration::from_secs(self.node_monitor_grace_period);
+        skiff_controllers::Config {
+            node_lifecycle: skiff_controllers::nodelifecycle::Config {
+                grace_period: grace,
+                monitor_period: (grace / 8).clamp(Duration::from_millis(500), Duration::from_secs(5)),
+            },
+        }
+    }
 }
 
 /// One `ID=HOST:PORT` member of `--peers`.
@@ -90,6 +132,8 @@ fn parse_peer(entry: &str) -> Result<(NodeId, String), String> {
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    // Bad configuration is refused before anything is opened.
+    let scheduler_config = args.controllers.scheduler()?;
     let mut members = BTreeMap::new();
     for (id, addr) in &args.peers {
         if members.insert(*id, addr.clone()).is_some() {
@@ -166,7 +210,17 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         args.data_dir.display()
     );
     println!("skiff: admin kubeconfig written to {}", kubeconfig.display());
-    // The local node agent reaches the API as any client does.
+    // The scheduler, the controllers and the local node agent reach the
+    // API as any client does.
+    let _control = if args.no_controllers {
+        None
+    } else {
+        let client = crate::agent::client(&url, &pki.ca_pem, &pki.admin_token).await?;
+        let scheduler = skiff_scheduler::Scheduler::new(client.clone(), &scheduler_config)
+            .context("cannot configure the scheduler")?
+            .start();
+        Some((scheduler, skiff_controllers::start(client, args.controllers.config())))
+    };
     let _agent = if args.no_agent {
         None
     } else {

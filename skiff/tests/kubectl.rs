@@ -251,7 +251,8 @@ spec:
 
 #[test]
 fn typed_creates_and_edits() {
-    let cluster = Cluster::start();
+    // The API server's part alone: no controllers act on what is made.
+    let cluster = Cluster::start_with(&["--no-controllers"]);
     // Typed create commands send protobuf bodies.
     cluster.ok(&["create", "namespace", "e2e"]);
     cluster.ok(&["-n", "e2e", "create", "configmap", "cfg", "--from-literal=a=1"]);
@@ -365,7 +366,7 @@ fn typed_creates_and_edits() {
         "{missing:?}"
     );
     // Foreground and orphan deletion leave a finalizer for the garbage
-    // collector; here only the server's part is checked.
+    // collector (not running here; the workload tests cover it).
     cluster.ok(&[
         "-n",
         "e2e",
@@ -578,4 +579,328 @@ fn pods_run_on_the_local_agent_and_on_a_second_agent_process() {
     cluster.ok(&["delete", "pod", "web", "web2", "job", "--timeout=60s"]);
     let left = cluster.ok(&["get", "pods", "-o", "name"]);
     assert!(left.trim().is_empty(), "{left}");
+}
+
+/// A second node agent in its own process, named `name`, with its own
+/// image store in `dir` holding the images given.
+fn second_agent(cluster: &Cluster, name: &str, cidr: &str, dir: &Path, images: &[(&str, &str)]) -> Guard {
+    for (file, reference) in images {
+        import(file, reference, dir);
+    }
+    let pki = cluster.data.path().join("pki");
+    Guard(
+        Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .args(["agent", "--server", &cluster.url, "--name", name, "--pod-cidr", cidr])
+            .args(["--heartbeat-interval", "1"])
+            .arg("--ca-file")
+            .arg(pki.join("ca.crt"))
+            .arg("--token-file")
+            .arg(pki.join("admin.token"))
+            .arg("--data-dir")
+            .arg(dir)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+impl Cluster {
+    /// Polls `kubectl get <args> -o json` until `test` holds (60 s).
+    fn json_until(&self, args: &[&str], what: &str, test: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let mut full = vec!["get"];
+            full.extend(args);
+            full.extend(["-o", "json"]);
+            let out = self.kubectl(&full);
+            if out.status.success() {
+                let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+                if test(&value) {
+                    return value;
+                }
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// The names of the nodes the ready pods labelled `app=<app>` run on,
+    /// one entry per pod.
+    fn ready_pods_nodes(&self, app: &str) -> Vec<String> {
+        let pods = self.json(&["get", "pods", "-l", &format!("app={app}")]);
+        pods["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+            .filter(|p| {
+                p["status"]["conditions"]
+                    .as_array()
+                    .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+            })
+            .map(|p| p["spec"]["nodeName"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+}
+
+fn wasm_deployment(name: &str, replicas: u32, image: &str) -> String {
+    format!(
+        r#"{{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {{"name": "{name}"}},
+            "spec": {{"replicas": {replicas},
+              "strategy": {{"type": "RollingUpdate", "rollingUpdate": {{"maxSurge": 1, "maxUnavailable": 1}}}},
+              "selector": {{"matchLabels": {{"app": "{name}"}}}},
+              "template": {{"metadata": {{"labels": {{"app": "{name}"}}}},
+                "spec": {{
+                  "tolerations": [{{"key": "node.kubernetes.io/unreachable", "operator": "Exists",
+                                    "effect": "NoExecute", "tolerationSeconds": 2}}],
+                  "containers": [{{"name": "main", "image": "{image}", "ports": [{{"containerPort": 8080}}]}}]}}}}}}}}"#
+    )
+}
+
+#[test]
+fn deployments_roll_scale_undo_heal_and_jobs_complete() {
+    let cluster = Cluster::start_with(&[
+        "--node-name",
+        "local",
+        "--pod-cidr",
+        "127.23.0.0",
+        "--heartbeat-interval",
+        "1",
+        "--node-monitor-grace-period",
+        "4",
+    ]);
+    let local_images = cluster.data.path().join("agent");
+    let images = [
+        (skiff_test_programs::HTTP_HELLO, "local/hello:1"),
+        (skiff_test_programs::HTTP_HELLO, "local/hello:2"),
+        (skiff_test_programs::CLI_HELLO, "local/cli:1"),
+    ];
+    for (file, reference) in images {
+        import(file, reference, &local_images);
+    }
+    let second_dir = tempfile::tempdir().unwrap();
+    let mut second = Some(second_agent(
+        &cluster,
+        "second",
+        "127.24.0.0",
+        second_dir.path(),
+        &images,
+    ));
+    for node in ["local", "second"] {
+        cluster.json_until(&["node", node], &format!("node {node}"), |_| true);
+        cluster.ok(&[
+            "wait",
+            "--for=condition=Ready",
+            &format!("node/{node}"),
+            "--timeout=60s",
+        ]);
+    }
+
+    // A Deployment of a Wasm component rolls out.
+    cluster.ok_with_input(&["apply", "-f", "-"], &wasm_deployment("hello", 2, "local/hello:1"));
+    cluster.ok(&["rollout", "status", "deployment/hello", "--timeout=120s"]);
+
+    // Scaling 1 → 10 → 0 → 3 through the scale subresource.
+    for replicas in [1, 10, 0, 3] {
+        cluster.ok(&["scale", "deployment/hello", &format!("--replicas={replicas}")]);
+        cluster.ok(&["rollout", "status", "deployment/hello", "--timeout=120s"]);
+        cluster.json_until(&["pods", "-l", "app=hello"], &format!("{replicas} pods"), |pods| {
+            let live = pods["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+                .count();
+            live == replicas
+        });
+    }
+    // The pods spread over both nodes and serve.
+    let nodes = cluster.ready_pods_nodes("hello");
+    assert_eq!(nodes.len(), 3, "{nodes:?}");
+
+    // A new image rolls, never below replicas - maxUnavailable available.
+    cluster.ok(&["set", "image", "deployment/hello", "main=local/hello:2"]);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut least = i64::MAX;
+    loop {
+        let d = cluster.json(&["get", "deployment", "hello"]);
+        least = least.min(d["status"]["availableReplicas"].as_i64().unwrap_or(0));
+        let done = d["status"]["observedGeneration"] == d["metadata"]["generation"]
+            && d["status"]["updatedReplicas"] == 3
+            && d["status"]["replicas"] == 3
+            && d["status"]["availableReplicas"] == 3;
+        if done {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the rolling update finished: {d}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(least >= 2, "available replicas dipped to {least}");
+    cluster.ok(&["rollout", "status", "deployment/hello", "--timeout=60s"]);
+    let history = cluster.ok(&["rollout", "history", "deployment/hello"]);
+    assert!(history.contains('1') && history.contains('2'), "{history}");
+
+    // `rollout undo` goes back to the first image.
+    cluster.ok(&["rollout", "undo", "deployment/hello"]);
+    cluster.ok(&["rollout", "status", "deployment/hello", "--timeout=120s"]);
+    let image = cluster.ok(&[
+        "get",
+        "deployment",
+        "hello",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].image}",
+    ]);
+    assert_eq!(image, "local/hello:1");
+    cluster.json_until(&["pods", "-l", "app=hello"], "only first-image pods", |pods| {
+        let items = pods["items"].as_array().unwrap();
+        items.len() == 3
+            && items
+                .iter()
+                .all(|p| p["spec"]["containers"][0]["image"] == "local/hello:1")
+    });
+    // `rollout restart` makes a new revision of the same image.
+    cluster.ok(&["rollout", "restart", "deployment/hello"]);
+    cluster.ok(&["rollout", "status", "deployment/hello", "--timeout=120s"]);
+
+    // A Job of a Wasm command runs to completion.
+    cluster.ok_with_input(
+        &["apply", "-f", "-"],
+        r#"{"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "once"},
+            "spec": {"completions": 2, "parallelism": 2, "template": {"spec": {"restartPolicy": "Never",
+              "containers": [{"name": "main", "image": "local/cli:1", "args": ["0", "from", "a", "job"]}]}}}}"#,
+    );
+    cluster.ok(&["wait", "--for=condition=complete", "job/once", "--timeout=120s"]);
+    let job = cluster.json(&["get", "job", "once"]);
+    assert_eq!(job["status"]["succeeded"], 2, "{job}");
+    let logs = cluster.ok(&["logs", "job/once"]);
+    assert!(logs.contains("args: 0 from a job"), "{logs}");
+
+    // A pod nothing can host says why.
+    cluster.ok_with_input(
+        &["apply", "-f", "-"],
+        r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "picky"},
+            "spec": {"nodeSelector": {"disk": "ssd"},
+              "containers": [{"name": "main", "image": "local/hello:1"}]}}"#,
+    );
+    let events = cluster.json_until(
+        &[
+            "events",
+            "--field-selector",
+            "involvedObject.name=picky,reason=FailedScheduling",
+        ],
+        "a FailedScheduling event",
+        |e| !e["items"].as_array().unwrap().is_empty(),
+    );
+    assert_eq!(
+        events["items"][0]["message"], "0/2 nodes are available: 2 node(s) didn't match Pod's node affinity/selector.",
+        "{events}"
+    );
+    let described = cluster.ok(&["describe", "pod", "picky"]);
+    assert!(described.contains("FailedScheduling"), "{described}");
+    cluster.ok(&["delete", "pod", "picky"]);
+
+    // A node that stops: its pods are evicted and recreated elsewhere.
+    cluster.ok(&["scale", "deployment/hello", "--replicas=4"]);
+    cluster.ok(&["rollout", "status", "deployment/hello", "--timeout=120s"]);
+    let before = cluster.ready_pods_nodes("hello");
+    assert!(
+        before.iter().any(|n| n == "second"),
+        "some pods on the second node: {before:?}"
+    );
+    drop(second.take());
+    cluster.json_until(&["node", "second"], "the node marked unreachable", |n| {
+        n["spec"]["taints"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|t| t["key"] == "node.kubernetes.io/unreachable"))
+    });
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let nodes = cluster.ready_pods_nodes("hello");
+        if nodes.len() == 4 && nodes.iter().all(|n| n == "local") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "pods recreated on the live node: {nodes:?}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+
+    // The evicted pods wait, Terminating, for their node; deleting the
+    // Node lets them go.
+    cluster.ok(&["delete", "node", "second"]);
+    cluster.json_until(&["pods", "-l", "app=hello"], "the lost node's pods collected", |pods| {
+        pods["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["spec"]["nodeName"] == "local")
+    });
+
+    // Deletion with each cascade mode.
+    cluster.ok(&["delete", "deployment", "hello", "--cascade=orphan"]);
+    let sets = cluster.json(&["get", "replicasets", "-l", "app=hello"]);
+    assert!(!sets["items"].as_array().unwrap().is_empty(), "orphaned sets remain");
+    let pods = cluster.json(&["get", "pods", "-l", "app=hello"]);
+    assert_eq!(pods["items"].as_array().unwrap().len(), 4, "and so do their pods");
+    cluster.ok(&[
+        "delete",
+        "replicasets",
+        "-l",
+        "app=hello",
+        "--cascade=foreground",
+        "--timeout=60s",
+    ]);
+    let left = cluster.ok(&["get", "pods", "-l", "app=hello", "-o", "name"]);
+    assert!(left.trim().is_empty(), "the pods went before their sets: {left}");
+    cluster.ok(&["delete", "job", "once", "--cascade=background"]);
+    cluster.json_until(&["pods", "-l", "job-name=once"], "the job's pods collected", |pods| {
+        pods["items"].as_array().unwrap().is_empty()
+    });
+}
+
+#[test]
+fn an_oci_deployment_rolls_out_in_runc() {
+    let cluster = Cluster::start_with(&["--node-name", "oci", "--pod-cidr", "127.25.0.0"]);
+    let build = tempfile::tempdir().unwrap();
+    let layout = skiff_testing::busybox_layout(build.path(), &["sh", "httpd"]).unwrap();
+    import(
+        layout.to_str().unwrap(),
+        "local/busybox:1",
+        &cluster.data.path().join("agent"),
+    );
+    cluster.ok(&["wait", "--for=condition=Ready", "node/oci", "--timeout=60s"]);
+    let labels = cluster.json(&["get", "node", "oci"]);
+    assert_eq!(
+        labels["metadata"]["labels"]["skiff.dev/runtime-oci"], "true",
+        "runc works here (the test command installs it; OCI containers need root)"
+    );
+    let port = free_addr().rsplit_once(':').unwrap().1.to_string();
+    cluster.ok_with_input(
+        &["apply", "-f", "-"],
+        &format!(
+            r#"{{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {{"name": "httpd"}},
+                "spec": {{"replicas": 1, "strategy": {{"type": "Recreate"}},
+                  "selector": {{"matchLabels": {{"app": "httpd"}}}},
+                  "template": {{"metadata": {{"labels": {{"app": "httpd"}}}},
+                    "spec": {{"runtimeClassName": "runc", "terminationGracePeriodSeconds": 2,
+                      "containers": [{{"name": "httpd", "image": "local/busybox:1",
+                        "command": ["httpd", "-f", "-p", "{port}", "-h", "/"],
+                        "ports": [{{"containerPort": {port}}}],
+                        "readinessProbe": {{"tcpSocket": {{"port": {port}}}, "periodSeconds": 1}}}}]}}}}}}}}"#
+        ),
+    );
+    cluster.ok(&["rollout", "status", "deployment/httpd", "--timeout=120s"]);
+    let reply = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).map(|mut s| {
+        s.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+        let mut reply = String::new();
+        std::io::Read::read_to_string(&mut s, &mut reply).unwrap();
+        reply
+    });
+    let reply = reply.unwrap_or_else(|e| panic!("httpd on port {port}: {e}"));
+    assert!(reply.starts_with("HTTP/1."), "httpd answers: {reply}");
+    cluster.ok(&["delete", "deployment", "httpd", "--cascade=foreground", "--timeout=60s"]);
+    let left = cluster.ok(&["get", "pods", "-l", "app=httpd", "-o", "name"]);
+    assert!(
+        left.trim().is_empty(),
+        "foreground deletion removed the pods first: {left}"
+    );
 }
