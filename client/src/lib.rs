@@ -10,8 +10,10 @@
 //!   `ScalingReplicaSet`, `Pulled`, `BackOff`, …).
 //! * [`selector`] matches `metav1.LabelSelector`s against labels and
 //!   renders them as `labelSelector` query values;
-//! * [`taints`] decides which tolerations tolerate which taints.
+//! * [`taints`] decides which tolerations tolerate which taints;
+//! * [`leader`] elects one leader among control-plane servers on a Lease.
 
 pub mod events;
+pub mod leader;
 pub mod selector;
 pub mod taints;

@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand};
 
 mod agent;
 mod image;
+mod manifests;
 mod server;
 
 /// A command line that parses but makes no sense; exits with code 2.

@@ -74,6 +74,11 @@ pub struct ServerArgs {
     #[arg(long)]
     no_controllers: bool,
 
+    /// Manifests (YAML, several documents each) to apply, server-side, once
+    /// the node is up; repeatable.
+    #[arg(long = "apply", value_name = "FILE")]
+    manifests: Vec<PathBuf>,
+
     #[command(flatten)]
     controllers: ControllerArgs,
 
@@ -134,6 +139,9 @@ fn parse_peer(entry: &str) -> Result<(NodeId, String), String> {
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     // Bad configuration is refused before anything is opened.
     let scheduler_config = args.controllers.scheduler()?;
+    if let Some(missing) = args.manifests.iter().find(|f| !f.is_file()) {
+        return Err(UsageError(format!("--apply {}: no such file", missing.display())).into());
+    }
     let mut members = BTreeMap::new();
     for (id, addr) in &args.peers {
         if members.insert(*id, addr.clone()).is_some() {
@@ -212,14 +220,40 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     println!("skiff: admin kubeconfig written to {}", kubeconfig.display());
     // The scheduler, the controllers and the local node agent reach the
     // API as any client does.
+    // Of several control-plane servers, the one holding the Lease
+    // kube-system/skiff-controllers runs them.
     let _control = if args.no_controllers {
         None
     } else {
         let client = crate::agent::client(&url, &pki.ca_pem, &pki.admin_token).await?;
-        let scheduler = skiff_scheduler::Scheduler::new(client.clone(), &scheduler_config)
-            .context("cannot configure the scheduler")?
-            .start();
-        Some((scheduler, skiff_controllers::start(client, args.controllers.config())))
+        // Checked now, so a bad profile is reported at start, not when
+        // leadership is won.
+        skiff_scheduler::Scheduler::new(client.clone(), &scheduler_config).context("cannot configure the scheduler")?;
+        let identity = format!("node-{}@{advertise}", args.node_id);
+        let elector = skiff_client::leader::LeaderElector::new(
+            client.clone(),
+            "kube-system",
+            "skiff-controllers",
+            identity,
+            skiff_client::leader::Timing::default(),
+        );
+        let controllers = args.controllers.config();
+        Some(AbortOnDrop(tokio::spawn(elector.run(move || {
+            let client = client.clone();
+            let scheduler_config = scheduler_config.clone();
+            let controllers = controllers.clone();
+            async move {
+                let scheduler = match skiff_scheduler::Scheduler::new(client.clone(), &scheduler_config) {
+                    Ok(scheduler) => scheduler.start(),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot start the scheduler");
+                        return;
+                    }
+                };
+                let _running = (scheduler, skiff_controllers::start(client, controllers));
+                std::future::pending::<()>().await;
+            }
+        }))))
     };
     let _agent = if args.no_agent {
         None
@@ -233,6 +267,16 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         );
         Some(agent)
     };
+
+    if !args.manifests.is_empty() {
+        let client = crate::agent::client(&url, &pki.ca_pem, &pki.admin_token).await?;
+        match crate::manifests::apply(&client, &args.manifests).await {
+            Ok(applied) => println!("skiff: applied {}", applied.join(", ")),
+            // The node keeps serving: the manifests can be fixed and
+            // applied with kubectl.
+            Err(e) => eprintln!("skiff: cannot apply the manifests: {e:#}"),
+        }
+    }
 
     tokio::select! {
         served = api_serve => {
@@ -252,6 +296,15 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     }
     store.shutdown().await?;
     Ok(())
+}
+
+/// A task that stops when its handle is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 pub async fn shutdown_signal() {

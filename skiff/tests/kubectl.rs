@@ -904,3 +904,29 @@ fn an_oci_deployment_rolls_out_in_runc() {
         "foreground deletion removed the pods first: {left}"
     );
 }
+
+#[test]
+fn manifests_given_with_apply_exist_once_the_server_is_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("m.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: applied\n---\n\
+         apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: applied\ndata:\n  a: \"1\"\n",
+    )
+    .unwrap();
+    let cluster = Cluster::start_with(&["--no-agent", "--apply", manifest.to_str().unwrap()]);
+    let value = cluster.json_until(
+        &["-n", "applied", "configmap", "settings"],
+        "the applied ConfigMap",
+        |_| true,
+    );
+    assert_eq!(value["data"]["a"], "1");
+    let missing = Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .args(["server", "--apply", "/nonexistent/m.yaml", "--data-dir"])
+        .arg(dir.path().join("other"))
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2), "a missing manifest is a usage error");
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/m.yaml"));
+}

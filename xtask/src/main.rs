@@ -9,6 +9,7 @@
 //! | `cargo xtask fix`       | `cargo fmt` and `cargo clippy --fix`                          |
 //! | `cargo xtask bench store` | store throughput/latency, skiff vs etcd, JSON in `bench/results/` |
 //! | `cargo xtask bench api` | the Kubernetes API over TLS: create/get/list, fixed-rate creates, watch fan-out |
+//! | `cargo xtask bench scheduler` | scheduler pods/s with simulated nodes vs the raw API bind path; 100-replica Wasm Deployment to Ready |
 //! | `cargo xtask build-wasm` | add the wasm32-wasip2 target if missing, build test-programs/ and sample-apps/ (release) |
 //! | `cargo xtask build-samples` | `build-wasm`, plus the OCI sample image (busybox-httpd) as a layout |
 //! | `cargo xtask gen-protobuf-schema` | regenerate `api/src/protobuf/schema.rs` from k8s-pb and k8s-openapi |
@@ -39,7 +40,7 @@ fn main() -> ExitCode {
         Some("gen-protobuf-schema") => protobuf_schema::run().map_err(|e| format!("{e:#}")),
         _ => {
             eprintln!(
-                "usage: cargo xtask <up|test|verify|fix|bench store|bench api|build-wasm|build-samples|gen-protobuf-schema> [args]"
+                "usage: cargo xtask <up|test|verify|fix|bench store|bench api|bench scheduler|build-wasm|build-samples|gen-protobuf-schema> [args]"
             );
             return ExitCode::from(2);
         }
@@ -244,7 +245,8 @@ fn ensure_packages(packages: &[Package]) -> Result {
 }
 
 /// Builds skiff and the samples, imports the sample images into the
-/// local node's image store, and runs `skiff server` in `./skiff-data`.
+/// local node's image store, and runs `skiff server` in `./skiff-data`
+/// with the samples' manifests applied.
 fn up(extra: &[String]) -> Result {
     ensure_packages(BUILD_PACKAGES)?;
     wasm::build()?;
@@ -263,7 +265,7 @@ fn up(extra: &[String]) -> Result {
         (wasm.join("hello_http.wasm"), "hello-http"),
         (wasm.join("worker.wasm"), "worker"),
     ];
-    images.extend(oci.map(|layout| (layout, "busybox-httpd")));
+    images.extend(oci.clone().map(|layout| (layout, "busybox-httpd")));
     for (file, name) in images {
         let mut import = Command::new(&skiff);
         import
@@ -273,10 +275,17 @@ fn up(extra: &[String]) -> Result {
             .current_dir(root());
         run(import)?;
     }
+    // The samples' manifests are applied once the node is up.
+    let mut manifests = vec!["sample-apps/hello-http/deploy.yaml", "sample-apps/worker/job.yaml"];
+    if oci.is_some() {
+        manifests.push("sample-apps/busybox-httpd/deploy.yaml");
+    }
     let mut cmd = Command::new(&skiff);
-    cmd.args(["server", "--data-dir", "skiff-data"])
-        .args(extra)
-        .current_dir(root());
+    cmd.args(["server", "--data-dir", "skiff-data"]);
+    for manifest in manifests {
+        cmd.args(["--apply", manifest]);
+    }
+    cmd.args(extra).current_dir(root());
     run(cmd)
 }
 
@@ -333,7 +342,7 @@ fn fix() -> Result {
 
 fn bench(args: &[String]) -> Result {
     match args.first().map(String::as_str) {
-        Some(which @ ("store" | "api")) => {
+        Some(which @ ("store" | "api" | "scheduler")) => {
             ensure_packages(BUILD_PACKAGES)?;
             if which == "store" {
                 ensure_packages(BENCH_PACKAGES)?;
@@ -356,6 +365,6 @@ fn bench(args: &[String]) -> Result {
                 .args(&args[1..]);
             run(cmd)
         }
-        _ => Err("usage: cargo xtask bench <store|api> [--out FILE] [--seconds N]".into()),
+        _ => Err("usage: cargo xtask bench <store|api|scheduler> [--out FILE] [bench flags]".into()),
     }
 }

@@ -1,0 +1,81 @@
+//! Leader election against a real API server.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use skiff_client::leader::{LeaderElector, Timing};
+use skiff_testing::TestApi;
+
+fn timing() -> Timing {
+    Timing {
+        lease_duration: Duration::from_secs(2),
+        renew_deadline: Duration::from_millis(1500),
+        retry_period: Duration::from_millis(200),
+    }
+}
+
+/// A candidate whose leadership bumps `leading` while it lasts and
+/// records its name in `leader`.
+fn candidate(
+    api: &TestApi,
+    name: &'static str,
+    leading: Arc<AtomicUsize>,
+    most: Arc<AtomicUsize>,
+    leader: Arc<std::sync::Mutex<Vec<&'static str>>>,
+) -> tokio::task::JoinHandle<()> {
+    let elector = LeaderElector::new(api.client.clone(), "kube-system", "test-lease", name, timing());
+    tokio::spawn(elector.run(move || {
+        let leading = leading.clone();
+        let most = most.clone();
+        let leader = leader.clone();
+        async move {
+            struct Out(Arc<AtomicUsize>);
+            impl Drop for Out {
+                fn drop(&mut self) {
+                    self.0.fetch_sub(1, Ordering::SeqCst);
+                }
+            }
+            let now = leading.fetch_add(1, Ordering::SeqCst) + 1;
+            let _out = Out(leading);
+            most.fetch_max(now, Ordering::SeqCst);
+            leader.lock().unwrap().push(name);
+            std::future::pending::<()>().await;
+        }
+    }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_candidate_leads_and_another_takes_over_when_it_stops() {
+    let api = TestApi::start().await.unwrap();
+    let leading = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let leaders = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let a = candidate(&api, "a", leading.clone(), most.clone(), leaders.clone());
+    let b = candidate(&api, "b", leading.clone(), most.clone(), leaders.clone());
+    skiff_testing::eventually(Duration::from_secs(10), "a leader", || async {
+        (leading.load(Ordering::SeqCst) == 1).then_some(())
+    })
+    .await
+    .unwrap();
+    // Several renewals later, still the same single leader.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let first = leaders.lock().unwrap().clone();
+    assert_eq!(first.len(), 1, "{first:?}");
+    // Stop the leader (as a crash would: no hand-over); the other takes
+    // the lease once it expires.
+    if first[0] == "a" {
+        a.abort();
+    } else {
+        b.abort();
+    }
+    skiff_testing::eventually(Duration::from_secs(10), "a second leader", || async {
+        (leaders.lock().unwrap().len() == 2).then_some(())
+    })
+    .await
+    .unwrap();
+    let all = leaders.lock().unwrap().clone();
+    assert_ne!(all[0], all[1]);
+    assert_eq!(most.load(Ordering::SeqCst), 1, "never two leaders at once");
+}
