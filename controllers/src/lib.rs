@@ -10,6 +10,8 @@
 //!   `kubectl rollout undo`, and reports the Progressing/Available
 //!   conditions `kubectl rollout status` reads. The rollout arithmetic is
 //!   a pure function in [`deployment::rollout`];
+//! * [`daemonset`] runs one pod of a DaemonSet on every node that should
+//!   have it, and rolls them to a new template;
 //! * [`job`] runs a Job's pods to completion, within its backoffLimit
 //!   and activeDeadlineSeconds, and removes it after
 //!   ttlSecondsAfterFinished;
@@ -25,6 +27,7 @@
 //! Shared pieces: [`owner`] (controller references, adoption), [`pods`]
 //! (active/ready/available, which pod to remove first) and [`error`].
 
+pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
 pub mod error;
@@ -73,6 +76,7 @@ pub fn start(client: kube::Client, config: Config) -> Controllers {
             tokio::spawn(replicaset::run(client.clone())),
             tokio::spawn(deployment::run(client.clone())),
             tokio::spawn(job::run(client.clone())),
+            tokio::spawn(daemonset::run(client.clone())),
             tokio::spawn(endpoints::run(client.clone())),
             tokio::spawn(namespace::run(client.clone())),
             tokio::spawn(gc::run(client)),

@@ -5,6 +5,7 @@
 //! run the same controllers with real node agents.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod daemonset;
 mod deployment;
 mod endpoints;
 mod gc;
