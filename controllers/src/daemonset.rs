@@ -3,10 +3,12 @@
 //!
 //! A node should run the set's pod unless it is being deleted, its labels
 //! miss the template's `nodeSelector`, or it has a `NoSchedule` or
-//! `NoExecute` taint the template does not tolerate (daemon pods tolerate
-//! `not-ready`, `unreachable` and `unschedulable` by themselves, as in
-//! Kubernetes, so they keep running on nodes in trouble and on cordoned
-//! ones). The template's node affinity is not evaluated yet.
+//! `NoExecute` taint the template does not tolerate; a pod already there
+//! stays through a `NoSchedule` taint and goes on a `NoExecute` one, as in
+//! Kubernetes. Daemon pods tolerate `not-ready`, `unreachable`, the
+//! pressure taints and `unschedulable` by themselves, so they keep running
+//! on nodes in trouble and on cordoned ones. The template's node affinity
+//! is not evaluated yet.
 //!
 //! Pods are created with `spec.nodeName` set, bypassing the scheduler as
 //! Kubernetes' DaemonSet controller did before 1.12; so they are not
@@ -24,12 +26,11 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetStatus};
 use k8s_openapi::api::core::v1::{Node, Pod, Toleration};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
-use serde_json::json;
 use skiff_client::events::{Kind, Recorder, reference};
 
 use crate::error::{Result, is_not_found};
@@ -66,44 +67,76 @@ pub async fn run(client: kube::Client) {
         .await;
 }
 
-/// The tolerations every daemon pod has, on top of its template's.
-fn daemon_tolerations() -> Vec<Toleration> {
-    [
+/// The tolerations every daemon pod has, on top of its template's: as in
+/// Kubernetes, a daemon keeps running on a node in trouble (not ready,
+/// unreachable, under pressure) and on a cordoned one. Pods on the host
+/// network also tolerate a node whose network is not set up yet.
+fn daemon_tolerations(host_network: bool) -> Vec<Toleration> {
+    let mut taints = vec![
         ("node.kubernetes.io/not-ready", "NoExecute"),
         ("node.kubernetes.io/unreachable", "NoExecute"),
+        ("node.kubernetes.io/disk-pressure", "NoSchedule"),
+        ("node.kubernetes.io/memory-pressure", "NoSchedule"),
+        ("node.kubernetes.io/pid-pressure", "NoSchedule"),
         ("node.kubernetes.io/unschedulable", "NoSchedule"),
-    ]
-    .into_iter()
-    .map(|(key, effect)| Toleration {
-        key: Some(key.into()),
-        operator: Some("Exists".into()),
-        effect: Some(effect.into()),
-        ..Toleration::default()
-    })
-    .collect()
+    ];
+    if host_network {
+        taints.push(("node.kubernetes.io/network-unavailable", "NoSchedule"));
+    }
+    taints
+        .into_iter()
+        .map(|(key, effect)| Toleration {
+            key: Some(key.into()),
+            operator: Some("Exists".into()),
+            effect: Some(effect.into()),
+            ..Toleration::default()
+        })
+        .collect()
 }
 
-/// Whether the set's pod should run on `node`.
-pub fn should_run(ds: &DaemonSet, node: &Node) -> bool {
+/// Whether the set's pod belongs on a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement {
+    /// A pod should be started there.
+    pub run: bool,
+    /// A pod already there may stay: a `NoSchedule` taint keeps new pods
+    /// off but does not evict, so this can hold where `run` does not.
+    pub keep: bool,
+}
+
+/// Where the set's pod belongs on `node`.
+pub fn placement(ds: &DaemonSet, node: &Node) -> Placement {
+    let nowhere = Placement {
+        run: false,
+        keep: false,
+    };
     if node.metadata.deletion_timestamp.is_some() {
-        return false;
+        return nowhere;
     }
     let spec = ds.spec.as_ref().and_then(|s| s.template.spec.as_ref());
     let labels = node.labels();
     let selected = spec
         .and_then(|s| s.node_selector.as_ref())
         .is_none_or(|selector| selector.iter().all(|(k, v)| labels.get(k) == Some(v)));
+    if !selected {
+        return nowhere;
+    }
     let mut tolerations = spec.and_then(|s| s.tolerations.clone()).unwrap_or_default();
-    tolerations.extend(daemon_tolerations());
-    let tolerated = node
-        .spec
-        .as_ref()
-        .and_then(|s| s.taints.as_ref())
-        .into_iter()
-        .flatten()
-        .filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute")
-        .all(|taint| tolerations.iter().any(|t| skiff_client::taints::tolerates(t, taint)));
-    selected && tolerated
+    tolerations.extend(daemon_tolerations(spec.and_then(|s| s.host_network).unwrap_or(false)));
+    let untolerated = |effect: &str| {
+        node.spec
+            .as_ref()
+            .and_then(|s| s.taints.as_ref())
+            .into_iter()
+            .flatten()
+            .filter(|t| t.effect == effect)
+            .any(|taint| !tolerations.iter().any(|t| skiff_client::taints::tolerates(t, taint)))
+    };
+    let keep = !untolerated("NoExecute");
+    Placement {
+        run: keep && !untolerated("NoSchedule"),
+        keep,
+    }
 }
 
 /// What to change.
@@ -120,17 +153,15 @@ pub struct Plan {
 pub fn plan(ds: &DaemonSet, nodes: &[Node], pods: &[Pod], hash: &str, now: Timestamp) -> Plan {
     let spec = ds.spec.clone().unwrap_or_default();
     let min_ready = spec.min_ready_seconds.unwrap_or(0);
-    let wanted: BTreeSet<String> = nodes
-        .iter()
-        .filter(|n| should_run(ds, n))
-        .map(|n| n.name_any())
-        .collect();
+    let placements: BTreeMap<String, Placement> = nodes.iter().map(|n| (n.name_any(), placement(ds, n))).collect();
+    let wanted: BTreeSet<&String> = placements.iter().filter(|(_, p)| p.run).map(|(n, _)| n).collect();
+    let kept: BTreeSet<&String> = placements.iter().filter(|(_, p)| p.keep).map(|(n, _)| n).collect();
     let mut by_node: BTreeMap<String, Vec<&Pod>> = BTreeMap::new();
     let mut plan = Plan::default();
     for pod in pods.iter().filter(|p| p.metadata.deletion_timestamp.is_none()) {
         let node = pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
         let failed = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed");
-        if !wanted.contains(&node) || failed {
+        if !kept.contains(&node) || failed {
             plan.delete.push(pod.name_any());
         } else {
             by_node.entry(node).or_default().push(pod);
@@ -139,10 +170,12 @@ pub fn plan(ds: &DaemonSet, nodes: &[Node], pods: &[Pod], hash: &str, now: Times
     let current = |p: &Pod| p.labels().get(REVISION_HASH).map(String::as_str) == Some(hash);
     let mut outdated = Vec::new();
     let mut unavailable = 0;
-    for node in &wanted {
-        let Some(pods) = by_node.get_mut(node) else {
-            plan.create.push(node.clone());
-            unavailable += 1;
+    for node in &kept {
+        let Some(pods) = by_node.get_mut(*node) else {
+            if wanted.contains(node) {
+                plan.create.push((*node).clone());
+                unavailable += 1;
+            }
             continue;
         };
         // One per node: keep the most useful (current, then ready).
@@ -150,12 +183,16 @@ pub fn plan(ds: &DaemonSet, nodes: &[Node], pods: &[Pod], hash: &str, now: Times
         for extra in pods.iter().skip(1) {
             plan.delete.push(extra.name_any());
         }
-        let kept = pods[0];
-        if !pods::is_available(kept, min_ready, now) {
+        // A pod kept on a node that takes no new ones is not rolled: it
+        // could not be replaced.
+        let Some(pod) = pods.first().copied().filter(|_| wanted.contains(node)) else {
+            continue;
+        };
+        if !pods::is_available(pod, min_ready, now) {
             unavailable += 1;
         }
-        if !current(kept) {
-            outdated.push(kept);
+        if !current(pod) {
+            outdated.push(pod);
         }
     }
     let strategy = spec.update_strategy.unwrap_or_default();
@@ -233,7 +270,9 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action> {
         pod_spec
             .tolerations
             .get_or_insert_with(Vec::new)
-            .extend(daemon_tolerations());
+            .extend(daemon_tolerations(
+                template.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false),
+            ));
         match pods_api.create(&PostParams::default(), &pod).await {
             Ok(created) => ctx.events.record(
                 &subject,
@@ -268,7 +307,7 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action> {
     let min_ready = spec.min_ready_seconds.unwrap_or(0);
     let wanted: BTreeSet<String> = nodes
         .iter()
-        .filter(|n| should_run(&ds, n))
+        .filter(|n| placement(&ds, n).run)
         .map(|n| n.name_any())
         .collect();
     let live: Vec<&Pod> = claimed.iter().filter(|p| pods::is_active(p)).collect();
@@ -294,17 +333,8 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action> {
     };
     if ds.status.as_ref() != Some(&status) {
         let sets: Api<DaemonSet> = Api::namespaced(ctx.client.clone(), &namespace);
-        match sets
-            .patch_status(
-                &ds.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(json!({"status": status})),
-            )
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if is_not_found(&e) => return Ok(Action::await_change()),
-            Err(e) => return Err(e.into()),
+        if !crate::patch_status(&sets, &ds.name_any(), &status).await? {
+            return Ok(Action::await_change());
         }
     }
     let next = live
@@ -322,6 +352,7 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn node(name: &str, labels: serde_json::Value, taints: serde_json::Value) -> Node {
         serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}, "spec": {"taints": taints}}))
@@ -368,6 +399,43 @@ mod tests {
         let plan = plan(&ds, &nodes, &[stray], "h", now);
         assert_eq!(plan.create, ["a", "d"]);
         assert_eq!(plan.delete, ["on-b"]);
+    }
+
+    #[test]
+    fn a_no_schedule_taint_keeps_new_pods_off_but_does_not_evict() {
+        let ds = set(json!({"containers": []}), json!({}));
+        let nodes = [
+            node(
+                "fresh",
+                json!({}),
+                json!([{"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}]),
+            ),
+            node(
+                "tainted",
+                json!({}),
+                json!([{"key": "node.kubernetes.io/unreachable", "effect": "NoSchedule"},
+                    {"key": "node.kubernetes.io/unreachable", "effect": "NoExecute"}]),
+            ),
+            node(
+                "evicting",
+                json!({}),
+                json!([{"key": "dedicated", "effect": "NoExecute"}]),
+            ),
+            node(
+                "pressed",
+                json!({}),
+                json!([{"key": "node.kubernetes.io/memory-pressure", "effect": "NoSchedule"}]),
+            ),
+        ];
+        let pods = [
+            pod("on-tainted", "tainted", "old", true),
+            pod("on-evicting", "evicting", "h", true),
+        ];
+        let plan = plan(&ds, &nodes, &pods, "h", Timestamp::now());
+        // Nothing new on the fresh node, the outdated pod on the tainted
+        // one is neither replaced nor rolled, the evicting node loses its.
+        assert_eq!(plan.create, ["pressed"]);
+        assert_eq!(plan.delete, ["on-evicting"]);
     }
 
     #[test]

@@ -12,9 +12,19 @@
 //!   a pure function in [`deployment::rollout`];
 //! * [`daemonset`] runs one pod of a DaemonSet on every node that should
 //!   have it, and rolls them to a new template;
+//! * [`statefulset`] keeps a StatefulSet's pods under stable names
+//!   (`<set>-<ordinal>`), creating and removing them in ordinal order
+//!   (OrderedReady) or all at once (Parallel), and rolls them from the
+//!   highest ordinal down to the partition. The plan is a pure function,
+//!   [`statefulset::plan`];
 //! * [`job`] runs a Job's pods to completion, within its backoffLimit
 //!   and activeDeadlineSeconds, and removes it after
 //!   ttlSecondsAfterFinished;
+//! * [`cronjob`] starts a Job from a CronJob at each time its schedule
+//!   ([`cronjob::schedule`], in the CronJob's time zone) names, within
+//!   its startingDeadlineSeconds and concurrencyPolicy, and keeps its
+//!   history of finished Jobs short. What to do at a given time is a
+//!   pure function, [`cronjob::plan`];
 //! * [`endpoints`] keeps each Service's Endpoints and EndpointSlice in
 //!   line with the pods it selects;
 //! * [`namespace`] empties a namespace being deleted, then lets it go;
@@ -27,6 +37,7 @@
 //! Shared pieces: [`owner`] (controller references, adoption), [`pods`]
 //! (active/ready/available, which pod to remove first) and [`error`].
 
+pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
@@ -38,6 +49,7 @@ pub mod nodelifecycle;
 pub mod owner;
 pub mod pods;
 pub mod replicaset;
+pub mod statefulset;
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -76,7 +88,9 @@ pub fn start(client: kube::Client, config: Config) -> Controllers {
             tokio::spawn(replicaset::run(client.clone())),
             tokio::spawn(deployment::run(client.clone())),
             tokio::spawn(job::run(client.clone())),
+            tokio::spawn(cronjob::run(client.clone())),
             tokio::spawn(daemonset::run(client.clone())),
+            tokio::spawn(statefulset::run(client.clone())),
             tokio::spawn(endpoints::run(client.clone())),
             tokio::spawn(namespace::run(client.clone())),
             tokio::spawn(gc::run(client)),
@@ -91,6 +105,32 @@ where
 {
     tracing::debug!(name = %object.meta().name.as_deref().unwrap_or_default(), %error, "reconcile failed; retrying");
     Action::requeue(Duration::from_secs(2))
+}
+
+/// The longest a reconcile asks to wait before looking again. Longer
+/// waits are cut to this (the reconcile then works out the rest): the
+/// controller's timer wheel refuses deadlines more than about two years
+/// out, and a cron schedule such as `0 0 29 2 *` or a large
+/// `minReadySeconds` can ask for more.
+const LONGEST_WAIT: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Look again after `after`, or after [`LONGEST_WAIT`] if that is sooner.
+fn requeue(after: Duration) -> Action {
+    Action::requeue(after.min(LONGEST_WAIT))
+}
+
+/// Merge-patches `status` onto the status of `name`; `Ok(false)` when the
+/// object is gone (its reconcile then has nothing left to do).
+async fn patch_status<K>(api: &kube::Api<K>, name: &str, status: &impl serde::Serialize) -> Result<bool, Error>
+where
+    K: Clone + serde::de::DeserializeOwned + Debug,
+{
+    let patch = kube::api::Patch::Merge(serde_json::json!({ "status": status }));
+    match api.patch_status(name, &kube::api::PatchParams::default(), &patch).await {
+        Ok(_) => Ok(true),
+        Err(e) if error::is_not_found(&e) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Logs a reconcile outcome the controller's stream yields.

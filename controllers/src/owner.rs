@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use kube::api::{Patch, PatchParams};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -39,6 +40,38 @@ pub fn controller_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
 /// Whether `meta` is controlled by the object with `uid`.
 pub fn is_controlled_by(meta: &ObjectMeta, uid: &str) -> bool {
     controller_of(meta).is_some_and(|r| r.uid == uid)
+}
+
+/// The owners of kind `K` a child event concerns: its controller if that
+/// is a `K`, or for an orphan every `K` in its namespace whose selector
+/// (`selector_of`) is not empty and matches it.
+pub fn owners_of_child<K>(
+    owners: &Store<K>,
+    child: &ObjectMeta,
+    selector_of: impl Fn(&K) -> Option<&LabelSelector>,
+) -> Vec<ObjectRef<K>>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    let namespace = child.namespace.clone().unwrap_or_default();
+    if let Some(r) = controller_of(child) {
+        if r.kind == K::kind(&()) && r.api_version == K::api_version(&()) {
+            return vec![ObjectRef::new(&r.name).within(&namespace)];
+        }
+        return Vec::new();
+    }
+    static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
+    let labels = child.labels.as_ref().unwrap_or(&NO_LABELS);
+    owners
+        .state()
+        .iter()
+        .filter(|o| o.meta().namespace.as_deref() == Some(namespace.as_str()))
+        .filter(|o| {
+            selector_of(o)
+                .is_some_and(|s| !skiff_client::selector::is_empty(s) && skiff_client::selector::matches(s, labels))
+        })
+        .map(|o| ObjectRef::from_obj(o.as_ref()))
+        .collect()
 }
 
 /// Of `candidates` (everything in the owner's namespace that the owner's

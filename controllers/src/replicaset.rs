@@ -20,12 +20,10 @@ use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetCondition, ReplicaSetStat
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
-use serde_json::json;
 use skiff_client::events::{Kind, Recorder, reference};
 
 use crate::error::{Error, Result, is_not_found};
@@ -50,34 +48,11 @@ pub async fn run(client: kube::Client) {
     let sets = controller.store();
     controller
         .watches(Api::<Pod>::all(client), watcher::Config::default(), move |pod| {
-            sets_for_pod(&sets, &pod)
+            owner::owners_of_child(&sets, &pod.metadata, |set| set.spec.as_ref().map(|s| &s.selector))
         })
         .run(reconcile, crate::retry_later, context)
         .for_each(|result| async move { crate::log_outcome("replicaset", result) })
         .await;
-}
-
-/// The sets a pod event concerns: its controller, or for an orphan every
-/// set in its namespace whose selector matches it.
-fn sets_for_pod(sets: &Store<ReplicaSet>, pod: &Pod) -> Vec<ObjectRef<ReplicaSet>> {
-    let namespace = pod.namespace().unwrap_or_default();
-    if let Some(r) = owner::controller_of(&pod.metadata) {
-        if r.kind == "ReplicaSet" && r.api_version == "apps/v1" {
-            return vec![ObjectRef::new(&r.name).within(&namespace)];
-        }
-        return Vec::new();
-    }
-    let labels = pod.labels();
-    sets.state()
-        .iter()
-        .filter(|rs| rs.namespace().as_deref() == Some(namespace.as_str()))
-        .filter(|rs| {
-            rs.spec.as_ref().is_some_and(|s| {
-                !skiff_client::selector::is_empty(&s.selector) && skiff_client::selector::matches(&s.selector, labels)
-            })
-        })
-        .map(|rs| ObjectRef::from_obj(rs.as_ref()))
-        .collect()
 }
 
 async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action> {
@@ -117,17 +92,8 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action> {
     let status = status_of(&rs, &active, min_ready, now, failure.as_deref());
     if rs.status.as_ref() != Some(&status) {
         let sets: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &namespace);
-        match sets
-            .patch_status(
-                &rs.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(json!({"status": status})),
-            )
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if is_not_found(&e) => return Ok(Action::await_change()),
-            Err(e) => return Err(e.into()),
+        if !crate::patch_status(&sets, &rs.name_any(), &status).await? {
+            return Ok(Action::await_change());
         }
     }
     if failure.is_some() {

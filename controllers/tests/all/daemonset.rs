@@ -8,9 +8,16 @@ use serde_json::json;
 
 use crate::support::{Cluster, pods_of, until};
 
+/// Registers a ready node, as an agent would.
 async fn add_node(client: &kube::Client, name: &str) {
     let nodes: Api<Node> = Api::all(client.clone());
-    let node: Node = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let node: Node = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+            "lastHeartbeatTime": now, "lastTransitionTime": now}]},
+    }))
+    .unwrap();
     nodes.create(&PostParams::default(), &node).await.unwrap();
 }
 

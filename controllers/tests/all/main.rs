@@ -5,9 +5,11 @@
 //! run the same controllers with real node agents.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod cronjob;
 mod daemonset;
 mod deployment;
 mod endpoints;
 mod gc;
 mod replicaset;
+mod statefulset;
 mod support;

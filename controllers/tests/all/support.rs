@@ -23,7 +23,15 @@ pub struct Cluster {
 impl Cluster {
     pub async fn start() -> Cluster {
         let api = TestApi::start().await.unwrap();
-        let controllers = skiff_controllers::start(api.client.clone(), skiff_controllers::Config::default());
+        // The stand-in node does not renew heartbeats, so nodes the tests
+        // create stay as they made them instead of going silent.
+        let config = skiff_controllers::Config {
+            node_lifecycle: skiff_controllers::nodelifecycle::Config {
+                grace_period: Duration::from_secs(3600),
+                ..Default::default()
+            },
+        };
+        let controllers = skiff_controllers::start(api.client.clone(), config);
         let node = tokio::spawn(stand_in_node(api.client.clone()));
         Cluster {
             api,
