@@ -7,8 +7,10 @@
 //! parallelism: 16                 # pods being bound at once (default 16)
 //! podInitialBackoffSeconds: 1     # first retry delay (default 1)
 //! podMaxBackoffSeconds: 10        # longest retry delay (default 10)
+//! percentageOfNodesToScore: 0     # share of nodes a cycle looks at (0: adaptive)
 //! profiles:
 //!   - schedulerName: default-scheduler
+//!     percentageOfNodesToScore: 100 # this profile looks at every node
 //!     plugins:
 //!       score:
 //!         enabled:
@@ -102,6 +104,11 @@ pub struct SchedulerConfig {
     pub pod_initial_backoff_seconds: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_max_backoff_seconds: Option<u64>,
+    /// The share of the nodes (0–100) a cycle looks for feasible ones
+    /// among, for profiles that set none; 0 or unset is the adaptive
+    /// default (see [`crate::cycle::nodes_to_find`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percentage_of_nodes_to_score: Option<u32>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub profiles: Vec<ProfileConfig>,
 }
@@ -113,6 +120,9 @@ pub struct ProfileConfig {
     /// The `spec.schedulerName` it serves; `default-scheduler` when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scheduler_name: Option<String>,
+    /// Overrides the file's `percentageOfNodesToScore` for this profile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percentage_of_nodes_to_score: Option<u32>,
     #[serde(default)]
     pub plugins: PluginsConfig,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -258,6 +268,10 @@ impl SchedulerConfig {
         let mut names = BTreeSet::new();
         let mut profiles = Vec::with_capacity(configs.len());
         for config in configs {
+            let mut config = config.clone();
+            config.percentage_of_nodes_to_score = config
+                .percentage_of_nodes_to_score
+                .or(self.percentage_of_nodes_to_score);
             let profile = config.build(registry)?;
             if !names.insert(profile.scheduler_name().to_string()) {
                 return Err(Error::config(format!(
@@ -337,7 +351,8 @@ impl ProfileConfig {
             }
         }
 
-        let mut builder = Profile::builder(scheduler_name);
+        let mut builder =
+            Profile::builder(scheduler_name).percentage_of_nodes_to_score(self.percentage_of_nodes_to_score);
         let mut profile_points: Vec<(ExtensionPoint, Arc<dyn Plugin>, i64)> = Vec::new();
         for point in ExtensionPoint::ALL {
             let set = self.plugins.at(point);
@@ -522,6 +537,14 @@ profiles:
             ),
             ("kind: Deployment", "kind \"Deployment\""),
             ("parallelism: 0", "parallelism must be at least 1"),
+            (
+                "percentageOfNodesToScore: 101",
+                "percentageOfNodesToScore must be between 0 and 100",
+            ),
+            (
+                "profiles: [{percentageOfNodesToScore: 150}]",
+                "percentageOfNodesToScore must be between 0 and 100",
+            ),
         ];
         for (yaml, expected) in cases {
             let error = SchedulerConfig::from_yaml(yaml)
@@ -534,6 +557,13 @@ profiles:
             assert!(error.to_string().contains(expected), "{yaml}: {error}");
         }
         let unknown_field = SchedulerConfig::from_yaml("profiles: [{plugins: {permit: {}}}]").unwrap_err();
+        // A profile's share overrides the file's.
+        let shares = build(
+            "percentageOfNodesToScore: 30\nprofiles: [{schedulerName: a}, {schedulerName: b, percentageOfNodesToScore: 100}]",
+        )
+        .unwrap();
+        assert_eq!(shares[0].percentage_of_nodes_to_score(), Some(30));
+        assert_eq!(shares[1].percentage_of_nodes_to_score(), Some(100));
         assert!(matches!(unknown_field, Error::ParseConfig { .. }));
         let bad_args =
             build("profiles: [{pluginConfig: [{name: NodeResourcesFit, args: {scoringStrategy: {type: Packed}}}]}]")

@@ -3,13 +3,21 @@
 //!
 //! 1. PreFilter plugins run once; one may reject the pod outright or
 //!    narrow the nodes worth looking at.
-//! 2. Filter plugins run in order, each once, over the nodes every plugin
-//!    before it accepted; a node's first rejection is its reason.
+//! 2. Filter plugins run in order over the nodes every plugin before it
+//!    accepted; a node's first rejection is its reason. In a large cluster
+//!    a cycle does not look at every node: like kube-scheduler it stops
+//!    once it has found [`nodes_to_find`] feasible ones (100, or a share
+//!    that shrinks from 50% towards 5% as the cluster grows, or the
+//!    profile's `percentageOfNodesToScore`). Nodes are examined in windows
+//!    of that many, each window through every Filter plugin in one call
+//!    per plugin, starting where the caller says (the runner starts each
+//!    cycle where the previous one stopped, so every node gets its turn).
 //! 3. With no feasible node, PostFilter plugins may nominate one; the
 //!    decision is [`Decision::Unschedulable`] with the per-node reasons.
 //! 4. With one feasible node, it is chosen without scoring (as
 //!    kube-scheduler does). With several, PreScore and Score plugins run
-//!    once each over all of them; each plugin's scores are normalised to
+//!    once each over all the feasible nodes found; each plugin's scores
+//!    are normalised to
 //!    `0..=100` and weighted, and the node with the highest sum wins.
 //!    Ties are broken by `seed`: the tied nodes in name order, index
 //!    `seed % ties`.
@@ -18,6 +26,7 @@
 //! decision.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Pod;
 
@@ -29,7 +38,8 @@ use crate::snapshot::{NodeInfo, Snapshot};
 /// One plugin's contribution to a node's score.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PluginScore {
-    pub plugin: String,
+    /// Shared by every node's entry for the plugin.
+    pub plugin: Arc<str>,
     /// The normalised score, `0..=100`.
     pub score: i64,
     pub weight: i64,
@@ -56,6 +66,9 @@ pub struct Scheduled {
     pub rejected: BTreeMap<String, Status>,
     /// How many nodes passed Filter.
     pub feasible: usize,
+    /// How many nodes the cycle looked at (passed to Filter, or rejected by
+    /// PreFilter's narrowing); the next cycle should start that far on.
+    pub examined: usize,
     /// The cycle's state, for Reserve and Bind.
     pub state: CycleState,
 }
@@ -81,9 +94,35 @@ impl Decision {
     }
 }
 
+/// Below this many nodes every cycle looks at all of them, and it never
+/// stops with fewer feasible ones found (kube-scheduler's
+/// `minFeasibleNodesToFind`).
+pub const MIN_FEASIBLE_NODES_TO_FIND: usize = 100;
+
+/// How many feasible nodes a cycle over `nodes` candidates looks for
+/// before it stops filtering; `percentage` is the profile's
+/// `percentageOfNodesToScore` (`None` or 0: the adaptive default, 50% less
+/// one point per 125 nodes, at least 5%).
+pub fn nodes_to_find(nodes: usize, percentage: Option<u32>) -> usize {
+    let percentage = match percentage {
+        Some(p) if p > 0 => p as usize,
+        _ => 50usize.saturating_sub(nodes / 125).max(5),
+    };
+    if nodes < MIN_FEASIBLE_NODES_TO_FIND || percentage >= 100 {
+        return nodes;
+    }
+    (nodes * percentage / 100).max(MIN_FEASIBLE_NODES_TO_FIND)
+}
+
 /// Runs one scheduling cycle for `pod` over `snapshot` with `profile`'s
-/// plugins; `seed` breaks score ties.
+/// plugins, starting with the first node; `seed` breaks score ties.
 pub fn schedule(profile: &Profile, pod: &Pod, snapshot: &Snapshot, seed: u64) -> Decision {
+    schedule_from(profile, pod, snapshot, seed, 0)
+}
+
+/// [`schedule`], looking at the nodes from the `start`-th (in name order,
+/// wrapping around).
+pub fn schedule_from(profile: &Profile, pod: &Pod, snapshot: &Snapshot, seed: u64, start: usize) -> Decision {
     let mut state = CycleState::new();
     let all: Vec<&NodeInfo> = snapshot.nodes().collect();
     let mut fit = FitError {
@@ -140,45 +179,37 @@ pub fn schedule(profile: &Profile, pod: &Pod, snapshot: &Snapshot, seed: u64) ->
         });
         fit.rejected_by.extend(narrowed_by);
     }
-    for enabled in profile.enabled(ExtensionPoint::Filter) {
-        let name = enabled.plugin.name();
-        let Some(plugin) = enabled.plugin.as_filter() else {
-            continue;
-        };
-        if candidates.is_empty() {
+    let examined_before = fit.statuses.len();
+    let to_find = nodes_to_find(candidates.len(), profile.percentage_of_nodes_to_score());
+    // Rotate, so the windows start at `start`; keep each node's place in
+    // name order to put the feasible ones back in it.
+    let offset = if candidates.is_empty() {
+        0
+    } else {
+        start % candidates.len()
+    };
+    let order: Vec<(usize, &NodeInfo)> = candidates
+        .iter()
+        .copied()
+        .enumerate()
+        .skip(offset)
+        .chain(candidates.iter().copied().enumerate().take(offset))
+        .collect();
+    let mut feasible: Vec<(usize, &NodeInfo)> = Vec::new();
+    let mut examined = 0;
+    for window in order.chunks(to_find.max(1)) {
+        if feasible.len() >= to_find {
             break;
         }
-        if skip_filter.contains(name) {
-            continue;
+        examined += window.len();
+        match filter(profile, &state, pod, window, &skip_filter, &mut fit) {
+            Ok(kept) => feasible.extend(kept),
+            Err(status) => return Decision::Error(status),
         }
-        let statuses = match plugin.filter(&state, pod, &candidates) {
-            Ok(statuses) if statuses.len() == candidates.len() => statuses,
-            Ok(statuses) => {
-                return Decision::Error(
-                    Status::error(format!(
-                        "filter returned {} statuses for {} nodes",
-                        statuses.len(),
-                        candidates.len()
-                    ))
-                    .with_plugin(name),
-                );
-            }
-            Err(status) => return Decision::Error(status.with_plugin(name)),
-        };
-        if let Some(failed) = statuses.iter().find(|s| s.code() == Code::Error) {
-            return Decision::Error(failed.clone().with_plugin(name));
-        }
-        let mut kept = Vec::with_capacity(candidates.len());
-        for (node, status) in candidates.into_iter().zip(statuses) {
-            if status.is_rejected() {
-                fit.rejected_by.insert(name.to_string());
-                fit.statuses.insert(node.name().to_string(), status.with_plugin(name));
-            } else {
-                kept.push(node);
-            }
-        }
-        candidates = kept;
     }
+    feasible.sort_unstable_by_key(|(index, _)| *index);
+    let candidates: Vec<&NodeInfo> = feasible.into_iter().map(|(_, node)| node).collect();
+    let examined = examined + examined_before;
 
     // PostFilter.
     if candidates.is_empty() {
@@ -210,6 +241,7 @@ pub fn schedule(profile: &Profile, pod: &Pod, snapshot: &Snapshot, seed: u64) ->
             scores: Vec::new(),
             rejected: fit.statuses,
             feasible,
+            examined,
             state,
         });
     }
@@ -225,11 +257,66 @@ pub fn schedule(profile: &Profile, pod: &Pod, snapshot: &Snapshot, seed: u64) ->
                 scores,
                 rejected: fit.statuses,
                 feasible,
+                examined,
                 state,
             })
         }
         Err(status) => Decision::Error(status),
     }
+}
+
+/// Every Filter plugin over `window`, in order, each seeing the nodes the
+/// ones before it accepted; the nodes that pass all of them. Rejections go
+/// into `fit`.
+fn filter<'a>(
+    profile: &Profile,
+    state: &CycleState,
+    pod: &Pod,
+    window: &[(usize, &'a NodeInfo)],
+    skip: &BTreeSet<String>,
+    fit: &mut FitError,
+) -> Result<Vec<(usize, &'a NodeInfo)>, Status> {
+    let mut candidates = window.to_vec();
+    for enabled in profile.enabled(ExtensionPoint::Filter) {
+        let name = enabled.plugin.name();
+        let Some(plugin) = enabled.plugin.as_filter() else {
+            continue;
+        };
+        if candidates.is_empty() {
+            break;
+        }
+        if skip.contains(name) {
+            continue;
+        }
+        let nodes: Vec<&NodeInfo> = candidates.iter().map(|(_, node)| *node).collect();
+        let statuses = match plugin.filter(state, pod, &nodes) {
+            Ok(statuses) if statuses.len() == nodes.len() => statuses,
+            Ok(statuses) => {
+                return Err(Status::error(format!(
+                    "filter returned {} statuses for {} nodes",
+                    statuses.len(),
+                    nodes.len()
+                ))
+                .with_plugin(name));
+            }
+            Err(status) => return Err(status.with_plugin(name)),
+        };
+        if let Some(failed) = statuses.iter().find(|s| s.code() == Code::Error) {
+            return Err(failed.clone().with_plugin(name));
+        }
+        let mut kept = Vec::with_capacity(candidates.len());
+        for (candidate, status) in candidates.into_iter().zip(statuses) {
+            if status.is_rejected() {
+                fit.rejected_by.insert(name.to_string());
+                fit.statuses
+                    .insert(candidate.1.name().to_string(), status.with_plugin(name));
+            } else {
+                kept.push(candidate);
+            }
+        }
+        candidates = kept;
+    }
+    Ok(candidates)
 }
 
 /// PreScore, Score and NormalizeScore over the feasible nodes.
@@ -256,12 +343,13 @@ fn score(
         }
     }
 
+    let scorers = profile.enabled(ExtensionPoint::Score).len();
     let mut totals: Vec<NodeScore> = nodes
         .iter()
         .map(|node| NodeScore {
             node: node.name().to_string(),
             total: 0,
-            plugins: Vec::new(),
+            plugins: Vec::with_capacity(scorers),
         })
         .collect();
     for enabled in profile.enabled(ExtensionPoint::Score) {
@@ -285,6 +373,7 @@ fn score(
         if !status.is_success() {
             return Err(status.with_plugin(name));
         }
+        let plugin_name: Arc<str> = Arc::from(name);
         for (total, score) in totals.iter_mut().zip(scores) {
             if !(MIN_NODE_SCORE..=MAX_NODE_SCORE).contains(&score) {
                 return Err(Status::error(format!(
@@ -295,7 +384,7 @@ fn score(
             }
             total.total += score * enabled.weight;
             total.plugins.push(PluginScore {
-                plugin: name.to_string(),
+                plugin: plugin_name.clone(),
                 score,
                 weight: enabled.weight,
             });
@@ -540,6 +629,98 @@ mod tests {
             chosen,
             [Some("a".into()), Some("b".into()), Some("c".into()), Some("a".into())]
         );
+    }
+
+    #[test]
+    fn large_clusters_are_sampled_as_kube_scheduler_does() {
+        // (nodes, percentageOfNodesToScore, feasible nodes to find)
+        let cases = [
+            (0, None, 0),
+            (99, None, 99),
+            (99, Some(10), 99),
+            (100, None, 100),
+            (200, None, 100),
+            (1_000, None, 420),
+            (5_000, None, 500),
+            (6_000, None, 300),
+            (100_000, None, 5_000),
+            (5_000, Some(100), 5_000),
+            (5_000, Some(1), 100),
+            (5_000, Some(0), 500),
+        ];
+        for (nodes, percentage, expected) in cases {
+            assert_eq!(
+                nodes_to_find(nodes, percentage),
+                expected,
+                "{nodes} nodes at {percentage:?}"
+            );
+        }
+    }
+
+    /// Counts the nodes it is asked about; rejects those whose name ends
+    /// in an odd digit.
+    #[derive(Debug, Default)]
+    struct EvenOnly {
+        asked: std::sync::Mutex<Vec<usize>>,
+    }
+
+    impl Plugin for EvenOnly {
+        fn name(&self) -> &str {
+            "EvenOnly"
+        }
+        fn as_filter(&self) -> Option<&dyn FilterPlugin> {
+            Some(self)
+        }
+    }
+
+    impl FilterPlugin for EvenOnly {
+        fn filter(&self, _: &CycleState, _: &Pod, nodes: &[&NodeInfo]) -> Result<Vec<Status>, Status> {
+            self.asked.lock().unwrap().push(nodes.len());
+            Ok(nodes
+                .iter()
+                .map(|n| {
+                    let odd = n.name().bytes().last().is_some_and(|b| (b - b'0') % 2 == 1);
+                    if odd {
+                        Status::unschedulable("odd")
+                    } else {
+                        Status::success()
+                    }
+                })
+                .collect())
+        }
+    }
+
+    #[test]
+    fn a_sampled_cycle_filters_in_windows_from_where_it_is_told_to_start() {
+        let even = Arc::new(EvenOnly::default());
+        let profile = Profile::builder("test")
+            .plugin(even.clone(), 1)
+            .plugin(plugin(NodeAffinity), 1)
+            .percentage_of_nodes_to_score(Some(10))
+            .build()
+            .unwrap();
+        let nodes: Vec<_> = (0..1_000).map(|i| node(&format!("n{i:04}"), json!({}))).collect();
+        let snapshot = snapshot(&nodes, &[]);
+        // 100 feasible wanted, half of each window feasible: two windows.
+        let Decision::Scheduled(scheduled) = schedule_from(&profile, &pod(json!({})), &snapshot, 0, 950) else {
+            panic!("expected a node");
+        };
+        assert_eq!(*even.asked.lock().unwrap(), [100, 100]);
+        assert_eq!(scheduled.examined, 200);
+        assert_eq!(scheduled.feasible, 100);
+        assert_eq!(scheduled.rejected.len(), 100);
+        // Scored in name order, wrapped around from n0950 to n0149.
+        let scored: Vec<&str> = scheduled.scores.iter().map(|s| s.node.as_str()).collect();
+        assert_eq!(scored.first(), Some(&"n0000"));
+        assert_eq!(scored.last(), Some(&"n0998"));
+        assert!(scored.contains(&"n0148") && !scored.contains(&"n0150"));
+
+        // With nothing feasible every node is looked at, and counted.
+        let none = schedule_from(&profile, &pod(json!({"nodeSelector": {"a": "b"}})), &snapshot, 0, 3);
+        let Decision::Unschedulable(fit) = none else {
+            panic!("expected no node");
+        };
+        assert_eq!(fit.statuses.len(), 1_000);
     }
 
     #[test]

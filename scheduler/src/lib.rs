@@ -23,9 +23,11 @@
 //!   name, built from a [`SchedulerConfig`] file ([`config`]) through the
 //!   [`Registry`] of plugin names, or in code with [`Profile::builder`].
 //! * [`schedule`] ([`cycle`]): `(profile, pod, snapshot, seed) →`
-//!   [`Decision`]: the chosen node with every node's score, or a
+//!   [`Decision`]: the chosen node with every feasible node's score, or a
 //!   [`FitError`] with every node's reason and kube-scheduler's
-//!   FailedScheduling message ([`message`]), or a plugin error.
+//!   FailedScheduling message ([`message`]), or a plugin error. In large
+//!   clusters a cycle stops filtering once it has [`nodes_to_find`]
+//!   feasible nodes; [`schedule_from`] says where it starts looking.
 //! * [`SchedulingQueue`] ([`queue`]): active, back-off and unschedulable
 //!   pods, with time passed in.
 //!
@@ -71,7 +73,7 @@ mod runner;
 pub mod snapshot;
 
 pub use config::{ProfileConfig, SchedulerConfig};
-pub use cycle::{Decision, NodeScore, PluginScore, Scheduled, schedule};
+pub use cycle::{Decision, NodeScore, PluginScore, Scheduled, nodes_to_find, schedule, schedule_from};
 pub use error::{ConfigProblem, Error, Result};
 pub use framework::{
     BindOutcome, BindPlugin, ClusterEvent, Code, CycleState, FilterPlugin, Plugin, PostFilterPlugin, PostFilterResult,

@@ -86,6 +86,8 @@ pub(crate) struct Enabled {
 pub struct Profile {
     scheduler_name: String,
     points: BTreeMap<ExtensionPoint, Vec<Enabled>>,
+    /// `percentageOfNodesToScore`; `None` for the adaptive default.
+    percentage_of_nodes_to_score: Option<u32>,
 }
 
 impl Profile {
@@ -95,6 +97,7 @@ impl Profile {
             profile: Profile {
                 scheduler_name: scheduler_name.into(),
                 points: BTreeMap::new(),
+                percentage_of_nodes_to_score: None,
             },
             problems: Vec::new(),
         }
@@ -109,6 +112,12 @@ impl Profile {
     /// The `spec.schedulerName` this profile serves.
     pub fn scheduler_name(&self) -> &str {
         &self.scheduler_name
+    }
+
+    /// The share of the nodes a cycle looks for feasible ones among
+    /// (`None`: the adaptive default; see [`crate::cycle::nodes_to_find`]).
+    pub fn percentage_of_nodes_to_score(&self) -> Option<u32> {
+        self.percentage_of_nodes_to_score
     }
 
     /// The names of the plugins enabled at `point`, in call order.
@@ -210,6 +219,17 @@ impl ProfileBuilder {
                 self.profile.enable(point, plugin.clone(), weight);
             }
         }
+        self
+    }
+
+    /// Sets `percentageOfNodesToScore` (1–100; `None` for the adaptive
+    /// default).
+    pub fn percentage_of_nodes_to_score(mut self, percentage: Option<u32>) -> ProfileBuilder {
+        if percentage.is_some_and(|p| p > 100) {
+            self.problems
+                .push("percentageOfNodesToScore must be between 0 and 100".to_string());
+        }
+        self.profile.percentage_of_nodes_to_score = percentage.filter(|p| *p > 0);
         self
     }
 

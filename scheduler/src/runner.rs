@@ -5,10 +5,12 @@
 //!
 //! * a kube-runtime `reflector` over a `watcher` of all Nodes and one of
 //!   all Pods, whose events go into the [`Cache`] (snapshot + queue);
-//! * the scheduling loop: pop the next pod, run [`schedule`] on the cache's
-//!   snapshot under the cache lock, then Reserve and assume the pod on the
-//!   chosen node, and hand it to a binding task; at most `parallelism`
-//!   pods are being bound (or having their failure reported) at once;
+//! * the scheduling loop: pop the next pod, bring the loop's copy of the
+//!   snapshot up to date (the changed nodes only, under the cache lock),
+//!   run [`schedule_from`] on that copy without the lock, then Reserve and
+//!   assume the pod on the chosen node, and hand it to a binding task; at
+//!   most `parallelism` pods are being bound (or having their failure
+//!   reported) at once;
 //! * the binding tasks: run the profile's Bind plugins (by default a POST
 //!   to `pods/binding`), then record a `Scheduled` Event; on failure undo
 //!   the assumption and retry the pod after its back-off.
@@ -40,11 +42,11 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use crate::cache::{Cache, scheduler_name};
 use crate::config::{DEFAULT_PARALLELISM, SchedulerConfig};
-use crate::cycle::{Decision, Scheduled, schedule};
+use crate::cycle::{Decision, Scheduled, schedule_from};
 use crate::profile::{DEFAULT_SCHEDULER_NAME, Profile};
 use crate::queue::{QueueConfig, QueuedPod, Requeue};
 use crate::registry::Registry;
-use crate::snapshot::pod_uid;
+use crate::snapshot::{Snapshot, pod_uid};
 use crate::{Error, Result};
 
 /// How the runner behaves, apart from the profiles.
@@ -353,6 +355,11 @@ fn seed(pod: &Pod) -> u64 {
 async fn schedule_loop(shared: Arc<Shared>, parallelism: usize) {
     let permits = Arc::new(Semaphore::new(parallelism));
     let mut tasks = JoinSet::new();
+    // The loop's own copy of the nodes, which cycles read without the lock;
+    // and where the next cycle starts looking, so sampled cycles take
+    // turns over the nodes.
+    let mut view = Snapshot::default();
+    let mut next_start = 0;
     loop {
         while tasks.try_join_next().is_some() {}
         let (next, wakeup) = {
@@ -379,13 +386,20 @@ async fn schedule_loop(shared: Arc<Shared>, parallelism: usize) {
         let Ok(permit) = permits.clone().acquire_owned().await else {
             return;
         };
-        schedule_one(&shared, queued, permit, &mut tasks);
+        schedule_one(&shared, queued, permit, &mut tasks, &mut view, &mut next_start);
     }
 }
 
 /// One scheduling cycle for `queued`, and the start of its binding or
 /// failure report.
-fn schedule_one(shared: &Arc<Shared>, queued: QueuedPod, permit: OwnedSemaphorePermit, tasks: &mut JoinSet<()>) {
+fn schedule_one(
+    shared: &Arc<Shared>,
+    queued: QueuedPod,
+    permit: OwnedSemaphorePermit,
+    tasks: &mut JoinSet<()>,
+    view: &mut Snapshot,
+    next_start: &mut usize,
+) {
     let pod = queued.pod.clone();
     let Some(profile) = shared.profiles.get(scheduler_name(&pod)).cloned() else {
         shared.cache().queue.delete(&queued.key);
@@ -393,15 +407,20 @@ fn schedule_one(shared: &Arc<Shared>, queued: QueuedPod, permit: OwnedSemaphoreP
     };
     Counters::bump(&shared.counters.attempts);
     let started = Instant::now();
-    let mut cache = shared.cache();
-    let decision = schedule(&profile, &pod, &cache.snapshot, seed(&pod));
+    let copied = shared.cache().snapshot.sync_into(view);
+    let decision = schedule_from(&profile, &pod, view, seed(&pod), *next_start);
+    if let Decision::Scheduled(scheduled) = &decision {
+        *next_start = (*next_start + scheduled.examined) % view.len().max(1);
+    }
     tracing::debug!(
         pod = %queued.key,
         node = decision.node(),
-        nodes = cache.snapshot.len(),
+        nodes = view.len(),
+        copied,
         elapsed_us = started.elapsed().as_micros() as u64,
         "scheduling cycle"
     );
+    let mut cache = shared.cache();
     match decision {
         Decision::Scheduled(mut scheduled) => {
             let status = profile.reserve(&mut scheduled.state, &pod, &scheduled.node);

@@ -6,8 +6,14 @@
 //! up to date from its watches, and tests build one from a list of objects.
 //! Nodes iterate in name order, so a cycle over a snapshot is
 //! deterministic.
+//!
+//! The runner's cycles do not read the watched snapshot itself, which would
+//! hold the watches up for a whole cycle: before each cycle,
+//! [`Snapshot::sync_into`] copies just the nodes that changed since the
+//! last one into the scheduling loop's own copy (kube-scheduler's
+//! `UpdateSnapshot` does the same by generation numbers).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Node, Pod, Taint};
@@ -46,8 +52,9 @@ pub struct NodeInfo {
     requested: Resources,
     non_zero_requested: Resources,
     allocatable: Resources,
-    /// Normalised image name → size in bytes (0 when not reported).
-    images: HashMap<String, i64>,
+    /// Normalised image name → size in bytes (0 when not reported);
+    /// shared, as it changes only with the Node object.
+    images: Arc<HashMap<String, i64>>,
 }
 
 impl NodeInfo {
@@ -59,7 +66,7 @@ impl NodeInfo {
             requested: Resources::default(),
             non_zero_requested: Resources::default(),
             allocatable: Resources::default(),
-            images: HashMap::new(),
+            images: Arc::default(),
         };
         info.set_node(node);
         info
@@ -68,21 +75,22 @@ impl NodeInfo {
     /// Replaces the Node object, keeping the pods.
     fn set_node(&mut self, node: Arc<Node>) {
         self.allocatable = resources::node_allocatable(&node);
-        self.images = node
-            .status
-            .as_ref()
-            .and_then(|s| s.images.as_ref())
-            .into_iter()
-            .flatten()
-            .flat_map(|image| {
-                let size = image.size_bytes.unwrap_or(0);
-                image
-                    .names
-                    .iter()
-                    .flatten()
-                    .map(move |name| (normalize_image_name(name), size))
-            })
-            .collect();
+        self.images = Arc::new(
+            node.status
+                .as_ref()
+                .and_then(|s| s.images.as_ref())
+                .into_iter()
+                .flatten()
+                .flat_map(|image| {
+                    let size = image.size_bytes.unwrap_or(0);
+                    image
+                        .names
+                        .iter()
+                        .flatten()
+                        .map(move |name| (normalize_image_name(name), size))
+                })
+                .collect(),
+        );
         self.node = node;
     }
 
@@ -163,6 +171,8 @@ pub struct Snapshot {
     /// Pods bound to nodes the snapshot does not have (yet, or any more),
     /// kept so they count again if the node comes back.
     orphans: HashMap<String, Vec<PodInfo>>,
+    /// Nodes added, changed or removed since the last [`Snapshot::sync_into`].
+    changed: BTreeSet<String>,
 }
 
 impl Snapshot {
@@ -202,6 +212,7 @@ impl Snapshot {
     /// Node it replaced.
     pub fn upsert_node(&mut self, node: Arc<Node>) -> Option<Arc<Node>> {
         let name = node.metadata.name.clone().unwrap_or_default();
+        self.changed.insert(name.clone());
         if let Some(info) = self.nodes.get_mut(&name) {
             let previous = info.node.clone();
             info.set_node(node);
@@ -219,6 +230,7 @@ impl Snapshot {
     pub fn remove_node(&mut self, name: &str) -> bool {
         match self.nodes.remove(name) {
             Some(info) => {
+                self.changed.insert(name.to_string());
                 if !info.pods.is_empty() {
                     self.orphans.insert(name.to_string(), info.pods);
                 }
@@ -239,7 +251,10 @@ impl Snapshot {
         let uid = info.uid().to_string();
         self.remove_pod(&uid);
         match self.nodes.get_mut(&node) {
-            Some(node_info) => node_info.add(info),
+            Some(node_info) => {
+                node_info.add(info);
+                self.changed.insert(node.clone());
+            }
             None => self.orphans.entry(node.clone()).or_default().push(info),
         }
         self.locations.insert(uid, node);
@@ -250,7 +265,9 @@ impl Snapshot {
     pub fn remove_pod(&mut self, uid: &str) -> Option<Arc<Pod>> {
         let node = self.locations.remove(uid)?;
         if let Some(info) = self.nodes.get_mut(&node) {
-            return info.remove(uid).map(|p| p.pod);
+            let pod = info.remove(uid).map(|p| p.pod);
+            self.changed.insert(node);
+            return pod;
         }
         let orphans = self.orphans.get_mut(&node)?;
         let index = orphans.iter().position(|p| p.uid() == uid)?;
@@ -274,6 +291,25 @@ impl Snapshot {
             None => self.orphans.get(node)?,
         };
         pods.iter().find(|p| p.uid() == uid).map(|p| &p.pod)
+    }
+
+    /// Brings `copy`'s nodes up to date with this snapshot's by copying
+    /// the nodes changed since the last call (every node, the first time);
+    /// returns how many. `copy` should be changed by nothing else: it gets
+    /// the nodes only, not the pod index, which cycles do not read.
+    pub fn sync_into(&mut self, copy: &mut Snapshot) -> usize {
+        let changed = std::mem::take(&mut self.changed);
+        for name in &changed {
+            match self.nodes.get(name) {
+                Some(info) => {
+                    copy.nodes.insert(name.clone(), info.clone());
+                }
+                None => {
+                    copy.nodes.remove(name);
+                }
+            }
+        }
+        changed.len()
     }
 
     /// The UIDs of every placed pod.
@@ -398,6 +434,28 @@ mod tests {
         assert!(snapshot.remove_pod("1").is_some());
         assert_eq!(snapshot.node("b").unwrap().requested(), Resources::default());
         assert!(snapshot.remove_pod("1").is_none());
+    }
+
+    #[test]
+    fn a_copy_follows_by_the_nodes_that_changed() {
+        let mut snapshot = Snapshot::new([node("a"), node("b"), node("c")], []);
+        let mut copy = Snapshot::default();
+        assert_eq!(snapshot.sync_into(&mut copy), 3);
+        assert_eq!(snapshot.sync_into(&mut copy), 0);
+
+        snapshot.add_pod(pod("1", Some("a"), "Running"));
+        snapshot.remove_node("c");
+        snapshot.add_pod(pod("2", Some("c"), "Running"));
+        assert_eq!(snapshot.sync_into(&mut copy), 2);
+        assert_eq!(copy.node("a").unwrap().requested().pods, 1);
+        assert!(copy.node("c").is_none());
+
+        // A pod moving touches both its nodes.
+        snapshot.add_pod(pod("1", Some("b"), "Running"));
+        assert_eq!(snapshot.sync_into(&mut copy), 2);
+        assert_eq!(copy.node("a").unwrap().requested().pods, 0);
+        assert_eq!(copy.node("b").unwrap().requested().pods, 1);
+        assert_eq!(copy.nodes().map(NodeInfo::name).collect::<Vec<_>>(), ["a", "b"]);
     }
 
     #[test]

@@ -87,12 +87,14 @@ impl FilterPlugin for RuntimeSupport {
         Ok(nodes
             .iter()
             .map(|node| {
-                let wasm = node.label(WASM_LABEL) == Some("true");
-                let oci = node.label(OCI_LABEL) == Some("true");
+                // Only the labels the requirement needs are looked up: this
+                // runs for every node in every cycle.
+                let wasm = || node.label(WASM_LABEL) == Some("true");
+                let oci = || node.label(OCI_LABEL) == Some("true");
                 match &needed {
-                    Requirement::Wasm if !wasm => Status::unresolvable(NO_WASM_REASON),
-                    Requirement::Oci if !oci => Status::unresolvable(NO_OCI_REASON),
-                    Requirement::Any if !wasm && !oci => Status::unresolvable(NO_RUNTIME_REASON),
+                    Requirement::Wasm if !wasm() => Status::unresolvable(NO_WASM_REASON),
+                    Requirement::Oci if !oci() => Status::unresolvable(NO_OCI_REASON),
+                    Requirement::Any if !wasm() && !oci() => Status::unresolvable(NO_RUNTIME_REASON),
                     Requirement::Unknown(what) => Status::unresolvable(format!("node(s) didn't have {what}")),
                     _ => Status::success(),
                 }
