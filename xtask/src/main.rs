@@ -347,6 +347,10 @@ fn bench(args: &[String]) -> Result {
             if which == "store" {
                 ensure_packages(BENCH_PACKAGES)?;
             }
+            if which == "scheduler" {
+                // Its Deployment phase runs a Wasm guest.
+                wasm::build()?;
+            }
             run(cargo(&[
                 "build",
                 "--release",
