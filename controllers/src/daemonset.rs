@@ -342,7 +342,7 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action> {
         .filter_map(|p| pods::until_available(p, min_ready, now))
         .min();
     Ok(match next {
-        Some(after) => Action::requeue(after + Duration::from_millis(100)),
+        Some(after) => crate::requeue(after + Duration::from_millis(100)),
         None if !plan.create.is_empty() || !plan.delete.is_empty() => Action::requeue(Duration::from_secs(5)),
         None => Action::await_change(),
     })

@@ -124,7 +124,7 @@ pub fn plan(job: &Job, counts: &Counts, now: Timestamp) -> Plan {
     if let (Some(deadline), Some(start)) = (
         spec.active_deadline_seconds,
         job.status.as_ref().and_then(|s| s.start_time.as_ref()),
-    ) && start.0 + SignedDuration::from_secs(deadline) <= now
+    ) && crate::plus_seconds(start.0, deadline) <= now
     {
         return Plan::Fail(
             "DeadlineExceeded",
@@ -340,12 +340,12 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action> {
         job.spec.as_ref().and_then(|s| s.active_deadline_seconds),
         status.start_time.as_ref(),
     ) {
-        let at = start.0 + SignedDuration::from_secs(deadline);
+        let at = crate::plus_seconds(start.0, deadline);
         let left = Duration::try_from(at - now).unwrap_or_default() + Duration::from_millis(100);
         requeue = Some(requeue.map_or(left, |r: Duration| r.min(left)));
     }
     Ok(match requeue {
-        Some(after) => Action::requeue(after),
+        Some(after) => crate::requeue(after),
         None => Action::await_change(),
     })
 }
@@ -365,7 +365,7 @@ async fn expire(jobs: &Api<Job>, job: &Job, finished: Timestamp, now: Timestamp)
     };
     let at = finished + SignedDuration::from_secs(i64::from(ttl));
     if at > now {
-        return Ok(Action::requeue(
+        return Ok(crate::requeue(
             Duration::try_from(at - now).unwrap_or_default() + Duration::from_millis(100),
         ));
     }

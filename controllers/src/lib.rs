@@ -119,6 +119,18 @@ fn requeue(after: Duration) -> Action {
     Action::requeue(after.min(LONGEST_WAIT))
 }
 
+/// `at` plus `seconds`, saturating at the end of time: durations come from
+/// user input (`activeDeadlineSeconds`, `tolerationSeconds` are i64), and
+/// an overflowing timestamp sum panics.
+fn plus_seconds(at: k8s_openapi::jiff::Timestamp, seconds: i64) -> k8s_openapi::jiff::Timestamp {
+    at.checked_add(k8s_openapi::jiff::SignedDuration::from_secs(seconds))
+        .unwrap_or(if seconds < 0 {
+            k8s_openapi::jiff::Timestamp::MIN
+        } else {
+            k8s_openapi::jiff::Timestamp::MAX
+        })
+}
+
 /// Merge-patches `status` onto the status of `name`; `Ok(false)` when the
 /// object is gone (its reconcile then has nothing left to do).
 async fn patch_status<K>(api: &kube::Api<K>, name: &str, status: &impl serde::Serialize) -> Result<bool, Error>
@@ -152,5 +164,18 @@ fn api_message(e: &kube::Error) -> String {
     match e {
         kube::Error::Api(status) => status.message.clone(),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::jiff::Timestamp;
+
+    #[test]
+    fn user_given_seconds_saturate_instead_of_overflowing() {
+        let now = Timestamp::now();
+        assert_eq!(super::plus_seconds(now, i64::MAX), Timestamp::MAX);
+        assert_eq!(super::plus_seconds(now, i64::MIN), Timestamp::MIN);
+        assert_eq!(super::plus_seconds(now, 0), now);
     }
 }

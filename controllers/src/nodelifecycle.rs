@@ -26,7 +26,7 @@ use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod, Taint, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -418,7 +418,7 @@ pub fn eviction_due(taints: &[Taint], tolerations: &[Toleration], now: Timestamp
             return false;
         };
         let added = taint.time_added.as_ref().map(|t| t.0).unwrap_or(now);
-        added + SignedDuration::from_secs(seconds.max(0)) <= now
+        crate::plus_seconds(added, seconds.max(0)) <= now
     })
 }
 

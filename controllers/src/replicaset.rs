@@ -106,7 +106,7 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action> {
         .filter_map(|p| pods::until_available(p, min_ready, now))
         .min();
     Ok(match next {
-        Some(after) => Action::requeue(after + Duration::from_millis(100)),
+        Some(after) => crate::requeue(after + Duration::from_millis(100)),
         None => Action::await_change(),
     })
 }
