@@ -263,9 +263,25 @@ pub fn mark_for_deletion(resource: &Resource, current: &Value, options: &DeleteO
         finalizers.push(finalizer.into());
     }
     let is_namespace = (resource.group.as_str(), resource.kind.as_str()) == ("", "Namespace");
+    // As in Kubernetes, a pod waits for its node to stop it only if one
+    // runs it: bound, not finished, and with a grace period (the request's,
+    // else the spec's) above zero.
+    let pod_grace = options
+        .grace_period_seconds
+        .or_else(|| {
+            current
+                .pointer("/spec/terminationGracePeriodSeconds")
+                .and_then(Value::as_i64)
+        })
+        .unwrap_or(DEFAULT_POD_GRACE_SECONDS);
+    let finished = matches!(
+        meta::str_field(current, &["status", "phase"]),
+        Some("Succeeded" | "Failed")
+    );
     let graceful_pod = (resource.group.as_str(), resource.kind.as_str()) == ("", "Pod")
         && meta::str_field(current, &["spec", "nodeName"]).is_some_and(|n| !n.is_empty())
-        && options.grace_period_seconds.unwrap_or(DEFAULT_POD_GRACE_SECONDS) > 0;
+        && !finished
+        && pod_grace > 0;
     let namespace_finalizing = is_namespace
         && current
             .pointer("/spec/finalizers")
@@ -277,18 +293,7 @@ pub fn mark_for_deletion(resource: &Resource, current: &Value, options: &DeleteO
     let metadata = meta::metadata_mut(&mut next);
     if !metadata.contains_key("deletionTimestamp") {
         metadata.insert("deletionTimestamp".into(), Value::String(meta::now_rfc3339()));
-        let grace = if graceful_pod {
-            options
-                .grace_period_seconds
-                .or_else(|| {
-                    current
-                        .pointer("/spec/terminationGracePeriodSeconds")
-                        .and_then(Value::as_i64)
-                })
-                .unwrap_or(DEFAULT_POD_GRACE_SECONDS)
-        } else {
-            0
-        };
+        let grace = if graceful_pod { pod_grace } else { 0 };
         metadata.insert("deletionGracePeriodSeconds".into(), json!(grace));
     }
     if !finalizers.is_empty() {
@@ -760,6 +765,23 @@ mod tests {
             ..DeleteOptions::default()
         };
         assert!(mark_for_deletion(&pods, &bound, &now).is_none());
+        // A pod nothing runs any more, or asking for no grace, goes at once.
+        for phase in ["Succeeded", "Failed"] {
+            let done = json!({"metadata": {"name": "p"}, "spec": {"nodeName": "n"}, "status": {"phase": phase}});
+            assert!(
+                mark_for_deletion(&pods, &done, &DeleteOptions::default()).is_none(),
+                "{phase}"
+            );
+        }
+        let no_grace =
+            json!({"metadata": {"name": "p"}, "spec": {"nodeName": "n", "terminationGracePeriodSeconds": 0}});
+        assert!(mark_for_deletion(&pods, &no_grace, &DeleteOptions::default()).is_none());
+        let running = json!({"metadata": {"name": "p"}, "spec": {"nodeName": "n"}, "status": {"phase": "Running"}});
+        let marked = mark_for_deletion(&pods, &running, &DeleteOptions::default()).unwrap();
+        assert_eq!(
+            marked["metadata"]["deletionGracePeriodSeconds"],
+            DEFAULT_POD_GRACE_SECONDS
+        );
     }
 
     #[test]
