@@ -95,35 +95,6 @@ impl Server {
     }
 }
 
-/// CPU seconds (user + system) process `pid` has used so far; `self`
-/// for this process. `/proc` counts in USER_HZ, which Linux fixes at 100.
-pub fn cpu_seconds(pid: &str) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            // The command name may hold spaces; fields start after its `)`.
-            let rest = stat.rsplit_once(')')?.1;
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            let utime: f64 = fields.get(11)?.parse().ok()?;
-            let stime: f64 = fields.get(12)?.parse().ok()?;
-            Some((utime + stime) / 100.0)
-        })
-        .unwrap_or(0.0)
-}
-
-/// Resident memory of `pid`, MiB.
-pub fn rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
-        })
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
-}
-
 /// The name of simulated node `i`.
 pub fn node_name(i: usize) -> String {
     format!("sim-{i:05}")

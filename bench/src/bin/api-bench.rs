@@ -121,18 +121,6 @@ fn sent_at(line: &[u8]) -> Option<u64> {
     std::str::from_utf8(&line[start..start + digits]).ok()?.parse().ok()
 }
 
-fn rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
-        })
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
-}
-
 async fn namespace(api: &ApiClient, name: &str) -> anyhow::Result<()> {
     let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
     api.call(
@@ -350,7 +338,7 @@ async fn fan_out(
         }));
     }
     let open_seconds = opened.elapsed().as_secs_f64();
-    let rss = rss_mib(server_pid);
+    let rss = procs::rss_mib(server_pid);
     for _ in 0..args.events {
         let patch = json!({"data": {"t": now_nanos().to_string()}}).to_string().into_bytes();
         api.call(

@@ -40,10 +40,10 @@ use http::Method;
 use serde::Serialize;
 use serde_json::json;
 use skiff_bench::api::ApiClient;
-use skiff_bench::load;
 use skiff_bench::scheduler::{
     self as sched, Server, Timeline, call_retrying, create_namespace, create_nodes, node_name, pod_name, pod_object,
 };
+use skiff_bench::{load, procs};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -194,7 +194,7 @@ async fn pod_run(args: &Args, server: &Server, nodes: usize, binder: Binder) -> 
         deadline,
     ));
     let pid = server.pid().to_string();
-    let (server_cpu, bench_cpu) = (sched::cpu_seconds(&pid), sched::cpu_seconds("self"));
+    let (server_cpu, bench_cpu) = (procs::cpu_seconds(&pid), procs::cpu_seconds("self"));
 
     let (a, t) = (api.clone(), timeline.clone());
     let create_errors = sched::for_each_concurrent(args.pods, args.concurrency, move |i| {
@@ -238,8 +238,8 @@ async fn pod_run(args: &Args, server: &Server, nodes: usize, binder: Binder) -> 
         }
         _ => Default::default(),
     };
-    let server_cpu_seconds = sched::cpu_seconds(&pid) - server_cpu;
-    let bench_cpu_seconds = sched::cpu_seconds("self") - bench_cpu;
+    let server_cpu_seconds = procs::cpu_seconds(&pid) - server_cpu;
+    let bench_cpu_seconds = procs::cpu_seconds("self") - bench_cpu;
     let bound = Timeline::count(&timeline.bound);
     let seconds_to_all_bound = Timeline::last(&timeline.bound);
     let latencies = timeline.latencies();
@@ -267,7 +267,7 @@ async fn pod_run(args: &Args, server: &Server, nodes: usize, binder: Binder) -> 
         max_pods_per_node: placement.values().copied().max().unwrap_or(0),
         server_cpu_seconds,
         bench_cpu_seconds,
-        server_rss_mib: sched::rss_mib(server.pid()),
+        server_rss_mib: procs::rss_mib(server.pid()),
         finished: bound == args.pods,
     })
 }
@@ -307,7 +307,7 @@ async fn deployment_run(args: &Args, root: &Path) -> anyhow::Result<DeploymentRu
         sched::wasm_deployment("hello", args.replicas, image).to_string(),
     )?;
     let pid = server.pid().to_string();
-    let cpu = sched::cpu_seconds(&pid);
+    let cpu = procs::cpu_seconds(&pid);
     let start = Instant::now();
     let status = Command::new(&args.kubectl)
         .arg("--kubeconfig")
@@ -344,8 +344,8 @@ async fn deployment_run(args: &Args, root: &Path) -> anyhow::Result<DeploymentRu
         first_ready_seconds,
         all_ready_seconds,
         ready_replicas: ready_replicas(&last).max(if done { replicas } else { 0 }),
-        server_cpu_seconds: sched::cpu_seconds(&pid) - cpu,
-        server_rss_mib: sched::rss_mib(server.pid()),
+        server_cpu_seconds: procs::cpu_seconds(&pid) - cpu,
+        server_rss_mib: procs::rss_mib(server.pid()),
     })
 }
 
