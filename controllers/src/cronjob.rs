@@ -50,8 +50,9 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 use serde_json::json;
-use skiff_client::events::{Kind, Recorder, reference};
+use skiff_client::events::{Kind, reference};
 
+use crate::Context;
 use crate::error::{Result, is_conflict, is_not_found};
 use crate::owner::{self, controller_reference};
 pub use schedule::Schedule;
@@ -62,17 +63,9 @@ pub const SCHEDULED_TIMESTAMP: &str = "batch.kubernetes.io/cronjob-scheduled-tim
 /// More missed times than this since the last start are reported.
 const MISSED_TIMES_REPORTED: usize = 100;
 
-struct Context {
-    client: kube::Client,
-    events: Recorder,
-}
-
 /// Runs the controller until the client's watches end.
 pub async fn run(client: kube::Client) {
-    let context = Arc::new(Context {
-        client: client.clone(),
-        events: Recorder::new(client.clone(), "cronjob-controller", None),
-    });
+    let context = Context::new(&client, "cronjob-controller");
     Controller::new(Api::<CronJob>::all(client.clone()), watcher::Config::default())
         .owns(Api::<Job>::all(client), watcher::Config::default())
         .run(reconcile, crate::retry_later, context)

@@ -31,8 +31,9 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
-use skiff_client::events::{Kind, Recorder, reference};
+use skiff_client::events::{Kind, reference};
 
+use crate::Context;
 use crate::error::{Result, is_not_found};
 use crate::owner::{self, controller_reference};
 use crate::pods;
@@ -40,17 +41,9 @@ use crate::pods;
 /// The label holding the template hash a daemon pod was made from.
 pub const REVISION_HASH: &str = "controller-revision-hash";
 
-struct Context {
-    client: kube::Client,
-    events: Recorder,
-}
-
 /// Runs the controller until the client's watches end.
 pub async fn run(client: kube::Client) {
-    let context = Arc::new(Context {
-        client: client.clone(),
-        events: Recorder::new(client.clone(), "daemonset-controller", None),
-    });
+    let context = Context::new(&client, "daemonset-controller");
     let controller = Controller::new(Api::<DaemonSet>::all(client.clone()), watcher::Config::default());
     let sets = controller.store();
     controller

@@ -31,23 +31,16 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 use serde_json::json;
-use skiff_client::events::{Kind, Recorder, reference};
+use skiff_client::events::{Kind, reference};
 
+use crate::Context;
 use crate::error::{Result, is_not_found};
 use crate::owner::{self, controller_reference};
 use crate::pods;
 
-struct Context {
-    client: kube::Client,
-    events: Recorder,
-}
-
 /// Runs the controller until the client's watches end.
 pub async fn run(client: kube::Client) {
-    let context = Arc::new(Context {
-        client: client.clone(),
-        events: Recorder::new(client.clone(), "job-controller", None),
-    });
+    let context = Context::new(&client, "job-controller");
     Controller::new(Api::<Job>::all(client.clone()), watcher::Config::default())
         .owns(Api::<Pod>::all(client), watcher::Config::default())
         .run(reconcile, crate::retry_later, context)

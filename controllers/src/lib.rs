@@ -98,6 +98,22 @@ pub fn start(client: kube::Client, config: Config) -> Controllers {
     }
 }
 
+/// What a controller's reconciles share: its client, and an event recorder
+/// under the controller's name.
+struct Context {
+    client: kube::Client,
+    events: skiff_client::events::Recorder,
+}
+
+impl Context {
+    fn new(client: &kube::Client, component: &str) -> Arc<Context> {
+        Arc::new(Context {
+            client: client.clone(),
+            events: skiff_client::events::Recorder::new(client.clone(), component, None),
+        })
+    }
+}
+
 /// The error policy every controller uses: log, and try again shortly.
 fn retry_later<K, C>(object: Arc<K>, error: &Error, _: Arc<C>) -> Action
 where

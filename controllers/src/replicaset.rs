@@ -24,8 +24,9 @@ use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
-use skiff_client::events::{Kind, Recorder, reference};
+use skiff_client::events::{Kind, reference};
 
+use crate::Context;
 use crate::error::{Error, Result, is_not_found};
 use crate::owner::{self, controller_reference};
 use crate::pods;
@@ -33,17 +34,9 @@ use crate::pods;
 /// The most pods one reconcile creates or deletes (Kubernetes' burst).
 const BURST: usize = 500;
 
-struct Context {
-    client: kube::Client,
-    events: Recorder,
-}
-
 /// Runs the controller until the client's watches end.
 pub async fn run(client: kube::Client) {
-    let context = Arc::new(Context {
-        client: client.clone(),
-        events: Recorder::new(client.clone(), "replicaset-controller", None),
-    });
+    let context = Context::new(&client, "replicaset-controller");
     let controller = Controller::new(Api::<ReplicaSet>::all(client.clone()), watcher::Config::default());
     let sets = controller.store();
     controller

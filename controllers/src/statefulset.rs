@@ -27,8 +27,8 @@
 //!   A member being deleted holds everything up.
 //! * `Parallel`: every missing member is created, and every surplus one
 //!   deleted, at once.
-//! * A member that failed (or succeeded) is deleted with no grace period
-//!   (it runs nothing) and created again under the same name; finished
+//! * A member that failed (or succeeded) is deleted (the API removes a
+//!   finished pod at once) and created again under the same name; finished
 //!   surplus members are deleted at once, out of turn.
 //! * `RollingUpdate` replaces members whose revision is not the update
 //!   revision from the highest ordinal down to `partition`, one at a time:
@@ -61,8 +61,9 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 use serde_json::json;
-use skiff_client::events::{Kind, Recorder, reference};
+use skiff_client::events::{Kind, reference};
 
+use crate::Context;
 use crate::daemonset::REVISION_HASH;
 use crate::error::{Result, is_not_found};
 use crate::owner::{self, controller_reference};
@@ -73,17 +74,9 @@ pub const POD_NAME: &str = "statefulset.kubernetes.io/pod-name";
 /// The label holding a member's ordinal.
 pub const POD_INDEX: &str = "apps.kubernetes.io/pod-index";
 
-struct Context {
-    client: kube::Client,
-    events: Recorder,
-}
-
 /// Runs the controller until the client's watches end.
 pub async fn run(client: kube::Client) {
-    let context = Arc::new(Context {
-        client: client.clone(),
-        events: Recorder::new(client.clone(), "statefulset-controller", None),
-    });
+    let context = Context::new(&client, "statefulset-controller");
     let controller = Controller::new(Api::<StatefulSet>::all(client.clone()), watcher::Config::default());
     let sets = controller.store();
     controller
@@ -155,31 +148,20 @@ fn identity_matches(pod: &Pod, ordinal: i32) -> bool {
     labels.get(POD_NAME) == pod.metadata.name.as_ref() && labels.get(POD_INDEX) == Some(&ordinal.to_string())
 }
 
-/// A pod to delete.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Removal {
-    pub name: String,
-    /// It has finished, so it goes with no grace period.
-    pub finished: bool,
-}
-
 /// What to change.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Plan {
     /// Ordinals to create a member for.
     pub create: Vec<i32>,
-    /// Pods to delete, in this order.
-    pub delete: Vec<Removal>,
+    /// Pods to delete, by name, in this order.
+    pub delete: Vec<String>,
     /// Members whose identity labels are to be put right, by name.
     pub relabel: Vec<String>,
 }
 
 impl Plan {
     fn remove(&mut self, pod: &Pod) {
-        self.delete.push(Removal {
-            name: pod.name_any(),
-            finished: is_finished(pod),
-        });
+        self.delete.push(pod.name_any());
     }
 }
 
@@ -430,23 +412,20 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Action> {
                 }
             }
         }
-        for removal in &plan.delete {
-            let Some(pod) = claimed.iter().find(|p| p.metadata.name.as_ref() == Some(&removal.name)) else {
+        for name in &plan.delete {
+            let Some(pod) = claimed.iter().find(|p| p.metadata.name.as_ref() == Some(name)) else {
                 continue;
             };
             // The uid guards against deleting a replacement of the same name.
-            let mut params = DeleteParams::default().preconditions(Preconditions {
+            let params = DeleteParams::default().preconditions(Preconditions {
                 uid: pod.metadata.uid.clone(),
                 resource_version: None,
             });
-            if removal.finished {
-                params = params.grace_period(0);
-            }
-            match pods_api.delete(&removal.name, &params).await {
-                Ok(_) => record(Kind::Normal, "delete", &removal.name, None),
+            match pods_api.delete(name, &params).await {
+                Ok(_) => record(Kind::Normal, "delete", name, None),
                 Err(e) if is_not_found(&e) => {}
                 Err(e) => {
-                    record(Kind::Warning, "delete", &removal.name, Some(crate::api_message(&e)));
+                    record(Kind::Warning, "delete", name, Some(crate::api_message(&e)));
                     return Err(e.into());
                 }
             }
@@ -561,14 +540,11 @@ mod tests {
         ordinals.map(|o| pod(o, revision, State::Ready)).collect()
     }
 
-    fn gone(name: &str) -> Removal {
-        Removal {
-            name: name.into(),
-            finished: false,
-        }
+    fn gone(name: &str) -> String {
+        name.into()
     }
 
-    fn steps(create: &[i32], delete: &[Removal]) -> Plan {
+    fn steps(create: &[i32], delete: &[String]) -> Plan {
         Plan {
             create: create.to_vec(),
             delete: delete.to_vec(),
@@ -646,16 +622,7 @@ mod tests {
                 "finished surplus members go at once",
                 set(1, json!({})),
                 vec![pod(0, "r", Ready), pod(1, "r", Ready), pod(2, "r", Failed)],
-                steps(
-                    &[],
-                    &[
-                        Removal {
-                            name: "web-2".into(),
-                            finished: true,
-                        },
-                        gone("web-1"),
-                    ],
-                ),
+                steps(&[], &[gone("web-2"), gone("web-1")]),
             ),
             (
                 "a higher unhealthy one holds scaling down",
@@ -667,13 +634,7 @@ mod tests {
                 "a failed member is deleted at once, to be made again",
                 set(3, json!({})),
                 vec![pod(0, "r", Ready), pod(1, "r", Failed), pod(2, "r", Ready)],
-                steps(
-                    &[],
-                    &[Removal {
-                        name: "web-1".into(),
-                        finished: true,
-                    }],
-                ),
+                steps(&[], &[gone("web-1")]),
             ),
             (
                 "a member being deleted holds everything up",

@@ -39,8 +39,9 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 use serde_json::json;
-use skiff_client::events::{Kind, Recorder, reference};
+use skiff_client::events::{Kind, reference};
 
+use crate::Context;
 use crate::error::{Error, Result, is_conflict, is_not_found};
 use crate::owner::{self, controller_reference};
 use rollout::{Scale, Set};
@@ -55,17 +56,9 @@ const MAX_REPLICAS: &str = "deployment.kubernetes.io/max-replicas";
 /// kubectl's own bookkeeping.
 const NOT_COPIED: &[&str] = &["kubectl.kubernetes.io/last-applied-configuration", REVISION];
 
-struct Context {
-    client: kube::Client,
-    events: Recorder,
-}
-
 /// Runs the controller until the client's watches end.
 pub async fn run(client: kube::Client) {
-    let context = Arc::new(Context {
-        client: client.clone(),
-        events: Recorder::new(client.clone(), "deployment-controller", None),
-    });
+    let context = Context::new(&client, "deployment-controller");
     Controller::new(Api::<Deployment>::all(client.clone()), watcher::Config::default())
         .owns(Api::<ReplicaSet>::all(client), watcher::Config::default())
         .run(reconcile, crate::retry_later, context)
