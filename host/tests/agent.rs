@@ -7,127 +7,16 @@
 //! `cargo xtask test` installs); the Wasm tests need neither.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+mod support;
+
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
 use kube::Api;
 use kube::api::{DeleteParams, LogParams, PostParams};
 use serde_json::json;
-use skiff_api::ApiServer;
-use skiff_api::auth::{TokenAuthenticator, User};
-use skiff_api::pki::Pki;
-use skiff_host::agent::{Agent, AgentConfig};
-use skiff_store::{Store, StoreConfig};
-
-struct Cluster {
-    client: kube::Client,
-    agent: Agent,
-    agent_dir: PathBuf,
-    _dir: tempfile::TempDir,
-    _shutdown: tokio::sync::oneshot::Sender<()>,
-}
-
-/// An API server and an agent named `node`, whose Wasm pods get addresses
-/// from `127.<cidr>.0.0/16` (distinct per test: tests run in parallel).
-async fn cluster(cidr: u8) -> Cluster {
-    cluster_in(cidr, tempfile::tempdir().unwrap()).await
-}
-
-/// The same, keeping everything in `dir` (the agent in `dir/agent`).
-async fn cluster_in(cidr: u8, dir: tempfile::TempDir) -> Cluster {
-    let mut config = StoreConfig::new(1, dir.path().join("store"), "127.0.0.1:1");
-    config.heartbeat_interval = Duration::from_millis(50);
-    config.election_timeout = (Duration::from_millis(150), Duration::from_millis(300));
-    let store = Store::open(config).await.unwrap();
-    store.initialize_single().await.unwrap();
-    store.wait_for_leader(Duration::from_secs(10)).await.unwrap();
-    let pki = Pki::load_or_create(&dir.path().join("pki"), &["127.0.0.1".into()]).unwrap();
-    let authn = TokenAuthenticator::new().with_token(pki.admin_token.clone(), User::admin());
-    let server = ApiServer::new(store, Arc::new(authn));
-    server.bootstrap().await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("https://{}", listener.local_addr().unwrap());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(skiff_api::serve_tls(
-        listener,
-        pki.server_config().unwrap(),
-        server.router(),
-        async move {
-            let _ = rx.await;
-        },
-    ));
-    let kubeconfig = kube::config::Kubeconfig::from_yaml(&pki.kubeconfig(&url)).unwrap();
-    let kube_config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .unwrap();
-    let client = kube::Client::try_from(kube_config).unwrap();
-    let agent_dir = dir.path().join("agent");
-    let mut agent_config = AgentConfig::new("node-a", &agent_dir);
-    agent_config.pod_cidr = Ipv4Addr::new(127, cidr, 0, 0);
-    agent_config.backoff_initial = Duration::from_millis(200);
-    agent_config.backoff_max = Duration::from_secs(1);
-    let agent = Agent::start(client.clone(), agent_config).await.unwrap();
-    Cluster {
-        client,
-        agent,
-        agent_dir,
-        _dir: dir,
-        _shutdown: tx,
-    }
-}
-
-/// Polls `f` until it returns `Some`, for at most `limit`.
-async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(value) = f().await {
-            return value;
-        }
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn pod_where(pods: &Api<Pod>, name: &str, what: &str, test: impl Fn(&Pod) -> bool) -> Pod {
-    eventually(Duration::from_secs(60), what, || async {
-        pods.get_opt(name).await.unwrap().filter(|p| test(p))
-    })
-    .await
-}
-
-fn phase(pod: &Pod) -> &str {
-    pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or_default()
-}
-
-fn ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
-fn pod(value: serde_json::Value) -> Pod {
-    serde_json::from_value(value).unwrap()
-}
-
-async fn http_get(addr: &str, path: &str) -> std::io::Result<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await?;
-    stream
-        .write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
-        .await?;
-    let mut out = String::new();
-    stream.read_to_string(&mut out).await?;
-    Ok(out)
-}
+use support::{busybox_layout, cluster, eventually, http_get, phase, pod, pod_where, ready, start_agent};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_node_registers_with_its_runtimes() {
@@ -375,45 +264,6 @@ async fn a_pod_with_a_missing_image_waits_with_a_reason() {
     assert_eq!(phase(&waiting), "Pending");
 }
 
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-/// busybox-static as an OCI layout (built with umoci). `cargo xtask test`
-/// installs the tools.
-fn busybox_layout(dir: &Path) -> PathBuf {
-    let tools = ["runc", "umoci"];
-    assert!(
-        tools.iter().all(|t| have(t)) && Path::new("/bin/busybox").exists(),
-        "missing tools; run `cargo xtask test` as root, or: apt-get install -y runc umoci busybox-static"
-    );
-    let layout = dir.join("layout");
-    let bundle = dir.join("bundle");
-    let image = format!("{}:latest", layout.display());
-    let run = |args: &[&str]| {
-        let out = Command::new("umoci").args(args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "umoci {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    run(&["init", "--layout", layout.to_str().unwrap()]);
-    run(&["new", "--image", &image]);
-    run(&["unpack", "--image", &image, bundle.to_str().unwrap()]);
-    let bin = bundle.join("rootfs/bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    std::fs::copy("/bin/busybox", bin.join("busybox")).unwrap();
-    for applet in ["sh", "echo", "sleep", "cat"] {
-        std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
-    }
-    run(&["repack", "--image", &image, bundle.to_str().unwrap()]);
-    layout
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_oci_pod_runs_in_runc_and_is_stopped_on_delete() {
     if !rustix::process::geteuid().is_root() {
@@ -422,14 +272,15 @@ async fn an_oci_pod_runs_in_runc_and_is_stopped_on_delete() {
     }
     // A container an earlier agent process left running in this data dir
     // is removed when the agent starts.
-    let data = tempfile::tempdir().unwrap();
+    let api = skiff_testing::TestApi::start().await.unwrap();
+    let data = api.dir().to_path_buf();
     let dir = tempfile::tempdir().unwrap();
     let layout = busybox_layout(dir.path());
     let leftover = {
-        let images = skiff_host::oci::ImageStore::open(data.path().join("agent/images")).unwrap();
+        let images = skiff_host::oci::ImageStore::open(data.join("agent/images")).unwrap();
         let image = images.import_layout(&layout, "local/busybox:1").unwrap();
-        let runc = skiff_host::oci::RuncRuntime::new(data.path().join("agent/runc"), "runc").unwrap();
-        let log = data.path().join("leftover.log");
+        let runc = skiff_host::oci::RuncRuntime::new(data.join("agent/runc"), "runc").unwrap();
+        let log = data.join("leftover.log");
         runc.create(&skiff_host::oci::ContainerSpec {
             id: "leftover".into(),
             image,
@@ -452,7 +303,7 @@ async fn an_oci_pod_runs_in_runc_and_is_stopped_on_delete() {
         ));
         runc
     };
-    let c = cluster_in(15, data).await;
+    let c = start_agent(api, 15, |_| {}).await;
     // Killed (this process reaped it, so it knows the exit) and deleted.
     let state = leftover.state("leftover");
     assert_eq!(

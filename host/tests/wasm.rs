@@ -4,11 +4,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Empty};
 use skiff_host::wasm::{
-    Environment, Limits, PoolConfig, Preopen, RuntimeConfig, StopHandle, Termination, WasmError, WasmRuntime,
+    AppendFile, Environment, Limits, PoolConfig, Preopen, RuntimeConfig, StopHandle, Termination, WasmError,
+    WasmRuntime,
 };
 use skiff_test_programs as programs;
 
@@ -123,8 +125,8 @@ async fn commands_report_exit_codes_and_logs() {
     let env = Environment {
         args: vec!["cli-hello".into(), "3".into()],
         env: vec![("GREETING".into(), "hey".into())],
-        stdout: Some(stdout.clone()),
-        stderr: Some(stderr.clone()),
+        stdout: Some(Arc::new(AppendFile(stdout.clone()))),
+        stderr: Some(Arc::new(AppendFile(stderr.clone()))),
         ..Environment::default()
     };
     let command = runtime.command(&read(programs::CLI_HELLO), env).unwrap();
@@ -228,4 +230,24 @@ async fn compiled_components_are_cached_on_disk() {
     let text = body_of(service.handle(get("/")).await.unwrap()).await;
     assert!(text.contains("hello from skiff"));
     assert!(loaded_in < Duration::from_secs(2), "loaded from disk in {loaded_in:?}");
+}
+
+#[test]
+fn pods_of_a_new_image_starting_at_once_compile_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = Arc::new(runtime(dir.path()));
+    let bytes = Arc::new(read(programs::HTTP_HELLO));
+    let loads: Vec<_> = (0..8)
+        .map(|_| {
+            let (runtime, bytes) = (runtime.clone(), bytes.clone());
+            std::thread::spawn(move || runtime.load(&bytes).map(|(digest, _, _)| digest))
+        })
+        .collect();
+    let digests: Vec<String> = loads.into_iter().map(|t| t.join().unwrap().unwrap()).collect();
+    assert!(digests.windows(2).all(|w| w[0] == w[1]));
+    assert_eq!(
+        runtime.cache().compilations(),
+        1,
+        "one compilation, the others waited for it"
+    );
 }

@@ -3,16 +3,21 @@
 //!
 //! # Writing
 //!
-//! A container's stdout and stderr are two FIFOs in its log directory
-//! (the way containerd hands stdio to a shim). Both runtimes only ever see
-//! paths: runc's stdio is opened on them, a Wasm instance opens them for
-//! every request or run. A [`LogWriter`] holds the read ends and copies each
-//! line into the container's log file in the CRI format, one line per
-//! record: `<RFC 3339 nanos> <stdout|stderr> <F|P> <text>` (`P` for a piece
-//! of a line longer than [`MAX_LINE`]). The writer keeps a write end of each
-//! FIFO open itself, so the copy survives the gaps between Wasm requests;
-//! [`LogWriter::close`] lets go of it and the copy ends once the last
-//! writer closes.
+//! Each line goes into the container's log file in the CRI format, one
+//! line per record: `<RFC 3339 nanos> <stdout|stderr> <F|P> <text>` (`P`
+//! for a piece of a line longer than [`MAX_LINE`], or an unfinished last
+//! line). How the lines get there depends on the runtime:
+//!
+//! * runc containers write to two FIFOs in the log directory (the way
+//!   containerd hands stdio to a shim). A [`LogWriter`] holds the read
+//!   ends and copies them into the file, one thread per stream;
+//!   [`LogWriter::close`] lets go of the write ends it keeps open, and the
+//!   copy ends once the container's last writer closes.
+//! * Wasm instances run in this process, so their output needs no pipe:
+//!   a [`DirectLog`] hands each instance a writer that keeps the
+//!   instance's unfinished line and appends whole records to the file.
+//!   A pod costs no thread or descriptor for its logs between requests
+//!   beyond the open log file.
 //!
 //! # Layout
 //!
@@ -22,8 +27,10 @@
 //! ```
 //!
 //! A file that grows past [`LogLimits::max_bytes`] is rotated to `.1`
-//! (replacing an older `.1`), so one container's logs take at most twice
-//! that on disk.
+//! (replacing an older `.1`), so one run's log takes at most twice that on
+//! disk. A container keeps the logs of its current and its previous run
+//! (what `previous` reads): when a run starts, the one before the previous
+//! loses its log.
 //!
 //! # Reading
 //!
@@ -37,6 +44,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::wasm::Output;
 
 /// Longest line written as one record; longer ones are split.
 pub const MAX_LINE: usize = 16 * 1024;
@@ -75,6 +84,21 @@ impl PodLogDir {
     /// The log file of a container's `restart`th run.
     pub fn file(&self, container: &str, restart: u32) -> PathBuf {
         self.dir.join(container).join(format!("{restart}.log"))
+    }
+
+    /// Removes the log of a container's `restart`th run, rotated part
+    /// included.
+    pub fn remove_run(&self, container: &str, restart: u32) {
+        let log = self.file(container, restart);
+        let mut rotated = log.clone().into_os_string();
+        rotated.push(".1");
+        for path in [log, PathBuf::from(rotated)] {
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(error) => tracing::warn!(path = %path.display(), %error, "cannot remove an old container log"),
+            }
+        }
     }
 
     /// The stdio FIFOs of a container's `restart`th run.
@@ -144,7 +168,116 @@ impl LogWriter {
     }
 }
 
-/// The log file, shared by the two copying threads.
+/// A Wasm container's log, written from this process.
+#[derive(Clone, Debug)]
+pub struct DirectLog {
+    sink: Arc<Sink>,
+}
+
+impl DirectLog {
+    pub fn open(log: &Path, limits: LogLimits) -> io::Result<DirectLog> {
+        if let Some(parent) = log.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        Ok(DirectLog {
+            sink: Arc::new(Sink::open(log, limits)?),
+        })
+    }
+
+    /// One of the container's streams, `stdout` or `stderr`, for its
+    /// instances to write.
+    pub fn output(&self, stream: &'static str) -> Arc<dyn Output> {
+        Arc::new(StreamOutput {
+            sink: self.sink.clone(),
+            stream,
+        })
+    }
+}
+
+#[derive(Debug)]
+struct StreamOutput {
+    sink: Arc<Sink>,
+    stream: &'static str,
+}
+
+impl Output for StreamOutput {
+    fn writer(&self) -> Box<dyn Write + Send + Sync> {
+        Box::new(LineWriter {
+            sink: self.sink.clone(),
+            stream: self.stream,
+            line: Vec::new(),
+        })
+    }
+}
+
+/// One instance's stream: bytes up to a newline are kept, then written as
+/// one record; a line reaching [`MAX_LINE`] is written in pieces, and what
+/// is left when the instance ends is written as a piece.
+struct LineWriter {
+    sink: Arc<Sink>,
+    stream: &'static str,
+    line: Vec<u8>,
+}
+
+impl Write for LineWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut rest = buf;
+        while !rest.is_empty() {
+            let room = MAX_LINE - self.line.len();
+            let window = &rest[..room.min(rest.len())];
+            match window.iter().position(|b| *b == b'\n') {
+                Some(end) => {
+                    self.line.extend_from_slice(&window[..end]);
+                    self.sink.write_record(self.stream, false, &self.line);
+                    self.line.clear();
+                    rest = &rest[end + 1..];
+                }
+                None => {
+                    self.line.extend_from_slice(window);
+                    rest = &rest[window.len()..];
+                    if self.line.len() == MAX_LINE {
+                        self.sink.write_record(self.stream, true, &self.line);
+                        self.line.clear();
+                    }
+                }
+            }
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for LineWriter {
+    fn drop(&mut self) {
+        if !self.line.is_empty() {
+            self.sink.write_record(self.stream, true, &self.line);
+        }
+    }
+}
+
+/// How a container's output reaches its log file; dropping or closing it
+/// ends the log.
+#[derive(Debug)]
+pub enum ContainerLog {
+    Fifos(LogWriter),
+    Direct(DirectLog),
+}
+
+impl ContainerLog {
+    /// Returns once everything written so far is in the file (for FIFOs,
+    /// once the container's writers have closed them).
+    pub fn close(self) {
+        match self {
+            ContainerLog::Fifos(writer) => writer.close(),
+            ContainerLog::Direct(_) => {}
+        }
+    }
+}
+
+/// The log file, shared by the writers of both streams.
 #[derive(Debug)]
 struct Sink {
     path: PathBuf,
@@ -397,6 +530,41 @@ mod tests {
         assert_eq!(tail(b"a\nb\nc\n", 2), b"b\nc\n");
         assert_eq!(tail(b"a\nb\nc\n", 5), b"a\nb\nc\n");
         assert_eq!(tail(b"a\nb\nc\n", 0), b"");
+    }
+
+    #[test]
+    fn direct_writers_keep_their_own_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("c/0.log");
+        let direct = DirectLog::open(&log, LogLimits::default()).unwrap();
+        let out = direct.output("stdout");
+        let mut a = out.writer();
+        let mut b = out.writer();
+        // Two instances writing at once: neither splits the other's line.
+        a.write_all(b"first ").unwrap();
+        b.write_all(b"other\nsecond ").unwrap();
+        a.write_all(b"half\n").unwrap();
+        a.write_all(&vec![b'x'; MAX_LINE + 3]).unwrap();
+        a.write_all(b"\nunfinished").unwrap();
+        drop(a);
+        b.write_all(b"half\n").unwrap();
+        drop(b);
+        let (text, _) = read(&log, &query()).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        let lines: Vec<&str> = text.split_inclusive('\n').collect();
+        assert_eq!(lines[0], "other\n");
+        assert_eq!(lines[1], "first half\n");
+        assert_eq!(
+            lines[2],
+            format!("{}\n", "x".repeat(MAX_LINE + 3)),
+            "long line rejoined"
+        );
+        assert_eq!(
+            lines[3], "unfinishedsecond half\n",
+            "a piece, then the other instance's line"
+        );
+        let raw = fs::read_to_string(&log).unwrap();
+        assert_eq!(raw.lines().filter(|l| l.contains(" stdout P ")).count(), 2, "{raw}");
     }
 
     #[test]

@@ -39,6 +39,7 @@ use crate::oci::{Image, ImageStore, PullOptions, RuncRuntime, is_loopback_refere
 use crate::wasm::{PoolConfig, RuntimeConfig, WasmError, WasmRuntime};
 use daemon::LogIndex;
 use gateway::PodIps;
+use logs::LogLimits;
 use runtime::{RuncWorkloads, WasmtimeWorkloads};
 
 /// The wasmtime release the agent embeds, for the node's runtime version.
@@ -68,6 +69,9 @@ pub struct AgentConfig {
     pub backoff_max: Duration,
     /// How long one request to a Wasm HTTP component may run.
     pub request_timeout: Duration,
+    /// When a container's log file is rotated (the kubelet's
+    /// `containerLogMaxSize`; 10 MiB).
+    pub log_limits: LogLimits,
     /// How often the node's Lease is renewed (the kubelet's 10 s); the
     /// control plane counts a node lost after about four missed renewals.
     pub heartbeat: Duration,
@@ -91,6 +95,7 @@ impl AgentConfig {
             backoff_initial: Duration::from_secs(10),
             backoff_max: Duration::from_secs(300),
             request_timeout: Duration::from_secs(30),
+            log_limits: LogLimits::default(),
             heartbeat: node::LEASE_RENEW,
             pool: PoolConfig::default(),
         }

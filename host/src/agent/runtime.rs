@@ -15,7 +15,9 @@ use tokio::sync::{oneshot, watch};
 
 use super::gateway;
 use crate::oci::{self, ContainerState, Image, RuncRuntime};
-use crate::wasm::{ComponentKind, Environment, Limits, Preopen, StopHandle, Termination, WasmError, WasmRuntime};
+use crate::wasm::{
+    ComponentKind, Environment, Limits, Output, Preopen, StopHandle, Termination, WasmError, WasmRuntime,
+};
 
 /// How often runc containers are polled for their state.
 const POLL: Duration = Duration::from_millis(200);
@@ -36,13 +38,27 @@ pub struct Launch {
     pub mounts: Vec<Mount>,
     pub memory_limit_bytes: Option<u64>,
     pub cpu_millis: Option<u64>,
-    /// The stdio FIFOs the log writer reads.
-    pub stdout: PathBuf,
-    pub stderr: PathBuf,
+    /// Where the container's output goes.
+    pub stdio: Stdio,
     /// Where HTTP components listen, one per declared container port.
     pub listen: Vec<SocketAddr>,
     /// How long one HTTP request may run.
     pub request_timeout: Duration,
+}
+
+/// Where a container's stdout and stderr go.
+#[derive(Clone, Debug, Default)]
+pub enum Stdio {
+    /// Nowhere.
+    #[default]
+    Discard,
+    /// FIFOs a log writer reads (runc).
+    Fifos { stdout: PathBuf, stderr: PathBuf },
+    /// Straight into the log from this process (Wasm).
+    Direct {
+        stdout: Arc<dyn Output>,
+        stderr: Arc<dyn Output>,
+    },
 }
 
 /// A pod volume as one container sees it.
@@ -217,9 +233,13 @@ impl WorkloadRuntime for WasmtimeWorkloads {
                     .map(|b| usize::try_from(b).unwrap_or(usize::MAX)),
                 timeout: None,
             },
-            stdout: Some(launch.stdout.clone()),
-            stderr: Some(launch.stderr.clone()),
+            stdout: None,
+            stderr: None,
         };
+        if let Stdio::Direct { stdout, stderr } = &launch.stdio {
+            env.stdout = Some(stdout.clone());
+            env.stderr = Some(stderr.clone());
+        }
         let (exit_tx, exit_rx) = oneshot::channel();
         let (stop_tx, mut stop_rx) = watch::channel(None);
         match kind {
@@ -302,6 +322,10 @@ impl RuncWorkloads {
 }
 
 fn oci_spec(launch: &Launch) -> oci::ContainerSpec {
+    let (stdout, stderr) = match &launch.stdio {
+        Stdio::Fifos { stdout, stderr } => (stdout.clone(), stderr.clone()),
+        Stdio::Discard | Stdio::Direct { .. } => (PathBuf::from("/dev/null"), PathBuf::from("/dev/null")),
+    };
     oci::ContainerSpec {
         id: launch.id.clone(),
         image: launch.image.clone(),
@@ -321,8 +345,8 @@ fn oci_spec(launch: &Launch) -> oci::ContainerSpec {
             .collect(),
         memory_limit_bytes: launch.memory_limit_bytes,
         cpu_millis: launch.cpu_millis,
-        stdout: launch.stdout.clone(),
-        stderr: launch.stderr.clone(),
+        stdout,
+        stderr,
     }
 }
 

@@ -83,11 +83,25 @@ impl Sources {
     }
 
     fn secret_value(&self, name: &str, key: &str) -> Option<String> {
+        let data = self.secret_data(name)?;
+        data.get(key).map(|v| String::from_utf8_lossy(v).into_owned())
+    }
+
+    /// A Secret's keys: `data`, with `stringData` over it as the
+    /// Kubernetes API server would have merged them (skiff's keeps
+    /// `stringData` as written).
+    fn secret_data(&self, name: &str) -> Option<BTreeMap<String, Vec<u8>>> {
         let secret = self.secrets.get(name)?;
-        if let Some(v) = secret.data.as_ref().and_then(|d| d.get(key)) {
-            return Some(String::from_utf8_lossy(&v.0).into_owned());
+        let mut data: BTreeMap<String, Vec<u8>> = secret
+            .data
+            .iter()
+            .flatten()
+            .map(|(k, ByteString(v))| (k.clone(), v.clone()))
+            .collect();
+        for (k, v) in secret.string_data.iter().flatten() {
+            data.insert(k.clone(), v.clone().into_bytes());
         }
-        secret.string_data.as_ref().and_then(|d| d.get(key)).cloned()
+        Some(data)
     }
 }
 
@@ -181,13 +195,13 @@ pub fn environment(
             }
         }
         if let Some(r) = &from.secret_ref {
-            match sources.secrets.get(&r.name) {
-                Some(secret) => {
-                    for (k, v) in secret.data.iter().flatten() {
+            match sources.secret_data(&r.name) {
+                Some(data) => {
+                    for (k, v) in data {
                         set(
                             &mut vars,
                             format!("{prefix}{k}"),
-                            String::from_utf8_lossy(&v.0).into_owned(),
+                            String::from_utf8_lossy(&v).into_owned(),
                         );
                     }
                 }
@@ -303,13 +317,8 @@ pub fn materialize(volume: &Volume, sources: &Sources, dir: &Path) -> Result<Pat
     } else if let Some(source) = &volume.secret {
         let name = source.secret_name.clone().unwrap_or_default();
         let optional = source.optional == Some(true);
-        let all = match sources.secrets.get(&name) {
-            Some(secret) => secret
-                .data
-                .iter()
-                .flatten()
-                .map(|(k, ByteString(v))| (k.clone(), v.clone()))
-                .collect(),
+        let all = match sources.secret_data(&name) {
+            Some(data) => data,
             None if optional => BTreeMap::new(),
             None => return Err(ConfigError(format!("secret \"{name}\" not found"))),
         };
@@ -438,6 +447,37 @@ mod tests {
         sources.secrets.clear();
         let missing = environment(&p, &container, &sources, "", "").unwrap_err();
         assert!(missing.0.contains("couldn't find key pw in Secret ns/s"), "{missing}");
+    }
+
+    #[test]
+    fn string_data_counts_as_secret_data() {
+        let p = pod(json!({
+            "containers": [{
+                "name": "c", "image": "i",
+                "envFrom": [{"secretRef": {"name": "s"}, "prefix": "S_"}],
+                "env": [{"name": "A", "valueFrom": {"secretKeyRef": {"name": "s", "key": "a"}}}],
+            }],
+        }));
+        let mut sources = Sources::default();
+        sources.secrets.insert(
+            "s".into(),
+            serde_json::from_value(json!({
+                "metadata": {"name": "s"},
+                "data": {"a": "ZnJvbSBkYXRh", "c": "Yw=="},
+                "stringData": {"a": "from stringData", "b": "b"},
+            }))
+            .unwrap(),
+        );
+        let container = p.spec.as_ref().unwrap().containers[0].clone();
+        let env = environment(&p, &container, &sources, "", "").unwrap();
+        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("A"), Some("from stringData"), "stringData wins, as on write");
+        assert_eq!((get("S_b"), get("S_c")), (Some("b"), Some("c")));
+        let dir = tempfile::tempdir().unwrap();
+        let volume: Volume = serde_json::from_value(json!({"name": "v", "secret": {"secretName": "s"}})).unwrap();
+        let path = materialize(&volume, &sources, dir.path()).unwrap();
+        assert_eq!(std::fs::read_to_string(path.join("a")).unwrap(), "from stringData");
+        assert_eq!(std::fs::read_to_string(path.join("b")).unwrap(), "b");
     }
 
     #[test]

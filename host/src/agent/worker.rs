@@ -23,9 +23,9 @@ use tokio::sync::{mpsc, watch};
 
 use super::Shared;
 use super::events::{self, Recorder};
-use super::logs::{LogLimits, LogWriter, PodLogDir};
+use super::logs::{ContainerLog, DirectLog, LogWriter, PodLogDir};
 use super::probe::{self, Kind, Verdict};
-use super::runtime::{Exit, Launch, Running, StartError, StopMode, Stopper, WorkloadRuntime};
+use super::runtime::{Exit, Launch, Running, StartError, Stdio, StopMode, Stopper, WorkloadRuntime};
 use super::spec::{self, ConfigError, Sources};
 use super::status::{self, ContainerRecord, Phase, PodView, Terminated};
 use crate::oci::{Image, ImageKind};
@@ -63,7 +63,7 @@ struct Probed {
 #[derive(Debug)]
 struct Live {
     stopper: Stopper,
-    logs: LogWriter,
+    logs: ContainerLog,
     started: Instant,
     prober: Option<tokio::task::AbortHandle>,
     /// Why the agent stopped it, if it did (a failed liveness probe).
@@ -165,6 +165,29 @@ fn backoff_next(current: Duration, initial: Duration, max: Duration) -> Duration
     } else {
         (current * 2).min(max)
     }
+}
+
+/// A duration as Go prints it, to the millisecond (`200ms`, `1.6s`,
+/// `2m40s`, `5m0s`): the kubelet's back-off messages show it so.
+fn go_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        return if ms == 0 { "0s".into() } else { format!("{ms}ms") };
+    }
+    let (hours, minutes, seconds, millis) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000);
+    let mut out = String::new();
+    if hours > 0 {
+        out.push_str(&format!("{hours}h"));
+    }
+    if hours > 0 || minutes > 0 {
+        out.push_str(&format!("{minutes}m"));
+    }
+    out.push_str(&seconds.to_string());
+    if millis > 0 {
+        out.push_str(format!(".{millis:03}").trim_end_matches('0'));
+    }
+    out.push('s');
+    out
 }
 
 fn memory_limit(container: &Container) -> Option<u64> {
@@ -562,7 +585,6 @@ impl Worker {
             .collect();
         let ip = prepared.pod_ip.unwrap_or(IpAddr::from([127, 0, 0, 1]));
         let run = slot.runs;
-        let (stdout, stderr) = self.logs.fifos(&c.name, run);
         let launch = Launch {
             id: format!("{}-{}-{run}", self.uid, c.name),
             name: c.name.clone(),
@@ -574,8 +596,7 @@ impl Worker {
             mounts,
             memory_limit_bytes: memory_limit(c),
             cpu_millis: cpu_millis(c),
-            stdout,
-            stderr,
+            stdio: Stdio::Discard,
             listen: ports.into_iter().map(|p| SocketAddr::new(ip, p)).collect(),
             request_timeout: self.shared.config.request_timeout,
         };
@@ -599,13 +620,25 @@ impl Worker {
                 reason: "CreateContainerConfigError",
                 message: e.0,
             }),
-            Ok((launch, image)) => {
-                match LogWriter::start(
-                    &log_file,
-                    launch.stdout.clone(),
-                    launch.stderr.clone(),
-                    LogLimits::default(),
-                ) {
+            Ok((mut launch, image)) => {
+                // Wasm instances write their logs from this process; runc
+                // containers through FIFOs.
+                let opened = if image.kind == ImageKind::Wasm {
+                    DirectLog::open(&log_file, config.log_limits).map(|log| {
+                        launch.stdio = Stdio::Direct {
+                            stdout: log.output("stdout"),
+                            stderr: log.output("stderr"),
+                        };
+                        ContainerLog::Direct(log)
+                    })
+                } else {
+                    let (stdout, stderr) = self.logs.fifos(&slot.container.name, slot.runs);
+                    LogWriter::start(&log_file, stdout.clone(), stderr.clone(), config.log_limits).map(|writer| {
+                        launch.stdio = Stdio::Fifos { stdout, stderr };
+                        ContainerLog::Fifos(writer)
+                    })
+                };
+                match opened {
                     Err(e) => Err(StartError {
                         reason: "CreateContainerError",
                         message: format!("cannot set up the container's logs: {e}"),
@@ -650,6 +683,11 @@ impl Worker {
                 } = running;
                 let run = slot.runs;
                 slot.runs += 1;
+                // The current and the previous run keep their logs (what
+                // `previous` reads); older ones go.
+                if let Some(old) = run.checked_sub(2) {
+                    self.logs.remove_run(&slot.container.name, old);
+                }
                 slot.record.image_id = format!("{}@{}", image.reference, image_id);
                 slot.record.container_id = Some(container_id);
                 slot.record.state = Phase::Running {
@@ -754,6 +792,7 @@ impl Worker {
         let writer = live.logs;
         let _ = tokio::task::spawn_blocking(move || writer.close()).await;
         let mut exit = exited.exit;
+        let killed_by_probe = live.killed_because.is_some();
         if let Some(reason) = live.killed_because {
             exit.message = Some(reason);
         }
@@ -776,7 +815,10 @@ impl Worker {
                 (Group::Init, "Never") => false,
                 (Group::Init, _) => exit.code != 0,
                 (Group::App, "Always") => true,
-                (Group::App, "OnFailure") => exit.code != 0,
+                // A container killed for a failed probe restarts whatever
+                // its exit code, as with the kubelet (a Wasm HTTP service
+                // stops with 0).
+                (Group::App, "OnFailure") => exit.code != 0 || killed_by_probe,
                 _ => false,
             };
         if !restart {
@@ -793,8 +835,8 @@ impl Worker {
             slot.record.restart_count += 1;
             slot.not_before = Some(Instant::now() + delay);
             let message = format!(
-                "back-off {}s restarting failed container={} pod={}_{}({})",
-                delay.as_secs(),
+                "back-off {} restarting failed container={} pod={}_{}({})",
+                go_duration(delay),
                 slot.container.name,
                 self.name,
                 self.namespace,
@@ -945,5 +987,26 @@ async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at.into()).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn back_off_doubles_to_its_cap_and_reads_as_go_prints_it() {
+        let (initial, max) = (Duration::from_millis(200), Duration::from_millis(1600));
+        let mut delays = vec![Duration::ZERO];
+        for _ in 0..5 {
+            delays.push(backoff_next(*delays.last().unwrap(), initial, max));
+        }
+        let shown: Vec<String> = delays.into_iter().map(go_duration).collect();
+        assert_eq!(shown, ["0s", "200ms", "400ms", "800ms", "1.6s", "1.6s"]);
+        let kubelet = [(10, "10s"), (160, "2m40s"), (300, "5m0s"), (3725, "1h2m5s")];
+        for (seconds, want) in kubelet {
+            assert_eq!(go_duration(Duration::from_secs(seconds)), want);
+        }
+        assert_eq!(go_duration(Duration::from_millis(1050)), "1.05s");
     }
 }

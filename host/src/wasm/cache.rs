@@ -5,7 +5,8 @@
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
@@ -24,7 +25,11 @@ pub struct ComponentCache {
     dir: PathBuf,
     /// Which engine configuration the files in `dir` were compiled for.
     compatibility: String,
-    loaded: Mutex<HashMap<String, Component>>,
+    /// One slot per digest; a slot's lock is held while its component is
+    /// compiled or read from disk, so pods of a new image starting at once
+    /// wait for one compilation instead of each running their own.
+    loaded: Mutex<HashMap<String, Arc<Mutex<Option<Component>>>>>,
+    compilations: AtomicU64,
 }
 
 /// `sha256:<hex>` of some bytes.
@@ -46,6 +51,7 @@ impl ComponentCache {
             engine,
             dir,
             loaded: Mutex::new(HashMap::new()),
+            compilations: AtomicU64::new(0),
         })
     }
 
@@ -67,13 +73,16 @@ impl ComponentCache {
             return Err(WasmError::NotAComponent);
         }
         let digest = digest(bytes);
-        if let Some(component) = self.lock().get(&digest) {
+        let slot = self.lock().entry(digest.clone()).or_default().clone();
+        let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(component) = slot.as_ref() {
             return Ok((digest, component.clone()));
         }
         let path = self.path_for(&digest);
         let component = match self.deserialize(&path) {
             Some(component) => component,
             None => {
+                self.compilations.fetch_add(1, Ordering::Relaxed);
                 let component =
                     Component::new(self.engine.engine(), bytes).map_err(|e| WasmError::Compile(format!("{e:#}")))?;
                 if let Err(error) = self.store(&path, &component) {
@@ -82,11 +91,11 @@ impl ComponentCache {
                 component
             }
         };
-        self.lock().insert(digest.clone(), component.clone());
+        *slot = Some(component.clone());
         Ok((digest, component))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Component>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Mutex<Option<Component>>>>> {
         self.loaded.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -121,6 +130,12 @@ impl ComponentCache {
             path: path.to_path_buf(),
             source,
         })
+    }
+
+    /// How many components this cache has compiled, rather than found in
+    /// memory or on disk.
+    pub fn compilations(&self) -> u64 {
+        self.compilations.load(Ordering::Relaxed)
     }
 
     /// Whether compiled code for `digest` is on disk (for tests and status).

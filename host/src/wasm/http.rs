@@ -52,14 +52,7 @@ impl HttpService {
         &self.digest
     }
 
-    /// Serves one request in a new instance. The response body may still
-    /// be streaming from the instance when this returns; the instance lives
-    /// until it is done.
-    pub async fn handle<B>(&self, request: hyper::Request<B>) -> Result<hyper::Response<HyperOutgoingBody>, WasmError>
-    where
-        B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
-        B::Error: Into<wasmtime_wasi_http::Error>,
-    {
+    fn store(&self) -> Result<Store<State>, WasmError> {
         let engine = self.pre.instance_pre().engine();
         let mut store = Store::new(engine, State::new(&self.env)?);
         store.limiter(|state| &mut state.limits);
@@ -68,6 +61,26 @@ impl HttpService {
             None => store.set_epoch_deadline(u64::MAX / 2),
         }
         store.epoch_deadline_trap();
+        Ok(store)
+    }
+
+    /// Makes an instance and drops it without serving anything: what each
+    /// request costs before the guest's handler runs.
+    pub async fn instantiate(&self) -> Result<(), WasmError> {
+        let mut store = self.store()?;
+        self.pre.instantiate_async(&mut store).await.map_err(|e| classify(&e))?;
+        Ok(())
+    }
+
+    /// Serves one request in a new instance. The response body may still
+    /// be streaming from the instance when this returns; the instance lives
+    /// until it is done.
+    pub async fn handle<B>(&self, request: hyper::Request<B>) -> Result<hyper::Response<HyperOutgoingBody>, WasmError>
+    where
+        B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let mut store = self.store()?;
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let request = store
             .data_mut()

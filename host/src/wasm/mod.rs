@@ -25,7 +25,7 @@ pub use cache::ComponentCache;
 pub use command::{CommandService, Exit, StopHandle};
 pub use engine::{NodeEngine, PoolConfig};
 pub use http::HttpService;
-pub use state::{Environment, Limits, Preopen, State};
+pub use state::{AppendFile, Environment, Limits, Output, Preopen, State};
 
 /// Why an instance stopped, in the words container statuses use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

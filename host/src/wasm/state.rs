@@ -1,14 +1,21 @@
 //! What one instance's `Store` holds, and the environment a pod gives it.
 //!
 //! Only what the pod spec grants is visible: its args and env, its volumes
-//! as preopened directories, stdout/stderr to the container's log files.
+//! as preopened directories, stdout/stderr to the container's log (an
+//! [`Output`], written in this process: no file, pipe or thread per pod).
 //! No host environment, no ambient filesystem, no sockets, and outgoing
 //! HTTP requests are refused.
 
+use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use wasmtime::{StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
 use wasmtime_wasi::{FsPerms, ResourceTable, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
@@ -40,9 +47,102 @@ pub struct Environment {
     pub env: Vec<(String, String)>,
     pub preopens: Vec<Preopen>,
     pub limits: Limits,
-    /// Where stdout and stderr go (appended); nowhere when unset.
-    pub stdout: Option<PathBuf>,
-    pub stderr: Option<PathBuf>,
+    /// Where stdout and stderr go; nowhere when unset.
+    pub stdout: Option<Arc<dyn Output>>,
+    pub stderr: Option<Arc<dyn Output>>,
+}
+
+/// Where one of a container's output streams goes. Every instance that
+/// opens the stream gets a writer of its own, so a writer can keep the
+/// instance's partial line to itself; dropping the writer ends it.
+pub trait Output: Send + Sync + std::fmt::Debug {
+    fn writer(&self) -> Box<dyn Write + Send + Sync>;
+}
+
+/// Output appended to a file, opened by each writer.
+#[derive(Debug)]
+pub struct AppendFile(pub PathBuf);
+
+impl Output for AppendFile {
+    fn writer(&self) -> Box<dyn Write + Send + Sync> {
+        match std::fs::OpenOptions::new().create(true).append(true).open(&self.0) {
+            Ok(file) => Box::new(file),
+            Err(error) => {
+                tracing::warn!(path = %self.0.display(), %error, "cannot open a guest's output file");
+                Box::new(std::io::sink())
+            }
+        }
+    }
+}
+
+/// An [`Output`] as WASI's stdout or stderr.
+struct GuestOutput(Arc<dyn Output>);
+
+impl IsTerminal for GuestOutput {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for GuestOutput {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(GuestWriter(self.0.writer()))
+    }
+
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(GuestWriter(self.0.writer()))
+    }
+}
+
+/// One instance's writer. Writes never wait: an [`Output`] buffers in
+/// memory or appends to a local file.
+struct GuestWriter(Box<dyn Write + Send + Sync>);
+
+fn stream_error(error: std::io::Error) -> StreamError {
+    StreamError::LastOperationFailed(wasmtime::format_err!("{error}"))
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for GuestWriter {
+    async fn ready(&mut self) {}
+}
+
+impl OutputStream for GuestWriter {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        self.0.write_all(&bytes).map_err(stream_error)
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        self.0.flush().map_err(stream_error)
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(64 * 1024)
+    }
+}
+
+impl tokio::io::AsyncWrite for GuestWriter {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::task::Poll::Ready(self.0.write_all(buf).map(|()| buf.len()))
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(self.0.flush())
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
 }
 
 /// Refuses every outgoing HTTP request: a pod reaches nothing it was not
@@ -83,18 +183,6 @@ impl std::fmt::Debug for State {
     }
 }
 
-fn open_log(path: &PathBuf) -> Result<wasmtime_wasi::cli::OutputFile, WasmError> {
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|source| WasmError::Io {
-            path: path.clone(),
-            source,
-        })?;
-    Ok(wasmtime_wasi::cli::OutputFile::new(file))
-}
-
 impl State {
     pub fn new(env: &Environment) -> Result<State, WasmError> {
         let mut wasi = WasiCtx::builder();
@@ -111,11 +199,11 @@ impl State {
                     reason: e.to_string(),
                 })?;
         }
-        if let Some(path) = &env.stdout {
-            wasi.stdout(open_log(path)?);
+        if let Some(output) = &env.stdout {
+            wasi.stdout(GuestOutput(output.clone()));
         }
-        if let Some(path) = &env.stderr {
-            wasi.stderr(open_log(path)?);
+        if let Some(output) = &env.stderr {
+            wasi.stderr(GuestOutput(output.clone()));
         }
         let mut limits = StoreLimitsBuilder::new().trap_on_grow_failure(true);
         if let Some(bytes) = env.limits.memory_bytes {

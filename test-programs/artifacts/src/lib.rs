@@ -19,7 +19,7 @@
 //! | `HTTP_HELLO`      | `wasi:http/proxy`: greeting, path, `$GREETING`, `/config/greeting`; `/sleep?ms=N`; `/count` (per-instance counter) |
 //! | `HTTP_SPIN`       | `wasi:http/proxy` whose handler loops forever                        |
 //! | `HTTP_HOG`        | `wasi:http/proxy` whose handler allocates until it fails            |
-//! | `CLI_HELLO`       | `wasi:cli/command`: prints greeting, args, `$GREETING`, `/config/greeting`; exits with `args[1]` |
+//! | `CLI_HELLO`       | `wasi:cli/command`: prints greeting, args, `$GREETING`, `/config/greeting`, `$LINES` numbered lines; appends its args to `$APPEND_TO`; exits with `args[1]` |
 //! | `CLI_SPIN`        | `wasi:cli/command` that loops forever                               |
 //! | `CLI_HOG`         | `wasi:cli/command` that allocates until it fails                    |
 //! | `BAD_IMPORT`      | a component importing `skiff:test/nothing`, which no host provides  |
