@@ -24,6 +24,13 @@
 //!   Wasm Deployment to all pods Ready on a real node agent. Parts in
 //!   [`scheduler`].
 //!
+//! * `node-bench` (`cargo xtask bench node`): the node agent. Wasm
+//!   instantiation from a pre-compiled component, create→Running through
+//!   the API for Wasm pods and runc pods side by side, the first request
+//!   through the gateway, gateway requests/s against `wasmtime serve` on
+//!   the same component, and how many idle Wasm pods one agent holds, with
+//!   its RSS per pod. Parts in [`node`].
+//!
 //! In the store and API benches both systems run as separate processes
 //! and are driven over the network by their own client (skiff's
 //! [`skiff_store::Client`], etcd's gRPC client), with the same keys, value
@@ -31,5 +38,6 @@
 
 pub mod api;
 pub mod load;
+pub mod node;
 pub mod procs;
 pub mod scheduler;

@@ -40,6 +40,10 @@ pub struct NodeArgs {
     #[arg(long, default_value = "runc")]
     pub runc: PathBuf,
 
+    /// Most pods the node takes (its `pods` capacity).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_pods: u32,
+
     /// Seconds between renewals of the node's Lease.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub heartbeat_interval: u64,
@@ -53,6 +57,7 @@ impl NodeArgs {
         config.daemon_port = self.agent_port;
         config.pod_cidr = self.pod_cidr;
         config.runc_binary = self.runc.clone();
+        config.max_pods = self.max_pods;
         config.heartbeat = Duration::from_secs(self.heartbeat_interval);
         config
     }

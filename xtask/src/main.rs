@@ -10,6 +10,7 @@
 //! | `cargo xtask bench store` | store throughput/latency, skiff vs etcd, JSON in `bench/results/` |
 //! | `cargo xtask bench api` | the Kubernetes API over TLS: create/get/list, fixed-rate creates, watch fan-out |
 //! | `cargo xtask bench scheduler` | scheduler pods/s with simulated nodes vs the raw API bind path; 100-replica Wasm Deployment to Ready |
+//! | `cargo xtask bench node` | Wasm instantiation, create→Running Wasm vs runc, gateway vs `wasmtime serve`, idle Wasm pods per node |
 //! | `cargo xtask build-wasm` | add the wasm32-wasip2 target if missing, build test-programs/ and sample-apps/ (release) |
 //! | `cargo xtask build-samples` | `build-wasm`, plus the OCI sample image (busybox-httpd) as a layout |
 //! | `cargo xtask gen-protobuf-schema` | regenerate `api/src/protobuf/schema.rs` from k8s-pb and k8s-openapi |
@@ -40,7 +41,7 @@ fn main() -> ExitCode {
         Some("gen-protobuf-schema") => protobuf_schema::run().map_err(|e| format!("{e:#}")),
         _ => {
             eprintln!(
-                "usage: cargo xtask <up|test|verify|fix|bench store|bench api|bench scheduler|build-wasm|build-samples|gen-protobuf-schema> [args]"
+                "usage: cargo xtask <up|test|verify|fix|bench store|bench api|bench scheduler|bench node|build-wasm|build-samples|gen-protobuf-schema> [args]"
             );
             return ExitCode::from(2);
         }
@@ -214,6 +215,12 @@ fn ensure_python_client() -> Result<PathBuf> {
     }
 }
 
+/// What `bench node` needs for its runc pods.
+const RUNC_PACKAGES: &[Package] = &[Package {
+    name: "runc",
+    present: || have("runc"),
+}];
+
 const BENCH_PACKAGES: &[Package] = &[Package {
     name: "etcd-server",
     present: || have("etcd"),
@@ -340,8 +347,83 @@ fn fix() -> Result {
     ]))
 }
 
+/// The version of the `wasmtime` CLI `bench node` runs as its peer: the
+/// wasmtime skiff embeds.
+const WASMTIME_CLI_VERSION: &str = "48.0.8";
+
+/// The `wasmtime` CLI, installed from crates.io into the build cache the
+/// first time (only what `wasmtime serve` needs, to keep the build short).
+fn wasmtime_cli() -> Result<PathBuf> {
+    let tools = target_dir()
+        .parent()
+        .map(|p| p.join("tools"))
+        .unwrap_or_else(|| target_dir().join("tools"));
+    let bin = tools.join("bin/wasmtime");
+    let version = Command::new(&bin)
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    if version.contains(WASMTIME_CLI_VERSION) {
+        return Ok(bin);
+    }
+    eprintln!(
+        "xtask: installing wasmtime-cli {WASMTIME_CLI_VERSION} into {}",
+        tools.display()
+    );
+    let mut install = cargo(&[
+        "install",
+        "wasmtime-cli",
+        "--version",
+        WASMTIME_CLI_VERSION,
+        "--locked",
+        "--no-default-features",
+        "--features",
+        "run,serve,component-model-async,cranelift,pooling-allocator,parallel-compilation,cache",
+    ]);
+    install.arg("--root").arg(&tools);
+    // Its own target directory: the workspace's feature set is not this.
+    install.env("CARGO_TARGET_DIR", tools.join("target"));
+    run(install)?;
+    Ok(bin)
+}
+
 fn bench(args: &[String]) -> Result {
     match args.first().map(String::as_str) {
+        Some("node") => {
+            ensure_packages(BUILD_PACKAGES)?;
+            wasm::build()?;
+            let wasmtime = wasmtime_cli()?;
+            // The runc pods need root and the busybox layout.
+            let layout = if is_root() {
+                ensure_packages(RUNC_PACKAGES)?;
+                Some(samples::busybox_httpd()?)
+            } else {
+                eprintln!("xtask: not root, so the benchmark runs no runc pods");
+                None
+            };
+            run(cargo(&[
+                "build",
+                "--release",
+                "--package",
+                "skiff",
+                "--package",
+                "skiff-bench",
+            ]))?;
+            let release = target_dir().join("release");
+            let mut cmd = Command::new(release.join("node-bench"));
+            cmd.arg("--skiff-bin")
+                .arg(release.join("skiff"))
+                .arg("--wasmtime-bin")
+                .arg(wasmtime)
+                .arg("--out")
+                .arg(root().join("bench/results/node.json"));
+            if let Some(layout) = layout {
+                cmd.arg("--oci-layout").arg(layout);
+            }
+            cmd.args(&args[1..]);
+            run(cmd)
+        }
         Some(which @ ("store" | "api" | "scheduler")) => {
             ensure_packages(BUILD_PACKAGES)?;
             if which == "store" {
@@ -369,6 +451,6 @@ fn bench(args: &[String]) -> Result {
                 .args(&args[1..]);
             run(cmd)
         }
-        _ => Err("usage: cargo xtask bench <store|api|scheduler> [--out FILE] [bench flags]".into()),
+        _ => Err("usage: cargo xtask bench <store|api|scheduler|node> [--out FILE] [bench flags]".into()),
     }
 }

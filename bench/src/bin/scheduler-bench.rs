@@ -287,19 +287,7 @@ async fn deployment_run(args: &Args, root: &Path) -> anyhow::Result<DeploymentRu
     )
     .await?;
     let api: ApiClient = server.client(2)?;
-    let (_, ready) = sched::poll_until(
-        &api,
-        "/api/v1/nodes/bench",
-        Duration::from_millis(100),
-        Instant::now() + Duration::from_secs(60),
-        |node| {
-            node["status"]["conditions"]
-                .as_array()
-                .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
-        },
-    )
-    .await;
-    anyhow::ensure!(ready, "the node agent did not become Ready");
+    skiff_bench::node::node_ready(&api, "bench").await?;
 
     let manifest = root.join("deployment.json");
     std::fs::write(
