@@ -15,9 +15,9 @@
 //!   copy ends once the container's last writer closes.
 //! * Wasm instances run in this process, so their output needs no pipe:
 //!   a [`DirectLog`] hands each instance a writer that keeps the
-//!   instance's unfinished line and appends whole records to the file.
-//!   A pod costs no thread or descriptor for its logs between requests
-//!   beyond the open log file.
+//!   instance's unfinished line and appends whole records to the file,
+//!   which is open only while some instance is writing: between requests
+//!   a Wasm pod holds no thread or descriptor for its logs.
 //!
 //! # Layout
 //!
@@ -126,7 +126,7 @@ impl LogWriter {
         if let Some(parent) = log.parent() {
             fs::create_dir_all(parent)?;
         }
-        let sink = Arc::new(Sink::open(log, limits)?);
+        let sink = Arc::new(Sink::open(log, limits, true)?);
         let mut keep_open = Vec::new();
         let mut threads = Vec::new();
         for (path, stream) in [(&stdout, "stdout"), (&stderr, "stderr")] {
@@ -180,7 +180,7 @@ impl DirectLog {
             fs::create_dir_all(parent)?;
         }
         Ok(DirectLog {
-            sink: Arc::new(Sink::open(log, limits)?),
+            sink: Arc::new(Sink::open(log, limits, false)?),
         })
     }
 
@@ -202,6 +202,7 @@ struct StreamOutput {
 
 impl Output for StreamOutput {
     fn writer(&self) -> Box<dyn Write + Send + Sync> {
+        self.sink.hold();
         Box::new(LineWriter {
             sink: self.sink.clone(),
             stream: self.stream,
@@ -255,6 +256,7 @@ impl Drop for LineWriter {
         if !self.line.is_empty() {
             self.sink.write_record(self.stream, true, &self.line);
         }
+        self.sink.release();
     }
 }
 
@@ -282,20 +284,53 @@ impl ContainerLog {
 struct Sink {
     path: PathBuf,
     limits: LogLimits,
-    file: std::sync::Mutex<(File, u64)>,
+    state: std::sync::Mutex<SinkState>,
     failed: AtomicBool,
 }
 
+#[derive(Debug)]
+struct SinkState {
+    /// Open while someone may write: always for the FIFO copiers, only
+    /// while an instance is writing for in-process logs, so an idle Wasm
+    /// pod holds no descriptor for its log.
+    file: Option<File>,
+    size: u64,
+    /// In-process writers alive; the file closes when the last one ends.
+    writers: usize,
+    keep_open: bool,
+}
+
 impl Sink {
-    fn open(path: &Path, limits: LogLimits) -> io::Result<Sink> {
+    fn open(path: &Path, limits: LogLimits, keep_open: bool) -> io::Result<Sink> {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
         let size = file.metadata()?.len();
         Ok(Sink {
             path: path.to_path_buf(),
             limits,
-            file: std::sync::Mutex::new((file, size)),
+            state: std::sync::Mutex::new(SinkState {
+                file: keep_open.then_some(file),
+                size,
+                writers: 0,
+                keep_open,
+            }),
             failed: AtomicBool::new(false),
         })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SinkState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn hold(&self) {
+        self.lock().writers += 1;
+    }
+
+    fn release(&self) {
+        let mut state = self.lock();
+        state.writers = state.writers.saturating_sub(1);
+        if state.writers == 0 && !state.keep_open {
+            state.file = None;
+        }
     }
 
     fn write_record(&self, stream: &str, partial: bool, text: &[u8]) {
@@ -306,15 +341,25 @@ impl Sink {
         record.extend_from_slice(if partial { b" P " } else { b" F " });
         record.extend_from_slice(text);
         record.push(b'\n');
-        let mut guard = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        if guard.1 + record.len() as u64 > self.limits.max_bytes && guard.1 > 0 {
+        let mut state = self.lock();
+        if state.size + record.len() as u64 > self.limits.max_bytes && state.size > 0 {
             match self.rotate() {
-                Ok(file) => *guard = (file, 0),
+                Ok(file) => {
+                    state.file = Some(file);
+                    state.size = 0;
+                }
                 Err(error) => self.report(&error),
             }
         }
-        match guard.0.write_all(&record) {
-            Ok(()) => guard.1 += record.len() as u64,
+        if state.file.is_none() {
+            match OpenOptions::new().create(true).append(true).open(&self.path) {
+                Ok(file) => state.file = Some(file),
+                Err(error) => return self.report(&error),
+            }
+        }
+        let Some(file) = state.file.as_mut() else { return };
+        match file.write_all(&record) {
+            Ok(()) => state.size += record.len() as u64,
             Err(error) => self.report(&error),
         }
     }
@@ -565,6 +610,7 @@ mod tests {
         );
         let raw = fs::read_to_string(&log).unwrap();
         assert_eq!(raw.lines().filter(|l| l.contains(" stdout P ")).count(), 2, "{raw}");
+        assert!(direct.sink.lock().file.is_none(), "closed once no instance writes");
     }
 
     #[test]
