@@ -345,6 +345,7 @@ pub fn default(resource: &Resource, object: &mut Value) {
         }
         ("", "Secret") => {
             set_default(object, "type", json!("Opaque"));
+            merge_string_data(object);
         }
         ("", "Service") => {
             if let Some(spec) = object.get_mut("spec") {
@@ -447,6 +448,38 @@ pub fn default(resource: &Resource, object: &mut Value) {
             }
         }
         _ => {}
+    }
+}
+
+/// A Secret's `stringData` is write-only, as in Kubernetes: its entries
+/// are encoded into `data` (overriding keys there) and it is not stored.
+/// One that is not a map of strings is left for validation to refuse.
+fn merge_string_data(secret: &mut Value) {
+    use base64::Engine;
+    let Some(strings) = secret.get("stringData").and_then(Value::as_object) else {
+        return;
+    };
+    if !strings.values().all(Value::is_string) {
+        return;
+    }
+    let encoded: Vec<(String, Value)> = strings
+        .iter()
+        .map(|(key, value)| {
+            let text = value.as_str().unwrap_or_default();
+            (
+                key.clone(),
+                Value::String(base64::engine::general_purpose::STANDARD.encode(text)),
+            )
+        })
+        .collect();
+    let map = meta::object_mut(secret);
+    map.remove("stringData");
+    let data = map.entry("data").or_insert_with(|| json!({}));
+    if data.is_null() {
+        *data = json!({});
+    }
+    if let Some(data) = data.as_object_mut() {
+        data.extend(encoded);
     }
 }
 
@@ -574,6 +607,15 @@ pub fn validate(resource: &Resource, object: &Value, old: Option<(&Value, Part)>
                 "spec.jobTemplate.spec.template.spec",
                 &mut causes,
             );
+        }
+        ("", "Secret") => {
+            if let Some(strings) = object.get("stringData") {
+                causes.push(Cause::invalid(
+                    "stringData",
+                    strings.to_string(),
+                    "must be a map of keys to string values",
+                ));
+            }
         }
         ("", "Service") => {
             for (i, port) in object
@@ -711,6 +753,23 @@ mod tests {
 
     fn resource(group: &str, plural: &str) -> std::sync::Arc<Resource> {
         Catalog::new().lookup(group, "v1", plural).unwrap()
+    }
+
+    #[test]
+    fn secret_string_data_is_merged_into_data() {
+        let secrets = resource("", "secrets");
+        let mut secret = json!({
+            "metadata": {"name": "s"},
+            "data": {"a": "b2xk", "c": "Yw=="},
+            "stringData": {"a": "new", "b": "b"},
+        });
+        default(&secrets, &mut secret);
+        assert_eq!(secret.get("stringData"), None, "stringData is write-only");
+        assert_eq!(secret["data"], json!({"a": "bmV3", "b": "Yg==", "c": "Yw=="}));
+        assert!(validate(&secrets, &secret, None).is_ok());
+        let mut bad = json!({"metadata": {"name": "s"}, "stringData": {"a": 1}});
+        default(&secrets, &mut bad);
+        assert!(validate(&secrets, &bad, None).is_err(), "a non-string value is refused");
     }
 
     #[test]
