@@ -157,3 +157,17 @@ pub fn rss_mib(pid: u32) -> f64 {
         .map(|kb| kb / 1024.0)
         .unwrap_or(0.0)
 }
+
+/// The cores this machine gives the benchmark, for the report.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
+}
+
+/// A report as pretty JSON, written to `out` when given; returns the JSON.
+pub fn write_report(out: Option<&Path>, report: &impl serde::Serialize) -> anyhow::Result<String> {
+    let json = serde_json::to_string_pretty(report)?;
+    if let Some(path) = out {
+        std::fs::write(path, format!("{json}\n")).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(json)
+}

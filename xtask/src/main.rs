@@ -389,68 +389,46 @@ fn wasmtime_cli() -> Result<PathBuf> {
 }
 
 fn bench(args: &[String]) -> Result {
-    match args.first().map(String::as_str) {
-        Some("node") => {
-            ensure_packages(BUILD_PACKAGES)?;
+    let which = match args.first().map(String::as_str) {
+        Some(which @ ("store" | "api" | "scheduler" | "node")) => which,
+        _ => return Err("usage: cargo xtask bench <store|api|scheduler|node> [--out FILE] [bench flags]".into()),
+    };
+    ensure_packages(BUILD_PACKAGES)?;
+    // Flags only some benchmarks take, for what they need installed.
+    let mut extra: Vec<std::ffi::OsString> = Vec::new();
+    match which {
+        "store" => ensure_packages(BENCH_PACKAGES)?,
+        // Its Deployment phase runs a Wasm guest.
+        "scheduler" => wasm::build()?,
+        "node" => {
             wasm::build()?;
-            let wasmtime = wasmtime_cli()?;
+            extra.extend(["--wasmtime-bin".into(), wasmtime_cli()?.into()]);
             // The runc pods need root and the busybox layout.
-            let layout = if is_root() {
+            if is_root() {
                 ensure_packages(RUNC_PACKAGES)?;
-                Some(samples::busybox_httpd()?)
+                extra.extend(["--oci-layout".into(), samples::busybox_httpd()?.into()]);
             } else {
                 eprintln!("xtask: not root, so the benchmark runs no runc pods");
-                None
-            };
-            run(cargo(&[
-                "build",
-                "--release",
-                "--package",
-                "skiff",
-                "--package",
-                "skiff-bench",
-            ]))?;
-            let release = target_dir().join("release");
-            let mut cmd = Command::new(release.join("node-bench"));
-            cmd.arg("--skiff-bin")
-                .arg(release.join("skiff"))
-                .arg("--wasmtime-bin")
-                .arg(wasmtime)
-                .arg("--out")
-                .arg(root().join("bench/results/node.json"));
-            if let Some(layout) = layout {
-                cmd.arg("--oci-layout").arg(layout);
             }
-            cmd.args(&args[1..]);
-            run(cmd)
         }
-        Some(which @ ("store" | "api" | "scheduler")) => {
-            ensure_packages(BUILD_PACKAGES)?;
-            if which == "store" {
-                ensure_packages(BENCH_PACKAGES)?;
-            }
-            if which == "scheduler" {
-                // Its Deployment phase runs a Wasm guest.
-                wasm::build()?;
-            }
-            run(cargo(&[
-                "build",
-                "--release",
-                "--package",
-                "skiff",
-                "--package",
-                "skiff-bench",
-            ]))?;
-            let release = target_dir().join("release");
-            let out = root().join(format!("bench/results/{which}.json"));
-            let mut cmd = Command::new(release.join(format!("{which}-bench")));
-            cmd.arg("--skiff-bin")
-                .arg(release.join("skiff"))
-                .arg("--out")
-                .arg(out)
-                .args(&args[1..]);
-            run(cmd)
-        }
-        _ => Err("usage: cargo xtask bench <store|api|scheduler|node> [--out FILE] [bench flags]".into()),
+        _ => {}
     }
+    run(cargo(&[
+        "build",
+        "--release",
+        "--package",
+        "skiff",
+        "--package",
+        "skiff-bench",
+    ]))?;
+    let release = target_dir().join("release");
+    let out = root().join(format!("bench/results/{which}.json"));
+    let mut cmd = Command::new(release.join(format!("{which}-bench")));
+    cmd.arg("--skiff-bin")
+        .arg(release.join("skiff"))
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .args(&args[1..]);
+    run(cmd)
 }

@@ -438,10 +438,7 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     let report = Report {
-        machine: format!(
-            "{} cores",
-            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
-        ),
+        machine: format!("{} cores", procs::cores()),
         seconds_per_cell: args.seconds,
         ratios: ratios(&closed),
         closed_loop: closed,
@@ -455,9 +452,6 @@ async fn main() -> anyhow::Result<()> {
             r.op, r.clients, r.throughput_api_over_store, r.p99_api_over_store
         );
     }
-    let json = serde_json::to_string_pretty(&report)?;
-    if let Some(out) = &args.out {
-        std::fs::write(out, &json).with_context(|| format!("writing {}", out.display()))?;
-    }
+    procs::write_report(args.out.as_deref(), &report)?;
     Ok(())
 }

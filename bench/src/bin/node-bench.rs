@@ -666,10 +666,7 @@ async fn main() -> anyhow::Result<()> {
         None
     };
     let report = Report {
-        machine: format!(
-            "{} cores",
-            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
-        ),
+        machine: format!("{} cores", procs::cores()),
         build: if cfg!(debug_assertions) { "debug" } else { "release" },
         skiff_bin: args.skiff_bin.display().to_string(),
         wasmtime: args.wasmtime_bin.as_deref().and_then(wasmtime_version),
@@ -686,10 +683,9 @@ async fn main() -> anyhow::Result<()> {
             gateway_over_wasmtime_serve: 1.0,
         },
     };
-    let json = serde_json::to_string_pretty(&report)?;
-    match &args.out {
-        Some(path) => std::fs::write(path, json + "\n").with_context(|| format!("writing {}", path.display()))?,
-        None => println!("{json}"),
+    let json = procs::write_report(args.out.as_deref(), &report)?;
+    if args.out.is_none() {
+        println!("{json}");
     }
     Ok(())
 }

@@ -442,10 +442,7 @@ async fn main() -> anyhow::Result<()> {
         None
     };
     let report = Report {
-        machine: format!(
-            "{} cores",
-            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
-        ),
+        machine: format!("{} cores", procs::cores()),
         build: if cfg!(debug_assertions) { "debug" } else { "release" },
         skiff_bin: args.skiff_bin.display().to_string(),
         settle_seconds: args.settle_seconds,
@@ -456,10 +453,9 @@ async fn main() -> anyhow::Result<()> {
         kube_scheduler_cited: cited,
         deployment,
     };
-    let json = serde_json::to_string_pretty(&report)?;
-    match &args.out {
-        Some(out) => std::fs::write(out, &json).with_context(|| format!("writing {}", out.display()))?,
-        None => println!("{json}"),
+    let json = procs::write_report(args.out.as_deref(), &report)?;
+    if args.out.is_none() {
+        println!("{json}");
     }
     Ok(())
 }

@@ -175,11 +175,7 @@ async fn main() -> anyhow::Result<()> {
         bench_etcd(&args, nodes, &mut results).await?;
     }
     let report = Report {
-        machine: format!(
-            "{} cores, {}",
-            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-            std::env::consts::ARCH
-        ),
+        machine: format!("{} cores, {}", procs::cores(), std::env::consts::ARCH),
         value_size: args.value_size,
         seconds_per_cell: args.seconds,
         ratios: ratios(&results),
@@ -212,10 +208,7 @@ async fn main() -> anyhow::Result<()> {
             );
         }
     }
-    let json = serde_json::to_string_pretty(&report)?;
-    if let Some(path) = &args.out {
-        std::fs::write(path, &json).with_context(|| format!("writing {}", path.display()))?;
-    }
+    let json = procs::write_report(args.out.as_deref(), &report)?;
     println!("{json}");
     Ok(())
 }
