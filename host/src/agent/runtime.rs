@@ -212,6 +212,10 @@ impl WorkloadRuntime for WasmtimeWorkloads {
             })?
             .map_err(wasm_error)?;
         let (digest, kind, bytes) = loaded;
+        let (stdout, stderr) = match &launch.stdio {
+            Stdio::Direct { stdout, stderr } => (Some(stdout.clone()), Some(stderr.clone())),
+            Stdio::Discard | Stdio::Fifos { .. } => (None, None),
+        };
         let mut args = vec![launch.name.clone()];
         args.extend(launch.command.iter().cloned());
         args.extend(launch.args.iter().cloned());
@@ -233,13 +237,9 @@ impl WorkloadRuntime for WasmtimeWorkloads {
                     .map(|b| usize::try_from(b).unwrap_or(usize::MAX)),
                 timeout: None,
             },
-            stdout: None,
-            stderr: None,
+            stdout,
+            stderr,
         };
-        if let Stdio::Direct { stdout, stderr } = &launch.stdio {
-            env.stdout = Some(stdout.clone());
-            env.stderr = Some(stderr.clone());
-        }
         let (exit_tx, exit_rx) = oneshot::channel();
         let (stop_tx, mut stop_rx) = watch::channel(None);
         match kind {

