@@ -422,13 +422,12 @@ fn bench(args: &[String]) -> Result {
         "skiff-bench",
     ]))?;
     let release = target_dir().join("release");
-    let out = root().join(format!("bench/results/{which}.json"));
     let mut cmd = Command::new(release.join(format!("{which}-bench")));
-    cmd.arg("--skiff-bin")
-        .arg(release.join("skiff"))
-        .arg("--out")
-        .arg(out)
-        .args(extra)
-        .args(&args[1..]);
+    cmd.arg("--skiff-bin").arg(release.join("skiff"));
+    // The figures go to bench/results unless the caller says `--out`.
+    if !args[1..].iter().any(|a| a == "--out" || a.starts_with("--out=")) {
+        cmd.arg("--out").arg(root().join(format!("bench/results/{which}.json")));
+    }
+    cmd.args(extra).args(&args[1..]);
     run(cmd)
 }
