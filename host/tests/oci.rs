@@ -8,16 +8,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::fs;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use skiff_host::oci::{
     ContainerSpec, ContainerState, Image, ImageKind, ImageStore, PullOptions, RuncRuntime, rootfs, runc, store,
 };
+use skiff_testing::registry::Registry;
 
 const APT: &str = "apt-get install -y runc umoci busybox-static skopeo docker-registry";
 const TOOLS: &[&str] = &["runc", "umoci", "skopeo", "docker-registry"];
@@ -540,58 +540,9 @@ fn imports_a_layout_tar() {
     assert_eq!(err.ok().as_deref(), Some("busybox:other"));
 }
 
-struct Registry {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn start_registry(dir: &Path) -> Registry {
     require_tools();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    let config = dir.join("registry.yml");
-    fs::create_dir_all(dir.join("registry")).expect("mkdir");
-    fs::write(
-        &config,
-        format!(
-            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
-            dir.join("registry").display()
-        ),
-    )
-    .expect("config");
-    let log = fs::File::create(dir.join("registry.log")).expect("log");
-    let child = Command::new("docker-registry")
-        .arg("serve")
-        .arg(&config)
-        .stdout(log.try_clone().expect("log"))
-        .stderr(log)
-        .spawn()
-        .expect("docker-registry");
-    let registry = Registry { child, addr };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(mut s) = TcpStream::connect(&registry.addr) {
-            s.write_all(b"GET /v2/ HTTP/1.0\r\n\r\n").expect("probe");
-            let mut reply = String::new();
-            let _ = s.read_to_string(&mut reply);
-            if reply.starts_with("HTTP/1.0 200") || reply.starts_with("HTTP/1.1 200") {
-                return registry;
-            }
-        }
-        assert!(Instant::now() < deadline, "registry did not come up");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    Registry::start(dir).expect("registry")
 }
 
 #[tokio::test]
@@ -634,26 +585,8 @@ async fn pulls_busybox_and_a_wasm_artifact_from_a_loopback_registry() {
 
     // A Wasm component artifact pushed with oci-client.
     let component = b"\0asm\x0d\0\x01\0 not really a component".to_vec();
-    let wasm_ref = format!("{}/hello-wasm:v1", registry.addr);
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = oci_client::Client::new(oci_client::client::ClientConfig {
-        protocol: oci_client::client::ClientProtocol::Http,
-        ..Default::default()
-    });
-    let layer = oci_client::client::ImageLayer::new(component.clone(), "application/wasm".to_owned(), None);
-    let config = oci_client::client::Config::new(
-        br#"{"architecture":"wasm","os":"wasip2","layerDigests":[]}"#.to_vec(),
-        "application/vnd.wasm.config.v0+json".to_owned(),
-        None,
-    );
-    client
-        .push(
-            &wasm_ref.parse().expect("reference"),
-            &[layer],
-            config,
-            &oci_client::secrets::RegistryAuth::Anonymous,
-            None,
-        )
+    let wasm_ref = registry
+        .push_wasm("hello-wasm:v1", &component)
         .await
         .expect("push wasm");
     let wasm = env.store.pull(&wasm_ref, &plain).await.expect("pull wasm");

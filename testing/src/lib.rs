@@ -9,8 +9,13 @@
 //! controllers, node agents) are handed that client, exactly as in
 //! production; nothing is mocked.
 //!
+//! [`registry::Registry`] runs an OCI registry on loopback and pushes
+//! Wasm artifacts to it.
+//!
 //! [`eventually`] is the one polling helper tests use to wait for the
 //! cluster to converge, always with a bound.
+
+pub mod registry;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -33,6 +38,8 @@ pub struct TestApi {
     pub url: String,
     /// The store under the API.
     pub store: Store,
+    /// The API server itself (its admission chain, its catalog).
+    pub server: Arc<ApiServer>,
     /// The cluster CA (PEM) and admin bearer token, for clients in other
     /// processes.
     pub ca_pem: String,
@@ -84,6 +91,7 @@ impl TestApi {
             client,
             url,
             store,
+            server,
             ca_pem: pki.ca_pem.clone(),
             admin_token: pki.admin_token.clone(),
             dir,

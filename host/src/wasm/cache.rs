@@ -9,10 +9,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
+use wasmtime::Engine;
 use wasmtime::component::Component;
 
 use super::WasmError;
-use super::engine::NodeEngine;
 
 /// The version/layer bytes after `\0asm` that mark a component, as opposed
 /// to a core module (`01 00 00 00`).
@@ -21,7 +21,7 @@ const COMPONENT_HEADER: [u8; 4] = [0x0d, 0x00, 0x01, 0x00];
 /// Compiled components by content digest.
 #[derive(Debug)]
 pub struct ComponentCache {
-    engine: NodeEngine,
+    engine: Engine,
     dir: PathBuf,
     /// Which engine configuration the files in `dir` were compiled for.
     compatibility: String,
@@ -38,14 +38,15 @@ pub fn digest(bytes: &[u8]) -> String {
 }
 
 impl ComponentCache {
-    pub fn new(engine: NodeEngine, dir: impl Into<PathBuf>) -> Result<ComponentCache, WasmError> {
+    /// A cache of components compiled by `engine`, kept on disk in `dir`.
+    pub fn new(engine: Engine, dir: impl Into<PathBuf>) -> Result<ComponentCache, WasmError> {
         let dir = dir.into();
         std::fs::create_dir_all(&dir).map_err(|source| WasmError::Io {
             path: dir.clone(),
             source,
         })?;
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        engine.engine().precompile_compatibility_hash().hash(&mut hasher);
+        engine.precompile_compatibility_hash().hash(&mut hasher);
         Ok(ComponentCache {
             compatibility: format!("{:016x}", hasher.finish()),
             engine,
@@ -55,7 +56,7 @@ impl ComponentCache {
         })
     }
 
-    pub fn engine(&self) -> &NodeEngine {
+    pub fn engine(&self) -> &Engine {
         &self.engine
     }
 
@@ -84,7 +85,7 @@ impl ComponentCache {
             None => {
                 self.compilations.fetch_add(1, Ordering::Relaxed);
                 let component =
-                    Component::new(self.engine.engine(), bytes).map_err(|e| WasmError::Compile(format!("{e:#}")))?;
+                    Component::new(&self.engine, bytes).map_err(|e| WasmError::Compile(format!("{e:#}")))?;
                 if let Err(error) = self.store(&path, &component) {
                     tracing::warn!(%error, path = %path.display(), "cannot cache the compiled component");
                 }
@@ -108,7 +109,7 @@ impl ComponentCache {
         // and the engine's compatibility hash; wasmtime still checks that it
         // was produced for this engine configuration.
         #[allow(unsafe_code)]
-        let loaded = unsafe { Component::deserialize_file(self.engine.engine(), path) };
+        let loaded = unsafe { Component::deserialize_file(&self.engine, path) };
         match loaded {
             Ok(component) => Some(component),
             Err(error) => {

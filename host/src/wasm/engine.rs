@@ -46,15 +46,34 @@ impl Default for PoolConfig {
 #[derive(Debug, Clone)]
 pub struct NodeEngine {
     engine: Engine,
-    _ticker: Arc<Ticker>,
+    _ticker: Arc<EpochTicker>,
 }
 
+/// A thread that advances an engine's epoch every [`EPOCH_TICK`], so that
+/// stores with an epoch deadline are interrupted on time. Dropping it
+/// stops the thread (within one tick).
 #[derive(Debug)]
-struct Ticker {
+pub struct EpochTicker {
     stop: Arc<AtomicBool>,
 }
 
-impl Drop for Ticker {
+impl EpochTicker {
+    /// Starts ticking `engine`, on a thread called `name`.
+    pub fn start(engine: &Engine, name: &str) -> std::io::Result<EpochTicker> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ticking = engine.clone();
+        let flag = stop.clone();
+        std::thread::Builder::new().name(name.into()).spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                std::thread::sleep(EPOCH_TICK);
+                ticking.increment_epoch();
+            }
+        })?;
+        Ok(EpochTicker { stop })
+    }
+}
+
+impl Drop for EpochTicker {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
     }
@@ -90,21 +109,11 @@ impl NodeEngine {
             .epoch_interruption(true)
             .wasm_component_model(true);
         let engine = Engine::new(&config).map_err(|e| WasmError::Engine(e.to_string()))?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let ticking = engine.clone();
-        let flag = stop.clone();
-        std::thread::Builder::new()
-            .name("skiff-wasm-epoch".into())
-            .spawn(move || {
-                while !flag.load(Ordering::Relaxed) {
-                    std::thread::sleep(EPOCH_TICK);
-                    ticking.increment_epoch();
-                }
-            })
+        let ticker = EpochTicker::start(&engine, "skiff-wasm-epoch")
             .map_err(|e| WasmError::Engine(format!("cannot start the epoch thread: {e}")))?;
         Ok(NodeEngine {
             engine,
-            _ticker: Arc::new(Ticker { stop }),
+            _ticker: Arc::new(ticker),
         })
     }
 

@@ -23,9 +23,9 @@ use wasmtime::component::{Component, Linker};
 
 pub use cache::ComponentCache;
 pub use command::{CommandService, Exit, StopHandle};
-pub use engine::{NodeEngine, PoolConfig};
+pub use engine::{EpochTicker, NodeEngine, PoolConfig};
 pub use http::HttpService;
-pub use state::{AppendFile, Environment, Limits, Output, Preopen, State};
+pub use state::{AppendFile, Environment, GuestOutput, Limits, Output, Preopen, State};
 
 /// Why an instance stopped, in the words container statuses use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -126,6 +126,8 @@ pub struct RuntimeConfig {
 /// The node's Wasm runtime: one engine, one compiled-component cache, one
 /// linker per world.
 pub struct WasmRuntime {
+    /// Kept for its epoch thread; the cache holds the same engine.
+    _engine: NodeEngine,
     cache: ComponentCache,
     http_linker: Linker<State>,
     command_linker: Linker<State>,
@@ -151,7 +153,8 @@ impl WasmRuntime {
         let mut command_linker = Linker::new(engine.engine());
         wasmtime_wasi::p2::add_to_linker_async(&mut command_linker).map_err(link)?;
         Ok(WasmRuntime {
-            cache: ComponentCache::new(engine, config.cache_dir)?,
+            cache: ComponentCache::new(engine.engine().clone(), config.cache_dir)?,
+            _engine: engine,
             http_linker,
             command_linker,
         })
@@ -164,7 +167,7 @@ impl WasmRuntime {
     /// Compiles (or finds) a component and says what it is for.
     pub fn load(&self, bytes: &[u8]) -> Result<(String, Component, ComponentKind), WasmError> {
         let (digest, component) = self.cache.load(bytes)?;
-        let engine = self.cache.engine().engine();
+        let engine = self.cache.engine();
         let exports: Vec<String> = component
             .component_type()
             .exports(engine)

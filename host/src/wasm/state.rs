@@ -75,8 +75,16 @@ impl Output for AppendFile {
     }
 }
 
-/// An [`Output`] as WASI's stdout or stderr.
-struct GuestOutput(Arc<dyn Output>);
+/// An [`Output`] as WASI's stdout or stderr
+/// (`WasiCtxBuilder::stdout(GuestOutput::new(output))`).
+#[derive(Debug)]
+pub struct GuestOutput(Arc<dyn Output>);
+
+impl GuestOutput {
+    pub fn new(output: Arc<dyn Output>) -> GuestOutput {
+        GuestOutput(output)
+    }
+}
 
 impl IsTerminal for GuestOutput {
     fn is_terminal(&self) -> bool {

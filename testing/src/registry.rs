@@ -1,0 +1,109 @@
+//! An OCI registry on loopback for tests: Debian's `docker-registry`
+//! (distribution 2.8) in a child process, with its storage in a directory
+//! the test owns, and a way to push a Wasm component artifact to it.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+/// A running registry; dropping it stops the process.
+#[derive(Debug)]
+pub struct Registry {
+    child: Child,
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Registry {
+    /// Starts `docker-registry` with its storage and log under `dir`, and
+    /// waits until it answers `/v2/`.
+    pub fn start(dir: &Path) -> anyhow::Result<Registry> {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let addr = format!("127.0.0.1:{port}");
+        let config = dir.join("registry.yml");
+        std::fs::create_dir_all(dir.join("registry"))?;
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
+                dir.join("registry").display()
+            ),
+        )?;
+        let log = std::fs::File::create(dir.join("registry.log"))?;
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("cannot run docker-registry (apt-get install -y docker-registry)")?;
+        let registry = Registry { child, addr };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(mut s) = TcpStream::connect(&registry.addr) {
+                s.write_all(b"GET /v2/ HTTP/1.0\r\n\r\n")?;
+                let mut reply = String::new();
+                let _ = s.read_to_string(&mut reply);
+                if reply.starts_with("HTTP/1.0 200") || reply.starts_with("HTTP/1.1 200") {
+                    return Ok(registry);
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("docker-registry did not come up on {}", registry.addr);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Pushes `component` as a Wasm OCI artifact (one `application/wasm`
+    /// layer) under `name:tag`; returns the full reference.
+    pub async fn push_wasm(&self, name_and_tag: &str, component: &[u8]) -> anyhow::Result<String> {
+        let reference = format!("{}/{name_and_tag}", self.addr);
+        push_wasm(&reference, component, true).await?;
+        Ok(reference)
+    }
+}
+
+/// Pushes `component` as a Wasm OCI artifact to `reference`, over plain
+/// HTTP when `plain_http`.
+pub async fn push_wasm(reference: &str, component: &[u8], plain_http: bool) -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = oci_client::Client::new(oci_client::client::ClientConfig {
+        protocol: if plain_http {
+            oci_client::client::ClientProtocol::Http
+        } else {
+            oci_client::client::ClientProtocol::Https
+        },
+        ..Default::default()
+    });
+    let layer = oci_client::client::ImageLayer::new(component.to_vec(), "application/wasm".to_owned(), None);
+    let config = oci_client::client::Config::new(
+        br#"{"architecture":"wasm","os":"wasip2","layerDigests":[]}"#.to_vec(),
+        "application/vnd.wasm.config.v0+json".to_owned(),
+        None,
+    );
+    client
+        .push(
+            &reference
+                .parse()
+                .with_context(|| format!("bad reference {reference}"))?,
+            &[layer],
+            config,
+            &oci_client::secrets::RegistryAuth::Anonymous,
+            None,
+        )
+        .await
+        .with_context(|| format!("cannot push {reference}"))?;
+    Ok(())
+}
