@@ -77,6 +77,11 @@ impl Cache {
         }
     }
 
+    /// Makes `plugins`' rejections retryable on `event` too.
+    pub fn add_interest(&mut self, event: ClusterEvent, plugins: &[String]) {
+        self.interest.entry(event).or_default().extend(plugins.iter().cloned());
+    }
+
     /// Whether both nodes and pods have been listed once.
     pub fn synced(&self) -> bool {
         self.nodes_listed && self.pods_listed

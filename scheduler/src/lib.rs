@@ -30,6 +30,8 @@
 //!   feasible nodes; [`schedule_from`] says where it starts looking.
 //! * [`SchedulingQueue`] ([`queue`]): active, back-off and unschedulable
 //!   pods, with time passed in.
+//! * [`DynamicPlugins`]: plugins added and removed at run time (the Wasm
+//!   plugins), enabled in every profile from the next cycle on.
 //!
 //! **Shell** ([`Scheduler`], in `runner`): kube-runtime reflectors watch
 //! Nodes and Pods into a cache (snapshot + queue); the loop pops a pod,
@@ -61,6 +63,7 @@
 mod cache;
 pub mod config;
 pub mod cycle;
+mod dynamic;
 mod error;
 pub mod framework;
 pub mod message;
@@ -74,6 +77,7 @@ pub mod snapshot;
 
 pub use config::{ProfileConfig, SchedulerConfig};
 pub use cycle::{Decision, NodeScore, PluginScore, Scheduled, nodes_to_find, schedule, schedule_from};
+pub use dynamic::{DynamicPlugin, DynamicPlugins};
 pub use error::{ConfigProblem, Error, Result};
 pub use framework::{
     BindOutcome, BindPlugin, ClusterEvent, Code, CycleState, FilterPlugin, Plugin, PostFilterPlugin, PostFilterResult,

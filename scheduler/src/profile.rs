@@ -147,6 +147,23 @@ impl Profile {
         }
     }
 
+    /// This profile with `plugin` also enabled at every point it
+    /// implements, after the profile's own plugins.
+    pub fn with_plugin(&self, plugin: Arc<dyn Plugin>, weight: i64) -> Profile {
+        let mut profile = self.clone();
+        profile.enable_everywhere(plugin, weight);
+        profile
+    }
+
+    /// Enables `plugin` at every point it implements.
+    pub(crate) fn enable_everywhere(&mut self, plugin: Arc<dyn Plugin>, weight: i64) {
+        for point in ExtensionPoint::ALL {
+            if point.implemented_by(plugin.as_ref()) {
+                self.enable(point, plugin.clone(), weight);
+            }
+        }
+    }
+
     /// Which plugins of this profile care about each cluster event.
     pub fn event_interest(&self) -> BTreeMap<ClusterEvent, BTreeSet<String>> {
         let mut interest: BTreeMap<ClusterEvent, BTreeSet<String>> = BTreeMap::new();
@@ -214,11 +231,7 @@ impl ProfileBuilder {
     /// Enables `plugin` at every point it implements; `weight` is its
     /// Score weight.
     pub fn plugin(mut self, plugin: Arc<dyn Plugin>, weight: i64) -> ProfileBuilder {
-        for point in ExtensionPoint::ALL {
-            if point.implemented_by(plugin.as_ref()) {
-                self.profile.enable(point, plugin.clone(), weight);
-            }
-        }
+        self.profile.enable_everywhere(plugin, weight);
         self
     }
 

@@ -412,6 +412,23 @@ impl SchedulingQueue {
         moving.len()
     }
 
+    /// Retries every unschedulable and backing-off pod at once, back-off
+    /// or not: the plugins changed, so what rejected them may not any more
+    /// (and a plugin change is rare). Returns how many moved.
+    pub fn retry_unschedulable(&mut self) -> usize {
+        self.moved_at_cycle = self.cycle;
+        let moving: Vec<PodKey> = self
+            .unschedulable
+            .iter()
+            .map(|(_, _, key)| key.clone())
+            .chain(self.backoff.iter().map(|(_, _, key)| key.clone()))
+            .collect();
+        for key in &moving {
+            self.relink(key, Place::Active);
+        }
+        moving.len()
+    }
+
     /// When [`pop`](Self::pop) may next have something that is not ready
     /// now: the earliest end of a back-off or unschedulable timeout.
     pub fn next_wakeup(&self) -> Option<Instant> {
@@ -573,6 +590,23 @@ mod tests {
         );
         assert_eq!(queue.place(&key("p")), Some(Place::Active));
         assert_eq!(queue.pop(t1).map(|q| q.attempts), Some(1));
+    }
+
+    #[test]
+    fn a_plugin_change_retries_waiting_pods_at_once() {
+        let t0 = Instant::now();
+        let mut queue = SchedulingQueue::new(QueueConfig::default());
+        queue.add(pod("rejected", None), t0);
+        queue.add(pod("failed", None), t0);
+        let first = queue.pop(t0).unwrap();
+        let second = queue.pop(t0).unwrap();
+        queue.requeue(&first, rejected(&["wasm-filter"]), t0);
+        queue.requeue(&second, Requeue::Error, t0);
+        assert!(queue.pop(t0).is_none());
+        assert_eq!(queue.retry_unschedulable(), 2);
+        let mut names = pop_names(&mut queue, t0);
+        names.sort();
+        assert_eq!(names, ["failed", "rejected"]);
     }
 
     #[test]

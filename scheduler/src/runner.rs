@@ -15,6 +15,10 @@
 //!   to `pods/binding`), then record a `Scheduled` Event; on failure undo
 //!   the assumption and retry the pod after its back-off.
 //!
+//! Plugins added at run time ([`DynamicPlugins`], the Wasm plugins) are
+//! enabled in every profile from the next cycle after they change, and a
+//! change retries the pods waiting as unschedulable.
+//!
 //! A pod that fits nowhere gets a `FailedScheduling` Warning Event and the
 //! condition `PodScheduled=False` (reason `Unschedulable`) with the
 //! message, as kube-scheduler writes them, and waits in the queue for a
@@ -43,6 +47,8 @@ use tokio::task::{JoinHandle, JoinSet};
 use crate::cache::{Cache, scheduler_name};
 use crate::config::{DEFAULT_PARALLELISM, SchedulerConfig};
 use crate::cycle::{Decision, Scheduled, schedule_from};
+use crate::dynamic::DynamicPlugins;
+use crate::framework::ClusterEvent;
 use crate::profile::{DEFAULT_SCHEDULER_NAME, Profile};
 use crate::queue::{QueueConfig, QueuedPod, Requeue};
 use crate::registry::Registry;
@@ -106,7 +112,11 @@ impl Counters {
 /// What the watches, the loop and the binding tasks share.
 struct Shared {
     client: kube::Client,
-    profiles: BTreeMap<String, Arc<Profile>>,
+    /// The profiles as configured, and as the loop uses them: with the
+    /// dynamic plugins enabled.
+    base_profiles: BTreeMap<String, Arc<Profile>>,
+    profiles: Mutex<BTreeMap<String, Arc<Profile>>>,
+    dynamic: DynamicPlugins,
     cache: Mutex<Cache>,
     /// Woken on every watch event, so the loop looks at the queue again.
     wake: Notify,
@@ -118,6 +128,36 @@ struct Shared {
 impl Shared {
     fn cache(&self) -> MutexGuard<'_, Cache> {
         self.cache.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn profile(&self, scheduler_name: &str) -> Option<Arc<Profile>> {
+        self.profiles
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(scheduler_name)
+            .cloned()
+    }
+
+    /// Rebuilds the profiles with the current dynamic plugins, makes
+    /// their rejections retryable on every event, and retries the
+    /// unschedulable pods.
+    fn dynamic_plugins_changed(&self) {
+        let profiles: BTreeMap<_, _> = self
+            .base_profiles
+            .iter()
+            .map(|(name, base)| (name.clone(), Arc::new(self.dynamic.apply(base))))
+            .collect();
+        *self.profiles.lock().unwrap_or_else(PoisonError::into_inner) = profiles;
+        let names = self.dynamic.names();
+        let moved = {
+            let mut cache = self.cache();
+            for event in ClusterEvent::ALL {
+                cache.add_interest(*event, &names);
+            }
+            cache.queue.retry_unschedulable()
+        };
+        tracing::info!(plugins = ?names, retried = moved, "dynamic scheduler plugins changed");
+        self.wake.notify_one();
     }
 
     /// After a watch event: wake the loop, and say when both lists are in.
@@ -137,6 +177,7 @@ pub struct Scheduler {
     client: kube::Client,
     profiles: Vec<Profile>,
     options: SchedulerOptions,
+    dynamic: DynamicPlugins,
 }
 
 impl fmt::Debug for Scheduler {
@@ -190,7 +231,15 @@ impl Scheduler {
             client,
             profiles,
             options,
+            dynamic: DynamicPlugins::new(),
         })
+    }
+
+    /// Enables `plugins` (and whatever is added to them later) in every
+    /// profile.
+    pub fn with_dynamic_plugins(mut self, plugins: DynamicPlugins) -> Scheduler {
+        self.dynamic = plugins;
+        self
     }
 
     /// The scheduler names this scheduler serves.
@@ -207,14 +256,22 @@ impl Scheduler {
         }
         let names = self.profiles.iter().map(|p| p.scheduler_name().to_string()).collect();
         let (synced, synced_rx) = watch::channel(false);
+        let base_profiles: BTreeMap<String, Arc<Profile>> = self
+            .profiles
+            .into_iter()
+            .map(|p| (p.scheduler_name().to_string(), Arc::new(p)))
+            .collect();
         let shared = Arc::new(Shared {
             recorder: Recorder::new(self.client.clone(), DEFAULT_SCHEDULER_NAME, None),
             client: self.client,
-            profiles: self
-                .profiles
-                .into_iter()
-                .map(|p| (p.scheduler_name().to_string(), Arc::new(p)))
-                .collect(),
+            profiles: Mutex::new(
+                base_profiles
+                    .iter()
+                    .map(|(name, base)| (name.clone(), Arc::new(self.dynamic.apply(base))))
+                    .collect(),
+            ),
+            base_profiles,
+            dynamic: self.dynamic,
             cache: Mutex::new(Cache::new(self.options.queue, names, interest)),
             wake: Notify::new(),
             synced,
@@ -284,8 +341,21 @@ impl Drop for SchedulerHandle {
 async fn run_shared(shared: Arc<Shared>, options: SchedulerOptions) {
     let nodes = watch_nodes(Api::all(shared.client.clone()), shared.clone());
     let pods = watch_pods(Api::all(shared.client.clone()), shared.clone());
+    let dynamic = follow_dynamic_plugins(shared.clone());
     let scheduling = schedule_loop(shared, options.parallelism);
-    tokio::join!(nodes, pods, scheduling);
+    tokio::join!(nodes, pods, dynamic, scheduling);
+}
+
+/// Keeps the profiles in step with the dynamic plugins.
+async fn follow_dynamic_plugins(shared: Arc<Shared>) {
+    let mut version = shared.dynamic.subscribe();
+    loop {
+        version.mark_unchanged();
+        shared.dynamic_plugins_changed();
+        if version.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 /// The reflector's shared copy of `object`, to avoid keeping two.
@@ -401,7 +471,7 @@ fn schedule_one(
     next_start: &mut usize,
 ) {
     let pod = queued.pod.clone();
-    let Some(profile) = shared.profiles.get(scheduler_name(&pod)).cloned() else {
+    let Some(profile) = shared.profile(scheduler_name(&pod)) else {
         shared.cache().queue.delete(&queued.key);
         return;
     };

@@ -102,6 +102,11 @@ impl NodeInfo {
         &self.node
     }
 
+    /// The Node object, shared (for plugins that hand it elsewhere).
+    pub fn node_object(&self) -> &Arc<Node> {
+        &self.node
+    }
+
     /// The node's labels (empty when it has none).
     pub fn labels(&self) -> &BTreeMap<String, String> {
         static EMPTY: BTreeMap<String, String> = BTreeMap::new();
