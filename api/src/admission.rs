@@ -135,6 +135,16 @@ impl Admission {
         }
     }
 
+    /// Removes the mutating plugin called `name`.
+    pub fn remove_mutating(&self, name: &str) {
+        self.write().mutating.retain(|p| p.name() != name);
+    }
+
+    /// Removes the validating plugin called `name`.
+    pub fn remove_validating(&self, name: &str) {
+        self.write().validating.retain(|p| p.name() != name);
+    }
+
     /// Removes every plugin called `name`.
     pub fn remove(&self, name: &str) {
         let mut chain = self.write();

@@ -53,8 +53,9 @@ impl ApiServer {
     /// Loads the stored CRDs (and follows them from then on), and creates
     /// the objects every skiff cluster has: the system namespaces, as
     /// kube-apiserver does on start, and the RuntimeClasses `wasmtime` and
-    /// `runc` that pods may name to force a runtime. Existing ones are left
-    /// alone.
+    /// `runc` that pods may name to force a runtime, and the
+    /// CustomResourceDefinition of skiff's `WasmPlugin` kind. Existing ones
+    /// are left alone.
     pub async fn bootstrap(&self) -> crate::Result<()> {
         crate::crd::sync(self.registry.store().clone(), self.catalog.clone()).await?;
         let namespaces = SYSTEM_NAMESPACES.iter().map(|name| {
@@ -74,7 +75,11 @@ impl ApiServer {
                 }),
             )
         });
-        for ((group, version, plural), object) in namespaces.chain(classes) {
+        let crds = std::iter::once((
+            ("apiextensions.k8s.io", "v1", "customresourcedefinitions"),
+            wasm_plugin_crd()?,
+        ));
+        for ((group, version, plural), object) in namespaces.chain(classes).chain(crds) {
             let Some(resource) = self.catalog.lookup(group, version, plural) else {
                 continue;
             };
@@ -113,6 +118,15 @@ impl ApiServer {
             .layer(middleware::from_fn_with_state(self.clone(), authenticate))
             .with_state(self.clone())
     }
+}
+
+/// The `WasmPlugin` kind (`skiff.dev/v1alpha1`), which loads scheduler
+/// and admission plugins (see the `skiff-plugin-host` crate).
+fn wasm_plugin_crd() -> crate::Result<serde_json::Value> {
+    serde_json::from_str(include_str!("wasmplugins.crd.json")).map_err(|error| {
+        tracing::error!(%error, "the built-in WasmPlugin CRD does not parse");
+        ApiError::Internal
+    })
 }
 
 const SYSTEM_NAMESPACES: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
