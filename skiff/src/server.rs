@@ -218,6 +218,24 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         args.data_dir.display()
     );
     println!("skiff: admin kubeconfig written to {}", kubeconfig.display());
+    // Wasm plugins: every server loads them into its own admission chain;
+    // Filter and Score plugins go to the scheduler, wherever it runs.
+    let dynamic_plugins = skiff_scheduler::DynamicPlugins::new();
+    let _plugins = {
+        let client = crate::agent::client(&url, &pki.ca_pem, &pki.admin_token).await?;
+        let sinks = skiff_plugin_host::Sinks {
+            admission: Some(api.registry.admission().clone()),
+            scheduler: (!args.no_controllers).then(|| dynamic_plugins.clone()),
+        };
+        skiff_plugin_host::PluginManager::start(
+            client,
+            skiff_plugin_host::ManagerConfig {
+                data_dir: args.data_dir.join("plugins"),
+                sinks,
+            },
+        )
+        .context("cannot start the plugin manager")?
+    };
     // The scheduler, the controllers and the local node agent reach the
     // API as any client does.
     // Of several control-plane servers, the one holding the Lease
@@ -242,9 +260,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             let client = client.clone();
             let scheduler_config = scheduler_config.clone();
             let controllers = controllers.clone();
+            let dynamic_plugins = dynamic_plugins.clone();
             async move {
                 let scheduler = match skiff_scheduler::Scheduler::new(client.clone(), &scheduler_config) {
-                    Ok(scheduler) => scheduler.start(),
+                    Ok(scheduler) => scheduler.with_dynamic_plugins(dynamic_plugins).start(),
                     Err(e) => {
                         tracing::error!(error = %e, "cannot start the scheduler");
                         return;

@@ -24,6 +24,8 @@
 //! | `CLI_HOG`         | `wasi:cli/command` that allocates until it fails                    |
 //! | `BAD_IMPORT`      | a component importing `skiff:test/nothing`, which no host provides  |
 //! | `NOT_A_COMPONENT` | a core Wasm module (a WASI preview 1 style `_start`), not a component |
+//! | `PLUGIN_HOSTILE`  | an `admission-validate` plugin that loops, allocates, traps, denies or errs as the object's `skiff.dev/hostile` annotation says; its `init` refuses `{"reject": true}` and loops on `{"initLoop": true}` |
+//! | `PLUGIN_FILTER_HOSTILE` | a `scheduler-filter` plugin that does the same by the pod's annotation (and, for an admission stage, the wrong world) |
 //!
 //! Each guest's crate doc in `test-programs/<name>/src` says exactly what it
 //! prints and replies. A new crate in that workspace gets its constant
@@ -48,6 +50,8 @@ mod tests {
             super::CLI_HOG,
             super::BAD_IMPORT,
             super::NOT_A_COMPONENT,
+            super::PLUGIN_HOSTILE,
+            super::PLUGIN_FILTER_HOSTILE,
         ] {
             let bytes = std::fs::read(path).unwrap_or_default();
             assert!(bytes.starts_with(b"\0asm"), "{path} is not a Wasm file");
