@@ -3,7 +3,7 @@
 //!
 //! | task                    | what it does                                                  |
 //! |-------------------------|---------------------------------------------------------------|
-//! | `cargo xtask up`        | build skiff and the samples, import the sample images, start a one-node skiff in `./skiff-data` |
+//! | `cargo xtask up`        | build skiff, the samples and the example plugins, import the sample images, start a one-node skiff in `./skiff-data` |
 //! | `cargo xtask test`      | the test suite (what CI runs)                                 |
 //! | `cargo xtask verify`    | read-only: `cargo fmt --check`, clippy with warnings denied, tests |
 //! | `cargo xtask fix`       | `cargo fmt` and `cargo clippy --fix`                          |
@@ -11,13 +11,17 @@
 //! | `cargo xtask bench api` | the Kubernetes API over TLS: create/get/list, fixed-rate creates, watch fan-out |
 //! | `cargo xtask bench scheduler` | scheduler pods/s with simulated nodes vs the raw API bind path; 100-replica Wasm Deployment to Ready |
 //! | `cargo xtask bench node` | Wasm instantiation, create→Running Wasm vs runc, gateway vs `wasmtime serve`, idle Wasm pods per node |
+//! | `cargo xtask bench plugins` | per-call latency of each example plugin; the scheduling cycle at 5,000 nodes with a Wasm Filter + Score pair vs the same logic built in |
 //! | `cargo xtask build-wasm` | add the wasm32-wasip2 target if missing, build test-programs/ and sample-apps/ (release) |
 //! | `cargo xtask build-samples` | `build-wasm`, plus the OCI sample image (busybox-httpd) as a layout |
+//! | `cargo xtask build-plugins` | install the plugin toolchains (Rust, C, Python, JavaScript), build `plugins/` into `$CARGO_TARGET_DIR/plugins/<name>.wasm` |
 //! | `cargo xtask gen-protobuf-schema` | regenerate `api/src/protobuf/schema.rs` from k8s-pb and k8s-openapi |
 //!
 //! Builds go to `$CARGO_TARGET_DIR`, by default `~/.cache/skiff/target`, so
-//! fresh clones reuse one build cache.
+//! fresh clones reuse one build cache; tools installed from crates.io and
+//! npm go next to it, in `~/.cache/skiff/tools`.
 
+mod plugins;
 mod protobuf_schema;
 mod samples;
 mod wasm;
@@ -38,10 +42,11 @@ fn main() -> ExitCode {
         Some("bench") => bench(&args[1..]),
         Some("build-wasm") => wasm::build(),
         Some("build-samples") => samples::build(),
+        Some("build-plugins") => plugins::build(),
         Some("gen-protobuf-schema") => protobuf_schema::run().map_err(|e| format!("{e:#}")),
         _ => {
             eprintln!(
-                "usage: cargo xtask <up|test|verify|fix|bench store|bench api|bench scheduler|bench node|build-wasm|build-samples|gen-protobuf-schema> [args]"
+                "usage: cargo xtask <up|test|verify|fix|bench store|bench api|bench scheduler|bench node|bench plugins|build-wasm|build-samples|build-plugins|gen-protobuf-schema> [args]"
             );
             return ExitCode::from(2);
         }
@@ -68,6 +73,15 @@ fn target_dir() -> PathBuf {
     }
     let home = env::var_os("HOME").map(PathBuf::from).unwrap_or_else(env::temp_dir);
     home.join(".cache/skiff/target")
+}
+
+/// Where tools installed from crates.io and npm go: `tools` next to the
+/// target directory (`~/.cache/skiff/tools` by default).
+fn tools_dir() -> PathBuf {
+    target_dir()
+        .parent()
+        .map(|p| p.join("tools"))
+        .unwrap_or_else(|| target_dir().join("tools"))
 }
 
 fn cargo(args: &[&str]) -> Command {
@@ -173,16 +187,20 @@ const TEST_PACKAGES: &[Package] = &[
         name: "python3",
         present: || have("python3"),
     },
-    Package {
-        name: "python3-venv",
-        present: || {
-            Command::new("python3")
-                .args(["-c", "import venv, ensurepip"])
-                .output()
-                .is_ok_and(|o| o.status.success())
-        },
-    },
+    PYTHON_VENV,
 ];
+
+/// Python's `venv` (with pip), for the virtualenvs of the Python client
+/// and of componentize-py.
+const PYTHON_VENV: Package = Package {
+    name: "python3-venv",
+    present: || {
+        Command::new("python3")
+            .args(["-c", "import venv, ensurepip"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    },
+};
 
 /// The Python `kubernetes` client, in a virtualenv next to the build cache;
 /// returns its interpreter.
@@ -257,6 +275,7 @@ fn ensure_packages(packages: &[Package]) -> Result {
 fn up(extra: &[String]) -> Result {
     ensure_packages(BUILD_PACKAGES)?;
     wasm::build()?;
+    plugins::build()?;
     // The OCI sample needs umoci and busybox-static (installed as root);
     // without them skiff still starts, with the Wasm samples only.
     let oci = samples::busybox_httpd()
@@ -302,6 +321,9 @@ fn test() -> Result {
     let python = ensure_python_client()?;
     // The Wasm guests the tests run need the wasm32-wasip2 target.
     wasm::build()?;
+    // The example plugins, which the plugin tests load from
+    // `$CARGO_TARGET_DIR/plugins`.
+    plugins::build()?;
     if !Path::new("/usr/bin/kubectl").exists() {
         return Err("the end-to-end tests drive /usr/bin/kubectl, which is not installed".into());
     }
@@ -354,10 +376,7 @@ const WASMTIME_CLI_VERSION: &str = "48.0.8";
 /// The `wasmtime` CLI, installed from crates.io into the build cache the
 /// first time (only what `wasmtime serve` needs, to keep the build short).
 fn wasmtime_cli() -> Result<PathBuf> {
-    let tools = target_dir()
-        .parent()
-        .map(|p| p.join("tools"))
-        .unwrap_or_else(|| target_dir().join("tools"));
+    let tools = tools_dir();
     let bin = tools.join("bin/wasmtime");
     let version = Command::new(&bin)
         .arg("--version")
@@ -390,8 +409,12 @@ fn wasmtime_cli() -> Result<PathBuf> {
 
 fn bench(args: &[String]) -> Result {
     let which = match args.first().map(String::as_str) {
-        Some(which @ ("store" | "api" | "scheduler" | "node")) => which,
-        _ => return Err("usage: cargo xtask bench <store|api|scheduler|node> [--out FILE] [bench flags]".into()),
+        Some(which @ ("store" | "api" | "scheduler" | "node" | "plugins")) => which,
+        _ => {
+            return Err(
+                "usage: cargo xtask bench <store|api|scheduler|node|plugins> [--out FILE] [bench flags]".into(),
+            );
+        }
     };
     ensure_packages(BUILD_PACKAGES)?;
     // Flags only some benchmarks take, for what they need installed.
@@ -400,6 +423,11 @@ fn bench(args: &[String]) -> Result {
         "store" => ensure_packages(BENCH_PACKAGES)?,
         // Its Deployment phase runs a Wasm guest.
         "scheduler" => wasm::build()?,
+        // It calls the example plugins.
+        "plugins" => {
+            plugins::build()?;
+            extra.extend(["--plugins-dir".into(), target_dir().join("plugins").into()]);
+        }
         "node" => {
             wasm::build()?;
             extra.extend(["--wasmtime-bin".into(), wasmtime_cli()?.into()]);
@@ -423,7 +451,9 @@ fn bench(args: &[String]) -> Result {
     ]))?;
     let release = target_dir().join("release");
     let mut cmd = Command::new(release.join(format!("{which}-bench")));
-    cmd.arg("--skiff-bin").arg(release.join("skiff"));
+    if which != "plugins" {
+        cmd.arg("--skiff-bin").arg(release.join("skiff"));
+    }
     // The figures go to bench/results unless the caller says `--out`.
     if !args[1..].iter().any(|a| a == "--out" || a.starts_with("--out=")) {
         cmd.arg("--out").arg(root().join(format!("bench/results/{which}.json")));

@@ -12,11 +12,11 @@ use std::process::Command;
 
 use crate::{cargo, have, root, run, target_dir};
 
-const TARGET: &str = "wasm32-wasip2";
+pub(crate) const TARGET: &str = "wasm32-wasip2";
 
 /// Host-only settings a user may have in the environment that must not
 /// reach a Wasm build (e.g. `-C target-cpu=native` in `RUSTFLAGS`).
-const HOST_ONLY_VARS: &[&str] = &[
+pub(crate) const HOST_ONLY_VARS: &[&str] = &[
     "RUSTFLAGS",
     "CARGO_ENCODED_RUSTFLAGS",
     "CARGO_BUILD_RUSTFLAGS",
@@ -53,7 +53,8 @@ fn target_installed() -> bool {
         .is_some_and(|sysroot| Path::new(&sysroot).join("lib/rustlib").join(TARGET).is_dir())
 }
 
-fn ensure_target() -> Result<(), String> {
+/// Adds `wasm32-wasip2` with rustup unless the toolchain has it.
+pub(crate) fn ensure_target() -> Result<(), String> {
     if target_installed() {
         return Ok(());
     }
