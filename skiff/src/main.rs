@@ -4,7 +4,7 @@
 //! |----------------|-------------|------------------------------------------------|
 //! | `skiff server` | [`server`]  | a control-plane node: store, API, and a local node agent |
 //! | `skiff agent`  | [`agent`]   | a node agent in its own process                |
-//! | `skiff image`  | [`image`]   | import Wasm components and OCI layouts into a node |
+//! | `skiff image`  | [`image`]   | import Wasm components and OCI layouts into a node; push components to a registry |
 //!
 //! Exit codes: 0 success, 1 runtime failure, 2 bad usage.
 
@@ -81,7 +81,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Server(args) => server::run(args).await,
             Command::Agent(args) => agent::run(args).await,
-            Command::Image(args) => image::run(args),
+            Command::Image(args) => image::run(args).await,
         }
     });
     match result {

@@ -76,33 +76,13 @@ impl Registry {
 }
 
 /// Pushes `component` as a Wasm OCI artifact to `reference`, over plain
-/// HTTP when `plain_http`.
+/// HTTP when `plain_http` (loopback registries only).
 pub async fn push_wasm(reference: &str, component: &[u8], plain_http: bool) -> anyhow::Result<()> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = oci_client::Client::new(oci_client::client::ClientConfig {
-        protocol: if plain_http {
-            oci_client::client::ClientProtocol::Http
-        } else {
-            oci_client::client::ClientProtocol::Https
-        },
-        ..Default::default()
-    });
-    let layer = oci_client::client::ImageLayer::new(component.to_vec(), "application/wasm".to_owned(), None);
-    let config = oci_client::client::Config::new(
-        br#"{"architecture":"wasm","os":"wasip2","layerDigests":[]}"#.to_vec(),
-        "application/vnd.wasm.config.v0+json".to_owned(),
-        None,
-    );
-    client
-        .push(
-            &reference
-                .parse()
-                .with_context(|| format!("bad reference {reference}"))?,
-            &[layer],
-            config,
-            &oci_client::secrets::RegistryAuth::Anonymous,
-            None,
-        )
+    let options = skiff_host::oci::PullOptions {
+        plain_http,
+        basic_auth: None,
+    };
+    skiff_host::oci::push_component(reference, component, &options)
         .await
         .with_context(|| format!("cannot push {reference}"))?;
     Ok(())

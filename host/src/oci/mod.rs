@@ -43,4 +43,4 @@ pub mod store;
 pub use image::{Image, ImageKind, WASM_LAYER_MEDIA_TYPE};
 pub use runc::{ContainerState, RuncRuntime};
 pub use spec::{ContainerSpec, Mount};
-pub use store::{ImageStore, PullOptions, is_loopback_reference};
+pub use store::{ImageStore, PullOptions, is_loopback_reference, push_component};

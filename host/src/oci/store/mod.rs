@@ -11,11 +11,13 @@
 //! ```
 //!
 //! Images come in through [`ImageStore::import_layout`] (this module's
-//! `layout` file) and [`ImageStore::pull`] (`pull`).
+//! `layout` file) and [`ImageStore::pull`] (`pull`); [`push_component`]
+//! (`push`) sends a Wasm component to a registry.
 
 mod component;
 mod layout;
 mod pull;
+mod push;
 
 use std::fs::{self, File};
 use std::io::{self, Read};
@@ -29,6 +31,7 @@ use super::image::{blob_path, is_wasm_layer};
 use super::{Image, ImageKind};
 
 pub use pull::{PullOptions, is_loopback_reference};
+pub use push::push_component;
 
 /// Media type of a Wasm artifact's config (CNCF Wasm OCI artifact layout).
 pub const WASM_CONFIG_MEDIA_TYPE: &str = "application/vnd.wasm.config.v0+json";

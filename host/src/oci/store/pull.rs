@@ -37,30 +37,7 @@ impl ImageStore {
     /// linux manifest of this machine's architecture.
     #[tracing::instrument(skip(self, options))]
     pub async fn pull(&self, reference: &str, options: &PullOptions) -> Result<Image> {
-        let parsed: Reference = reference.parse().map_err(|source| Error::InvalidReference {
-            reference: reference.to_owned(),
-            source,
-        })?;
-        let registry = parsed.resolve_registry().to_owned();
-        let protocol = if options.plain_http {
-            if !is_loopback_registry(&registry) {
-                return Err(Error::PlainHttpRefused { registry });
-            }
-            ClientProtocol::HttpsExcept(vec![registry.clone()])
-        } else {
-            ClientProtocol::Https
-        };
-        // reqwest is built without a default crypto provider; ring is the
-        // workspace's. An already installed provider is fine too.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = Client::new(ClientConfig {
-            protocol,
-            ..ClientConfig::default()
-        });
-        let auth = match &options.basic_auth {
-            Some((user, password)) => RegistryAuth::Basic(user.clone(), password.clone()),
-            None => RegistryAuth::Anonymous,
-        };
+        let (parsed, client, auth) = connect(reference, options)?;
         let registry_err = |source: OciDistributionError| registry_error(reference, source);
 
         let (mut bytes, mut digest) = client
@@ -142,7 +119,37 @@ impl ImageStore {
     }
 }
 
-fn registry_error(reference: &str, source: OciDistributionError) -> Error {
+/// The parsed reference, a client for its registry (plain HTTP only to
+/// loopback) and the credentials to present.
+pub(super) fn connect(reference: &str, options: &PullOptions) -> Result<(Reference, Client, RegistryAuth)> {
+    let parsed: Reference = reference.parse().map_err(|source| Error::InvalidReference {
+        reference: reference.to_owned(),
+        source,
+    })?;
+    let registry = parsed.resolve_registry().to_owned();
+    let protocol = if options.plain_http {
+        if !is_loopback_registry(&registry) {
+            return Err(Error::PlainHttpRefused { registry });
+        }
+        ClientProtocol::HttpsExcept(vec![registry])
+    } else {
+        ClientProtocol::Https
+    };
+    // reqwest is built without a default crypto provider; ring is the
+    // workspace's. An already installed provider is fine too.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = Client::new(ClientConfig {
+        protocol,
+        ..ClientConfig::default()
+    });
+    let auth = match &options.basic_auth {
+        Some((user, password)) => RegistryAuth::Basic(user.clone(), password.clone()),
+        None => RegistryAuth::Anonymous,
+    };
+    Ok((parsed, client, auth))
+}
+
+pub(super) fn registry_error(reference: &str, source: OciDistributionError) -> Error {
     match &source {
         OciDistributionError::ImageManifestNotFoundError(_) => Error::ImageNotFound {
             reference: reference.to_owned(),
