@@ -92,7 +92,7 @@ impl PluginInstance {
                 let _ = answer.send(f(slot));
             }))
             .map_err(|_| CallError::Unloaded)?;
-        answered.recv().map_err(|_| CallError::Unloaded)?
+        waiting(|| answered.recv()).map_err(|_| CallError::Unloaded)?
     }
 
     pub(crate) fn filter(
@@ -139,6 +139,19 @@ impl PluginInstance {
                 _ => Err(wrong_stage()),
             })
         })
+    }
+}
+
+/// Runs `wait` (which blocks until the plugin answers) so that a caller
+/// on a multi-threaded Tokio runtime hands its other tasks to another
+/// worker first: a plugin using its whole time limit, or callers queueing
+/// for one instance, must not hold up the API server's other requests.
+fn waiting<R>(wait: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(wait)
+        }
+        _ => wait(),
     }
 }
 

@@ -40,6 +40,17 @@ use crate::scheduling::WasmSchedulerPlugin;
 use crate::spec::{Limits, Stage, WasmPlugin};
 use crate::status::{Facts, status};
 
+/// The status fields that may be absent, in their JSON spelling.
+const OPTIONAL_STATUS_FIELDS: &[&str] = &[
+    "observedGeneration",
+    "loadedGeneration",
+    "digest",
+    "loadError",
+    "lastError",
+    "latencyP50Microseconds",
+    "latencyP99Microseconds",
+];
+
 /// How often call counts and latency are written to the status.
 const REPORT_EVERY: Duration = Duration::from_secs(1);
 
@@ -438,7 +449,21 @@ async fn report(inner: &Arc<Inner>) {
     };
     let api: Api<WasmPlugin> = Api::all(inner.client.clone());
     for (name, status) in due {
-        let patch = serde_json::json!({ "status": status });
+        // Fields the new status leaves out are nulled: a merge patch keeps
+        // what it does not mention.
+        let mut value = match serde_json::to_value(&status) {
+            Ok(value) => value,
+            Err(error) => {
+                tracing::error!(plugin = %name, %error, "cannot encode the plugin's status");
+                continue;
+            }
+        };
+        if let Some(fields) = value.as_object_mut() {
+            for field in OPTIONAL_STATUS_FIELDS {
+                fields.entry(*field).or_insert(serde_json::Value::Null);
+            }
+        }
+        let patch = serde_json::json!({ "status": value });
         match api
             .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
@@ -451,5 +476,37 @@ async fn report(inner: &Arc<Inner>) {
             Err(kube::Error::Api(e)) if e.code == 404 => {}
             Err(error) => tracing::warn!(plugin = %name, %error, "cannot write the plugin's status"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::WasmPluginStatus;
+
+    #[test]
+    fn the_optional_status_fields_are_all_listed() {
+        let full = WasmPluginStatus {
+            observed_generation: Some(1),
+            conditions: Vec::new(),
+            loaded_generation: Some(1),
+            digest: Some("sha256:ab".into()),
+            load_error: Some("e".into()),
+            calls: 1,
+            errors: 1,
+            last_error: Some("e".into()),
+            latency_p50_microseconds: Some(1),
+            latency_p99_microseconds: Some(1),
+        };
+        let keys = |status: &WasmPluginStatus| -> Vec<String> {
+            let value = serde_json::to_value(status).unwrap();
+            value.as_object().unwrap().keys().cloned().collect()
+        };
+        let always = keys(&WasmPluginStatus::default());
+        let mut optional: Vec<String> = keys(&full).into_iter().filter(|k| !always.contains(k)).collect();
+        optional.sort();
+        let mut listed: Vec<String> = OPTIONAL_STATUS_FIELDS.iter().map(|s| s.to_string()).collect();
+        listed.sort();
+        assert_eq!(optional, listed);
     }
 }

@@ -324,6 +324,7 @@ fn test() -> Result {
     // The example plugins, which the plugin tests load from
     // `$CARGO_TARGET_DIR/plugins`.
     plugins::build()?;
+    plugins::test_rust()?;
     if !Path::new("/usr/bin/kubectl").exists() {
         return Err("the end-to-end tests drive /usr/bin/kubectl, which is not installed".into());
     }

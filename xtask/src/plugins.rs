@@ -346,6 +346,16 @@ fn build_rust(out: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// The Rust plugins' own unit tests (their decisions as plain functions),
+/// run on the host.
+pub fn test_rust() -> Result<(), String> {
+    let mut cmd = crate::cargo(&["test", "--manifest-path"]);
+    cmd.arg(root().join("plugins/Cargo.toml"))
+        .arg("--target-dir")
+        .arg(target_dir().join("wasm-plugins-host"));
+    run(cmd)
+}
+
 /// The C plugin: its Makefile, with the tools and folders given here.
 fn build_c(plugin: &Plugin, tools: &Tools, out: &Path) -> Result<(), String> {
     let mut make = Command::new("make");

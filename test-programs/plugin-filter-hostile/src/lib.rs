@@ -16,51 +16,21 @@
 //! | `error`    | `err("plugin error")`                                     |
 //! | other/none | `ok`, `fits` for every node                               |
 
-use std::hint::black_box;
-
-use serde_json::Value;
-
 wit_bindgen::generate!({
     path: "../../wit",
     world: "scheduler-filter",
 });
 
-const ANNOTATION: &str = "skiff.dev/hostile";
-const CHUNK: usize = 1 << 20;
+#[path = "../../plugin-hostile/src/misbehave.rs"]
+mod misbehave;
 
-/// Spins until the host stops it (fuel or epoch deadline).
-fn spin() -> ! {
-    let mut n: u64 = 0;
-    loop {
-        n = black_box(n.wrapping_add(1));
-    }
-}
-
-/// Takes memory until the host's limit refuses it, then traps.
-fn hoard() -> ! {
-    let mut hoard: Vec<Vec<u8>> = Vec::new();
-    loop {
-        let mut chunk = Vec::new();
-        if chunk.try_reserve_exact(CHUNK).is_err() || hoard.try_reserve(1).is_err() {
-            std::process::abort();
-        }
-        chunk.resize(CHUNK, 0xa5);
-        hoard.push(black_box(chunk));
-    }
-}
+use misbehave::{ANNOTATION, hoard, spin};
 
 struct PluginFilterHostile;
 
 impl Guest for PluginFilterHostile {
     fn init(config: String) -> Result<(), String> {
-        let config: Value = serde_json::from_str(&config).unwrap_or(Value::Null);
-        if config["reject"] == Value::Bool(true) {
-            return Err("config rejected: reject is true".to_string());
-        }
-        if config["initLoop"] == Value::Bool(true) {
-            spin();
-        }
-        Ok(())
+        misbehave::init(&config)
     }
 
     fn filter(pod: Pod, nodes: Vec<Node>) -> Result<Vec<Verdict>, String> {

@@ -20,8 +20,6 @@
 //! | `error`    | `err("plugin error")`                                     |
 //! | other/none | `ok(allowed)` (also for a delete, which has no object)    |
 
-use std::hint::black_box;
-
 use serde_json::Value;
 
 wit_bindgen::generate!({
@@ -31,42 +29,15 @@ wit_bindgen::generate!({
 
 use skiff::plugins::admission::Denial;
 
-const ANNOTATION: &str = "skiff.dev/hostile";
-const CHUNK: usize = 1 << 20;
+mod misbehave;
 
-/// Spins until the host stops it (fuel or epoch deadline).
-fn spin() -> ! {
-    let mut n: u64 = 0;
-    loop {
-        n = black_box(n.wrapping_add(1));
-    }
-}
-
-/// Takes memory until the host's limit refuses it, then traps.
-fn hoard() -> ! {
-    let mut hoard: Vec<Vec<u8>> = Vec::new();
-    loop {
-        let mut chunk = Vec::new();
-        if chunk.try_reserve_exact(CHUNK).is_err() || hoard.try_reserve(1).is_err() {
-            std::process::abort();
-        }
-        chunk.resize(CHUNK, 0xa5);
-        hoard.push(black_box(chunk));
-    }
-}
+use misbehave::{ANNOTATION, hoard, spin};
 
 struct PluginHostile;
 
 impl Guest for PluginHostile {
     fn init(config: String) -> Result<(), String> {
-        let config: Value = serde_json::from_str(&config).unwrap_or(Value::Null);
-        if config["reject"] == Value::Bool(true) {
-            return Err("config rejected: reject is true".to_string());
-        }
-        if config["initLoop"] == Value::Bool(true) {
-            spin();
-        }
-        Ok(())
+        misbehave::init(&config)
     }
 
     fn validate(request: Request) -> Result<Verdict, String> {
