@@ -538,10 +538,23 @@ pub struct CoreRun {
 /// Runs the default profile's cycle for `pods` of [`pod_object`] over
 /// `nodes` simulated nodes, on one thread.
 pub fn core_cycles(nodes: usize, pods: usize) -> anyhow::Result<CoreRun> {
-    use k8s_openapi::api::core::v1::{Node, Pod};
-    use skiff_scheduler::{Decision, Profile, Snapshot, schedule_from};
+    let profile = skiff_scheduler::Profile::default_profile()?;
+    core_cycles_with(&profile, nodes, pods, &|_, _| {}, &|_, _| {})
+}
 
-    let profile = Profile::default_profile()?;
+/// Runs `profile`'s cycle for `pods` of [`pod_object`] over `nodes`
+/// simulated nodes, on one thread; `node_extra` and `pod_extra` may add
+/// to the i-th node (with its status) and pod before they are decoded.
+pub fn core_cycles_with(
+    profile: &skiff_scheduler::Profile,
+    nodes: usize,
+    pods: usize,
+    node_extra: &dyn Fn(usize, &mut Value),
+    pod_extra: &dyn Fn(usize, &mut Value),
+) -> anyhow::Result<CoreRun> {
+    use k8s_openapi::api::core::v1::{Node, Pod};
+    use skiff_scheduler::{Decision, Snapshot, schedule_from};
+
     let mut snapshot = Snapshot::default();
     for i in 0..nodes {
         let name = node_name(i);
@@ -549,6 +562,7 @@ pub fn core_cycles(nodes: usize, pods: usize) -> anyhow::Result<CoreRun> {
         if let (Some(node), Some(status)) = (node.as_object_mut(), node_status(&name).get("status")) {
             node.insert("status".into(), status.clone());
         }
+        node_extra(i, &mut node);
         let node: Node = serde_json::from_value(node)?;
         snapshot.upsert_node(Arc::new(node));
     }
@@ -556,10 +570,12 @@ pub fn core_cycles(nodes: usize, pods: usize) -> anyhow::Result<CoreRun> {
     let mut examined = 0usize;
     let mut start = 0usize;
     for i in 0..pods {
-        let mut pod: Pod = serde_json::from_value(pod_object(&pod_name(i)))?;
+        let mut pod = pod_object(&pod_name(i));
+        pod_extra(i, &mut pod);
+        let mut pod: Pod = serde_json::from_value(pod)?;
         pod.metadata.uid = Some(format!("uid-{i}"));
         let began = Instant::now();
-        let decision = schedule_from(&profile, &pod, &snapshot, i as u64, start);
+        let decision = schedule_from(profile, &pod, &snapshot, i as u64, start);
         let Decision::Scheduled(scheduled) = decision else {
             bail!("pod {i} was not scheduled: {decision:?}");
         };
