@@ -604,12 +604,27 @@ async fn hostile_validators_fail_their_call_only() -> anyhow::Result<()> {
         pods.list(&Default::default()).await?;
         hostile_write(&cluster, &format!("{mode}-after"), "ok").await?;
     }
+    // While one write waits out a looping call, other requests are
+    // answered.
+    let looping = hostile_write(&cluster, "loop-concurrent", "loop");
+    let others = async {
+        let started = std::time::Instant::now();
+        for _ in 0..5 {
+            pods.list(&Default::default()).await?;
+        }
+        anyhow::Ok(started.elapsed())
+    };
+    let (looped, listed) = tokio::join!(looping, others);
+    assert_eq!(refusal(looped).0, 500);
+    let listed = listed?;
+    assert!(listed < Duration::from_secs(5), "5 lists took {listed:?}");
+
     let (code, message) = refusal(hostile_write(&cluster, "denied", "deny").await);
     assert_eq!(code, 400, "{message}");
     assert!(message.contains("hostile says no"), "{message}");
 
     let status = cluster
-        .status("hostile", "errors counted", |s| s.errors >= 4 && s.calls >= 9)
+        .status("hostile", "errors counted", |s| s.errors >= 5 && s.calls >= 10)
         .await?;
     assert!(status.last_error.is_some());
 
@@ -656,14 +671,20 @@ async fn hostile_filters_follow_the_failure_policy() -> anyhow::Result<()> {
         )
         .await?;
     cluster.loaded("hostile-filter", 1).await?;
-    cluster.pod("looping", hostile_pod("loop")).await?;
+    for mode in ["loop", "alloc", "trap"] {
+        cluster.pod(&format!("hostile-{mode}"), hostile_pod(mode)).await?;
+    }
     cluster.pod("calm", hostile_pod("ok")).await?;
     assert_eq!(cluster.placed("calm").await?, "n1");
-    cluster
-        .status("hostile-filter", "the loop counted", |s| s.errors >= 1)
+    let status = cluster
+        .status("hostile-filter", "the three failures counted", |s| s.errors >= 3)
         .await?;
+    assert!(status.last_error.is_some());
     let pods: Api<Pod> = Api::namespaced(cluster.client(), "default");
-    assert!(pods.get("looping").await?.spec.and_then(|s| s.node_name).is_none());
+    for mode in ["loop", "alloc", "trap"] {
+        let pod = pods.get(&format!("hostile-{mode}")).await?;
+        assert!(pod.spec.and_then(|s| s.node_name).is_none(), "{mode}");
+    }
 
     // Ignore: the failing plugin passes every node, and the waiting pod
     // is retried at once.
@@ -674,7 +695,9 @@ async fn hostile_filters_follow_the_failure_policy() -> anyhow::Result<()> {
                    "limits": {"timeoutMilliseconds": 100}}),
         )
         .await?;
-    assert_eq!(cluster.placed("looping").await?, "n1");
+    for mode in ["loop", "alloc", "trap"] {
+        assert_eq!(cluster.placed(&format!("hostile-{mode}")).await?, "n1");
+    }
     Ok(())
 }
 
