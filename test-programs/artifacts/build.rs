@@ -105,16 +105,22 @@ fn file_name(path: &str) -> &str {
 /// Reruns this script when the guest workspace changes: its manifest, its
 /// lock file and every member folder (not `artifacts/`, nor a stray
 /// `target/` from building the guests in place).
+///
+/// The paths are relative to this crate: cargo gives a workspace member
+/// the same build directory whichever clone it is built from, so absolute
+/// paths would have a build from another clone (sharing the target
+/// directory) watch that clone's sources instead of this one's.
 fn watch_sources(guests: &Path) -> Result<(), String> {
-    println!("cargo:rerun-if-changed={}", guests.join("Cargo.toml").display());
-    println!("cargo:rerun-if-changed={}", guests.join("Cargo.lock").display());
+    println!("cargo:rerun-if-changed=../Cargo.toml");
+    println!("cargo:rerun-if-changed=../Cargo.lock");
     println!("cargo:rerun-if-env-changed=CARGO_TARGET_DIR");
     let entries = fs::read_dir(guests).map_err(|e| format!("cannot list {}: {e}", guests.display()))?;
     for entry in entries.flatten() {
-        let path = entry.path();
-        let skip = matches!(entry.file_name().to_str(), Some("artifacts" | "target"));
-        if !skip && path.join("Cargo.toml").is_file() {
-            println!("cargo:rerun-if-changed={}", path.display());
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let skip = matches!(name, "artifacts" | "target");
+        if !skip && entry.path().join("Cargo.toml").is_file() {
+            println!("cargo:rerun-if-changed=../{name}");
         }
     }
     Ok(())
