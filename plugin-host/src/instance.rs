@@ -186,11 +186,11 @@ struct Slot {
 impl Slot {
     /// The live instance, made (and initialised) first if there is none.
     fn live(&mut self) -> Result<&mut Live, CallError> {
-        if self.live.is_none() {
-            let live = self.instantiate()?;
-            self.live = Some(live);
-        }
-        self.live.as_mut().ok_or_else(|| CallError::Trap("no instance".into()))
+        let live = match self.live.take() {
+            Some(live) => live,
+            None => self.instantiate()?,
+        };
+        Ok(self.live.insert(live))
     }
 
     fn instantiate(&self) -> Result<Live, CallError> {

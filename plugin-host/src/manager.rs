@@ -105,7 +105,6 @@ struct Inner {
 #[derive(Debug)]
 pub struct PluginManager {
     tasks: Vec<JoinHandle<()>>,
-    runtime: PluginRuntime,
 }
 
 impl Drop for PluginManager {
@@ -124,7 +123,7 @@ impl PluginManager {
             .map_err(|e| Error::Engine(format!("cannot open the plugin image store: {e}")))?;
         let inner = Arc::new(Inner {
             client,
-            runtime: runtime.clone(),
+            runtime,
             images,
             sinks: config.sinks,
             namespaces: NamespaceLabels::default(),
@@ -139,12 +138,7 @@ impl PluginManager {
         if inner.sinks.admission.is_some() {
             tasks.push(tokio::spawn(watch_namespaces(inner.clone())));
         }
-        Ok(PluginManager { tasks, runtime })
-    }
-
-    /// The runtime the plugins run in (for its compilation count).
-    pub fn runtime(&self) -> &PluginRuntime {
-        &self.runtime
+        Ok(PluginManager { tasks })
     }
 }
 

@@ -160,8 +160,16 @@ pub struct PluginRuntime {
 struct Inner {
     engine: Engine,
     cache: ComponentCache,
-    linkers: [Linker<State>; 4],
+    linkers: Linkers,
     _ticker: EpochTicker,
+}
+
+/// One linker per world: WASI, plus the world's own imports.
+struct Linkers {
+    filter: Linker<State>,
+    score: Linker<State>,
+    validate: Linker<State>,
+    mutate: Linker<State>,
 }
 
 impl std::fmt::Debug for PluginRuntime {
@@ -199,12 +207,12 @@ impl PluginRuntime {
             .map_err(link)?;
             Ok(linker)
         };
-        let linkers = [
-            linker(Stage::Filter)?,
-            linker(Stage::Score)?,
-            linker(Stage::Validate)?,
-            linker(Stage::Mutate)?,
-        ];
+        let linkers = Linkers {
+            filter: linker(Stage::Filter)?,
+            score: linker(Stage::Score)?,
+            validate: linker(Stage::Validate)?,
+            mutate: linker(Stage::Mutate)?,
+        };
         let cache = ComponentCache::new(engine.clone(), cache_dir).map_err(|e| Error::Engine(e.to_string()))?;
         Ok(PluginRuntime {
             inner: Arc::new(Inner {
@@ -218,12 +226,6 @@ impl PluginRuntime {
 
     pub(crate) fn engine(&self) -> &Engine {
         &self.inner.engine
-    }
-
-    /// How many components this runtime has compiled (rather than found
-    /// compiled in memory or on disk).
-    pub fn compilations(&self) -> u64 {
-        self.inner.cache.compilations()
     }
 
     /// Compiles `bytes` (or finds them compiled) and checks that the
@@ -266,7 +268,13 @@ impl PluginRuntime {
     }
 
     fn instance_pre(&self, stage: Stage, component: &Component) -> Result<InstancePre<State>> {
-        let linker = &self.inner.linkers[stage as usize];
+        let linkers = &self.inner.linkers;
+        let linker = match stage {
+            Stage::Filter => &linkers.filter,
+            Stage::Score => &linkers.score,
+            Stage::Validate => &linkers.validate,
+            Stage::Mutate => &linkers.mutate,
+        };
         linker.instantiate_pre(component).map_err(|e| Error::WrongWorld {
             world: stage.world(),
             detail: format!("{e:#}"),

@@ -117,6 +117,9 @@ struct Shared {
     base_profiles: BTreeMap<String, Arc<Profile>>,
     profiles: Mutex<BTreeMap<String, Arc<Profile>>>,
     dynamic: DynamicPlugins,
+    /// The dynamic plugins' version as of `profiles`: subscribed before
+    /// they were built, so no change goes unseen.
+    dynamic_seen: watch::Receiver<u64>,
     cache: Mutex<Cache>,
     /// Woken on every watch event, so the loop looks at the queue again.
     wake: Notify,
@@ -248,11 +251,22 @@ impl Scheduler {
     }
 
     fn into_shared(self) -> (Arc<Shared>, SchedulerOptions, watch::Receiver<bool>) {
+        // Subscribed first: a dynamic plugin changing while the profiles
+        // are built is seen by `follow_dynamic_plugins`.
+        let dynamic_seen = self.dynamic.subscribe();
         let mut interest: BTreeMap<_, BTreeSet<String>> = BTreeMap::new();
         for profile in &self.profiles {
             for (event, plugins) in profile.event_interest() {
                 interest.entry(event).or_default().extend(plugins);
             }
+        }
+        // Dynamic plugins' rejections are worth retrying on any event.
+        let dynamic_names = self.dynamic.names();
+        for event in ClusterEvent::ALL {
+            interest
+                .entry(*event)
+                .or_default()
+                .extend(dynamic_names.iter().cloned());
         }
         let names = self.profiles.iter().map(|p| p.scheduler_name().to_string()).collect();
         let (synced, synced_rx) = watch::channel(false);
@@ -272,6 +286,7 @@ impl Scheduler {
             ),
             base_profiles,
             dynamic: self.dynamic,
+            dynamic_seen,
             cache: Mutex::new(Cache::new(self.options.queue, names, interest)),
             wake: Notify::new(),
             synced,
@@ -348,13 +363,9 @@ async fn run_shared(shared: Arc<Shared>, options: SchedulerOptions) {
 
 /// Keeps the profiles in step with the dynamic plugins.
 async fn follow_dynamic_plugins(shared: Arc<Shared>) {
-    let mut version = shared.dynamic.subscribe();
-    loop {
-        version.mark_unchanged();
+    let mut version = shared.dynamic_seen.clone();
+    while version.changed().await.is_ok() {
         shared.dynamic_plugins_changed();
-        if version.changed().await.is_err() {
-            return;
-        }
     }
 }
 

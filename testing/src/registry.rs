@@ -67,23 +67,17 @@ impl Registry {
     }
 
     /// Pushes `component` as a Wasm OCI artifact (one `application/wasm`
-    /// layer) under `name:tag`; returns the full reference.
+    /// layer) under `name:tag`, over plain HTTP; returns the full
+    /// reference.
     pub async fn push_wasm(&self, name_and_tag: &str, component: &[u8]) -> anyhow::Result<String> {
         let reference = format!("{}/{name_and_tag}", self.addr);
-        push_wasm(&reference, component, true).await?;
+        let options = skiff_host::oci::PullOptions {
+            plain_http: true,
+            basic_auth: None,
+        };
+        skiff_host::oci::push_component(&reference, component, &options)
+            .await
+            .with_context(|| format!("cannot push {reference}"))?;
         Ok(reference)
     }
-}
-
-/// Pushes `component` as a Wasm OCI artifact to `reference`, over plain
-/// HTTP when `plain_http` (loopback registries only).
-pub async fn push_wasm(reference: &str, component: &[u8], plain_http: bool) -> anyhow::Result<()> {
-    let options = skiff_host::oci::PullOptions {
-        plain_http,
-        basic_auth: None,
-    };
-    skiff_host::oci::push_component(reference, component, &options)
-        .await
-        .with_context(|| format!("cannot push {reference}"))?;
-    Ok(())
 }

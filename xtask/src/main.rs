@@ -142,11 +142,14 @@ fn libclang_present() -> bool {
         .any(|dir| Path::new(dir).join("libclang.so").exists())
 }
 
+/// clang: libclang for RocksDB's bindings, and the C plugin's compiler.
+const CLANG: Package = Package {
+    name: "clang",
+    present: || have("clang"),
+};
+
 const BUILD_PACKAGES: &[Package] = &[
-    Package {
-        name: "clang",
-        present: || have("clang"),
-    },
+    CLANG,
     Package {
         name: "libclang-dev",
         present: libclang_present,
@@ -204,11 +207,23 @@ const PYTHON_VENV: Package = Package {
 
 /// The Python `kubernetes` client, in a virtualenv next to the build cache;
 /// returns its interpreter.
-fn ensure_python_client() -> Result<PathBuf> {
+/// The virtualenv next to the build cache (`~/.cache/skiff/venv`) that
+/// the Python tools live in, created if missing.
+fn ensure_venv() -> Result<PathBuf> {
     let venv = target_dir()
         .parent()
         .map(|p| p.join("venv"))
         .unwrap_or_else(|| PathBuf::from("venv"));
+    if !venv.join("bin/pip").exists() {
+        let mut create = Command::new("python3");
+        create.args(["-m", "venv"]).arg(&venv);
+        run(create)?;
+    }
+    Ok(venv)
+}
+
+fn ensure_python_client() -> Result<PathBuf> {
+    let venv = ensure_venv()?;
     let python = venv.join("bin/python");
     let ready = || {
         Command::new(&python)
@@ -220,9 +235,6 @@ fn ensure_python_client() -> Result<PathBuf> {
         return Ok(python);
     }
     eprintln!("xtask: installing the Python kubernetes client into {}", venv.display());
-    let mut create = Command::new("python3");
-    create.args(["-m", "venv"]).arg(&venv);
-    run(create)?;
     let mut install = Command::new(venv.join("bin/pip"));
     install.args(["install", "--quiet", "kubernetes>=31,<40"]);
     run(install)?;

@@ -19,7 +19,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Instant, SystemTime};
 
-use crate::{PYTHON_VENV, Package, dpkg_installed, ensure_packages, have, root, run, target_dir, tools_dir, wasm};
+use crate::{
+    CLANG, PYTHON_VENV, Package, dpkg_installed, ensure_packages, ensure_venv, have, root, run, target_dir, tools_dir,
+    wasm,
+};
 
 /// The pinned tool versions; `plugins/README.md` names the same.
 const WIT_BINDGEN_CLI_VERSION: &str = "0.57.1";
@@ -98,10 +101,7 @@ const PLUGINS: &[Plugin] = &[
 
 /// The Debian packages the C and JavaScript plugins need.
 const PLUGIN_PACKAGES: &[Package] = &[
-    Package {
-        name: "clang",
-        present: || have("clang"),
-    },
+    CLANG,
     Package {
         name: "lld",
         present: || have("wasm-ld"),
@@ -263,21 +263,13 @@ fn cargo_tool(
 /// `componentize-py` in the virtualenv next to the build cache (the one
 /// the tests' Python client uses), created if missing.
 fn componentize_py() -> Result<(PathBuf, bool), String> {
-    let venv = tools_dir()
-        .parent()
-        .map(|p| p.join("venv"))
-        .unwrap_or_else(|| PathBuf::from("venv"));
+    let venv = ensure_venv()?;
     let bin = venv.join("bin/componentize-py");
     if version_of(&bin)
         .split_whitespace()
         .any(|word| word == COMPONENTIZE_PY_VERSION)
     {
         return Ok((bin, false));
-    }
-    if !venv.join("bin/pip").exists() {
-        let mut create = Command::new("python3");
-        create.args(["-m", "venv"]).arg(&venv);
-        run(create)?;
     }
     eprintln!(
         "xtask: installing componentize-py {COMPONENTIZE_PY_VERSION} into {}",

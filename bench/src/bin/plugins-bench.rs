@@ -33,8 +33,8 @@ use serde_json::{Value, json};
 use skiff_api::admission::{Attributes, MutatingPlugin, Operation, ValidatingPlugin};
 use skiff_api::auth::User;
 use skiff_api::catalog::Catalog;
-use skiff_bench::procs;
 use skiff_bench::scheduler::{core_cycles_with, node_name};
+use skiff_bench::{load, procs};
 use skiff_plugin_host::metrics::Metrics;
 use skiff_plugin_host::spec::MatchRules;
 use skiff_plugin_host::{
@@ -97,11 +97,8 @@ fn figures(
     mut times: Vec<Duration>,
 ) -> CallFigures {
     times.sort();
-    let at = |q: f64| {
-        times
-            .get(((times.len() as f64 * q) as usize).min(times.len().saturating_sub(1)))
-            .map_or(0.0, |d| d.as_secs_f64() * 1e6)
-    };
+    // `percentile` answers in milliseconds.
+    let at = |q: f64| load::percentile(&times, q) * 1e3;
     let mean = times.iter().sum::<Duration>().as_secs_f64() * 1e6 / times.len().max(1) as f64;
     CallFigures {
         plugin: name.to_string(),
