@@ -132,7 +132,7 @@ impl Cluster {
             },
         }))?;
         let nodes: Api<Node> = Api::all(self.client());
-        let created = nodes.create(&PostParams::default(), &node).await?;
+        nodes.create(&PostParams::default(), &node).await?;
         // Status is a subresource: written apart from the object.
         nodes
             .patch_status(
@@ -141,7 +141,6 @@ impl Cluster {
                 &Patch::Merge(json!({"status": serde_json::to_value(&node.status)?})),
             )
             .await?;
-        drop(created);
         Ok(())
     }
 
@@ -395,25 +394,15 @@ async fn rust_validate_requires_a_team_label_and_reloads_hot() -> anyhow::Result
         .plugins()
         .delete("require-team-label", &DeleteParams::default())
         .await?;
-    eventually(WAIT, "the plugin gone from admission", || async {
-        cluster
-            .deployment(&format!("free-{}", uuid_like()), json!({}), 1, "app.wasm")
-            .await
-            .ok()
+    let mut attempt = 0;
+    eventually(WAIT, "the plugin gone from admission", || {
+        attempt += 1;
+        let name = format!("free-{attempt}");
+        let cluster = &cluster;
+        async move { cluster.deployment(&name, json!({}), 1, "app.wasm").await.ok() }
     })
     .await?;
     Ok(())
-}
-
-/// A name suffix unique enough within one test.
-fn uuid_like() -> String {
-    format!(
-        "{}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() % 1_000_000_000)
-            .unwrap_or_default()
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -676,6 +665,9 @@ async fn hostile_filters_follow_the_failure_policy() -> anyhow::Result<()> {
     }
     cluster.pod("calm", hostile_pod("ok")).await?;
     assert_eq!(cluster.placed("calm").await?, "n1");
+    // The whole Node object is there for the asking, by index.
+    cluster.pod("reads-node-json", hostile_pod("json")).await?;
+    assert_eq!(cluster.placed("reads-node-json").await?, "n1");
     let status = cluster
         .status("hostile-filter", "the three failures counted", |s| s.errors >= 3)
         .await?;

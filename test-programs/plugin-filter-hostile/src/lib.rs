@@ -14,6 +14,7 @@
 //! | `alloc`    | allocates 1 MiB chunks, writing every byte, until an allocation fails, then aborts (a trap) |
 //! | `trap`     | panics (a trap; the message goes to stderr)               |
 //! | `error`    | `err("plugin error")`                                     |
+//! | `json`     | each node fits if the host's `node-json(i)` is the Node object of that node (`metadata.name`), else is `unschedulable("node-json gave no Node for <name>")` |
 //! | other/none | `ok`, `fits` for every node                               |
 
 wit_bindgen::generate!({
@@ -25,6 +26,18 @@ wit_bindgen::generate!({
 mod misbehave;
 
 use misbehave::{ANNOTATION, hoard, spin};
+
+/// Whether the host's JSON for node `index` is that node.
+fn json_matches(index: usize, node: &Node) -> Verdict {
+    let object = u32::try_from(index)
+        .ok()
+        .and_then(skiff::plugins::scheduling::node_json)
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok());
+    match object {
+        Some(object) if object["metadata"]["name"] == node.name.as_str() => Verdict::Fits,
+        _ => Verdict::Unschedulable(format!("node-json gave no Node for {}", node.name)),
+    }
+}
 
 struct PluginFilterHostile;
 
@@ -40,6 +53,7 @@ impl Guest for PluginFilterHostile {
             Some("alloc") => hoard(),
             Some("trap") => panic!("plugin-filter-hostile: trap requested"),
             Some("error") => Err("plugin error".to_string()),
+            Some("json") => Ok(nodes.iter().enumerate().map(|(i, node)| json_matches(i, node)).collect()),
             _ => Ok(nodes.iter().map(|_| Verdict::Fits).collect()),
         }
     }
