@@ -147,6 +147,9 @@ pub enum ApiError {
     /// A bug or an unexpected store failure; the detail was logged.
     #[error("an internal error occurred; see the server log")]
     Internal,
+    /// A range the server hands out from is used up.
+    #[error("Internal error occurred: {0}")]
+    Exhausted(String),
 }
 
 impl ApiError {
@@ -184,7 +187,7 @@ impl ApiError {
             ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             ApiError::Denied { code, .. } => StatusCode::from_u16(*code).unwrap_or(StatusCode::BAD_REQUEST),
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Internal | ApiError::Exhausted(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -205,7 +208,7 @@ impl ApiError {
             // Kubernetes leaves the reason of a webhook denial empty.
             ApiError::Denied { .. } => "",
             ApiError::Unavailable => "ServiceUnavailable",
-            ApiError::Internal => "InternalError",
+            ApiError::Internal | ApiError::Exhausted(_) => "InternalError",
         }
     }
 

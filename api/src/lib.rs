@@ -50,6 +50,7 @@ pub mod registry;
 pub mod request;
 pub mod selector;
 pub mod server;
+pub mod services;
 pub mod strategy;
 pub mod structural;
 pub mod table;

@@ -27,6 +27,7 @@ use crate::crd;
 use crate::error::{ApiError, Cause, Result, Subject};
 use crate::meta;
 use crate::selector::{FieldSelector, LabelSelector};
+use crate::services::{self, Reservations, ServiceRanges};
 use crate::strategy;
 
 /// How many times a retryable update is re-read and re-applied before the
@@ -131,6 +132,7 @@ pub struct Registry {
     catalog: Catalog,
     admission: Admission,
     decoded: Arc<crate::watch::DecodeCache>,
+    service_ranges: ServiceRanges,
 }
 
 pub fn key(resource: &Resource, namespace: Option<&str>, name: &str) -> String {
@@ -228,7 +230,36 @@ impl Registry {
             catalog,
             admission: Admission::new(),
             decoded: Arc::default(),
+            service_ranges: ServiceRanges::default(),
         }
+    }
+
+    /// Where Services get their ClusterIPs and node ports.
+    pub fn with_service_ranges(mut self, ranges: ServiceRanges) -> Registry {
+        self.service_ranges = ranges;
+        self
+    }
+
+    pub fn service_ranges(&self) -> &ServiceRanges {
+        &self.service_ranges
+    }
+
+    /// The reservations (Service addresses) a write of `new` over `old`
+    /// takes and frees.
+    async fn reservations(
+        &self,
+        resource: &Resource,
+        old: Option<&Value>,
+        new: Option<&mut Value>,
+    ) -> Result<Reservations> {
+        services::reserve(
+            &self.service_ranges,
+            &self.store,
+            (&resource.group, &resource.kind),
+            old,
+            new,
+        )
+        .await
     }
 
     /// Decoded object versions shared by every watch.
@@ -427,6 +458,7 @@ impl Registry {
             };
             let mut object = object.clone();
             self.admit(&attributes, &mut object, None)?;
+            let reserved = self.reservations(resource, None, Some(&mut object)).await?;
             record_ownership(resource, Part::Main, None, &mut object, options);
             if options.dry_run {
                 return Ok(object);
@@ -436,8 +468,8 @@ impl Registry {
                 .store
                 .txn(
                     Txn::new()
-                        .when([Compare::absent(key.clone())])
-                        .and_then([TxnOp::put(key, encode(&object)?)]),
+                        .when(std::iter::once(Compare::absent(key.clone())).chain(reserved.compares()))
+                        .and_then(std::iter::once(TxnOp::put(key.clone(), encode(&object)?)).chain(reserved.ops())),
                 )
                 .await?;
             if response.succeeded {
@@ -446,6 +478,10 @@ impl Registry {
                     crd::reconcile(&self.catalog, None, Some(&object));
                 }
                 return Ok(object);
+            }
+            if !reserved.is_empty() && self.store.get(key).await?.is_none() {
+                // Another write took an address first: choose again.
+                continue;
             }
             if fixed_name.is_some() {
                 return Err(ApiError::AlreadyExists(subject(resource, &name)));
@@ -507,11 +543,20 @@ impl Registry {
         Ok(())
     }
 
-    /// Runs `op` if `key` was last written at `mod_revision`.
-    async fn write_if_unchanged(&self, key: &str, mod_revision: u64, op: TxnOp) -> Result<skiff_store::TxnResponse> {
+    /// Runs `op`, with the reservations it takes and frees, if `key` was
+    /// last written at `mod_revision`.
+    async fn write_if_unchanged(
+        &self,
+        key: &str,
+        mod_revision: u64,
+        op: TxnOp,
+        reserved: &Reservations,
+    ) -> Result<skiff_store::TxnResponse> {
         let txn = Txn::new()
-            .when([Compare::mod_revision(key, CompareOp::Equal, mod_revision)])
-            .and_then([op]);
+            .when(
+                std::iter::once(Compare::mod_revision(key, CompareOp::Equal, mod_revision)).chain(reserved.compares()),
+            )
+            .and_then(std::iter::once(op).chain(reserved.ops()));
         Ok(self.store.txn(txn).await?)
     }
 
@@ -597,6 +642,10 @@ impl Registry {
                 dry_run: options.dry_run,
             };
             self.admit(&attributes, &mut next, Some((&current.object, part)))?;
+            let finished = strategy::update_finishes_deletion(resource, &current.object, &next);
+            let reserved = self
+                .reservations(resource, Some(&current.object), (!finished).then_some(&mut next))
+                .await?;
             record_ownership(resource, part, Some(&current.object), &mut next, options);
             meta::set_resource_version(&mut next, current.mod_revision);
             if next == current.object {
@@ -605,13 +654,14 @@ impl Registry {
             if options.dry_run {
                 return Ok(next);
             }
-            let finished = strategy::update_finishes_deletion(resource, &current.object, &next);
             let write = if finished {
                 TxnOp::delete(key.clone())
             } else {
                 TxnOp::put(key.clone(), encode(&next)?)
             };
-            let response = self.write_if_unchanged(&key, current.mod_revision, write).await?;
+            let response = self
+                .write_if_unchanged(&key, current.mod_revision, write, &reserved)
+                .await?;
             if response.succeeded {
                 meta::set_resource_version(&mut next, response.revision);
                 if crd::is_crd(resource) {
@@ -682,7 +732,13 @@ impl Registry {
             let Some(op) = op.filter(|_| !options.dry_run) else {
                 return Ok(outcome);
             };
-            let response = self.write_if_unchanged(&key, current.mod_revision, op).await?;
+            let reserved = match &outcome {
+                Deleted::Gone(_) => self.reservations(resource, Some(&current.object), None).await?,
+                Deleted::Marked(_) => Reservations::default(),
+            };
+            let response = self
+                .write_if_unchanged(&key, current.mod_revision, op, &reserved)
+                .await?;
             if response.succeeded {
                 return Ok(match outcome {
                     Deleted::Marked(mut object) => {

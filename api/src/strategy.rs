@@ -617,30 +617,100 @@ pub fn validate(resource: &Resource, object: &Value, old: Option<(&Value, Part)>
                 ));
             }
         }
-        ("", "Service") => {
-            for (i, port) in object
-                .pointer("/spec/ports")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .enumerate()
-            {
-                let number = port.get("port").and_then(Value::as_i64).unwrap_or(0);
-                if !(1..=65535).contains(&number) {
-                    causes.push(Cause::invalid(
-                        format!("spec.ports[{i}].port"),
-                        number,
-                        "must be between 1 and 65535, inclusive",
-                    ));
-                }
-            }
-        }
+        ("", "Service") => validate_service(object, &mut causes),
         _ => {}
     }
     if causes.is_empty() {
         Ok(())
     } else {
         Err(ApiError::invalid(&resource.group, &resource.kind, &name, causes))
+    }
+}
+
+/// A Service's type and ports, as kube-apiserver checks them (the
+/// addresses are checked where they are allocated, in `services`).
+fn validate_service(object: &Value, causes: &mut Vec<Cause>) {
+    let spec = object.get("spec");
+    let kind = spec
+        .and_then(|s| s.get("type"))
+        .and_then(Value::as_str)
+        .unwrap_or("ClusterIP");
+    const TYPES: [&str; 4] = ["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"];
+    if !TYPES.contains(&kind) {
+        causes.push(Cause::not_supported("spec.type", kind, &TYPES));
+    }
+    let ports = spec.and_then(|s| s.get("ports")).and_then(Value::as_array);
+    if kind == "ExternalName" {
+        if spec
+            .and_then(|s| s.get("externalName"))
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
+            causes.push(Cause::required("spec.externalName"));
+        }
+    } else if ports.is_none_or(Vec::is_empty)
+        && spec.and_then(|s| s.get("clusterIP")).and_then(Value::as_str) != Some("None")
+    {
+        causes.push(Cause::required("spec.ports"));
+    }
+    let ports = ports.map(Vec::as_slice).unwrap_or_default();
+    let mut names = std::collections::BTreeSet::new();
+    let mut numbers = std::collections::BTreeSet::new();
+    for (i, port) in ports.iter().enumerate() {
+        let field = |name: &str| format!("spec.ports[{i}].{name}");
+        let duplicate = |field: String, value: String| Cause {
+            reason: "FieldValueDuplicate",
+            message: format!("Duplicate value: {value}"),
+            field,
+        };
+        let name = port.get("name").and_then(Value::as_str).unwrap_or_default();
+        if name.is_empty() {
+            if ports.len() > 1 {
+                causes.push(Cause::required(field("name")));
+            }
+        } else if let Some(reason) = NameRule::Dns1123Label.check(name) {
+            causes.push(Cause::invalid(field("name"), name, reason));
+        } else if !names.insert(name) {
+            causes.push(duplicate(field("name"), format!("\"{name}\"")));
+        }
+        let number = port.get("port").and_then(Value::as_i64).unwrap_or(0);
+        if !(1..=65535).contains(&number) {
+            causes.push(Cause::invalid(
+                field("port"),
+                number,
+                "must be between 1 and 65535, inclusive",
+            ));
+        }
+        const PROTOCOLS: [&str; 3] = ["TCP", "UDP", "SCTP"];
+        let protocol = port.get("protocol").and_then(Value::as_str).unwrap_or("TCP");
+        if !PROTOCOLS.contains(&protocol) {
+            causes.push(Cause::not_supported(field("protocol"), protocol, &PROTOCOLS));
+        }
+        if !numbers.insert((number, protocol)) {
+            causes.push(duplicate(
+                "spec.ports".into(),
+                format!("core.ServicePort{{Name:\"{name}\", Protocol:\"{protocol}\", Port:{number}}}"),
+            ));
+        }
+        match port.get("targetPort") {
+            Some(Value::Number(n)) if !n.as_i64().is_some_and(|n| (1..=65535).contains(&n)) => {
+                causes.push(Cause::invalid(
+                    field("targetPort"),
+                    n,
+                    "must be between 1 and 65535, inclusive",
+                ));
+            }
+            Some(Value::String(text))
+                if text.parse::<u16>().is_err() && NameRule::Dns1123Label.check(text).is_some() =>
+            {
+                causes.push(Cause::invalid(
+                    field("targetPort"),
+                    text,
+                    "must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)",
+                ));
+            }
+            _ => {}
+        }
     }
 }
 

@@ -25,6 +25,7 @@ use crate::discovery;
 use crate::error::ApiError;
 use crate::openapi::OpenApi;
 use crate::registry::Registry;
+use crate::services::ServiceRanges;
 
 pub use query::Query;
 
@@ -40,9 +41,18 @@ pub struct ApiServer {
 
 impl ApiServer {
     pub fn new(store: Store, authenticator: Arc<dyn Authenticator>) -> Arc<ApiServer> {
+        ApiServer::with_service_ranges(store, authenticator, ServiceRanges::default())
+    }
+
+    /// A server whose Services get their addresses from `ranges`.
+    pub fn with_service_ranges(
+        store: Store,
+        authenticator: Arc<dyn Authenticator>,
+        ranges: ServiceRanges,
+    ) -> Arc<ApiServer> {
         let catalog = Catalog::new();
         Arc::new(ApiServer {
-            registry: Registry::new(store, catalog.clone()),
+            registry: Registry::new(store, catalog.clone()).with_service_ranges(ranges),
             catalog,
             openapi: OpenApi::default(),
             authenticator,

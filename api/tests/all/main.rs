@@ -9,4 +9,5 @@ mod crd;
 mod discovery;
 mod kube_rs;
 mod rest;
+mod services;
 mod watch;
