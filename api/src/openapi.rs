@@ -269,6 +269,32 @@ impl OpenApi {
     }
 }
 
+/// An OpenAPI v2 document in gnostic's protobuf encoding (`openapi_v2.Document`)
+/// with only `swagger` (field 1) and `info` (field 2: title 1, version 2).
+pub fn v2_protobuf_stub() -> Vec<u8> {
+    fn field(number: u8, bytes: &[u8]) -> Vec<u8> {
+        let mut out = vec![(number << 3) | 2];
+        let mut len = bytes.len();
+        loop {
+            let byte = (len & 0x7f) as u8;
+            len >>= 7;
+            if len == 0 {
+                out.push(byte);
+                break;
+            }
+            out.push(byte | 0x80);
+        }
+        out.extend_from_slice(bytes);
+        out
+    }
+    let info = [
+        field(1, b"skiff"),
+        field(2, crate::discovery::KUBERNETES_VERSION.as_bytes()),
+    ]
+    .concat();
+    [field(1, b"2.0"), field(2, &info)].concat()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -189,7 +189,27 @@ async fn version() -> Response {
     json(StatusCode::OK, &discovery::version())
 }
 
-async fn openapi_v2(State(server): State<Arc<ApiServer>>) -> Response {
+/// OpenAPI v2 as JSON; a client that accepts only protobuf (kubectl,
+/// validating a `List` on the client) gets the document's protobuf
+/// header without definitions, so it validates nothing itself and leaves
+/// validation to the server (`fieldValidation`).
+async fn openapi_v2(State(server): State<Arc<ApiServer>>, headers: http::HeaderMap) -> Response {
+    const PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if accept.contains(PROTOBUF) && !accept.contains("json") {
+        let mut response = (StatusCode::OK, crate::openapi::v2_protobuf_stub()).into_response();
+        response
+            .headers_mut()
+            // The Accept form's `@` is not valid in a media type Go parses.
+            .insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/com.github.proto-openapi.spec.v2.v1.0+protobuf"),
+            );
+        return response;
+    }
     json(StatusCode::OK, &server.openapi.v2(&server.catalog))
 }
 
