@@ -1,0 +1,222 @@
+//! What the end-to-end tests share: a `skiff server` child with the real
+//! kubectl pointed at it, second agents in their own processes, and
+//! bounded polling.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const KUBECTL: &str = "/usr/bin/kubectl";
+
+pub fn free_addr() -> String {
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    format!("127.0.0.1:{port}")
+}
+
+/// A `skiff server` child and a kubectl pointed at it.
+pub struct Cluster {
+    child: Child,
+    pub kubeconfig: PathBuf,
+    pub cache: tempfile::TempDir,
+    pub url: String,
+    pub data: tempfile::TempDir,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Cluster {
+    pub fn start() -> Cluster {
+        Cluster::start_with(&[])
+    }
+
+    /// A server with `extra` flags.
+    pub fn start_with(extra: &[&str]) -> Cluster {
+        assert!(
+            Path::new(KUBECTL).exists(),
+            "{KUBECTL} is not installed; these tests drive the real kubectl"
+        );
+        let data = tempfile::tempdir().unwrap();
+        let listen = free_addr();
+        let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .args(["server", "--listen", &listen, "--peer-listen", &free_addr()])
+            .args(extra)
+            .arg("--data-dir")
+            .arg(data.path())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start skiff server");
+        let cluster = Cluster {
+            child,
+            kubeconfig: data.path().join("kubeconfig"),
+            cache: tempfile::tempdir().unwrap(),
+            url: format!("https://{listen}"),
+            data,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if cluster.kubeconfig.exists() && cluster.kubectl(&["get", "--raw", "/readyz"]).status.success() {
+                return cluster;
+            }
+            assert!(Instant::now() < deadline, "skiff server did not become ready");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(KUBECTL);
+        command
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(self.cache.path())
+            .arg("--request-timeout=30s")
+            .args(args);
+        command
+    }
+
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    /// Runs kubectl, asserts success, returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        self.ok_with_input(args, "")
+    }
+
+    pub fn ok_with_input(&self, args: &[&str], input: &str) -> String {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed:\nstdout: {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    }
+
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut args = args.to_vec();
+        args.extend(["-o", "json"]);
+        serde_json::from_str(&self.ok(&args)).unwrap()
+    }
+}
+
+/// `skiff image import`, asserting success.
+pub fn import(file: &str, name: &str, data_dir: &Path) {
+    let out = Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .args(["image", "import", file, "--name", name])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "import: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Kills the child on drop.
+pub struct Guard(pub Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A second node agent in its own process, named `name`, with its own
+/// image store in `dir` holding the images given.
+pub fn second_agent(cluster: &Cluster, name: &str, cidr: &str, dir: &Path, images: &[(&str, &str)]) -> Guard {
+    second_agent_with(cluster, name, cidr, dir, images, &[])
+}
+
+/// The same, with more flags for `skiff agent`.
+pub fn second_agent_with(
+    cluster: &Cluster,
+    name: &str,
+    cidr: &str,
+    dir: &Path,
+    images: &[(&str, &str)],
+    extra: &[&str],
+) -> Guard {
+    for (file, reference) in images {
+        import(file, reference, dir);
+    }
+    let pki = cluster.data.path().join("pki");
+    Guard(
+        Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .args(["agent", "--server", &cluster.url, "--name", name, "--pod-cidr", cidr])
+            .args(["--heartbeat-interval", "1"])
+            .args(extra)
+            .arg("--ca-file")
+            .arg(pki.join("ca.crt"))
+            .arg("--token-file")
+            .arg(pki.join("admin.token"))
+            .arg("--data-dir")
+            .arg(dir)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+impl Cluster {
+    /// Polls `kubectl get <args> -o json` until `test` holds (60 s).
+    pub fn json_until(
+        &self,
+        args: &[&str],
+        what: &str,
+        test: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let mut full = vec!["get"];
+            full.extend(args);
+            full.extend(["-o", "json"]);
+            let out = self.kubectl(&full);
+            if out.status.success() {
+                let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+                if test(&value) {
+                    return value;
+                }
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// The names of the nodes the ready pods labelled `app=<app>` run on,
+    /// one entry per pod.
+    pub fn ready_pods_nodes(&self, app: &str) -> Vec<String> {
+        let pods = self.json(&["get", "pods", "-l", &format!("app={app}")]);
+        pods["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+            .filter(|p| {
+                p["status"]["conditions"]
+                    .as_array()
+                    .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+            })
+            .map(|p| p["spec"]["nodeName"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+}
