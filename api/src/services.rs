@@ -101,7 +101,10 @@ pub struct ServiceRanges {
 impl Default for ServiceRanges {
     fn default() -> Self {
         ServiceRanges {
-            cluster_ips: Ipv4Cidr::new(Ipv4Addr::new(127, 96, 0, 0), 16).expect("a valid prefix"),
+            cluster_ips: Ipv4Cidr {
+                base: u32::from(Ipv4Addr::new(127, 96, 0, 0)),
+                prefix: 16,
+            },
             node_ports: (30000, 32767),
         }
     }

@@ -32,6 +32,12 @@ pub struct NodeArgs {
     #[arg(long, default_value_t = 0)]
     pub agent_port: u16,
 
+    /// Port of the service proxy's tunnel, where other nodes reach this
+    /// node's endpoints; 0 (the default) picks a free one, which the Node
+    /// object publishes.
+    #[arg(long, default_value_t = 0)]
+    pub tunnel_port: u16,
+
     /// First address of the /16 on loopback Wasm pods get their IPs from.
     #[arg(long, default_value = "127.1.0.0")]
     pub pod_cidr: Ipv4Addr,
@@ -55,6 +61,7 @@ impl NodeArgs {
         let mut config = AgentConfig::new(name, data_dir);
         config.node_ip = self.node_ip.clone();
         config.daemon_port = self.agent_port;
+        config.tunnel_port = self.tunnel_port;
         config.pod_cidr = self.pod_cidr;
         config.runc_binary = self.runc.clone();
         config.max_pods = self.max_pods;

@@ -82,8 +82,29 @@ pub struct ServerArgs {
     #[command(flatten)]
     controllers: ControllerArgs,
 
+    /// Where Services get their ClusterIPs: a range on loopback, so every
+    /// node's proxy can bind them (kube-apiserver's
+    /// `--service-cluster-ip-range`).
+    #[arg(long, default_value = "127.96.0.0/16")]
+    service_cluster_ip_range: skiff_api::services::Ipv4Cidr,
+
+    /// Where NodePort Services get their node ports, as FIRST-LAST.
+    #[arg(long, default_value = "30000-32767", value_parser = parse_port_range)]
+    service_node_port_range: (u16, u16),
+
     #[command(flatten)]
     node: crate::agent::NodeArgs,
+}
+
+fn parse_port_range(text: &str) -> Result<(u16, u16), String> {
+    let bad = || format!("{text:?} is not a port range such as 30000-32767");
+    let (first, last) = text.split_once('-').ok_or_else(bad)?;
+    let first: u16 = first.trim().parse().map_err(|_| bad())?;
+    let last: u16 = last.trim().parse().map_err(|_| bad())?;
+    if first == 0 || first > last {
+        return Err(bad());
+    }
+    Ok((first, last))
 }
 
 /// Settings of the scheduler and the controllers.
@@ -208,7 +229,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write {}", kubeconfig.display()))?;
     let authenticator =
         skiff_api::auth::TokenAuthenticator::new().with_token(pki.admin_token.clone(), skiff_api::auth::User::admin());
-    let api = skiff_api::ApiServer::new(store.clone(), std::sync::Arc::new(authenticator));
+    let ranges = skiff_api::services::ServiceRanges {
+        cluster_ips: args.service_cluster_ip_range,
+        node_ports: args.service_node_port_range,
+    };
+    let api = skiff_api::ApiServer::with_service_ranges(store.clone(), std::sync::Arc::new(authenticator), ranges);
     api.bootstrap().await.context("cannot create the system namespaces")?;
     let tls = pki.server_config().context("cannot configure TLS")?;
     let api_serve = tokio::spawn(skiff_api::serve_tls(api_listener, tls, api.router(), shutdown_signal()));

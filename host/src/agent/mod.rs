@@ -16,6 +16,10 @@
 //! * [`events`]: kubelet-style Events about containers.
 //! * [`gateway`]: the HTTP listeners in front of Wasm HTTP pods.
 //!
+//! Each agent also runs the node's service proxy ([`skiff_proxy`]), which
+//! makes Services reachable on this node and lets other nodes reach this
+//! node's endpoints; its tunnel's port is published on the Node.
+//!
 //! Everything talks to the API through `kube`, as any client would.
 
 pub mod daemon;
@@ -41,6 +45,7 @@ use daemon::LogIndex;
 use gateway::PodIps;
 use logs::LogLimits;
 use runtime::{RuncWorkloads, WasmtimeWorkloads};
+use skiff_proxy::{Proxy, ProxyConfig};
 
 /// The wasmtime release the agent embeds, for the node's runtime version.
 pub const WASMTIME_VERSION: &str = "48.0.8";
@@ -55,6 +60,9 @@ pub struct AgentConfig {
     pub data_dir: PathBuf,
     /// Port of the agent's endpoint; 0 picks a free one.
     pub daemon_port: u16,
+    /// Port of the service proxy's node-to-node tunnel; 0 picks a free
+    /// one, which the Node object publishes.
+    pub tunnel_port: u16,
     /// Where Wasm pods get their addresses: a /16 on loopback. Nodes on
     /// one machine need different ones.
     pub pod_cidr: std::net::Ipv4Addr,
@@ -87,6 +95,7 @@ impl AgentConfig {
             node_ip: "127.0.0.1".into(),
             data_dir: data_dir.into(),
             daemon_port: 0,
+            tunnel_port: 0,
             pod_cidr: std::net::Ipv4Addr::new(127, 1, 0, 0),
             max_pods: 1000,
             runc_binary: PathBuf::from("runc"),
@@ -127,6 +136,7 @@ pub(crate) struct Shared {
     wasm: WasmtimeWorkloads,
     runc: Option<RuncWorkloads>,
     pod_ips: PodIps,
+    proxy: Arc<Proxy>,
     pods_root: PathBuf,
     logs_root: PathBuf,
     log_index: Arc<LogIndex>,
@@ -192,6 +202,7 @@ async fn remove_leftovers(runc: &RuncRuntime) {
 pub struct Agent {
     images: ImageStore,
     daemon_addr: SocketAddr,
+    proxy: Arc<Proxy>,
     runc_usable: bool,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -253,6 +264,18 @@ impl Agent {
                 source,
             })?;
         config.daemon_port = daemon_addr.port();
+        let proxy_config = ProxyConfig {
+            tunnel_port: config.tunnel_port,
+            ..ProxyConfig::new(config.node_name.clone(), ip)
+        };
+        let proxy = Proxy::start(client.clone(), proxy_config)
+            .await
+            .map_err(|source| AgentError::Io {
+                path: config.data_dir.clone(),
+                source,
+            })?;
+        config.tunnel_port = proxy.tunnel_addr().port();
+        let proxy = Arc::new(proxy);
         node::register(&client, &config).await.map_err(AgentError::Register)?;
         tracing::info!(node = %config.node_name, endpoint = %daemon_addr, oci = config.runc_usable, "node agent registered");
         let shared = Arc::new(Shared {
@@ -263,6 +286,7 @@ impl Agent {
             wasm: WasmtimeWorkloads::new(Arc::new(wasm)),
             runc,
             pod_ips: PodIps::new(config.pod_cidr),
+            proxy: proxy.clone(),
             log_index,
             config: config.clone(),
         });
@@ -271,6 +295,7 @@ impl Agent {
         Ok(Agent {
             images,
             daemon_addr,
+            proxy,
             runc_usable: config.runc_usable,
             tasks: vec![daemon_task, heartbeat, pods],
         })
@@ -284,6 +309,11 @@ impl Agent {
     /// Where the agent's endpoint (logs) listens.
     pub fn daemon_addr(&self) -> SocketAddr {
         self.daemon_addr
+    }
+
+    /// The node's service proxy.
+    pub fn proxy(&self) -> &Proxy {
+        &self.proxy
     }
 
     pub fn runc_usable(&self) -> bool {

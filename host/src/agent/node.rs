@@ -71,7 +71,11 @@ pub fn node_object(config: &AgentConfig) -> Value {
     json!({
         "apiVersion": "v1",
         "kind": "Node",
-        "metadata": {"name": config.node_name, "labels": labels},
+        "metadata": {
+            "name": config.node_name,
+            "labels": labels,
+            "annotations": {skiff_proxy::TUNNEL_PORT_ANNOTATION: config.tunnel_port.to_string()},
+        },
         "spec": {},
     })
 }
@@ -123,9 +127,13 @@ pub async fn register(client: &kube::Client, config: &AgentConfig) -> Result<(),
     match nodes.create(&PostParams::default(), &object).await {
         Ok(_) => {}
         Err(kube::Error::Api(status)) if status.code == 409 => {
-            let labels = json!({"metadata": {"labels": node_object(config)["metadata"]["labels"]}});
+            let object = node_object(config);
+            let metadata = json!({"metadata": {
+                "labels": object["metadata"]["labels"],
+                "annotations": object["metadata"]["annotations"],
+            }});
             nodes
-                .patch(&config.node_name, &PatchParams::default(), &Patch::Merge(labels))
+                .patch(&config.node_name, &PatchParams::default(), &Patch::Merge(metadata))
                 .await?;
         }
         Err(other) => return Err(other),

@@ -142,6 +142,9 @@ impl Exited {
     }
 }
 
+/// How long a stopping Wasm HTTP container keeps accepting requests.
+pub const HTTP_DRAIN: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Asks a running container to stop.
 #[derive(Clone, Debug)]
 pub struct Stopper(Arc<watch::Sender<Option<StopMode>>>);
@@ -262,6 +265,14 @@ impl WorkloadRuntime for WasmtimeWorkloads {
                 tracing::info!(container = %launch.id, listen = ?launch.listen, %digest, "wasm http service up");
                 tokio::spawn(async move {
                     let _ = stop_rx.wait_for(Option::is_some).await;
+                    // Proxies learn that the pod is going from its
+                    // Endpoints, which race this stop: serve new requests
+                    // a moment longer so that none is refused meanwhile.
+                    // Requests already being served finish regardless.
+                    if *stop_rx.borrow() == Some(StopMode::Terminate) {
+                        let killed = stop_rx.wait_for(|mode| *mode == Some(StopMode::Kill));
+                        let _ = tokio::time::timeout(HTTP_DRAIN, killed).await;
+                    }
                     for task in &listeners {
                         task.abort();
                     }

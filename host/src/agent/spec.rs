@@ -7,9 +7,10 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::{ConfigMap, Container, KeyToPath, Pod, Secret, Volume};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, KeyToPath, Pod, Secret, Service, Volume};
 
 use super::runtime::Mount;
 
@@ -161,16 +162,76 @@ pub fn expand(text: &str, vars: &BTreeMap<String, String>) -> String {
     out
 }
 
-/// A container's environment, in order: `envFrom` sources first, then
-/// `env` (later entries override earlier ones, and may refer to them).
+/// The variables Kubernetes gives a container for each Service with a
+/// ClusterIP in its namespace (`enableServiceLinks`, on by default):
+/// `WEB_SERVICE_HOST`, `WEB_SERVICE_PORT`, `WEB_SERVICE_PORT_<NAME>` and the
+/// Docker-link style `WEB_PORT`, `WEB_PORT_80_TCP`, `..._PROTO`, `..._PORT`,
+/// `..._ADDR`. Services are taken in name order.
+pub fn service_links(pod: &Pod, services: &[Arc<Service>]) -> Vec<(String, String)> {
+    if pod.spec.as_ref().and_then(|s| s.enable_service_links) == Some(false) {
+        return Vec::new();
+    }
+    let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
+    let mut chosen: Vec<&Service> = services
+        .iter()
+        .map(Arc::as_ref)
+        .filter(|s| s.metadata.namespace.as_deref() == Some(namespace))
+        .collect();
+    chosen.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    let mut vars = Vec::new();
+    for service in chosen {
+        let Some(spec) = service.spec.as_ref() else { continue };
+        let Some(ip) = spec.cluster_ip.as_deref().filter(|ip| !ip.is_empty() && *ip != "None") else {
+            continue;
+        };
+        let name = service
+            .metadata
+            .name
+            .as_deref()
+            .unwrap_or_default()
+            .to_uppercase()
+            .replace('-', "_");
+        let ports = spec.ports.as_deref().unwrap_or_default();
+        let Some(first) = ports.first() else { continue };
+        vars.push((format!("{name}_SERVICE_HOST"), ip.to_string()));
+        vars.push((format!("{name}_SERVICE_PORT"), first.port.to_string()));
+        for port in ports {
+            if let Some(port_name) = port.name.as_deref().filter(|n| !n.is_empty()) {
+                vars.push((
+                    format!("{name}_SERVICE_PORT_{}", port_name.to_uppercase().replace('-', "_")),
+                    port.port.to_string(),
+                ));
+            }
+        }
+        let protocol = |p: &k8s_openapi::api::core::v1::ServicePort| p.protocol.clone().unwrap_or_else(|| "TCP".into());
+        vars.push((
+            format!("{name}_PORT"),
+            format!("{}://{ip}:{}", protocol(first).to_lowercase(), first.port),
+        ));
+        for port in ports {
+            let proto = protocol(port);
+            let prefix = format!("{name}_PORT_{}_{}", port.port, proto.to_uppercase());
+            vars.push((prefix.clone(), format!("{}://{ip}:{}", proto.to_lowercase(), port.port)));
+            vars.push((format!("{prefix}_PROTO"), proto.to_lowercase()));
+            vars.push((format!("{prefix}_PORT"), port.port.to_string()));
+            vars.push((format!("{prefix}_ADDR"), ip.to_string()));
+        }
+    }
+    vars
+}
+
+/// A container's environment, in order: the Services' variables, then
+/// `envFrom` sources, then `env` (later entries override earlier ones,
+/// and may refer to them).
 pub fn environment(
     pod: &Pod,
     container: &Container,
     sources: &Sources,
     pod_ip: &str,
     host_ip: &str,
+    services: &[Arc<Service>],
 ) -> Result<Vec<(String, String)>, ConfigError> {
-    let mut vars: Vec<(String, String)> = Vec::new();
+    let mut vars: Vec<(String, String)> = service_links(pod, services);
     let set = |vars: &mut Vec<(String, String)>, name: String, value: String| {
         if let Some(slot) = vars.iter_mut().find(|(n, _)| *n == name) {
             slot.1 = value;
@@ -427,7 +488,7 @@ mod tests {
             serde_json::from_value(json!({"metadata": {"name": "s"}, "data": {"pw": "aHVudGVyMg=="}})).unwrap(),
         );
         let container = p.spec.as_ref().unwrap().containers[0].clone();
-        let env = environment(&p, &container, &sources, "127.1.0.3", "127.0.0.1").unwrap();
+        let env = environment(&p, &container, &sources, "127.1.0.3", "127.0.0.1", &[]).unwrap();
         let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
         assert_eq!(get("CM_k"), Some("v"));
         assert_eq!(get("B"), Some("a-v"));
@@ -442,7 +503,7 @@ mod tests {
         );
 
         sources.secrets.clear();
-        let missing = environment(&p, &container, &sources, "", "").unwrap_err();
+        let missing = environment(&p, &container, &sources, "", "", &[]).unwrap_err();
         assert!(missing.0.contains("couldn't find key pw in Secret ns/s"), "{missing}");
     }
 
@@ -486,5 +547,36 @@ mod tests {
         assert!(!mounts[0].read_only);
         assert!(mounts[1].read_only, "configMap volumes are read-only");
         assert_eq!(mounts[1].path, "/etc/app");
+    }
+
+    #[test]
+    fn services_in_the_namespace_become_variables() {
+        let service = |namespace: &str, name: &str, ip: &str| -> Arc<Service> {
+            Arc::new(
+                serde_json::from_value(json!({"metadata": {"name": name, "namespace": namespace},
+                    "spec": {"clusterIP": ip, "ports": [{"name": "http", "port": 80}, {"name": "metrics-tls", "port": 9443}]}}))
+                .unwrap(),
+            )
+        };
+        let services = [
+            service("default", "hello-http", "127.96.0.9"),
+            service("other", "elsewhere", "127.96.0.10"),
+            service("default", "headless", "None"),
+        ];
+        let pod: Pod = serde_json::from_value(
+            json!({"metadata": {"name": "p", "namespace": "default"}, "spec": {"containers": []}}),
+        )
+        .unwrap();
+        let vars: BTreeMap<String, String> = service_links(&pod, &services).into_iter().collect();
+        assert_eq!(vars["HELLO_HTTP_SERVICE_HOST"], "127.96.0.9");
+        assert_eq!(vars["HELLO_HTTP_SERVICE_PORT"], "80");
+        assert_eq!(vars["HELLO_HTTP_SERVICE_PORT_METRICS_TLS"], "9443");
+        assert_eq!(vars["HELLO_HTTP_PORT"], "tcp://127.96.0.9:80");
+        assert_eq!(vars["HELLO_HTTP_PORT_9443_TCP_ADDR"], "127.96.0.9");
+        assert_eq!(vars["HELLO_HTTP_PORT_80_TCP_PROTO"], "tcp");
+        assert_eq!(vars.len(), 12, "{vars:?}");
+        let mut opted_out = pod.clone();
+        opted_out.spec.as_mut().unwrap().enable_service_links = Some(false);
+        assert!(service_links(&opted_out, &services).is_empty());
     }
 }

@@ -573,7 +573,14 @@ impl Worker {
             .cloned()
             .ok_or_else(|| ConfigError(format!("image {reference} was not resolved")))?;
         let pod_ip = prepared.pod_ip.map(|ip| ip.to_string()).unwrap_or_default();
-        let env = spec::environment(&self.pod, c, &prepared.sources, &pod_ip, &self.shared.config.node_ip)?;
+        let env = spec::environment(
+            &self.pod,
+            c,
+            &prepared.sources,
+            &pod_ip,
+            &self.shared.config.node_ip,
+            &self.shared.proxy.services(),
+        )?;
         let vars: BTreeMap<String, String> = env.iter().cloned().collect();
         let mounts = spec::mounts(&self.pod, c, &prepared.volumes)?;
         let ports: Vec<u16> = c

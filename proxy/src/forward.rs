@@ -1,0 +1,197 @@
+//! One client connection to a frontend: HTTP requests balanced one by
+//! one, or bytes spliced to one endpoint.
+//!
+//! In HTTP mode every request looks the frontend up again, so a
+//! keep-alive connection follows scaling and rollouts, and gets a fresh
+//! connection to the endpoint it picked (a Wasm endpoint answers each one
+//! with a fresh instance). An endpoint that refuses the connection (a pod
+//! that just stopped listening) is skipped for the next one, which is what
+//! lets a rollout lose no request; a frontend with no endpoints answers
+//! 503 and says why.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use crate::Shared;
+use crate::connect::dial;
+use crate::table::{Frontend, Mode};
+
+/// How long a connection of an undeclared protocol may stay silent before
+/// it is taken for a server-first protocol and spliced.
+const DETECT_WAIT: Duration = Duration::from_millis(300);
+
+const METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT",
+];
+
+type Body = BoxBody<Bytes, hyper::Error>;
+
+/// Whether `bytes`, the first a client sent, begin an HTTP/1 request.
+fn is_http_start(bytes: &[u8]) -> bool {
+    !bytes.is_empty()
+        && METHODS.iter().any(|method| {
+            let word = format!("{method} ");
+            let word = word.as_bytes();
+            if bytes.len() >= word.len() {
+                bytes.starts_with(word)
+            } else {
+                word.starts_with(bytes)
+            }
+        })
+}
+
+async fn looks_like_http(stream: &TcpStream) -> bool {
+    let mut first = [0u8; 8];
+    match tokio::time::timeout(DETECT_WAIT, stream.peek(&mut first)).await {
+        Ok(Ok(read)) => is_http_start(&first[..read]),
+        _ => false,
+    }
+}
+
+pub(crate) async fn connection(stream: TcpStream, local: SocketAddr, shared: Arc<Shared>) {
+    let _ = stream.set_nodelay(true);
+    shared.stats.connections.fetch_add(1, Ordering::Relaxed);
+    let Some(frontend) = shared.table().frontends.get(&local).cloned() else {
+        return;
+    };
+    let http = match frontend.mode {
+        Mode::Http => true,
+        Mode::Tcp => false,
+        Mode::Detect => looks_like_http(&stream).await,
+    };
+    if http {
+        serve_http(stream, local, shared).await;
+    } else {
+        splice(stream, &frontend, &shared).await;
+    }
+}
+
+fn text(status: StatusCode, message: String) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from(message)).map_err(|never| match never {}).boxed());
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+async fn serve_http(stream: TcpStream, local: SocketAddr, shared: Arc<Shared>) {
+    let handler = service_fn(move |request: Request<Incoming>| {
+        let shared = shared.clone();
+        async move { Ok::<_, Infallible>(forward(request, local, &shared).await) }
+    });
+    if let Err(error) = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(stream), handler)
+        .await
+    {
+        tracing::debug!(%error, %local, "proxied HTTP connection ended with an error");
+    }
+}
+
+async fn forward(request: Request<Incoming>, local: SocketAddr, shared: &Shared) -> Response<Body> {
+    shared.stats.requests.fetch_add(1, Ordering::Relaxed);
+    let Some(frontend) = shared.table().frontends.get(&local).cloned() else {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("no Service is served at {local} any more\n"),
+        );
+    };
+    if frontend.backends.is_empty() {
+        shared.stats.no_endpoints.fetch_add(1, Ordering::Relaxed);
+        return text(StatusCode::SERVICE_UNAVAILABLE, format!("{}\n", frontend.empty_reason));
+    }
+    let mut failures = Vec::new();
+    for backend in frontend.pick() {
+        let dialled = match dial(backend, shared.connect_timeout).await {
+            Ok(dialled) if dialled.early.is_empty() => dialled,
+            Ok(_) => {
+                failures.push(format!("{} spoke before the request", backend.addr));
+                continue;
+            }
+            Err(error) => {
+                shared.stats.failed_dials.fetch_add(1, Ordering::Relaxed);
+                failures.push(format!("{}: {error}", backend.addr));
+                continue;
+            }
+        };
+        let (mut sender, connection) = match hyper::client::conn::http1::handshake(TokioIo::new(dialled.stream)).await {
+            Ok(pair) => pair,
+            Err(error) => {
+                failures.push(format!("{}: {error}", backend.addr));
+                continue;
+            }
+        };
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "connection to an endpoint ended with an error");
+            }
+        });
+        return match sender.send_request(request).await {
+            Ok(response) => response.map(BodyExt::boxed),
+            Err(error) => text(
+                StatusCode::BAD_GATEWAY,
+                format!(
+                    "the endpoint {} of Service {} failed: {error}\n",
+                    backend.addr, frontend.service
+                ),
+            ),
+        };
+    }
+    text(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!(
+            "no endpoint of Service {} accepted a connection: {}\n",
+            frontend.service,
+            failures.join("; ")
+        ),
+    )
+}
+
+/// Bytes both ways between the client and one endpoint. With no endpoint
+/// the connection is closed at once, as a port with nothing behind it.
+async fn splice(mut client: TcpStream, frontend: &Frontend, shared: &Shared) {
+    for backend in frontend.pick() {
+        match dial(backend, shared.connect_timeout).await {
+            Ok(mut dialled) => {
+                if !dialled.early.is_empty() && client.write_all(&dialled.early).await.is_err() {
+                    return;
+                }
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut dialled.stream).await;
+                return;
+            }
+            Err(error) => {
+                shared.stats.failed_dials.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%error, service = %frontend.service, "endpoint refused; trying the next");
+            }
+        }
+    }
+    shared.stats.no_endpoints.fetch_add(1, Ordering::Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_http_start;
+
+    #[test]
+    fn http_requests_are_told_from_other_bytes() {
+        for yes in [&b"GET / HTTP/1.1"[..], b"POST /x", b"GE", b"OPTIONS"] {
+            assert!(is_http_start(yes), "{yes:?}");
+        }
+        for no in [&b""[..], b"\x16\x03\x01", b"SSH-2.0", b"GETX", b"get /"] {
+            assert!(!is_http_start(no), "{no:?}");
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! skiff's service proxy: what kube-proxy is to a Kubernetes node, without
+//! iptables.
+//!
+//! Every node runs one. It watches Services, Endpoints and Nodes, and
+//! listens on each Service port's ClusterIP (a loopback address, so
+//! binding it needs no interface changes) and, for NodePort Services, on
+//! the node's address and node port. A connection is proxied in user
+//! space to a ready endpoint, on this node directly or on another node
+//! through that node's tunnel.
+//!
+//! * [`table`]: the routing table, built (purely) from the watched objects.
+//! * [`forward`]: one client connection: HTTP balanced per request with a
+//!   503 that says why when there is no endpoint, or bytes spliced.
+//! * [`connect`]: dialling an endpoint, directly or through a tunnel.
+//! * [`tunnel`]: the listener other nodes' proxies reach this node's
+//!   endpoints through (`CONNECT podIP:port`).
+//! * `listeners`: the frontend sockets, following the table.
+//!
+//! What it does not do, compared with kube-proxy: UDP and SCTP ports,
+//! session affinity, `externalTrafficPolicy: Local` and
+//! `internalTrafficPolicy: Local` (all traffic is spread cluster-wide),
+//! external IPs and load balancer addresses, and keeping the client's
+//! source address (endpoints see the proxy's).
+
+pub mod connect;
+pub mod forward;
+mod listeners;
+pub mod table;
+pub mod tunnel;
+
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Endpoints, Node, Service};
+use kube::Api;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use listeners::Listeners;
+use table::{Inputs, Table};
+
+pub use table::TUNNEL_PORT_ANNOTATION;
+
+/// How a node's proxy runs.
+#[derive(Clone, Debug)]
+pub struct ProxyConfig {
+    /// The node it serves: endpoints on other nodes go through their
+    /// tunnels.
+    pub node_name: String,
+    /// The node's address: NodePorts and the tunnel listen here.
+    pub node_ip: IpAddr,
+    /// The tunnel's port; 0 picks a free one.
+    pub tunnel_port: u16,
+    /// How long dialling one endpoint may take before the next is tried.
+    pub connect_timeout: Duration,
+}
+
+impl ProxyConfig {
+    pub fn new(node_name: impl Into<String>, node_ip: IpAddr) -> ProxyConfig {
+        ProxyConfig {
+            node_name: node_name.into(),
+            node_ip,
+            tunnel_port: 0,
+            connect_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Counters since the proxy started.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Client connections accepted on frontends.
+    pub connections: AtomicU64,
+    /// HTTP requests proxied (or answered for want of an endpoint).
+    pub requests: AtomicU64,
+    /// Requests or connections that found no endpoint.
+    pub no_endpoints: AtomicU64,
+    /// Endpoints that could not be dialled (the next was tried).
+    pub failed_dials: AtomicU64,
+    /// Connections other nodes' proxies opened through this node's tunnel.
+    pub tunneled_in: AtomicU64,
+}
+
+/// What the proxy's tasks share.
+pub(crate) struct Shared {
+    table: RwLock<Arc<Table>>,
+    stats: Arc<Stats>,
+    connect_timeout: Duration,
+}
+
+impl Shared {
+    pub(crate) fn table(&self) -> Arc<Table> {
+        self.table.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// A running proxy. Dropping it closes its listeners.
+pub struct Proxy {
+    tunnel_addr: SocketAddr,
+    stats: Arc<Stats>,
+    services: Store<Service>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy")
+            .field("tunnel_addr", &self.tunnel_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Follows one kind into a reflector store, waking `changed` on every
+/// event.
+fn follow<K>(api: Api<K>, changed: Arc<Notify>) -> (Store<K>, JoinHandle<()>)
+where
+    K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + Send + Sync + 'static,
+    K: k8s_openapi::serde::de::DeserializeOwned,
+{
+    let (reader, writer) = reflector::store();
+    let stream = reflector::reflector(writer, watcher::watcher(api, watcher::Config::default())).default_backoff();
+    let task = tokio::spawn(async move {
+        stream
+            .for_each(|event| {
+                if let Err(error) = event {
+                    tracing::debug!(%error, "proxy watch failed; retrying");
+                }
+                changed.notify_one();
+                futures::future::ready(())
+            })
+            .await;
+    });
+    (reader, task)
+}
+
+impl Proxy {
+    /// Binds the tunnel, then follows the cluster and serves its Services
+    /// until dropped.
+    pub async fn start(client: kube::Client, config: ProxyConfig) -> std::io::Result<Proxy> {
+        let tunnel = listeners::bind(SocketAddr::new(config.node_ip, config.tunnel_port))?;
+        let tunnel_addr = tunnel.local_addr()?;
+        let stats = Arc::new(Stats::default());
+        let shared = Arc::new(Shared {
+            table: RwLock::default(),
+            stats: stats.clone(),
+            connect_timeout: config.connect_timeout,
+        });
+        let changed = Arc::new(Notify::new());
+        let (services, services_task) = follow(Api::<Service>::all(client.clone()), changed.clone());
+        let (endpoints, endpoints_task) = follow(Api::<Endpoints>::all(client.clone()), changed.clone());
+        let (nodes, nodes_task) = follow(Api::<Node>::all(client), changed.clone());
+        let sync = tokio::spawn(sync(
+            config,
+            shared.clone(),
+            changed,
+            (services.clone(), endpoints, nodes),
+        ));
+        let tunnel_task = tokio::spawn(tunnel::serve(tunnel, shared));
+        Ok(Proxy {
+            tunnel_addr,
+            stats,
+            services,
+            tasks: vec![services_task, endpoints_task, nodes_task, sync, tunnel_task],
+        })
+    }
+
+    /// Where other nodes reach this node's endpoints; its port belongs in
+    /// the Node's [`TUNNEL_PORT_ANNOTATION`].
+    pub fn tunnel_addr(&self) -> SocketAddr {
+        self.tunnel_addr
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The Services this proxy knows, for the environment variables pods
+    /// get.
+    pub fn services(&self) -> Vec<Arc<Service>> {
+        self.services.state()
+    }
+}
+
+/// Rebuilds the table and the listeners after every change.
+async fn sync(
+    config: ProxyConfig,
+    shared: Arc<Shared>,
+    changed: Arc<Notify>,
+    (services, endpoints, nodes): (Store<Service>, Store<Endpoints>, Store<Node>),
+) {
+    let mut listeners = Listeners::default();
+    loop {
+        changed.notified().await;
+        let (services, endpoints, nodes) = (services.state(), endpoints.state(), nodes.state());
+        let table = table::build(&Inputs {
+            services: &services,
+            endpoints: &endpoints,
+            nodes: &nodes,
+            node_name: &config.node_name,
+            node_ip: config.node_ip,
+        });
+        let wanted: HashSet<SocketAddr> = table.frontends.keys().copied().collect();
+        *shared.table.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(table);
+        listeners.reconcile(&wanted, &shared);
+        tracing::debug!(listening = listeners.addresses().count(), "service table updated");
+    }
+}

@@ -1,0 +1,328 @@
+//! End to end: Services through skiff's proxy, driven by the real kubectl
+//! against `skiff server`: ClusterIPs and NodePorts in front of Wasm and
+//! OCI pods, spread over replicas, through a rollout, across nodes, and a
+//! clear 503 when nothing serves.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use support::{Cluster, import, second_agent_with};
+
+/// `GET path` over a fresh connection: the status and the body.
+fn get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes())?;
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply)?;
+    let status = reply
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {reply:?}")))?;
+    let body = reply
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// The pods (by the greeting each is given: its own name) that answered
+/// `count` requests.
+fn responders(addr: &str, count: usize) -> BTreeSet<String> {
+    (0..count)
+        .map(|_| {
+            let (status, body) = get(addr, "/spread").unwrap_or_else(|e| panic!("{addr}: {e}"));
+            assert_eq!(status, 200, "{addr}: {body}");
+            body.lines()
+                .find_map(|l| l.strip_prefix("greeting: "))
+                .unwrap_or_else(|| panic!("no greeting in {body:?}"))
+                .to_string()
+        })
+        .collect()
+}
+
+/// A Deployment of the HTTP test component whose pods greet with their
+/// own name, and a NodePort Service in front of it.
+fn hello(name: &str, replicas: u32, image: &str) -> String {
+    format!(
+        r#"{{"apiVersion": "v1", "kind": "List", "items": [
+            {{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {{"name": "{name}"}},
+              "spec": {{"replicas": {replicas},
+                "strategy": {{"type": "RollingUpdate", "rollingUpdate": {{"maxSurge": 1, "maxUnavailable": 0}}}},
+                "selector": {{"matchLabels": {{"app": "{name}"}}}},
+                "template": {{"metadata": {{"labels": {{"app": "{name}"}}}},
+                  "spec": {{"containers": [{{"name": "main", "image": "{image}",
+                    "env": [{{"name": "GREETING", "valueFrom": {{"fieldRef": {{"fieldPath": "metadata.name"}}}}}}],
+                    "ports": [{{"name": "http", "containerPort": 8080}}]}}]}}}}}}}},
+            {{"apiVersion": "v1", "kind": "Service", "metadata": {{"name": "{name}"}},
+              "spec": {{"type": "NodePort", "selector": {{"app": "{name}"}},
+                "ports": [{{"name": "web", "port": 80, "targetPort": "http"}}]}}}}]}}"#
+    )
+}
+
+impl Cluster {
+    /// The Service's ClusterIP and its first port's node port.
+    fn addresses(&self, service: &str) -> (String, u64) {
+        let svc = self.json(&["get", "service", service]);
+        (
+            svc["spec"]["clusterIP"].as_str().unwrap().to_string(),
+            svc["spec"]["ports"][0]["nodePort"].as_u64().unwrap_or(0),
+        )
+    }
+
+    /// Waits until the Service's Endpoints list `count` ready addresses.
+    fn wait_endpoints(&self, service: &str, count: usize) {
+        self.json_until(
+            &["endpoints", service],
+            &format!("{count} endpoints of {service}"),
+            |e| {
+                let ready: usize = e["subsets"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|s| s["addresses"].as_array().map_or(0, Vec::len))
+                    .sum();
+                ready == count
+            },
+        );
+    }
+
+    fn pod_names(&self, app: &str) -> BTreeSet<String> {
+        let pods = self.json(&["get", "pods", "-l", &format!("app={app}")]);
+        pods["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+            .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+            .collect()
+    }
+}
+
+/// Polls `get` until it answers with `status` (the proxy follows the
+/// Endpoints a moment after the API does).
+fn until_status(addr: &str, path: &str, status: u16) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match get(addr, path) {
+            Ok((got, body)) if got == status => return body,
+            other => assert!(
+                Instant::now() < deadline,
+                "{addr}{path}: wanted {status}, got {other:?}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn wasm_pods_are_reached_through_cluster_ips_and_node_ports() {
+    let cluster = Cluster::start_with(&["--node-name", "local", "--pod-cidr", "127.31.0.0"]);
+    import(
+        skiff_test_programs::HTTP_HELLO,
+        "local/hello:1",
+        &cluster.data.path().join("agent"),
+    );
+    cluster.ok_with_input(&["apply", "-f", "-"], &hello("hello", 2, "local/hello:1"));
+    cluster.ok(&["rollout", "status", "deployment/hello", "--timeout=60s"]);
+    cluster.wait_endpoints("hello", 2);
+    let (ip, node_port) = cluster.addresses("hello");
+    assert!(ip.starts_with("127.96."), "{ip}");
+    let cluster_ip = format!("{ip}:80");
+    let node_address = format!("127.0.0.1:{node_port}");
+    until_status(&cluster_ip, "/", 200);
+
+    // Both replicas answer, through the ClusterIP and through the node port.
+    assert_eq!(responders(&cluster_ip, 20), cluster.pod_names("hello"));
+    assert_eq!(responders(&node_address, 20), cluster.pod_names("hello"));
+
+    // Scaling changes the spread.
+    cluster.ok(&["scale", "deployment/hello", "--replicas=3"]);
+    cluster.ok(&["rollout", "status", "deployment/hello", "--timeout=60s"]);
+    cluster.wait_endpoints("hello", 3);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while responders(&cluster_ip, 30).len() < 3 {
+        assert!(Instant::now() < deadline, "the third replica never answered");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // A rollout under a bounded request loop loses no request.
+    let before = cluster.pod_names("hello");
+    let stop = Arc::new(AtomicBool::new(false));
+    let looping = {
+        let stop = stop.clone();
+        let addr = cluster_ip.clone();
+        std::thread::spawn(move || {
+            let (mut served, mut failed) = (0, Vec::new());
+            for _ in 0..20_000 {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                match get(&addr, "/rollout") {
+                    Ok((200, _)) => served += 1,
+                    other => failed.push(format!("{other:?}")),
+                }
+            }
+            (served, failed)
+        })
+    };
+    cluster.ok(&["rollout", "restart", "deployment/hello"]);
+    cluster.ok(&["rollout", "status", "deployment/hello", "--timeout=120s"]);
+    cluster.wait_endpoints("hello", 3);
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    let (served, failed) = looping.join().unwrap();
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed: {:?}",
+        failed.len(),
+        served + failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert!(served > 50, "the loop ran through the rollout: {served} requests");
+    let after = cluster.pod_names("hello");
+    assert!(after.is_disjoint(&before), "new pods: {before:?} -> {after:?}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while responders(&cluster_ip, 30) != after {
+        assert!(Instant::now() < deadline, "the new pods never all answered");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // No endpoints: a 503 that says why, at once.
+    cluster.ok(&["scale", "deployment/hello", "--replicas=0"]);
+    cluster.wait_endpoints("hello", 0);
+    let body = until_status(&cluster_ip, "/", 503);
+    assert!(body.contains("no endpoints for Service default/hello"), "{body}");
+    cluster.ok_with_input(
+        &["apply", "-f", "-"],
+        r#"{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "bare"},
+            "spec": {"ports": [{"port": 8000}]}}"#,
+    );
+    let (bare, _) = cluster.addresses("bare");
+    let body = until_status(&format!("{bare}:8000"), "/", 503);
+    assert!(body.contains("it has no selector"), "{body}");
+}
+
+#[test]
+fn a_request_entering_one_node_is_served_on_another() {
+    let cluster = Cluster::start_with(&["--node-name", "local", "--pod-cidr", "127.32.0.0"]);
+    let dir = tempfile::tempdir().unwrap();
+    let _second = second_agent_with(
+        &cluster,
+        "second",
+        "127.33.0.0",
+        dir.path(),
+        &[(skiff_test_programs::HTTP_HELLO, "local/hello:1")],
+        &["--node-ip", "127.0.0.2"],
+    );
+    cluster.ok(&["wait", "--for=condition=Ready", "node/local", "--timeout=60s"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !cluster.kubectl(&["get", "node", "second"]).status.success() {
+        assert!(Instant::now() < deadline, "the second agent never registered");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let node = cluster.json(&["get", "node", "second"]);
+    assert!(
+        node["metadata"]["annotations"]["skiff.dev/proxy-tunnel-port"]
+            .as_str()
+            .is_some()
+    );
+
+    // The only replica runs on the second node.
+    let mut manifest: serde_json::Value = serde_json::from_str(&hello("far", 1, "local/hello:1")).unwrap();
+    manifest["items"][0]["spec"]["template"]["spec"]["nodeName"] = "second".into();
+    cluster.ok_with_input(&["apply", "-f", "-"], &manifest.to_string());
+    cluster.ok(&["rollout", "status", "deployment/far", "--timeout=60s"]);
+    cluster.wait_endpoints("far", 1);
+    let (ip, node_port) = cluster.addresses("far");
+    let pods = cluster.pod_names("far");
+
+    // 127.0.0.1 is only the first node's: its proxy has no local endpoint
+    // and must go through the second node's tunnel.
+    for addr in [
+        format!("127.0.0.1:{node_port}"),
+        format!("127.0.0.2:{node_port}"),
+        format!("{ip}:80"),
+    ] {
+        until_status(&addr, "/", 200);
+        assert_eq!(responders(&addr, 5), pods, "{addr}");
+    }
+}
+
+#[test]
+fn oci_pods_serve_behind_a_service_and_call_a_wasm_service() {
+    let cluster = Cluster::start_with(&["--node-name", "oci", "--pod-cidr", "127.34.0.0"]);
+    let build = tempfile::tempdir().unwrap();
+    let layout = skiff_testing::busybox_layout(build.path(), &["sh", "httpd", "wget", "mkdir", "echo"]).unwrap();
+    let images = cluster.data.path().join("agent");
+    import(layout.to_str().unwrap(), "local/busybox:1", &images);
+    import(skiff_test_programs::HTTP_HELLO, "local/hello:1", &images);
+    cluster.ok(&["wait", "--for=condition=Ready", "node/oci", "--timeout=60s"]);
+    let node = cluster.json(&["get", "node", "oci"]);
+    assert_eq!(
+        node["metadata"]["labels"]["skiff.dev/runtime-oci"], "true",
+        "runc works here (the test command installs it; OCI containers need root)"
+    );
+
+    // A container Deployment (host network, on a free port) behind a Service.
+    let port = support::free_addr().rsplit_once(':').unwrap().1.to_string();
+    cluster.ok_with_input(
+        &["apply", "-f", "-"],
+        &format!(
+            r#"{{"apiVersion": "v1", "kind": "List", "items": [
+                {{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {{"name": "httpd"}},
+                  "spec": {{"replicas": 1, "selector": {{"matchLabels": {{"app": "httpd"}}}},
+                    "template": {{"metadata": {{"labels": {{"app": "httpd"}}}},
+                      "spec": {{"runtimeClassName": "runc", "terminationGracePeriodSeconds": 2,
+                        "containers": [{{"name": "httpd", "image": "local/busybox:1",
+                          "command": ["sh", "-c", "mkdir -p /www && echo served by runc > /www/index.html && exec httpd -f -p {port} -h /www"],
+                          "ports": [{{"name": "http", "containerPort": {port}}}],
+                          "readinessProbe": {{"tcpSocket": {{"port": {port}}}, "periodSeconds": 1}}}}]}}}}}}}},
+                {{"apiVersion": "v1", "kind": "Service", "metadata": {{"name": "httpd"}},
+                  "spec": {{"type": "NodePort", "selector": {{"app": "httpd"}},
+                    "ports": [{{"port": 80, "targetPort": "http"}}]}}}}]}}"#
+        ),
+    );
+    cluster.ok_with_input(&["apply", "-f", "-"], &hello("hello", 1, "local/hello:1"));
+    cluster.ok(&[
+        "rollout",
+        "status",
+        "deployment/httpd",
+        "deployment/hello",
+        "--timeout=120s",
+    ]);
+    cluster.wait_endpoints("httpd", 1);
+    cluster.wait_endpoints("hello", 1);
+    let (ip, node_port) = cluster.addresses("httpd");
+    for addr in [format!("{ip}:80"), format!("127.0.0.1:{node_port}")] {
+        let body = until_status(&addr, "/", 200);
+        assert_eq!(body, "served by runc\n", "{addr}");
+    }
+    let (hello_ip, _) = cluster.addresses("hello");
+    until_status(&format!("{hello_ip}:80"), "/", 200);
+
+    // A container calls the Wasm Service by the variables it was given.
+    cluster.ok_with_input(
+        &["apply", "-f", "-"],
+        r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "caller"},
+            "spec": {"runtimeClassName": "runc", "restartPolicy": "Never",
+              "containers": [{"name": "wget", "image": "local/busybox:1",
+                "command": ["sh", "-c", "wget -q -O - http://$HELLO_SERVICE_HOST:$HELLO_SERVICE_PORT/from-runc"]}]}}"#,
+    );
+    cluster.json_until(&["pod", "caller"], "the caller to finish", |pod| {
+        matches!(pod["status"]["phase"].as_str(), Some("Succeeded" | "Failed"))
+    });
+    let logs = cluster.ok(&["logs", "caller"]);
+    assert!(logs.contains("path: /from-runc"), "{logs}");
+    let phase = cluster.ok(&["get", "pod", "caller", "-o", "jsonpath={.status.phase}"]);
+    assert_eq!(phase, "Succeeded", "{logs}");
+}
