@@ -231,6 +231,7 @@ pub fn builtins() -> Vec<Resource> {
         builtin::<coordination::Lease>(NAMESPACED, &[], none()),
         builtin::<discovery::EndpointSlice>(NAMESPACED, &[], none()),
         builtin::<networking::Ingress>(NAMESPACED, &["ing"], status()),
+        builtin::<networking::IngressClass>(CLUSTER, &[], none()),
         builtin::<node::RuntimeClass>(CLUSTER, &[], none()),
         builtin::<rbac::Role>(NAMESPACED, &[], none()),
         builtin::<rbac::ClusterRole>(CLUSTER, &[], none()),

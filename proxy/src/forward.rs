@@ -36,7 +36,7 @@ const METHODS: [&str; 9] = [
     "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT",
 ];
 
-type Body = BoxBody<Bytes, hyper::Error>;
+pub(crate) type Body = BoxBody<Bytes, hyper::Error>;
 
 /// Whether `bytes`, the first a client sent, begin an HTTP/1 request.
 fn is_http_start(bytes: &[u8]) -> bool {
@@ -78,7 +78,7 @@ pub(crate) async fn connection(stream: TcpStream, local: SocketAddr, shared: Arc
     }
 }
 
-fn text(status: StatusCode, message: String) -> Response<Body> {
+pub(crate) fn text(status: StatusCode, message: String) -> Response<Body> {
     let mut response = Response::new(Full::new(Bytes::from(message)).map_err(|never| match never {}).boxed());
     *response.status_mut() = status;
     response.headers_mut().insert(
@@ -89,15 +89,29 @@ fn text(status: StatusCode, message: String) -> Response<Body> {
 }
 
 async fn serve_http(stream: TcpStream, local: SocketAddr, shared: Arc<Shared>) {
-    let handler = service_fn(move |request: Request<Incoming>| {
+    serve(TokioIo::new(stream), move |request| {
         let shared = shared.clone();
-        async move { Ok::<_, Infallible>(forward(request, local, &shared).await) }
+        async move { forward(request, local, &shared).await }
+    })
+    .await;
+}
+
+/// Serves HTTP/1 on `io`, answering each request with `answer`.
+pub(crate) async fn serve<I, F, Fut>(io: I, answer: F)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Response<Body>> + Send + 'static,
+{
+    let handler = service_fn(move |request| {
+        let reply = answer(request);
+        async move { Ok::<_, Infallible>(reply.await) }
     });
     if let Err(error) = hyper::server::conn::http1::Builder::new()
-        .serve_connection(TokioIo::new(stream), handler)
+        .serve_connection(io, handler)
         .await
     {
-        tracing::debug!(%error, %local, "proxied HTTP connection ended with an error");
+        tracing::debug!(%error, "proxied HTTP connection ended with an error");
     }
 }
 
@@ -109,6 +123,11 @@ async fn forward(request: Request<Incoming>, local: SocketAddr, shared: &Shared)
             format!("no Service is served at {local} any more\n"),
         );
     };
+    to_frontend(request, &frontend, shared).await
+}
+
+/// Sends `request` to one of the frontend's endpoints, or answers 503.
+pub(crate) async fn to_frontend(request: Request<Incoming>, frontend: &Frontend, shared: &Shared) -> Response<Body> {
     if frontend.backends.is_empty() {
         shared.stats.no_endpoints.fetch_add(1, Ordering::Relaxed);
         return text(StatusCode::SERVICE_UNAVAILABLE, format!("{}\n", frontend.empty_reason));

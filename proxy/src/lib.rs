@@ -14,6 +14,8 @@
 //! * [`connect`]: dialling an endpoint, directly or through a tunnel.
 //! * [`tunnel`]: the listener other nodes' proxies reach this node's
 //!   endpoints through (`CONNECT podIP:port`).
+//! * [`ingress`]: the node's HTTP and HTTPS listeners for Ingresses of
+//!   class `skiff`, host and path rules, TLS from Secrets.
 //! * `listeners`: the frontend sockets, following the table.
 //!
 //! What it does not do, compared with kube-proxy: UDP and SCTP ports,
@@ -24,6 +26,7 @@
 
 pub mod connect;
 pub mod forward;
+pub mod ingress;
 mod listeners;
 pub mod table;
 pub mod tunnel;
@@ -35,7 +38,8 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Endpoints, Node, Service};
+use k8s_openapi::api::core::v1::{Endpoints, Node, Secret, Service};
+use k8s_openapi::api::networking::v1::Ingress;
 use kube::Api;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -59,6 +63,10 @@ pub struct ProxyConfig {
     pub tunnel_port: u16,
     /// How long dialling one endpoint may take before the next is tried.
     pub connect_timeout: Duration,
+    /// Where Ingress traffic arrives, in plain HTTP and in HTTPS; `None`
+    /// serves none.
+    pub ingress_http: Option<SocketAddr>,
+    pub ingress_https: Option<SocketAddr>,
 }
 
 impl ProxyConfig {
@@ -68,6 +76,8 @@ impl ProxyConfig {
             node_ip,
             tunnel_port: 0,
             connect_timeout: Duration::from_secs(2),
+            ingress_http: None,
+            ingress_https: None,
         }
     }
 }
@@ -126,13 +136,13 @@ impl std::fmt::Debug for Proxy {
 
 /// Follows one kind into a reflector store, waking `changed` on every
 /// event.
-fn follow<K>(api: Api<K>, changed: Arc<Notify>) -> (Store<K>, JoinHandle<()>)
+fn follow<K>(api: Api<K>, config: watcher::Config, changed: Arc<Notify>) -> (Store<K>, JoinHandle<()>)
 where
     K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + Send + Sync + 'static,
     K: k8s_openapi::serde::de::DeserializeOwned,
 {
     let (reader, writer) = reflector::store();
-    let stream = reflector::reflector(writer, watcher::watcher(api, watcher::Config::default())).default_backoff();
+    let stream = reflector::reflector(writer, watcher::watcher(api, config)).default_backoff();
     let task = tokio::spawn(async move {
         stream
             .for_each(|event| {
@@ -160,21 +170,53 @@ impl Proxy {
             connect_timeout: config.connect_timeout,
         });
         let changed = Arc::new(Notify::new());
-        let (services, services_task) = follow(Api::<Service>::all(client.clone()), changed.clone());
-        let (endpoints, endpoints_task) = follow(Api::<Endpoints>::all(client.clone()), changed.clone());
-        let (nodes, nodes_task) = follow(Api::<Node>::all(client), changed.clone());
-        let sync = tokio::spawn(sync(
+        let all = watcher::Config::default;
+        let (services, services_task) = follow(Api::<Service>::all(client.clone()), all(), changed.clone());
+        let (endpoints, endpoints_task) = follow(Api::<Endpoints>::all(client.clone()), all(), changed.clone());
+        let (nodes, nodes_task) = follow(Api::<Node>::all(client.clone()), all(), changed.clone());
+        let mut tasks = vec![services_task, endpoints_task, nodes_task];
+        let ingress = if config.ingress_http.is_some() || config.ingress_https.is_some() {
+            let sync = ingress::Sync::new(client.clone(), &config.node_name, config.node_ip.to_string());
+            if let Some(addr) = config.ingress_http
+                && let Some(listener) = ingress::bind(addr, "HTTP").await
+            {
+                tasks.push(tokio::spawn(ingress::serve_http(
+                    listener,
+                    shared.clone(),
+                    sync.current.clone(),
+                )));
+            }
+            if let Some(addr) = config.ingress_https
+                && let Some(listener) = ingress::bind(addr, "HTTPS").await
+            {
+                tasks.push(tokio::spawn(ingress::serve_https(
+                    listener,
+                    shared.clone(),
+                    sync.current.clone(),
+                )));
+            }
+            let (ingresses, task) = follow(Api::<Ingress>::all(client.clone()), all(), changed.clone());
+            tasks.push(task);
+            let tls = all().fields("type=kubernetes.io/tls");
+            let (secrets, task) = follow(Api::<Secret>::all(client), tls, changed.clone());
+            tasks.push(task);
+            Some((sync, ingresses, secrets))
+        } else {
+            None
+        };
+        tasks.push(tokio::spawn(sync(
             config,
             shared.clone(),
             changed,
             (services.clone(), endpoints, nodes),
-        ));
-        let tunnel_task = tokio::spawn(tunnel::serve(tunnel, shared));
+            ingress,
+        )));
+        tasks.push(tokio::spawn(tunnel::serve(tunnel, shared)));
         Ok(Proxy {
             tunnel_addr,
             stats,
             services,
-            tasks: vec![services_task, endpoints_task, nodes_task, sync, tunnel_task],
+            tasks,
         })
     }
 
@@ -201,6 +243,7 @@ async fn sync(
     shared: Arc<Shared>,
     changed: Arc<Notify>,
     (services, endpoints, nodes): (Store<Service>, Store<Endpoints>, Store<Node>),
+    mut ingress: Option<(ingress::Sync, Store<Ingress>, Store<Secret>)>,
 ) {
     let mut listeners = Listeners::default();
     loop {
@@ -214,6 +257,9 @@ async fn sync(
             node_ip: config.node_ip,
         });
         let wanted: HashSet<SocketAddr> = table.frontends.keys().copied().collect();
+        if let Some((sync, ingresses, secrets)) = ingress.as_mut() {
+            sync.update(&ingresses.state(), &secrets.state(), &table);
+        }
         *shared.table.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(table);
         listeners.reconcile(&wanted, &shared);
         tracing::debug!(listening = listeners.addresses().count(), "service table updated");

@@ -91,6 +91,45 @@ impl Frontend {
 pub struct Table {
     pub frontends: HashMap<SocketAddr, Arc<Frontend>>,
     pub local_targets: HashSet<SocketAddr>,
+    /// Every Service's TCP ports (headless ones too), by namespace and
+    /// name: what Ingress backends name.
+    pub services: HashMap<(String, String), Vec<ServiceFrontend>>,
+}
+
+/// One port of a Service, by its name and number.
+#[derive(Debug)]
+pub struct ServiceFrontend {
+    pub name: String,
+    pub port: i32,
+    pub frontend: Arc<Frontend>,
+}
+
+impl Table {
+    /// The frontend of `namespace/service`'s port with this number or name;
+    /// `Err` says what is missing.
+    pub fn service_port(&self, namespace: &str, service: &str, port: PortRef<'_>) -> Result<Arc<Frontend>, String> {
+        let Some(ports) = self.services.get(&(namespace.to_string(), service.to_string())) else {
+            return Err(format!("Service {namespace}/{service} not found"));
+        };
+        ports
+            .iter()
+            .find(|p| match port {
+                PortRef::Number(n) => p.port == n,
+                PortRef::Name(name) => p.name == name,
+            })
+            .map(|p| p.frontend.clone())
+            .ok_or_else(|| match port {
+                PortRef::Number(n) => format!("Service {namespace}/{service} has no TCP port {n}"),
+                PortRef::Name(name) => format!("Service {namespace}/{service} has no TCP port named {name:?}"),
+            })
+    }
+}
+
+/// A Service port as a backend names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PortRef<'a> {
+    Number(i32),
+    Name(&'a str),
 }
 
 /// What the table is built from.
@@ -269,6 +308,15 @@ pub fn build(inputs: &Inputs<'_>) -> Table {
                 backends,
                 reason,
             ));
+            table
+                .services
+                .entry(key(service.metadata.namespace.as_ref(), service.metadata.name.as_ref()))
+                .or_default()
+                .push(ServiceFrontend {
+                    name: port.name.clone().unwrap_or_default(),
+                    port: port.port,
+                    frontend: frontend.clone(),
+                });
             if let (Some(ip), Ok(number)) = (cluster_ip, u16::try_from(port.port)) {
                 table.frontends.insert(SocketAddr::new(ip, number), frontend.clone());
             }

@@ -38,6 +38,17 @@ pub struct NodeArgs {
     #[arg(long, default_value_t = 0)]
     pub tunnel_port: u16,
 
+    /// Port on the node's address where Ingress traffic arrives over
+    /// plain HTTP; 0 turns it off.
+    #[arg(long, default_value_t = 80)]
+    pub ingress_http_port: u16,
+
+    /// Port on the node's address where Ingress traffic arrives over
+    /// HTTPS (certificates from the Ingresses' TLS Secrets); 0 turns it
+    /// off.
+    #[arg(long, default_value_t = 443)]
+    pub ingress_https_port: u16,
+
     /// First address of the /16 on loopback Wasm pods get their IPs from.
     #[arg(long, default_value = "127.1.0.0")]
     pub pod_cidr: Ipv4Addr,
@@ -62,6 +73,8 @@ impl NodeArgs {
         config.node_ip = self.node_ip.clone();
         config.daemon_port = self.agent_port;
         config.tunnel_port = self.tunnel_port;
+        config.ingress_http_port = Some(self.ingress_http_port).filter(|p| *p != 0);
+        config.ingress_https_port = Some(self.ingress_https_port).filter(|p| *p != 0);
         config.pod_cidr = self.pod_cidr;
         config.runc_binary = self.runc.clone();
         config.max_pods = self.max_pods;

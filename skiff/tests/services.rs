@@ -326,3 +326,160 @@ fn oci_pods_serve_behind_a_service_and_call_a_wasm_service() {
     let phase = cluster.ok(&["get", "pod", "caller", "-o", "jsonpath={.status.phase}"]);
     assert_eq!(phase, "Succeeded", "{logs}");
 }
+
+/// curl, over `https` when `ca` is given, resolving `host` to `addr`:
+/// the status and the body.
+fn curl(host: &str, addr: &str, path: &str, ca: Option<&std::path::Path>) -> (u16, String) {
+    let (ip, port) = addr.rsplit_once(':').unwrap();
+    let scheme = if ca.is_some() { "https" } else { "http" };
+    let mut command = std::process::Command::new("curl");
+    command
+        .args(["-sS", "--max-time", "10", "-w", "\n%{http_code}"])
+        .args(["--resolve", &format!("{host}:{port}:{ip}")])
+        .arg(format!("{scheme}://{host}:{port}{path}"));
+    if let Some(ca) = ca {
+        command.arg("--cacert").arg(ca);
+    }
+    let out = command.output().expect("curl is installed by the test command");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+#[test]
+fn ingress_routes_hosts_and_paths_to_wasm_and_oci_pods_with_tls_from_a_secret() {
+    let http = support::free_addr().rsplit_once(':').unwrap().1.to_string();
+    let https = support::free_addr().rsplit_once(':').unwrap().1.to_string();
+    let cluster = Cluster::start_with(&[
+        "--node-name",
+        "edge",
+        "--pod-cidr",
+        "127.35.0.0",
+        "--ingress-http-port",
+        &http,
+        "--ingress-https-port",
+        &https,
+    ]);
+    let (http, https) = (format!("127.0.0.1:{http}"), format!("127.0.0.1:{https}"));
+    let build = tempfile::tempdir().unwrap();
+    let layout = skiff_testing::busybox_layout(build.path(), &["sh", "httpd", "mkdir", "echo"]).unwrap();
+    let images = cluster.data.path().join("agent");
+    import(layout.to_str().unwrap(), "local/busybox:1", &images);
+    import(skiff_test_programs::HTTP_HELLO, "local/hello:1", &images);
+    let port = support::free_addr().rsplit_once(':').unwrap().1.to_string();
+    cluster.ok_with_input(&["apply", "-f", "-"], &hello("hello", 2, "local/hello:1"));
+    cluster.ok_with_input(
+        &["apply", "-f", "-"],
+        &format!(
+            r#"{{"apiVersion": "v1", "kind": "List", "items": [
+                {{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {{"name": "httpd"}},
+                  "spec": {{"replicas": 1, "selector": {{"matchLabels": {{"app": "httpd"}}}},
+                    "template": {{"metadata": {{"labels": {{"app": "httpd"}}}},
+                      "spec": {{"runtimeClassName": "runc", "terminationGracePeriodSeconds": 2,
+                        "containers": [{{"name": "httpd", "image": "local/busybox:1",
+                          "command": ["sh", "-c", "mkdir -p /www/runc && echo served by runc > /www/runc/index.html && exec httpd -f -p {port} -h /www"],
+                          "ports": [{{"name": "http", "containerPort": {port}}}],
+                          "readinessProbe": {{"tcpSocket": {{"port": {port}}}, "periodSeconds": 1}}}}]}}}}}}}},
+                {{"apiVersion": "v1", "kind": "Service", "metadata": {{"name": "httpd"}},
+                  "spec": {{"selector": {{"app": "httpd"}}, "ports": [{{"name": "web", "port": 8000, "targetPort": "http"}}]}}}}]}}"#
+        ),
+    );
+    cluster.ok(&[
+        "rollout",
+        "status",
+        "deployment/hello",
+        "deployment/httpd",
+        "--timeout=120s",
+    ]);
+
+    // A certificate for secure.skiff.test, stored the way kubectl stores one.
+    let certs = tempfile::tempdir().unwrap();
+    let generated = rcgen::generate_simple_self_signed(vec!["secure.skiff.test".to_string()]).unwrap();
+    let (cert, key) = (certs.path().join("tls.crt"), certs.path().join("tls.key"));
+    std::fs::write(&cert, generated.cert.pem()).unwrap();
+    std::fs::write(&key, generated.signing_key.serialize_pem()).unwrap();
+    cluster.ok(&[
+        "create",
+        "secret",
+        "tls",
+        "secure",
+        &format!("--cert={}", cert.display()),
+        &format!("--key={}", key.display()),
+    ]);
+    cluster.ok_with_input(
+        &["apply", "-f", "-"],
+        r#"{"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "web"},
+            "spec": {
+              "defaultBackend": {"service": {"name": "hello", "port": {"name": "web"}}},
+              "tls": [{"hosts": ["secure.skiff.test"], "secretName": "secure"}],
+              "rules": [
+                {"host": "wasm.skiff.test", "http": {"paths": [
+                  {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "hello", "port": {"number": 80}}}},
+                  {"path": "/runc", "pathType": "Prefix", "backend": {"service": {"name": "httpd", "port": {"number": 8000}}}}]}},
+                {"host": "secure.skiff.test", "http": {"paths": [
+                  {"path": "/exact", "pathType": "Exact", "backend": {"service": {"name": "hello", "port": {"number": 80}}}}]}}]}}"#,
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while curl("wasm.skiff.test", &http, "/runc/", None).0 != 200 {
+        assert!(Instant::now() < deadline, "the Ingress never served /runc");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (status, body) = curl("wasm.skiff.test", &http, "/runc/", None);
+    assert_eq!((status, body.as_str()), (200, "served by runc\n"));
+    let (status, body) = curl("wasm.skiff.test", &http, "/hello/there", None);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("path: /hello/there"), "{body}");
+    let (status, body) = curl("unknown.example", &http, "/anything", None);
+    assert_eq!(status, 200, "the default backend: {body}");
+    let (status, body) = curl("secure.skiff.test", &https, "/exact", Some(&cert));
+    assert_eq!(status, 200, "HTTPS with the Secret's certificate: {body}");
+    assert!(body.contains("path: /exact"), "{body}");
+    let (status, body) = curl("secure.skiff.test", &https, "/exact/not", Some(&cert));
+    assert_eq!(
+        status, 200,
+        "an Exact path does not match below it, so the default backend answers: {body}"
+    );
+
+    // The node's address is the Ingress's.
+    cluster.json_until(&["ingress", "web"], "the ingress address", |ing| {
+        ing["status"]["loadBalancer"]["ingress"][0]["ip"] == "127.0.0.1"
+    });
+
+    // Bad input: a missing Service and a missing Secret are reported on
+    // the Ingress; its requests get a 503 that names the Service; the
+    // Ingress before it still serves.
+    cluster.ok_with_input(
+        &["apply", "-f", "-"],
+        r#"{"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "broken"},
+            "spec": {
+              "tls": [{"hosts": ["broken.skiff.test"], "secretName": "nowhere"}],
+              "rules": [{"host": "broken.skiff.test", "http": {"paths": [
+                {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "ghost", "port": {"number": 80}}}}]}}]}}"#,
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let events = cluster.ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=broken",
+            "-o",
+            "jsonpath={range .items[*]}{.reason}: {.message}{\"\\n\"}{end}",
+        ]);
+        if events.contains("BackendNotFound: Service default/ghost not found")
+            && events.contains("SecretNotFound: TLS Secret default/nowhere not found")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no events for the broken Ingress: {events}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (status, body) = curl("broken.skiff.test", &http, "/", None);
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("Ingress default/broken: Service default/ghost not found"),
+        "{body}"
+    );
+    let (status, _) = curl("wasm.skiff.test", &http, "/runc/", None);
+    assert_eq!(status, 200, "the other Ingress is unaffected");
+}

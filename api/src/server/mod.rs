@@ -63,7 +63,8 @@ impl ApiServer {
     /// Loads the stored CRDs (and follows them from then on), and creates
     /// the objects every skiff cluster has: the system namespaces, as
     /// kube-apiserver does on start, and the RuntimeClasses `wasmtime` and
-    /// `runc` that pods may name to force a runtime, and the
+    /// `runc` that pods may name to force a runtime, the default
+    /// IngressClass `skiff`, and the
     /// CustomResourceDefinition of skiff's `WasmPlugin` kind. Existing ones
     /// are left alone.
     pub async fn bootstrap(&self) -> crate::Result<()> {
@@ -85,11 +86,26 @@ impl ApiServer {
                 }),
             )
         });
+        // The class skiff's node proxies serve, the default for Ingresses
+        // that name none.
+        let ingress_class = std::iter::once((
+            ("networking.k8s.io", "v1", "ingressclasses"),
+            serde_json::json!({
+                "apiVersion": "networking.k8s.io/v1",
+                "kind": "IngressClass",
+                "metadata": {
+                    "name": "skiff",
+                    "labels": {"skiff.dev/builtin": "true"},
+                    "annotations": {"ingressclass.kubernetes.io/is-default-class": "true"},
+                },
+                "spec": {"controller": "skiff.dev/ingress"},
+            }),
+        ));
         let crds = std::iter::once((
             ("apiextensions.k8s.io", "v1", "customresourcedefinitions"),
             wasm_plugin_crd()?,
         ));
-        for ((group, version, plural), object) in namespaces.chain(classes).chain(crds) {
+        for ((group, version, plural), object) in namespaces.chain(classes).chain(ingress_class).chain(crds) {
             let Some(resource) = self.catalog.lookup(group, version, plural) else {
                 continue;
             };

@@ -63,6 +63,10 @@ pub struct AgentConfig {
     /// Port of the service proxy's node-to-node tunnel; 0 picks a free
     /// one, which the Node object publishes.
     pub tunnel_port: u16,
+    /// Ports of the node's Ingress listeners (HTTP, HTTPS) on `node_ip`;
+    /// `None` serves no Ingress traffic of that kind.
+    pub ingress_http_port: Option<u16>,
+    pub ingress_https_port: Option<u16>,
     /// Where Wasm pods get their addresses: a /16 on loopback. Nodes on
     /// one machine need different ones.
     pub pod_cidr: std::net::Ipv4Addr,
@@ -96,6 +100,8 @@ impl AgentConfig {
             data_dir: data_dir.into(),
             daemon_port: 0,
             tunnel_port: 0,
+            ingress_http_port: None,
+            ingress_https_port: None,
             pod_cidr: std::net::Ipv4Addr::new(127, 1, 0, 0),
             max_pods: 1000,
             runc_binary: PathBuf::from("runc"),
@@ -266,6 +272,8 @@ impl Agent {
         config.daemon_port = daemon_addr.port();
         let proxy_config = ProxyConfig {
             tunnel_port: config.tunnel_port,
+            ingress_http: config.ingress_http_port.map(|port| SocketAddr::new(ip, port)),
+            ingress_https: config.ingress_https_port.map(|port| SocketAddr::new(ip, port)),
             ..ProxyConfig::new(config.node_name.clone(), ip)
         };
         let proxy = Proxy::start(client.clone(), proxy_config)

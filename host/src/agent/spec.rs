@@ -574,7 +574,7 @@ mod tests {
         assert_eq!(vars["HELLO_HTTP_PORT"], "tcp://127.96.0.9:80");
         assert_eq!(vars["HELLO_HTTP_PORT_9443_TCP_ADDR"], "127.96.0.9");
         assert_eq!(vars["HELLO_HTTP_PORT_80_TCP_PROTO"], "tcp");
-        assert_eq!(vars.len(), 12, "{vars:?}");
+        assert_eq!(vars.len(), 13, "{vars:?}");
         let mut opted_out = pod.clone();
         opted_out.spec.as_mut().unwrap().enable_service_links = Some(false);
         assert!(service_links(&opted_out, &services).is_empty());
