@@ -61,6 +61,11 @@ impl Ipv4Cidr {
         1 << (32 - self.prefix)
     }
 
+    /// The `n`th address of the network, if it is inside.
+    pub fn nth(self, n: u32) -> Option<Ipv4Addr> {
+        (n < self.size()).then(|| Ipv4Addr::from(self.base + n))
+    }
+
     pub fn contains(self, address: Ipv4Addr) -> bool {
         u32::from(address).wrapping_sub(self.base) < self.size()
     }

@@ -14,6 +14,7 @@
 //! * [`connect`]: dialling an endpoint, directly or through a tunnel.
 //! * [`tunnel`]: the listener other nodes' proxies reach this node's
 //!   endpoints through (`CONNECT podIP:port`).
+//! * [`dns`]: cluster DNS, `<service>.<namespace>.svc.cluster.local`.
 //! * [`ingress`]: the node's HTTP and HTTPS listeners for Ingresses of
 //!   class `skiff`, host and path rules, TLS from Secrets.
 //! * `listeners`: the frontend sockets, following the table.
@@ -25,6 +26,7 @@
 //! source address (endpoints see the proxy's).
 
 pub mod connect;
+pub mod dns;
 pub mod forward;
 pub mod ingress;
 mod listeners;
@@ -100,6 +102,7 @@ pub struct Stats {
 /// What the proxy's tasks share.
 pub(crate) struct Shared {
     table: RwLock<Arc<Table>>,
+    dns_records: Arc<RwLock<Arc<dns::Records>>>,
     stats: Arc<Stats>,
     connect_timeout: Duration,
 }
@@ -166,6 +169,7 @@ impl Proxy {
         let stats = Arc::new(Stats::default());
         let shared = Arc::new(Shared {
             table: RwLock::default(),
+            dns_records: Arc::default(),
             stats: stats.clone(),
             connect_timeout: config.connect_timeout,
         });
@@ -235,6 +239,20 @@ impl Proxy {
     pub fn services(&self) -> Vec<Arc<Service>> {
         self.services.state()
     }
+
+    /// Where the cluster DNS answers, once the `kube-dns` Service exists.
+    pub fn dns_address(&self) -> Option<SocketAddr> {
+        dns::address(&self.services.state())
+    }
+}
+
+/// A task that ends with its owner.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Rebuilds the table and the listeners after every change.
@@ -246,6 +264,7 @@ async fn sync(
     mut ingress: Option<(ingress::Sync, Store<Ingress>, Store<Secret>)>,
 ) {
     let mut listeners = Listeners::default();
+    let mut resolver: Option<(SocketAddr, AbortOnDrop)> = None;
     loop {
         changed.notified().await;
         let (services, endpoints, nodes) = (services.state(), endpoints.state(), nodes.state());
@@ -261,6 +280,16 @@ async fn sync(
             sync.update(&ingresses.state(), &secrets.state(), &table);
         }
         *shared.table.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(table);
+        *shared.dns_records.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(dns::records(&services, &endpoints));
+        let dns_address = dns::address(&services);
+        if resolver.as_ref().map(|(addr, _)| *addr) != dns_address {
+            resolver = dns_address.map(|addr| {
+                (
+                    addr,
+                    AbortOnDrop(tokio::spawn(dns::serve(addr, shared.dns_records.clone()))),
+                )
+            });
+        }
         listeners.reconcile(&wanted, &shared);
         tracing::debug!(listening = listeners.addresses().count(), "service table updated");
     }

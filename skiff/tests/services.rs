@@ -262,7 +262,11 @@ fn a_request_entering_one_node_is_served_on_another() {
 fn oci_pods_serve_behind_a_service_and_call_a_wasm_service() {
     let cluster = Cluster::start_with(&["--node-name", "oci", "--pod-cidr", "127.34.0.0"]);
     let build = tempfile::tempdir().unwrap();
-    let layout = skiff_testing::busybox_layout(build.path(), &["sh", "httpd", "wget", "mkdir", "echo"]).unwrap();
+    let layout = skiff_testing::busybox_layout(
+        build.path(),
+        &["sh", "httpd", "wget", "mkdir", "echo", "nslookup", "cat"],
+    )
+    .unwrap();
     let images = cluster.data.path().join("agent");
     import(layout.to_str().unwrap(), "local/busybox:1", &images);
     import(skiff_test_programs::HTTP_HELLO, "local/hello:1", &images);
@@ -310,19 +314,29 @@ fn oci_pods_serve_behind_a_service_and_call_a_wasm_service() {
     let (hello_ip, _) = cluster.addresses("hello");
     until_status(&format!("{hello_ip}:80"), "/", 200);
 
-    // A container calls the Wasm Service by the variables it was given.
+    // A container calls the Wasm Service by the variables it was given,
+    // then by its name through the cluster DNS.
     cluster.ok_with_input(
         &["apply", "-f", "-"],
         r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "caller"},
             "spec": {"runtimeClassName": "runc", "restartPolicy": "Never",
               "containers": [{"name": "wget", "image": "local/busybox:1",
-                "command": ["sh", "-c", "wget -q -O - http://$HELLO_SERVICE_HOST:$HELLO_SERVICE_PORT/from-runc"]}]}}"#,
+                "command": ["sh", "-c", "wget -q -O - http://$HELLO_SERVICE_HOST:$HELLO_SERVICE_PORT/from-runc && cat /etc/resolv.conf && nslookup hello.default.svc.cluster.local && wget -q -O - http://hello/by-name"]}]}}"#,
     );
     cluster.json_until(&["pod", "caller"], "the caller to finish", |pod| {
         matches!(pod["status"]["phase"].as_str(), Some("Succeeded" | "Failed"))
     });
     let logs = cluster.ok(&["logs", "caller"]);
     assert!(logs.contains("path: /from-runc"), "{logs}");
+    assert!(logs.contains("nameserver 127.96.0.10"), "the cluster DNS: {logs}");
+    assert!(
+        logs.contains("Address: 127.96."),
+        "nslookup of the Service's name: {logs}"
+    );
+    assert!(
+        logs.contains("path: /by-name"),
+        "the short name through the search path: {logs}"
+    );
     let phase = cluster.ok(&["get", "pod", "caller", "-o", "jsonpath={.status.phase}"]);
     assert_eq!(phase, "Succeeded", "{logs}");
 }

@@ -64,7 +64,7 @@ impl ApiServer {
     /// the objects every skiff cluster has: the system namespaces, as
     /// kube-apiserver does on start, and the RuntimeClasses `wasmtime` and
     /// `runc` that pods may name to force a runtime, the default
-    /// IngressClass `skiff`, and the
+    /// IngressClass `skiff`, the Service `kube-system/kube-dns`, and the
     /// CustomResourceDefinition of skiff's `WasmPlugin` kind. Existing ones
     /// are left alone.
     pub async fn bootstrap(&self) -> crate::Result<()> {
@@ -101,28 +101,50 @@ impl ApiServer {
                 "spec": {"controller": "skiff.dev/ingress"},
             }),
         ));
+        // The cluster DNS every node's proxy answers on, at the tenth
+        // address of the service range as kubeadm places it.
+        let dns = self.registry.service_ranges().cluster_ips.nth(10).map(|ip| {
+            (
+                ("", "v1", "services"),
+                serde_json::json!({
+                    "apiVersion": "v1",
+                    "kind": "Service",
+                    "metadata": {
+                        "name": "kube-dns",
+                        "namespace": "kube-system",
+                        "labels": {"skiff.dev/builtin": "true", "k8s-app": "kube-dns"},
+                    },
+                    "spec": {"clusterIP": ip.to_string(), "ports": [{"name": "dns", "port": 53, "protocol": "UDP"}]},
+                }),
+            )
+        });
         let crds = std::iter::once((
             ("apiextensions.k8s.io", "v1", "customresourcedefinitions"),
             wasm_plugin_crd()?,
         ));
-        for ((group, version, plural), object) in namespaces.chain(classes).chain(ingress_class).chain(crds) {
+        for ((group, version, plural), object) in namespaces.chain(classes).chain(ingress_class).chain(dns).chain(crds)
+        {
             let Some(resource) = self.catalog.lookup(group, version, plural) else {
                 continue;
             };
+            let namespace = object.pointer("/metadata/namespace").and_then(Value::as_str);
+            let name = object
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let options = crate::registry::WriteOptions {
+                user: User::apiserver(),
+                ..Default::default()
+            };
             match self
                 .registry
-                .create(
-                    &resource,
-                    None,
-                    object,
-                    &crate::registry::WriteOptions {
-                        user: User::apiserver(),
-                        ..Default::default()
-                    },
-                )
+                .create(&resource, namespace, object.clone(), &options)
                 .await
             {
                 Ok(_) | Err(ApiError::AlreadyExists(_)) => {}
+                // Another server, or an earlier start, made it first (a
+                // Service's address is then already taken).
+                Err(_) if self.registry.find(&resource, namespace, name).await?.is_some() => {}
                 Err(error) => return Err(error),
             }
         }

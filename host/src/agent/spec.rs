@@ -162,6 +162,58 @@ pub fn expand(text: &str, vars: &BTreeMap<String, String>) -> String {
     out
 }
 
+/// The `/etc/resolv.conf` an OCI container gets, by the pod's
+/// `dnsPolicy`: `ClusterFirst` (the default) and `ClusterFirstWithHostNet`
+/// name the cluster DNS first, with Kubernetes' search path for the pod's
+/// namespace and `ndots:5`; `None` takes `dnsConfig` alone; `Default`
+/// keeps the node's own file (`None` is returned). `dnsConfig` adds its
+/// nameservers, searches and options to the first two. Without a cluster
+/// DNS, the cluster policies also keep the node's file.
+pub fn resolv_conf(pod: &Pod, cluster_dns: Option<std::net::IpAddr>) -> Option<String> {
+    let spec = pod.spec.as_ref()?;
+    let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let config = spec.dns_config.as_ref();
+    let (mut servers, mut searches, mut options): (Vec<String>, Vec<String>, Vec<String>) =
+        match spec.dns_policy.as_deref().unwrap_or("ClusterFirst") {
+            "Default" => return None,
+            "None" => (Vec::new(), Vec::new(), Vec::new()),
+            _ => {
+                let dns = cluster_dns?;
+                (
+                    vec![dns.to_string()],
+                    vec![
+                        format!("{namespace}.svc.cluster.local"),
+                        "svc.cluster.local".into(),
+                        "cluster.local".into(),
+                    ],
+                    vec!["ndots:5".into()],
+                )
+            }
+        };
+    servers.extend(config.iter().flat_map(|c| c.nameservers.iter().flatten()).cloned());
+    searches.extend(config.iter().flat_map(|c| c.searches.iter().flatten()).cloned());
+    for option in config.iter().flat_map(|c| c.options.iter().flatten()) {
+        let text = match &option.value {
+            Some(value) => format!("{}:{value}", option.name.as_deref().unwrap_or_default()),
+            None => option.name.clone().unwrap_or_default(),
+        };
+        let key = text.split(':').next().unwrap_or_default().to_string();
+        options.retain(|o| o.split(':').next() != Some(key.as_str()));
+        options.push(text);
+    }
+    let mut file = String::new();
+    for server in servers.iter().take(3) {
+        file.push_str(&format!("nameserver {server}\n"));
+    }
+    if !searches.is_empty() {
+        file.push_str(&format!("search {}\n", searches.join(" ")));
+    }
+    if !options.is_empty() {
+        file.push_str(&format!("options {}\n", options.join(" ")));
+    }
+    Some(file)
+}
+
 /// The variables Kubernetes gives a container for each Service with a
 /// ClusterIP in its namespace (`enableServiceLinks`, on by default):
 /// `WEB_SERVICE_HOST`, `WEB_SERVICE_PORT`, `WEB_SERVICE_PORT_<NAME>` and the
@@ -578,5 +630,30 @@ mod tests {
         let mut opted_out = pod.clone();
         opted_out.spec.as_mut().unwrap().enable_service_links = Some(false);
         assert!(service_links(&opted_out, &services).is_empty());
+    }
+
+    #[test]
+    fn resolv_conf_follows_the_dns_policy() {
+        let pod = |spec: serde_json::Value| -> Pod {
+            serde_json::from_value(json!({"metadata": {"name": "p", "namespace": "shop"}, "spec": spec})).unwrap()
+        };
+        let dns = Some("127.96.0.10".parse().unwrap());
+        assert_eq!(
+            resolv_conf(&pod(json!({"containers": []})), dns).unwrap(),
+            "nameserver 127.96.0.10\nsearch shop.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n"
+        );
+        assert_eq!(
+            resolv_conf(&pod(json!({"containers": [], "dnsPolicy": "Default"})), dns),
+            None
+        );
+        assert_eq!(resolv_conf(&pod(json!({"containers": []})), None), None);
+        let custom = pod(json!({"containers": [], "dnsPolicy": "None",
+            "dnsConfig": {"nameservers": ["10.0.0.53"], "searches": ["corp"], "options": [{"name": "ndots", "value": "2"}, {"name": "edns0"}]}}));
+        assert_eq!(
+            resolv_conf(&custom, dns).unwrap(),
+            "nameserver 10.0.0.53\nsearch corp\noptions ndots:2 edns0\n"
+        );
+        let added = pod(json!({"containers": [], "dnsConfig": {"options": [{"name": "ndots", "value": "1"}]}}));
+        assert!(resolv_conf(&added, dns).unwrap().ends_with("options ndots:1\n"));
     }
 }

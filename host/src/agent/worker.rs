@@ -25,7 +25,7 @@ use super::Shared;
 use super::events::{self, Recorder};
 use super::logs::{ContainerLog, DirectLog, LogWriter, PodLogDir};
 use super::probe::{self, Kind, Verdict};
-use super::runtime::{Exit, Launch, Running, StartError, Stdio, StopMode, Stopper, WorkloadRuntime};
+use super::runtime::{Exit, Launch, Mount, Running, StartError, Stdio, StopMode, Stopper, WorkloadRuntime};
 use super::spec::{self, ConfigError, Sources};
 use super::status::{self, ContainerRecord, Phase, PodView, Terminated};
 use crate::oci::{Image, ImageKind};
@@ -123,6 +123,8 @@ struct Prepared {
     volumes: BTreeMap<String, PathBuf>,
     sources: Sources,
     images: BTreeMap<String, Image>,
+    /// The `/etc/resolv.conf` written for the pod's OCI containers.
+    resolv_conf: Option<PathBuf>,
 }
 
 pub(super) struct Worker {
@@ -535,6 +537,19 @@ impl Worker {
         if prepared.pod_ip.is_none() {
             prepared.pod_ip = self.shared.config.node_ip.parse().ok();
         }
+        if !all_wasm && let Some(text) = spec::resolv_conf(&self.pod, self.shared.proxy.dns_address().map(|a| a.ip())) {
+            let path = self.pod_dir().join("resolv.conf");
+            std::fs::create_dir_all(self.pod_dir())
+                .and_then(|()| std::fs::write(&path, text))
+                .map_err(|e| {
+                    (
+                        None,
+                        "CreateContainerConfigError",
+                        format!("cannot write {}: {e}", path.display()),
+                    )
+                })?;
+            prepared.resolv_conf = Some(path);
+        }
         Ok(prepared)
     }
 
@@ -582,7 +597,16 @@ impl Worker {
             &self.shared.proxy.services(),
         )?;
         let vars: BTreeMap<String, String> = env.iter().cloned().collect();
-        let mounts = spec::mounts(&self.pod, c, &prepared.volumes)?;
+        let mut mounts = spec::mounts(&self.pod, c, &prepared.volumes)?;
+        if image.kind == ImageKind::Container
+            && let Some(path) = &prepared.resolv_conf
+        {
+            mounts.push(Mount {
+                host: path.clone(),
+                path: "/etc/resolv.conf".into(),
+                read_only: true,
+            });
+        }
         let ports: Vec<u16> = c
             .ports
             .iter()
