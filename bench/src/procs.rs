@@ -171,3 +171,15 @@ pub fn write_report(out: Option<&Path>, report: &impl serde::Serialize) -> anyho
     }
     Ok(json)
 }
+
+/// Whether this process runs as root (runc pods need it).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}

@@ -11,6 +11,7 @@
 //! | `cargo xtask bench api` | the Kubernetes API over TLS: create/get/list, fixed-rate creates, watch fan-out |
 //! | `cargo xtask bench scheduler` | scheduler pods/s with simulated nodes vs the raw API bind path; 100-replica Wasm Deployment to Ready |
 //! | `cargo xtask bench node` | Wasm instantiation, create→Running Wasm vs runc, gateway vs `wasmtime serve`, idle Wasm pods per node |
+//! | `cargo xtask bench net` | requests/s and p50/p99 with `wrk` into a Wasm and a container backend: direct, through a ClusterIP, through the Ingress |
 //! | `cargo xtask bench plugins` | per-call latency of each example plugin; the scheduling cycle at 5,000 nodes with a Wasm Filter + Score pair vs the same logic built in |
 //! | `cargo xtask build-wasm` | add the wasm32-wasip2 target if missing, build test-programs/ and sample-apps/ (release) |
 //! | `cargo xtask build-samples` | `build-wasm`, plus the OCI sample image (busybox-httpd) as a layout |
@@ -46,7 +47,7 @@ fn main() -> ExitCode {
         Some("gen-protobuf-schema") => protobuf_schema::run().map_err(|e| format!("{e:#}")),
         _ => {
             eprintln!(
-                "usage: cargo xtask <up|test|verify|fix|bench store|bench api|bench scheduler|bench node|bench plugins|build-wasm|build-samples|build-plugins|gen-protobuf-schema> [args]"
+                "usage: cargo xtask <up|test|verify|fix|bench store|bench api|bench scheduler|bench node|bench plugins|bench net|build-wasm|build-samples|build-plugins|gen-protobuf-schema> [args]"
             );
             return ExitCode::from(2);
         }
@@ -191,7 +192,14 @@ const TEST_PACKAGES: &[Package] = &[
         present: || have("python3"),
     },
     PYTHON_VENV,
+    // The Service and Ingress tests send their requests with it.
+    CURL,
 ];
+
+const CURL: Package = Package {
+    name: "curl",
+    present: || have("curl"),
+};
 
 /// Python's `venv` (with pip), for the virtualenvs of the Python client
 /// and of componentize-py.
@@ -205,8 +213,6 @@ const PYTHON_VENV: Package = Package {
     },
 };
 
-/// The Python `kubernetes` client, in a virtualenv next to the build cache;
-/// returns its interpreter.
 /// The virtualenv next to the build cache (`~/.cache/skiff/venv`) that
 /// the Python tools live in, created if missing.
 fn ensure_venv() -> Result<PathBuf> {
@@ -222,6 +228,8 @@ fn ensure_venv() -> Result<PathBuf> {
     Ok(venv)
 }
 
+/// The Python `kubernetes` client, in that virtualenv; returns its
+/// interpreter.
 fn ensure_python_client() -> Result<PathBuf> {
     let venv = ensure_venv()?;
     let python = venv.join("bin/python");
@@ -255,6 +263,15 @@ const BENCH_PACKAGES: &[Package] = &[Package {
     name: "etcd-server",
     present: || have("etcd"),
 }];
+
+/// The load generator of `bench net`, and curl for its readiness checks.
+const NET_BENCH_PACKAGES: &[Package] = &[
+    Package {
+        name: "wrk",
+        present: || have("wrk"),
+    },
+    CURL,
+];
 
 /// Installs the missing packages with apt-get when root; otherwise names them.
 fn ensure_packages(packages: &[Package]) -> Result {
@@ -422,10 +439,10 @@ fn wasmtime_cli() -> Result<PathBuf> {
 
 fn bench(args: &[String]) -> Result {
     let which = match args.first().map(String::as_str) {
-        Some(which @ ("store" | "api" | "scheduler" | "node" | "plugins")) => which,
+        Some(which @ ("store" | "api" | "scheduler" | "node" | "plugins" | "net")) => which,
         _ => {
             return Err(
-                "usage: cargo xtask bench <store|api|scheduler|node|plugins> [--out FILE] [bench flags]".into(),
+                "usage: cargo xtask bench <store|api|scheduler|node|plugins|net> [--out FILE] [bench flags]".into(),
             );
         }
     };
@@ -450,6 +467,16 @@ fn bench(args: &[String]) -> Result {
                 extra.extend(["--oci-layout".into(), samples::busybox_httpd()?.into()]);
             } else {
                 eprintln!("xtask: not root, so the benchmark runs no runc pods");
+            }
+        }
+        "net" => {
+            ensure_packages(NET_BENCH_PACKAGES)?;
+            wasm::build()?;
+            if is_root() {
+                ensure_packages(RUNC_PACKAGES)?;
+                extra.extend(["--oci-layout".into(), samples::busybox_httpd()?.into()]);
+            } else {
+                eprintln!("xtask: not root, so the benchmark measures no container backend");
             }
         }
         _ => {}

@@ -323,17 +323,6 @@ async fn one_at_a_time(
     ))
 }
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
 fn process(pid: u32) -> ProcessFigures {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let threads = status
@@ -385,7 +374,7 @@ async fn pods_phase(args: &Args, root: &Path) -> anyhow::Result<PodsPhase> {
     let agent_dir = dir.join("agent");
     sched::import_image(&args.skiff_bin, &args.wasm, "local/hello:1", &agent_dir)?;
     let runc = match &args.oci_layout {
-        Some(layout) if is_root() => {
+        Some(layout) if procs::is_root() => {
             sched::import_image(&args.skiff_bin, layout, "local/busybox:1", &agent_dir)?;
             true
         }
