@@ -618,12 +618,118 @@ pub fn validate(resource: &Resource, object: &Value, old: Option<(&Value, Part)>
             }
         }
         ("", "Service") => validate_service(object, &mut causes),
+        ("networking.k8s.io", "Ingress") => validate_ingress(object, &mut causes),
         _ => {}
     }
     if causes.is_empty() {
         Ok(())
     } else {
         Err(ApiError::invalid(&resource.group, &resource.kind, &name, causes))
+    }
+}
+
+/// An Ingress's rules and backends, as kube-apiserver checks them.
+fn validate_ingress(object: &Value, causes: &mut Vec<Cause>) {
+    let spec = object.get("spec");
+    let rules = spec.and_then(|s| s.get("rules")).and_then(Value::as_array);
+    let default = spec.and_then(|s| s.get("defaultBackend")).filter(|b| !b.is_null());
+    if default.is_none() && rules.is_none_or(Vec::is_empty) {
+        causes.push(Cause::invalid(
+            "spec",
+            "[]",
+            "either `defaultBackend` or `rules` must be specified",
+        ));
+    }
+    if let Some(backend) = default {
+        validate_ingress_backend(backend, "spec.defaultBackend", causes);
+    }
+    for (i, rule) in rules.map(Vec::as_slice).unwrap_or_default().iter().enumerate() {
+        if let Some(host) = rule.get("host").and_then(Value::as_str).filter(|h| !h.is_empty()) {
+            let bare = host.strip_prefix("*.").unwrap_or(host);
+            if host.parse::<std::net::IpAddr>().is_ok() {
+                causes.push(Cause::invalid(
+                    format!("spec.rules[{i}].host"),
+                    host,
+                    "must be a DNS name, not an IP address",
+                ));
+            } else if let Some(reason) = NameRule::Dns1123Subdomain.check(bare) {
+                causes.push(Cause::invalid(format!("spec.rules[{i}].host"), host, reason));
+            }
+        }
+        let Some(http) = rule.get("http").filter(|h| !h.is_null()) else {
+            continue;
+        };
+        let paths = http
+            .get("paths")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        if paths.is_empty() {
+            causes.push(Cause::required(format!("spec.rules[{i}].http.paths")));
+        }
+        for (j, path) in paths.iter().enumerate() {
+            let at = format!("spec.rules[{i}].http.paths[{j}]");
+            const TYPES: [&str; 3] = ["Exact", "Prefix", "ImplementationSpecific"];
+            // The canonical form makes a missing pathType an empty one.
+            match path.get("pathType").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+                None => causes.push(Cause::required(format!("{at}.pathType"))),
+                Some(kind) if !TYPES.contains(&kind) => {
+                    causes.push(Cause::not_supported(format!("{at}.pathType"), kind, &TYPES));
+                }
+                Some(kind) => {
+                    let text = path.get("path").and_then(Value::as_str).unwrap_or_default();
+                    if kind != "ImplementationSpecific" && !text.starts_with('/') {
+                        causes.push(Cause::invalid(format!("{at}.path"), text, "must be an absolute path"));
+                    }
+                }
+            }
+            match path.get("backend") {
+                Some(backend) => validate_ingress_backend(backend, &format!("{at}.backend"), causes),
+                None => causes.push(Cause::required(format!("{at}.backend"))),
+            }
+        }
+    }
+}
+
+fn validate_ingress_backend(backend: &Value, at: &str, causes: &mut Vec<Cause>) {
+    let service = backend.get("service").filter(|s| !s.is_null());
+    let resource = backend.get("resource").filter(|r| !r.is_null());
+    match (service, resource) {
+        (Some(_), Some(_)) => causes.push(Cause::invalid(at, "", "cannot set both service and resource backends")),
+        (None, None) => causes.push(Cause::invalid(at, "", "one of service or resource must be specified")),
+        (None, Some(_)) => {}
+        (Some(service), None) => {
+            let name = service.get("name").and_then(Value::as_str).unwrap_or_default();
+            if name.is_empty() {
+                causes.push(Cause::required(format!("{at}.service.name")));
+            } else if let Some(reason) = NameRule::Dns1035Label.check(name) {
+                causes.push(Cause::invalid(format!("{at}.service.name"), name, reason));
+            }
+            let port = service.get("port");
+            let number = port.and_then(|p| p.get("number")).and_then(Value::as_i64);
+            let port_name = port
+                .and_then(|p| p.get("name"))
+                .and_then(Value::as_str)
+                .filter(|n| !n.is_empty());
+            match (number, port_name) {
+                (Some(_), Some(_)) => causes.push(Cause::invalid(
+                    format!("{at}.service.port"),
+                    "",
+                    "cannot set both port name & port number",
+                )),
+                (None, None) => causes.push(Cause::invalid(
+                    format!("{at}.service.port"),
+                    "",
+                    "port name or number is required",
+                )),
+                (Some(n), None) if !(1..=65535).contains(&n) => causes.push(Cause::invalid(
+                    format!("{at}.service.port.number"),
+                    n,
+                    "must be between 1 and 65535, inclusive",
+                )),
+                _ => {}
+            }
+        }
     }
 }
 

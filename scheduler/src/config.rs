@@ -75,6 +75,7 @@ pub const DEFAULT_PLUGINS: &[(&str, Option<i64>)] = &[
     (plugins::TAINT_TOLERATION, Some(5)),
     (plugins::NODE_AFFINITY, Some(25)),
     (plugins::RUNTIME_SUPPORT, None),
+    (plugins::NODE_PORTS, None),
     (plugins::NODE_RESOURCES_FIT, Some(15)),
     (plugins::POD_TOPOLOGY_SPREAD, Some(20)),
     (plugins::BALANCED_ALLOCATION, Some(15)),
@@ -415,6 +416,7 @@ mod tests {
                 "TaintToleration",
                 "NodeAffinity",
                 "RuntimeSupport",
+                "NodePorts",
                 "NodeResourcesFit",
                 "PodTopologySpread",
             ]

@@ -80,6 +80,7 @@ impl Registry {
             plugins::RUNTIME_SUPPORT,
             without_args::<RuntimeSupport>(plugins::RUNTIME_SUPPORT),
         );
+        registry.insert(plugins::NODE_PORTS, without_args::<NodePorts>(plugins::NODE_PORTS));
         registry.insert(
             plugins::POD_TOPOLOGY_SPREAD,
             without_args::<PodTopologySpread>(plugins::POD_TOPOLOGY_SPREAD),

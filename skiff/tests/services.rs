@@ -2,6 +2,11 @@
 //! against `skiff server`: ClusterIPs and NodePorts in front of Wasm and
 //! OCI pods, spread over replicas, through a rollout, across nodes, and a
 //! clear 503 when nothing serves.
+//!
+//! Each test's cluster has a service range of its own: the tests run in
+//! parallel on one machine, and every node serves its ClusterIPs and DNS
+//! address with `SO_REUSEPORT`, so two clusters sharing a range would
+//! answer each other's requests.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -126,7 +131,14 @@ fn until_status(addr: &str, path: &str, status: u16) -> String {
 
 #[test]
 fn wasm_pods_are_reached_through_cluster_ips_and_node_ports() {
-    let cluster = Cluster::start_with(&["--node-name", "local", "--pod-cidr", "127.31.0.0"]);
+    let cluster = Cluster::start_with(&[
+        "--node-name",
+        "local",
+        "--pod-cidr",
+        "127.31.0.0",
+        "--service-cluster-ip-range",
+        "127.131.0.0/16",
+    ]);
     import(
         skiff_test_programs::HTTP_HELLO,
         "local/hello:1",
@@ -136,7 +148,7 @@ fn wasm_pods_are_reached_through_cluster_ips_and_node_ports() {
     cluster.ok(&["rollout", "status", "deployment/hello", "--timeout=60s"]);
     cluster.wait_endpoints("hello", 2);
     let (ip, node_port) = cluster.addresses("hello");
-    assert!(ip.starts_with("127.96."), "{ip}");
+    assert!(ip.starts_with("127.131."), "from the range given: {ip}");
     let cluster_ip = format!("{ip}:80");
     let node_address = format!("127.0.0.1:{node_port}");
     until_status(&cluster_ip, "/", 200);
@@ -214,7 +226,14 @@ fn wasm_pods_are_reached_through_cluster_ips_and_node_ports() {
 
 #[test]
 fn a_request_entering_one_node_is_served_on_another() {
-    let cluster = Cluster::start_with(&["--node-name", "local", "--pod-cidr", "127.32.0.0"]);
+    let cluster = Cluster::start_with(&[
+        "--node-name",
+        "local",
+        "--pod-cidr",
+        "127.32.0.0",
+        "--service-cluster-ip-range",
+        "127.132.0.0/16",
+    ]);
     let dir = tempfile::tempdir().unwrap();
     let _second = second_agent_with(
         &cluster,
@@ -260,7 +279,14 @@ fn a_request_entering_one_node_is_served_on_another() {
 
 #[test]
 fn oci_pods_serve_behind_a_service_and_call_a_wasm_service() {
-    let cluster = Cluster::start_with(&["--node-name", "oci", "--pod-cidr", "127.34.0.0"]);
+    let cluster = Cluster::start_with(&[
+        "--node-name",
+        "oci",
+        "--pod-cidr",
+        "127.34.0.0",
+        "--service-cluster-ip-range",
+        "127.134.0.0/16",
+    ]);
     let build = tempfile::tempdir().unwrap();
     let layout = skiff_testing::busybox_layout(
         build.path(),
@@ -328,9 +354,9 @@ fn oci_pods_serve_behind_a_service_and_call_a_wasm_service() {
     });
     let logs = cluster.ok(&["logs", "caller"]);
     assert!(logs.contains("path: /from-runc"), "{logs}");
-    assert!(logs.contains("nameserver 127.96.0.10"), "the cluster DNS: {logs}");
+    assert!(logs.contains("nameserver 127.134.0.10"), "the cluster DNS: {logs}");
     assert!(
-        logs.contains("Address: 127.96."),
+        logs.contains("Address: 127.134."),
         "nslookup of the Service's name: {logs}"
     );
     assert!(
@@ -369,6 +395,8 @@ fn ingress_routes_hosts_and_paths_to_wasm_and_oci_pods_with_tls_from_a_secret() 
         "edge",
         "--pod-cidr",
         "127.35.0.0",
+        "--service-cluster-ip-range",
+        "127.135.0.0/16",
         "--ingress-http-port",
         &http,
         "--ingress-https-port",

@@ -337,6 +337,10 @@ fn up(extra: &[String]) -> Result {
     }
     let mut cmd = Command::new(&skiff);
     cmd.args(["server", "--data-dir", "skiff-data"]);
+    // Ingress takes ports 80 and 443, which need root.
+    if !is_root() && !extra.iter().any(|a| a.starts_with("--ingress-")) {
+        cmd.args(["--ingress-http-port", "8080", "--ingress-https-port", "8443"]);
+    }
     for manifest in manifests {
         cmd.args(["--apply", manifest]);
     }

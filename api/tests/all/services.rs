@@ -180,3 +180,52 @@ async fn bad_services_are_refused_with_their_causes() {
     let listed = api.get(SVCS).await;
     assert_eq!(listed.body["items"], json!([]), "nothing was written");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_ingresses_are_refused_with_their_causes() {
+    let api = Api::start().await;
+    const INGS: &str = "/apis/networking.k8s.io/v1/namespaces/default/ingresses";
+    let backend = json!({"service": {"name": "web", "port": {"number": 80}}});
+    let paths = |path: Value| json!({"rules": [{"host": "a.example.com", "http": {"paths": [path]}}]});
+    let cases = [
+        (json!({}), "either `defaultBackend` or `rules` must be specified"),
+        (
+            paths(json!({"path": "/", "backend": backend})),
+            "pathType: Required value",
+        ),
+        (
+            paths(json!({"path": "/", "pathType": "Regex", "backend": backend})),
+            "pathType: Unsupported value",
+        ),
+        (
+            paths(json!({"path": "api", "pathType": "Prefix", "backend": backend})),
+            "must be an absolute path",
+        ),
+        (
+            paths(json!({"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "web", "port": {}}}})),
+            "port name or number is required",
+        ),
+        (
+            json!({"defaultBackend": {"service": {"name": "Web_1", "port": {"number": 80}}}}),
+            "defaultBackend.service.name: Invalid value",
+        ),
+        (
+            json!({"rules": [{"host": "10.0.0.1", "http": {"paths": [{"path": "/", "pathType": "Exact", "backend": backend}]}}]}),
+            "must be a DNS name, not an IP address",
+        ),
+    ];
+    for (spec, expected) in cases {
+        let reply = api.post(INGS, json!({"metadata": {"name": "bad"}, "spec": spec})).await;
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{spec}: {}", reply.text);
+        let messages = cause_messages(&reply.body);
+        assert!(messages.iter().any(|m| m.contains(expected)), "{spec}: {messages:?}");
+    }
+    let good = api
+        .post(
+            INGS,
+            json!({"metadata": {"name": "good"}, "spec": {"rules": [{"host": "*.example.com", "http": {"paths": [
+                {"path": "/", "pathType": "Prefix", "backend": backend}]}}]}}),
+        )
+        .await;
+    assert_eq!(good.status, StatusCode::CREATED, "{}", good.text);
+}

@@ -361,6 +361,6 @@ Requests/sec:  12345.60
 Transfer/sec:      2.00MB
 ";
         assert_eq!(parse_wrk(output), Some((12345.6, 0.75, 2.5, 9)));
-        assert_eq!(millis("2.01s"), Some(2010.0));
+        assert_eq!(millis("2.5s"), Some(2500.0));
     }
 }

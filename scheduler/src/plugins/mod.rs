@@ -7,6 +7,7 @@
 //! | [`TaintToleration`] | Filter, Score | hard taints filter, `PreferNoSchedule` taints score |
 //! | [`NodeAffinity`] | PreFilter, Filter, PreScore, Score | `nodeSelector`, required and preferred node affinity |
 //! | [`RuntimeSupport`] | Filter | Wasm pods to nodes with the Wasm runtime, OCI pods to nodes with runc |
+//! | [`NodePorts`] | Filter | host ports, and the container ports of OCI pods (host network), free on the node |
 //! | [`NodeResourcesFit`] | PreFilter, Filter, PreScore, Score | cpu, memory and pod-count fit; least- or most-allocated scoring |
 //! | [`PodTopologySpread`] | PreFilter, Filter, PreScore, Score | `topologySpreadConstraints` |
 //! | [`BalancedAllocation`] | PreScore, Score | even cpu/memory use |
@@ -19,6 +20,7 @@ mod image_locality;
 pub mod matching;
 mod node_affinity;
 mod node_name;
+mod node_ports;
 mod node_resources_fit;
 mod node_unschedulable;
 mod pod_topology_spread;
@@ -33,6 +35,7 @@ pub use default_binder::DefaultBinder;
 pub use image_locality::ImageLocality;
 pub use node_affinity::NodeAffinity;
 pub use node_name::NodeName;
+pub use node_ports::NodePorts;
 pub use node_resources_fit::{Args as NodeResourcesFitArgs, NodeResourcesFit, Strategy as ScoringStrategy};
 pub use node_unschedulable::NodeUnschedulable;
 pub use pod_topology_spread::PodTopologySpread;
@@ -44,6 +47,7 @@ pub const NODE_NAME: &str = "NodeName";
 pub const TAINT_TOLERATION: &str = "TaintToleration";
 pub const NODE_AFFINITY: &str = "NodeAffinity";
 pub const RUNTIME_SUPPORT: &str = "RuntimeSupport";
+pub const NODE_PORTS: &str = "NodePorts";
 pub const NODE_RESOURCES_FIT: &str = "NodeResourcesFit";
 pub const POD_TOPOLOGY_SPREAD: &str = "PodTopologySpread";
 pub const BALANCED_ALLOCATION: &str = "NodeResourcesBalancedAllocation";
@@ -54,6 +58,7 @@ pub const DEFAULT_BINDER: &str = "DefaultBinder";
 pub mod reasons {
     pub use super::node_affinity::REASON as NODE_AFFINITY;
     pub use super::node_name::REASON as NODE_NAME;
+    pub use super::node_ports::REASON as NODE_PORTS;
     pub use super::node_resources_fit::{INSUFFICIENT_CPU, INSUFFICIENT_MEMORY, TOO_MANY_PODS};
     pub use super::node_unschedulable::REASON as NODE_UNSCHEDULABLE;
     pub use super::pod_topology_spread::{MISSING_LABEL_REASON as TOPOLOGY_MISSING_LABEL, REASON as TOPOLOGY_SPREAD};
