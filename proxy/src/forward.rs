@@ -2,13 +2,15 @@
 //! one, or bytes spliced to one endpoint.
 //!
 //! In HTTP mode every request looks the frontend up again, so a
-//! keep-alive connection follows scaling and rollouts, and gets a fresh
-//! connection to the endpoint it picked (a Wasm endpoint answers each one
-//! with a fresh instance). An endpoint that refuses the connection (a pod
+//! keep-alive connection follows scaling and rollouts; it goes to the
+//! endpoint it picked over an idle keep-alive connection from the [`Pool`]
+//! or a new one (a Wasm endpoint answers each request with a fresh
+//! instance either way). An endpoint that refuses the connection (a pod
 //! that just stopped listening) is skipped for the next one, which is what
 //! lets a rollout lose no request; a frontend with no endpoints answers
 //! 503 and says why.
 
+use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,6 +20,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -26,7 +29,7 @@ use tokio::net::TcpStream;
 
 use crate::Shared;
 use crate::connect::dial;
-use crate::table::{Frontend, Mode};
+use crate::table::{Backend, Frontend, Mode};
 
 /// How long a connection of an undeclared protocol may stay silent before
 /// it is taken for a server-first protocol and spliced.
@@ -132,8 +135,18 @@ pub(crate) async fn to_frontend(request: Request<Incoming>, frontend: &Frontend,
         shared.stats.no_endpoints.fetch_add(1, Ordering::Relaxed);
         return text(StatusCode::SERVICE_UNAVAILABLE, format!("{}\n", frontend.empty_reason));
     }
+    let mut request = request;
     let mut failures = Vec::new();
     for backend in frontend.pick() {
+        // An idle keep-alive connection to this endpoint first.
+        if let Some(sender) = shared.pool.take(backend) {
+            match send(sender, request, backend, shared).await {
+                Ok(response) => return response,
+                // The connection closed before the request went out.
+                Err(Some(unsent)) => request = unsent,
+                Err(None) => return bad_gateway(frontend, backend),
+            }
+        }
         let dialled = match dial(backend, shared.connect_timeout).await {
             Ok(dialled) if dialled.early.is_empty() => dialled,
             Ok(_) => {
@@ -146,7 +159,7 @@ pub(crate) async fn to_frontend(request: Request<Incoming>, frontend: &Frontend,
                 continue;
             }
         };
-        let (mut sender, connection) = match hyper::client::conn::http1::handshake(TokioIo::new(dialled.stream)).await {
+        let (sender, connection) = match hyper::client::conn::http1::handshake(TokioIo::new(dialled.stream)).await {
             Ok(pair) => pair,
             Err(error) => {
                 failures.push(format!("{}: {error}", backend.addr));
@@ -158,16 +171,14 @@ pub(crate) async fn to_frontend(request: Request<Incoming>, frontend: &Frontend,
                 tracing::debug!(%error, "connection to an endpoint ended with an error");
             }
         });
-        return match sender.send_request(request).await {
-            Ok(response) => response.map(BodyExt::boxed),
-            Err(error) => text(
-                StatusCode::BAD_GATEWAY,
-                format!(
-                    "the endpoint {} of Service {} failed: {error}\n",
-                    backend.addr, frontend.service
-                ),
-            ),
-        };
+        match send(sender, request, backend, shared).await {
+            Ok(response) => return response,
+            Err(Some(unsent)) => {
+                failures.push(format!("{}: the connection closed at once", backend.addr));
+                request = unsent;
+            }
+            Err(None) => return bad_gateway(frontend, backend),
+        }
     }
     text(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -177,6 +188,78 @@ pub(crate) async fn to_frontend(request: Request<Incoming>, frontend: &Frontend,
             failures.join("; ")
         ),
     )
+}
+
+fn bad_gateway(frontend: &Frontend, backend: &Backend) -> Response<Body> {
+    text(
+        StatusCode::BAD_GATEWAY,
+        format!(
+            "the endpoint {} of Service {} failed before it answered\n",
+            backend.addr, frontend.service
+        ),
+    )
+}
+
+/// Sends `request` on `sender`, which goes back to the pool once it has
+/// its answer. `Err(Some(request))` when the request was not sent (it may
+/// go elsewhere), `Err(None)` when it was and failed.
+async fn send(
+    mut sender: SendRequest<Incoming>,
+    request: Request<Incoming>,
+    backend: &Backend,
+    shared: &Shared,
+) -> Result<Response<Body>, Option<Request<Incoming>>> {
+    match sender.try_send_request(request).await {
+        Ok(response) => {
+            shared.pool.put(backend, sender);
+            Ok(response.map(BodyExt::boxed))
+        }
+        Err(mut error) => {
+            tracing::debug!(error = %error.error(), endpoint = %backend.addr, "request to an endpoint failed");
+            Err(error.take_message())
+        }
+    }
+}
+
+/// Idle HTTP/1 keep-alive connections to endpoints, reused by later
+/// requests to the same endpoint. A connection goes back as soon as its
+/// response head arrives and is handed out again once it is ready (its
+/// response finished); the ones of endpoints that left the table are
+/// dropped, which closes them.
+#[derive(Default)]
+pub(crate) struct Pool(std::sync::Mutex<HashMap<Backend, Vec<SendRequest<Incoming>>>>);
+
+/// Connections kept per endpoint.
+const POOL_PER_ENDPOINT: usize = 64;
+
+impl Pool {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Backend, Vec<SendRequest<Incoming>>>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn take(&self, backend: &Backend) -> Option<SendRequest<Incoming>> {
+        let mut idle = self.lock();
+        let list = idle.get_mut(backend)?;
+        list.retain(|sender| !sender.is_closed());
+        let ready = list.iter().position(SendRequest::is_ready)?;
+        Some(list.swap_remove(ready))
+    }
+
+    fn put(&self, backend: &Backend, sender: SendRequest<Incoming>) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = self.lock();
+        let list = idle.entry(backend.clone()).or_default();
+        if list.len() < POOL_PER_ENDPOINT {
+            list.push(sender);
+        }
+    }
+
+    /// Keeps only the connections to endpoints in `live`.
+    pub(crate) fn retain(&self, live: &HashSet<&Backend>) {
+        self.lock().retain(|backend, _| live.contains(backend));
+    }
 }
 
 /// Bytes both ways between the client and one endpoint. With no endpoint

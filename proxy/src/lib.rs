@@ -103,6 +103,7 @@ pub struct Stats {
 pub(crate) struct Shared {
     table: RwLock<Arc<Table>>,
     dns_records: Arc<RwLock<Arc<dns::Records>>>,
+    pool: forward::Pool,
     stats: Arc<Stats>,
     connect_timeout: Duration,
 }
@@ -170,6 +171,7 @@ impl Proxy {
         let shared = Arc::new(Shared {
             table: RwLock::default(),
             dns_records: Arc::default(),
+            pool: forward::Pool::default(),
             stats: stats.clone(),
             connect_timeout: config.connect_timeout,
         });
@@ -276,6 +278,13 @@ async fn sync(
             node_ip: config.node_ip,
         });
         let wanted: HashSet<SocketAddr> = table.frontends.keys().copied().collect();
+        let live: HashSet<&table::Backend> = table
+            .services
+            .values()
+            .flatten()
+            .flat_map(|port| port.frontend.backends.iter())
+            .collect();
+        shared.pool.retain(&live);
         if let Some((sync, ingresses, secrets)) = ingress.as_mut() {
             sync.update(&ingresses.state(), &secrets.state(), &table);
         }
