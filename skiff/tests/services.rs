@@ -74,6 +74,26 @@ fn hello(name: &str, replicas: u32, image: &str) -> String {
     )
 }
 
+/// A Deployment of busybox `httpd` in runc on the host's `port`, serving
+/// `served by runc` at `<page>/`, and a Service `httpd` selecting it with
+/// the rest of its spec given (JSON, without the selector).
+fn httpd(port: &str, page: &str, service_spec: &str) -> String {
+    let mut service: serde_json::Value = serde_json::from_str(service_spec).unwrap();
+    service["selector"] = serde_json::json!({"app": "httpd"});
+    format!(
+        r#"{{"apiVersion": "v1", "kind": "List", "items": [
+            {{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {{"name": "httpd"}},
+              "spec": {{"replicas": 1, "selector": {{"matchLabels": {{"app": "httpd"}}}},
+                "template": {{"metadata": {{"labels": {{"app": "httpd"}}}},
+                  "spec": {{"runtimeClassName": "runc", "terminationGracePeriodSeconds": 2,
+                    "containers": [{{"name": "httpd", "image": "local/busybox:1",
+                      "command": ["sh", "-c", "mkdir -p /www{page} && echo served by runc > /www{page}/index.html && exec httpd -f -p {port} -h /www"],
+                      "ports": [{{"name": "http", "containerPort": {port}}}],
+                      "readinessProbe": {{"tcpSocket": {{"port": {port}}}, "periodSeconds": 1}}}}]}}}}}}}},
+            {{"apiVersion": "v1", "kind": "Service", "metadata": {{"name": "httpd"}}, "spec": {service}}}]}}"#
+    )
+}
+
 impl Cluster {
     /// The Service's ClusterIP and its first port's node port.
     fn addresses(&self, service: &str) -> (String, u64) {
@@ -307,19 +327,10 @@ fn oci_pods_serve_behind_a_service_and_call_a_wasm_service() {
     let port = support::free_addr().rsplit_once(':').unwrap().1.to_string();
     cluster.ok_with_input(
         &["apply", "-f", "-"],
-        &format!(
-            r#"{{"apiVersion": "v1", "kind": "List", "items": [
-                {{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {{"name": "httpd"}},
-                  "spec": {{"replicas": 1, "selector": {{"matchLabels": {{"app": "httpd"}}}},
-                    "template": {{"metadata": {{"labels": {{"app": "httpd"}}}},
-                      "spec": {{"runtimeClassName": "runc", "terminationGracePeriodSeconds": 2,
-                        "containers": [{{"name": "httpd", "image": "local/busybox:1",
-                          "command": ["sh", "-c", "mkdir -p /www && echo served by runc > /www/index.html && exec httpd -f -p {port} -h /www"],
-                          "ports": [{{"name": "http", "containerPort": {port}}}],
-                          "readinessProbe": {{"tcpSocket": {{"port": {port}}}, "periodSeconds": 1}}}}]}}}}}}}},
-                {{"apiVersion": "v1", "kind": "Service", "metadata": {{"name": "httpd"}},
-                  "spec": {{"type": "NodePort", "selector": {{"app": "httpd"}},
-                    "ports": [{{"port": 80, "targetPort": "http"}}]}}}}]}}"#
+        &httpd(
+            &port,
+            "",
+            r#"{"type": "NodePort", "ports": [{"port": 80, "targetPort": "http"}]}"#,
         ),
     );
     cluster.ok_with_input(&["apply", "-f", "-"], &hello("hello", 1, "local/hello:1"));
@@ -412,18 +423,10 @@ fn ingress_routes_hosts_and_paths_to_wasm_and_oci_pods_with_tls_from_a_secret() 
     cluster.ok_with_input(&["apply", "-f", "-"], &hello("hello", 2, "local/hello:1"));
     cluster.ok_with_input(
         &["apply", "-f", "-"],
-        &format!(
-            r#"{{"apiVersion": "v1", "kind": "List", "items": [
-                {{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {{"name": "httpd"}},
-                  "spec": {{"replicas": 1, "selector": {{"matchLabels": {{"app": "httpd"}}}},
-                    "template": {{"metadata": {{"labels": {{"app": "httpd"}}}},
-                      "spec": {{"runtimeClassName": "runc", "terminationGracePeriodSeconds": 2,
-                        "containers": [{{"name": "httpd", "image": "local/busybox:1",
-                          "command": ["sh", "-c", "mkdir -p /www/runc && echo served by runc > /www/runc/index.html && exec httpd -f -p {port} -h /www"],
-                          "ports": [{{"name": "http", "containerPort": {port}}}],
-                          "readinessProbe": {{"tcpSocket": {{"port": {port}}}, "periodSeconds": 1}}}}]}}}}}}}},
-                {{"apiVersion": "v1", "kind": "Service", "metadata": {{"name": "httpd"}},
-                  "spec": {{"selector": {{"app": "httpd"}}, "ports": [{{"name": "web", "port": 8000, "targetPort": "http"}}]}}}}]}}"#
+        &httpd(
+            &port,
+            "/runc",
+            r#"{"ports": [{"name": "web", "port": 8000, "targetPort": "http"}]}"#,
         ),
     );
     cluster.ok(&[
