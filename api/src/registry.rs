@@ -458,7 +458,14 @@ impl Registry {
             };
             let mut object = object.clone();
             self.admit(&attributes, &mut object, None)?;
-            let reserved = self.reservations(resource, None, Some(&mut object)).await?;
+            let reserved = match self.reservations(resource, None, Some(&mut object)).await {
+                Ok(reserved) => reserved,
+                // An object that exists holds its own addresses: say that.
+                Err(_) if fixed_name.is_some() && self.store.get(key(resource, namespace, &name)).await?.is_some() => {
+                    return Err(ApiError::AlreadyExists(subject(resource, &name)));
+                }
+                Err(error) => return Err(error),
+            };
             record_ownership(resource, Part::Main, None, &mut object, options);
             if options.dry_run {
                 return Ok(object);

@@ -209,13 +209,20 @@ fn held(service: &Value) -> BTreeSet<Held> {
     held
 }
 
-/// The identity of a service port, to carry its node port across updates.
-fn port_identity(port: &Value) -> (Option<&str>, Option<u64>, &str) {
-    (
-        port.get("name").and_then(Value::as_str).filter(|n| !n.is_empty()),
-        port.get("port").and_then(Value::as_u64),
-        port.get("protocol").and_then(Value::as_str).unwrap_or("TCP"),
-    )
+/// Whether `old` and `new` are the same port across an update: by name
+/// when both have one, else by number and protocol.
+fn same_port(old: &Value, new: &Value) -> bool {
+    let name = |p: &Value| {
+        p.get("name")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+            .map(str::to_owned)
+    };
+    match (name(old), name(new)) {
+        (Some(a), Some(b)) => a == b,
+        (None, None) => old.get("port") == new.get("port") && old.get("protocol") == new.get("protocol"),
+        _ => false,
+    }
 }
 
 /// Carries what `old` was given into `new` where `new` leaves it empty,
@@ -229,13 +236,7 @@ fn keep_allocated(old: &Value, new: &mut Value) {
         new["spec"]["clusterIP"] = json!(ip);
     }
     if wants_node_ports(old) && wants_node_ports(new) {
-        let old_ports: Vec<(_, u64)> = ports(old)
-            .into_iter()
-            .filter_map(|p| Some((port_identity(p), p.get("nodePort")?.as_u64()?)))
-            .map(|((name, port, protocol), node_port)| {
-                ((name.map(String::from), port, protocol.to_string()), node_port)
-            })
-            .collect();
+        let old_ports = ports(old);
         for port in new
             .pointer_mut("/spec/ports")
             .and_then(Value::as_array_mut)
@@ -245,15 +246,12 @@ fn keep_allocated(old: &Value, new: &mut Value) {
             if port.get("nodePort").and_then(Value::as_u64).is_some_and(|n| n != 0) {
                 continue;
             }
-            let (name, number, protocol) = port_identity(port);
-            let identity = (name.map(String::from), number, protocol.to_string());
-            let same_name = |o: &(Option<String>, Option<u64>, String)| name.is_some() && o.0 == identity.0;
-            if let Some((_, node_port)) = old_ports
+            if let Some(node_port) = old_ports
                 .iter()
-                .find(|(o, _)| *o == identity)
-                .or_else(|| old_ports.iter().find(|(o, _)| same_name(o)))
+                .find(|o| same_port(o, port))
+                .and_then(|o| o.get("nodePort").cloned())
             {
-                port["nodePort"] = json!(node_port);
+                port["nodePort"] = node_port;
             }
         }
     }
@@ -443,17 +441,14 @@ pub(crate) async fn reserve(
     let mut causes = Vec::new();
     for wanted in held(new).difference(&before) {
         if taken(store, *wanted).await? {
-            let (field, what) = match wanted {
-                Held::Ip(ip) => ("spec.clusterIPs", Ipv4Addr::from(*ip).to_string()),
-                Held::Port(port) => ("spec.ports.nodePort", port.to_string()),
+            let (field, what, value) = match wanted {
+                Held::Ip(ip) => ("spec.clusterIPs", "IP", Ipv4Addr::from(*ip).to_string()),
+                Held::Port(port) => ("spec.ports.nodePort", "port", port.to_string()),
             };
             causes.push(Cause::invalid(
                 field,
-                &what,
-                format!(
-                    "provided {} is already allocated",
-                    if field == "spec.clusterIPs" { "IP" } else { "port" }
-                ),
+                &value,
+                format!("provided {what} is already allocated"),
             ));
         }
     }

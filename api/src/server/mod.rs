@@ -127,24 +127,20 @@ impl ApiServer {
             let Some(resource) = self.catalog.lookup(group, version, plural) else {
                 continue;
             };
-            let namespace = object.pointer("/metadata/namespace").and_then(Value::as_str);
-            let name = object
-                .pointer("/metadata/name")
+            let namespace = object
+                .pointer("/metadata/namespace")
                 .and_then(Value::as_str)
-                .unwrap_or_default();
+                .map(str::to_owned);
             let options = crate::registry::WriteOptions {
                 user: User::apiserver(),
                 ..Default::default()
             };
             match self
                 .registry
-                .create(&resource, namespace, object.clone(), &options)
+                .create(&resource, namespace.as_deref(), object, &options)
                 .await
             {
                 Ok(_) | Err(ApiError::AlreadyExists(_)) => {}
-                // Another server, or an earlier start, made it first (a
-                // Service's address is then already taken).
-                Err(_) if self.registry.find(&resource, namespace, name).await?.is_some() => {}
                 Err(error) => return Err(error),
             }
         }

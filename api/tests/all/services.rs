@@ -75,6 +75,13 @@ async fn cluster_ips_and_node_ports_are_allocated_once_and_freed() {
         "{messages:?}"
     );
     assert_eq!(api.get(&format!("{SVCS}/clash")).await.status, StatusCode::NOT_FOUND);
+    // The same Service created again is told it exists, not that its own
+    // addresses are taken.
+    let again = api
+        .post(SVCS, service("web", json!({"clusterIP": ip, "ports": [{"port": 80}]})))
+        .await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.text);
+    assert_eq!(again.body["reason"], "AlreadyExists");
 
     // A replace that leaves the addresses out keeps them; changing the IP is refused.
     let mut replaced = web.body.clone();
