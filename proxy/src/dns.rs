@@ -50,19 +50,12 @@ pub fn records(services: &[Arc<Service>], endpoints: &[Arc<Endpoints>]) -> Recor
                 .flat_map(|s| s.addresses.iter().flatten())
                 .filter_map(|a| a.ip.parse().ok())
                 .collect();
-            (
-                (
-                    e.metadata.namespace.clone().unwrap_or_default(),
-                    e.metadata.name.clone().unwrap_or_default(),
-                ),
-                ips,
-            )
+            (crate::table::key_of(&e.metadata), ips)
         })
         .collect();
     let mut records = Records::new();
     for service in services {
-        let namespace = service.metadata.namespace.clone().unwrap_or_default();
-        let name = service.metadata.name.clone().unwrap_or_default();
+        let (namespace, name) = crate::table::key_of(&service.metadata);
         let spec = service.spec.as_ref();
         let addresses = match spec.and_then(|s| s.cluster_ip.as_deref()) {
             Some("None") => {

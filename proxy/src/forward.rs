@@ -14,7 +14,6 @@ use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -41,18 +40,13 @@ const METHODS: [&str; 9] = [
 
 pub(crate) type Body = BoxBody<Bytes, hyper::Error>;
 
-/// Whether `bytes`, the first a client sent, begin an HTTP/1 request.
+/// Whether `bytes`, the first a client sent, begin an HTTP/1 request: a
+/// method and a space, or as much of that as has arrived.
 fn is_http_start(bytes: &[u8]) -> bool {
     !bytes.is_empty()
-        && METHODS.iter().any(|method| {
-            let word = format!("{method} ");
-            let word = word.as_bytes();
-            if bytes.len() >= word.len() {
-                bytes.starts_with(word)
-            } else {
-                word.starts_with(bytes)
-            }
-        })
+        && METHODS
+            .iter()
+            .any(|method| method.bytes().chain(*b" ").zip(bytes).all(|(a, b)| a == *b))
 }
 
 async fn looks_like_http(stream: &TcpStream) -> bool {
@@ -65,7 +59,6 @@ async fn looks_like_http(stream: &TcpStream) -> bool {
 
 pub(crate) async fn connection(stream: TcpStream, local: SocketAddr, shared: Arc<Shared>) {
     let _ = stream.set_nodelay(true);
-    shared.stats.connections.fetch_add(1, Ordering::Relaxed);
     let Some(frontend) = shared.table().frontends.get(&local).cloned() else {
         return;
     };
@@ -119,7 +112,6 @@ where
 }
 
 async fn forward(request: Request<Incoming>, local: SocketAddr, shared: &Shared) -> Response<Body> {
-    shared.stats.requests.fetch_add(1, Ordering::Relaxed);
     let Some(frontend) = shared.table().frontends.get(&local).cloned() else {
         return text(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -132,7 +124,6 @@ async fn forward(request: Request<Incoming>, local: SocketAddr, shared: &Shared)
 /// Sends `request` to one of the frontend's endpoints, or answers 503.
 pub(crate) async fn to_frontend(request: Request<Incoming>, frontend: &Frontend, shared: &Shared) -> Response<Body> {
     if frontend.backends.is_empty() {
-        shared.stats.no_endpoints.fetch_add(1, Ordering::Relaxed);
         return text(StatusCode::SERVICE_UNAVAILABLE, format!("{}\n", frontend.empty_reason));
     }
     let mut request = request;
@@ -154,7 +145,6 @@ pub(crate) async fn to_frontend(request: Request<Incoming>, frontend: &Frontend,
                 continue;
             }
             Err(error) => {
-                shared.stats.failed_dials.fetch_add(1, Ordering::Relaxed);
                 failures.push(format!("{}: {error}", backend.addr));
                 continue;
             }
@@ -275,12 +265,10 @@ async fn splice(mut client: TcpStream, frontend: &Frontend, shared: &Shared) {
                 return;
             }
             Err(error) => {
-                shared.stats.failed_dials.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(%error, service = %frontend.service, "endpoint refused; trying the next");
             }
         }
     }
-    shared.stats.no_endpoints.fetch_add(1, Ordering::Relaxed);
 }
 
 #[cfg(test)]

@@ -35,7 +35,6 @@ pub mod tunnel;
 
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -84,27 +83,11 @@ impl ProxyConfig {
     }
 }
 
-/// Counters since the proxy started.
-#[derive(Debug, Default)]
-pub struct Stats {
-    /// Client connections accepted on frontends.
-    pub connections: AtomicU64,
-    /// HTTP requests proxied (or answered for want of an endpoint).
-    pub requests: AtomicU64,
-    /// Requests or connections that found no endpoint.
-    pub no_endpoints: AtomicU64,
-    /// Endpoints that could not be dialled (the next was tried).
-    pub failed_dials: AtomicU64,
-    /// Connections other nodes' proxies opened through this node's tunnel.
-    pub tunneled_in: AtomicU64,
-}
-
 /// What the proxy's tasks share.
 pub(crate) struct Shared {
     table: RwLock<Arc<Table>>,
     dns_records: Arc<RwLock<Arc<dns::Records>>>,
     pool: forward::Pool,
-    stats: Arc<Stats>,
     connect_timeout: Duration,
 }
 
@@ -117,7 +100,6 @@ impl Shared {
 /// A running proxy. Dropping it closes its listeners.
 pub struct Proxy {
     tunnel_addr: SocketAddr,
-    stats: Arc<Stats>,
     services: Store<Service>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -167,12 +149,10 @@ impl Proxy {
     pub async fn start(client: kube::Client, config: ProxyConfig) -> std::io::Result<Proxy> {
         let tunnel = listeners::bind(SocketAddr::new(config.node_ip, config.tunnel_port))?;
         let tunnel_addr = tunnel.local_addr()?;
-        let stats = Arc::new(Stats::default());
         let shared = Arc::new(Shared {
             table: RwLock::default(),
             dns_records: Arc::default(),
             pool: forward::Pool::default(),
-            stats: stats.clone(),
             connect_timeout: config.connect_timeout,
         });
         let changed = Arc::new(Notify::new());
@@ -220,7 +200,6 @@ impl Proxy {
         tasks.push(tokio::spawn(tunnel::serve(tunnel, shared)));
         Ok(Proxy {
             tunnel_addr,
-            stats,
             services,
             tasks,
         })
@@ -230,10 +209,6 @@ impl Proxy {
     /// the Node's [`TUNNEL_PORT_ANNOTATION`].
     pub fn tunnel_addr(&self) -> SocketAddr {
         self.tunnel_addr
-    }
-
-    pub fn stats(&self) -> &Stats {
-        &self.stats
     }
 
     /// The Services this proxy knows, for the environment variables pods

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use k8s_openapi::api::core::v1::{Endpoints, Node, Service, ServicePort};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 /// The Node annotation where a node's proxy publishes its tunnel port.
 pub const TUNNEL_PORT_ANNOTATION: &str = "skiff.dev/proxy-tunnel-port";
@@ -142,10 +143,11 @@ pub struct Inputs<'a> {
     pub node_ip: IpAddr,
 }
 
-fn key(namespace: Option<&String>, name: Option<&String>) -> (String, String) {
+/// An object's namespace and name.
+pub(crate) fn key_of(metadata: &ObjectMeta) -> (String, String) {
     (
-        namespace.cloned().unwrap_or_default(),
-        name.cloned().unwrap_or_default(),
+        metadata.namespace.clone().unwrap_or_default(),
+        metadata.name.clone().unwrap_or_default(),
     )
 }
 
@@ -276,19 +278,14 @@ pub fn build(inputs: &Inputs<'_>) -> Table {
     let endpoints: HashMap<(String, String), &Endpoints> = inputs
         .endpoints
         .iter()
-        .map(|e| (key(e.metadata.namespace.as_ref(), e.metadata.name.as_ref()), e.as_ref()))
+        .map(|e| (key_of(&e.metadata), e.as_ref()))
         .collect();
     let mut table = Table::default();
     for service in inputs.services {
         let Some(spec) = service.spec.as_ref() else { continue };
         let cluster_ip = spec.cluster_ip.as_deref().and_then(|ip| ip.parse::<IpAddr>().ok());
         let node_ports = matches!(spec.type_.as_deref(), Some("NodePort" | "LoadBalancer"));
-        let found = endpoints
-            .get(&key(
-                service.metadata.namespace.as_ref(),
-                service.metadata.name.as_ref(),
-            ))
-            .copied();
+        let found = endpoints.get(&key_of(&service.metadata)).copied();
         for port in spec.ports.iter().flatten() {
             if port.protocol.as_deref().is_some_and(|p| p != "TCP") {
                 continue;
@@ -310,7 +307,7 @@ pub fn build(inputs: &Inputs<'_>) -> Table {
             ));
             table
                 .services
-                .entry(key(service.metadata.namespace.as_ref(), service.metadata.name.as_ref()))
+                .entry(key_of(&service.metadata))
                 .or_default()
                 .push(ServiceFrontend {
                     name: port.name.clone().unwrap_or_default(),

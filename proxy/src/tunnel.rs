@@ -9,7 +9,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -75,7 +74,6 @@ async fn handle(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
         }
     };
     upstream.set_nodelay(true)?;
-    shared.stats.tunneled_in.fetch_add(1, Ordering::Relaxed);
     stream.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").await?;
     if !early.is_empty() {
         upstream.write_all(&early).await?;

@@ -36,7 +36,7 @@ use tokio::net::TcpListener;
 
 use crate::Shared;
 use crate::forward::{self, Body, text};
-use crate::table::PortRef;
+use crate::table::{PortRef, key_of};
 use rules::{Port, Rules, Target};
 
 /// What the listeners serve from, replaced whole on every change.
@@ -121,30 +121,24 @@ fn port_ref(port: &Port) -> PortRef<'_> {
     }
 }
 
-/// Answers one request that came in on the Ingress listener.
-async fn answer(request: Request<Incoming>, shared: Arc<Shared>, current: Current) -> hyper::Response<Body> {
-    let host = request
+/// The host a request names, without its port: the URI's authority, else
+/// the Host header.
+fn request_host(request: &Request<Incoming>) -> String {
+    let from_header = || {
+        let header = request.headers().get(hyper::header::HOST)?.to_str().ok()?;
+        Some(header.parse::<http::uri::Authority>().ok()?.host().to_string())
+    };
+    request
         .uri()
         .host()
         .map(str::to_string)
-        .or_else(|| {
-            request
-                .headers()
-                .get(hyper::header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(|h| {
-                    h.rsplit_once(':')
-                        .map_or(h, |(name, port)| {
-                            if port.chars().all(|c| c.is_ascii_digit()) {
-                                name
-                            } else {
-                                h
-                            }
-                        })
-                        .to_string()
-                })
-        })
-        .unwrap_or_default();
+        .or_else(from_header)
+        .unwrap_or_default()
+}
+
+/// Answers one request that came in on the Ingress listener.
+async fn answer(request: Request<Incoming>, shared: Arc<Shared>, current: Current) -> hyper::Response<Body> {
+    let host = request_host(&request);
     let path = request.uri().path().to_string();
     let state = current.get();
     let Some(backend) = state.rules.route(&host, &path) else {
@@ -234,12 +228,20 @@ pub(crate) async fn serve_https(listener: TcpListener, shared: Arc<Shared>, curr
 /// adds this node's address to each served Ingress's status.
 pub(crate) struct Sync {
     pub(crate) current: Current,
-    pub(crate) recorder: Recorder,
-    pub(crate) client: kube::Client,
-    pub(crate) node_ip: String,
+    recorder: Recorder,
+    client: kube::Client,
+    node_ip: String,
     /// Problems already reported: (ingress uid, message).
     reported: BTreeSet<(String, String)>,
+    /// Each TLS Secret's certificate as last read, with the
+    /// resourceVersion it was read at, so a Secret is parsed once per
+    /// change rather than on every sync.
+    loaded: HashMap<(String, String), (Option<String>, Loaded)>,
 }
+
+/// A Secret's certificate, or the Event reason and message saying why
+/// there is none.
+type Loaded = Result<Arc<CertifiedKey>, (&'static str, String)>;
 
 impl Sync {
     pub(crate) fn new(client: kube::Client, node_name: &str, node_ip: String) -> Sync {
@@ -249,30 +251,37 @@ impl Sync {
             client,
             node_ip,
             reported: BTreeSet::new(),
+            loaded: HashMap::new(),
         }
     }
 
     pub(crate) fn update(&mut self, ingresses: &[Arc<Ingress>], secrets: &[Arc<Secret>], table: &crate::table::Table) {
         let rules = Rules::compile(ingresses);
-        let by_name: HashMap<(String, String), &Secret> = secrets
-            .iter()
-            .map(|s| {
-                let namespace = s.metadata.namespace.clone().unwrap_or_default();
-                ((namespace, s.metadata.name.clone().unwrap_or_default()), s.as_ref())
-            })
-            .collect();
-        // Each Secret's certificate, or why it cannot be used.
-        let mut loaded: HashMap<(String, String), Result<Arc<CertifiedKey>, String>> = HashMap::new();
+        let by_name: HashMap<(String, String), &Secret> =
+            secrets.iter().map(|s| (key_of(&s.metadata), s.as_ref())).collect();
+        let mut loaded = HashMap::new();
         for (namespace, name) in rules.secrets() {
             let key = (namespace.to_string(), name.to_string());
-            let result = match by_name.get(&key) {
-                Some(secret) => certified_key(secret)
-                    .map(Arc::new)
-                    .map_err(|why| format!("TLS Secret {namespace}/{name} cannot be used: {why}")),
-                None => Err(format!("TLS Secret {namespace}/{name} not found")),
+            let secret = by_name.get(&key);
+            let version = secret.and_then(|s| s.metadata.resource_version.clone());
+            let entry = match self.loaded.remove(&key) {
+                Some(entry) if entry.0 == version => entry,
+                _ => {
+                    let result = match secret {
+                        Some(secret) => certified_key(secret).map(Arc::new).map_err(|why| {
+                            (
+                                "InvalidSecret",
+                                format!("TLS Secret {namespace}/{name} cannot be used: {why}"),
+                            )
+                        }),
+                        None => Err(("SecretNotFound", format!("TLS Secret {namespace}/{name} not found"))),
+                    };
+                    (version, result)
+                }
             };
-            loaded.insert(key, result);
+            loaded.insert(key, entry);
         }
+        self.loaded = loaded;
         // What is wrong with each Ingress, by `namespace/name`.
         let mut problems: HashMap<String, Vec<(&str, String)>> = HashMap::new();
         for backend in rules.backends() {
@@ -287,45 +296,39 @@ impl Sync {
                     .push(("BackendNotFound", why));
             }
         }
+        let certificates = self
+            .loaded
+            .iter()
+            .filter_map(|(key, (_, result))| Some((key.clone(), result.as_ref().ok()?.clone())))
+            .collect();
+        self.current.set(State { rules, certificates });
+
+        let mut now: BTreeSet<(String, String)> = BTreeSet::new();
         for ingress in ingresses.iter().filter(|i| rules::is_ours(i)) {
-            let namespace = ingress.metadata.namespace.clone().unwrap_or_default();
-            let name = format!("{namespace}/{}", ingress.metadata.name.as_deref().unwrap_or_default());
+            let (namespace, name) = key_of(&ingress.metadata);
+            let mut mine = problems.remove(&format!("{namespace}/{name}")).unwrap_or_default();
             for secret in ingress
                 .spec
                 .iter()
                 .flat_map(|s| s.tls.iter().flatten())
                 .filter_map(|t| t.secret_name.clone())
             {
-                if let Some(Err(why)) = loaded.get(&(namespace.clone(), secret)) {
-                    let reason = if why.ends_with("not found") {
-                        "SecretNotFound"
-                    } else {
-                        "InvalidSecret"
-                    };
-                    let message = format!("{why}; its hosts get a self-signed fallback certificate");
-                    problems.entry(name.clone()).or_default().push((reason, message));
+                if let Some((_, Err((reason, why)))) = self.loaded.get(&(namespace.clone(), secret)) {
+                    mine.push((
+                        reason,
+                        format!("{why}; its hosts get a self-signed fallback certificate"),
+                    ));
                 }
             }
-        }
-        let certificates = loaded
-            .into_iter()
-            .filter_map(|(key, result)| Some((key, result.ok()?)))
-            .collect();
-        self.current.set(State { rules, certificates });
-
-        let mut now: BTreeSet<(String, String)> = BTreeSet::new();
-        for ingress in ingresses.iter().filter(|i| rules::is_ours(i)) {
-            let namespace = ingress.metadata.namespace.clone().unwrap_or_default();
-            let name = format!("{namespace}/{}", ingress.metadata.name.as_deref().unwrap_or_default());
             let uid = ingress.metadata.uid.clone().unwrap_or_default();
-            for (reason, message) in problems.remove(&name).unwrap_or_default() {
+            for (reason, message) in mine {
                 let key = (uid.clone(), message.clone());
                 if !self.reported.contains(&key) {
                     let reference = ObjectReference {
                         api_version: Some("networking.k8s.io/v1".into()),
                         kind: Some("Ingress".into()),
                         namespace: Some(namespace.clone()),
-                        name: ingress.metadata.name.clone(),
+                        name: Some(name.clone()),
                         uid: ingress.metadata.uid.clone(),
                         ..ObjectReference::default()
                     };

@@ -13,6 +13,8 @@ use std::sync::Arc;
 
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
 
+use crate::table::key_of;
+
 /// What a matched rule sends the request to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Target {
@@ -143,13 +145,6 @@ pub fn is_ours(ingress: &Ingress) -> bool {
     class.is_none_or(|c| c == "skiff")
 }
 
-fn name_of(ingress: &Ingress) -> (String, String) {
-    (
-        ingress.metadata.namespace.clone().unwrap_or_default(),
-        ingress.metadata.name.clone().unwrap_or_default(),
-    )
-}
-
 fn target(backend: &IngressBackend) -> Target {
     match (&backend.service, &backend.resource) {
         (Some(service), _) => {
@@ -180,11 +175,13 @@ impl Rules {
         let mut ours: Vec<&Ingress> = ingresses.iter().map(Arc::as_ref).filter(|i| is_ours(i)).collect();
         ours.sort_by(|a, b| {
             let created = |i: &Ingress| i.metadata.creation_timestamp.clone().map(|t| t.0);
-            created(a).cmp(&created(b)).then_with(|| name_of(a).cmp(&name_of(b)))
+            created(a)
+                .cmp(&created(b))
+                .then_with(|| key_of(&a.metadata).cmp(&key_of(&b.metadata)))
         });
         let mut compiled = Rules::default();
         for ingress in ours {
-            let (namespace, name) = name_of(ingress);
+            let (namespace, name) = key_of(&ingress.metadata);
             let backend = |target: Target| Backend {
                 ingress: format!("{namespace}/{name}"),
                 namespace: namespace.clone(),
