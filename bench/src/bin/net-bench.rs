@@ -171,9 +171,8 @@ fn pod_and_service(name: &str, image: &str, class: &str, port: u16, command: &[&
     (pod, service)
 }
 
-/// Polls until the Service has a ready endpoint and a request through the
-/// given URL answers.
-async fn until_served(api: &skiff_bench::api::ApiClient, name: &str, deadline: Instant) -> anyhow::Result<String> {
+/// Polls until the Service has a ready endpoint; returns its address.
+async fn ready_endpoint(api: &skiff_bench::api::ApiClient, name: &str, deadline: Instant) -> anyhow::Result<String> {
     loop {
         let endpoints = get(api, &format!("/api/v1/namespaces/default/endpoints/{name}")).await;
         if let Ok(endpoints) = endpoints
@@ -282,7 +281,7 @@ async fn main() -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut cells = Vec::new();
     for (name, _, port) in &backends {
-        let pod_ip = until_served(&api, name, deadline).await?;
+        let pod_ip = ready_endpoint(&api, name, deadline).await?;
         let service = get(&api, &format!("/api/v1/namespaces/default/services/{name}")).await?;
         let cluster_ip = service["spec"]["clusterIP"].as_str().unwrap_or_default().to_string();
         let host = format!("{name}.bench.test");
