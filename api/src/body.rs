@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use crate::catalog::{Resource, Shape};
 use crate::error::{ApiError, Result};
-use crate::registry::FieldValidation;
+use crate::options::FieldValidation;
 
 /// The largest request body accepted, as kube-apiserver's default.
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;

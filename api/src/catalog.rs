@@ -3,23 +3,20 @@
 //!
 //! A [`Resource`] says everything the generic registry and the discovery
 //! documents need to know about one group/version/resource: its kind, scope,
-//! names, subresources and how to check a body of it. The [`Catalog`] is the
-//! live set, shared by the router, discovery and OpenAPI.
+//! names, subresources, how to check a body of it, and the kind's own rules
+//! ([`KindOps`], one file per kind under [`crate::kinds`]). The [`Catalog`]
+//! is the live set, shared by the router, discovery and OpenAPI.
+//!
+//! [`builtins`] has one line per built-in kind: its ops, scope, short
+//! names, subresources and categories.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
-use k8s_openapi::api::{apps::v1 as apps, batch::v1 as batch, coordination::v1 as coordination, core::v1 as core};
-use k8s_openapi::api::{discovery::v1 as discovery, networking::v1 as networking, node::v1 as node, rbac::v1 as rbac};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
 use serde_json::Value;
 
-/// Decodes a body into its typed form and encodes it back: the canonical
-/// JSON of a built-in object. Fields the type does not know are dropped.
-pub type Canonicalize = fn(&Value) -> Result<Value, serde_json::Error>;
-
-/// Generates the OpenAPI schema of a built-in kind.
-pub type SchemaFn = fn(&mut schemars::SchemaGenerator) -> schemars::Schema;
+use crate::kinds::{self, BuiltinKind, KindOps};
+pub use crate::kinds::{Canonicalize, SchemaFn};
 
 /// How bodies of a kind are checked.
 #[derive(Clone, Debug)]
@@ -73,6 +70,8 @@ pub struct Resource {
     pub categories: Vec<String>,
     pub subresources: Subresources,
     pub shape: Shape,
+    /// The kind's own rules: [`kinds::custom::OPS`] for custom resources.
+    pub ops: &'static KindOps,
 }
 
 impl Resource {
@@ -100,43 +99,24 @@ impl Resource {
     }
 }
 
-fn canonical<T>(value: &Value) -> Result<Value, serde_json::Error>
-where
-    T: serde::de::DeserializeOwned + serde::Serialize,
-{
-    let typed: T = serde_json::from_value(value.clone())?;
-    serde_json::to_value(typed)
-}
-
-fn schema_of<T: schemars::JsonSchema>(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    generator.subschema_for::<T>()
-}
-
 struct Builtin {
-    shape: Shape,
-    group: &'static str,
-    version: &'static str,
-    kind: &'static str,
-    plural: &'static str,
+    kind: &'static BuiltinKind,
     namespaced: bool,
     short_names: &'static [&'static str],
     categories: &'static [&'static str],
     subresources: Subresources,
 }
 
-fn builtin<T>(namespaced: bool, short_names: &'static [&'static str], subresources: Subresources) -> Builtin
-where
-    T: k8s_openapi::Resource + serde::de::DeserializeOwned + serde::Serialize + schemars::JsonSchema,
-{
+/// A built-in kind: its type and ops, scope, short names and
+/// subresources.
+fn builtin(
+    kind: &'static BuiltinKind,
+    namespaced: bool,
+    short_names: &'static [&'static str],
+    subresources: Subresources,
+) -> Builtin {
     Builtin {
-        shape: Shape::Builtin {
-            canonicalize: canonical::<T>,
-            schema: schema_of::<T>,
-        },
-        group: T::GROUP,
-        version: T::VERSION,
-        kind: T::KIND,
-        plural: T::URL_PATH_SEGMENT,
+        kind,
         namespaced,
         short_names,
         categories: &[],
@@ -151,18 +131,23 @@ impl Builtin {
     }
 
     fn into_resource(self) -> Resource {
+        let typed = self.kind.typed;
         Resource {
-            group: self.group.into(),
-            version: self.version.into(),
-            kind: self.kind.into(),
-            list_kind: format!("{}List", self.kind),
-            plural: self.plural.into(),
-            singular: self.kind.to_ascii_lowercase(),
+            group: typed.group.into(),
+            version: typed.version.into(),
+            kind: typed.kind.into(),
+            list_kind: format!("{}List", typed.kind),
+            plural: typed.plural.into(),
+            singular: typed.kind.to_ascii_lowercase(),
             namespaced: self.namespaced,
             short_names: self.short_names.iter().map(|s| s.to_string()).collect(),
             categories: self.categories.iter().map(|s| s.to_string()).collect(),
             subresources: self.subresources,
-            shape: self.shape,
+            shape: Shape::Builtin {
+                canonicalize: typed.canonicalize,
+                schema: typed.schema,
+            },
+            ops: &self.kind.ops,
         }
     }
 }
@@ -194,7 +179,8 @@ const ALL: &[&str] = &["all"];
 pub fn builtins() -> Vec<Resource> {
     let none = Subresources::default;
     let kinds = vec![
-        builtin::<core::Namespace>(
+        builtin(
+            &kinds::namespace::KIND,
             CLUSTER,
             &["ns"],
             Subresources {
@@ -203,7 +189,8 @@ pub fn builtins() -> Vec<Resource> {
                 ..Subresources::default()
             },
         ),
-        builtin::<core::Pod>(
+        builtin(
+            &kinds::pod::KIND,
             NAMESPACED,
             &["po"],
             Subresources {
@@ -215,29 +202,34 @@ pub fn builtins() -> Vec<Resource> {
             },
         )
         .categories(ALL),
-        builtin::<core::Service>(NAMESPACED, &["svc"], status()).categories(ALL),
-        builtin::<core::Endpoints>(NAMESPACED, &["ep"], none()),
-        builtin::<core::ConfigMap>(NAMESPACED, &["cm"], none()),
-        builtin::<core::Secret>(NAMESPACED, &[], none()),
-        builtin::<core::Node>(CLUSTER, &["no"], status()),
-        builtin::<core::Event>(NAMESPACED, &["ev"], none()),
-        builtin::<core::ServiceAccount>(NAMESPACED, &["sa"], none()),
-        builtin::<apps::Deployment>(NAMESPACED, &["deploy"], status_and_scale()).categories(ALL),
-        builtin::<apps::ReplicaSet>(NAMESPACED, &["rs"], status_and_scale()).categories(ALL),
-        builtin::<apps::DaemonSet>(NAMESPACED, &["ds"], status()).categories(ALL),
-        builtin::<apps::StatefulSet>(NAMESPACED, &["sts"], status_and_scale()).categories(ALL),
-        builtin::<batch::Job>(NAMESPACED, &[], status()).categories(ALL),
-        builtin::<batch::CronJob>(NAMESPACED, &["cj"], status()).categories(ALL),
-        builtin::<coordination::Lease>(NAMESPACED, &[], none()),
-        builtin::<discovery::EndpointSlice>(NAMESPACED, &[], none()),
-        builtin::<networking::Ingress>(NAMESPACED, &["ing"], status()),
-        builtin::<networking::IngressClass>(CLUSTER, &[], none()),
-        builtin::<node::RuntimeClass>(CLUSTER, &[], none()),
-        builtin::<rbac::Role>(NAMESPACED, &[], none()),
-        builtin::<rbac::ClusterRole>(CLUSTER, &[], none()),
-        builtin::<rbac::RoleBinding>(NAMESPACED, &[], none()),
-        builtin::<rbac::ClusterRoleBinding>(CLUSTER, &[], none()),
-        builtin::<apiextensions::CustomResourceDefinition>(CLUSTER, &["crd", "crds"], status()),
+        builtin(&kinds::service::KIND, NAMESPACED, &["svc"], status()).categories(ALL),
+        builtin(&kinds::endpoints::KIND, NAMESPACED, &["ep"], none()),
+        builtin(&kinds::config_map::KIND, NAMESPACED, &["cm"], none()),
+        builtin(&kinds::secret::KIND, NAMESPACED, &[], none()),
+        builtin(&kinds::node::KIND, CLUSTER, &["no"], status()),
+        builtin(&kinds::event::KIND, NAMESPACED, &["ev"], none()),
+        builtin(&kinds::service_account::KIND, NAMESPACED, &["sa"], none()),
+        builtin(&kinds::deployment::KIND, NAMESPACED, &["deploy"], status_and_scale()).categories(ALL),
+        builtin(&kinds::replica_set::KIND, NAMESPACED, &["rs"], status_and_scale()).categories(ALL),
+        builtin(&kinds::daemon_set::KIND, NAMESPACED, &["ds"], status()).categories(ALL),
+        builtin(&kinds::stateful_set::KIND, NAMESPACED, &["sts"], status_and_scale()).categories(ALL),
+        builtin(&kinds::job::KIND, NAMESPACED, &[], status()).categories(ALL),
+        builtin(&kinds::cron_job::KIND, NAMESPACED, &["cj"], status()).categories(ALL),
+        builtin(&kinds::lease::KIND, NAMESPACED, &[], none()),
+        builtin(&kinds::endpoint_slice::KIND, NAMESPACED, &[], none()),
+        builtin(&kinds::ingress::KIND, NAMESPACED, &["ing"], status()),
+        builtin(&kinds::ingress_class::KIND, CLUSTER, &[], none()),
+        builtin(&kinds::runtime_class::KIND, CLUSTER, &[], none()),
+        builtin(&kinds::rbac::ROLE, NAMESPACED, &[], none()),
+        builtin(&kinds::rbac::CLUSTER_ROLE, CLUSTER, &[], none()),
+        builtin(&kinds::rbac::ROLE_BINDING, NAMESPACED, &[], none()),
+        builtin(&kinds::rbac::CLUSTER_ROLE_BINDING, CLUSTER, &[], none()),
+        builtin(
+            &kinds::custom_resource_definition::KIND,
+            CLUSTER,
+            &["crd", "crds"],
+            status(),
+        ),
     ];
     let mut resources: Vec<Resource> = kinds.into_iter().map(Builtin::into_resource).collect();
     resources.push(wasm_plugin());
@@ -259,6 +251,7 @@ fn wasm_plugin() -> Resource {
         categories: vec![],
         subresources: status(),
         shape: Shape::Custom { schema: None },
+        ops: &kinds::custom::KIND,
     }
 }
 

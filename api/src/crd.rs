@@ -1,5 +1,6 @@
 //! CustomResourceDefinitions: what a CRD makes the server serve, the
-//! checks a CRD must pass, and the status the server gives it.
+//! checks a CRD must pass. The status the server gives a CRD is its kind's
+//! ([`crate::kinds::custom_resource_definition`]).
 //!
 //! The catalog follows the stored CRDs: [`sync`] loads them at start and
 //! then watches their keys, so every API server of a cluster serves the
@@ -87,6 +88,7 @@ pub fn resources(crd: &Value) -> Vec<Resource> {
                 shape: Shape::Custom {
                     schema: v.pointer("/schema/openAPIV3Schema").cloned().map(Arc::new),
                 },
+                ops: &crate::kinds::custom::OPS,
             }
         })
         .collect()
@@ -161,35 +163,6 @@ pub fn validate(crd: &Value, catalog: &Catalog) -> Vec<Cause> {
     causes
 }
 
-/// The status a CRD gets when written: its names accepted and established.
-pub fn status(crd: &Value) -> Value {
-    let now = meta::now_rfc3339();
-    let storage: Vec<String> = crd
-        .pointer("/spec/versions")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter(|v| v.get("storage").and_then(Value::as_bool) == Some(true))
-        .filter_map(|v| v.get("name").and_then(Value::as_str).map(String::from))
-        .collect();
-    let mut accepted = crd.pointer("/spec/names").cloned().unwrap_or_else(|| json!({}));
-    if accepted.get("singular").is_none() {
-        accepted["singular"] = json!(str_at(crd, "/spec/names/kind").to_ascii_lowercase());
-    }
-    if accepted.get("listKind").is_none() {
-        accepted["listKind"] = json!(format!("{}List", str_at(crd, "/spec/names/kind")));
-    }
-    json!({
-        "acceptedNames": accepted,
-        "conditions": [
-            {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts",
-             "message": "no conflicts found", "lastTransitionTime": now},
-            {"type": "Established", "status": "True", "reason": "InitialNamesAccepted",
-             "message": "the initial names have been accepted", "lastTransitionTime": now},
-        ],
-        "storedVersions": storage,
-    })
-}
 
 /// Brings the catalog in line with one stored CRD (or its removal).
 pub fn reconcile(catalog: &Catalog, previous: Option<&Value>, current: Option<&Value>) {

@@ -118,15 +118,6 @@ pub enum NameRule {
 }
 
 impl NameRule {
-    pub fn for_kind(group: &str, kind: &str) -> NameRule {
-        match (group, kind) {
-            ("", "Namespace") => NameRule::Dns1123Label,
-            ("", "Service") => NameRule::Dns1035Label,
-            ("rbac.authorization.k8s.io", _) => NameRule::PathSegment,
-            _ => NameRule::Dns1123Subdomain,
-        }
-    }
-
     /// Why `name` is not allowed, in Kubernetes' words; `None` if it is.
     pub fn check(self, name: &str) -> Option<String> {
         match self {

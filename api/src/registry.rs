@@ -21,13 +21,13 @@ use serde_json::{Value, json};
 use skiff_store::{Compare, CompareOp, KeyRange, RangeRequest, ReadConsistency, Store, Txn, TxnOp};
 
 use crate::admission::{Admission, Attributes, Operation};
-use crate::auth::User;
 use crate::catalog::{Catalog, Resource};
 use crate::crd;
 use crate::error::{ApiError, Cause, Result, Subject};
 use crate::meta;
-use crate::selector::{FieldSelector, LabelSelector};
+use crate::options::{DeleteOptions, FieldValidation, ListOptions, Part, Propagation, WriteOptions};
 use crate::services::{self, Reservations, ServiceRanges};
+use crate::stored::{decode, encode, key, prefix};
 use crate::strategy;
 
 /// How many times a retryable update is re-read and re-applied before the
@@ -38,44 +38,6 @@ const MAX_GENERATE_NAME_ATTEMPTS: usize = 8;
 /// The keys read per store round trip while filtering a list.
 const LIST_CHUNK: usize = 500;
 
-/// `fieldValidation`: what to do with fields the schema does not know.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum FieldValidation {
-    Strict,
-    #[default]
-    Warn,
-    Ignore,
-}
-
-/// Options shared by create, update and patch.
-#[derive(Clone, Debug, Default)]
-pub struct WriteOptions {
-    pub dry_run: bool,
-    pub field_manager: Option<String>,
-    /// Who is writing, for admission.
-    pub user: User,
-    /// A server-side apply, which records its own field ownership.
-    pub applying: bool,
-}
-
-/// `DeleteOptions` as far as the registry acts on them.
-#[derive(Clone, Debug, Default)]
-pub struct DeleteOptions {
-    pub user: User,
-    pub dry_run: bool,
-    pub propagation: Option<Propagation>,
-    pub grace_period_seconds: Option<i64>,
-    pub precondition_uid: Option<String>,
-    pub precondition_resource_version: Option<String>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Propagation {
-    Orphan,
-    Background,
-    Foreground,
-}
-
 /// What a delete did.
 #[derive(Clone, Debug)]
 pub enum Deleted {
@@ -84,30 +46,6 @@ pub enum Deleted {
     /// Finalizers or a grace period keep it; the object now carries a
     /// `deletionTimestamp`.
     Marked(Value),
-}
-
-/// Which part of an object an update may change.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Part {
-    /// The object; `status` is kept as stored when the kind has a status
-    /// subresource.
-    Main,
-    /// Only `status` (the `/status` subresource).
-    Status,
-    /// `pods/binding`: the main object, where `spec.nodeName` may be set
-    /// once.
-    Binding,
-}
-
-/// Read options for list and watch.
-#[derive(Clone, Debug, Default)]
-pub struct ListOptions {
-    pub label_selector: Option<LabelSelector>,
-    pub field_selector: Option<FieldSelector>,
-    pub limit: Option<usize>,
-    pub continue_token: Option<String>,
-    pub resource_version: Option<String>,
-    pub resource_version_match: Option<String>,
 }
 
 /// One page of a list.
@@ -131,51 +69,8 @@ pub struct Registry {
     store: Store,
     catalog: Catalog,
     admission: Admission,
-    decoded: Arc<crate::watch::DecodeCache>,
+    decoded: Arc<crate::stored::DecodeCache>,
     service_ranges: ServiceRanges,
-}
-
-pub fn key(resource: &Resource, namespace: Option<&str>, name: &str) -> String {
-    format!("{}{name}", prefix(resource, namespace))
-}
-
-/// The key prefix of every object of `resource`, or of those in one
-/// namespace.
-pub fn prefix(resource: &Resource, namespace: Option<&str>) -> String {
-    match namespace {
-        Some(ns) if resource.namespaced => {
-            format!("/registry/{}/{}/{ns}/", resource.storage_group(), resource.plural)
-        }
-        _ => format!("/registry/{}/{}/", resource.storage_group(), resource.plural),
-    }
-}
-
-fn subject(resource: &Resource, name: &str) -> Subject {
-    Subject::new(&resource.group, &resource.plural, name)
-}
-
-/// A stored object as a client of `resource` sees it: its resourceVersion,
-/// and the apiVersion it was asked for (custom resources of several served
-/// versions share one key).
-pub(crate) fn decode(resource: &Resource, bytes: &[u8], mod_revision: u64) -> Result<Value> {
-    let mut object: Value = serde_json::from_slice(bytes).map_err(|error| {
-        tracing::error!(%error, "stored object does not decode");
-        ApiError::Internal
-    })?;
-    meta::set_resource_version(&mut object, mod_revision);
-    if !resource.is_builtin() {
-        meta::object_mut(&mut object).insert("apiVersion".into(), Value::String(resource.api_version()));
-    }
-    Ok(object)
-}
-
-fn encode(object: &Value) -> Result<Vec<u8>> {
-    let mut object = object.clone();
-    meta::metadata_mut(&mut object).remove("resourceVersion");
-    serde_json::to_vec(&object).map_err(|error| {
-        tracing::error!(%error, "object does not encode");
-        ApiError::Internal
-    })
 }
 
 fn parse_revision(rv: &str) -> Result<u64> {
@@ -195,7 +90,7 @@ fn record_ownership(resource: &Resource, part: Part, old: Option<&Value>, new: &
         _ if resource.has_status() => Scope::Main,
         _ => Scope::Object,
     };
-    let root = crate::patch::schema::root_type(&resource.group, &resource.kind);
+    let root = resource.ops.patch;
     record_update(old, new, manager, &meta::now_rfc3339(), scope, root);
 }
 
@@ -263,7 +158,7 @@ impl Registry {
     }
 
     /// Decoded object versions shared by every watch.
-    pub fn decode_cache(&self) -> &crate::watch::DecodeCache {
+    pub fn decode_cache(&self) -> &crate::stored::DecodeCache {
         &self.decoded
     }
 
@@ -397,7 +292,7 @@ impl Registry {
         }
         if let Some(selector) = &options.field_selector {
             let matched = selector
-                .matches_with(|field| crate::selector::field_value(&resource.group, &resource.kind, object, field))
+                .matches_with(|field| resource.ops.field_value(object, field))
                 .map_err(|e| ApiError::BadRequest(e.to_string()))?;
             if !matched {
                 return Ok(false);
@@ -768,16 +663,6 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn keys_follow_kube_apiserver() {
-        let catalog = Catalog::new();
-        let deployments = catalog.lookup("apps", "v1", "deployments").unwrap();
-        assert_eq!(key(&deployments, Some("a"), "web"), "/registry/apps/deployments/a/web");
-        assert_eq!(prefix(&deployments, None), "/registry/apps/deployments/");
-        let namespaces = catalog.lookup("", "v1", "namespaces").unwrap();
-        assert_eq!(key(&namespaces, Some("ignored"), "a"), "/registry/core/namespaces/a");
-    }
 
     #[test]
     fn continue_tokens_round_trip_and_reject_garbage() {

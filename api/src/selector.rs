@@ -7,9 +7,10 @@
 //!   validated the way the API server validates them.
 //! * [`FieldSelector`] parses the `fieldSelector` query syntax (`=`, `==`,
 //!   `!=`, comma = AND, `\,` `\=` `\\` escapes). Which fields a kind can be
-//!   selected on is fixed per kind; [`field_value`] knows the built-in set and
-//!   returns [`SelectorError::UnsupportedField`] for anything else, which the
-//!   HTTP layer renders as 400 BadRequest.
+//!   selected on is fixed per kind; each kind's
+//!   [`KindOps::field_value`](crate::kinds::KindOps::field_value) knows its
+//!   set and returns [`SelectorError::UnsupportedField`] for anything else,
+//!   which the HTTP layer renders as 400 BadRequest.
 //!
 //! Everything here is pure: objects are `serde_json::Value`s in the JSON form
 //! Kubernetes writes.
@@ -907,11 +908,12 @@ impl FieldSelector {
             .map(|r| r.value.as_str())
     }
 
-    /// Checks that the kind supports every field named, so an unsupported one
-    /// is rejected even when there is nothing to match against.
-    pub fn validate(&self, group: &str, kind: &str) -> Result<()> {
+    /// Checks every field named through `value` (a kind's field lookup), so
+    /// an unsupported one is rejected even when there is nothing to match
+    /// against.
+    pub fn validate_with(&self, mut value: impl FnMut(&str) -> Result<Option<String>>) -> Result<()> {
         for requirement in &self.requirements {
-            field_value(group, kind, &Value::Null, &requirement.field)?;
+            value(&requirement.field)?;
         }
         Ok(())
     }
@@ -934,12 +936,6 @@ impl FieldSelector {
             }
         }
         Ok(true)
-    }
-
-    /// Whether `object`, of the given group and kind, satisfies every term,
-    /// using the fields Kubernetes supports for that kind ([`field_value`]).
-    pub fn matches_kind(&self, group: &str, kind: &str, object: &Value) -> Result<bool> {
-        self.matches_with(|field| field_value(group, kind, object, field))
     }
 }
 
@@ -1022,120 +1018,6 @@ pub fn escape_field_value(value: &str) -> String {
         out.push(c);
     }
     out
-}
-
-// --- selectable fields ------------------------------------------------------
-
-fn at<'a>(object: &'a Value, path: &[&str]) -> Option<&'a Value> {
-    path.iter().try_fold(object, |v, key| v.get(key))
-}
-
-fn string_at(object: &Value, path: &[&str]) -> Option<String> {
-    at(object, path).and_then(Value::as_str).map(str::to_owned)
-}
-
-fn bool_at(object: &Value, path: &[&str]) -> Option<String> {
-    Some(at(object, path).and_then(Value::as_bool).unwrap_or(false).to_string())
-}
-
-fn int_at(object: &Value, path: &[&str]) -> Option<String> {
-    Some(at(object, path).and_then(Value::as_i64).unwrap_or(0).to_string())
-}
-
-/// The value of a selectable field of an object of kind `group`/`kind`
-/// (`""` for the core group).
-///
-/// `Ok(None)` means the kind supports the field but the object lacks it (it
-/// then compares as `""`, so `spec.nodeName=` selects unscheduled pods).
-/// Booleans and counters read as Kubernetes prints them (`"false"`, `"0"`)
-/// when absent. A field the kind does not support is
-/// [`SelectorError::UnsupportedField`], whatever the object.
-///
-/// Supported, following the API server's field label conversions: every
-/// kind `metadata.name` and (except Node and Namespace) `metadata.namespace`;
-/// Pod `spec.nodeName` (alias `spec.host`), `spec.restartPolicy`,
-/// `spec.schedulerName`, `spec.serviceAccountName`, `spec.hostNetwork`,
-/// `status.phase`, `status.podIP`, `status.podIPs` (accepted, always `""`
-/// as upstream), `status.nominatedNodeName`; core Event `involvedObject.*`,
-/// `reason`, `reportingComponent`, `source`, `type`; events.k8s.io Event
-/// the same under its own names (`regarding.*`, `reportingController`);
-/// Secret `type`; Service `spec.clusterIP`, `spec.type`; Node
-/// `spec.unschedulable`; Namespace `status.phase`; ReplicaSet and
-/// ReplicationController `status.replicas`; Job `status.successful`;
-/// CertificateSigningRequest `spec.signerName`.
-pub fn field_value(group: &str, kind: &str, object: &Value, field: &str) -> Result<Option<String>> {
-    let unsupported = || Err(SelectorError::UnsupportedField(field.to_owned()));
-    let meta = |name: &str| string_at(object, &["metadata", name]);
-    let value = match (group, kind, field) {
-        (_, _, "metadata.name") => meta("name"),
-        ("", "Node" | "Namespace", "metadata.namespace") => return unsupported(),
-        (_, _, "metadata.namespace") => meta("namespace"),
-
-        ("", "Pod", _) => match field {
-            "spec.nodeName" | "spec.host" => string_at(object, &["spec", "nodeName"]),
-            "spec.restartPolicy" => string_at(object, &["spec", "restartPolicy"]),
-            "spec.schedulerName" => string_at(object, &["spec", "schedulerName"]),
-            "spec.serviceAccountName" => string_at(object, &["spec", "serviceAccountName"]),
-            "spec.hostNetwork" => bool_at(object, &["spec", "hostNetwork"]),
-            "status.phase" => string_at(object, &["status", "phase"]),
-            "status.podIP" => at(object, &["status", "podIPs"])
-                .and_then(|ips| ips.get(0))
-                .and_then(|ip| ip.get("ip"))
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-                .or_else(|| string_at(object, &["status", "podIP"])),
-            // Upstream accepts the label but never fills it in.
-            "status.podIPs" => None,
-            "status.nominatedNodeName" => string_at(object, &["status", "nominatedNodeName"]),
-            _ => return unsupported(),
-        },
-
-        ("", "Event", _) => event_field(object, field, "involvedObject", "reportingComponent", "source")
-            .ok_or_else(|| SelectorError::UnsupportedField(field.to_owned()))?,
-        ("events.k8s.io", "Event", _) => {
-            event_field(object, field, "regarding", "reportingController", "deprecatedSource")
-                .ok_or_else(|| SelectorError::UnsupportedField(field.to_owned()))?
-        }
-
-        ("", "Secret", "type") => string_at(object, &["type"]),
-        ("", "Service", "spec.clusterIP") => string_at(object, &["spec", "clusterIP"]),
-        ("", "Service", "spec.type") => string_at(object, &["spec", "type"]),
-        ("", "Node", "spec.unschedulable") => bool_at(object, &["spec", "unschedulable"]),
-        ("", "Namespace", "status.phase") => string_at(object, &["status", "phase"]),
-        ("", "ReplicationController", "status.replicas") | ("apps", "ReplicaSet", "status.replicas") => {
-            int_at(object, &["status", "replicas"])
-        }
-        ("batch", "Job", "status.successful") => int_at(object, &["status", "succeeded"]),
-        ("certificates.k8s.io", "CertificateSigningRequest", "spec.signerName") => {
-            string_at(object, &["spec", "signerName"])
-        }
-        _ => return unsupported(),
-    };
-    Ok(value)
-}
-
-/// An Event's selectable fields other than metadata; `None` when unsupported.
-/// `regarding` is the object-reference field (`involvedObject` in core/v1),
-/// `reporting` the reporting-controller field and `source` the legacy
-/// source struct.
-fn event_field(object: &Value, field: &str, regarding: &str, reporting: &str, source: &str) -> Option<Option<String>> {
-    if let Some(sub) = field.strip_prefix(regarding).and_then(|rest| rest.strip_prefix('.')) {
-        return matches!(
-            sub,
-            "kind" | "namespace" | "name" | "uid" | "apiVersion" | "resourceVersion" | "fieldPath"
-        )
-        .then(|| string_at(object, &[regarding, sub]));
-    }
-    match field {
-        "reason" | "type" => Some(string_at(object, &[field])),
-        f if f == reporting => Some(string_at(object, &[reporting])),
-        "source" => Some(
-            string_at(object, &[source, "component"])
-                .filter(|s| !s.is_empty())
-                .or_else(|| string_at(object, &[reporting])),
-        ),
-        _ => None,
-    }
 }
 
 #[cfg(test)]
@@ -1392,6 +1274,27 @@ mod tests {
 
     fn field(s: &str) -> FieldSelector {
         FieldSelector::parse(s).unwrap_or_else(|e| panic!("{s:?}: {e}"))
+    }
+
+    /// The field lookup of a kind: served ones from the catalog, and
+    /// events.k8s.io Events.
+    fn field_value(group: &str, kind: &str, object: &Value, field: &str) -> Result<Option<String>> {
+        let ops = match crate::catalog::Catalog::new().by_kind(group, kind) {
+            Some(resource) => resource.ops,
+            None if (group, kind) == ("events.k8s.io", "Event") => &crate::kinds::event::EVENTS_V1.ops,
+            None => panic!("{group}/{kind} is not served"),
+        };
+        ops.field_value(object, field)
+    }
+
+    impl FieldSelector {
+        fn matches_kind(&self, group: &str, kind: &str, object: &Value) -> Result<bool> {
+            self.matches_with(|field| field_value(group, kind, object, field))
+        }
+
+        fn validate(&self, group: &str, kind: &str) -> Result<()> {
+            self.validate_with(|field| field_value(group, kind, &Value::Null, field))
+        }
     }
 
     #[test]

@@ -8,13 +8,13 @@
 //! below the compaction point yields one ERROR event with a 410 Expired
 //! Status, after which clients re-list.
 //!
-//! Every watch of a server sees the same store events; a [`DecodeCache`]
+//! Every watch of a server sees the same store events; a
+//! [`DecodeCache`](crate::stored::DecodeCache)
 //! shared by all of them decodes and serialises each object version once,
 //! so an event fanned out to thousands of watchers costs one decode and one
 //! encode, and each watcher only copies bytes.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -24,24 +24,12 @@ use tokio::sync::mpsc;
 
 use crate::catalog::Resource;
 use crate::error::ApiError;
-use crate::registry::{ListOptions, Registry, prefix};
+use crate::options::ListOptions;
+use crate::registry::Registry;
+use crate::stored::{DecodeCache, Encoded, prefix};
 
 /// Events buffered per watch between the store and the HTTP response.
 const BUFFER: usize = 256;
-
-/// An object and its JSON, made once and shared.
-#[derive(Debug, PartialEq)]
-pub struct Encoded {
-    pub object: Value,
-    pub json: Bytes,
-}
-
-impl Encoded {
-    pub fn new(object: Value) -> Arc<Encoded> {
-        let json = Bytes::from(object.to_string());
-        Arc::new(Encoded { object, json })
-    }
-}
 
 /// One line of a watch response.
 #[derive(Clone, Debug, PartialEq)]
@@ -68,73 +56,6 @@ impl WatchEvent {
         line.extend_from_slice(&self.object.json);
         line.extend_from_slice(b"}\n");
         Bytes::from(line)
-    }
-}
-
-/// How many decoded object versions the cache keeps.
-const CACHE_ENTRIES: usize = 4096;
-
-/// Object versions decoded from the store, found by the revision they are
-/// shown at, then by key and the apiVersion they are shown as. Lookups
-/// allocate nothing: thousands of watchers look up every event.
-#[derive(Debug, Default)]
-pub struct DecodeCache {
-    inner: Mutex<CacheInner>,
-}
-
-/// One decoded version: its key, the apiVersion it is shown as, the object.
-type Cached = (Vec<u8>, String, Arc<Encoded>);
-
-#[derive(Debug, Default)]
-struct CacheInner {
-    /// Revision → the versions shown at it.
-    entries: HashMap<Revision, Vec<Cached>>,
-    /// Revisions in insertion order, for eviction.
-    order: VecDeque<Revision>,
-    len: usize,
-}
-
-impl CacheInner {
-    fn find(&self, key: &[u8], revision: Revision, api_version: &str) -> Option<Arc<Encoded>> {
-        self.entries
-            .get(&revision)?
-            .iter()
-            .find(|(k, v, _)| k == key && v == api_version)
-            .map(|(_, _, encoded)| encoded.clone())
-    }
-}
-
-impl DecodeCache {
-    /// `bytes` (the stored value of `key`) decoded as `resource` shows it
-    /// at `revision`, from the cache when another watcher got there first.
-    pub fn decode(&self, resource: &Resource, key: &[u8], bytes: &[u8], revision: Revision) -> Option<Arc<Encoded>> {
-        let api_version = resource.api_version();
-        if let Some(hit) = self.lock().find(key, revision, &api_version) {
-            return Some(hit);
-        }
-        let object = crate::registry::decode(resource, bytes, revision).ok()?;
-        let encoded = Encoded::new(object);
-        let mut inner = self.lock();
-        if let Some(raced) = inner.find(key, revision, &api_version) {
-            return Some(raced);
-        }
-        let slot = inner.entries.entry(revision).or_default();
-        let first_at_revision = slot.is_empty();
-        slot.push((key.to_vec(), api_version, encoded.clone()));
-        if first_at_revision {
-            inner.order.push_back(revision);
-        }
-        inner.len += 1;
-        while inner.len > CACHE_ENTRIES {
-            let Some(oldest) = inner.order.pop_front() else { break };
-            let removed = inner.entries.remove(&oldest).map_or(0, |v| v.len());
-            inner.len -= removed;
-        }
-        Some(encoded)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, CacheInner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -313,40 +234,5 @@ fn translate(
             };
             Some(WatchEvent { kind, object })
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::catalog::Catalog;
-
-    #[test]
-    fn the_cache_decodes_each_version_once_and_stays_bounded() {
-        let catalog = Catalog::new();
-        let configmaps = catalog.lookup("", "v1", "configmaps").unwrap();
-        let cache = DecodeCache::default();
-        let stored = br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a"}}"#;
-        let first = cache.decode(&configmaps, b"/k", stored, 7).unwrap();
-        let again = cache.decode(&configmaps, b"/k", stored, 7).unwrap();
-        assert!(Arc::ptr_eq(&first, &again), "the second watcher gets the same decode");
-        assert_eq!(first.object["metadata"]["resourceVersion"], "7");
-        assert_eq!(first.json, Bytes::from(first.object.to_string()));
-        let event = WatchEvent {
-            kind: "ADDED",
-            object: first,
-        };
-        let line: Value = serde_json::from_slice(&event.line()).unwrap();
-        assert_eq!(line["type"], "ADDED");
-        assert!(event.line().ends_with(b"}\n"));
-        for revision in 8..(8 + CACHE_ENTRIES as u64 + 10) {
-            cache.decode(&configmaps, b"/k", stored, revision).unwrap();
-        }
-        assert!(cache.lock().len <= CACHE_ENTRIES);
-        assert!(
-            cache.lock().find(b"/k", 7, "v1").is_none(),
-            "the oldest version was evicted"
-        );
-        assert!(cache.decode(&configmaps, b"/k", b"not json", 1).is_none());
     }
 }

@@ -1,11 +1,31 @@
 //! `skiff server`: one control-plane node.
 //!
-//! Opens the store under `--data-dir`, serves the peer router on
-//! `--peer-listen`, and then either bootstraps a one-node cluster (the
-//! default), forms a cluster from `--peers`, or joins an existing one
-//! with `--join`. Then serves the Kubernetes API over TLS on `--listen`,
-//! with credentials kept in `DIR/pki` and an admin kubeconfig written to
-//! `DIR/kubeconfig`. Runs until SIGINT/SIGTERM.
+//! [`run`] checks its flags before opening anything, then starts, in order:
+//!
+//! 1. **The store** (`skiff_store::Store`) under `DIR/store`, and its peer
+//!    router on `--peer-listen` (raft RPC and forwarded writes); then either
+//!    bootstraps a one-node cluster (the default), forms one from
+//!    `--peers`, or joins one with `--join`, and waits for a leader.
+//! 2. **Credentials**: the CA, serving certificate and admin token under
+//!    `DIR/pki` (made on first start), and the admin kubeconfig at
+//!    `DIR/kubeconfig`.
+//! 3. **The API server** (`skiff_api::ApiServer`) over TLS on `--listen`,
+//!    after bootstrapping the system objects (namespaces, RuntimeClasses,
+//!    the IngressClass, the kube-dns Service, the WasmPlugin CRD).
+//! 4. **The plugin manager** (`skiff_plugin_host`): loads WasmPlugins into
+//!    this server's admission chain and, unless `--no-controllers`, into
+//!    the scheduler's dynamic plugins.
+//! 5. Unless `--no-controllers`, a **leader election** on the Lease
+//!    `kube-system/skiff-controllers`; the server holding it runs **the
+//!    scheduler** (`skiff_scheduler`) and **the controllers**
+//!    (`skiff_controllers`).
+//! 6. Unless `--no-agent`, **the local node agent** (`crate::agent`: the
+//!    kubelet of `skiff_host` and the node's service proxy).
+//! 7. The `--apply` **manifests**, applied server-side once.
+//!
+//! The scheduler, controllers, plugin manager and agent reach the API as
+//! any client does, through `kube` over the TLS endpoint. The server runs
+//! until SIGINT/SIGTERM or until the API or peer endpoint fails.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -240,7 +240,7 @@ fn conflict_message(conflicts: &[Conflict]) -> String {
 /// Applies `request.applied` to `current` (the stored object without its
 /// `resourceVersion`, or `None` to create) and returns the new object with its
 /// `metadata.managedFields` updated. `root` is the kind's metadata
-/// ([`super::schema::root_type`]); `None` for custom kinds.
+/// (a kind's [`KindOps::patch`](crate::kinds::KindOps::patch)); `None` for custom kinds.
 ///
 /// Re-applying the configuration last applied returns `current` unchanged.
 /// A `resourceVersion` in the configuration is kept in the result, so the
@@ -1268,7 +1268,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::patch::schema::root_type;
+    use crate::patch::schema::tests::root_type;
 
     const T1: &str = "2025-01-01T00:00:00Z";
     const T2: &str = "2025-01-02T00:00:00Z";

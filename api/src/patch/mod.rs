@@ -73,7 +73,7 @@ pub fn apply(patch_type: PatchType, resource: &Resource, current: &Value, patch:
             json_patch::merge(&mut doc, patch);
             Ok(doc)
         }
-        PatchType::Strategic | PatchType::Apply => match schema::root_type(&resource.group, &resource.kind) {
+        PatchType::Strategic | PatchType::Apply => match resource.ops.patch {
             Some(root) => strategic::apply(current, patch, root).map_err(|e| match e.status_code() {
                 422 => ApiError::invalid(
                     &resource.group,

@@ -12,9 +12,10 @@
 //!
 //! Types are looked up by type, not by path: `Container` is described once and
 //! used for `containers`, `initContainers` and `ephemeralContainers`, of pods
-//! and of every pod template. [`root_type`] maps a kind to its top-level type;
-//! kinds without an entry (custom resources among them) get `None`, and the
-//! caller answers a strategic merge patch for them with 415, as Kubernetes does.
+//! and of every pod template. Each kind names its top-level type in its
+//! [`KindOps::patch`](crate::kinds::KindOps::patch); custom resources name
+//! none, and the caller answers a strategic merge patch for them with 415,
+//! as Kubernetes does.
 //!
 //! Server-side apply needs related but not identical facts, which Kubernetes
 //! publishes as the OpenAPI extensions `x-kubernetes-list-type`,
@@ -215,46 +216,6 @@ impl fmt::Debug for FieldInfo {
     }
 }
 
-/// The top-level patch metadata of a built-in kind, by API group (`""` for the
-/// core group) and kind. `None` means the kind has no strategic merge patch
-/// metadata, which is how custom resources are recognised.
-pub fn root_type(group: &str, kind: &str) -> Option<&'static TypeInfo> {
-    let root: &'static TypeInfo = match (group, kind) {
-        ("", "Pod") => &POD,
-        ("", "Service") => &SERVICE,
-        ("", "Node") => &NODE,
-        ("", "Namespace") => &NAMESPACE,
-        ("", "ServiceAccount") => &SERVICE_ACCOUNT,
-        ("", "PersistentVolumeClaim") => &PERSISTENT_VOLUME_CLAIM,
-        ("", "ReplicationController") => &WORKLOAD,
-        ("", "PodTemplate") => &POD_TEMPLATE,
-        ("", "ConfigMap" | "Secret" | "Endpoints" | "Event" | "PersistentVolume" | "LimitRange" | "ResourceQuota") => {
-            &PLAIN
-        }
-        ("apps", "Deployment") => &DEPLOYMENT,
-        ("apps", "ReplicaSet" | "DaemonSet") => &WORKLOAD,
-        ("apps", "StatefulSet") => &STATEFUL_SET,
-        ("apps", "ControllerRevision") => &PLAIN,
-        ("batch", "Job") => &WORKLOAD,
-        ("batch", "CronJob") => &CRON_JOB,
-        ("autoscaling", "HorizontalPodAutoscaler") => &WITH_CONDITIONS,
-        ("networking.k8s.io", "Ingress" | "IngressClass" | "NetworkPolicy") => &PLAIN,
-        ("rbac.authorization.k8s.io", "Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding") => &PLAIN,
-        ("discovery.k8s.io", "EndpointSlice") => &PLAIN,
-        ("coordination.k8s.io", "Lease") => &PLAIN,
-        ("node.k8s.io", "RuntimeClass") => &PLAIN,
-        ("events.k8s.io", "Event") => &PLAIN,
-        ("scheduling.k8s.io", "PriorityClass") => &PLAIN,
-        ("storage.k8s.io", "StorageClass") => &PLAIN,
-        ("storage.k8s.io", "CSINode") => &CSI_NODE,
-        ("admissionregistration.k8s.io", "MutatingWebhookConfiguration" | "ValidatingWebhookConfiguration") => {
-            &WEBHOOK_CONFIGURATION
-        }
-        _ => return None,
-    };
-    Some(root)
-}
-
 // Constructors for the tables below.
 
 /// A field whose value (a map, or the items of a replaced list) has `child`'s
@@ -447,7 +408,7 @@ static TEMPLATED_SPEC: TypeInfo = TypeInfo {
     fields: &[TEMPLATE, SELECTOR],
 };
 
-static PERSISTENT_VOLUME_CLAIM: TypeInfo = TypeInfo {
+pub static PERSISTENT_VOLUME_CLAIM: TypeInfo = TypeInfo {
     name: "PersistentVolumeClaim",
     fields: &[METADATA, STATUS],
 };
@@ -455,29 +416,29 @@ static PERSISTENT_VOLUME_CLAIM: TypeInfo = TypeInfo {
 // Kinds.
 
 /// Kinds whose only patch metadata is in `metadata`.
-static PLAIN: TypeInfo = TypeInfo {
+pub static PLAIN: TypeInfo = TypeInfo {
     name: "Object",
     fields: &[METADATA],
 };
 
 /// Kinds with conditions in their status and nothing else, such as
 /// HorizontalPodAutoscaler.
-static WITH_CONDITIONS: TypeInfo = TypeInfo {
+pub static WITH_CONDITIONS: TypeInfo = TypeInfo {
     name: "ObjectWithConditions",
     fields: &[METADATA, STATUS],
 };
 
-static POD: TypeInfo = TypeInfo {
+pub static POD: TypeInfo = TypeInfo {
     name: "Pod",
     fields: &[METADATA, nested("spec", &POD_SPEC), nested("status", &POD_STATUS)],
 };
 
-static POD_TEMPLATE: TypeInfo = TypeInfo {
+pub static POD_TEMPLATE: TypeInfo = TypeInfo {
     name: "PodTemplate",
     fields: &[METADATA, TEMPLATE],
 };
 
-static SERVICE: TypeInfo = TypeInfo {
+pub static SERVICE: TypeInfo = TypeInfo {
     name: "Service",
     fields: &[
         METADATA,
@@ -495,7 +456,7 @@ static SERVICE: TypeInfo = TypeInfo {
     ],
 };
 
-static NODE: TypeInfo = TypeInfo {
+pub static NODE: TypeInfo = TypeInfo {
     name: "Node",
     fields: &[
         METADATA,
@@ -517,23 +478,23 @@ static NODE: TypeInfo = TypeInfo {
 };
 
 /// Namespace: `spec.finalizers` is an atomic list, unlike `metadata.finalizers`.
-static NAMESPACE: TypeInfo = TypeInfo {
+pub static NAMESPACE: TypeInfo = TypeInfo {
     name: "Namespace",
     fields: &[METADATA, STATUS],
 };
 
-static SERVICE_ACCOUNT: TypeInfo = TypeInfo {
+pub static SERVICE_ACCOUNT: TypeInfo = TypeInfo {
     name: "ServiceAccount",
     fields: &[METADATA, by_key("secrets", "name", None), replaced("imagePullSecrets")],
 };
 
 /// ReplicaSet, DaemonSet, ReplicationController and Job.
-static WORKLOAD: TypeInfo = TypeInfo {
+pub static WORKLOAD: TypeInfo = TypeInfo {
     name: "Workload",
     fields: &[METADATA, nested("spec", &TEMPLATED_SPEC), STATUS],
 };
 
-static DEPLOYMENT: TypeInfo = TypeInfo {
+pub static DEPLOYMENT: TypeInfo = TypeInfo {
     name: "Deployment",
     fields: &[
         METADATA,
@@ -548,7 +509,7 @@ static DEPLOYMENT: TypeInfo = TypeInfo {
     ],
 };
 
-static STATEFUL_SET: TypeInfo = TypeInfo {
+pub static STATEFUL_SET: TypeInfo = TypeInfo {
     name: "StatefulSet",
     fields: &[
         METADATA,
@@ -567,7 +528,7 @@ static STATEFUL_SET: TypeInfo = TypeInfo {
     ],
 };
 
-static CRON_JOB: TypeInfo = TypeInfo {
+pub static CRON_JOB: TypeInfo = TypeInfo {
     name: "CronJob",
     fields: &[
         METADATA,
@@ -587,7 +548,7 @@ static CRON_JOB: TypeInfo = TypeInfo {
     ],
 };
 
-static CSI_NODE: TypeInfo = TypeInfo {
+pub static CSI_NODE: TypeInfo = TypeInfo {
     name: "CSINode",
     fields: &[
         METADATA,
@@ -601,7 +562,7 @@ static CSI_NODE: TypeInfo = TypeInfo {
     ],
 };
 
-static WEBHOOK_CONFIGURATION: TypeInfo = TypeInfo {
+pub static WEBHOOK_CONFIGURATION: TypeInfo = TypeInfo {
     name: "WebhookConfiguration",
     fields: &[
         METADATA,
@@ -617,8 +578,23 @@ static WEBHOOK_CONFIGURATION: TypeInfo = TypeInfo {
 };
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// The patch metadata of a kind as its ops name it, and of the kinds
+    /// whose tables exist before skiff serves them.
+    pub(crate) fn root_type(group: &str, kind: &str) -> Option<&'static TypeInfo> {
+        let unserved: Option<&'static TypeInfo> = match (group, kind) {
+            ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration" | "MutatingWebhookConfiguration") => {
+                Some(&WEBHOOK_CONFIGURATION)
+            }
+            ("", "PersistentVolumeClaim") => Some(&PERSISTENT_VOLUME_CLAIM),
+            ("storage.k8s.io", "CSINode") => Some(&CSI_NODE),
+            ("autoscaling", "HorizontalPodAutoscaler") => Some(&WITH_CONDITIONS),
+            _ => None,
+        };
+        unserved.or_else(|| crate::catalog::Catalog::new().by_kind(group, kind)?.ops.patch)
+    }
 
     /// Follows a dotted path of field names from a root type.
     fn field_at(root: &'static TypeInfo, path: &str) -> &'static FieldInfo {

@@ -132,7 +132,7 @@ impl PatchError {
 pub type Result<T, E = PatchError> = std::result::Result<T, E>;
 
 /// Applies the strategic merge patch `patch` to `original`, an object of the
-/// type `root` describes (see [`super::schema::root_type`]), and returns the
+/// type `root` describes (a kind's [`KindOps::patch`](crate::kinds::KindOps::patch)), and returns the
 /// patched object. `original` is not modified. A non-object `original` is
 /// treated as absent.
 pub fn apply(original: &Value, patch: &Value, root: &TypeInfo) -> Result<Value> {
@@ -714,7 +714,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::patch::schema::root_type;
+    use crate::patch::schema::tests::root_type;
 
     fn deployment() -> &'static TypeInfo {
         root_type("apps", "Deployment").unwrap()

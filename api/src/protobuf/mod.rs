@@ -586,35 +586,13 @@ fn time(seconds: Option<i64>, nanos: Option<i64>, micro: bool) -> Result<Value> 
     if !(MIN_TIME..=MAX_TIME).contains(&seconds) {
         return Err(out_of_range);
     }
-    let (year, month, day) = civil_from_days(seconds.div_euclid(86_400));
-    let second_of_day = seconds.rem_euclid(86_400);
-    let (hour, minute, second) = (second_of_day / 3600, second_of_day / 60 % 60, second_of_day % 60);
-    let mut out = format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}");
+    let timestamp = jiff::Timestamp::from_second(seconds).map_err(|_| out_of_range)?;
+    let mut out = timestamp.strftime("%Y-%m-%dT%H:%M:%S").to_string();
     if micro {
         out.push_str(&format!(".{:06}", nanos / 1000));
     }
     out.push('Z');
     Ok(Value::String(out))
-}
-
-/// The proleptic Gregorian (year, month, day) of a count of days since
-/// 1970-01-01, by 400-year eras of 146 097 days counted from 0000-03-01.
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let since_march_0000 = days + 719_468;
-    let era = since_march_0000.div_euclid(146_097);
-    let day_of_era = since_march_0000.rem_euclid(146_097);
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    // Months counted from March, so that February's leap day comes last.
-    let march_month = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * march_month + 2) / 5 + 1;
-    let month = if march_month < 10 {
-        march_month + 3
-    } else {
-        march_month - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]

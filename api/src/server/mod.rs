@@ -131,7 +131,7 @@ impl ApiServer {
                 .pointer("/metadata/namespace")
                 .and_then(Value::as_str)
                 .map(str::to_owned);
-            let options = crate::registry::WriteOptions {
+            let options = crate::options::WriteOptions {
                 user: User::apiserver(),
                 ..Default::default()
             };

@@ -92,8 +92,7 @@ pub fn object(status: StatusCode, output: Output, resource: &Resource, object: &
                 .and_then(Value::as_str)
                 .unwrap_or_default();
             let body = table::table(
-                &resource.group,
-                &resource.kind,
+                &resource.ops.printer,
                 std::slice::from_ref(object),
                 include,
                 rv,
@@ -121,8 +120,7 @@ pub fn list(
     match output {
         Output::Table(include) => {
             let body = table::table(
-                &resource.group,
-                &resource.kind,
+                &resource.ops.printer,
                 &items,
                 include,
                 &rv,
@@ -174,7 +172,7 @@ pub fn watch_object(output: Output, resource: &Resource, kind: &str, object: Val
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_string();
-            let mut body = table::table(&resource.group, &resource.kind, &[object], include, &rv, None);
+            let mut body = table::table(&resource.ops.printer, &[object], include, &rv, None);
             if !first && let Some(map) = body.as_object_mut() {
                 map.insert("columnDefinitions".into(), json!([]));
             }

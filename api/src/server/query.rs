@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::error::{ApiError, Result};
-use crate::registry::{DeleteOptions, FieldValidation, ListOptions, Propagation, WriteOptions};
+use crate::options::{DeleteOptions, FieldValidation, ListOptions, Propagation, WriteOptions};
 use crate::selector::{FieldSelector, LabelSelector};
 
 /// The raw `key=value` pairs of a query string, in order.

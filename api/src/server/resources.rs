@@ -19,7 +19,8 @@ use crate::error::{ApiError, Result, Subject};
 use crate::meta;
 use crate::patch::apply::{ApplyError, ApplyRequest, Scope};
 use crate::patch::{self, PatchType};
-use crate::registry::{Deleted, FieldValidation, Part, WriteOptions};
+use crate::options::{FieldValidation, Part, WriteOptions};
+use crate::registry::Deleted;
 use crate::request::{self, ResourceRequest, Verb};
 use crate::watch::{self, WatchOptions};
 
@@ -61,7 +62,7 @@ impl Call {
         Ok(options)
     }
 
-    fn delete_options(&self) -> Result<crate::registry::DeleteOptions> {
+    fn delete_options(&self) -> Result<crate::options::DeleteOptions> {
         let mut options = self.query.delete_options()?;
         options.user = self.user.clone();
         Ok(options)
@@ -333,7 +334,7 @@ async fn server_side_apply(
         Some(other) => return Err(ApiError::BadRequest(format!("invalid value for force: {other:?}"))),
     };
     let resource = call.resource.clone();
-    let root = patch::schema::root_type(&resource.group, &resource.kind);
+    let root = resource.ops.patch;
     let scope = match part {
         Part::Status => Scope::Status,
         _ if resource.has_status() => Scope::Main,

@@ -1,0 +1,42 @@
+//! ConfigMaps: no rules of their own but their printer.
+
+use serde_json::{Value, json};
+
+use super::{BuiltinKind, KindOps, Printer, Typed};
+use crate::meta::NameRule;
+use crate::patch::schema;
+use crate::printer::{Column, AGE, NAME, age, col, len_at, name};
+
+/// The kind: its type and its hooks.
+pub static KIND: BuiltinKind = BuiltinKind {
+    typed: Typed::of::<k8s_openapi::api::core::v1::ConfigMap>(),
+    ops: KindOps {
+    name_rule: NameRule::Dns1123Subdomain,
+    create_keeps_status: false,
+    prepare_for_create: super::nothing_on_create,
+    prepare_for_update: super::nothing_on_update,
+    defaults: super::no_defaults,
+    validate: super::no_validation,
+    deletion_grace: super::no_deletion_grace,
+    spec_finalizers: false,
+    printer: Printer {
+        columns: COLUMNS,
+        row,
+        conditions: super::no_row_conditions,
+    },
+    field_label,
+    patch: Some(&schema::PLAIN),
+    },
+};
+
+const COLUMNS: &[Column] = &[NAME, col("Data", "integer", "Number of data entries."), AGE];
+
+fn row(obj: &Value, now: i128) -> Vec<Value> {
+    let n = len_at(obj, &["data"]) + len_at(obj, &["binaryData"]);
+    vec![name(obj), json!(n), age(obj, now)]
+}
+
+/// `metadata.namespace` only.
+fn field_label(object: &Value, field: &str) -> Option<Option<String>> {
+    super::fields::object_meta(object, field)
+}

@@ -1,0 +1,77 @@
+//! ReplicaSets (`apps/v1`): kept at their replica count by the replicaset
+//! controller.
+
+use serde_json::{Value, json};
+
+use super::{BuiltinKind, KindOps, Printer, Typed};
+use crate::meta::NameRule;
+use crate::patch::schema;
+use super::{set_default, workload};
+use crate::error::Cause;
+use crate::options::Part;
+use crate::printer::{AGE, CONTAINERS, Column, IMAGES, NAME, SELECTOR, age, at, col, containers_and_images, desired_replicas, format_label_selector, int_at, name};
+
+/// The kind: its type and its hooks.
+pub static KIND: BuiltinKind = BuiltinKind {
+    typed: Typed::of::<k8s_openapi::api::apps::v1::ReplicaSet>(),
+    ops: KindOps {
+    name_rule: NameRule::Dns1123Subdomain,
+    create_keeps_status: false,
+    prepare_for_create: super::nothing_on_create,
+    prepare_for_update: super::nothing_on_update,
+    defaults,
+    validate,
+    deletion_grace: super::no_deletion_grace,
+    spec_finalizers: false,
+    printer: Printer {
+        columns: COLUMNS,
+        row,
+        conditions: super::no_row_conditions,
+    },
+    field_label,
+    patch: Some(&schema::WORKLOAD),
+    },
+};
+
+fn defaults(object: &mut Value) {
+    let Some(spec) = object.get_mut("spec") else { return };
+    set_default(spec, "replicas", json!(1));
+    workload::default_template(spec, "/template/spec");
+}
+
+fn validate(object: &Value, _old: Option<(&Value, Part)>, causes: &mut Vec<Cause>) {
+    workload::validate(object, true, causes);
+}
+
+const COLUMNS: &[Column] = &[
+    NAME,
+    col("Desired", "integer", "Number of pods wanted."),
+    col("Current", "integer", "Number of pods that exist."),
+    col("Ready", "integer", "Number of ready pods."),
+    AGE,
+    CONTAINERS,
+    IMAGES,
+    SELECTOR,
+];
+
+fn row(obj: &Value, now: i128) -> Vec<Value> {
+    let (containers, images) = containers_and_images(at(obj, &["spec", "template", "spec"]));
+    vec![
+        name(obj),
+        json!(desired_replicas(obj)),
+        json!(int_at(obj, &["status", "replicas"])),
+        json!(int_at(obj, &["status", "readyReplicas"])),
+        age(obj, now),
+        containers,
+        images,
+        json!(format_label_selector(at(obj, &["spec", "selector"]))),
+    ]
+}
+
+/// `status.replicas`, besides `metadata.namespace`.
+fn field_label(object: &Value, field: &str) -> Option<Option<String>> {
+    match field {
+        "status.replicas" => Some(super::fields::int_at(object, &["status", "replicas"])),
+        _ => super::fields::object_meta(object, field),
+    }
+}

@@ -1,0 +1,84 @@
+//! StatefulSets (`apps/v1`).
+
+use serde_json::{Value, json};
+
+use super::{BuiltinKind, KindOps, Printer, Typed};
+use crate::meta::NameRule;
+use crate::patch::schema;
+use super::{set_default, workload};
+use crate::error::Cause;
+use crate::meta;
+use crate::options::Part;
+use crate::printer::{AGE, CONTAINERS, Column, IMAGES, NAME, age, at, col, containers_and_images, desired_replicas, int_at, name};
+
+/// The kind: its type and its hooks.
+pub static KIND: BuiltinKind = BuiltinKind {
+    typed: Typed::of::<k8s_openapi::api::apps::v1::StatefulSet>(),
+    ops: KindOps {
+    name_rule: NameRule::Dns1123Subdomain,
+    create_keeps_status: false,
+    prepare_for_create: super::nothing_on_create,
+    prepare_for_update: super::nothing_on_update,
+    defaults,
+    validate,
+    deletion_grace: super::no_deletion_grace,
+    spec_finalizers: false,
+    printer: Printer {
+        columns: COLUMNS,
+        row,
+        conditions: super::no_row_conditions,
+    },
+    field_label,
+    patch: Some(&schema::STATEFUL_SET),
+    },
+};
+
+fn defaults(object: &mut Value) {
+    let Some(spec) = object.get_mut("spec") else { return };
+    set_default(spec, "replicas", json!(1));
+    set_default(spec, "podManagementPolicy", json!("OrderedReady"));
+    set_default(spec, "revisionHistoryLimit", json!(10));
+    let strategy = meta::object_mut(
+        meta::object_mut(spec)
+            .entry("updateStrategy")
+            .or_insert_with(|| json!({})),
+    );
+    strategy.entry("type").or_insert_with(|| json!("RollingUpdate"));
+    if strategy.get("type") == Some(&json!("RollingUpdate")) {
+        let rolling = meta::object_mut(strategy.entry("rollingUpdate").or_insert_with(|| json!({})));
+        rolling.entry("partition").or_insert_with(|| json!(0));
+    }
+    workload::default_template(spec, "/template/spec");
+}
+
+fn validate(object: &Value, _old: Option<(&Value, Part)>, causes: &mut Vec<Cause>) {
+    workload::validate(object, true, causes);
+}
+
+const COLUMNS: &[Column] = &[
+    NAME,
+    col("Ready", "string", "Ready pods out of desired pods."),
+    AGE,
+    CONTAINERS,
+    IMAGES,
+];
+
+fn row(obj: &Value, now: i128) -> Vec<Value> {
+    let (containers, images) = containers_and_images(at(obj, &["spec", "template", "spec"]));
+    vec![
+        name(obj),
+        json!(format!(
+            "{}/{}",
+            int_at(obj, &["status", "readyReplicas"]),
+            desired_replicas(obj)
+        )),
+        age(obj, now),
+        containers,
+        images,
+    ]
+}
+
+/// `metadata.namespace` only.
+fn field_label(object: &Value, field: &str) -> Option<Option<String>> {
+    super::fields::object_meta(object, field)
+}
