@@ -277,7 +277,7 @@ async fn an_oci_pod_runs_in_runc_and_is_stopped_on_delete() {
     let dir = tempfile::tempdir().unwrap();
     let layout = busybox_layout(dir.path());
     let leftover = {
-        let images = skiff_host::oci::ImageStore::open(data.join("agent/images")).unwrap();
+        let images = skiff_image::ImageStore::open(data.join("agent/images")).unwrap();
         let image = images.import_layout(&layout, "local/busybox:1").unwrap();
         let runc = skiff_host::oci::RuncRuntime::new(data.join("agent/runc"), "runc").unwrap();
         let log = data.join("leftover.log");

@@ -1,6 +1,6 @@
-//! End-to-end tests of `skiff_host::oci` with real parts: images built by
-//! umoci from busybox-static, containers run by runc, a docker-registry on
-//! loopback fed by skopeo and oci-client.
+//! End-to-end tests of `skiff_image` and `skiff_host::oci` with real
+//! parts: images built by umoci from busybox-static, containers run by
+//! runc, a docker-registry on loopback fed by skopeo and oci-client.
 //!
 //! Needs root and `runc umoci busybox-static skopeo docker-registry`, which
 //! `cargo xtask test` installs (as root, with apt-get).
@@ -14,9 +14,8 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use skiff_host::oci::{
-    ContainerSpec, ContainerState, Image, ImageKind, ImageStore, PullOptions, RuncRuntime, rootfs, runc, store,
-};
+use skiff_host::oci::{ContainerSpec, ContainerState, RuncRuntime, rootfs, runc};
+use skiff_image::{Image, ImageKind, ImageStore, PullOptions, store};
 use skiff_testing::registry::Registry;
 
 const APT: &str = "apt-get install -y runc umoci busybox-static skopeo docker-registry";

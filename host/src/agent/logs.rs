@@ -45,7 +45,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::wasm::Output;
+use skiff_wasm::Output;
 
 /// Longest line written as one record; longer ones are split.
 pub const MAX_LINE: usize = 16 * 1024;

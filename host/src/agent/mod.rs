@@ -39,8 +39,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::oci::{Image, ImageStore, PullOptions, RuncRuntime, is_loopback_reference};
-use crate::wasm::{PoolConfig, RuntimeConfig, WasmError, WasmRuntime};
+use crate::oci::RuncRuntime;
+use skiff_image::{Image, ImageStore, PullOptions, is_loopback_reference};
+use skiff_wasm::{PoolConfig, RuntimeConfig, WasmError, WasmRuntime};
 use daemon::LogIndex;
 use gateway::PodIps;
 use logs::LogLimits;
@@ -127,7 +128,7 @@ pub enum AgentError {
         source: std::io::Error,
     },
     #[error("the image store cannot be opened: {0}")]
-    Images(#[source] crate::oci::store::Error),
+    Images(#[source] skiff_image::store::Error),
     #[error("the Wasm runtime cannot start: {0}")]
     Wasm(#[source] WasmError),
     #[error("cannot register the node with the API server: {0}")]

@@ -14,8 +14,9 @@ use std::time::Duration;
 use tokio::sync::{oneshot, watch};
 
 use super::gateway;
-use crate::oci::{self, ContainerState, Image, RuncRuntime};
-use crate::wasm::{
+use crate::oci::{self, ContainerState, RuncRuntime};
+use skiff_image::Image;
+use skiff_wasm::{
     ComponentKind, Environment, Limits, Output, Preopen, StopHandle, Termination, WasmError, WasmRuntime,
 };
 
@@ -79,7 +80,7 @@ pub struct Exit {
 }
 
 impl Exit {
-    fn from_wasm(exit: crate::wasm::Exit) -> Exit {
+    fn from_wasm(exit: skiff_wasm::Exit) -> Exit {
         Exit {
             code: exit.code,
             reason: exit.termination.reason().to_string(),

@@ -28,7 +28,7 @@ use super::probe::{self, Kind, Verdict};
 use super::runtime::{Exit, Launch, Mount, Running, StartError, Stdio, StopMode, Stopper, WorkloadRuntime};
 use super::spec::{self, ConfigError, Sources};
 use super::status::{self, ContainerRecord, Phase, PodView, Terminated};
-use crate::oci::{Image, ImageKind};
+use skiff_image::{Image, ImageKind};
 
 /// The default `terminationGracePeriodSeconds`.
 const DEFAULT_GRACE: Duration = Duration::from_secs(30);

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Empty};
-use skiff_host::wasm::{
+use skiff_wasm::{
     AppendFile, Environment, Limits, PoolConfig, Preopen, RuntimeConfig, StopHandle, Termination, WasmError,
     WasmRuntime,
 };
