@@ -1,6 +1,7 @@
 //! skiff's node agent: it runs pods' containers on this node.
 //!
-//! Two runtimes, side by side:
+//! Two runtimes, side by side, each behind
+//! [`WorkloadRuntime`](agent::runtime::WorkloadRuntime):
 //!
 //! * Wasm components run in-process in one wasmtime engine, the
 //!   [`skiff_wasm`] crate (pooling allocator, copy-on-write memory, epoch
@@ -12,8 +13,17 @@
 //! [`skiff_image`] crate (OCI layouts, registries, imported components).
 //!
 //! [`agent`] is the kubelet built on them: it registers the Node, watches
-//! the pods bound to it, runs their containers in whichever runtime their
-//! image needs, reports status and serves logs.
+//! the pods bound to it, lets the runtimes say which of them runs each
+//! container and how its logs and network are wired, runs them, reports
+//! status and serves logs.
+//!
+//! ```text
+//!  Pod ─► agent::pods ─► worker ─► Shared::pull ─► skiff_image::Image
+//!                          │
+//!                          ├─► Runtimes::select(image, runtimeClassName) ─► WasmtimeWorkloads ─► skiff_wasm
+//!                          │                                              └► RuncWorkloads ────► oci (rootfs, bundle, runc)
+//!                          └─► status, events, logs, probes
+//! ```
 
 pub mod agent;
 pub mod oci;
