@@ -1,20 +1,29 @@
 //! skiff's node agent: it runs pods' containers on this node.
 //!
-//! Two runtimes, side by side:
+//! Two runtimes, side by side, each behind
+//! [`WorkloadRuntime`](agent::runtime::WorkloadRuntime):
 //!
-//! * [`wasm`]: Wasm components run in-process in one wasmtime engine
-//!   (pooling allocator, copy-on-write memory, epoch interruption).
-//!   `wasi:http/proxy` components get a fresh instance per request;
-//!   `wasi:cli/command` components run to an exit code. Components are
-//!   compiled once per digest and cached on disk.
-//! * [`oci`]: OCI images (pulled from a registry or imported from an
-//!   image layout) in a content-addressed store, unpacked into root
-//!   filesystems and run by runc.
+//! * Wasm components run in-process in one wasmtime engine, the
+//!   [`skiff_wasm`] crate (pooling allocator, copy-on-write memory, epoch
+//!   interruption; `wasi:http/proxy` components get a fresh instance per
+//!   request, `wasi:cli/command` components run to an exit code).
+//! * [`oci`]: OCI images unpacked into root filesystems and run by runc.
+//!
+//! Images of both kinds come from the node's image store, the
+//! [`skiff_image`] crate (OCI layouts, registries, imported components).
 //!
 //! [`agent`] is the kubelet built on them: it registers the Node, watches
-//! the pods bound to it, runs their containers in whichever runtime their
-//! image needs, reports status and serves logs.
+//! the pods bound to it, lets the runtimes say which of them runs each
+//! container and how its logs and network are wired, runs them, reports
+//! status and serves logs.
+//!
+//! ```text
+//!  Pod ─► agent::pods ─► worker ─► Shared::pull ─► skiff_image::Image
+//!                          │
+//!                          ├─► Runtimes::select(image, runtimeClassName) ─► WasmtimeWorkloads ─► skiff_wasm
+//!                          │                                              └► RuncWorkloads ────► oci (rootfs, bundle, runc)
+//!                          └─► status, events, logs, probes
+//! ```
 
 pub mod agent;
 pub mod oci;
-pub mod wasm;

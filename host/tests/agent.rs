@@ -16,7 +16,9 @@ use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
 use kube::Api;
 use kube::api::{DeleteParams, LogParams, PostParams};
 use serde_json::json;
-use support::{busybox_layout, cluster, eventually, http_get, phase, pod, pod_where, ready, start_agent};
+use support::{
+    busybox_layout, cluster, container, eventually, http_get, phase, pod, pod_where, ready, start_agent, waiting_reason,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_node_registers_with_its_runtimes() {
@@ -277,7 +279,7 @@ async fn an_oci_pod_runs_in_runc_and_is_stopped_on_delete() {
     let dir = tempfile::tempdir().unwrap();
     let layout = busybox_layout(dir.path());
     let leftover = {
-        let images = skiff_host::oci::ImageStore::open(data.join("agent/images")).unwrap();
+        let images = skiff_image::ImageStore::open(data.join("agent/images")).unwrap();
         let image = images.import_layout(&layout, "local/busybox:1").unwrap();
         let runc = skiff_host::oci::RuncRuntime::new(data.join("agent/runc"), "runc").unwrap();
         let log = data.join("leftover.log");
@@ -345,8 +347,12 @@ async fn an_oci_pod_runs_in_runc_and_is_stopped_on_delete() {
     )
     .await
     .unwrap();
-    // The ConfigMap comes after the pod: the pod waits, then starts.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The ConfigMap comes after the pod: the pod waits for it, then starts.
+    let waiting = pod_where(&pods, "box", "box waiting for its ConfigMap", |p| {
+        waiting_reason(container(p, 0)) == Some("CreateContainerConfigError")
+    })
+    .await;
+    assert_eq!(phase(&waiting), "Pending");
     let maps: Api<ConfigMap> = Api::namespaced(c.client.clone(), "default");
     maps.create(
         &PostParams::default(),

@@ -709,16 +709,20 @@ async fn logs_rotate_keep_two_runs_and_filter_by_age() {
     assert_eq!(tailed.lines().collect::<Vec<_>>(), want);
     assert!(want.len() > in_current, "{in_current} records in the current file");
 
-    // sinceSeconds: a run that ended seconds ago has nothing newer than a
-    // second, and everything newer than ten minutes.
+    // sinceSeconds: once the run has been over for a second, nothing of it
+    // is newer than a second, and everything is newer than ten minutes.
     let finished = pod_where(&pods, "quiet", "quiet Succeeded", |p| phase(p) == "Succeeded").await;
     assert_eq!(restarts(&finished), 0);
-    tokio::time::sleep(Duration::from_millis(2500)).await;
     let since = |seconds: i64| LogParams {
         since_seconds: Some(seconds),
         ..LogParams::default()
     };
-    assert_eq!(logs(&c, "quiet", since(1)).await, "");
+    eventually(
+        Duration::from_secs(10),
+        "no quiet log lines newer than a second",
+        || async { logs(&c, "quiet", since(1)).await.is_empty().then_some(()) },
+    )
+    .await;
     let all = logs(&c, "quiet", since(600)).await;
     assert!(all.contains("hello from skiff\n") && all.contains("args: 0\n"), "{all}");
     c.delete_all(&["chatty", "quiet"]).await;
@@ -809,13 +813,25 @@ async fn components_the_host_cannot_run_wait_with_a_reason_while_others_serve() 
         assert_eq!(status.restart_count, 0);
         c.event_where(name, "Failed", text).await;
     }
-    // While the two are retried (with back-off), the other pod serves.
-    let until = Instant::now() + Duration::from_secs(2);
-    while Instant::now() < until {
+    // While the two are retried (with back-off), the other pod serves:
+    // it answers every time until each of them has failed three times.
+    eventually(Duration::from_secs(30), "core and unlinked retried twice", || async {
         let reply = http_get(&addr, "/hello").await.unwrap();
         assert!(reply.contains("hello from skiff"), "{reply}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        for name in ["core", "unlinked"] {
+            let failures = c
+                .events(name)
+                .await
+                .into_iter()
+                .filter(|(reason, _)| reason == "Failed")
+                .count();
+            if failures < 3 {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
     assert!(ready(&pods.get("web").await.unwrap()));
     for name in ["core", "unlinked"] {
         let p = pods.get(name).await.unwrap();

@@ -1,6 +1,6 @@
-//! End-to-end tests of `skiff_host::oci` with real parts: images built by
-//! umoci from busybox-static, containers run by runc, a docker-registry on
-//! loopback fed by skopeo and oci-client.
+//! End-to-end tests of `skiff_image` and `skiff_host::oci` with real
+//! parts: images built by umoci from busybox-static, containers run by
+//! runc, a docker-registry on loopback fed by skopeo and oci-client.
 //!
 //! Needs root and `runc umoci busybox-static skopeo docker-registry`, which
 //! `cargo xtask test` installs (as root, with apt-get).
@@ -12,11 +12,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use skiff_host::oci::{
-    ContainerSpec, ContainerState, Image, ImageKind, ImageStore, PullOptions, RuncRuntime, rootfs, runc, store,
-};
+use skiff_host::oci::{ContainerSpec, ContainerState, RuncRuntime, rootfs, runc};
+use skiff_image::{Image, ImageKind, ImageStore, PullOptions, store};
+use skiff_testing::eventually;
 use skiff_testing::registry::Registry;
 
 const APT: &str = "apt-get install -y runc umoci busybox-static skopeo docker-registry";
@@ -129,16 +129,13 @@ fn spec(env: &Env, id: &str, image: &Image, command: &[&str]) -> ContainerSpec {
     }
 }
 
-fn wait_for(runtime: &RuncRuntime, id: &str, what: impl Fn(&ContainerState) -> bool) -> ContainerState {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+async fn wait_for(runtime: &RuncRuntime, id: &str, what: impl Fn(&ContainerState) -> bool) -> ContainerState {
+    eventually(Duration::from_secs(20), &format!("{id} to change state"), || async {
         let state = runtime.state(id).expect("state");
-        if what(&state) {
-            return state;
-        }
-        assert!(Instant::now() < deadline, "{id} stuck in {state:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        what(&state).then_some(state)
+    })
+    .await
+    .unwrap()
 }
 
 fn unique(prefix: &str) -> String {
@@ -151,8 +148,8 @@ fn rand_suffix() -> u32 {
     N.fetch_add(1, Ordering::Relaxed)
 }
 
-#[test]
-fn runs_busybox_with_logs_and_exit_code() {
+#[tokio::test]
+async fn runs_busybox_with_logs_and_exit_code() {
     let env = env();
     let image = env
         .store
@@ -181,7 +178,7 @@ fn runs_busybox_with_logs_and_exit_code() {
     env.runtime.create(&spec).expect("create");
     assert_eq!(env.runtime.state(&id).expect("state"), ContainerState::Created);
     env.runtime.start(&id).expect("start");
-    let state = wait_for(&env.runtime, &id, |s| matches!(s, ContainerState::Stopped { .. }));
+    let state = wait_for(&env.runtime, &id, |s| matches!(s, ContainerState::Stopped { .. })).await;
     assert_eq!(state, ContainerState::Stopped { exit_code: Some(3) });
     let log = fs::read_to_string(&spec.stdout).expect("log");
     for line in ["out", "err", "yes1", "/tmp"] {
@@ -196,7 +193,7 @@ fn runs_busybox_with_logs_and_exit_code() {
     let spec = self::spec(&env, &id, &image, &[]);
     env.runtime.create(&spec).expect("create");
     env.runtime.start(&id).expect("start");
-    let state = wait_for(&env.runtime, &id, |s| matches!(s, ContainerState::Stopped { .. }));
+    let state = wait_for(&env.runtime, &id, |s| matches!(s, ContainerState::Stopped { .. })).await;
     assert_eq!(state, ContainerState::Stopped { exit_code: Some(0) });
     env.runtime.delete(&id, false).expect("delete");
     // Args alone replace the image's cmd, as in Kubernetes; the exit code
@@ -206,13 +203,13 @@ fn runs_busybox_with_logs_and_exit_code() {
     spec.args = vec!["-c".into(), "exit 7".into()];
     env.runtime.create(&spec).expect("create");
     env.runtime.start(&id).expect("start");
-    let state = wait_for(&env.runtime, &id, |s| matches!(s, ContainerState::Stopped { .. }));
+    let state = wait_for(&env.runtime, &id, |s| matches!(s, ContainerState::Stopped { .. })).await;
     assert_eq!(state, ContainerState::Stopped { exit_code: Some(7) });
     env.runtime.delete(&id, false).expect("delete");
 }
 
-#[test]
-fn long_sleep_is_killed_on_delete_and_signals_map_to_128_plus() {
+#[tokio::test]
+async fn long_sleep_is_killed_on_delete_and_signals_map_to_128_plus() {
     let env = env();
     let image = env
         .store
@@ -223,17 +220,20 @@ fn long_sleep_is_killed_on_delete_and_signals_map_to_128_plus() {
         .create(&spec(&env, &id, &image, &["sleep", "1000"]))
         .expect("create");
     env.runtime.start(&id).expect("start");
-    let ContainerState::Running { pid } = wait_for(&env.runtime, &id, |s| matches!(s, ContainerState::Running { .. }))
+    let ContainerState::Running { pid } =
+        wait_for(&env.runtime, &id, |s| matches!(s, ContainerState::Running { .. })).await
     else {
         unreachable!()
     };
     assert!(Path::new(&format!("/proc/{pid}")).exists());
     env.runtime.delete(&id, true).expect("force delete");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Path::new(&format!("/proc/{pid}")).exists() {
-        assert!(Instant::now() < deadline, "pid {pid} survived delete");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually(
+        Duration::from_secs(5),
+        &format!("pid {pid} to go with its container"),
+        || async { (!Path::new(&format!("/proc/{pid}")).exists()).then_some(()) },
+    )
+    .await
+    .unwrap();
     assert!(!env.runtime.bundle_dir(&id).exists());
 
     // kill: SIGKILL reported as 137.
@@ -243,13 +243,13 @@ fn long_sleep_is_killed_on_delete_and_signals_map_to_128_plus() {
         .expect("create");
     env.runtime.start(&id).expect("start");
     env.runtime.kill(&id, "KILL").expect("kill");
-    let state = wait_for(&env.runtime, &id, |s| matches!(s, ContainerState::Stopped { .. }));
+    let state = wait_for(&env.runtime, &id, |s| matches!(s, ContainerState::Stopped { .. })).await;
     assert_eq!(state, ContainerState::Stopped { exit_code: Some(137) });
     env.runtime.delete(&id, false).expect("delete");
 }
 
-#[test]
-fn memory_and_cpu_limits_reach_the_cgroup() {
+#[tokio::test]
+async fn memory_and_cpu_limits_reach_the_cgroup() {
     let env = env();
     let image = env
         .store
@@ -285,7 +285,7 @@ fn memory_and_cpu_limits_reach_the_cgroup() {
     ];
     env.runtime.create(&spec).expect("create");
     env.runtime.start(&id).expect("start");
-    wait_for(&env.runtime, &id, |s| matches!(s, ContainerState::Running { .. }));
+    wait_for(&env.runtime, &id, |s| matches!(s, ContainerState::Running { .. })).await;
     let cgroup = |controller: &str, file: &str| {
         fs::read_to_string(format!("/sys/fs/cgroup/{controller}/skiff/{id}/{file}"))
             .unwrap_or_else(|e| panic!("{controller}/{file}: {e}"))
@@ -296,17 +296,14 @@ fn memory_and_cpu_limits_reach_the_cgroup() {
     assert_eq!(cgroup("cpu", "cpu.cfs_quota_us"), "50000");
     assert_eq!(cgroup("cpu", "cpu.shares"), "512");
     // The container sees its own limit and the read-only bind mount.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    let log = eventually(Duration::from_secs(10), "the container's output", || async {
         let log = fs::read_to_string(&spec.stdout).unwrap_or_default();
-        if log.contains("read-only") {
-            assert!(log.contains("67108864"), "{log}");
-            assert!(log.contains("from host"), "{log}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "log so far: {log:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        log.contains("read-only").then_some(log)
+    })
+    .await
+    .unwrap();
+    assert!(log.contains("67108864"), "{log}");
+    assert!(log.contains("from host"), "{log}");
     assert!(!shared.join("x").exists());
     env.runtime.delete(&id, true).expect("delete");
     assert!(!Path::new(&format!("/sys/fs/cgroup/memory/skiff/{id}")).exists());
@@ -571,16 +568,11 @@ async fn pulls_busybox_and_a_wasm_artifact_from_a_loopback_registry() {
     let id = unique("pulled");
     let pulled = spec(&env, &id, &image, &["sh", "-c", "echo pulled"]);
     let runtime = env.runtime.clone();
-    let state = tokio::task::spawn_blocking(move || {
-        runtime.create(&pulled).expect("create");
-        runtime.start(&pulled.id).expect("start");
-        let state = wait_for(&runtime, &pulled.id, |s| matches!(s, ContainerState::Stopped { .. }));
-        assert_eq!(fs::read_to_string(&pulled.stdout).expect("log"), "pulled\n");
-        runtime.delete(&pulled.id, false).expect("delete");
-        state
-    })
-    .await
-    .expect("join");
+    runtime.create(&pulled).expect("create");
+    runtime.start(&pulled.id).expect("start");
+    let state = wait_for(&runtime, &pulled.id, |s| matches!(s, ContainerState::Stopped { .. })).await;
+    assert_eq!(fs::read_to_string(&pulled.stdout).expect("log"), "pulled\n");
+    runtime.delete(&pulled.id, false).expect("delete");
     assert_eq!(state, ContainerState::Stopped { exit_code: Some(0) });
 
     // A Wasm component artifact pushed with oci-client.

@@ -20,7 +20,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Node;
-use skiff_host::wasm::engine::ticks;
+use skiff_wasm::engine::ticks;
 use wasmtime::{Engine, Store};
 
 use crate::bindings::{admission, filter, mutate, scheduling, score, validate};

@@ -12,7 +12,11 @@
 //!   record types.
 //! * [`PluginRuntime`] (`runtime`): the plugins' wasmtime engine (fuel and
 //!   epoch interruption), a linker per world, components compiled once per
-//!   digest; checks a component against its stage's world.
+//!   digest; checks a component against its stage's world. The component
+//!   cache, the epoch ticker and guest output come from `skiff-wasm`;
+//!   components named by OCI reference are pulled with `skiff-image`. The
+//!   node agent (`skiff-host`) is not a dependency: a scheduler or API
+//!   server loading plugins does not link the kubelet or the proxy.
 //! * `instance`: a loaded plugin's instance on a thread of its own; each
 //!   call armed with the limits (fuel, wall-clock time, memory); a trap or
 //!   exceeded limit drops the instance, and the next call gets a fresh one

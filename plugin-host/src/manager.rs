@@ -27,7 +27,7 @@ use kube::api::{Patch, PatchParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 use skiff_api::admission::Admission;
-use skiff_host::oci::{ImageStore, PullOptions, is_loopback_reference};
+use skiff_image::{ImageStore, PullOptions, is_loopback_reference};
 use skiff_scheduler::DynamicPlugins;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -319,7 +319,7 @@ async fn load(inner: &Arc<Inner>, name: &str, plugin: &WasmPlugin) -> Result<Ser
     }
     let limits = Limits::from_spec(spec.limits.as_ref()).map_err(Error::Spec)?;
     let bytes = fetch(inner, spec).await?;
-    let digest = skiff_host::wasm::cache::digest(&bytes);
+    let digest = skiff_wasm::cache::digest(&bytes);
     if let Some(expected) = spec.component.digest.as_ref().filter(|expected| **expected != digest) {
         return Err(Error::DigestMismatch {
             expected: expected.clone(),

@@ -10,7 +10,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use skiff_host::wasm::{ComponentCache, EpochTicker, GuestOutput, Output};
+use skiff_wasm::{ComponentCache, EpochTicker, GuestOutput, Output};
 use wasmtime::component::{Component, HasSelf, InstancePre, Linker, ResourceTable};
 use wasmtime::{Config, Engine, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -233,8 +233,8 @@ impl PluginRuntime {
     /// offers and its exports what the world asks for.
     pub(crate) fn prepare(&self, stage: Stage, bytes: &[u8]) -> Result<(String, Pre)> {
         let (digest, component) = self.inner.cache.load(bytes).map_err(|e| match e {
-            skiff_host::wasm::WasmError::NotWasm => Error::NotWasm,
-            skiff_host::wasm::WasmError::NotAComponent => Error::NotAComponent,
+            skiff_wasm::WasmError::NotWasm => Error::NotWasm,
+            skiff_wasm::WasmError::NotAComponent => Error::NotAComponent,
             other => Error::Compile(other.to_string()),
         })?;
         let pre = self.instance_pre(stage, &component)?;

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use skiff_host::oci::{ImageStore, PullOptions, is_loopback_reference, push_component};
+use skiff_image::{ImageStore, PullOptions, is_loopback_reference, push_component};
 
 #[derive(Debug, Args)]
 pub struct ImageArgs {

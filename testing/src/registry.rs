@@ -71,11 +71,11 @@ impl Registry {
     /// reference.
     pub async fn push_wasm(&self, name_and_tag: &str, component: &[u8]) -> anyhow::Result<String> {
         let reference = format!("{}/{name_and_tag}", self.addr);
-        let options = skiff_host::oci::PullOptions {
+        let options = skiff_image::PullOptions {
             plain_http: true,
             basic_auth: None,
         };
-        skiff_host::oci::push_component(&reference, component, &options)
+        skiff_image::push_component(&reference, component, &options)
             .await
             .with_context(|| format!("cannot push {reference}"))?;
         Ok(reference)

@@ -40,7 +40,7 @@ use skiff_bench::api::ApiClient;
 use skiff_bench::node::{self, AgentOptions, HttpConn, PodSeen};
 use skiff_bench::procs;
 use skiff_bench::scheduler::{self as sched, Server};
-use skiff_host::wasm::{Environment, PoolConfig, RuntimeConfig, WasmRuntime};
+use skiff_wasm::{Environment, PoolConfig, RuntimeConfig, WasmRuntime};
 
 #[derive(Debug, Parser)]
 struct Args {

@@ -14,10 +14,10 @@ use http_body_util::{BodyExt, Full};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use skiff_wasm::http::HyperOutgoingBody;
 use tokio::task::JoinHandle;
-use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
-use crate::wasm::{HttpService, Termination, WasmError};
+use skiff_wasm::{HttpService, Termination, WasmError};
 
 /// Hands out pod IPs from the node's pod CIDR (a /16 on loopback, by
 /// default 127.1.0.0/16) and takes them back.

@@ -6,18 +6,21 @@
 //! Each line goes into the container's log file in the CRI format, one
 //! line per record: `<RFC 3339 nanos> <stdout|stderr> <F|P> <text>` (`P`
 //! for a piece of a line longer than [`MAX_LINE`], or an unfinished last
-//! line). How the lines get there depends on the runtime:
+//! line). How the lines get there is the runtime's choice
+//! ([`LogWiring`]); [`PodLogDir::open`] wires a run's log accordingly:
 //!
-//! * runc containers write to two FIFOs in the log directory (the way
-//!   containerd hands stdio to a shim). A [`LogWriter`] holds the read
-//!   ends and copies them into the file, one thread per stream;
-//!   [`LogWriter::close`] lets go of the write ends it keeps open, and the
-//!   copy ends once the container's last writer closes.
-//! * Wasm instances run in this process, so their output needs no pipe:
-//!   a [`DirectLog`] hands each instance a writer that keeps the
-//!   instance's unfinished line and appends whole records to the file,
-//!   which is open only while some instance is writing: between requests
-//!   a Wasm pod holds no thread or descriptor for its logs.
+//! * [`LogWiring::Fifos`] (runc): containers write to two FIFOs in the
+//!   log directory (the way containerd hands stdio to a shim). A
+//!   [`LogWriter`] holds the read ends and copies them into the file, one
+//!   thread per stream; [`LogWriter::close`] lets go of the write ends it
+//!   keeps open, and the copy ends once the container's last writer
+//!   closes.
+//! * [`LogWiring::Direct`] (wasmtime): instances run in this process, so
+//!   their output needs no pipe: a [`DirectLog`] hands each instance a
+//!   writer that keeps the instance's unfinished line and appends whole
+//!   records to the file, which is open only while some instance is
+//!   writing: between requests a Wasm pod holds no thread or descriptor
+//!   for its logs.
 //!
 //! # Layout
 //!
@@ -45,7 +48,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::wasm::Output;
+use skiff_wasm::Output;
+
+use super::runtime::{LogWiring, Stdio};
 
 /// Longest line written as one record; longer ones are split.
 pub const MAX_LINE: usize = 16 * 1024;
@@ -97,6 +102,34 @@ impl PodLogDir {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(error) => tracing::warn!(path = %path.display(), %error, "cannot remove an old container log"),
+            }
+        }
+    }
+
+    /// Opens the log of a container's `restart`th run, wired as its
+    /// runtime asks: the log to close once the run is over, and the stdio
+    /// to start the container with.
+    pub fn open(
+        &self,
+        container: &str,
+        restart: u32,
+        wiring: LogWiring,
+        limits: LogLimits,
+    ) -> io::Result<(ContainerLog, Stdio)> {
+        let file = self.file(container, restart);
+        match wiring {
+            LogWiring::Direct => {
+                let log = DirectLog::open(&file, limits)?;
+                let stdio = Stdio::Direct {
+                    stdout: log.output("stdout"),
+                    stderr: log.output("stderr"),
+                };
+                Ok((ContainerLog::Direct(log), stdio))
+            }
+            LogWiring::Fifos => {
+                let (stdout, stderr) = self.fifos(container, restart);
+                let writer = LogWriter::start(&file, stdout.clone(), stderr.clone(), limits)?;
+                Ok((ContainerLog::Fifos(writer), Stdio::Fifos { stdout, stderr }))
             }
         }
     }

@@ -7,7 +7,10 @@
 //! * [`worker`]: a pod's lifecycle: prepare, init containers, containers,
 //!   restarts with back-off, graceful termination.
 //! * [`runtime`]: [`WorkloadRuntime`](runtime::WorkloadRuntime) and its
-//!   backends, wasmtime (in this process) and runc.
+//!   backends, wasmtime (in this process, [`skiff_wasm`]) and runc
+//!   ([`crate::oci`]); each says which images it runs and how its
+//!   containers' logs and network are wired, so the worker never asks
+//!   what kind an image is.
 //! * [`spec`]: environment and volumes from the pod spec.
 //! * [`probe`]: startup, liveness and readiness probes.
 //! * [`status`]: pod phase, conditions and container statuses (pure).
@@ -39,13 +42,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::oci::{Image, ImageStore, PullOptions, RuncRuntime, is_loopback_reference};
-use crate::wasm::{PoolConfig, RuntimeConfig, WasmError, WasmRuntime};
+use crate::oci::RuncRuntime;
 use daemon::LogIndex;
 use gateway::PodIps;
 use logs::LogLimits;
-use runtime::{RuncWorkloads, WasmtimeWorkloads};
+use runtime::{RuncWorkloads, Runtimes, WasmtimeWorkloads};
+use skiff_image::{Image, ImageStore, PullOptions, is_loopback_reference};
 use skiff_proxy::{Proxy, ProxyConfig};
+use skiff_wasm::{PoolConfig, RuntimeConfig, WasmError, WasmRuntime};
 
 /// The wasmtime release the agent embeds, for the node's runtime version.
 pub const WASMTIME_VERSION: &str = "48.0.8";
@@ -127,7 +131,7 @@ pub enum AgentError {
         source: std::io::Error,
     },
     #[error("the image store cannot be opened: {0}")]
-    Images(#[source] crate::oci::store::Error),
+    Images(#[source] skiff_image::store::Error),
     #[error("the Wasm runtime cannot start: {0}")]
     Wasm(#[source] WasmError),
     #[error("cannot register the node with the API server: {0}")]
@@ -139,8 +143,7 @@ pub(crate) struct Shared {
     client: kube::Client,
     config: AgentConfig,
     images: ImageStore,
-    wasm: WasmtimeWorkloads,
-    runc: Option<RuncWorkloads>,
+    runtimes: Runtimes,
     pod_ips: PodIps,
     proxy: Arc<Proxy>,
     pods_root: PathBuf,
@@ -247,7 +250,7 @@ impl Agent {
         let runc = match RuncRuntime::new(dir("runc")?, &config.runc_binary) {
             Ok(runc) => {
                 remove_leftovers(&runc).await;
-                Some(RuncWorkloads::new(runc))
+                Some(runc)
             }
             Err(error) => {
                 tracing::warn!(%error, "no OCI runtime: this node runs Wasm workloads only");
@@ -291,8 +294,10 @@ impl Agent {
             logs_root: dir("logs")?,
             client: client.clone(),
             images: images.clone(),
-            wasm: WasmtimeWorkloads::new(Arc::new(wasm)),
-            runc,
+            runtimes: Runtimes::new(vec![
+                Arc::new(WasmtimeWorkloads::new(Arc::new(wasm))),
+                Arc::new(RuncWorkloads::new(runc)),
+            ]),
             pod_ips: PodIps::new(config.pod_cidr),
             proxy: proxy.clone(),
             log_index,

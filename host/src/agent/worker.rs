@@ -7,6 +7,11 @@
 //! All of a pod's state lives in its worker; containers report their
 //! exits to it over a channel, and the pod manager sends it the latest
 //! pod object (or `None` once the pod is gone from the API).
+//!
+//! Which runtime runs a container, how its logs are wired and which
+//! network it is on are the runtime's answers
+//! ([`Runtimes::select`](super::runtime::Runtimes::select),
+//! [`WorkloadRuntime`]); the worker never asks what kind an image is.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -23,12 +28,12 @@ use tokio::sync::{mpsc, watch};
 
 use super::Shared;
 use super::events::{self, Recorder};
-use super::logs::{ContainerLog, DirectLog, LogWriter, PodLogDir};
+use super::logs::{ContainerLog, PodLogDir};
 use super::probe::{self, Kind, Verdict};
-use super::runtime::{Exit, Launch, Mount, Running, StartError, Stdio, StopMode, Stopper, WorkloadRuntime};
+use super::runtime::{Exit, Launch, Mount, Network, Running, StartError, Stdio, StopMode, Stopper, WorkloadRuntime};
 use super::spec::{self, ConfigError, Sources};
 use super::status::{self, ContainerRecord, Phase, PodView, Terminated};
-use crate::oci::{Image, ImageKind};
+use skiff_image::Image;
 
 /// The default `terminationGracePeriodSeconds`.
 const DEFAULT_GRACE: Duration = Duration::from_secs(30);
@@ -114,16 +119,26 @@ impl Slot {
     }
 }
 
+/// A container image and the runtime that runs it.
+#[derive(Clone, Debug)]
+struct Resolved {
+    image: Image,
+    runtime: Arc<dyn WorkloadRuntime>,
+}
+
 /// What the pod needs before any container starts.
 #[derive(Debug, Default)]
 struct Prepared {
     pod_ip: Option<IpAddr>,
-    /// The pod IP came from the node's pool (all containers are Wasm).
+    /// The pod IP came from the node's pool (all its containers are on
+    /// the pod network).
     own_ip: bool,
     volumes: BTreeMap<String, PathBuf>,
     sources: Sources,
-    images: BTreeMap<String, Image>,
-    /// The `/etc/resolv.conf` written for the pod's OCI containers.
+    /// By image reference.
+    images: BTreeMap<String, Resolved>,
+    /// The `/etc/resolv.conf` written for the pod's containers on the
+    /// node network.
     resolv_conf: Option<PathBuf>,
 }
 
@@ -471,7 +486,8 @@ impl Worker {
             .chain(self.apps.iter())
             .map(|s| s.container.clone())
             .collect();
-        let mut all_wasm = true;
+        let class = self.pod.spec.as_ref().and_then(|s| s.runtime_class_name.clone());
+        let mut all_pod_network = true;
         for (i, c) in containers.iter().enumerate() {
             let reference = c.image.clone().unwrap_or_default();
             if prepared.images.contains_key(&reference) {
@@ -482,35 +498,13 @@ impl Worker {
                 .pull(&reference, c.image_pull_policy.as_deref())
                 .await
                 .map_err(|(reason, message)| (Some(i), reason, message))?;
-            let class = self.pod.spec.as_ref().and_then(|s| s.runtime_class_name.clone());
-            match (image.kind, class.as_deref()) {
-                (ImageKind::Container, Some("wasmtime")) => {
-                    return Err((
-                        Some(i),
-                        "CreateContainerConfigError",
-                        format!(
-                            "image {reference} is not a Wasm component, but the pod's runtimeClassName is wasmtime"
-                        ),
-                    ));
-                }
-                (ImageKind::Wasm, Some("runc")) => {
-                    return Err((
-                        Some(i),
-                        "CreateContainerConfigError",
-                        format!("image {reference} is a Wasm component, but the pod's runtimeClassName is runc"),
-                    ));
-                }
-                (ImageKind::Container, _) if self.shared.runc.is_none() => {
-                    return Err((
-                        Some(i),
-                        "CreateContainerConfigError",
-                        format!("image {reference} needs the OCI runtime (runc), which this node does not have"),
-                    ));
-                }
-                _ => {}
-            }
-            all_wasm &= image.kind == ImageKind::Wasm;
-            prepared.images.insert(reference, image);
+            let runtime = self
+                .shared
+                .runtimes
+                .select(&image, class.as_deref())
+                .map_err(|message| (Some(i), "CreateContainerConfigError", message))?;
+            all_pod_network &= runtime.network() == Network::Pod;
+            prepared.images.insert(reference, Resolved { image, runtime });
         }
         prepared.sources = self
             .fetch_sources()
@@ -528,16 +522,19 @@ impl Worker {
                 .map_err(|e| (None, "CreateContainerConfigError", e.0))?;
             prepared.volumes.insert(volume.name.clone(), path);
         }
-        // Wasm-only pods get an address of their own; a pod with an OCI
-        // container shares the host network.
-        if all_wasm {
+        // A pod whose containers are all on the pod network gets an
+        // address of its own; one with a container on the node network
+        // shares the node's.
+        if all_pod_network {
             prepared.pod_ip = self.shared.pod_ips.allocate();
             prepared.own_ip = prepared.pod_ip.is_some();
         }
         if prepared.pod_ip.is_none() {
             prepared.pod_ip = self.shared.config.node_ip.parse().ok();
         }
-        if !all_wasm && let Some(text) = spec::resolv_conf(&self.pod, self.shared.proxy.dns_address().map(|a| a.ip())) {
+        if !all_pod_network
+            && let Some(text) = spec::resolv_conf(&self.pod, self.shared.proxy.dns_address().map(|a| a.ip()))
+        {
             let path = self.pod_dir().join("resolv.conf");
             std::fs::create_dir_all(self.pod_dir())
                 .and_then(|()| std::fs::write(&path, text))
@@ -579,10 +576,10 @@ impl Worker {
         Ok(sources)
     }
 
-    fn launch(&self, slot: &Slot, prepared: &Prepared) -> Result<(Launch, Image), ConfigError> {
+    fn launch(&self, slot: &Slot, prepared: &Prepared) -> Result<(Launch, Resolved), ConfigError> {
         let c = &slot.container;
         let reference = c.image.clone().unwrap_or_default();
-        let image = prepared
+        let resolved = prepared
             .images
             .get(&reference)
             .cloned()
@@ -598,7 +595,7 @@ impl Worker {
         )?;
         let vars: BTreeMap<String, String> = env.iter().cloned().collect();
         let mut mounts = spec::mounts(&self.pod, c, &prepared.volumes)?;
-        if image.kind == ImageKind::Container
+        if resolved.runtime.network() == Network::Node
             && let Some(path) = &prepared.resolv_conf
         {
             mounts.push(Mount {
@@ -619,7 +616,7 @@ impl Worker {
         let launch = Launch {
             id: format!("{}-{}-{run}", self.uid, c.name),
             name: c.name.clone(),
-            image: image.clone(),
+            image: resolved.image.clone(),
             command: c.command.iter().flatten().map(|a| spec::expand(a, &vars)).collect(),
             args: c.args.iter().flatten().map(|a| spec::expand(a, &vars)).collect(),
             env,
@@ -631,7 +628,7 @@ impl Worker {
             listen: ports.into_iter().map(|p| SocketAddr::new(ip, p)).collect(),
             request_timeout: self.shared.config.request_timeout,
         };
-        Ok((launch, image))
+        Ok((launch, resolved))
     }
 
     async fn start(&mut self, group: Group, index: usize) {
@@ -643,7 +640,6 @@ impl Worker {
             Group::App => &self.apps[index],
         };
         let prepared_launch = self.launch(slot, prepared);
-        let log_file = self.logs.file(&slot.container.name, slot.runs);
         let config = &self.shared.config;
         let (initial, max) = (config.backoff_initial, config.backoff_max);
         let outcome = match prepared_launch {
@@ -651,46 +647,22 @@ impl Worker {
                 reason: "CreateContainerConfigError",
                 message: e.0,
             }),
-            Ok((mut launch, image)) => {
-                // Wasm instances write their logs from this process; runc
-                // containers through FIFOs.
-                let opened = if image.kind == ImageKind::Wasm {
-                    DirectLog::open(&log_file, config.log_limits).map(|log| {
-                        launch.stdio = Stdio::Direct {
-                            stdout: log.output("stdout"),
-                            stderr: log.output("stderr"),
-                        };
-                        ContainerLog::Direct(log)
-                    })
-                } else {
-                    let (stdout, stderr) = self.logs.fifos(&slot.container.name, slot.runs);
-                    LogWriter::start(&log_file, stdout.clone(), stderr.clone(), config.log_limits).map(|writer| {
-                        launch.stdio = Stdio::Fifos { stdout, stderr };
-                        ContainerLog::Fifos(writer)
-                    })
-                };
-                match opened {
+            Ok((mut launch, Resolved { image, runtime })) => {
+                // The runtime says how its containers' output reaches the log.
+                let wiring = runtime.log_wiring();
+                match self
+                    .logs
+                    .open(&slot.container.name, slot.runs, wiring, config.log_limits)
+                {
                     Err(e) => Err(StartError {
                         reason: "CreateContainerError",
                         message: format!("cannot set up the container's logs: {e}"),
                     }),
-                    Ok(writer) => {
-                        let runtime = if image.kind == ImageKind::Wasm {
-                            "wasmtime"
-                        } else {
-                            "runc"
-                        };
-                        let id = launch.id.clone();
-                        let started = match (image.kind, &self.shared.runc) {
-                            (ImageKind::Wasm, _) => self.shared.wasm.start(launch).await,
-                            (ImageKind::Container, Some(runc)) => runc.start(launch).await,
-                            (ImageKind::Container, None) => Err(StartError {
-                                reason: "CreateContainerConfigError",
-                                message: "this node has no OCI runtime (runc)".into(),
-                            }),
-                        };
-                        match started {
-                            Ok(running) => Ok((running, writer, format!("{runtime}://{id}"), image)),
+                    Ok((writer, stdio)) => {
+                        launch.stdio = stdio;
+                        let id = format!("{}://{}", runtime.name(), launch.id);
+                        match runtime.start(launch).await {
+                            Ok(running) => Ok((running, writer, id, image)),
                             Err(e) => {
                                 tokio::task::spawn_blocking(move || writer.close());
                                 Err(e)

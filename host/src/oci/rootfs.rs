@@ -18,12 +18,13 @@ use std::ffi::CString;
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use rustix::fs::{CWD, FileType, Mode, XattrFlags};
 
-use super::Image;
-use super::digest::{HashingReader, sha256_hex};
+use skiff_image::Image;
+use skiff_image::digest::{HashingReader, sha256_hex};
+use skiff_image::path::safe_relative_path;
 
 const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE_MARKER: &str = ".wh..wh..opq";
@@ -105,20 +106,6 @@ pub struct Rootfs {
     pub path: PathBuf,
     /// Overlay or copy.
     pub kind: RootfsKind,
-}
-
-/// A path relative to an archive root, or `None` if it would leave it
-/// (`..`, or a Windows prefix). Leading `/` and `./` are dropped.
-pub(crate) fn safe_relative_path(path: &Path) -> Option<PathBuf> {
-    let mut out = PathBuf::new();
-    for component in path.components() {
-        match component {
-            Component::Normal(part) => out.push(part),
-            Component::RootDir | Component::CurDir => {}
-            Component::ParentDir | Component::Prefix(_) => return None,
-        }
-    }
-    Some(out)
 }
 
 /// Unpacks every layer of `image` (if not already there) and returns their
@@ -419,17 +406,5 @@ pub fn teardown(container_dir: &Path) -> Result<()> {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(io_err("cannot remove container directory", container_dir)(e)),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn relative_paths() {
-        assert_eq!(safe_relative_path(Path::new("/./a/b")), Some(PathBuf::from("a/b")));
-        assert_eq!(safe_relative_path(Path::new("a/../../b")), None);
-        assert_eq!(safe_relative_path(Path::new("./")), Some(PathBuf::new()));
     }
 }

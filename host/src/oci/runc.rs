@@ -45,7 +45,9 @@ use std::time::Duration;
 use rustix::process::{Pid, WaitOptions};
 use serde::Deserialize;
 
-use super::{ContainerSpec, ImageKind, bundle, rootfs};
+use skiff_image::ImageKind;
+
+use super::{ContainerSpec, bundle, rootfs};
 
 /// How long [`RuncRuntime::state`] waits for the waiter thread to record
 /// the exit code of a container runc already reports stopped.

@@ -2,14 +2,14 @@
 
 use std::path::PathBuf;
 
-use super::Image;
+use skiff_image::Image;
 
 /// One container to run with runc, already resolved from a pod container.
 #[derive(Debug, Clone)]
 pub struct ContainerSpec {
     /// runc container id: `[A-Za-z0-9][A-Za-z0-9_.-]*`, unique on the node.
     pub id: String,
-    /// The image; must be an [`ImageKind::Container`](super::ImageKind).
+    /// The image; must be an [`ImageKind::Container`](skiff_image::ImageKind).
     pub image: Image,
     /// Kubernetes `command`: replaces the image entrypoint when non-empty.
     pub command: Vec<String>,

@@ -6,27 +6,27 @@ use sha2::{Digest as _, Sha256};
 
 /// The hex part of a `sha256:<64 lowercase hex>` digest, or `None` when the
 /// string is not one (other algorithms are not supported by the store).
-pub(crate) fn sha256_hex(digest: &str) -> Option<&str> {
+pub fn sha256_hex(digest: &str) -> Option<&str> {
     let hex = digest.strip_prefix("sha256:")?;
     let valid = hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
     valid.then_some(hex)
 }
 
 /// `sha256:<hex>` of a byte slice.
-pub(crate) fn sha256_of(bytes: &[u8]) -> String {
+pub fn sha256_of(bytes: &[u8]) -> String {
     format!("sha256:{:x}", Sha256::digest(bytes))
 }
 
 /// A reader that hashes everything read through it.
 #[derive(Debug)]
-pub(crate) struct HashingReader<R> {
+pub struct HashingReader<R> {
     inner: R,
     hasher: Sha256,
     len: u64,
 }
 
 impl<R: Read> HashingReader<R> {
-    pub(crate) fn new(inner: R) -> Self {
+    pub fn new(inner: R) -> Self {
         Self {
             inner,
             hasher: Sha256::new(),
@@ -36,7 +36,7 @@ impl<R: Read> HashingReader<R> {
 
     /// Reads the rest of the stream (so the digest covers it all), then
     /// returns `(sha256:<hex>, bytes read)`.
-    pub(crate) fn finish(mut self) -> io::Result<(String, u64)> {
+    pub fn finish(mut self) -> io::Result<(String, u64)> {
         io::copy(&mut self, &mut io::sink())?;
         Ok((format!("sha256:{:x}", self.hasher.finalize()), self.len))
     }

@@ -1,10 +1,10 @@
-//! An image held by the [`ImageStore`](super::ImageStore).
+//! An image held by the [`ImageStore`](crate::ImageStore).
 
 use std::path::{Path, PathBuf};
 
 use oci_spec::image::{Descriptor, ImageConfiguration};
 
-use super::digest::sha256_hex;
+use crate::digest::sha256_hex;
 
 /// Media type of the component layer in a CNCF Wasm OCI artifact.
 pub const WASM_LAYER_MEDIA_TYPE: &str = "application/wasm";
@@ -53,8 +53,9 @@ impl Image {
         self.blob_path(layer.digest().as_ref())
     }
 
-    /// Directory of unpacked layers shared by every image of the store.
-    pub(crate) fn layers_dir(&self) -> PathBuf {
+    /// Directory of unpacked layers shared by every image of the store
+    /// (filled by the node agent's root filesystem code).
+    pub fn layers_dir(&self) -> PathBuf {
         self.store_root.join("layers")
     }
 }

@@ -6,7 +6,7 @@
 //! ```text
 //! blobs/sha256/<hex>          every blob, written only after its digest checked
 //! images/<escaped ref>.json   {"reference": …, "manifest_digest": "sha256:…"}
-//! layers/<diff id hex>/       unpacked layers (see `oci::rootfs`)
+//! layers/<diff id hex>/       unpacked layers (see `skiff_host::oci::rootfs`)
 //! tmp/                        partial downloads and extracted layout tars
 //! ```
 //!
@@ -26,9 +26,9 @@ use std::path::{Path, PathBuf};
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest};
 use serde::{Deserialize, Serialize};
 
-use super::digest::{HashingReader, sha256_hex};
-use super::image::{blob_path, is_wasm_layer};
-use super::{Image, ImageKind};
+use crate::digest::{HashingReader, sha256_hex};
+use crate::image::{blob_path, is_wasm_layer};
+use crate::{Image, ImageKind};
 
 pub use pull::{PullOptions, is_loopback_reference};
 pub use push::push_component;

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
 
 use super::{Error, ImageStore, Result, check_digest, io_err, open_blob, platform_arch, select_platform};
-use crate::oci::Image;
-use crate::oci::digest::{HashingReader, sha256_hex};
-use crate::oci::rootfs::safe_relative_path;
+use crate::Image;
+use crate::digest::{HashingReader, sha256_hex};
+use crate::path::safe_relative_path;
 
 const REF_NAME_ANNOTATION: &str = "org.opencontainers.image.ref.name";
 

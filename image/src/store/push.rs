@@ -15,7 +15,7 @@ const WASM_CONFIG_MEDIA_TYPE: &str = "application/vnd.wasm.config.v0+json";
 /// registry, as for pulls); returns the manifest's URL.
 pub async fn push_component(reference: &str, component: &[u8], options: &PullOptions) -> Result<String> {
     let (parsed, client, auth) = connect(reference, options)?;
-    let layer = ImageLayer::new(component.to_vec(), crate::oci::WASM_LAYER_MEDIA_TYPE.to_owned(), None);
+    let layer = ImageLayer::new(component.to_vec(), crate::WASM_LAYER_MEDIA_TYPE.to_owned(), None);
     let config = Config::new(WASM_CONFIG.to_vec(), WASM_CONFIG_MEDIA_TYPE.to_owned(), None);
     let pushed = client
         .push(&parsed, &[layer], config, &auth, None)

@@ -8,7 +8,7 @@ use wasmtime::Store;
 use wasmtime::component::Component;
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
-use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+pub use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use super::engine::ticks;
 use super::state::{Environment, State};

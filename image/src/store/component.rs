@@ -6,8 +6,8 @@
 use serde_json::json;
 
 use super::{ImageStore, Result, WASM_CONFIG_MEDIA_TYPE};
-use crate::oci::digest::sha256_of;
-use crate::oci::{Image, WASM_LAYER_MEDIA_TYPE};
+use crate::digest::sha256_of;
+use crate::{Image, WASM_LAYER_MEDIA_TYPE};
 
 impl ImageStore {
     /// Stores `component` (the bytes of a `.wasm` file) under `reference`.
@@ -49,7 +49,7 @@ impl ImageStore {
 
 #[cfg(test)]
 mod tests {
-    use crate::oci::{ImageKind, ImageStore};
+    use crate::{ImageKind, ImageStore};
 
     #[test]
     fn an_imported_component_is_a_wasm_image() {

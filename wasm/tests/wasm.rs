@@ -8,11 +8,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Empty};
-use skiff_host::wasm::{
+use skiff_test_programs as programs;
+use skiff_testing::eventually;
+use skiff_wasm::{
     AppendFile, Environment, Limits, PoolConfig, Preopen, RuntimeConfig, StopHandle, Termination, WasmError,
     WasmRuntime,
 };
-use skiff_test_programs as programs;
 
 fn runtime(dir: &std::path::Path) -> WasmRuntime {
     WasmRuntime::new(RuntimeConfig {
@@ -156,15 +157,28 @@ async fn commands_report_exit_codes_and_logs() {
 async fn commands_are_stopped_and_limited() {
     let dir = tempfile::tempdir().unwrap();
     let runtime = runtime(dir.path());
+    let stdout = dir.path().join("spin.out");
     let spin = runtime
-        .command(&read(programs::CLI_SPIN), Environment::default())
+        .command(
+            &read(programs::CLI_SPIN),
+            Environment {
+                stdout: Some(Arc::new(AppendFile(stdout.clone()))),
+                ..Environment::default()
+            },
+        )
         .unwrap();
     let stop = StopHandle::default();
     let running = tokio::spawn({
         let stop = stop.clone();
         async move { spin.run(stop).await }
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // It printed before it started spinning; it is not done yet.
+    eventually(Duration::from_secs(10), "cli-spin to start spinning", || async {
+        let printed = std::fs::read_to_string(&stdout).unwrap_or_default();
+        printed.contains("spinning").then_some(())
+    })
+    .await
+    .unwrap();
     assert!(!running.is_finished(), "a spinning command keeps running until stopped");
     let stopped_at = Instant::now();
     stop.stop();

@@ -1,15 +1,37 @@
-//! The Wasm runtime: components run in-process in one wasmtime engine.
+//! skiff's Wasm engine: components run in-process in one wasmtime engine
+//! per node. It knows components, WASI and limits, nothing of pods: the
+//! node agent (`skiff-host`) turns pod containers into [`Environment`]s
+//! and runs them here; the plugin host (`skiff-plugin-host`) shares the
+//! [`ComponentCache`], the [`EpochTicker`] and the guest [`Output`]s for
+//! its own engine.
 //!
+//! # The map
+//!
+//! * [`WasmRuntime`] (this file): one engine, one compiled-component
+//!   cache, one linker per world; [`WasmRuntime::load`] says what a
+//!   component is for ([`ComponentKind`]), then [`WasmRuntime::http_service`]
+//!   or [`WasmRuntime::command`] makes it runnable.
 //! * [`engine`]: the node's [`NodeEngine`], with the pooling allocator,
-//!   copy-on-write memory images and an epoch ticker.
+//!   copy-on-write memory images and an epoch ticker ([`EpochTicker`];
+//!   [`engine::ticks`] turns a time limit into epoch ticks).
 //! * [`cache`]: components compiled once per digest, kept on disk.
-//! * [`state`]: what an instance sees ([`Environment`]) and is bounded by
+//! * [`state`]: what an instance sees ([`Environment`]: args, env,
+//!   preopened volumes, where its stdout/stderr go) and is bounded by
 //!   ([`Limits`]).
-//! * [`http`]: `wasi:http/proxy` components, one instance per request.
-//! * [`command`]: `wasi:cli/command` components, run to an exit code.
+//! * [`http`]: `wasi:http/proxy` components, one instance per request
+//!   ([`HttpService`]).
+//! * [`command`]: `wasi:cli/command` components, run to an exit code
+//!   ([`CommandService`], stopped early through a [`StopHandle`]).
+//!
+//! ```text
+//!  component bytes ─► ComponentCache (compile once per digest) ─► load: ComponentKind
+//!      Http    ─► HttpService::handle(request)  ─► fresh Store + instance per request
+//!      Command ─► CommandService::run(stop)     ─► Exit { code, Termination }
+//! ```
 //!
 //! Failures of a guest (a trap, an exhausted limit, a missing import) are
-//! [`WasmError`]s for that request or run; they never take the agent down.
+//! [`WasmError`]s for that request or run; they never take the host down.
+//! None is worth retrying with the same component and limits.
 
 pub mod cache;
 pub mod command;

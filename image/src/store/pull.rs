@@ -10,8 +10,8 @@ use oci_spec::image::{ImageIndex, ImageManifest};
 use tokio::io::AsyncWriteExt;
 
 use super::{Error, ImageStore, Result, check_digest, io_err, platform_arch, select_platform};
-use crate::oci::Image;
-use crate::oci::digest::{HashingReader, sha256_of};
+use crate::Image;
+use crate::digest::{HashingReader, sha256_of};
 
 const MANIFEST_TYPES: &[&str] = &[
     "application/vnd.oci.image.manifest.v1+json",

@@ -1,0 +1,198 @@
+//! OCI containers through runc ([`crate::oci`]), on the host network.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use skiff_image::{Image, ImageKind};
+
+use super::{
+    Exit, Launch, LogWiring, Network, Refusal, Running, StartError, Starting, Stdio, StopMode, WorkloadRuntime,
+};
+use crate::oci::{self, ContainerState, RuncRuntime};
+
+/// How often runc containers are polled for their state.
+const POLL: Duration = Duration::from_millis(200);
+
+/// OCI containers through runc, on the host network. A node where runc
+/// cannot run still has this runtime, without a runc: it then refuses
+/// container images with a message that says so.
+#[derive(Clone, Debug)]
+pub struct RuncWorkloads {
+    runc: Option<RuncRuntime>,
+}
+
+impl RuncWorkloads {
+    /// `None` when runc cannot be run on this node.
+    pub fn new(runc: Option<RuncRuntime>) -> Self {
+        RuncWorkloads { runc }
+    }
+}
+
+impl Exit {
+    fn from_code(code: i32) -> Exit {
+        let reason = match code {
+            0 => "Completed",
+            137 => "Killed",
+            _ => "Error",
+        };
+        Exit {
+            code,
+            reason: reason.to_string(),
+            message: None,
+        }
+    }
+}
+
+fn oci_spec(launch: &Launch) -> oci::ContainerSpec {
+    let (stdout, stderr) = match &launch.stdio {
+        Stdio::Fifos { stdout, stderr } => (stdout.clone(), stderr.clone()),
+        Stdio::Discard | Stdio::Direct { .. } => (PathBuf::from("/dev/null"), PathBuf::from("/dev/null")),
+    };
+    oci::ContainerSpec {
+        id: launch.id.clone(),
+        image: launch.image.clone(),
+        command: launch.command.clone(),
+        args: launch.args.clone(),
+        env: launch.env.clone(),
+        working_dir: launch.working_dir.clone(),
+        user: None,
+        mounts: launch
+            .mounts
+            .iter()
+            .map(|m| oci::Mount {
+                source: m.host.clone(),
+                destination: PathBuf::from(&m.path),
+                read_only: m.read_only,
+            })
+            .collect(),
+        memory_limit_bytes: launch.memory_limit_bytes,
+        cpu_millis: launch.cpu_millis,
+        stdout,
+        stderr,
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    tokio::task::spawn_blocking(f).await.ok()
+}
+
+impl WorkloadRuntime for RuncWorkloads {
+    fn name(&self) -> &'static str {
+        "runc"
+    }
+
+    fn validate(&self, image: &Image) -> Result<(), Refusal> {
+        match (image.kind, &self.runc) {
+            (ImageKind::Wasm, _) => Err(Refusal::OtherKind(format!(
+                "image {} is a Wasm component",
+                image.reference
+            ))),
+            (ImageKind::Container, None) => Err(Refusal::Unavailable(format!(
+                "image {} needs the OCI runtime (runc), which this node does not have",
+                image.reference
+            ))),
+            (ImageKind::Container, Some(_)) => Ok(()),
+        }
+    }
+
+    /// runc containers are other processes: their stdio are FIFOs.
+    fn log_wiring(&self) -> LogWiring {
+        LogWiring::Fifos
+    }
+
+    fn network(&self) -> Network {
+        Network::Node
+    }
+
+    fn start(&self, launch: Launch) -> Starting<'_> {
+        Box::pin(async move {
+            match &self.runc {
+                Some(runc) => start_container(runc, launch).await,
+                None => Err(StartError {
+                    reason: "CreateContainerConfigError",
+                    message: "this node has no OCI runtime (runc)".into(),
+                }),
+            }
+        })
+    }
+}
+
+async fn start_container(runc: &RuncRuntime, launch: Launch) -> Result<Running, StartError> {
+    for addr in &launch.listen {
+        if std::net::TcpListener::bind(SocketAddr::new(IpAddr::from([0, 0, 0, 0]), addr.port())).is_err() {
+            return Err(StartError {
+                reason: "CreateContainerError",
+                message: format!(
+                    "port {} is already in use on the node (OCI containers share the host network)",
+                    addr.port()
+                ),
+            });
+        }
+    }
+    let spec = oci_spec(&launch);
+    let id = launch.id.clone();
+    let creating = runc.clone();
+    let started = blocking(move || {
+        creating.create(&spec)?;
+        if let Err(error) = creating.start(&spec.id) {
+            let _ = creating.delete(&spec.id, true);
+            return Err(error);
+        }
+        Ok(())
+    })
+    .await
+    .unwrap_or_else(|| Err(oci::runc::Error::NotFound { id: launch.id.clone() }));
+    if let Err(error) = started {
+        return Err(StartError {
+            reason: error.waiting_reason(),
+            message: error.to_string(),
+        });
+    }
+    let (exit_tx, exited) = super::exit_channel();
+    let (stopper, mut stop_rx) = super::stop_channel();
+    let (exec_runc, exec_id) = (runc.clone(), launch.id.clone());
+    let runc = runc.clone();
+    tokio::spawn(async move {
+        let code = loop {
+            tokio::select! {
+                changed = stop_rx.changed() => {
+                    let signal = match *stop_rx.borrow_and_update() {
+                        Some(StopMode::Kill) => "KILL",
+                        _ => "TERM",
+                    };
+                    if changed.is_ok() {
+                        let (runc, id) = (runc.clone(), id.clone());
+                        let _ = blocking(move || runc.kill(&id, signal)).await;
+                    }
+                }
+                _ = tokio::time::sleep(POLL) => {}
+            }
+            let (probe, probe_id) = (runc.clone(), id.clone());
+            match blocking(move || probe.state(&probe_id)).await {
+                Some(Ok(ContainerState::Stopped { exit_code })) => break exit_code.unwrap_or(137),
+                Some(Ok(_)) => {}
+                Some(Err(oci::runc::Error::NotFound { .. })) | None => break 137,
+                Some(Err(error)) => tracing::debug!(%error, "runc state"),
+            }
+        };
+        let (runc, gone) = (runc.clone(), id.clone());
+        if let Some(Err(error)) = blocking(move || runc.delete(&gone, true)).await {
+            tracing::warn!(%error, container = %id, "cannot delete the container");
+        }
+        let _ = exit_tx.send(Exit::from_code(code));
+    });
+    Ok(Running {
+        image_id: launch.image.manifest_digest.clone(),
+        exit: exited,
+        stopper,
+        exec: Some(Arc::new(
+            move |command: Vec<String>, _timeout: Duration| match exec_runc.exec(&exec_id, &command) {
+                Ok(0) => Ok(()),
+                Ok(code) => Err(format!("command {command:?} exited with {code}")),
+                Err(e) => Err(e.to_string()),
+            },
+        )),
+    })
+}
