@@ -22,17 +22,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::codec;
-use crate::store::{Forwarded, ForwardedReply, RemoteError, Store};
-
-pub(crate) const BINCODE: &str = "application/x-skiff-bincode";
-
-pub(crate) mod paths {
-    pub const RAFT_APPEND: &str = "/raft/append";
-    pub const RAFT_VOTE: &str = "/raft/vote";
-    pub const RAFT_SNAPSHOT: &str = "/raft/snapshot";
-    pub const FORWARD: &str = "/store/forward";
-    pub const STATUS: &str = "/cluster/status";
-}
+use crate::store::Store;
+use crate::wire::{BINCODE, Forwarded, ForwardedReply, RemoteError, paths};
 
 /// The router peers call. Serve it on the peer address the node advertises.
 pub fn peer_router(store: Store) -> Router {

@@ -18,10 +18,10 @@ use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{LogState, RaftLogId, RaftLogReader, StorageIOError};
 use rocksdb::{WriteBatch, WriteOptions};
 
-use super::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 use crate::codec::{self, decode_log_key, log_key};
 use crate::db::{CF_LOG, Db, meta};
 use crate::error::Error;
+use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 
 /// The raft log of one node. Cheap to clone; clones share the database and syncer.
 #[derive(Clone, Debug)]
