@@ -113,3 +113,16 @@ async fn status(State(store): State<Store>) -> Response {
 pub async fn serve_peers(listener: tokio::net::TcpListener, store: Store) -> std::io::Result<()> {
     axum::serve(listener, peer_router(store)).await
 }
+
+/// Serves [`peer_router`] on `listener` until `shutdown` resolves, then
+/// closes idle connections, lets requests in flight finish and returns once
+/// every connection is gone, so no connection task still holds the store.
+pub async fn serve_peers_until(
+    listener: tokio::net::TcpListener,
+    store: Store,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, peer_router(store))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

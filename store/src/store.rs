@@ -530,15 +530,34 @@ impl Store {
         self.inner.raft.trigger().snapshot().await.map_err(Error::raft)
     }
 
-    /// Stops the raft node and background tasks. The database closes when
-    /// the last handle is dropped.
+    /// Stops the background tasks (waiting until they are gone) and the
+    /// raft node, and ends every watch. The database closes when the last
+    /// handle is dropped; [`Store::closed`] says when that has happened.
     pub async fn shutdown(&self) -> Result<()> {
-        if let Ok(mut tasks) = self.inner.background.lock() {
-            for task in tasks.drain(..) {
-                task.abort();
-            }
+        let tasks = match self.inner.background.lock() {
+            Ok(mut tasks) => std::mem::take(&mut *tasks),
+            Err(_) => Vec::new(),
+        };
+        for task in &tasks {
+            task.abort();
         }
-        self.inner.raft.shutdown().await.map_err(Error::raft)
+        for task in tasks {
+            // An aborted task ends as cancelled; any other ending is as good.
+            let _ = task.await;
+        }
+        let stopped = self.inner.raft.shutdown().await.map_err(Error::raft);
+        // Watches end cleanly, so what serves them lets go of the store.
+        self.inner.hub.close();
+        stopped
+    }
+
+    /// Resolves once the node's database is closed: after
+    /// [`Store::shutdown`], when every handle (this one's clones, the peer
+    /// router's, raft's storage) has been dropped. A process awaits it
+    /// before it exits, because RocksDB aborts the process if it exits
+    /// while a database is still closing on another thread.
+    pub fn closed(&self) -> impl Future<Output = ()> + Send + 'static {
+        self.inner.db.closed()
     }
 
     pub(crate) fn is_leader(&self) -> bool {
