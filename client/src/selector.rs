@@ -1,5 +1,17 @@
 //! `metav1.LabelSelector`: matching labels, and the query-string form
 //! list and watch requests take.
+//!
+//! These read the `LabelSelector` in place rather than going through
+//! `kube::core::Selector`, which is built only by value from a
+//! `LabelSelector`: every caller matches a selector borrowed from an
+//! object, so each match would pay a clone and a conversion, about eight
+//! times the cost of matching in place (a release build, two labels and two
+//! expressions against six labels: 1.3 µs against 0.16 µs; matching an
+//! already converted `Selector` takes 0.11–0.15 µs, no gain). The
+//! scheduler's topology spread matches once per pod on every node, so the
+//! difference is per scheduled pod, not per list. `kube`'s `Selector` also
+//! refuses an unknown operator, which [`to_query`] passes on to the server
+//! to reject.
 
 use std::collections::BTreeMap;
 

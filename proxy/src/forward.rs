@@ -2,33 +2,42 @@
 //! one, or bytes spliced to one endpoint.
 //!
 //! In HTTP mode every request looks the frontend up again, so a
-//! keep-alive connection follows scaling and rollouts; it goes to the
-//! endpoint it picked over an idle keep-alive connection from the [`Pool`]
-//! or a new one (a Wasm endpoint answers each request with a fresh
-//! instance either way). An endpoint that refuses the connection (a pod
-//! that just stopped listening) is skipped for the next one, which is what
-//! lets a rollout lose no request; a frontend with no endpoints answers
-//! 503 and says why.
+//! keep-alive connection follows scaling and rollouts. The request goes
+//! to the endpoint it picked through the [`Pool`]: `hyper_util`'s pooling
+//! client, whose connector dials endpoints with [`dial`] (directly or
+//! through a tunnel), so an idle keep-alive connection to that endpoint is
+//! reused and a new one opened otherwise (a Wasm endpoint answers each
+//! request with a fresh instance either way). An endpoint that refuses the
+//! connection (a pod that just stopped listening), or whose fresh
+//! connection closes before the request went out, is skipped for the next
+//! one, which is what lets a rollout lose no request; a frontend with no
+//! endpoints answers 503 and says why.
 
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
+use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
-use hyper::body::Incoming;
-use hyper::client::conn::http1::SendRequest;
+use hyper::body::{Frame, Incoming, SizeHint};
+use hyper::http::uri::PathAndQuery;
 use hyper::service::service_fn;
-use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::Shared;
 use crate::connect::dial;
-use crate::table::{Backend, Frontend, Mode};
+use crate::table::{Backend, Frontend, Mode, Route};
 
 /// How long a connection of an undeclared protocol may stay silent before
 /// it is taken for a server-first protocol and spliced.
@@ -126,48 +135,43 @@ pub(crate) async fn to_frontend(request: Request<Incoming>, frontend: &Frontend,
     if frontend.backends.is_empty() {
         return text(StatusCode::SERVICE_UNAVAILABLE, format!("{}\n", frontend.empty_reason));
     }
-    let mut request = request;
+    let (parts, body) = request.into_parts();
+    let head = Head {
+        method: parts.method,
+        path: parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/")),
+        version: parts.version,
+        headers: parts.headers,
+    };
+    let client = shared.pool.client();
+    let mut body = body;
     let mut failures = Vec::new();
     for backend in frontend.pick() {
-        // An idle keep-alive connection to this endpoint first.
-        if let Some(sender) = shared.pool.take(backend) {
-            match send(sender, request, backend, shared).await {
-                Ok(response) => return response,
-                // The connection closed before the request went out.
-                Err(Some(unsent)) => request = unsent,
-                Err(None) => return bad_gateway(frontend, backend),
-            }
-        }
-        let dialled = match dial(backend, shared.connect_timeout).await {
-            Ok(dialled) if dialled.early.is_empty() => dialled,
-            Ok(_) => {
-                failures.push(format!("{} spoke before the request", backend.addr));
-                continue;
-            }
-            Err(error) => {
-                failures.push(format!("{}: {error}", backend.addr));
-                continue;
-            }
-        };
-        let (sender, connection) = match hyper::client::conn::http1::handshake(TokioIo::new(dialled.stream)).await {
+        let (request, unsent) = match head.request(backend, body) {
             Ok(pair) => pair,
             Err(error) => {
-                failures.push(format!("{}: {error}", backend.addr));
-                continue;
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    format!("the request cannot be forwarded: {error}\n"),
+                );
             }
         };
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "connection to an endpoint ended with an error");
+        match client.request(request).await {
+            Ok(response) => return response.map(BodyExt::boxed),
+            Err(error) => {
+                tracing::debug!(%error, endpoint = %backend.addr, "request to an endpoint failed");
+                match unsent.take_back() {
+                    // Nothing of the request went out: the next endpoint may have it.
+                    Some(untouched) => {
+                        failures.push(format!("{}: {}", backend.addr, reason(&error)));
+                        body = untouched;
+                    }
+                    None => return bad_gateway(frontend, backend),
+                }
             }
-        });
-        match send(sender, request, backend, shared).await {
-            Ok(response) => return response,
-            Err(Some(unsent)) => {
-                failures.push(format!("{}: the connection closed at once", backend.addr));
-                request = unsent;
-            }
-            Err(None) => return bad_gateway(frontend, backend),
         }
     }
     text(
@@ -180,6 +184,16 @@ pub(crate) async fn to_frontend(request: Request<Incoming>, frontend: &Frontend,
     )
 }
 
+/// The innermost cause of a client error: what the dial or the connection
+/// said, without the client's own wrapping.
+fn reason(error: &hyper_util::client::legacy::Error) -> String {
+    let mut cause: &dyn std::error::Error = error;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    cause.to_string()
+}
+
 fn bad_gateway(frontend: &Frontend, backend: &Backend) -> Response<Body> {
     text(
         StatusCode::BAD_GATEWAY,
@@ -190,65 +204,218 @@ fn bad_gateway(frontend: &Frontend, backend: &Backend) -> Response<Body> {
     )
 }
 
-/// Sends `request` on `sender`, which goes back to the pool once it has
-/// its answer. `Err(Some(request))` when the request was not sent (it may
-/// go elsewhere), `Err(None)` when it was and failed.
-async fn send(
-    mut sender: SendRequest<Incoming>,
-    request: Request<Incoming>,
-    backend: &Backend,
-    shared: &Shared,
-) -> Result<Response<Body>, Option<Request<Incoming>>> {
-    match sender.try_send_request(request).await {
-        Ok(response) => {
-            shared.pool.put(backend, sender);
-            Ok(response.map(BodyExt::boxed))
-        }
-        Err(mut error) => {
-            tracing::debug!(error = %error.error(), endpoint = %backend.addr, "request to an endpoint failed");
-            Err(error.take_message())
+/// A client request's head, kept so the request can be sent again to the
+/// next endpoint when the first did not take it.
+struct Head {
+    method: Method,
+    path: PathAndQuery,
+    version: Version,
+    headers: HeaderMap,
+}
+
+impl Head {
+    /// The request for `backend` (its address is the pool's key; the
+    /// client sends the path only), and the handle that gets the body back
+    /// if the request does not go out.
+    fn request(&self, backend: &Backend, body: Incoming) -> Result<(Request<Outgoing>, Unsent), hyper::http::Error> {
+        let uri = Uri::builder()
+            .scheme("http")
+            .authority(backend.addr.to_string())
+            .path_and_query(self.path.clone())
+            .build()?;
+        let (outgoing, unsent) = Outgoing::new(body);
+        let mut request = Request::builder()
+            .method(self.method.clone())
+            .uri(uri)
+            .version(self.version)
+            .body(outgoing)?;
+        *request.headers_mut() = self.headers.clone();
+        Ok((request, unsent))
+    }
+}
+
+/// The client's body as the pool's client sends it. Until the client
+/// first looks at it (which it does only when it writes the request head
+/// on a connection) the body stays in a slot shared with [`Unsent`], so a
+/// request that never went out can be sent elsewhere; a request the client
+/// has begun to send cannot.
+struct Outgoing {
+    slot: Arc<Slot>,
+    body: Option<Incoming>,
+}
+
+struct Slot {
+    body: Mutex<Option<Incoming>>,
+    started: AtomicBool,
+}
+
+/// Gets a request's body back when none of the request went out.
+struct Unsent(Arc<Slot>);
+
+impl Outgoing {
+    fn new(body: Incoming) -> (Outgoing, Unsent) {
+        let slot = Arc::new(Slot {
+            body: Mutex::new(Some(body)),
+            started: AtomicBool::new(false),
+        });
+        (
+            Outgoing {
+                slot: slot.clone(),
+                body: None,
+            },
+            Unsent(slot),
+        )
+    }
+
+    /// Marks the request as begun and reads `look` off the body.
+    fn peek<T>(&self, look: impl FnOnce(&Incoming) -> T, empty: T) -> T {
+        self.slot.started.store(true, Ordering::Release);
+        match &self.body {
+            Some(body) => look(body),
+            None => self
+                .slot
+                .body
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .as_ref()
+                .map_or(empty, look),
         }
     }
 }
 
-/// Idle HTTP/1 keep-alive connections to endpoints, reused by later
-/// requests to the same endpoint. A connection goes back as soon as its
-/// response head arrives and is handed out again once it is ready (its
-/// response finished); the ones of endpoints that left the table are
-/// dropped, which closes them.
-#[derive(Default)]
-pub(crate) struct Pool(std::sync::Mutex<HashMap<Backend, Vec<SendRequest<Incoming>>>>);
+impl Unsent {
+    /// The body, when the client never touched it.
+    fn take_back(self) -> Option<Incoming> {
+        if self.0.started.load(Ordering::Acquire) {
+            return None;
+        }
+        self.0.body.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+}
 
-/// Connections kept per endpoint.
+impl hyper::body::Body for Outgoing {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        if this.body.is_none() {
+            this.slot.started.store(true, Ordering::Release);
+            this.body = this.slot.body.lock().unwrap_or_else(PoisonError::into_inner).take();
+        }
+        match this.body.as_mut() {
+            Some(body) => Pin::new(body).poll_frame(cx),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.peek(hyper::body::Body::is_end_stream, true)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.peek(hyper::body::Body::size_hint, SizeHint::with_exact(0))
+    }
+}
+
+/// Keep-alive connections to endpoints: `hyper_util`'s pooling client
+/// over a connector that dials with [`dial`]. Requests carry the
+/// endpoint's address as their URI's authority, which is the pool's key;
+/// the connector looks up how that endpoint is reached (directly or
+/// through a tunnel) in the routes [`Pool::follow`] keeps. When an
+/// endpoint leaves the table the pool is replaced by an empty one, which
+/// closes the idle connections of the endpoints that left (and of the
+/// others, which the next requests open again).
+pub(crate) struct Pool {
+    client: RwLock<Client<Dialer, Outgoing>>,
+    dialer: Dialer,
+}
+
+/// Idle connections kept per endpoint.
 const POOL_PER_ENDPOINT: usize = 64;
+/// How long an idle connection is kept.
+const POOL_IDLE: Duration = Duration::from_secs(90);
 
 impl Pool {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Backend, Vec<SendRequest<Incoming>>>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn take(&self, backend: &Backend) -> Option<SendRequest<Incoming>> {
-        let mut idle = self.lock();
-        let list = idle.get_mut(backend)?;
-        list.retain(|sender| !sender.is_closed());
-        let ready = list.iter().position(SendRequest::is_ready)?;
-        Some(list.swap_remove(ready))
-    }
-
-    fn put(&self, backend: &Backend, sender: SendRequest<Incoming>) {
-        if sender.is_closed() {
-            return;
-        }
-        let mut idle = self.lock();
-        let list = idle.entry(backend.clone()).or_default();
-        if list.len() < POOL_PER_ENDPOINT {
-            list.push(sender);
+    pub(crate) fn new(connect_timeout: Duration) -> Pool {
+        let dialer = Dialer {
+            routes: Arc::default(),
+            timeout: connect_timeout,
+        };
+        Pool {
+            client: RwLock::new(Self::build(&dialer)),
+            dialer,
         }
     }
 
-    /// Keeps only the connections to endpoints in `live`.
-    pub(crate) fn retain(&self, live: &HashSet<&Backend>) {
-        self.lock().retain(|backend, _| live.contains(backend));
+    fn build(dialer: &Dialer) -> Client<Dialer, Outgoing> {
+        Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(POOL_IDLE)
+            .pool_max_idle_per_host(POOL_PER_ENDPOINT)
+            // The client's own Host header goes through unchanged.
+            .set_host(false)
+            .build(dialer.clone())
+    }
+
+    fn client(&self) -> Client<Dialer, Outgoing> {
+        self.client.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Follows the table's endpoints: new ones become reachable, and when
+    /// one has left (or moved to another route) the pool starts afresh.
+    pub(crate) fn follow(&self, live: &HashSet<&Backend>) {
+        let routes: HashMap<SocketAddr, Route> = live.iter().map(|b| (b.addr, b.route.clone())).collect();
+        let mut current = self.dialer.routes.write().unwrap_or_else(PoisonError::into_inner);
+        let left = current.iter().any(|(addr, route)| routes.get(addr) != Some(route));
+        *current = routes;
+        drop(current);
+        if left {
+            *self.client.write().unwrap_or_else(PoisonError::into_inner) = Self::build(&self.dialer);
+        }
+    }
+}
+
+/// The pool's connector: dials the endpoint a request's URI names, by the
+/// route the table gives it.
+#[derive(Clone)]
+pub(crate) struct Dialer {
+    routes: Arc<RwLock<HashMap<SocketAddr, Route>>>,
+    timeout: Duration,
+}
+
+impl tower_service::Service<Uri> for Dialer {
+    type Response = TokioIo<TcpStream>;
+    type Error = io::Error;
+    type Future = Pin<Box<dyn Future<Output = io::Result<TokioIo<TcpStream>>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let routes = self.routes.clone();
+        let timeout = self.timeout;
+        Box::pin(async move {
+            let addr: SocketAddr = uri
+                .authority()
+                .and_then(|authority| authority.as_str().parse().ok())
+                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("{uri} names no endpoint")))?;
+            let route = routes
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(&addr)
+                .cloned()
+                .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{addr} is no endpoint any more")))?;
+            let dialled = dial(&Backend { addr, route }, timeout).await?;
+            if !dialled.early.is_empty() {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{addr} spoke before the request"),
+                ));
+            }
+            Ok(TokioIo::new(dialled.stream))
+        })
     }
 }
 
@@ -272,8 +439,137 @@ async fn splice(mut client: TcpStream, frontend: &Frontend, shared: &Shared) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
-    use super::is_http_start;
+    use std::sync::atomic::AtomicUsize;
+
+    use http_body_util::Empty;
+    use tokio::net::TcpListener;
+
+    use super::*;
+    use crate::table::Table;
+
+    /// An HTTP endpoint on loopback that answers `ok` and counts the
+    /// connections it accepted.
+    async fn endpoint() -> (SocketAddr, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(serve(TokioIo::new(stream), |_| async {
+                    text(StatusCode::OK, "ok".into())
+                }));
+            }
+        });
+        (addr, accepted)
+    }
+
+    /// A loopback address nothing listens on.
+    async fn refusing() -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        listener.local_addr().unwrap()
+    }
+
+    /// Serves `frontend` on loopback as a Service address would be.
+    async fn proxy(frontend: Frontend) -> SocketAddr {
+        let shared = Arc::new(Shared {
+            table: RwLock::new(Arc::new(Table::default())),
+            dns_records: Arc::default(),
+            pool: Pool::new(Duration::from_secs(2)),
+            connect_timeout: Duration::from_secs(2),
+        });
+        shared.pool.follow(&frontend.backends.iter().collect());
+        let frontend = Arc::new(frontend);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (shared, frontend) = (shared.clone(), frontend.clone());
+                tokio::spawn(serve(TokioIo::new(stream), move |request| {
+                    let (shared, frontend) = (shared.clone(), frontend.clone());
+                    async move { to_frontend(request, &frontend, &shared).await }
+                }));
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn requests_skip_a_refusing_endpoint_and_reuse_pooled_connections() {
+        let (up, accepted) = endpoint().await;
+        let down = refusing().await;
+        let backend = |addr| Backend {
+            addr,
+            route: Route::Local,
+        };
+        let frontend = Frontend::new(
+            "default/web:80".into(),
+            Mode::Http,
+            vec![backend(down), backend(up)],
+            String::new(),
+        );
+        let proxied = proxy(frontend).await;
+        let stream = TcpStream::connect(proxied).await.unwrap();
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let requests = 10;
+        for _ in 0..requests {
+            let request = Request::get("/")
+                .header(hyper::header::HOST, "web")
+                .body(Empty::<Bytes>::new())
+                .unwrap();
+            sender.ready().await.unwrap();
+            let response = sender.send_request(request).await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(&body[..], b"ok");
+        }
+        // Every request reached the live endpoint, over fewer connections
+        // than requests: the pool kept them.
+        let connections = accepted.load(Ordering::SeqCst);
+        assert!(
+            (1..requests).contains(&connections),
+            "{connections} connections for {requests} requests"
+        );
+    }
+
+    #[tokio::test]
+    async fn no_endpoint_accepting_is_a_503_that_names_them() {
+        let (first, second) = (refusing().await, refusing().await);
+        let backend = |addr| Backend {
+            addr,
+            route: Route::Local,
+        };
+        let frontend = Frontend::new(
+            "default/web:80".into(),
+            Mode::Http,
+            vec![backend(first), backend(second)],
+            String::new(),
+        );
+        let proxied = proxy(frontend).await;
+        let stream = TcpStream::connect(proxied).await.unwrap();
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let response = sender
+            .send_request(Request::get("/").body(Empty::<Bytes>::new()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let body = String::from_utf8_lossy(&body);
+        assert!(body.contains("default/web:80"), "{body}");
+        assert!(
+            body.contains(&first.to_string()) && body.contains(&second.to_string()),
+            "{body}"
+        );
+    }
 
     #[test]
     fn http_requests_are_told_from_other_bytes() {

@@ -10,7 +10,9 @@
 //!
 //! * [`table`]: the routing table, built (purely) from the watched objects.
 //! * [`forward`]: one client connection: HTTP balanced per request with a
-//!   503 that says why when there is no endpoint, or bytes spliced.
+//!   503 that says why when there is no endpoint, or bytes spliced; HTTP
+//!   goes to endpoints over a pool of keep-alive connections
+//!   (`hyper_util`'s client with [`connect::dial`] as its connector).
 //! * [`connect`]: dialling an endpoint, directly or through a tunnel.
 //! * [`tunnel`]: the listener other nodes' proxies reach this node's
 //!   endpoints through (`CONNECT podIP:port`).
@@ -152,7 +154,7 @@ impl Proxy {
         let shared = Arc::new(Shared {
             table: RwLock::default(),
             dns_records: Arc::default(),
-            pool: forward::Pool::default(),
+            pool: forward::Pool::new(config.connect_timeout),
             connect_timeout: config.connect_timeout,
         });
         let changed = Arc::new(Notify::new());
@@ -259,7 +261,7 @@ async fn sync(
             .flatten()
             .flat_map(|port| port.frontend.backends.iter())
             .collect();
-        shared.pool.retain(&live);
+        shared.pool.follow(&live);
         if let Some((sync, ingresses, secrets)) = ingress.as_mut() {
             sync.update(&ingresses.state(), &secrets.state(), &table);
         }

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 use crate::kv::{RangeRequest, RangeResponse, ReadConsistency, Txn, TxnResponse};
 use crate::peer_client::PeerClient;
-use crate::raft::types::Command;
-use crate::store::{Forwarded, ForwardedReply, txn_response};
+use crate::types::Command;
+use crate::wire::{Forwarded, ForwardedReply};
 
 /// A network client for one cluster.
 #[derive(Debug)]
@@ -78,7 +78,7 @@ impl Client {
     pub async fn txn(&self, txn: Txn) -> Result<TxnResponse> {
         txn.validate().map_err(Error::invalid)?;
         match self.to_leader(Forwarded::Write(Command::Txn(txn))).await? {
-            ForwardedReply::Write(resp) => txn_response(resp),
+            ForwardedReply::Write(resp) => resp.into_txn(),
             other => Err(Error::corrupt(format!("txn answered with {other:?}"))),
         }
     }

@@ -4,12 +4,49 @@
 //! newest sampled revision that is at least `keep_for` old and at least
 //! `keep_revisions` behind the head, so watchers and paged lists have both
 //! a time and a count window to resume in.
+//!
+//! The loop needs only four things of its node, named by [`Compactable`]
+//! (implemented by [`Store`](crate::Store)), so it does not depend on the
+//! store's internals.
 
 use std::collections::VecDeque;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use crate::error::Result;
 use crate::kv::Revision;
-use crate::store::Store;
+
+/// Automatic compaction: the leader compacts to the newest revision that
+/// is both `keep_revisions` behind the head and at least `keep_for` old, as
+/// kube-apiserver does with etcd every five minutes.
+#[derive(Clone, Debug)]
+pub struct CompactionPolicy {
+    pub check_every: Duration,
+    pub keep_revisions: u64,
+    pub keep_for: Duration,
+    pub enabled: bool,
+}
+
+impl Default for CompactionPolicy {
+    fn default() -> Self {
+        CompactionPolicy {
+            check_every: Duration::from_secs(60),
+            keep_revisions: 10_000,
+            keep_for: Duration::from_secs(300),
+            enabled: true,
+        }
+    }
+}
+
+/// What the compaction loop needs of the node it runs on.
+pub(crate) trait Compactable: Send + Sync + 'static {
+    fn is_leader(&self) -> bool;
+    /// The head revision.
+    fn revision(&self) -> Revision;
+    /// The current compaction point.
+    fn compact_revision(&self) -> Result<Revision>;
+    /// Compacts the cluster's history below `revision`.
+    fn compact(&self, revision: Revision) -> impl Future<Output = Result<Revision>> + Send;
+}
 
 /// Picks the compaction target from `(sampled_at, revision)` samples,
 /// oldest first. Pure, so the policy is testable without a clock.
@@ -18,7 +55,7 @@ pub(crate) fn target(
     now: Instant,
     head: Revision,
     compacted: Revision,
-    policy: &crate::store::CompactionPolicy,
+    policy: &CompactionPolicy,
 ) -> Option<Revision> {
     let by_count = head.checked_sub(policy.keep_revisions)?;
     let by_age = samples
@@ -30,14 +67,14 @@ pub(crate) fn target(
     (target > compacted).then_some(target)
 }
 
-pub(crate) async fn run(store: Store) {
-    let policy = store.config().compaction.clone();
+/// Samples `node` every `policy.check_every` and compacts while it leads.
+pub(crate) async fn run(node: impl Compactable, policy: CompactionPolicy) {
     let mut samples: VecDeque<(Instant, Revision)> = VecDeque::new();
     let mut ticker = tokio::time::interval(policy.check_every);
     loop {
         ticker.tick().await;
         let now = Instant::now();
-        let head = store.revision();
+        let head = node.revision();
         samples.push_back((now, head));
         // Keep only what the age window can still need.
         while samples.len() > 2
@@ -47,14 +84,14 @@ pub(crate) async fn run(store: Store) {
         {
             samples.pop_front();
         }
-        if !store.is_leader() {
+        if !node.is_leader() {
             continue;
         }
-        let Ok(compacted) = store.compact_revision() else {
+        let Ok(compacted) = node.compact_revision() else {
             continue;
         };
         if let Some(revision) = target(&samples, now, head, compacted, &policy)
-            && let Err(e) = store.compact(revision).await
+            && let Err(e) = node.compact(revision).await
         {
             tracing::warn!(revision, error = %e, "automatic compaction failed");
         }
@@ -63,10 +100,7 @@ pub(crate) async fn run(store: Store) {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
-    use crate::store::CompactionPolicy;
 
     #[test]
     fn compacts_to_the_older_of_the_count_and_age_windows() {

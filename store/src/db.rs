@@ -60,6 +60,9 @@ type RawIter<'a> = DBRawIteratorWithThreadMode<'a, DB>;
 pub(crate) struct Db {
     db: DB,
     path: PathBuf,
+    /// Dropped after `db` (fields drop in order), so its receivers learn
+    /// that RocksDB has finished closing.
+    closed: tokio::sync::watch::Sender<()>,
 }
 
 impl std::fmt::Debug for Db {
@@ -105,6 +108,7 @@ impl Db {
         let this = Db {
             db,
             path: path.to_path_buf(),
+            closed: tokio::sync::watch::Sender::new(()),
         };
         match this.db.get_cf(this.cf(CF_META)?, FORMAT_KEY)? {
             Some(found) if found == FORMAT => {}
@@ -125,6 +129,13 @@ impl Db {
             }
         }
         Ok(this)
+    }
+
+    /// Resolves once this database has been dropped and RocksDB has
+    /// closed it.
+    pub(crate) fn closed(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut closed = self.closed.subscribe();
+        async move { while closed.changed().await.is_ok() {} }
     }
 
     pub(crate) fn raw(&self) -> &DB {

@@ -22,17 +22,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::codec;
-use crate::store::{Forwarded, ForwardedReply, RemoteError, Store};
-
-pub(crate) const BINCODE: &str = "application/x-skiff-bincode";
-
-pub(crate) mod paths {
-    pub const RAFT_APPEND: &str = "/raft/append";
-    pub const RAFT_VOTE: &str = "/raft/vote";
-    pub const RAFT_SNAPSHOT: &str = "/raft/snapshot";
-    pub const FORWARD: &str = "/store/forward";
-    pub const STATUS: &str = "/cluster/status";
-}
+use crate::store::Store;
+use crate::wire::{BINCODE, Forwarded, ForwardedReply, RemoteError, paths};
 
 /// The router peers call. Serve it on the peer address the node advertises.
 pub fn peer_router(store: Store) -> Router {
@@ -121,4 +112,17 @@ async fn status(State(store): State<Store>) -> Response {
 /// Serves [`peer_router`] on `listener` until the task is dropped.
 pub async fn serve_peers(listener: tokio::net::TcpListener, store: Store) -> std::io::Result<()> {
     axum::serve(listener, peer_router(store)).await
+}
+
+/// Serves [`peer_router`] on `listener` until `shutdown` resolves, then
+/// closes idle connections, lets requests in flight finish and returns once
+/// every connection is gone, so no connection task still holds the store.
+pub async fn serve_peers_until(
+    listener: tokio::net::TcpListener,
+    store: Store,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, peer_router(store))
+        .with_graceful_shutdown(shutdown)
+        .await
 }

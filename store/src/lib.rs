@@ -32,12 +32,22 @@
 //!
 //! # Modules
 //!
-//! * [`kv`]: the public data model.
-//! * `mvcc`: the pure apply core; `db`: its RocksDB adapter.
-//! * `raft`: openraft storage and network implementations; [`types`].
+//! * [`kv`]: the public data model; [`types`]: the raft type configuration
+//!   and the commands its log carries.
+//! * `mvcc`: the pure apply core; `db`: its RocksDB adapter; `codec`: key
+//!   and value encodings; `snapshot`: the snapshot file format.
+//! * `raft`: openraft storage and network implementations.
+//! * `store`: [`Store`], the handle that ties them together; `proposer`
+//!   batches the leader's proposals; `compactor`: automatic compaction.
 //! * `watch`: fan-out with bounded per-watcher queues.
-//! * [`http`]: the peer router (raft RPC, forwarded writes, joins).
-//! * `compactor`: automatic compaction on the leader.
+//! * `wire`: the peer protocol (paths, encoding, forwarded requests and
+//!   their errors); [`http`]: the peer router that serves it;
+//!   `peer_client`: the HTTP client that calls it (raft RPC, forwarding,
+//!   and [`Client`]).
+//!
+//! Modules depend downwards only: `wire` and `types` know nothing of the
+//! router, the raft adapters or the [`Store`], so the router, the peer
+//! client and raft's network can all use them without a cycle.
 
 mod client;
 mod codec;
@@ -52,17 +62,19 @@ mod proposer;
 mod raft;
 mod snapshot;
 mod store;
+pub mod types;
 mod watch;
+mod wire;
 
 pub use client::Client;
+pub use compactor::CompactionPolicy;
 pub use error::{Error, Result};
 pub use kv::{
     Compare, CompareOp, CompareTarget, Event, EventKind, KeyRange, KeyValue, OpResult, RangeRequest, RangeResponse,
     ReadConsistency, Revision, Txn, TxnOp, TxnResponse, prefix_end,
 };
-pub use raft::types;
-pub use raft::types::NodeId;
-pub use store::{ClusterStatus, CompactionPolicy, Store, StoreConfig};
+pub use store::{ClusterStatus, Store, StoreConfig};
+pub use types::NodeId;
 pub use watch::Watcher;
 
 /// openraft's storage conformance suite needs the raw storage types.

@@ -15,6 +15,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::codec;
+use crate::wire::{BINCODE, Forwarded, ForwardedReply, RemoteError, paths};
 
 /// Why a peer call failed.
 #[derive(Debug, thiserror::Error)]
@@ -41,20 +42,20 @@ impl PeerClient {
     pub(crate) async fn forward(
         &self,
         addr: &str,
-        req: &crate::store::Forwarded,
+        req: &Forwarded,
         deadline: std::time::Instant,
-    ) -> crate::Result<crate::store::ForwardedReply> {
+    ) -> crate::Result<ForwardedReply> {
         use crate::Error;
         let timeout = deadline.saturating_duration_since(std::time::Instant::now());
-        let answer: Result<crate::store::ForwardedReply, crate::store::RemoteError> = self
-            .call(addr, crate::http::paths::FORWARD, req, timeout)
-            .await
-            .map_err(|e| match e {
-                CallError::Unreachable { .. } => Error::NotLeader { leader: None },
-                other => Error::Unavailable {
-                    reason: other.to_string(),
-                },
-            })?;
+        let answer: Result<ForwardedReply, RemoteError> =
+            self.call(addr, paths::FORWARD, req, timeout)
+                .await
+                .map_err(|e| match e {
+                    CallError::Unreachable { .. } => Error::NotLeader { leader: None },
+                    other => Error::Unavailable {
+                        reason: other.to_string(),
+                    },
+                })?;
         answer.map_err(Error::from)
     }
 
@@ -83,7 +84,7 @@ impl PeerClient {
         };
         let raw = codec::encode(body).map_err(|e| protocol(0, e.to_string()))?;
         let request = http::Request::post(format!("http://{addr}{path}"))
-            .header(http::header::CONTENT_TYPE, crate::http::BINCODE)
+            .header(http::header::CONTENT_TYPE, BINCODE)
             .body(Full::new(Bytes::from(raw)))
             .map_err(|e| protocol(0, e.to_string()))?;
         let exchange = async {

@@ -15,7 +15,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::error::{Error, Result};
 use crate::kv::Txn;
-use crate::raft::types::{Command, CommandResponse, Raft};
+use crate::types::{Command, CommandResponse, Raft};
 
 /// Transactions in one raft entry, at most.
 const MAX_BATCH: usize = 512;

@@ -20,7 +20,7 @@ use rocksdb::WriteBatch;
 use crate::db::{Db, SM_FAMILIES, meta};
 use crate::error::{Error, Result};
 use crate::kv::Revision;
-use crate::raft::types::{LogId, StoredMembership};
+use crate::types::{LogId, StoredMembership};
 
 const MAGIC: &[u8; 8] = b"SKIFFSN1";
 

@@ -12,6 +12,7 @@ use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, Raf
 use openraft::{BasicNode, ChangeMembers, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
 
+use crate::compactor::{self, Compactable, CompactionPolicy};
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::kv::{KeyRange, RangeRequest, RangeResponse, ReadConsistency, Revision, Txn, TxnResponse};
@@ -20,8 +21,9 @@ use crate::proposer::Proposer;
 use crate::raft::log_store::LogStore;
 use crate::raft::network::Network;
 use crate::raft::state_machine::StateMachine;
-use crate::raft::types::{Command, CommandResponse, NodeId, Raft, Rejection};
+use crate::types::{Command, CommandResponse, NodeId, Raft, Rejection};
 use crate::watch::{WatchHub, Watcher};
+use crate::wire::{Forwarded, ForwardedReply};
 
 /// How a node is set up. [`StoreConfig::new`] gives single-node defaults.
 #[derive(Clone, Debug)]
@@ -57,28 +59,6 @@ impl StoreConfig {
             watch_buffer: 1024,
             request_timeout: Duration::from_secs(10),
             compaction: CompactionPolicy::default(),
-        }
-    }
-}
-
-/// Automatic compaction: the leader compacts to the newest revision that
-/// is both `keep_revisions` behind the head and at least `keep_for` old, as
-/// kube-apiserver does with etcd every five minutes.
-#[derive(Clone, Debug)]
-pub struct CompactionPolicy {
-    pub check_every: Duration,
-    pub keep_revisions: u64,
-    pub keep_for: Duration,
-    pub enabled: bool,
-}
-
-impl Default for CompactionPolicy {
-    fn default() -> Self {
-        CompactionPolicy {
-            check_every: Duration::from_secs(60),
-            keep_revisions: 10_000,
-            keep_for: Duration::from_secs(300),
-            enabled: true,
         }
     }
 }
@@ -121,62 +101,6 @@ impl std::fmt::Debug for Inner {
             .field("id", &self.id)
             .field("db", &self.db)
             .finish_non_exhaustive()
-    }
-}
-
-/// A request a follower forwards to the leader, and the leader's answer.
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) enum Forwarded {
-    Write(Command),
-    ReadIndex,
-    Range(RangeRequest, ReadConsistency),
-    Join { node_id: NodeId, addr: String },
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) enum ForwardedReply {
-    Write(CommandResponse),
-    ReadIndex(u64),
-    Range(RangeResponse),
-    Joined,
-}
-
-/// An error as it crosses the wire between peers.
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) enum RemoteError {
-    NotLeader { leader: Option<(NodeId, String)> },
-    Unavailable(String),
-    Invalid(String),
-    Compacted(Revision),
-    FutureRevision { requested: Revision, current: Revision },
-    Failed(String),
-}
-
-impl From<Error> for RemoteError {
-    fn from(e: Error) -> Self {
-        match e {
-            Error::NotLeader { leader } => RemoteError::NotLeader { leader },
-            Error::Unavailable { reason } => RemoteError::Unavailable(reason),
-            Error::InvalidRequest { reason } => RemoteError::Invalid(reason),
-            Error::Compacted { compact_revision } => RemoteError::Compacted(compact_revision),
-            Error::FutureRevision { requested, current } => RemoteError::FutureRevision { requested, current },
-            other => RemoteError::Failed(other.to_string()),
-        }
-    }
-}
-
-impl From<RemoteError> for Error {
-    fn from(e: RemoteError) -> Self {
-        match e {
-            RemoteError::NotLeader { leader } => Error::NotLeader { leader },
-            RemoteError::Unavailable(reason) => Error::Unavailable { reason },
-            RemoteError::Invalid(reason) => Error::InvalidRequest { reason },
-            RemoteError::Compacted(compact_revision) => Error::Compacted { compact_revision },
-            RemoteError::FutureRevision { requested, current } => Error::FutureRevision { requested, current },
-            RemoteError::Failed(reason) => Error::Unavailable {
-                reason: format!("leader failed the request: {reason}"),
-            },
-        }
     }
 }
 
@@ -239,7 +163,7 @@ impl Store {
             }),
         };
         if store.inner.config.compaction.enabled {
-            let task = tokio::spawn(crate::compactor::run(store.clone()));
+            let task = tokio::spawn(compactor::run(store.clone(), store.inner.config.compaction.clone()));
             store.add_background(task);
         }
         Ok(store)
@@ -304,7 +228,7 @@ impl Store {
     /// Applies a transaction through raft and returns its outcome.
     pub async fn txn(&self, txn: Txn) -> Result<TxnResponse> {
         txn.validate().map_err(Error::invalid)?;
-        txn_response(self.write(Command::Txn(txn)).await?)
+        self.write(Command::Txn(txn)).await?.into_txn()
     }
 
     /// Compacts history below `revision`. Reads and watches at older
@@ -606,19 +530,56 @@ impl Store {
         self.inner.raft.trigger().snapshot().await.map_err(Error::raft)
     }
 
-    /// Stops the raft node and background tasks. The database closes when
-    /// the last handle is dropped.
+    /// Stops the background tasks (waiting until they are gone) and the
+    /// raft node, and ends every watch. The database closes when the last
+    /// handle is dropped; [`Store::closed`] says when that has happened.
     pub async fn shutdown(&self) -> Result<()> {
-        if let Ok(mut tasks) = self.inner.background.lock() {
-            for task in tasks.drain(..) {
-                task.abort();
-            }
+        let tasks = match self.inner.background.lock() {
+            Ok(mut tasks) => std::mem::take(&mut *tasks),
+            Err(_) => Vec::new(),
+        };
+        for task in &tasks {
+            task.abort();
         }
-        self.inner.raft.shutdown().await.map_err(Error::raft)
+        for task in tasks {
+            // An aborted task ends as cancelled; any other ending is as good.
+            let _ = task.await;
+        }
+        let stopped = self.inner.raft.shutdown().await.map_err(Error::raft);
+        // Watches end cleanly, so what serves them lets go of the store.
+        self.inner.hub.close();
+        stopped
+    }
+
+    /// Resolves once the node's database is closed: after
+    /// [`Store::shutdown`], when every handle (this one's clones, the peer
+    /// router's, raft's storage) has been dropped. A process awaits it
+    /// before it exits, because RocksDB aborts the process if it exits
+    /// while a database is still closing on another thread.
+    pub fn closed(&self) -> impl Future<Output = ()> + Send + 'static {
+        self.inner.db.closed()
     }
 
     pub(crate) fn is_leader(&self) -> bool {
         self.inner.raft.metrics().borrow().current_leader == Some(self.inner.id)
+    }
+}
+
+impl Compactable for Store {
+    fn is_leader(&self) -> bool {
+        Store::is_leader(self)
+    }
+
+    fn revision(&self) -> Revision {
+        Store::revision(self)
+    }
+
+    fn compact_revision(&self) -> Result<Revision> {
+        Store::compact_revision(self)
+    }
+
+    async fn compact(&self, revision: Revision) -> Result<Revision> {
+        Store::compact(self, revision).await
     }
 }
 
@@ -628,13 +589,6 @@ fn membership_err(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> 
             leader: leader_of(&fwd),
         },
         other => Error::raft(other),
-    }
-}
-
-pub(crate) fn txn_response(resp: CommandResponse) -> Result<TxnResponse> {
-    match resp {
-        CommandResponse::Txn(resp) => Ok(resp),
-        other => Err(Error::corrupt(format!("txn answered with {other:?}"))),
     }
 }
 

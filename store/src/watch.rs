@@ -32,6 +32,8 @@ struct HubState {
     /// The revision of the last published batch.
     revision: Revision,
     watchers: Vec<Slot>,
+    /// Set when the store shuts down: no watcher is kept any more.
+    closed: bool,
 }
 
 #[derive(Debug)]
@@ -50,6 +52,7 @@ impl WatchHub {
             state: Mutex::new(HubState {
                 revision,
                 watchers: Vec::new(),
+                closed: false,
             }),
         }
     }
@@ -105,8 +108,19 @@ impl WatchHub {
             return Err((slot, current));
         }
         slot.from = from;
-        state.watchers.push(slot);
+        // After `close`, the slot is dropped and its watcher ends at once.
+        if !state.closed {
+            state.watchers.push(slot);
+        }
         Ok(())
+    }
+
+    /// Ends every watcher cleanly, now and from now on: the store is
+    /// shutting down.
+    pub(crate) fn close(&self) {
+        let mut state = self.lock();
+        state.closed = true;
+        state.watchers.clear();
     }
 
     /// Cuts every watcher off (after a snapshot replaced the state under

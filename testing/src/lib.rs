@@ -30,7 +30,10 @@ use skiff_store::{Store, StoreConfig};
 
 /// A served API server on a fresh store, and a client for it.
 ///
-/// Dropping it stops the endpoint and removes the directory.
+/// [`TestApi::stop`] tears it down deterministically: the endpoint and its
+/// connections end, the store shuts down and its database is closed when
+/// it returns. Dropping it instead only signals the endpoint to stop and
+/// leaves the rest to the test runtime's end.
 pub struct TestApi {
     /// An admin client of the served API.
     pub client: kube::Client,
@@ -45,7 +48,8 @@ pub struct TestApi {
     pub ca_pem: String,
     pub admin_token: String,
     dir: tempfile::TempDir,
-    _shutdown: tokio::sync::oneshot::Sender<()>,
+    shutdown: tokio::sync::oneshot::Sender<()>,
+    serving: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 impl std::fmt::Debug for TestApi {
@@ -76,7 +80,7 @@ impl TestApi {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("https://{}", listener.local_addr()?);
         let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(skiff_api::serve_tls(
+        let serving = tokio::spawn(skiff_api::serve_tls(
             listener,
             pki.server_config().context("TLS configuration")?,
             server.router(),
@@ -95,8 +99,42 @@ impl TestApi {
             ca_pem: pki.ca_pem.clone(),
             admin_token: pki.admin_token.clone(),
             dir,
-            _shutdown: shutdown,
+            shutdown,
+            serving,
         })
+    }
+
+    /// Stops the endpoint (waiting for its connections to end), shuts the
+    /// store down and returns once its database is closed, so nothing of
+    /// the store is left on another thread when the test process exits.
+    /// Handles the test cloned (of the store, the server or the client)
+    /// must be dropped first.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let TestApi {
+            client,
+            store,
+            server,
+            dir,
+            shutdown,
+            serving,
+            ..
+        } = self;
+        drop(client);
+        let _ = shutdown.send(());
+        tokio::time::timeout(STOP_LIMIT, serving)
+            .await
+            .context("the API endpoint did not close its connections")?
+            .context("the API endpoint task failed")?
+            .context("the API endpoint failed")?;
+        drop(server);
+        store.shutdown().await.context("shut the store down")?;
+        let closed = store.closed();
+        drop(store);
+        tokio::time::timeout(STOP_LIMIT, closed)
+            .await
+            .context("the store's database is still open: a handle to the store outlived the test")?;
+        drop(dir);
+        Ok(())
     }
 
     /// The temporary directory everything lives in; tests may put their
@@ -110,6 +148,9 @@ impl TestApi {
         self.dir.path().join(name)
     }
 }
+
+/// How long [`TestApi::stop`] waits for each step of the teardown.
+const STOP_LIMIT: Duration = Duration::from_secs(10);
 
 /// Polls `f` every 50 ms until it returns `Some`, for at most `limit`;
 /// the error names `what` was awaited.

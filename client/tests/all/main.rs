@@ -5,6 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::Api;
 use skiff_client::leader::{LeaderElector, Timing};
 use skiff_testing::TestApi;
 
@@ -59,8 +61,17 @@ async fn one_candidate_leads_and_another_takes_over_when_it_stops() {
     })
     .await
     .unwrap();
-    // Several renewals later, still the same single leader.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Once the leader has held the Lease through more than a whole lease
+    // duration (so the other candidate would have taken a Lease left
+    // unrenewed), it is still the only leader there has been.
+    let leases: Api<Lease> = Api::namespaced(api.client.clone(), "kube-system");
+    skiff_testing::eventually(Duration::from_secs(10), "renewals past one lease duration", || async {
+        let spec = leases.get("test-lease").await.ok()?.spec?;
+        let held = spec.renew_time?.0.duration_since(spec.acquire_time?.0);
+        (held.as_secs_f64() > 1.5 * timing().lease_duration.as_secs_f64()).then_some(())
+    })
+    .await
+    .unwrap();
     let first = leaders.lock().unwrap().clone();
     assert_eq!(first.len(), 1, "{first:?}");
     // Stop the leader (as a crash would: no hand-over); the other takes
@@ -78,4 +89,9 @@ async fn one_candidate_leads_and_another_takes_over_when_it_stops() {
     let all = leaders.lock().unwrap().clone();
     assert_ne!(all[0], all[1]);
     assert_eq!(most.load(Ordering::SeqCst), 1, "never two leaders at once");
+    a.abort();
+    b.abort();
+    let _ = (a.await, b.await);
+    drop(leases);
+    api.stop().await.unwrap();
 }

@@ -18,16 +18,38 @@ use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{LogState, RaftLogId, RaftLogReader, StorageIOError};
 use rocksdb::{WriteBatch, WriteOptions};
 
-use super::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 use crate::codec::{self, decode_log_key, log_key};
 use crate::db::{CF_LOG, Db, meta};
 use crate::error::Error;
+use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 
 /// The raft log of one node. Cheap to clone; clones share the database and syncer.
 #[derive(Clone, Debug)]
 pub struct LogStore {
+    // Declared before `db`, so the syncer thread is joined before this
+    // store lets go of the database.
+    syncer: Arc<Syncer>,
     db: Arc<Db>,
-    syncer: mpsc::Sender<LogFlushed<TypeConfig>>,
+}
+
+/// The syncer thread and its queue. Dropping it (with the last
+/// [`LogStore`]) closes the queue and waits for the thread, so the thread
+/// never outlives the log and never holds the database once the log is
+/// gone.
+#[derive(Debug)]
+struct Syncer {
+    queue: Option<mpsc::Sender<LogFlushed<TypeConfig>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Syncer {
+    fn drop(&mut self) {
+        drop(self.queue.take());
+        if let Some(thread) = self.thread.take() {
+            // Waits for at most the fsync in progress.
+            let _ = thread.join();
+        }
+    }
 }
 
 impl LogStore {
@@ -37,10 +59,14 @@ impl LogStore {
         // lets go of it, not later on this thread (a database still open
         // while the process exits makes RocksDB abort).
         let sync_db = Arc::downgrade(&db);
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("skiff-store-fsync".into())
             .spawn(move || sync_loop(&sync_db, rx))?;
-        Ok(LogStore { db, syncer: tx })
+        let syncer = Arc::new(Syncer {
+            queue: Some(tx),
+            thread: Some(thread),
+        });
+        Ok(LogStore { syncer, db })
     }
 }
 
@@ -173,7 +199,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         }
         self.db.raw().write(batch).map_err(write_err)?;
         // Readable now; durable once the syncer's fsync returns.
-        self.syncer.send(callback).map_err(|_| write_err(Error::Shutdown))
+        match &self.syncer.queue {
+            Some(queue) => queue.send(callback).map_err(|_| write_err(Error::Shutdown)),
+            None => Err(write_err(Error::Shutdown)),
+        }
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {

@@ -4,4 +4,3 @@
 pub(crate) mod log_store;
 pub(crate) mod network;
 pub(crate) mod state_machine;
-pub mod types;

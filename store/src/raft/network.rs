@@ -10,9 +10,9 @@ use openraft::raft::{
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::types::{NodeId, TypeConfig};
-use crate::http::paths;
 use crate::peer_client::{CallError, PeerClient};
+use crate::types::{NodeId, TypeConfig};
+use crate::wire::paths;
 
 /// Hands out one [`Peer`] per target node.
 #[derive(Clone, Debug)]

@@ -15,14 +15,14 @@ use openraft::{EntryPayload, RaftSnapshotBuilder, StorageIOError};
 use rocksdb::WriteBatch;
 use serde::{Deserialize, Serialize};
 
-use super::types::{
-    Command, CommandResponse, Entry, LogId, Rejection, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
-};
 use crate::db::{Db, meta};
 use crate::error::{Error, Result};
 use crate::kv::{Event, Revision};
 use crate::mvcc::Batch;
 use crate::snapshot;
+use crate::types::{
+    Command, CommandResponse, Entry, LogId, Rejection, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+};
 use crate::watch::WatchHub;
 
 /// What the `sm/snapshot` meta key records about the current snapshot.

@@ -66,7 +66,6 @@ async fn corrupted_or_foreign_data_is_reported_not_served() {
         }
         node.stop().await;
     }
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let db_dir = dir.path().join("db");
     let mut truncated = 0;
     for entry in std::fs::read_dir(&db_dir).unwrap().flatten() {

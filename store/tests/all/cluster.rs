@@ -1,12 +1,11 @@
 //! Three nodes on 127.0.0.1-3: replication, forwarding, failover, joins
 //! and snapshot transfer.
 
-use std::collections::BTreeSet;
-use std::time::Duration;
-
 use skiff_store::{Client, KeyRange, RangeRequest, ReadConsistency, Txn, TxnOp};
+use skiff_testing::eventually;
+use std::collections::BTreeSet;
 
-use crate::support::{cluster, leader_index, start_node};
+use crate::support::{LIMIT, cluster, leader_index, start_node};
 
 async fn count(store: &skiff_store::Store, prefix: &str, consistency: ReadConsistency) -> u64 {
     store
@@ -44,19 +43,12 @@ async fn three_nodes_replicate_fail_over_and_lose_no_acknowledged_write() {
     let old_id = old.store.node_id();
     old.stop().await;
     let survivors = nodes;
-    let new_leader = survivors[0]
-        .store
-        .wait_for_leader(Duration::from_secs(10))
-        .await
-        .unwrap();
     // The metrics may still name the old leader for a moment.
-    let mut tries = 0;
-    let mut new_leader = new_leader;
-    while new_leader == old_id && tries < 100 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        new_leader = survivors[0].store.status().leader.unwrap_or(old_id);
-        tries += 1;
-    }
+    let new_leader = eventually(LIMIT, "a new leader", || async {
+        survivors[0].store.status().leader.filter(|&id| id != old_id)
+    })
+    .await
+    .unwrap();
     assert_ne!(new_leader, old_id, "a new leader was elected");
     for i in 100..150 {
         let resp = survivors[i % 2]
@@ -116,16 +108,12 @@ async fn a_new_node_joins_through_a_snapshot_and_the_client_follows_the_leader()
     }
     let leader = leader_index(&nodes).await;
     nodes[leader].store.snapshot().await.unwrap();
-    let mut purged = None;
-    for _ in 0..100 {
-        purged = nodes[leader].store.status().purged;
-        if purged.is_some_and(|p| p > 100) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     // The log behind the snapshot is gone: a newcomer can only catch up by snapshot.
-    assert!(purged.is_some_and(|p| p > 100), "leader purged its log: {purged:?}");
+    eventually(LIMIT, "the leader to purge its log behind the snapshot", || async {
+        nodes[leader].store.status().purged.filter(|&p| p > 100)
+    })
+    .await
+    .unwrap();
 
     let newcomer = start_node(4, &root.path().join("n4"), "127.0.0.4", None, tune).await;
     newcomer.store.join(&nodes[(leader + 1) % 3].addr).await.unwrap();

@@ -233,8 +233,6 @@ async fn a_restarted_node_recovers_its_state_and_continues_the_revisions() {
     let before = node.store.revision();
     let addr = node.addr.clone();
     node.stop().await;
-    // Let the database handle drop.
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
 
     let node = crate::support::start_node(1, dir.path(), "127.0.0.1", Some(&addr), |_| {}).await;
     // The state machine comes back from RocksDB as it was, not by replaying

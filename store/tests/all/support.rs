@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use skiff_store::{Store, StoreConfig};
 use tokio::net::TcpListener;
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 /// A running node: its store, peer server task and data directory.
@@ -13,16 +14,37 @@ pub struct Node {
     pub store: Store,
     pub addr: String,
     server: JoinHandle<()>,
+    stop_serving: oneshot::Sender<()>,
 }
 
 impl Node {
-    /// Stops the node as a crash would look to its peers: the peer
-    /// endpoint goes away and raft stops.
+    /// Stops the node as a crash would look to its peers: raft stops and
+    /// the peer endpoint goes away. Returns once the node's database is
+    /// closed, so its directory can be reopened (or the test process exit)
+    /// at once.
     pub async fn stop(self) {
-        self.server.abort();
-        let _ = self.store.shutdown().await;
+        let Node {
+            store,
+            server,
+            stop_serving,
+            ..
+        } = self;
+        let _ = store.shutdown().await;
+        let _ = stop_serving.send(());
+        tokio::time::timeout(LIMIT, server)
+            .await
+            .expect("the peer endpoint closes its connections")
+            .expect("the peer endpoint task ends");
+        let closed = store.closed();
+        drop(store);
+        tokio::time::timeout(LIMIT, closed)
+            .await
+            .expect("the database closes once the node is stopped");
     }
 }
+
+/// How long a test waits for a cluster to converge.
+pub const LIMIT: Duration = Duration::from_secs(10);
 
 pub fn quick(config: &mut StoreConfig) {
     config.heartbeat_interval = Duration::from_millis(50);
@@ -46,13 +68,22 @@ pub async fn start_node(
     quick(&mut config);
     tune(&mut config);
     let store = Store::open(config).await.expect("open store");
+    let (stop_serving, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn({
         let store = store.clone();
         async move {
-            let _ = skiff_store::http::serve_peers(listener, store).await;
+            let stopped = async move {
+                let _ = stopped.await;
+            };
+            let _ = skiff_store::http::serve_peers_until(listener, store, stopped).await;
         }
     });
-    Node { store, addr, server }
+    Node {
+        store,
+        addr,
+        server,
+        stop_serving,
+    }
 }
 
 /// One node that has bootstrapped itself.
@@ -94,19 +125,12 @@ pub async fn cluster(root: &Path, n: u64, tune: impl Fn(&mut StoreConfig)) -> Ve
 ///
 /// A node reports no leader while an election runs, and on a loaded
 /// machine an election can start right after the cluster formed, so this
-/// waits (up to ten seconds) for one instead of reading the metrics once.
+/// waits for one instead of reading the metrics once.
 pub async fn leader_index(nodes: &[Node]) -> usize {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(leader) = nodes[0].store.status().leader
-            && let Some(index) = nodes.iter().position(|n| n.store.node_id() == leader)
-        {
-            return index;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no leader among the nodes within 10 s"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    skiff_testing::eventually(LIMIT, "a leader among the nodes", || async {
+        let leader = nodes[0].store.status().leader?;
+        nodes.iter().position(|n| n.store.node_id() == leader)
+    })
+    .await
+    .unwrap()
 }

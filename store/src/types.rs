@@ -5,6 +5,7 @@ use std::fmt;
 use openraft::BasicNode;
 use serde::{Deserialize, Serialize};
 
+use crate::error::{Error, Result};
 use crate::kv::{Revision, Txn, TxnResponse};
 
 /// Node ids are small integers chosen by the operator (`--node-id`).
@@ -72,6 +73,17 @@ pub enum CommandResponse {
         revision: Revision,
     },
     Rejected(Rejection),
+}
+
+impl CommandResponse {
+    /// The answer to a single [`Command::Txn`]; anything else means the
+    /// state machine and its caller disagree about what was proposed.
+    pub(crate) fn into_txn(self) -> Result<TxnResponse> {
+        match self {
+            CommandResponse::Txn(resp) => Ok(resp),
+            other => Err(Error::corrupt(format!("txn answered with {other:?}"))),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
