@@ -89,7 +89,10 @@ async fn sigkill_mid_load_loses_no_acknowledged_write() {
         "the load ran before the kill: {} writes",
         acked.len()
     );
-    assert!(all_running, "the kill came in the middle of the load, no writer had stopped");
+    assert!(
+        all_running,
+        "the kill came in the middle of the load, no writer had stopped"
+    );
 
     let mut child = start(dir.path(), &peer);
     wait_writable(&client).await;

@@ -410,7 +410,11 @@ fn pods_run_on_the_local_agent_and_on_a_second_agent_process() {
     );
     cluster.ok(&["wait", "--for=condition=Ready", "node/local", "--timeout=60s"]);
     until(Duration::from_secs(60), "the second agent to register", || {
-        cluster.kubectl(&["get", "node", "second"]).status.success().then_some(())
+        cluster
+            .kubectl(&["get", "node", "second"])
+            .status
+            .success()
+            .then_some(())
     });
     cluster.ok(&["wait", "--for=condition=Ready", "node/second", "--timeout=60s"]);
     let wide = cluster.ok(&["get", "nodes", "-o", "wide"]);

@@ -137,15 +137,17 @@ impl Cluster {
 /// Endpoints a moment after the API does).
 fn until_status(addr: &str, path: &str, status: u16) -> String {
     let mut last = None;
-    skiff_testing::eventually_blocking(Duration::from_secs(30), &format!("{addr}{path} to answer {status}"), || {
-        match get(addr, path) {
+    skiff_testing::eventually_blocking(
+        Duration::from_secs(30),
+        &format!("{addr}{path} to answer {status}"),
+        || match get(addr, path) {
             Ok((got, body)) if got == status => Some(body),
             other => {
                 last = Some(other);
                 None
             }
-        }
-    })
+        },
+    )
     .unwrap_or_else(|e| panic!("{e}; the last answer: {last:?}"))
 }
 
@@ -276,7 +278,11 @@ fn a_request_entering_one_node_is_served_on_another() {
     );
     cluster.ok(&["wait", "--for=condition=Ready", "node/local", "--timeout=60s"]);
     until(Duration::from_secs(60), "the second agent to register", || {
-        cluster.kubectl(&["get", "node", "second"]).status.success().then_some(())
+        cluster
+            .kubectl(&["get", "node", "second"])
+            .status
+            .success()
+            .then_some(())
     });
     let node = cluster.json(&["get", "node", "second"]);
     assert!(

@@ -67,11 +67,19 @@ async fn one_candidate_leads_and_another_takes_over_when_it_stops() {
     // gone a lease's length without renewing, the other candidate would
     // have taken it (and the holder and transitions would say so).
     let leases: Api<Lease> = Api::namespaced(api.client.clone(), "kube-system");
-    let lease = skiff_testing::eventually(Duration::from_secs(10), "the Lease renewed for 1.5 lease durations", || async {
-        let spec = leases.get("test-lease").await.ok()?.spec?;
-        let held = spec.renew_time.as_ref()?.0.duration_since(spec.acquire_time.as_ref()?.0);
-        (held >= SignedDuration::try_from(timing().lease_duration * 3 / 2).unwrap()).then_some(spec)
-    })
+    let lease = skiff_testing::eventually(
+        Duration::from_secs(10),
+        "the Lease renewed for 1.5 lease durations",
+        || async {
+            let spec = leases.get("test-lease").await.ok()?.spec?;
+            let held = spec
+                .renew_time
+                .as_ref()?
+                .0
+                .duration_since(spec.acquire_time.as_ref()?.0);
+            (held >= SignedDuration::try_from(timing().lease_duration * 3 / 2).unwrap()).then_some(spec)
+        },
+    )
     .await
     .unwrap();
     let first = leaders.lock().unwrap().clone();
