@@ -36,8 +36,8 @@ async fn wait_writable(client: &Client) {
         client
             .txn(Txn::new().and_then([TxnOp::put("/ready", "1")]))
             .await
-            .ok()
-            .map(drop)
+            .is_ok()
+            .then_some(())
     })
     .await
     .unwrap();
