@@ -9,7 +9,7 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use skiff_store::{Client, KeyRange, RangeRequest, ReadConsistency, Txn, TxnOp};
 
@@ -32,18 +32,15 @@ fn free_addr() -> String {
 }
 
 async fn wait_writable(client: &Client) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if client
+    skiff_testing::eventually(Duration::from_secs(30), "the server to become writable", || async {
+        client
             .txn(Txn::new().and_then([TxnOp::put("/ready", "1")]))
             .await
             .is_ok()
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "server did not become writable");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+            .then_some(())
+    })
+    .await
+    .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -74,7 +71,13 @@ async fn sigkill_mid_load_loses_no_acknowledged_write() {
             }
         }));
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Kill once the load is well under way, while every writer still runs.
+    skiff_testing::eventually(Duration::from_secs(60), "1000 acknowledged writes", || async {
+        (acked.lock().unwrap().len() >= 1000).then_some(())
+    })
+    .await
+    .unwrap();
+    let all_running = writers.iter().all(|w| !w.is_finished());
     child.kill().expect("SIGKILL");
     child.wait().unwrap();
     for w in writers {
@@ -85,6 +88,10 @@ async fn sigkill_mid_load_loses_no_acknowledged_write() {
         acked.len() > 100,
         "the load ran before the kill: {} writes",
         acked.len()
+    );
+    assert!(
+        all_running,
+        "the kill came in the middle of the load, no writer had stopped"
     );
 
     let mut child = start(dir.path(), &peer);

@@ -9,9 +9,9 @@ mod support;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use support::{Cluster, Guard, free_addr, import, second_agent};
+use support::{Cluster, Guard, free_addr, import, second_agent, until};
 
 const MANIFEST: &str = r#"
 apiVersion: v1
@@ -409,11 +409,13 @@ fn pods_run_on_the_local_agent_and_on_a_second_agent_process() {
             .unwrap(),
     );
     cluster.ok(&["wait", "--for=condition=Ready", "node/local", "--timeout=60s"]);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !cluster.kubectl(&["get", "node", "second"]).status.success() {
-        assert!(Instant::now() < deadline, "the second agent never registered");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    until(Duration::from_secs(60), "the second agent to register", || {
+        cluster
+            .kubectl(&["get", "node", "second"])
+            .status
+            .success()
+            .then_some(())
+    });
     cluster.ok(&["wait", "--for=condition=Ready", "node/second", "--timeout=60s"]);
     let wide = cluster.ok(&["get", "nodes", "-o", "wide"]);
     assert!(wide.contains("wasmtime://"), "{wide}");
@@ -529,21 +531,19 @@ fn deployments_roll_scale_undo_heal_and_jobs_complete() {
 
     // A new image rolls, never below replicas - maxUnavailable available.
     cluster.ok(&["set", "image", "deployment/hello", "main=local/hello:2"]);
-    let deadline = Instant::now() + Duration::from_secs(120);
     let mut least = i64::MAX;
-    loop {
+    let mut last = serde_json::Value::Null;
+    skiff_testing::eventually_blocking(Duration::from_secs(120), "the rolling update to finish", || {
         let d = cluster.json(&["get", "deployment", "hello"]);
         least = least.min(d["status"]["availableReplicas"].as_i64().unwrap_or(0));
         let done = d["status"]["observedGeneration"] == d["metadata"]["generation"]
             && d["status"]["updatedReplicas"] == 3
             && d["status"]["replicas"] == 3
             && d["status"]["availableReplicas"] == 3;
-        if done {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the rolling update finished: {d}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        last = d;
+        done.then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}: {last}"));
     assert!(least >= 2, "available replicas dipped to {least}");
     cluster.ok(&["rollout", "status", "deployment/hello", "--timeout=60s"]);
     let history = cluster.ok(&["rollout", "history", "deployment/hello"]);
@@ -622,15 +622,12 @@ fn deployments_roll_scale_undo_heal_and_jobs_complete() {
             .as_array()
             .is_some_and(|t| t.iter().any(|t| t["key"] == "node.kubernetes.io/unreachable"))
     });
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let nodes = cluster.ready_pods_nodes("hello");
-        if nodes.len() == 4 && nodes.iter().all(|n| n == "local") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "pods recreated on the live node: {nodes:?}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    let mut nodes = Vec::new();
+    skiff_testing::eventually_blocking(Duration::from_secs(90), "pods recreated on the live node", || {
+        nodes = cluster.ready_pods_nodes("hello");
+        (nodes.len() == 4 && nodes.iter().all(|n| n == "local")).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}: {nodes:?}"));
 
     // The evicted pods wait, Terminating, for their node; deleting the
     // Node lets them go.

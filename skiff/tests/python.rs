@@ -7,7 +7,7 @@
 
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn free_addr() -> String {
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -41,11 +41,10 @@ fn python_client_round_trip() {
         .spawn()
         .unwrap();
     let kubeconfig = data.path().join("kubeconfig");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !kubeconfig.exists() {
-        assert!(Instant::now() < deadline, "no kubeconfig written");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    skiff_testing::eventually_blocking(Duration::from_secs(60), "the server to write its kubeconfig", || {
+        kubeconfig.exists().then_some(())
+    })
+    .unwrap();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/client.py");
     let out = Command::new(&python)
         .arg(script)

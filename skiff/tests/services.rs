@@ -16,10 +16,10 @@ use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
 
-use support::{Cluster, import, second_agent_with};
+use support::{Cluster, import, second_agent_with, until};
 
 /// `GET path` over a fresh connection: the status and the body.
 fn get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
@@ -136,17 +136,19 @@ impl Cluster {
 /// Polls `get` until it answers with `status` (the proxy follows the
 /// Endpoints a moment after the API does).
 fn until_status(addr: &str, path: &str, status: u16) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match get(addr, path) {
-            Ok((got, body)) if got == status => return body,
-            other => assert!(
-                Instant::now() < deadline,
-                "{addr}{path}: wanted {status}, got {other:?}"
-            ),
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let mut last = None;
+    skiff_testing::eventually_blocking(
+        Duration::from_secs(30),
+        &format!("{addr}{path} to answer {status}"),
+        || match get(addr, path) {
+            Ok((got, body)) if got == status => Some(body),
+            other => {
+                last = Some(other);
+                None
+            }
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}; the last answer: {last:?}"))
 }
 
 #[test]
@@ -181,17 +183,16 @@ fn wasm_pods_are_reached_through_cluster_ips_and_node_ports() {
     cluster.ok(&["scale", "deployment/hello", "--replicas=3"]);
     cluster.ok(&["rollout", "status", "deployment/hello", "--timeout=60s"]);
     cluster.wait_endpoints("hello", 3);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while responders(&cluster_ip, 30).len() < 3 {
-        assert!(Instant::now() < deadline, "the third replica never answered");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    until(Duration::from_secs(30), "the third replica to answer", || {
+        (responders(&cluster_ip, 30).len() >= 3).then_some(())
+    });
 
     // A rollout under a bounded request loop loses no request.
     let before = cluster.pod_names("hello");
     let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicUsize::new(0));
     let looping = {
-        let stop = stop.clone();
+        let (stop, answered) = (stop.clone(), answered.clone());
         let addr = cluster_ip.clone();
         std::thread::spawn(move || {
             let (mut served, mut failed) = (0, Vec::new());
@@ -203,6 +204,7 @@ fn wasm_pods_are_reached_through_cluster_ips_and_node_ports() {
                     Ok((200, _)) => served += 1,
                     other => failed.push(format!("{other:?}")),
                 }
+                answered.fetch_add(1, Ordering::Relaxed);
             }
             (served, failed)
         })
@@ -210,7 +212,20 @@ fn wasm_pods_are_reached_through_cluster_ips_and_node_ports() {
     cluster.ok(&["rollout", "restart", "deployment/hello"]);
     cluster.ok(&["rollout", "status", "deployment/hello", "--timeout=120s"]);
     cluster.wait_endpoints("hello", 3);
-    std::thread::sleep(Duration::from_millis(500));
+    // The loop runs on until every old pod is gone, not only out of the
+    // Endpoints, and then for a few more requests (unless it has used up
+    // its bound).
+    cluster.json_until(&["pods", "-l", "app=hello"], "the old pods to be gone", |pods| {
+        pods["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| !before.contains(p["metadata"]["name"].as_str().unwrap()))
+    });
+    let so_far = answered.load(Ordering::Relaxed);
+    until(Duration::from_secs(30), "more requests after the old pods went", || {
+        (answered.load(Ordering::Relaxed) >= so_far + 20 || looping.is_finished()).then_some(())
+    });
     stop.store(true, Ordering::Relaxed);
     let (served, failed) = looping.join().unwrap();
     assert!(
@@ -223,11 +238,9 @@ fn wasm_pods_are_reached_through_cluster_ips_and_node_ports() {
     assert!(served > 50, "the loop ran through the rollout: {served} requests");
     let after = cluster.pod_names("hello");
     assert!(after.is_disjoint(&before), "new pods: {before:?} -> {after:?}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while responders(&cluster_ip, 30) != after {
-        assert!(Instant::now() < deadline, "the new pods never all answered");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    until(Duration::from_secs(30), "the new pods all to answer", || {
+        (responders(&cluster_ip, 30) == after).then_some(())
+    });
 
     // No endpoints: a 503 that says why, at once.
     cluster.ok(&["scale", "deployment/hello", "--replicas=0"]);
@@ -264,11 +277,13 @@ fn a_request_entering_one_node_is_served_on_another() {
         &["--node-ip", "127.0.0.2"],
     );
     cluster.ok(&["wait", "--for=condition=Ready", "node/local", "--timeout=60s"]);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !cluster.kubectl(&["get", "node", "second"]).status.success() {
-        assert!(Instant::now() < deadline, "the second agent never registered");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    until(Duration::from_secs(60), "the second agent to register", || {
+        cluster
+            .kubectl(&["get", "node", "second"])
+            .status
+            .success()
+            .then_some(())
+    });
     let node = cluster.json(&["get", "node", "second"]);
     assert!(
         node["metadata"]["annotations"]["skiff.dev/proxy-tunnel-port"]
@@ -464,11 +479,9 @@ fn ingress_routes_hosts_and_paths_to_wasm_and_oci_pods_with_tls_from_a_secret() 
                 {"host": "secure.skiff.test", "http": {"paths": [
                   {"path": "/exact", "pathType": "Exact", "backend": {"service": {"name": "hello", "port": {"number": 80}}}}]}}]}}"#,
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while curl("wasm.skiff.test", &http, "/runc/", None).0 != 200 {
-        assert!(Instant::now() < deadline, "the Ingress never served /runc");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    until(Duration::from_secs(30), "the Ingress to serve /runc", || {
+        (curl("wasm.skiff.test", &http, "/runc/", None).0 == 200).then_some(())
+    });
     let (status, body) = curl("wasm.skiff.test", &http, "/runc/", None);
     assert_eq!((status, body.as_str()), (200, "served by runc\n"));
     let (status, body) = curl("wasm.skiff.test", &http, "/hello/there", None);
@@ -501,9 +514,9 @@ fn ingress_routes_hosts_and_paths_to_wasm_and_oci_pods_with_tls_from_a_secret() 
               "rules": [{"host": "broken.skiff.test", "http": {"paths": [
                 {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "ghost", "port": {"number": 80}}}}]}}]}}"#,
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let events = cluster.ok(&[
+    let mut events = String::new();
+    skiff_testing::eventually_blocking(Duration::from_secs(30), "events for the broken Ingress", || {
+        events = cluster.ok(&[
             "get",
             "events",
             "--field-selector",
@@ -511,14 +524,11 @@ fn ingress_routes_hosts_and_paths_to_wasm_and_oci_pods_with_tls_from_a_secret() 
             "-o",
             "jsonpath={range .items[*]}{.reason}: {.message}{\"\\n\"}{end}",
         ]);
-        if events.contains("BackendNotFound: Service default/ghost not found")
-            && events.contains("SecretNotFound: TLS Secret default/nowhere not found")
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no events for the broken Ingress: {events}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+        (events.contains("BackendNotFound: Service default/ghost not found")
+            && events.contains("SecretNotFound: TLS Secret default/nowhere not found"))
+        .then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}: {events}"));
     let (status, body) = curl("broken.skiff.test", &http, "/", None);
     assert_eq!(status, 503, "{body}");
     assert!(

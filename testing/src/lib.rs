@@ -13,7 +13,12 @@
 //! Wasm artifacts to it.
 //!
 //! [`eventually`] is the one polling helper tests use to wait for the
-//! cluster to converge, always with a bound.
+//! cluster to converge, always with a bound; [`eventually_blocking`] is
+//! the same for tests without an async runtime. Tests wait on a
+//! condition, never on a fixed sleep; a check that something did *not*
+//! happen first waits for an observable sign that the system has
+//! processed the input in question (a status with the new
+//! observedGeneration, a later event), so that it can fail.
 
 pub mod registry;
 
@@ -152,6 +157,13 @@ impl TestApi {
 /// How long [`TestApi::stop`] waits for each step of the teardown.
 const STOP_LIMIT: Duration = Duration::from_secs(10);
 
+/// How often [`eventually`] and [`eventually_blocking`] look again.
+const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+fn timed_out(limit: Duration, what: &str) -> anyhow::Error {
+    anyhow::anyhow!("timed out after {limit:?} waiting for {what}")
+}
+
 /// Polls `f` every 50 ms until it returns `Some`, for at most `limit`;
 /// the error names `what` was awaited.
 pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut f: F) -> anyhow::Result<T>
@@ -165,9 +177,29 @@ where
             return Ok(value);
         }
         if start.elapsed() >= limit {
-            anyhow::bail!("timed out after {limit:?} waiting for {what}");
+            return Err(timed_out(limit, what));
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+/// [`eventually`] for synchronous tests (those driving other processes
+/// with `std::process`): polls `f` every 50 ms until it returns `Some`,
+/// for at most `limit`, blocking the thread in between; the error names
+/// `what` was awaited.
+pub fn eventually_blocking<T, F>(limit: Duration, what: &str, mut f: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Option<T>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(value) = f() {
+            return Ok(value);
+        }
+        if start.elapsed() >= limit {
+            return Err(timed_out(limit, what));
+        }
+        std::thread::sleep(POLL_INTERVAL);
     }
 }
 

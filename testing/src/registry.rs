@@ -6,9 +6,9 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 
 /// A running registry; dropping it stops the process.
 #[derive(Debug)]
@@ -49,21 +49,19 @@ impl Registry {
             .spawn()
             .context("cannot run docker-registry (apt-get install -y docker-registry)")?;
         let registry = Registry { child, addr };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(mut s) = TcpStream::connect(&registry.addr) {
-                s.write_all(b"GET /v2/ HTTP/1.0\r\n\r\n")?;
-                let mut reply = String::new();
-                let _ = s.read_to_string(&mut reply);
-                if reply.starts_with("HTTP/1.0 200") || reply.starts_with("HTTP/1.1 200") {
-                    return Ok(registry);
-                }
-            }
-            if Instant::now() > deadline {
-                bail!("docker-registry did not come up on {}", registry.addr);
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let answers = || -> std::io::Result<bool> {
+            let mut s = TcpStream::connect(&registry.addr)?;
+            s.write_all(b"GET /v2/ HTTP/1.0\r\n\r\n")?;
+            let mut reply = String::new();
+            let _ = s.read_to_string(&mut reply);
+            Ok(reply.starts_with("HTTP/1.0 200") || reply.starts_with("HTTP/1.1 200"))
+        };
+        crate::eventually_blocking(
+            Duration::from_secs(20),
+            &format!("docker-registry to answer on {}", registry.addr),
+            || answers().unwrap_or(false).then_some(()),
+        )?;
+        Ok(registry)
     }
 
     /// Pushes `component` as a Wasm OCI artifact (one `application/wasm`

@@ -171,12 +171,17 @@ async fn a_restarted_server_serves_stored_crds() {
     assert!(second.catalog.lookup("example.dev", "v1", "widgets").is_some());
     // …and follows later changes through its watch.
     api.delete(&format!("{CRDS}/widgets.example.dev")).await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while second.catalog.lookup("example.dev", "v1", "widgets").is_some() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the second server still serves widgets"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    skiff_testing::eventually(
+        std::time::Duration::from_secs(5),
+        "the second server to stop serving widgets",
+        || async {
+            second
+                .catalog
+                .lookup("example.dev", "v1", "widgets")
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await
+    .unwrap();
 }

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::jiff::SignedDuration;
 use kube::Api;
 use skiff_client::leader::{LeaderElector, Timing};
 use skiff_testing::TestApi;
@@ -61,19 +62,30 @@ async fn one_candidate_leads_and_another_takes_over_when_it_stops() {
     })
     .await
     .unwrap();
-    // Once the leader has held the Lease through more than a whole lease
-    // duration (so the other candidate would have taken a Lease left
-    // unrenewed), it is still the only leader there has been.
+    // Still the same single leader once the Lease shows it held, and
+    // renewed, for half as long again as a lease lasts: had its holder
+    // gone a lease's length without renewing, the other candidate would
+    // have taken it (and the holder and transitions would say so).
     let leases: Api<Lease> = Api::namespaced(api.client.clone(), "kube-system");
-    skiff_testing::eventually(Duration::from_secs(10), "renewals past one lease duration", || async {
-        let spec = leases.get("test-lease").await.ok()?.spec?;
-        let held = spec.renew_time?.0.duration_since(spec.acquire_time?.0);
-        (held.as_secs_f64() > 1.5 * timing().lease_duration.as_secs_f64()).then_some(())
-    })
+    let lease = skiff_testing::eventually(
+        Duration::from_secs(10),
+        "the Lease renewed for 1.5 lease durations",
+        || async {
+            let spec = leases.get("test-lease").await.ok()?.spec?;
+            let held = spec
+                .renew_time
+                .as_ref()?
+                .0
+                .duration_since(spec.acquire_time.as_ref()?.0);
+            (held >= SignedDuration::try_from(timing().lease_duration * 3 / 2).unwrap()).then_some(spec)
+        },
+    )
     .await
     .unwrap();
     let first = leaders.lock().unwrap().clone();
     assert_eq!(first.len(), 1, "{first:?}");
+    assert_eq!(lease.holder_identity.as_deref(), Some(first[0]), "{lease:?}");
+    assert_eq!(lease.lease_transitions, Some(0), "{lease:?}");
     // Stop the leader (as a crash would: no hand-over); the other takes
     // the lease once it expires.
     if first[0] == "a" {

@@ -1,8 +1,8 @@
 //! Deployments roll ReplicaSets within maxSurge/maxUnavailable, keep
 //! revisions, recreate, and report their conditions.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
@@ -112,31 +112,28 @@ async fn a_rolling_update_keeps_within_surge_and_unavailability_and_can_go_back(
     )
     .await
     .unwrap();
-    let mut most_pods = 0;
-    let mut least_ready = i32::MAX;
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
+    let most_pods = Cell::new(0);
+    let least_ready = Cell::new(i32::MAX);
+    until("the rollout to finish", || async {
         let sets = sets_of(&client, "web").await;
         let planned: i32 = sets.iter().map(|s| s.spec.as_ref().unwrap().replicas.unwrap()).sum();
-        most_pods = most_pods.max(planned);
+        most_pods.set(most_pods.get().max(planned));
         let ready = pods_of(&client, "default", "web")
             .await
             .iter()
             .filter(|p| p.metadata.deletion_timestamp.is_none() && is_ready(p))
             .count();
-        least_ready = least_ready.min(i32::try_from(ready).unwrap());
+        least_ready.set(least_ready.get().min(i32::try_from(ready).unwrap()));
         let d = api.get("web").await.unwrap();
         let s = d.status.clone().unwrap_or_default();
-        if s.observed_generation >= d.metadata.generation
+        (s.observed_generation >= d.metadata.generation
             && s.updated_replicas == Some(4)
             && s.replicas == Some(4)
-            && s.available_replicas == Some(4)
-        {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "rollout finished");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+            && s.available_replicas == Some(4))
+        .then_some(())
+    })
+    .await;
+    let (most_pods, least_ready) = (most_pods.get(), least_ready.get());
     assert!(
         most_pods <= 5,
         "never more than replicas + maxSurge planned: {most_pods}"
@@ -219,17 +216,13 @@ async fn recreate_removes_every_old_pod_before_starting_new_ones() {
     )
     .await
     .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
+    until("the recreate to finish", || async {
         let pods = pods_of(&client, "default", "db").await;
         let images: std::collections::BTreeSet<String> = pods.iter().map(image_of).collect();
         assert!(images.len() <= 1, "old and new pods never run together: {images:?}");
-        if pods.len() == 3 && images.contains("example.invalid/db:2") {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "recreate finished");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        (pods.len() == 3 && images.contains("example.invalid/db:2")).then_some(())
+    })
+    .await;
     rolled_out(&api, "db", 3).await;
 }
 

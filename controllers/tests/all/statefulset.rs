@@ -3,7 +3,6 @@
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -115,6 +114,33 @@ async fn settled(api: &Api<StatefulSet>, name: &str, replicas: i32) -> StatefulS
     .await
 }
 
+/// Has the controller reconcile set `name` once more and waits until it
+/// has: bumps the set's generation through a field the controller
+/// ignores (`revisionHistoryLimit`; skiff keeps no ControllerRevisions)
+/// and waits for the status to report that generation. A reconcile
+/// writes the status after acting on the pods, so by then the
+/// controller has done whatever it was going to do with the pods it
+/// listed, which were at least as new as when this was called.
+async fn reconciled_again(api: &Api<StatefulSet>, name: &str) {
+    let set = api.get(name).await.unwrap();
+    let limit = set.spec.and_then(|s| s.revision_history_limit).unwrap_or(10);
+    let bumped = api
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"revisionHistoryLimit": limit + 1}})),
+        )
+        .await
+        .unwrap();
+    let generation = bumped.metadata.generation;
+    assert!(generation > set.metadata.generation, "the patch moved the generation");
+    until(&format!("{name}'s status at generation {generation:?}"), || async {
+        let s = api.get(name).await.unwrap().status?;
+        (s.observed_generation >= generation).then_some(())
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn members_are_created_in_order_removed_from_the_top_and_rolled_from_the_top() {
     let cluster = Cluster::start().await;
@@ -224,8 +250,9 @@ async fn members_are_created_in_order_removed_from_the_top_and_rolled_from_the_t
         r.sort();
         r
     };
-    // Nothing else rolls while the partition holds.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Nothing else rolls while the partition holds, even once the
+    // controller has seen web-2 updated and ready and reconciled again.
+    reconciled_again(&api, "web").await;
     assert_eq!(
         revisions(pods_of(&client, "default", "web").await),
         [
@@ -327,7 +354,18 @@ async fn ordered_sets_wait_for_readiness_and_parallel_ones_do_not() {
         (s.replicas == 1).then_some(())
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // No second member, even once the controller has seen the first
+    // running and not ready and reconciled again; no pods for the claims,
+    // even once it has reconciled them again.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    until("stuck-0 running and not ready", || async {
+        let pod = pods.get("stuck-0").await.unwrap();
+        let running = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+        (running && !is_ready(&pod)).then_some(())
+    })
+    .await;
+    reconciled_again(&api, "stuck").await;
+    reconciled_again(&api, "disks").await;
     let members: Vec<String> = pods_of(&client, "default", "stuck")
         .await
         .iter()

@@ -1,13 +1,13 @@
 //! What the end-to-end tests share: a `skiff server` child with the real
 //! kubectl pointed at it, second agents in their own processes, and
-//! bounded polling.
+//! bounded polling ([`until`], over [`skiff_testing::eventually_blocking`]).
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub const KUBECTL: &str = "/usr/bin/kubectl";
 
@@ -62,14 +62,11 @@ impl Cluster {
             url: format!("https://{listen}"),
             data,
         };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if cluster.kubeconfig.exists() && cluster.kubectl(&["get", "--raw", "/readyz"]).status.success() {
-                return cluster;
-            }
-            assert!(Instant::now() < deadline, "skiff server did not become ready");
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        until(Duration::from_secs(60), "skiff server to become ready", || {
+            (cluster.kubeconfig.exists() && cluster.kubectl(&["get", "--raw", "/readyz"]).status.success())
+                .then_some(())
+        });
+        cluster
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
@@ -130,6 +127,12 @@ pub fn import(file: &str, name: &str, data_dir: &Path) {
     assert!(out.status.success(), "import: {}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// Polls `f` until it returns `Some`, for at most `limit`
+/// ([`skiff_testing::eventually_blocking`]); panics on the timeout.
+pub fn until<T>(limit: Duration, what: &str, f: impl FnMut() -> Option<T>) -> T {
+    skiff_testing::eventually_blocking(limit, what, f).unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// Kills the child on drop.
 pub struct Guard(pub Child);
 
@@ -185,21 +188,17 @@ impl Cluster {
         what: &str,
         test: impl Fn(&serde_json::Value) -> bool,
     ) -> serde_json::Value {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let mut full = vec!["get"];
-            full.extend(args);
-            full.extend(["-o", "json"]);
+        let mut full = vec!["get"];
+        full.extend(args);
+        full.extend(["-o", "json"]);
+        until(Duration::from_secs(60), what, || {
             let out = self.kubectl(&full);
-            if out.status.success() {
-                let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-                if test(&value) {
-                    return value;
-                }
+            if !out.status.success() {
+                return None;
             }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            std::thread::sleep(Duration::from_millis(250));
-        }
+            let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            test(&value).then_some(value)
+        })
     }
 
     /// The names of the nodes the ready pods labelled `app=<app>` run on,
