@@ -22,6 +22,7 @@
 //! fresh clones reuse one build cache; tools installed from crates.io and
 //! npm go next to it, in `~/.cache/skiff/tools`.
 
+mod k8s_types;
 mod plugins;
 mod protobuf_schema;
 mod samples;
