@@ -442,6 +442,27 @@ pub(crate) mod tests {
         }
     }
 
+    /// Each kind points at the static generated for its own type, not at a
+    /// look-alike of another group or version.
+    #[test]
+    fn kinds_name_their_own_type() {
+        for (group, kind) in [
+            ("", "Pod"),
+            ("", "Service"),
+            ("", "ServiceAccount"),
+            ("", "Event"),
+            ("apps", "Deployment"),
+            ("apps", "DaemonSet"),
+            ("batch", "CronJob"),
+            ("rbac.authorization.k8s.io", "ClusterRoleBinding"),
+            ("discovery.k8s.io", "EndpointSlice"),
+            ("admissionregistration.k8s.io", "MutatingWebhookConfiguration"),
+        ] {
+            let root = root_type(group, kind).unwrap_or_else(|| panic!("no metadata for {group}/{kind}"));
+            assert_eq!(root.name(), kind, "{group}/{kind}");
+        }
+    }
+
     #[test]
     fn unknown_kinds_have_none() {
         assert!(root_type("example.com", "Widget").is_none());
