@@ -131,6 +131,8 @@ struct Type {
 
 struct Tables {
     types: Vec<Type>,
+    /// The static of each listed type.
+    ident_of: BTreeMap<Key, String>,
     notes: Vec<String>,
 }
 
@@ -213,15 +215,7 @@ impl Tables {
                 fields,
             });
         }
-        // Children are rendered by their static's name.
-        for ty in &mut types {
-            for field in &mut ty.fields {
-                if let Some(child) = &mut field.child {
-                    child.1 = ident_of.get(child).context("child without a static")?.clone();
-                }
-            }
-        }
-        Ok(Self { types, notes })
+        Ok(Self { types, ident_of, notes })
     }
 
     fn render(&self, sources: &Sources) -> String {
@@ -273,7 +267,7 @@ impl Tables {
                 if field.atomic {
                     line.push_str(".atomic()");
                 }
-                if let Some((_, ident)) = &field.child {
+                if let Some(ident) = field.child.as_ref().and_then(|c| self.ident_of.get(c)) {
                     let _ = write!(line, ".with_child(&{ident})");
                 }
                 let _ = writeln!(out, "{line},");
