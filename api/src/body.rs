@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 use crate::catalog::{Resource, Shape};
 use crate::error::{ApiError, Result};
 use crate::options::FieldValidation;
+use crate::patch::PatchType;
 
 /// The largest request body accepted, as kube-apiserver's default.
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
@@ -227,6 +228,27 @@ pub fn canonicalize(resource: &Resource, raw: Value, validation: FieldValidation
             messages.join(", ")
         ))),
         _ => Ok((canonical, messages)),
+    }
+}
+
+const ACCEPTED_PATCHES: &str = "application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml";
+
+/// The patch type a PATCH's content type names.
+pub fn patch_type(content_type: Option<&str>) -> Result<PatchType> {
+    match media_type(content_type).as_str() {
+        "application/json-patch+json" => Ok(PatchType::Json),
+        "application/merge-patch+json" => Ok(PatchType::Merge),
+        "application/strategic-merge-patch+json" => Ok(PatchType::Strategic),
+        "application/apply-patch+yaml" | "application/apply-patch+cbor" => Ok(PatchType::Apply),
+        _ => Err(ApiError::UnsupportedMediaType(ACCEPTED_PATCHES.into())),
+    }
+}
+
+/// Parses a patch body for its type.
+pub fn parse_patch(patch_type: PatchType, bytes: &[u8]) -> Result<Value> {
+    match patch_type {
+        PatchType::Apply => parse_yaml(bytes),
+        _ => parse_json(bytes),
     }
 }
 

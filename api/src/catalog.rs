@@ -251,7 +251,7 @@ fn wasm_plugin() -> Resource {
         categories: vec![],
         subresources: status(),
         shape: Shape::Custom { schema: None },
-        ops: &kinds::custom::KIND,
+        ops: &kinds::custom::OPS,
     }
 }
 

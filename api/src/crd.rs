@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use skiff_store::{EventKind, KeyRange, RangeRequest, ReadConsistency};
 
 use crate::catalog::{Catalog, Resource, ScalePaths, Shape, Subresources};
@@ -163,7 +163,6 @@ pub fn validate(crd: &Value, catalog: &Catalog) -> Vec<Cause> {
     causes
 }
 
-
 /// Brings the catalog in line with one stored CRD (or its removal).
 pub fn reconcile(catalog: &Catalog, previous: Option<&Value>, current: Option<&Value>) {
     let names = |crd: &Value| {
@@ -225,6 +224,8 @@ pub async fn sync(store: skiff_store::Store, catalog: Catalog) -> Result<(), ski
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kinds::custom_resource_definition::status;
+    use serde_json::json;
 
     fn crd() -> Value {
         json!({

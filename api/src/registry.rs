@@ -25,7 +25,7 @@ use crate::catalog::{Catalog, Resource};
 use crate::crd;
 use crate::error::{ApiError, Cause, Result, Subject};
 use crate::meta;
-use crate::options::{DeleteOptions, FieldValidation, ListOptions, Part, Propagation, WriteOptions};
+use crate::options::{DeleteOptions, FieldValidation, ListOptions, Part, WriteOptions};
 use crate::services::{self, Reservations, ServiceRanges};
 use crate::stored::{decode, encode, key, prefix};
 use crate::strategy;
@@ -71,6 +71,10 @@ pub struct Registry {
     admission: Admission,
     decoded: Arc<crate::stored::DecodeCache>,
     service_ranges: ServiceRanges,
+}
+
+fn subject(resource: &Resource, name: &str) -> Subject {
+    Subject::new(&resource.group, &resource.plural, name)
 }
 
 fn parse_revision(rv: &str) -> Result<u64> {

@@ -31,10 +31,6 @@ pub fn prefix(resource: &Resource, namespace: Option<&str>) -> String {
     }
 }
 
-fn subject(resource: &Resource, name: &str) -> Subject {
-    Subject::new(&resource.group, &resource.plural, name)
-}
-
 /// A stored object as a client of `resource` sees it: its resourceVersion,
 /// and the apiVersion it was asked for (custom resources of several served
 /// versions share one key).

@@ -133,7 +133,7 @@ mod tests {
     use super::*;
     use crate::catalog::Catalog;
     use crate::kinds::{self, KindOps};
-    use crate::printer::{NAME, NANOS, format_rfc3339, human_duration};
+    use crate::printer::{NAME, NANOS, format_rfc3339};
     use std::time::{Duration, UNIX_EPOCH};
 
     /// The ops of a kind: served ones from the catalog, custom ones shared.
@@ -707,14 +707,7 @@ mod tests {
         );
         assert!(t["rows"][0].get("conditions").is_none());
 
-        let t = table_at(
-            pods(),
-            std::slice::from_ref(&p),
-            IncludeObject::Object,
-            "",
-            None,
-            now(),
-        );
+        let t = table_at(pods(), std::slice::from_ref(&p), IncludeObject::Object, "", None, now());
         assert_eq!(t["metadata"], json!({}));
         assert_eq!(t["rows"][0]["object"], p);
         let mut t = table_at(pods(), &[p], IncludeObject::None, "", None, now());

@@ -26,7 +26,7 @@ use crate::catalog::Resource;
 use crate::error::ApiError;
 use crate::options::ListOptions;
 use crate::registry::Registry;
-use crate::stored::{DecodeCache, Encoded, prefix};
+use crate::stored::{Encoded, prefix};
 
 /// Events buffered per watch between the store and the HTTP response.
 const BUFFER: usize = 256;

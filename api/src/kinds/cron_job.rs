@@ -3,33 +3,36 @@
 use serde_json::{Value, json};
 
 use super::{BuiltinKind, KindOps, Printer, Typed};
-use crate::meta::NameRule;
-use crate::patch::schema;
 use super::{pod_spec, set_default, workload};
 use crate::error::Cause;
 use crate::meta;
+use crate::meta::NameRule;
 use crate::options::Part;
-use crate::printer::{AGE, CONTAINERS, Column, IMAGES, NAME, SELECTOR, age, at, col, containers_and_images, format_label_selector, len_at, name, since, str_at};
+use crate::patch::schema;
+use crate::printer::{
+    AGE, CONTAINERS, Column, IMAGES, NAME, SELECTOR, age, at, col, containers_and_images, format_label_selector,
+    len_at, name, since, str_at,
+};
 
 /// The kind: its type and its hooks.
 pub static KIND: BuiltinKind = BuiltinKind {
     typed: Typed::of::<k8s_openapi::api::batch::v1::CronJob>(),
     ops: KindOps {
-    name_rule: NameRule::Dns1123Subdomain,
-    create_keeps_status: false,
-    prepare_for_create: super::nothing_on_create,
-    prepare_for_update: super::nothing_on_update,
-    defaults,
-    validate,
-    deletion_grace: super::no_deletion_grace,
-    spec_finalizers: false,
-    printer: Printer {
-        columns: COLUMNS,
-        row,
-        conditions: super::no_row_conditions,
-    },
-    field_label,
-    patch: Some(&schema::BATCH_V1_CRON_JOB),
+        name_rule: NameRule::Dns1123Subdomain,
+        create_keeps_status: false,
+        prepare_for_create: super::nothing_on_create,
+        prepare_for_update: super::nothing_on_update,
+        defaults,
+        validate,
+        deletion_grace: super::no_deletion_grace,
+        spec_finalizers: false,
+        printer: Printer {
+            columns: COLUMNS,
+            row,
+            conditions: super::no_row_conditions,
+        },
+        field_label,
+        patch: Some(&schema::BATCH_V1_CRON_JOB),
     },
 };
 

@@ -14,21 +14,21 @@ use crate::printer::{NAME_CREATED_AT, created_at_row};
 pub static KIND: BuiltinKind = BuiltinKind {
     typed: Typed::of::<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>(),
     ops: KindOps {
-    name_rule: NameRule::Dns1123Subdomain,
-    create_keeps_status: false,
-    prepare_for_create,
-    prepare_for_update,
-    defaults: super::no_defaults,
-    validate: super::no_validation,
-    deletion_grace: super::no_deletion_grace,
-    spec_finalizers: false,
-    printer: Printer {
-        columns: NAME_CREATED_AT,
-        row: created_at_row,
-        conditions: super::no_row_conditions,
-    },
-    field_label,
-    patch: Some(&schema::APIEXTENSIONS_V1_CUSTOM_RESOURCE_DEFINITION),
+        name_rule: NameRule::Dns1123Subdomain,
+        create_keeps_status: false,
+        prepare_for_create,
+        prepare_for_update,
+        defaults: super::no_defaults,
+        validate: super::no_validation,
+        deletion_grace: super::no_deletion_grace,
+        spec_finalizers: false,
+        printer: Printer {
+            columns: NAME_CREATED_AT,
+            row: created_at_row,
+            conditions: super::no_row_conditions,
+        },
+        field_label,
+        patch: Some(&schema::APIEXTENSIONS_V1_CUSTOM_RESOURCE_DEFINITION),
     },
 };
 
@@ -44,7 +44,7 @@ fn prepare_for_update(crd: &mut Value, part: Part) {
 }
 
 /// The status a CRD gets when written: its names accepted and established.
-fn status(crd: &Value) -> Value {
+pub fn status(crd: &Value) -> Value {
     let now = meta::now_rfc3339();
     let storage: Vec<String> = crd
         .pointer("/spec/versions")

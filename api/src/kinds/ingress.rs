@@ -4,31 +4,31 @@
 use serde_json::{Value, json};
 
 use super::{BuiltinKind, KindOps, Printer, Typed};
-use crate::meta::NameRule;
-use crate::patch::schema;
 use crate::error::Cause;
+use crate::meta::NameRule;
 use crate::options::Part;
+use crate::patch::schema;
 use crate::printer::{AGE, Column, NAME, age, at, col, list_at, load_balancer_addresses, name, non_empty, str_at};
 
 /// The kind: its type and its hooks.
 pub static KIND: BuiltinKind = BuiltinKind {
     typed: Typed::of::<k8s_openapi::api::networking::v1::Ingress>(),
     ops: KindOps {
-    name_rule: NameRule::Dns1123Subdomain,
-    create_keeps_status: false,
-    prepare_for_create: super::nothing_on_create,
-    prepare_for_update: super::nothing_on_update,
-    defaults: super::no_defaults,
-    validate,
-    deletion_grace: super::no_deletion_grace,
-    spec_finalizers: false,
-    printer: Printer {
-        columns: COLUMNS,
-        row,
-        conditions: super::no_row_conditions,
-    },
-    field_label,
-    patch: Some(&schema::NETWORKING_V1_INGRESS),
+        name_rule: NameRule::Dns1123Subdomain,
+        create_keeps_status: false,
+        prepare_for_create: super::nothing_on_create,
+        prepare_for_update: super::nothing_on_update,
+        defaults: super::no_defaults,
+        validate,
+        deletion_grace: super::no_deletion_grace,
+        spec_finalizers: false,
+        printer: Printer {
+            columns: COLUMNS,
+            row,
+            conditions: super::no_row_conditions,
+        },
+        field_label,
+        patch: Some(&schema::NETWORKING_V1_INGRESS),
     },
 };
 

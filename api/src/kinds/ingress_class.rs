@@ -1,7 +1,7 @@
 //! IngressClasses (`networking.k8s.io/v1`): which controller serves an Ingress;
 //! `skiff` is bootstrapped.
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::{BuiltinKind, KindOps, Printer, Typed};
 use crate::meta::NameRule;
@@ -12,21 +12,21 @@ use crate::printer::{Column, NAME, age, col, name};
 pub static KIND: BuiltinKind = BuiltinKind {
     typed: Typed::of::<k8s_openapi::api::networking::v1::IngressClass>(),
     ops: KindOps {
-    name_rule: NameRule::Dns1123Subdomain,
-    create_keeps_status: false,
-    prepare_for_create: super::nothing_on_create,
-    prepare_for_update: super::nothing_on_update,
-    defaults: super::no_defaults,
-    validate: super::no_validation,
-    deletion_grace: super::no_deletion_grace,
-    spec_finalizers: false,
-    printer: Printer {
-        columns: COLUMNS,
-        row,
-        conditions: super::no_row_conditions,
-    },
-    field_label,
-    patch: Some(&schema::NETWORKING_V1_INGRESS_CLASS),
+        name_rule: NameRule::Dns1123Subdomain,
+        create_keeps_status: false,
+        prepare_for_create: super::nothing_on_create,
+        prepare_for_update: super::nothing_on_update,
+        defaults: super::no_defaults,
+        validate: super::no_validation,
+        deletion_grace: super::no_deletion_grace,
+        spec_finalizers: false,
+        printer: Printer {
+            columns: COLUMNS,
+            row,
+            conditions: super::no_row_conditions,
+        },
+        field_label,
+        patch: Some(&schema::NETWORKING_V1_INGRESS_CLASS),
     },
 };
 

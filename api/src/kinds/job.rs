@@ -4,33 +4,36 @@
 use serde_json::{Value, json};
 
 use super::{BuiltinKind, KindOps, Printer, Typed};
-use crate::meta::NameRule;
-use crate::patch::schema;
 use super::{set_default, workload};
 use crate::error::Cause;
 use crate::meta;
+use crate::meta::NameRule;
 use crate::options::Part;
-use crate::printer::{AGE, CONTAINERS, Column, IMAGES, NAME, SELECTOR, age, at, col, condition_true, containers_and_images, human_duration, int_at, name, parse_rfc3339, selector_string, str_at};
+use crate::patch::schema;
+use crate::printer::{
+    AGE, CONTAINERS, Column, IMAGES, NAME, SELECTOR, age, at, col, condition_true, containers_and_images,
+    human_duration, int_at, name, parse_rfc3339, selector_string, str_at,
+};
 
 /// The kind: its type and its hooks.
 pub static KIND: BuiltinKind = BuiltinKind {
     typed: Typed::of::<k8s_openapi::api::batch::v1::Job>(),
     ops: KindOps {
-    name_rule: NameRule::Dns1123Subdomain,
-    create_keeps_status: false,
-    prepare_for_create,
-    prepare_for_update: super::nothing_on_update,
-    defaults,
-    validate,
-    deletion_grace: super::no_deletion_grace,
-    spec_finalizers: false,
-    printer: Printer {
-        columns: COLUMNS,
-        row,
-        conditions: super::no_row_conditions,
-    },
-    field_label,
-    patch: Some(&schema::BATCH_V1_JOB),
+        name_rule: NameRule::Dns1123Subdomain,
+        create_keeps_status: false,
+        prepare_for_create,
+        prepare_for_update: super::nothing_on_update,
+        defaults,
+        validate,
+        deletion_grace: super::no_deletion_grace,
+        spec_finalizers: false,
+        printer: Printer {
+            columns: COLUMNS,
+            row,
+            conditions: super::no_row_conditions,
+        },
+        field_label,
+        patch: Some(&schema::BATCH_V1_JOB),
     },
 };
 

@@ -223,11 +223,19 @@ mod tests {
         for resource in catalog.resources() {
             let ops = resource.ops;
             let Shape::Builtin { .. } = resource.shape else {
-                assert!(std::ptr::eq(ops, &custom::OPS), "{}: custom resources share their ops", resource.kind);
+                assert!(
+                    std::ptr::eq(ops, &custom::OPS),
+                    "{}: custom resources share their ops",
+                    resource.kind
+                );
                 continue;
             };
             builtins += 1;
-            assert!(ops.patch.is_some(), "{}: no strategic merge patch metadata", resource.kind);
+            assert!(
+                ops.patch.is_some(),
+                "{}: no strategic merge patch metadata",
+                resource.kind
+            );
             let object = json!({
                 "apiVersion": resource.api_version(), "kind": resource.kind,
                 "metadata": {"name": "x", "namespace": "default", "creationTimestamp": "2024-05-01T12:00:00Z"},
@@ -244,10 +252,7 @@ mod tests {
                 "{}: a printer names its objects",
                 resource.kind
             );
-            assert_eq!(
-                ops.field_value(&object, "metadata.name").unwrap().as_deref(),
-                Some("x")
-            );
+            assert_eq!(ops.field_value(&object, "metadata.name").unwrap().as_deref(), Some("x"));
             assert!(ops.field_value(&object, "no.such.field").is_err(), "{}", resource.kind);
             // Defaults and validation take an object with nothing in it.
             let mut bare = json!({"metadata": {"name": "x"}});
@@ -265,7 +270,10 @@ mod tests {
         let names: Vec<_> = ops.printer.columns.iter().map(|c| c.name).collect();
         assert_eq!(names, ["Name", "Age"]);
         let widget = json!({"metadata": {"name": "w", "namespace": "a"}});
-        assert_eq!(ops.field_value(&widget, "metadata.namespace").unwrap().as_deref(), Some("a"));
+        assert_eq!(
+            ops.field_value(&widget, "metadata.namespace").unwrap().as_deref(),
+            Some("a")
+        );
         assert!(ops.field_value(&widget, "spec.size").is_err());
     }
 }

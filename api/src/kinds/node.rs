@@ -12,21 +12,21 @@ use std::collections::BTreeSet;
 pub static KIND: BuiltinKind = BuiltinKind {
     typed: Typed::of::<k8s_openapi::api::core::v1::Node>(),
     ops: KindOps {
-    name_rule: NameRule::Dns1123Subdomain,
-    create_keeps_status: true,
-    prepare_for_create: super::nothing_on_create,
-    prepare_for_update: super::nothing_on_update,
-    defaults: super::no_defaults,
-    validate: super::no_validation,
-    deletion_grace: super::no_deletion_grace,
-    spec_finalizers: false,
-    printer: Printer {
-        columns: COLUMNS,
-        row,
-        conditions: super::no_row_conditions,
-    },
-    field_label,
-    patch: Some(&schema::CORE_V1_NODE),
+        name_rule: NameRule::Dns1123Subdomain,
+        create_keeps_status: true,
+        prepare_for_create: super::nothing_on_create,
+        prepare_for_update: super::nothing_on_update,
+        defaults: super::no_defaults,
+        validate: super::no_validation,
+        deletion_grace: super::no_deletion_grace,
+        spec_finalizers: false,
+        printer: Printer {
+            columns: COLUMNS,
+            row,
+            conditions: super::no_row_conditions,
+        },
+        field_label,
+        patch: Some(&schema::CORE_V1_NODE),
     },
 };
 

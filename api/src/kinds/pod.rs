@@ -5,35 +5,38 @@
 
 use serde_json::{Value, json};
 
-use super::{BuiltinKind, KindOps, Printer, Typed};
-use crate::meta::NameRule;
-use crate::patch::schema;
-use super::pod_spec::{self, DEFAULT_GRACE_SECONDS};
 use super::fields::{bool_at, string_at};
+use super::pod_spec::{self, DEFAULT_GRACE_SECONDS};
+use super::{BuiltinKind, KindOps, Printer, Typed};
 use crate::error::Cause;
 use crate::meta;
+use crate::meta::NameRule;
 use crate::options::{DeleteOptions, Part};
-use crate::printer::{AGE, Column, NAME, age, at, bool_at as bool_cell, col, condition_true, human_duration, int_at, list_at, name, non_empty, parse_rfc3339, str_at, wide};
+use crate::patch::schema;
+use crate::printer::{
+    AGE, Column, NAME, age, at, bool_at as bool_cell, col, condition_true, human_duration, int_at, list_at, name,
+    non_empty, parse_rfc3339, str_at, wide,
+};
 
 /// The kind: its type and its hooks.
 pub static KIND: BuiltinKind = BuiltinKind {
     typed: Typed::of::<k8s_openapi::api::core::v1::Pod>(),
     ops: KindOps {
-    name_rule: NameRule::Dns1123Subdomain,
-    create_keeps_status: false,
-    prepare_for_create,
-    prepare_for_update: super::nothing_on_update,
-    defaults,
-    validate,
-    deletion_grace,
-    spec_finalizers: false,
-    printer: Printer {
-        columns: COLUMNS,
-        row,
-        conditions: row_conditions,
-    },
-    field_label,
-    patch: Some(&schema::CORE_V1_POD),
+        name_rule: NameRule::Dns1123Subdomain,
+        create_keeps_status: false,
+        prepare_for_create,
+        prepare_for_update: super::nothing_on_update,
+        defaults,
+        validate,
+        deletion_grace,
+        spec_finalizers: false,
+        printer: Printer {
+            columns: COLUMNS,
+            row,
+            conditions: row_conditions,
+        },
+        field_label,
+        patch: Some(&schema::CORE_V1_POD),
     },
 };
 
@@ -67,7 +70,10 @@ fn validate(pod: &Value, old: Option<(&Value, Part)>, causes: &mut Vec<Cause>) {
 fn deletion_grace(pod: &Value, options: &DeleteOptions) -> i64 {
     let grace = options
         .grace_period_seconds
-        .or_else(|| pod.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64))
+        .or_else(|| {
+            pod.pointer("/spec/terminationGracePeriodSeconds")
+                .and_then(Value::as_i64)
+        })
         .unwrap_or(DEFAULT_GRACE_SECONDS);
     let finished = matches!(meta::str_field(pod, &["status", "phase"]), Some("Succeeded" | "Failed"));
     let bound = meta::str_field(pod, &["spec", "nodeName"]).is_some_and(|n| !n.is_empty());

@@ -4,33 +4,36 @@
 
 use serde_json::{Value, json};
 
-use super::{BuiltinKind, KindOps, Printer, Typed};
-use crate::meta::NameRule;
-use crate::patch::schema;
 use super::set_default;
+use super::{BuiltinKind, KindOps, Printer, Typed};
 use crate::error::Cause;
+use crate::meta::NameRule;
 use crate::options::Part;
-use crate::printer::{AGE, Column, NAME, age, col, format_labels, int_at, list_at, load_balancer_addresses, name, non_empty, str_at, at, wide};
+use crate::patch::schema;
+use crate::printer::{
+    AGE, Column, NAME, age, at, col, format_labels, int_at, list_at, load_balancer_addresses, name, non_empty, str_at,
+    wide,
+};
 
 /// The kind: its type and its hooks.
 pub static KIND: BuiltinKind = BuiltinKind {
     typed: Typed::of::<k8s_openapi::api::core::v1::Service>(),
     ops: KindOps {
-    name_rule: NameRule::Dns1035Label,
-    create_keeps_status: false,
-    prepare_for_create: super::nothing_on_create,
-    prepare_for_update: super::nothing_on_update,
-    defaults,
-    validate,
-    deletion_grace: super::no_deletion_grace,
-    spec_finalizers: false,
-    printer: Printer {
-        columns: COLUMNS,
-        row,
-        conditions: super::no_row_conditions,
-    },
-    field_label,
-    patch: Some(&schema::CORE_V1_SERVICE),
+        name_rule: NameRule::Dns1035Label,
+        create_keeps_status: false,
+        prepare_for_create: super::nothing_on_create,
+        prepare_for_update: super::nothing_on_update,
+        defaults,
+        validate,
+        deletion_grace: super::no_deletion_grace,
+        spec_finalizers: false,
+        printer: Printer {
+            columns: COLUMNS,
+            row,
+            conditions: super::no_row_conditions,
+        },
+        field_label,
+        patch: Some(&schema::CORE_V1_SERVICE),
     },
 };
 

@@ -2,7 +2,10 @@
 //! strategic merge patch for built-in kinds, and apply patches.
 //!
 //! Each turns the stored object into the desired one; the registry then
-//! treats the result exactly like an update.
+//! treats the result exactly like an update. Everything here is pure; the
+//! HTTP layer reads the patch type from the content type
+//! ([`crate::body::patch_type`]) and turns a [`PatchError`] into a
+//! `Status`.
 
 pub mod apply;
 pub mod schema;
@@ -10,10 +13,7 @@ pub mod strategic;
 
 use serde_json::Value;
 
-use crate::body;
-use crate::catalog::Resource;
-use crate::error::{ApiError, Result};
-
+/// The kinds of PATCH body.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PatchType {
     Json,
@@ -22,77 +22,58 @@ pub enum PatchType {
     Apply,
 }
 
-const ACCEPTED: &str = "application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml";
-
-impl PatchType {
-    pub fn from_content_type(content_type: Option<&str>) -> Result<PatchType> {
-        match body::media_type(content_type).as_str() {
-            "application/json-patch+json" => Ok(PatchType::Json),
-            "application/merge-patch+json" => Ok(PatchType::Merge),
-            "application/strategic-merge-patch+json" => Ok(PatchType::Strategic),
-            "application/apply-patch+yaml" | "application/apply-patch+cbor" => Ok(PatchType::Apply),
-            _ => Err(ApiError::UnsupportedMediaType(ACCEPTED.into())),
-        }
-    }
+/// Why a patch could not be applied. None of these is worth retrying: the
+/// patch, not the stored object, is at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PatchError {
+    /// The patch is well formed but does not apply to this object
+    /// (a JSON patch's failed test, a strategic patch's bad directive).
+    #[error("{0}")]
+    Invalid(String),
+    /// The patch itself is malformed.
+    #[error("{0}")]
+    Malformed(String),
+    /// A strategic merge patch for a kind without patch metadata (custom
+    /// resources), which Kubernetes refuses with 415.
+    #[error("strategic merge patch is not supported for this kind")]
+    StrategicUnsupported,
 }
 
-/// Parses a patch body for its type.
-pub fn parse(patch_type: PatchType, bytes: &[u8]) -> Result<Value> {
-    match patch_type {
-        PatchType::Apply => body::parse_yaml(bytes),
-        _ => body::parse_json(bytes),
-    }
-}
-
-/// Applies a JSON, merge or strategic patch to `current`.
-pub fn apply(patch_type: PatchType, resource: &Resource, current: &Value, patch: &Value) -> Result<Value> {
+/// Applies a patch to `current`. `root` is the kind's strategic merge patch
+/// metadata; without it an apply patch merges like a merge patch and a
+/// strategic patch is [`PatchError::StrategicUnsupported`].
+pub fn apply(
+    patch_type: PatchType,
+    root: Option<&'static schema::TypeInfo>,
+    current: &Value,
+    patch: &Value,
+) -> Result<Value, PatchError> {
     match patch_type {
         PatchType::Json => {
             let ops: json_patch::Patch = serde_json::from_value(patch.clone())
-                .map_err(|e| ApiError::BadRequest(format!("the JSON patch is invalid: {e}")))?;
+                .map_err(|e| PatchError::Malformed(format!("the JSON patch is invalid: {e}")))?;
             let mut doc = current.clone();
-            json_patch::patch(&mut doc, &ops).map_err(|e| {
-                ApiError::invalid(
-                    &resource.group,
-                    &resource.kind,
-                    "",
-                    vec![crate::error::Cause {
-                        reason: "FieldValueInvalid",
-                        message: format!("the JSON patch could not be applied: {e}"),
-                        field: String::new(),
-                    }],
-                )
-            })?;
+            json_patch::patch(&mut doc, &ops)
+                .map_err(|e| PatchError::Invalid(format!("the JSON patch could not be applied: {e}")))?;
             Ok(doc)
         }
         PatchType::Merge => {
             if !patch.is_object() {
-                return Err(ApiError::BadRequest("a merge patch must be a JSON object".into()));
+                return Err(PatchError::Malformed("a merge patch must be a JSON object".into()));
             }
             let mut doc = current.clone();
             json_patch::merge(&mut doc, patch);
             Ok(doc)
         }
-        PatchType::Strategic | PatchType::Apply => match resource.ops.patch {
+        PatchType::Strategic | PatchType::Apply => match root {
             Some(root) => strategic::apply(current, patch, root).map_err(|e| match e.status_code() {
-                422 => ApiError::invalid(
-                    &resource.group,
-                    &resource.kind,
-                    "",
-                    vec![crate::error::Cause {
-                        reason: "FieldValueInvalid",
-                        message: e.to_string(),
-                        field: String::new(),
-                    }],
-                ),
-                _ => ApiError::BadRequest(e.to_string()),
+                422 => PatchError::Invalid(e.to_string()),
+                _ => PatchError::Malformed(e.to_string()),
             }),
             // Custom kinds have no patch strategies: apply merges like a
             // merge patch; a strategic patch is refused, as Kubernetes does.
-            None if patch_type == PatchType::Apply => apply(PatchType::Merge, resource, current, patch),
-            None => Err(ApiError::UnsupportedMediaType(
-                "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml".into(),
-            )),
+            None if patch_type == PatchType::Apply => apply(PatchType::Merge, None, current, patch),
+            None => Err(PatchError::StrategicUnsupported),
         },
     }
 }

@@ -586,8 +586,14 @@ fn time(seconds: Option<i64>, nanos: Option<i64>, micro: bool) -> Result<Value> 
     if !(MIN_TIME..=MAX_TIME).contains(&seconds) {
         return Err(out_of_range);
     }
-    let timestamp = jiff::Timestamp::from_second(seconds).map_err(|_| out_of_range)?;
-    let mut out = timestamp.strftime("%Y-%m-%dT%H:%M:%S").to_string();
+    // Civil time in UTC: jiff's `Timestamp` stops a day short of year
+    // 9999's end, which Go still writes.
+    let epoch = jiff::civil::DateTime::constant(1970, 1, 1, 0, 0, 0, 0);
+    let utc = jiff::Span::new()
+        .try_seconds(seconds)
+        .and_then(|span| epoch.checked_add(span))
+        .map_err(|_| out_of_range)?;
+    let mut out = utc.strftime("%Y-%m-%dT%H:%M:%S").to_string();
     if micro {
         out.push_str(&format!(".{:06}", nanos / 1000));
     }

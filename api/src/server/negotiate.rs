@@ -91,13 +91,7 @@ pub fn object(status: StatusCode, output: Output, resource: &Resource, object: &
                 .pointer("/metadata/resourceVersion")
                 .and_then(Value::as_str)
                 .unwrap_or_default();
-            let body = table::table(
-                &resource.ops.printer,
-                std::slice::from_ref(object),
-                include,
-                rv,
-                None,
-            );
+            let body = table::table(&resource.ops.printer, std::slice::from_ref(object), include, rv, None);
             with_type(status, TABLE_CONTENT_TYPE, body.to_string().into_bytes())
         }
         Output::Metadata => {
@@ -119,13 +113,7 @@ pub fn list(
     let rv = revision.to_string();
     match output {
         Output::Table(include) => {
-            let body = table::table(
-                &resource.ops.printer,
-                &items,
-                include,
-                &rv,
-                continue_token.as_deref(),
-            );
+            let body = table::table(&resource.ops.printer, &items, include, &rv, continue_token.as_deref());
             with_type(StatusCode::OK, TABLE_CONTENT_TYPE, body.to_string().into_bytes())
         }
         Output::Metadata => {

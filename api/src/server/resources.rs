@@ -17,9 +17,9 @@ use crate::body::{self, MAX_BODY_BYTES};
 use crate::catalog::Resource;
 use crate::error::{ApiError, Result, Subject};
 use crate::meta;
-use crate::patch::apply::{ApplyError, ApplyRequest, Scope};
-use crate::patch::{self, PatchType};
 use crate::options::{FieldValidation, Part, WriteOptions};
+use crate::patch::apply::{ApplyError, ApplyRequest, Scope};
+use crate::patch::{self, PatchError, PatchType};
 use crate::registry::Deleted;
 use crate::request::{self, ResourceRequest, Verb};
 use crate::watch::{self, WatchOptions};
@@ -278,8 +278,8 @@ async fn update(call: &Call, part: Part) -> Result<Response> {
 
 async fn patch(call: &Call, part: Part) -> Result<Response> {
     let output = call.output()?;
-    let patch_type = PatchType::from_content_type(call.content_type.as_deref())?;
-    let body = patch::parse(patch_type, &call.body)?;
+    let patch_type = body::patch_type(call.content_type.as_deref())?;
+    let body = body::parse_patch(patch_type, &call.body)?;
     let validation = call.query.field_validation()?;
     let mut options = call.write_options()?;
     if patch_type == PatchType::Apply {
@@ -303,7 +303,7 @@ async fn patch(call: &Call, part: Part) -> Result<Response> {
                 let mut base = current.clone();
                 // A patch names a resourceVersion only to make it a precondition.
                 meta::metadata_mut(&mut base).remove("resourceVersion");
-                let patched = patch::apply(patch_type, &resource, &base, &body)?;
+                let patched = apply_patch(patch_type, &resource, &base, &body)?;
                 let (canonical, found) = body::canonicalize(&resource, patched, validation)?;
                 warnings = found;
                 Ok(canonical)
@@ -549,8 +549,8 @@ async fn get_scale(call: &Call) -> Result<Response> {
 async fn scale(call: &Call) -> Result<Response> {
     let output = call.output()?;
     let request = if call.request.verb == Verb::Patch {
-        let patch_type = PatchType::from_content_type(call.content_type.as_deref())?;
-        Some((patch_type, patch::parse(patch_type, &call.body)?))
+        let patch_type = body::patch_type(call.content_type.as_deref())?;
+        Some((patch_type, body::parse_patch(patch_type, &call.body)?))
     } else {
         None
     };
@@ -578,11 +578,7 @@ async fn scale(call: &Call) -> Result<Response> {
                     (Some((patch_type, body)), _) => {
                         let mut scale = scale.clone();
                         meta::metadata_mut(&mut scale).remove("resourceVersion");
-                        let scale_resource = Resource {
-                            shape: crate::catalog::Shape::Custom { schema: None },
-                            ..(*resource).clone()
-                        };
-                        patch::apply(*patch_type, &scale_resource, &scale, body)?
+                        apply_patch(*patch_type, &resource, &scale, body)?
                     }
                     (None, Some(body)) => body.clone(),
                     (None, None) => scale,
@@ -896,4 +892,25 @@ mod node_client {
             Err(_) => "the node's answer could not be read".to_string(),
         }
     }
+}
+
+/// Applies a patch to an object of `resource`, a refusal rendered as the
+/// Status kube-apiserver answers with.
+fn apply_patch(patch_type: PatchType, resource: &Resource, current: &Value, body: &Value) -> Result<Value> {
+    patch::apply(patch_type, resource.ops.patch, current, body).map_err(|error| match error {
+        PatchError::Invalid(message) => ApiError::invalid(
+            &resource.group,
+            &resource.kind,
+            "",
+            vec![crate::error::Cause {
+                reason: "FieldValueInvalid",
+                message,
+                field: String::new(),
+            }],
+        ),
+        PatchError::Malformed(message) => ApiError::BadRequest(message),
+        PatchError::StrategicUnsupported => ApiError::UnsupportedMediaType(
+            "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml".into(),
+        ),
+    })
 }
