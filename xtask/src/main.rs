@@ -17,11 +17,14 @@
 //! | `cargo xtask build-samples` | `build-wasm`, plus the OCI sample image (busybox-httpd) as a layout |
 //! | `cargo xtask build-plugins` | install the plugin toolchains (Rust, C, Python, JavaScript), build `plugins/` into `$CARGO_TARGET_DIR/plugins/<name>.wasm` |
 //! | `cargo xtask gen-protobuf-schema` | regenerate `api/src/protobuf/schema.rs` from k8s-pb and k8s-openapi |
+//! | `cargo xtask gen-patch-schema` | regenerate `api/src/patch/schema/generated.rs` (patch metadata) from the same sources |
 //!
 //! Builds go to `$CARGO_TARGET_DIR`, by default `~/.cache/skiff/target`, so
 //! fresh clones reuse one build cache; tools installed from crates.io and
 //! npm go next to it, in `~/.cache/skiff/tools`.
 
+mod k8s_types;
+mod patch_schema;
 mod plugins;
 mod protobuf_schema;
 mod samples;
@@ -45,9 +48,10 @@ fn main() -> ExitCode {
         Some("build-samples") => samples::build(),
         Some("build-plugins") => plugins::build(),
         Some("gen-protobuf-schema") => protobuf_schema::run().map_err(|e| format!("{e:#}")),
+        Some("gen-patch-schema") => patch_schema::run().map_err(|e| format!("{e:#}")),
         _ => {
             eprintln!(
-                "usage: cargo xtask <up|test|verify|fix|bench store|bench api|bench scheduler|bench node|bench plugins|bench net|build-wasm|build-samples|build-plugins|gen-protobuf-schema> [args]"
+                "usage: cargo xtask <up|test|verify|fix|bench store|bench api|bench scheduler|bench node|bench plugins|bench net|build-wasm|build-samples|build-plugins|gen-protobuf-schema|gen-patch-schema> [args]"
             );
             return ExitCode::from(2);
         }

@@ -32,7 +32,7 @@ pub static KIND: BuiltinKind = BuiltinKind {
             conditions: super::no_row_conditions,
         },
         field_label,
-        patch: Some(&schema::CRON_JOB),
+        patch: Some(&schema::BATCH_V1_CRON_JOB),
     },
 };
 

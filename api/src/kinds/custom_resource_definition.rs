@@ -28,7 +28,7 @@ pub static KIND: BuiltinKind = BuiltinKind {
             conditions: super::no_row_conditions,
         },
         field_label,
-        patch: Some(&schema::PLAIN),
+        patch: Some(&schema::APIEXTENSIONS_V1_CUSTOM_RESOURCE_DEFINITION),
     },
 };
 

@@ -33,7 +33,7 @@ pub static KIND: BuiltinKind = BuiltinKind {
             conditions: super::no_row_conditions,
         },
         field_label,
-        patch: Some(&schema::DEPLOYMENT),
+        patch: Some(&schema::APPS_V1_DEPLOYMENT),
     },
 };
 

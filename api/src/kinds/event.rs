@@ -28,7 +28,7 @@ pub static KIND: BuiltinKind = BuiltinKind {
             conditions: super::no_row_conditions,
         },
         field_label,
-        patch: Some(&schema::PLAIN),
+        patch: Some(&schema::CORE_V1_EVENT),
     },
 };
 
@@ -50,7 +50,7 @@ pub static EVENTS_V1: BuiltinKind = BuiltinKind {
             conditions: super::no_row_conditions,
         },
         field_label: events_v1_field_label,
-        patch: Some(&schema::PLAIN),
+        patch: Some(&schema::EVENTS_V1_EVENT),
     },
 };
 

@@ -26,7 +26,7 @@ pub static KIND: BuiltinKind = BuiltinKind {
             conditions: super::no_row_conditions,
         },
         field_label,
-        patch: Some(&schema::PLAIN),
+        patch: Some(&schema::NETWORKING_V1_INGRESS_CLASS),
     },
 };
 

@@ -25,7 +25,7 @@ pub static KIND: BuiltinKind = BuiltinKind {
             conditions: super::no_row_conditions,
         },
         field_label,
-        patch: Some(&schema::PLAIN),
+        patch: Some(&schema::COORDINATION_V1_LEASE),
     },
 };
 

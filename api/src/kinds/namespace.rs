@@ -27,7 +27,7 @@ pub static KIND: BuiltinKind = BuiltinKind {
             conditions: super::no_row_conditions,
         },
         field_label,
-        patch: Some(&schema::NAMESPACE),
+        patch: Some(&schema::CORE_V1_NAMESPACE),
     },
 };
 

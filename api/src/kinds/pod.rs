@@ -36,7 +36,7 @@ pub static KIND: BuiltinKind = BuiltinKind {
             conditions: row_conditions,
         },
         field_label,
-        patch: Some(&schema::POD),
+        patch: Some(&schema::CORE_V1_POD),
     },
 };
 

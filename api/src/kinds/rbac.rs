@@ -27,7 +27,7 @@ pub static ROLE: BuiltinKind = BuiltinKind {
             conditions: super::no_row_conditions,
         },
         field_label,
-        patch: Some(&schema::PLAIN),
+        patch: Some(&schema::RBAC_V1_ROLE),
     },
 };
 
@@ -49,7 +49,7 @@ pub static CLUSTER_ROLE: BuiltinKind = BuiltinKind {
             conditions: super::no_row_conditions,
         },
         field_label,
-        patch: Some(&schema::PLAIN),
+        patch: Some(&schema::RBAC_V1_CLUSTER_ROLE),
     },
 };
 
@@ -71,7 +71,7 @@ pub static ROLE_BINDING: BuiltinKind = BuiltinKind {
             conditions: super::no_row_conditions,
         },
         field_label,
-        patch: Some(&schema::PLAIN),
+        patch: Some(&schema::RBAC_V1_ROLE_BINDING),
     },
 };
 
@@ -93,7 +93,7 @@ pub static CLUSTER_ROLE_BINDING: BuiltinKind = BuiltinKind {
             conditions: super::no_row_conditions,
         },
         field_label,
-        patch: Some(&schema::PLAIN),
+        patch: Some(&schema::RBAC_V1_CLUSTER_ROLE_BINDING),
     },
 };
 

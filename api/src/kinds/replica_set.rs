@@ -32,7 +32,7 @@ pub static KIND: BuiltinKind = BuiltinKind {
             conditions: super::no_row_conditions,
         },
         field_label,
-        patch: Some(&schema::WORKLOAD),
+        patch: Some(&schema::APPS_V1_REPLICA_SET),
     },
 };
 

@@ -33,7 +33,7 @@ pub static KIND: BuiltinKind = BuiltinKind {
             conditions: super::no_row_conditions,
         },
         field_label,
-        patch: Some(&schema::SERVICE),
+        patch: Some(&schema::CORE_V1_SERVICE),
     },
 };
 

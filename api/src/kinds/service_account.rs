@@ -25,7 +25,7 @@ pub static KIND: BuiltinKind = BuiltinKind {
             conditions: super::no_row_conditions,
         },
         field_label,
-        patch: Some(&schema::SERVICE_ACCOUNT),
+        patch: Some(&schema::CORE_V1_SERVICE_ACCOUNT),
     },
 };
 

@@ -31,7 +31,7 @@ pub static KIND: BuiltinKind = BuiltinKind {
             conditions: super::no_row_conditions,
         },
         field_label,
-        patch: Some(&schema::STATEFUL_SET),
+        patch: Some(&schema::APPS_V1_STATEFUL_SET),
     },
 };
 

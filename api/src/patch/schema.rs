@@ -2,30 +2,42 @@
 //!
 //! A strategic merge patch needs to know, for every list in an object, whether
 //! the list is replaced wholesale or merged, and what identifies an item when it
-//! is merged. Kubernetes records this on its Go types (the `patchStrategy` and
-//! `patchMergeKey` struct tags of `k8s.io/api`). This module carries the same
-//! facts as static tables: one [`TypeInfo`] per object type, listing only the
-//! fields that matter to a patch: fields with a merge strategy, fields whose
-//! map is governed by `$retainKeys`, and fields that lead to a type which has
-//! such fields. Anything not listed merges as a map or is replaced as a list,
-//! which is also what Kubernetes does for fields without tags.
+//! is merged. Kubernetes records this on its Go types (the `+patchStrategy` and
+//! `+patchMergeKey` markers of `k8s.io/api`, which become struct tags). This
+//! module carries the same facts as static tables: one [`TypeInfo`] per object
+//! type, listing only the fields that matter to a patch: fields with a merge
+//! strategy, fields whose map is governed by `$retainKeys`, fields with a list
+//! type or owned whole by apply (below), and fields that lead to a type which
+//! has such fields. Anything not listed merges as a map or is replaced as a
+//! list, which is also what Kubernetes does for fields without markers.
+//!
+//! The tables are generated (`generated.rs`, by `cargo xtask gen-patch-schema`)
+//! from the markers k8s-pb keeps in its doc comments, with k8s-openapi's JSON
+//! names; this file holds the data model. Each Kubernetes type has one static
+//! named after its group, version and type (`CORE_V1_POD`,
+//! `APPS_V1_DEPLOYMENT`).
 //!
 //! Types are looked up by type, not by path: `Container` is described once and
-//! used for `containers`, `initContainers` and `ephemeralContainers`, of pods
-//! and of every pod template. Each kind names its top-level type in its
+//! used for `containers` and `initContainers`, of pods and of every pod
+//! template. Each kind names its top-level type in its
 //! [`KindOps::patch`](crate::kinds::KindOps::patch); custom resources name
 //! none, and the caller answers a strategic merge patch for them with 415,
 //! as Kubernetes does.
 //!
 //! Server-side apply needs related but not identical facts, which Kubernetes
 //! publishes as the OpenAPI extensions `x-kubernetes-list-type`,
-//! `x-kubernetes-list-map-keys` and `x-kubernetes-map-type`:
-//! [`FieldInfo::list_type`] and [`FieldInfo::is_atomic`] give them. They follow
-//! from the patch metadata (a list merged by key is a map list with that key,
-//! merged primitives are a set, a replaced list is atomic) except where the
-//! tables say otherwise: keys of several fields (container and service ports,
-//! topology spread constraints) and values owned as a whole (label selectors,
-//! `nodeSelector`, owner references).
+//! `x-kubernetes-list-map-keys` and `x-kubernetes-map-type`, generated from the
+//! `+listType`, `+listMapKey`, `+mapType` and `+structType` markers:
+//! [`FieldInfo::list_type`] and [`FieldInfo::is_atomic`] give them. A list
+//! without `+listType` gets what kube-openapi derives from its patch strategy
+//! (a list merged by key is a map list with that key, merged primitives are a
+//! set, any other list is atomic). A key field's `+default` (the `protocol`
+//! of ports defaults to `TCP`) is the key an item leaving it out has.
+//!
+//! Not modelled: `patchStrategy=replace` (only on PodDisruptionBudget's
+//! `spec.selector`, which therefore merges as a map here), and metadata of
+//! the values of maps of objects (DRA device `capacity`, CRD schema
+//! `properties`).
 
 use std::fmt;
 
@@ -60,24 +72,12 @@ pub enum ListType {
 /// The key fields of a [`ListType::Map`] list, in the order Kubernetes
 /// declares them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ListKeys(KeySource);
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum KeySource {
-    /// The field's patch merge key, alone.
-    MergeKey(&'static str),
-    /// Keys declared for apply because they differ from the merge key.
-    Declared(&'static [ListKey]),
-}
+pub struct ListKeys(&'static [ListKey]);
 
 impl ListKeys {
     /// The key fields.
     pub fn iter(self) -> impl Iterator<Item = ListKey> {
-        let (single, declared): (Option<ListKey>, &'static [ListKey]) = match self.0 {
-            KeySource::MergeKey(name) => (Some(ListKey { name, default: None }), &[]),
-            KeySource::Declared(keys) => (None, keys),
-        };
-        single.into_iter().chain(declared.iter().copied())
+        self.0.iter().copied()
     }
 }
 
@@ -153,8 +153,8 @@ pub struct FieldInfo {
     strategy: ListStrategy,
     retain_keys: bool,
     child: Option<&'static TypeInfo>,
-    /// List-map keys for server-side apply where they differ from the merge key.
-    apply_keys: Option<&'static [ListKey]>,
+    /// The list type for server-side apply.
+    list_type: ListType,
     /// Whether apply owns the value (or each item of a list) as a whole.
     atomic: bool,
 }
@@ -186,12 +186,7 @@ impl FieldInfo {
 
     /// How server-side apply treats the field's value when it is a list.
     pub fn list_type(&self) -> ListType {
-        match (self.apply_keys, self.strategy) {
-            (Some(keys), _) => ListType::Map(ListKeys(KeySource::Declared(keys))),
-            (None, ListStrategy::MergeByKey(key)) => ListType::Map(ListKeys(KeySource::MergeKey(key))),
-            (None, ListStrategy::MergePrimitives) => ListType::Set,
-            (None, ListStrategy::Replace) => ListType::Atomic,
-        }
+        self.list_type
     }
 
     /// Whether server-side apply owns, compares and replaces the field's value
@@ -216,366 +211,83 @@ impl fmt::Debug for FieldInfo {
     }
 }
 
-// Constructors for the tables below.
-
-/// A field whose value (a map, or the items of a replaced list) has `child`'s
-/// metadata.
-const fn nested(name: &'static str, child: &'static TypeInfo) -> FieldInfo {
-    FieldInfo {
-        name,
-        strategy: ListStrategy::Replace,
-        retain_keys: false,
-        child: Some(child),
-        apply_keys: None,
-        atomic: false,
-    }
-}
-
-/// A list of objects merged by `key`.
-const fn by_key(name: &'static str, key: &'static str, child: Option<&'static TypeInfo>) -> FieldInfo {
-    FieldInfo {
-        name,
-        strategy: ListStrategy::MergeByKey(key),
-        retain_keys: false,
-        child,
-        apply_keys: None,
-        atomic: false,
-    }
-}
-
-/// A list of primitives merged as a set.
-const fn primitives(name: &'static str) -> FieldInfo {
-    FieldInfo {
-        name,
-        strategy: ListStrategy::MergePrimitives,
-        retain_keys: false,
-        child: None,
-        apply_keys: None,
-        atomic: false,
-    }
-}
-
-/// A list that is replaced. Listed only where a reader might expect a merge.
-const fn replaced(name: &'static str) -> FieldInfo {
-    FieldInfo {
-        name,
-        strategy: ListStrategy::Replace,
-        retain_keys: false,
-        child: None,
-        apply_keys: None,
-        atomic: false,
-    }
-}
-
-/// A map (a union of mutually exclusive members) with the `retainKeys` strategy.
-const fn retaining(name: &'static str) -> FieldInfo {
-    FieldInfo {
-        name,
-        strategy: ListStrategy::Replace,
-        retain_keys: true,
-        child: None,
-        apply_keys: None,
-        atomic: false,
-    }
-}
-
-/// A map or struct that server-side apply owns as a whole; a strategic merge
-/// patch still merges it, as Kubernetes does.
-const fn atomic(name: &'static str) -> FieldInfo {
-    FieldInfo {
-        name,
-        strategy: ListStrategy::Replace,
-        retain_keys: false,
-        child: None,
-        apply_keys: None,
-        atomic: true,
-    }
-}
+// Constructors for the generated tables.
 
 impl FieldInfo {
-    /// The same field with the `retainKeys` strategy added.
-    const fn with_retain_keys(self) -> FieldInfo {
+    /// A field with nothing special: merged as a map, replaced as a list
+    /// (`listType=atomic`, listed so a reader sees it is not merged).
+    const fn new(name: &'static str) -> FieldInfo {
+        FieldInfo {
+            name,
+            strategy: ListStrategy::Replace,
+            retain_keys: false,
+            child: None,
+            list_type: ListType::Atomic,
+            atomic: false,
+        }
+    }
+
+    /// A list of objects merged by `key` (`patchStrategy=merge`, `patchMergeKey`).
+    const fn merge_key(self, key: &'static str) -> FieldInfo {
+        FieldInfo {
+            strategy: ListStrategy::MergeByKey(key),
+            ..self
+        }
+    }
+
+    /// A list of primitives merged as a set (`patchStrategy=merge`, no key).
+    const fn merge_primitives(self) -> FieldInfo {
+        FieldInfo {
+            strategy: ListStrategy::MergePrimitives,
+            ..self
+        }
+    }
+
+    /// With the `retainKeys` strategy.
+    const fn retaining(self) -> FieldInfo {
         FieldInfo {
             retain_keys: true,
             ..self
         }
     }
 
-    /// The same list with other keys for server-side apply than its merge key.
-    const fn with_apply_keys(self, keys: &'static [ListKey]) -> FieldInfo {
+    /// A list server-side apply treats as a set (`listType=set`).
+    const fn set(self) -> FieldInfo {
         FieldInfo {
-            apply_keys: Some(keys),
+            list_type: ListType::Set,
             ..self
         }
     }
 
-    /// The same list with items that server-side apply owns as a whole.
-    const fn with_atomic_items(self) -> FieldInfo {
+    /// A list server-side apply treats as a map with these keys
+    /// (`listType=map`, `listMapKey`).
+    const fn map(self, keys: &'static [ListKey]) -> FieldInfo {
+        FieldInfo {
+            list_type: ListType::Map(ListKeys(keys)),
+            ..self
+        }
+    }
+
+    /// A value (or each item of a list) server-side apply owns as a whole
+    /// (`mapType=atomic`, or `structType=atomic` on its type).
+    const fn atomic(self) -> FieldInfo {
         FieldInfo { atomic: true, ..self }
+    }
+
+    /// A value (or each item of a list) of type `child`.
+    const fn with_child(self, child: &'static TypeInfo) -> FieldInfo {
+        FieldInfo {
+            child: Some(child),
+            ..self
+        }
     }
 }
 
-/// `selector` of the workloads: a `LabelSelector` (or, for a replication
-/// controller, a plain map), atomic for server-side apply.
-const SELECTOR: FieldInfo = atomic("selector");
+/// The generated tables: one static per Kubernetes type with patch
+/// metadata, named after its group, version and type (`CORE_V1_POD`).
+mod generated;
 
-// Shared sub-types.
-
-static OBJECT_META: TypeInfo = TypeInfo {
-    name: "ObjectMeta",
-    fields: &[
-        primitives("finalizers"),
-        by_key("ownerReferences", "uid", None).with_atomic_items(),
-    ],
-};
-
-const METADATA: FieldInfo = nested("metadata", &OBJECT_META);
-
-/// `conditions` of most statuses (the various `*Condition` types and
-/// `metav1.Condition`), merged by `type`.
-const CONDITIONS: FieldInfo = by_key("conditions", "type", None);
-
-/// A status whose only patch metadata is its conditions.
-static CONDITIONED_STATUS: TypeInfo = TypeInfo {
-    name: "Status",
-    fields: &[CONDITIONS],
-};
-
-const STATUS: FieldInfo = nested("status", &CONDITIONED_STATUS);
-
-/// `Container`, and `EphemeralContainer`, which carries the same tags.
-static CONTAINER: TypeInfo = TypeInfo {
-    name: "Container",
-    fields: &[
-        by_key("ports", "containerPort", None).with_apply_keys(&[key("containerPort"), key_or("protocol", "TCP")]),
-        by_key("env", "name", None),
-        by_key("volumeMounts", "mountPath", None),
-        by_key("volumeDevices", "devicePath", None),
-        replaced("envFrom"),
-    ],
-};
-
-static POD_SPEC: TypeInfo = TypeInfo {
-    name: "PodSpec",
-    fields: &[
-        by_key("containers", "name", Some(&CONTAINER)),
-        by_key("initContainers", "name", Some(&CONTAINER)),
-        by_key("ephemeralContainers", "name", Some(&CONTAINER)),
-        by_key("volumes", "name", None).with_retain_keys(),
-        by_key("imagePullSecrets", "name", None),
-        by_key("hostAliases", "ip", None),
-        by_key("topologySpreadConstraints", "topologyKey", None)
-            .with_apply_keys(&[key("topologyKey"), key("whenUnsatisfiable")]),
-        by_key("schedulingGates", "name", None),
-        by_key("resourceClaims", "name", None).with_retain_keys(),
-        replaced("tolerations"),
-        atomic("nodeSelector"),
-    ],
-};
-
-static CONTAINER_STATUS: TypeInfo = TypeInfo {
-    name: "ContainerStatus",
-    fields: &[
-        by_key("volumeMounts", "mountPath", None),
-        by_key("allocatedResourcesStatus", "name", None),
-    ],
-};
-
-static POD_STATUS: TypeInfo = TypeInfo {
-    name: "PodStatus",
-    fields: &[
-        CONDITIONS,
-        by_key("podIPs", "ip", None),
-        by_key("hostIPs", "ip", None),
-        by_key("resourceClaimStatuses", "name", None).with_retain_keys(),
-        nested("containerStatuses", &CONTAINER_STATUS),
-        nested("initContainerStatuses", &CONTAINER_STATUS),
-        nested("ephemeralContainerStatuses", &CONTAINER_STATUS),
-    ],
-};
-
-static POD_TEMPLATE_SPEC: TypeInfo = TypeInfo {
-    name: "PodTemplateSpec",
-    fields: &[METADATA, nested("spec", &POD_SPEC)],
-};
-
-const TEMPLATE: FieldInfo = nested("template", &POD_TEMPLATE_SPEC);
-
-/// The spec of the workloads whose only patch metadata is their pod template:
-/// ReplicaSet, DaemonSet, ReplicationController and Job.
-static TEMPLATED_SPEC: TypeInfo = TypeInfo {
-    name: "TemplatedSpec",
-    fields: &[TEMPLATE, SELECTOR],
-};
-
-pub static PERSISTENT_VOLUME_CLAIM: TypeInfo = TypeInfo {
-    name: "PersistentVolumeClaim",
-    fields: &[METADATA, STATUS],
-};
-
-// Kinds.
-
-/// Kinds whose only patch metadata is in `metadata`.
-pub static PLAIN: TypeInfo = TypeInfo {
-    name: "Object",
-    fields: &[METADATA],
-};
-
-/// Kinds with conditions in their status and nothing else, such as
-/// HorizontalPodAutoscaler.
-pub static WITH_CONDITIONS: TypeInfo = TypeInfo {
-    name: "ObjectWithConditions",
-    fields: &[METADATA, STATUS],
-};
-
-pub static POD: TypeInfo = TypeInfo {
-    name: "Pod",
-    fields: &[METADATA, nested("spec", &POD_SPEC), nested("status", &POD_STATUS)],
-};
-
-pub static POD_TEMPLATE: TypeInfo = TypeInfo {
-    name: "PodTemplate",
-    fields: &[METADATA, TEMPLATE],
-};
-
-pub static SERVICE: TypeInfo = TypeInfo {
-    name: "Service",
-    fields: &[
-        METADATA,
-        nested(
-            "spec",
-            &TypeInfo {
-                name: "ServiceSpec",
-                fields: &[
-                    by_key("ports", "port", None).with_apply_keys(&[key("port"), key_or("protocol", "TCP")]),
-                    atomic("selector"),
-                ],
-            },
-        ),
-        STATUS,
-    ],
-};
-
-pub static NODE: TypeInfo = TypeInfo {
-    name: "Node",
-    fields: &[
-        METADATA,
-        nested(
-            "spec",
-            &TypeInfo {
-                name: "NodeSpec",
-                fields: &[primitives("podCIDRs"), replaced("taints")],
-            },
-        ),
-        nested(
-            "status",
-            &TypeInfo {
-                name: "NodeStatus",
-                fields: &[CONDITIONS, by_key("addresses", "type", None)],
-            },
-        ),
-    ],
-};
-
-/// Namespace: `spec.finalizers` is an atomic list, unlike `metadata.finalizers`.
-pub static NAMESPACE: TypeInfo = TypeInfo {
-    name: "Namespace",
-    fields: &[METADATA, STATUS],
-};
-
-pub static SERVICE_ACCOUNT: TypeInfo = TypeInfo {
-    name: "ServiceAccount",
-    fields: &[METADATA, by_key("secrets", "name", None), replaced("imagePullSecrets")],
-};
-
-/// ReplicaSet, DaemonSet, ReplicationController and Job.
-pub static WORKLOAD: TypeInfo = TypeInfo {
-    name: "Workload",
-    fields: &[METADATA, nested("spec", &TEMPLATED_SPEC), STATUS],
-};
-
-pub static DEPLOYMENT: TypeInfo = TypeInfo {
-    name: "Deployment",
-    fields: &[
-        METADATA,
-        nested(
-            "spec",
-            &TypeInfo {
-                name: "DeploymentSpec",
-                fields: &[TEMPLATE, retaining("strategy"), SELECTOR],
-            },
-        ),
-        STATUS,
-    ],
-};
-
-pub static STATEFUL_SET: TypeInfo = TypeInfo {
-    name: "StatefulSet",
-    fields: &[
-        METADATA,
-        nested(
-            "spec",
-            &TypeInfo {
-                name: "StatefulSetSpec",
-                fields: &[
-                    TEMPLATE,
-                    nested("volumeClaimTemplates", &PERSISTENT_VOLUME_CLAIM),
-                    SELECTOR,
-                ],
-            },
-        ),
-        STATUS,
-    ],
-};
-
-pub static CRON_JOB: TypeInfo = TypeInfo {
-    name: "CronJob",
-    fields: &[
-        METADATA,
-        nested(
-            "spec",
-            &TypeInfo {
-                name: "CronJobSpec",
-                fields: &[nested(
-                    "jobTemplate",
-                    &TypeInfo {
-                        name: "JobTemplateSpec",
-                        fields: &[METADATA, nested("spec", &TEMPLATED_SPEC)],
-                    },
-                )],
-            },
-        ),
-    ],
-};
-
-pub static CSI_NODE: TypeInfo = TypeInfo {
-    name: "CSINode",
-    fields: &[
-        METADATA,
-        nested(
-            "spec",
-            &TypeInfo {
-                name: "CSINodeSpec",
-                fields: &[by_key("drivers", "name", None)],
-            },
-        ),
-    ],
-};
-
-pub static WEBHOOK_CONFIGURATION: TypeInfo = TypeInfo {
-    name: "WebhookConfiguration",
-    fields: &[
-        METADATA,
-        by_key(
-            "webhooks",
-            "name",
-            Some(&TypeInfo {
-                name: "Webhook",
-                fields: &[by_key("matchConditions", "name", None)],
-            }),
-        ),
-    ],
-};
+pub use generated::*;
 
 #[cfg(test)]
 pub(crate) mod tests {
@@ -585,12 +297,15 @@ pub(crate) mod tests {
     /// whose tables exist before skiff serves them.
     pub(crate) fn root_type(group: &str, kind: &str) -> Option<&'static TypeInfo> {
         let unserved: Option<&'static TypeInfo> = match (group, kind) {
-            ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration" | "MutatingWebhookConfiguration") => {
-                Some(&WEBHOOK_CONFIGURATION)
+            ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration") => {
+                Some(&ADMISSIONREGISTRATION_V1_VALIDATING_WEBHOOK_CONFIGURATION)
             }
-            ("", "PersistentVolumeClaim") => Some(&PERSISTENT_VOLUME_CLAIM),
-            ("storage.k8s.io", "CSINode") => Some(&CSI_NODE),
-            ("autoscaling", "HorizontalPodAutoscaler") => Some(&WITH_CONDITIONS),
+            ("admissionregistration.k8s.io", "MutatingWebhookConfiguration") => {
+                Some(&ADMISSIONREGISTRATION_V1_MUTATING_WEBHOOK_CONFIGURATION)
+            }
+            ("", "PersistentVolumeClaim") => Some(&CORE_V1_PERSISTENT_VOLUME_CLAIM),
+            ("storage.k8s.io", "CSINode") => Some(&STORAGE_V1_CSI_NODE),
+            ("autoscaling", "HorizontalPodAutoscaler") => Some(&AUTOSCALING_V2_HORIZONTAL_POD_AUTOSCALER),
             _ => None,
         };
         unserved.or_else(|| crate::catalog::Catalog::new().by_kind(group, kind)?.ops.patch)
@@ -724,6 +439,27 @@ pub(crate) mod tests {
             let root = root_type(group, kind).unwrap_or_else(|| panic!("no metadata for {group}/{kind}"));
             let finalizers = field_at(root, "metadata.finalizers");
             assert_eq!(finalizers.strategy(), ListStrategy::MergePrimitives, "{group}/{kind}");
+        }
+    }
+
+    /// Each kind points at the static generated for its own type, not at a
+    /// look-alike of another group or version.
+    #[test]
+    fn kinds_name_their_own_type() {
+        for (group, kind) in [
+            ("", "Pod"),
+            ("", "Service"),
+            ("", "ServiceAccount"),
+            ("", "Event"),
+            ("apps", "Deployment"),
+            ("apps", "DaemonSet"),
+            ("batch", "CronJob"),
+            ("rbac.authorization.k8s.io", "ClusterRoleBinding"),
+            ("discovery.k8s.io", "EndpointSlice"),
+            ("admissionregistration.k8s.io", "MutatingWebhookConfiguration"),
+        ] {
+            let root = root_type(group, kind).unwrap_or_else(|| panic!("no metadata for {group}/{kind}"));
+            assert_eq!(root.name(), kind, "{group}/{kind}");
         }
     }
 
