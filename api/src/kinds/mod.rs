@@ -105,6 +105,10 @@ fn schema_of<T: schemars::JsonSchema>(generator: &mut schemars::SchemaGenerator)
     generator.subschema_for::<T>()
 }
 
+/// A kind's semantic checks: the object, on update the stored object with
+/// the part written, and the causes found so far to add to.
+pub type Validate = fn(&Value, Option<(&Value, Part)>, &mut Vec<Cause>);
+
 /// How `kubectl get` prints a kind: the Table's columns and each object's
 /// cells, one per column.
 #[derive(Clone, Copy, Debug)]
@@ -141,7 +145,7 @@ pub struct KindOps {
     pub defaults: fn(&mut Value),
     /// Semantic checks beyond the generic ones (name, labels, finalizers):
     /// the object, and on update the stored object with the part written.
-    pub validate: fn(&Value, Option<(&Value, Part)>, &mut Vec<Cause>),
+    pub validate: Validate,
     /// The seconds a deleted object lingers for something to stop it (a
     /// pod on a node); 0 removes it at once unless finalizers hold it.
     pub deletion_grace: fn(&Value, &DeleteOptions) -> i64,
