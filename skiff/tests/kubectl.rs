@@ -386,8 +386,8 @@ fn pods_run_on_the_local_agent_and_on_a_second_agent_process() {
     let agent_dir = tempfile::tempdir().unwrap();
     import(skiff_test_programs::HTTP_HELLO, "local/hello:1", agent_dir.path());
     let pki = cluster.data.path().join("pki");
-    let _agent = Guard(
-        Command::new(env!("CARGO_BIN_EXE_skiff"))
+    let _agent = Guard {
+        child: Command::new(env!("CARGO_BIN_EXE_skiff"))
             .args([
                 "agent",
                 "--server",
@@ -407,7 +407,8 @@ fn pods_run_on_the_local_agent_and_on_a_second_agent_process() {
             .stdout(Stdio::null())
             .spawn()
             .unwrap(),
-    );
+        data_dir: agent_dir.path().to_path_buf(),
+    };
     cluster.ok(&["wait", "--for=condition=Ready", "node/local", "--timeout=60s"]);
     until(Duration::from_secs(60), "the second agent to register", || {
         cluster

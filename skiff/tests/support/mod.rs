@@ -29,6 +29,23 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        remove_containers(&self.data.path().join("agent"));
+    }
+}
+
+/// Kills and removes the runc containers of the node agent whose data
+/// directory is `agent_dir`. An agent that stops leaves its containers
+/// running, as a kubelet does, so a test that started some stops them
+/// itself once the agent is gone.
+fn remove_containers(agent_dir: &Path) {
+    let root = agent_dir.join("runc/runc");
+    if !root.is_dir() {
+        return;
+    }
+    let runc = |args: &[&str]| Command::new("runc").arg("--root").arg(&root).args(args).output();
+    let Ok(listed) = runc(&["list", "-q"]) else { return };
+    for id in String::from_utf8_lossy(&listed.stdout).lines() {
+        let _ = runc(&["delete", "--force", id]);
     }
 }
 
@@ -133,13 +150,18 @@ pub fn until<T>(limit: Duration, what: &str, f: impl FnMut() -> Option<T>) -> T 
     skiff_testing::eventually_blocking(limit, what, f).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// Kills the child on drop.
-pub struct Guard(pub Child);
+/// A node agent in its own process: killed on drop, and its containers
+/// with it.
+pub struct Guard {
+    pub child: Child,
+    pub data_dir: PathBuf,
+}
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        remove_containers(&self.data_dir);
     }
 }
 
@@ -162,8 +184,8 @@ pub fn second_agent_with(
         import(file, reference, dir);
     }
     let pki = cluster.data.path().join("pki");
-    Guard(
-        Command::new(env!("CARGO_BIN_EXE_skiff"))
+    Guard {
+        child: Command::new(env!("CARGO_BIN_EXE_skiff"))
             .args(["agent", "--server", &cluster.url, "--name", name, "--pod-cidr", cidr])
             .args(["--heartbeat-interval", "1"])
             .args(extra)
@@ -177,7 +199,8 @@ pub fn second_agent_with(
             .stdout(Stdio::null())
             .spawn()
             .unwrap(),
-    )
+        data_dir: dir.to_path_buf(),
+    }
 }
 
 impl Cluster {
