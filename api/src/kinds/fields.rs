@@ -31,9 +31,3 @@ pub fn int_at(object: &Value, path: &[&str]) -> Option<String> {
 pub fn object_meta(object: &Value, field: &str) -> Option<Option<String>> {
     (field == "metadata.namespace").then(|| string_at(object, &["metadata", "namespace"]))
 }
-
-/// The hook of a cluster-scoped kind with no selectable fields of its own
-/// but `metadata.name`.
-pub fn name_only(_: &Value, _: &str) -> Option<Option<String>> {
-    None
-}

@@ -258,7 +258,8 @@ mod tests {
             );
             assert_eq!(ops.field_value(&object, "metadata.name").unwrap().as_deref(), Some("x"));
             assert!(ops.field_value(&object, "no.such.field").is_err(), "{}", resource.kind);
-            // Defaults and validation take an object with nothing in it.
+            // Defaults and validation run on an object with nothing in it
+            // (validation may find causes; it must not fail otherwise).
             let mut bare = json!({"metadata": {"name": "x"}});
             (ops.defaults)(&mut bare);
             let mut causes = Vec::new();
