@@ -16,17 +16,25 @@
 //!   finalizer is removed, and so the owner deleted, once no dependent
 //!   with `blockOwnerDeletion` remains.
 //! * **Orphaning.** An owner being deleted with the `orphan` finalizer has
-//!   its reference removed from every dependent, then the finalizer.
+//!   its reference removed from every dependent, then the finalizer. The
+//!   dependents are listed live, not taken from the graph, so one whose
+//!   watch event is late is not left pointing at a deleted owner (and
+//!   then collected).
 //!
 //! The graph is one task's state; API calls are made from that task in
-//! order. A failed call puts the work back after a second.
+//! order. A failed call puts the work back after a second. No work is done
+//! until every watched kind has been listed once (after discovery adds a
+//! kind, work pauses until its list is in): an owner's dependents may be
+//! of any kind, and orphaning on a partial graph would leave some of them
+//! pointing at an owner that is then deleted.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PropagationPolicy};
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PropagationPolicy};
 use kube::discovery::{ApiResource, Discovery, Scope, verbs};
 use kube::runtime::watcher;
 use serde_json::json;
@@ -52,6 +60,10 @@ struct Item {
     kind: usize,
     namespace: Option<String>,
     name: String,
+    /// The version the graph saw: writes that act on `owners` are made
+    /// conditional on it, so a stale graph never deletes or rewrites an
+    /// object whose references have changed since.
+    resource_version: Option<String>,
     owners: Vec<OwnerReference>,
     finalizers: Vec<String>,
     deleting: bool,
@@ -82,6 +94,10 @@ struct Collector {
     dependents: HashMap<String, BTreeSet<String>>,
     /// Per kind, the uids seen since its watch (re)started listing.
     relisting: HashMap<usize, BTreeSet<String>>,
+    /// Kinds whose first list is in the graph. Work waits for all of them:
+    /// an owner's dependents may be of a kind not listed yet, and orphaning
+    /// or deleting on a partial graph would miss them.
+    listed: BTreeSet<usize>,
     queue: VecDeque<Work>,
     queued: BTreeSet<Work>,
     input: mpsc::Sender<Input>,
@@ -97,6 +113,7 @@ pub async fn run(client: kube::Client) {
         items: HashMap::new(),
         dependents: HashMap::new(),
         relisting: HashMap::new(),
+        listed: BTreeSet::new(),
         queue: VecDeque::new(),
         queued: BTreeSet::new(),
         input,
@@ -110,7 +127,7 @@ pub async fn run(client: kube::Client) {
                 Some(Input::Retry(work)) => gc.enqueue(work),
                 None => return,
             },
-            () = std::future::ready(()), if !gc.queue.is_empty() => gc.work_one().await,
+            () = std::future::ready(()), if gc.ready() => gc.work_one().await,
         }
     }
 }
@@ -163,6 +180,11 @@ impl Collector {
         }
     }
 
+    /// Whether there is work and the graph holds every watched kind.
+    fn ready(&self) -> bool {
+        !self.queue.is_empty() && self.listed.len() == self.kinds.len()
+    }
+
     fn enqueue(&mut self, work: Work) {
         if self.queued.insert(work.clone()) {
             self.queue.push_back(work);
@@ -190,6 +212,7 @@ impl Collector {
                 self.upsert(kind, object);
             }
             watcher::Event::InitDone => {
+                self.listed.insert(kind);
                 // What the relist did not return was deleted meanwhile.
                 let seen = self.relisting.remove(&kind).unwrap_or_default();
                 let gone: Vec<String> = self
@@ -219,6 +242,7 @@ impl Collector {
             kind,
             namespace: object.metadata.namespace.clone(),
             name: object.metadata.name.clone().unwrap_or_default(),
+            resource_version: object.metadata.resource_version.clone(),
             owners: object.metadata.owner_references.clone().unwrap_or_default(),
             finalizers: object.metadata.finalizers.clone().unwrap_or_default(),
             deleting: object.metadata.deletion_timestamp.is_some(),
@@ -353,7 +377,7 @@ impl Collector {
                 propagation_policy: Some(PropagationPolicy::Background),
                 preconditions: Some(kube::api::Preconditions {
                     uid: Some(uid.to_string()),
-                    resource_version: None,
+                    resource_version: item.resource_version.clone(),
                 }),
                 ..DeleteParams::default()
             };
@@ -361,7 +385,10 @@ impl Collector {
         }
         if gone.len() < item.owners.len() {
             let remaining: Vec<&OwnerReference> = item.owners.iter().filter(|o| !gone.contains(&o.uid)).collect();
-            let patch = json!({"metadata": {"ownerReferences": remaining}});
+            let patch = json!({"metadata": {
+                "ownerReferences": remaining,
+                "resourceVersion": item.resource_version,
+            }});
             return ignore_gone(
                 api.patch(&item.name, &PatchParams::default(), &Patch::Merge(&patch))
                     .await
@@ -425,22 +452,45 @@ impl Collector {
         if !owner.deleting || !owner.finalizers.iter().any(|f| f == ORPHAN) {
             return Ok(());
         }
-        let dependents: Vec<Item> = self
-            .dependents
-            .get(uid)
-            .into_iter()
-            .flatten()
-            .filter_map(|d| self.items.get(d).cloned())
-            .collect();
-        for dependent in dependents {
-            let remaining: Vec<&OwnerReference> = dependent.owners.iter().filter(|o| o.uid != uid).collect();
-            let patch = json!({"metadata": {"ownerReferences": remaining}});
-            let api = self.api_for(dependent.kind, dependent.namespace.as_deref());
-            ignore_gone(
-                api.patch(&dependent.name, &PatchParams::default(), &Patch::Merge(&patch))
+        // Listed live rather than taken from the graph: each kind has its
+        // own watch, and a dependent's event may still be on its way when
+        // the owner's arrives. Orphaning is rare enough to afford the lists.
+        for kind in 0..self.kinds.len() {
+            let namespace = match (&owner.namespace, self.kinds[kind].namespaced) {
+                (_, false) => None,
+                (Some(ns), true) => Some(ns.as_str()),
+                // A cluster-scoped owner may have dependents in any namespace.
+                (None, true) => None,
+            };
+            let api = self.api_for(kind, namespace);
+            let listed = match api.list(&ListParams::default()).await {
+                Ok(list) => list.items,
+                // A kind gone since discovery has no dependents.
+                Err(e) if is_not_found(&e) => continue,
+                Err(e) => return Err(e),
+            };
+            for dependent in listed {
+                let owners = dependent.metadata.owner_references.clone().unwrap_or_default();
+                if !owners.iter().any(|o| o.uid == uid) {
+                    continue;
+                }
+                let remaining: Vec<&OwnerReference> = owners.iter().filter(|o| o.uid != uid).collect();
+                let patch = json!({"metadata": {
+                    "ownerReferences": remaining,
+                    "resourceVersion": dependent.metadata.resource_version,
+                }});
+                let api = self.api_for(kind, dependent.metadata.namespace.as_deref());
+                // A conflict is not done here: the finalizer stays until
+                // every dependent has lost the reference, so the work is
+                // retried.
+                match api
+                    .patch(&dependent.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
                     .await
-                    .map(|_| ()),
-            )?;
+                {
+                    Err(e) if !is_not_found(&e) => return Err(e),
+                    _ => {}
+                }
+            }
         }
         self.remove_finalizer(uid, &owner, ORPHAN).await
     }
