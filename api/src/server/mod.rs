@@ -155,7 +155,11 @@ impl ApiServer {
             .route("/livez", get(health))
             .route("/readyz", get(ready))
             .route("/version", get(version))
+            // Clients ask for some with a trailing slash (the Python
+            // client's `VersionApi` does), and kube-apiserver answers both.
+            .route("/version/", get(version))
             .route("/openapi/v2", get(openapi_v2))
+            .route("/openapi/v2/", get(openapi_v2))
             .route("/openapi/v3", get(openapi_v3_index))
             .route("/openapi/v3/{*path}", get(openapi_v3))
             .fallback(dispatch)
@@ -180,7 +184,7 @@ const RUNTIME_CLASSES: [&str; 2] = ["wasmtime", "runc"];
 
 /// Paths anyone may read, as Kubernetes' `system:public-info-viewer`.
 fn is_public(path: &str) -> bool {
-    matches!(path, "/healthz" | "/livez" | "/readyz" | "/version")
+    matches!(path, "/healthz" | "/livez" | "/readyz" | "/version" | "/version/")
         || path.starts_with("/healthz/")
         || path.starts_with("/livez/")
         || path.starts_with("/readyz/")

@@ -99,6 +99,22 @@ async fn version_openapi_and_health() {
 }
 
 #[tokio::test]
+async fn non_resource_paths_answer_with_a_trailing_slash_too() {
+    let api = Api::start().await;
+    for (path, field) in [
+        ("/version", "gitVersion"),
+        ("/api", "versions"),
+        ("/apis", "groups"),
+        ("/openapi/v2", "swagger"),
+    ] {
+        let plain = api.get(path).await;
+        let slashed = api.get(&format!("{path}/")).await;
+        assert_eq!(slashed.status, StatusCode::OK, "{path}/");
+        assert_eq!(slashed.body[field], plain.body[field], "{path}/");
+    }
+}
+
+#[tokio::test]
 async fn credentials_are_required() {
     let api = Api::start().await;
     let request = |path: &str, auth: Option<&str>| {
@@ -114,6 +130,7 @@ async fn credentials_are_required() {
         ("/api/v1/namespaces", Some("Bearer wrong"), StatusCode::UNAUTHORIZED),
         ("/apis", None, StatusCode::UNAUTHORIZED),
         ("/version", None, StatusCode::OK),
+        ("/version/", None, StatusCode::OK),
         ("/healthz", None, StatusCode::OK),
     ] {
         let response = api.router.clone().oneshot(request(path, auth)).await.unwrap();
