@@ -62,6 +62,9 @@ impl Cause {
     }
 
     fn render(&self) -> String {
+        if self.field.is_empty() {
+            return self.message.clone();
+        }
         format!("{}: {}", self.field, self.message)
     }
 }

@@ -300,10 +300,7 @@ async fn patch(call: &Call, part: Part) -> Result<Response> {
             part,
             &options,
             |current| {
-                let mut base = current.clone();
-                // A patch names a resourceVersion only to make it a precondition.
-                meta::metadata_mut(&mut base).remove("resourceVersion");
-                let patched = apply_patch(patch_type, &resource, &base, &body)?;
+                let patched = apply_patch(patch_type, &resource, call.name(), current, &body)?;
                 let (canonical, found) = body::canonicalize(&resource, patched, validation)?;
                 warnings = found;
                 Ok(canonical)
@@ -575,11 +572,7 @@ async fn scale(call: &Call) -> Result<Response> {
             |current| {
                 let scale = scale_of(&resource, current)?;
                 let desired = match (&request, &put) {
-                    (Some((patch_type, body)), _) => {
-                        let mut scale = scale.clone();
-                        meta::metadata_mut(&mut scale).remove("resourceVersion");
-                        apply_patch(*patch_type, &resource, &scale, body)?
-                    }
+                    (Some((patch_type, body)), _) => apply_patch(*patch_type, &resource, call.name(), &scale, body)?,
                     (None, Some(body)) => body.clone(),
                     (None, None) => scale,
                 };
@@ -894,14 +887,20 @@ mod node_client {
     }
 }
 
-/// Applies a patch to an object of `resource`, a refusal rendered as the
-/// Status kube-apiserver answers with.
-fn apply_patch(patch_type: PatchType, resource: &Resource, current: &Value, body: &Value) -> Result<Value> {
-    patch::apply(patch_type, resource.ops.patch, current, body).map_err(|error| match error {
+/// Applies a patch to `current`, the object `name` of `resource` as a GET
+/// returns it (so a JSON patch may `test` its resourceVersion), a refusal
+/// rendered as the Status kube-apiserver answers with.
+///
+/// A patch names a resourceVersion only to make it a precondition: when the
+/// patched object still carries the version it was read at, the version is
+/// dropped, and a write that races is retried on a fresh read with the
+/// patch applied again, as kube-apiserver's patcher does.
+fn apply_patch(patch_type: PatchType, resource: &Resource, name: &str, current: &Value, body: &Value) -> Result<Value> {
+    let mut patched = patch::apply(patch_type, resource.ops.patch, current, body).map_err(|error| match error {
         PatchError::Invalid(message) => ApiError::invalid(
             &resource.group,
             &resource.kind,
-            "",
+            name,
             vec![crate::error::Cause {
                 reason: "FieldValueInvalid",
                 message,
@@ -912,5 +911,10 @@ fn apply_patch(patch_type: PatchType, resource: &Resource, current: &Value, body
         PatchError::StrategicUnsupported => ApiError::UnsupportedMediaType(
             "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml".into(),
         ),
-    })
+    })?;
+    if meta::resource_version(&patched).is_some() && meta::resource_version(&patched) == meta::resource_version(current)
+    {
+        meta::metadata_mut(&mut patched).remove("resourceVersion");
+    }
+    Ok(patched)
 }

@@ -254,6 +254,75 @@ async fn patches_of_every_type() {
 }
 
 #[tokio::test]
+async fn patches_apply_to_the_object_as_read() {
+    let api = Api::start().await;
+    let maps = "/api/v1/namespaces/default/configmaps";
+    let created = api
+        .post(maps, json!({"metadata": {"name": "t1"}, "data": {"a": "1"}}))
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let current = created.body["metadata"]["resourceVersion"].clone();
+
+    // How operator frameworks add a finalizer safely.
+    let guarded = api
+        .patch(
+            &format!("{maps}/t1"),
+            "application/json-patch+json",
+            json!([
+                {"op": "test", "path": "/metadata/resourceVersion", "value": current},
+                {"op": "add", "path": "/metadata/labels", "value": {"x": "y"}},
+            ]),
+        )
+        .await;
+    assert_eq!(guarded.status, StatusCode::OK, "{}", guarded.text);
+    assert_eq!(guarded.body["metadata"]["labels"]["x"], "y");
+
+    // Now stale: the test fails, names the object, and nothing changes.
+    let stale = api
+        .patch(
+            &format!("{maps}/t1"),
+            "application/json-patch+json",
+            json!([
+                {"op": "test", "path": "/metadata/resourceVersion", "value": current},
+                {"op": "add", "path": "/metadata/labels/z", "value": "w"},
+            ]),
+        )
+        .await;
+    assert_eq!(stale.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", stale.text);
+    let message = stale.body["message"].as_str().unwrap();
+    assert!(message.starts_with("ConfigMap \"t1\" is invalid: "), "{message}");
+    assert!(!message.contains(": : "), "{message}");
+    assert_eq!(
+        api.get(&format!("{maps}/t1")).await.body["metadata"]["labels"],
+        json!({"x": "y"})
+    );
+
+    // Other server-filled fields can be tested too; a resourceVersion a
+    // merge patch sets is a precondition.
+    let uid = guarded.body["metadata"]["uid"].clone();
+    let by_uid = api
+        .patch(
+            &format!("{maps}/t1"),
+            "application/json-patch+json",
+            json!([
+                {"op": "test", "path": "/metadata/uid", "value": uid},
+                {"op": "test", "path": "/metadata/creationTimestamp", "value": created.body["metadata"]["creationTimestamp"]},
+                {"op": "replace", "path": "/data/a", "value": "2"},
+            ]),
+        )
+        .await;
+    assert_eq!(by_uid.status, StatusCode::OK, "{}", by_uid.text);
+    let conflicting = api
+        .patch(
+            &format!("{maps}/t1"),
+            "application/merge-patch+json",
+            json!({"metadata": {"resourceVersion": current}, "data": {"a": "3"}}),
+        )
+        .await;
+    assert_eq!(conflicting.status, StatusCode::CONFLICT, "{}", conflicting.text);
+}
+
+#[tokio::test]
 async fn status_and_scale_subresources() {
     let api = Api::start().await;
     let web = format!("{DEPLOYS}/web");
