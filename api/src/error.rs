@@ -3,12 +3,13 @@
 //! Every failure that reaches a client goes through [`ApiError`]: it carries
 //! the Kubernetes `reason`, the HTTP code and the message a client shows.
 //! Internal detail (a store error's source chain) is logged where it happens
-//! and never sent. [`ApiError::Store`] for an unavailable store is the only
+//! and never sent. [`ApiError::Unavailable`] for an unavailable store is the only
 //! variant a client may usefully retry unchanged.
 
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
-use serde_json::{Value, json};
+
+use crate::status::{self, Details, Status};
 
 pub type Result<T, E = ApiError> = std::result::Result<T, E>;
 
@@ -216,52 +217,48 @@ impl ApiError {
     }
 
     /// The `metav1.Status` body for this error.
-    pub fn status(&self) -> Value {
-        let mut status = json!({
-            "kind": "Status",
-            "apiVersion": "v1",
-            "metadata": {},
-            "status": "Failure",
-            "message": self.to_string(),
-            "reason": self.reason(),
-            "code": self.code().as_u16(),
-        });
+    pub fn status(&self) -> Status {
+        let causes = |causes: &[Cause]| {
+            causes
+                .iter()
+                .map(|c| status::Cause {
+                    reason: c.reason,
+                    message: c.message.clone(),
+                    field: c.field.clone(),
+                })
+                .collect()
+        };
         let details = match self {
             ApiError::NotFound(s) | ApiError::AlreadyExists(s) | ApiError::Conflict { subject: s, .. } => {
-                Some(json!({"name": s.name, "group": s.group, "kind": s.kind}))
+                Some(Details {
+                    name: s.name.clone(),
+                    group: s.group.clone(),
+                    kind: s.kind.clone(),
+                    ..Details::default()
+                })
             }
-            ApiError::ApplyConflict { subject, causes, .. } => Some(json!({
-                "name": subject.name,
-                "group": subject.group,
-                "kind": subject.kind,
-                "causes": causes.iter().map(|c| json!({
-                    "reason": c.reason, "message": c.message, "field": c.field,
-                })).collect::<Vec<_>>(),
-            })),
+            ApiError::ApplyConflict { subject, causes: c, .. } => Some(Details {
+                name: subject.name.clone(),
+                group: subject.group.clone(),
+                kind: subject.kind.clone(),
+                causes: causes(c),
+                ..Details::default()
+            }),
             ApiError::Invalid {
                 group,
                 kind,
                 name,
-                causes,
-            } => Some(json!({
-                "name": name,
-                "group": group,
-                "kind": kind,
-                "causes": causes.iter().map(|c| json!({
-                    "reason": c.reason, "message": c.message, "field": c.field,
-                })).collect::<Vec<_>>(),
-            })),
+                causes: c,
+            } => Some(Details {
+                name: name.clone(),
+                group: group.clone(),
+                kind: kind.clone(),
+                causes: causes(c),
+                ..Details::default()
+            }),
             _ => None,
         };
-        if let Some(details) = details {
-            status["details"] = details;
-        }
-        if self.reason().is_empty()
-            && let Some(map) = status.as_object_mut()
-        {
-            map.remove("reason");
-        }
-        status
+        Status::failure(self.code().as_u16(), self.reason(), self.to_string(), details)
     }
 }
 
@@ -289,7 +286,11 @@ impl From<skiff_store::Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = (self.code(), axum::Json(self.status())).into_response();
+        let mut response = (self.code(), self.status().body()).into_response();
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
         if matches!(self, ApiError::Unauthorized) {
             response
                 .headers_mut()
@@ -316,7 +317,7 @@ mod tests {
         );
         let e = ApiError::invalid("", "Pod", "p", vec![Cause::required("spec.containers")]);
         assert_eq!(e.to_string(), "Pod \"p\" is invalid: spec.containers: Required value");
-        assert_eq!(e.status()["details"]["causes"][0]["field"], "spec.containers");
-        assert_eq!(e.status()["code"], 422);
+        assert_eq!(e.status().details.unwrap().causes[0].field, "spec.containers");
+        assert_eq!(e.status().code, 422);
     }
 }

@@ -23,7 +23,8 @@
 //!    continue tokens; per-kind rules live in [`strategy`]. Lists filter by
 //!    [`selector`]s; [`watch`] turns store events into watch events.
 //! 4. Replies are JSON, YAML, or server-side [`table`]s for kubectl, and
-//!    every error is a `metav1.Status` ([`error::ApiError`]).
+//!    every error is a `metav1.Status` ([`error::ApiError`], encoded by
+//!    [`status`] as kube-apiserver encodes it).
 //!
 //! Custom resources: [`crd`] turns stored CustomResourceDefinitions into
 //! catalog entries (and keeps every server's catalog in step through a
@@ -54,6 +55,7 @@ pub mod request;
 pub mod selector;
 pub mod server;
 pub mod services;
+pub mod status;
 pub mod stored;
 pub mod strategy;
 pub mod structural;

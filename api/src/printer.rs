@@ -11,16 +11,18 @@
 use std::collections::BTreeSet;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::selector::LabelSelector;
 
 /// One column of a Table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Column {
     /// Header as sent (kubectl upper-cases it).
     pub name: &'static str,
     /// OpenAPI type of the cells: `string`, `integer`, `boolean`, `date`.
+    #[serde(rename = "type")]
     pub type_: &'static str,
     /// `name` for the column holding the object's name, else empty.
     pub format: &'static str,
@@ -28,19 +30,6 @@ pub struct Column {
     pub description: &'static str,
     /// 0 for the default view, 1 for `-o wide` only.
     pub priority: u8,
-}
-
-impl Column {
-    /// The `columnDefinitions` entry.
-    pub fn to_json(&self) -> Value {
-        json!({
-            "name": self.name,
-            "type": self.type_,
-            "format": self.format,
-            "description": self.description,
-            "priority": self.priority,
-        })
-    }
 }
 
 // --- column sets ----------------------------------------------------------

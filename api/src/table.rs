@@ -14,6 +14,7 @@
 
 use std::time::SystemTime;
 
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::kinds::Printer;
@@ -57,6 +58,57 @@ pub fn partial_object_metadata(obj: &Value) -> Value {
     })
 }
 
+/// A `meta.k8s.io/v1` Table, serialized with kube-apiserver's field order
+/// (`kind`, `apiVersion`, `metadata`, `columnDefinitions`, `rows`; in a row
+/// `cells`, `conditions`, `object`), since clients may compare its text.
+#[derive(Debug, Serialize)]
+pub struct Table {
+    kind: &'static str,
+    #[serde(rename = "apiVersion")]
+    api_version: &'static str,
+    metadata: ListMeta,
+    #[serde(rename = "columnDefinitions")]
+    column_definitions: &'static [Column],
+    rows: Vec<Row>,
+}
+
+#[derive(Debug, Serialize)]
+struct ListMeta {
+    #[serde(rename = "resourceVersion", skip_serializing_if = "String::is_empty")]
+    resource_version: String,
+    #[serde(rename = "continue", skip_serializing_if = "String::is_empty")]
+    continue_token: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Row {
+    cells: Vec<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    conditions: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    object: Option<Value>,
+}
+
+impl Table {
+    /// The same table without `columnDefinitions`, as in watch events after
+    /// the first.
+    pub fn without_column_definitions(mut self) -> Table {
+        self.column_definitions = &[];
+        self
+    }
+
+    /// The JSON text, without a trailing newline.
+    pub fn json(&self) -> Vec<u8> {
+        // Strings, numbers and JSON values always serialize.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// As a JSON value (whose keys are sorted), for tests and inspection.
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
+}
+
 /// A complete `meta.k8s.io/v1` Table of `items`, printed as of now.
 pub fn table(
     printer: &Printer,
@@ -64,7 +116,7 @@ pub fn table(
     include_object: IncludeObject,
     resource_version: &str,
     continue_token: Option<&str>,
-) -> Value {
+) -> Table {
     table_at(
         printer,
         items,
@@ -83,48 +135,29 @@ pub fn table_at(
     resource_version: &str,
     continue_token: Option<&str>,
     now: SystemTime,
-) -> Value {
-    let mut metadata = Map::new();
-    if !resource_version.is_empty() {
-        metadata.insert("resourceVersion".into(), json!(resource_version));
-    }
-    if let Some(token) = continue_token.filter(|t| !t.is_empty()) {
-        metadata.insert("continue".into(), json!(token));
-    }
+) -> Table {
     let now = unix_nanos(now);
-    let rows: Vec<Value> = items
+    let rows = items
         .iter()
-        .map(|item| {
-            let mut r = Map::new();
-            r.insert("cells".into(), Value::Array((printer.row)(item, now)));
-            if let Some(conditions) = (printer.conditions)(item) {
-                r.insert("conditions".into(), conditions);
-            }
-            match include_object {
-                IncludeObject::None => {}
-                IncludeObject::Metadata => {
-                    r.insert("object".into(), partial_object_metadata(item));
-                }
-                IncludeObject::Object => {
-                    r.insert("object".into(), item.clone());
-                }
-            }
-            Value::Object(r)
+        .map(|item| Row {
+            cells: (printer.row)(item, now),
+            conditions: (printer.conditions)(item),
+            object: match include_object {
+                IncludeObject::None => None,
+                IncludeObject::Metadata => Some(partial_object_metadata(item)),
+                IncludeObject::Object => Some(item.clone()),
+            },
         })
         .collect();
-    json!({
-        "kind": "Table",
-        "apiVersion": "meta.k8s.io/v1",
-        "metadata": metadata,
-        "columnDefinitions": printer.columns.iter().map(Column::to_json).collect::<Vec<_>>(),
-        "rows": rows,
-    })
-}
-
-/// Empties a Table's `columnDefinitions`, as in watch events after the first.
-pub fn omit_column_definitions(table: &mut Value) {
-    if let Some(defs) = table.get_mut("columnDefinitions") {
-        *defs = Value::Array(Vec::new());
+    Table {
+        kind: "Table",
+        api_version: "meta.k8s.io/v1",
+        metadata: ListMeta {
+            resource_version: resource_version.to_string(),
+            continue_token: continue_token.unwrap_or_default().to_string(),
+        },
+        column_definitions: printer.columns,
+        rows,
     }
 }
 
@@ -254,7 +287,7 @@ mod tests {
             ],
         }));
         assert_eq!(cells("", "Pod", &p)[2], json!("Completed"));
-        let t = table_at(pods(), &[p], IncludeObject::None, "", None, now());
+        let t = table_at(pods(), &[p], IncludeObject::None, "", None, now()).to_value();
         assert_eq!(t["rows"][0]["conditions"][0]["type"], json!("Completed"));
 
         let p = pod(json!({
@@ -691,6 +724,13 @@ mod tests {
             Some("tok"),
             now(),
         );
+        let text = String::from_utf8(t.json()).unwrap();
+        assert!(
+            text.starts_with("{\"kind\":\"Table\",\"apiVersion\":\"meta.k8s.io/v1\",\"metadata\":{\"resourceVersion\":\"17\",\"continue\":\"tok\"},\"columnDefinitions\":[{\"name\":\"Name\",\"type\":\"string\",\"format\":\"name\",\"description\":"),
+            "kube-apiserver's field order: {text}"
+        );
+        assert!(text.contains("\"rows\":[{\"cells\":[\"web\","), "{text}");
+        let t = t.to_value();
         assert_eq!(t["kind"], json!("Table"));
         assert_eq!(t["apiVersion"], json!("meta.k8s.io/v1"));
         assert_eq!(t["metadata"], json!({"resourceVersion": "17", "continue": "tok"}));
@@ -707,15 +747,17 @@ mod tests {
         );
         assert!(t["rows"][0].get("conditions").is_none());
 
-        let t = table_at(pods(), std::slice::from_ref(&p), IncludeObject::Object, "", None, now());
+        let t = table_at(pods(), std::slice::from_ref(&p), IncludeObject::Object, "", None, now()).to_value();
         assert_eq!(t["metadata"], json!({}));
         assert_eq!(t["rows"][0]["object"], p);
-        let mut t = table_at(pods(), &[p], IncludeObject::None, "", None, now());
-        assert!(t["rows"][0].get("object").is_none());
-        omit_column_definitions(&mut t);
-        assert_eq!(t["columnDefinitions"], json!([]));
+        let t = table_at(pods(), &[p], IncludeObject::None, "", None, now());
+        assert!(t.to_value()["rows"][0].get("object").is_none());
+        assert_eq!(
+            t.without_column_definitions().to_value()["columnDefinitions"],
+            json!([])
+        );
 
-        let t = table(pods(), &[], IncludeObject::default(), "1", None);
+        let t = table(pods(), &[], IncludeObject::default(), "1", None).to_value();
         assert_eq!(t["rows"], json!([]));
         assert_eq!(IncludeObject::parse("Object"), Some(IncludeObject::Object));
         assert_eq!(IncludeObject::parse("bogus"), None);

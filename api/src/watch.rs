@@ -47,6 +47,19 @@ impl WatchEvent {
         }
     }
 
+    /// An `ERROR` event carrying the error's Status, its text in Go's
+    /// field order.
+    fn error(error: &ApiError) -> WatchEvent {
+        let status = error.status();
+        WatchEvent {
+            kind: "ERROR",
+            object: Arc::new(Encoded {
+                object: status.to_value(),
+                json: Bytes::from(status.json()),
+            }),
+        }
+    }
+
     /// The response line, `{"type":…,"object":…}` and a newline.
     pub fn line(&self) -> Bytes {
         let mut line = Vec::with_capacity(self.object.json.len() + 32);
@@ -135,10 +148,9 @@ async fn start_after_large_list(
 }
 
 fn expired(requested: Revision, oldest: Revision) -> WatchEvent {
-    WatchEvent::new(
-        "ERROR",
-        ApiError::Expired(format!("too old resource version: {requested} ({oldest})")).status(),
-    )
+    WatchEvent::error(&ApiError::Expired(format!(
+        "too old resource version: {requested} ({oldest})"
+    )))
 }
 
 async fn run(
@@ -157,7 +169,7 @@ async fn run(
             return;
         }
         Err(error) => {
-            let _ = tx.send(WatchEvent::new("ERROR", ApiError::from(error).status())).await;
+            let _ = tx.send(WatchEvent::error(&ApiError::from(error))).await;
             return;
         }
     };

@@ -266,7 +266,10 @@ async fn openapi_v3(
 }
 
 fn json(status: StatusCode, body: &Value) -> Response {
-    let mut response = (status, body.to_string()).into_response();
+    // Ends with a newline, as Go's `json.Encoder` ends it.
+    let mut text = body.to_string();
+    text.push('\n');
+    let mut response = (status, text).into_response();
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));

@@ -2,12 +2,15 @@
 //! and rendering objects, lists and watch events in it.
 
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
 use serde_json::{Value, json};
 
 use crate::catalog::Resource;
 use crate::error::ApiError;
+use crate::status::Status;
 use crate::table::{self, IncludeObject};
+use crate::watch::WatchEvent;
 
 /// What the client will read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,7 +67,12 @@ pub fn output(accept: Option<&str>, include_object: Option<&str>) -> Result<Outp
     ))
 }
 
-fn with_type(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response {
+/// A response of `content_type`. JSON ends with a newline, as Go's
+/// `json.Encoder` (and so kube-apiserver) ends it.
+fn with_type(status: StatusCode, content_type: &'static str, mut body: Vec<u8>) -> Response {
+    if content_type.starts_with("application/json") && body.last() != Some(&b'\n') {
+        body.push(b'\n');
+    }
     let mut response = (status, body).into_response();
     response
         .headers_mut()
@@ -92,7 +100,7 @@ pub fn object(status: StatusCode, output: Output, resource: &Resource, object: &
                 .and_then(Value::as_str)
                 .unwrap_or_default();
             let body = table::table(&resource.ops.printer, std::slice::from_ref(object), include, rv, None);
-            with_type(status, TABLE_CONTENT_TYPE, body.to_string().into_bytes())
+            with_type(status, TABLE_CONTENT_TYPE, body.json())
         }
         Output::Metadata => {
             let body = table::partial_object_metadata(object);
@@ -114,7 +122,7 @@ pub fn list(
     match output {
         Output::Table(include) => {
             let body = table::table(&resource.ops.printer, &items, include, &rv, continue_token.as_deref());
-            with_type(StatusCode::OK, TABLE_CONTENT_TYPE, body.to_string().into_bytes())
+            with_type(StatusCode::OK, TABLE_CONTENT_TYPE, body.json())
         }
         Output::Metadata => {
             let items: Vec<Value> = items.iter().map(table::partial_object_metadata).collect();
@@ -150,25 +158,48 @@ fn list_metadata(rv: &str, continue_token: Option<String>) -> Value {
     metadata
 }
 
-/// Turns a watch event's object into the requested representation. Tables
-/// carry column definitions only in the first event.
-pub fn watch_object(output: Output, resource: &Resource, kind: &str, object: Value, first: bool) -> Value {
+/// A `metav1.Status` as JSON (in Go's field order) or YAML.
+pub fn status(code: StatusCode, output: Output, status: &Status) -> Response {
     match output {
-        Output::Table(include) if kind != "ERROR" && kind != "BOOKMARK" => {
+        Output::Yaml => match serde_yaml::to_string(status) {
+            Ok(yaml) => with_type(code, "application/yaml", yaml.into_bytes()),
+            Err(_) => ApiError::Internal.into_response(),
+        },
+        _ => with_type(code, "application/json", status.body()),
+    }
+}
+
+/// One watch event's line, `{"type":…,"object":…}` and a newline, its
+/// object in the requested representation. Tables carry column
+/// definitions only in the first event.
+pub fn watch_line(output: Output, resource: &Resource, event: &WatchEvent, first: bool) -> Bytes {
+    let object: Vec<u8> = match output {
+        Output::Table(include) if event.kind != "ERROR" && event.kind != "BOOKMARK" => {
+            let object = &event.object.object;
             let rv = object
                 .pointer("/metadata/resourceVersion")
                 .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
-            let mut body = table::table(&resource.ops.printer, &[object], include, &rv, None);
-            if !first && let Some(map) = body.as_object_mut() {
-                map.insert("columnDefinitions".into(), json!([]));
+                .unwrap_or_default();
+            let table = table::table(&resource.ops.printer, std::slice::from_ref(object), include, rv, None);
+            if first {
+                table
+            } else {
+                table.without_column_definitions()
             }
-            body
+            .json()
         }
-        Output::Metadata if kind != "ERROR" => table::partial_object_metadata(&object),
-        _ => object,
-    }
+        Output::Metadata if event.kind != "ERROR" => table::partial_object_metadata(&event.object.object)
+            .to_string()
+            .into_bytes(),
+        _ => return event.line(),
+    };
+    let mut line = Vec::with_capacity(object.len() + 32);
+    line.extend_from_slice(b"{\"type\":\"");
+    line.extend_from_slice(event.kind.as_bytes());
+    line.extend_from_slice(b"\",\"object\":");
+    line.extend_from_slice(&object);
+    line.extend_from_slice(b"}\n");
+    Bytes::from(line)
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ use crate::patch::apply::{ApplyError, ApplyRequest, Scope};
 use crate::patch::{self, PatchError, PatchType};
 use crate::registry::Deleted;
 use crate::request::{self, ResourceRequest, Verb};
+use crate::status::{Details, Status};
 use crate::watch::{self, WatchOptions};
 
 /// Everything about one resource request, parsed.
@@ -209,15 +210,7 @@ async fn watch(call: Call) -> Result<Response> {
     .await?;
     let lines = tokio_stream::wrappers::ReceiverStream::new(events)
         .enumerate()
-        .map(move |(i, event)| {
-            if output == Output::Json {
-                return event.line();
-            }
-            let object = negotiate::watch_object(output, &resource, event.kind, event.object.object.clone(), i == 0);
-            let mut line = json!({"type": event.kind, "object": object}).to_string();
-            line.push('\n');
-            Bytes::from(line)
-        });
+        .map(move |(i, event)| negotiate::watch_line(output, &resource, &event, i == 0));
     let mut response = Response::new(stream_body(lines));
     let content_type = match output {
         Output::Table(_) => "application/json;as=Table;v=v1;g=meta.k8s.io",
@@ -435,21 +428,19 @@ async fn delete(call: &Call) -> Result<Response> {
         .await?;
     Ok(match outcome {
         Deleted::Marked(object) => negotiate::object(StatusCode::OK, output, &call.resource, &object),
-        Deleted::Gone(object) => negotiate::value(
+        Deleted::Gone(object) => negotiate::status(
             StatusCode::OK,
             output,
-            &json!({
-                "kind": "Status",
-                "apiVersion": "v1",
-                "metadata": {},
-                "status": "Success",
-                "details": {
-                    "name": call.name(),
-                    "group": call.resource.group,
-                    "kind": call.resource.plural,
-                    "uid": meta::uid(&object).unwrap_or_default(),
-                },
-            }),
+            &Status::success(
+                0,
+                Some(Details {
+                    name: call.name().to_string(),
+                    group: call.resource.group.clone(),
+                    kind: call.resource.plural.clone(),
+                    uid: meta::uid(&object).unwrap_or_default().to_string(),
+                    causes: Vec::new(),
+                }),
+            ),
         ),
     })
 }
@@ -689,10 +680,7 @@ async fn bind(call: &Call) -> Result<Response> {
 }
 
 fn success(code: StatusCode) -> Response {
-    super::json(
-        code,
-        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": code.as_u16()}),
-    )
+    negotiate::status(code, Output::Json, &Status::success(code.as_u16(), None))
 }
 
 /// `pods/<name>/eviction`: a delete that disruption budgets may refuse

@@ -323,6 +323,28 @@ async fn patches_apply_to_the_object_as_read() {
 }
 
 #[tokio::test]
+async fn error_bodies_are_the_text_kube_apiserver_writes() {
+    let api = Api::start().await;
+    let missing = api.get("/api/v1/namespaces/default/configmaps/nope").await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        missing.text,
+        "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\",\
+         \"message\":\"configmaps \\\"nope\\\" not found\",\"reason\":\"NotFound\",\
+         \"details\":{\"name\":\"nope\",\"kind\":\"configmaps\"},\"code\":404}\n"
+    );
+    let exists = api.post(DEPLOYS, deployment("twice", "nginx:1")).await;
+    assert_eq!(exists.status, StatusCode::CREATED);
+    let again = api.post(DEPLOYS, deployment("twice", "nginx:1")).await;
+    assert_eq!(
+        again.text,
+        "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\",\
+         \"message\":\"deployments.apps \\\"twice\\\" already exists\",\"reason\":\"AlreadyExists\",\
+         \"details\":{\"name\":\"twice\",\"group\":\"apps\",\"kind\":\"deployments\"},\"code\":409}\n"
+    );
+}
+
+#[tokio::test]
 async fn status_and_scale_subresources() {
     let api = Api::start().await;
     let web = format!("{DEPLOYS}/web");
