@@ -285,6 +285,7 @@ async fn an_oci_pod_runs_in_runc_and_is_stopped_on_delete() {
         let log = data.join("leftover.log");
         runc.create(&skiff_host::oci::ContainerSpec {
             id: "leftover".into(),
+            hostname: "leftover".into(),
             image,
             command: vec!["sleep".into(), "300".into()],
             args: vec![],
@@ -418,4 +419,51 @@ async fn an_oci_pod_runs_in_runc_and_is_stopped_on_delete() {
     .await;
     // sleep ignores SIGTERM as PID 1, so it was killed after the grace period.
     assert!(deleted_at.elapsed() >= Duration::from_secs(2));
+}
+
+/// A pod whose name (100 characters) and runc container id (pod uid,
+/// a 40-character container name, run) are both longer than the 64 bytes
+/// `sethostname` takes still runs: its hostname is its name cut to 63
+/// characters, without the `.` the cut leaves at the end, as the kubelet
+/// does it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_oci_pod_with_a_long_name_runs_with_its_name_cut_as_hostname() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipping: runc containers need root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let layout = busybox_layout(dir.path());
+    let c = cluster(16).await;
+    assert!(c.agent.runc_usable(), "runc is installed but the agent cannot use it");
+    c.agent.images().import_layout(&layout, "local/busybox:1").unwrap();
+    // Two DNS labels: skiff's API takes no label longer than 63.
+    let name = format!("{}.{}", "h".repeat(62), "t".repeat(37));
+    assert_eq!(name.len(), 100);
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), "default");
+    pods.create(
+        &PostParams::default(),
+        &pod(json!({
+            "metadata": {"name": name},
+            "spec": {
+                "nodeName": "node-a",
+                "terminationGracePeriodSeconds": 1,
+                "containers": [{
+                    "name": "c".repeat(40),
+                    "image": "local/busybox:1",
+                    "command": ["sh", "-c", "echo hostname $(cat /proc/sys/kernel/hostname); exec sleep 300"],
+                }],
+            },
+        })),
+    )
+    .await
+    .unwrap();
+    pod_where(&pods, &name, "the long-named pod Running", |p| phase(p) == "Running").await;
+    let logs = eventually(Duration::from_secs(10), "the hostname in the log", || async {
+        let logs = pods.logs(&name, &LogParams::default()).await.ok()?;
+        logs.contains("hostname ").then_some(logs)
+    })
+    .await;
+    assert_eq!(logs, format!("hostname {}\n", "h".repeat(62)));
+    c.delete_all(&[&name]).await;
 }

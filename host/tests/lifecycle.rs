@@ -6,7 +6,7 @@
 //! Every wait is bounded. Timing is only ever checked as a lower bound
 //! (nothing restarts before its back-off), never as an upper one. Each
 //! test's Wasm pods get addresses from their own `127.<n>.0.0/16`, 41 and
-//! up: `agent.rs` takes 11–15, skiff's end-to-end tests 21–25, the
+//! up: `agent.rs` takes 11–16, skiff's end-to-end tests 21–25, the
 //! benchmarks 31.
 //!
 //! The OCI test needs root, runc, umoci and busybox-static (which

@@ -115,6 +115,7 @@ fn env() -> Env {
 fn spec(env: &Env, id: &str, image: &Image, command: &[&str]) -> ContainerSpec {
     ContainerSpec {
         id: id.to_owned(),
+        hostname: "box".to_owned(),
         image: image.clone(),
         command: command.iter().map(|s| s.to_string()).collect(),
         args: Vec::new(),
@@ -171,7 +172,7 @@ async fn runs_busybox_with_logs_and_exit_code() {
         &[
             "sh",
             "-c",
-            "echo out; echo err >&2; echo $FROM_IMAGE$FROM_SPEC; pwd; exit 3",
+            "echo out; echo err >&2; echo $FROM_IMAGE$FROM_SPEC; pwd; cat /proc/sys/kernel/hostname; exit 3",
         ],
     );
     spec.working_dir = Some("/tmp".to_owned());
@@ -181,7 +182,7 @@ async fn runs_busybox_with_logs_and_exit_code() {
     let state = wait_for(&env.runtime, &id, |s| matches!(s, ContainerState::Stopped { .. })).await;
     assert_eq!(state, ContainerState::Stopped { exit_code: Some(3) });
     let log = fs::read_to_string(&spec.stdout).expect("log");
-    for line in ["out", "err", "yes1", "/tmp"] {
+    for line in ["out", "err", "yes1", "/tmp", "box"] {
         assert!(log.lines().any(|l| l == line), "{line:?} missing from log {log:?}");
     }
     env.runtime.delete(&id, false).expect("delete");

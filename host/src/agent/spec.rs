@@ -162,6 +162,41 @@ pub fn expand(text: &str, vars: &BTreeMap<String, String>) -> String {
     out
 }
 
+/// The longest hostname the kernel takes: 64 bytes with the terminating
+/// NUL, so 63.
+const HOSTNAME_MAX: usize = 63;
+
+/// The hostname of the pod's containers, as the kubelet gives it
+/// (`GeneratePodHostNameAndDomain`): `spec.hostname` when set, else the
+/// pod's name, cut to 63 bytes with any `-` or `.` the cut leaves at the
+/// end trimmed (`truncatePodHostnameIfNeeded`). A name that leaves
+/// nothing is refused, as the kubelet refuses it.
+pub fn hostname(pod: &Pod) -> Result<String, ConfigError> {
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
+    let wanted = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.hostname.as_deref())
+        .filter(|h| !h.is_empty())
+        .unwrap_or(name);
+    if wanted.len() <= HOSTNAME_MAX {
+        return Ok(wanted.to_string());
+    }
+    // Names are DNS labels or subdomains, so ASCII; the cut still keeps
+    // to a character boundary.
+    let mut end = HOSTNAME_MAX;
+    while !wanted.is_char_boundary(end) {
+        end -= 1;
+    }
+    let truncated = wanted[..end].trim_end_matches(['-', '.']);
+    if truncated.is_empty() {
+        return Err(ConfigError(format!(
+            "hostname for pod {name:?} was invalid: {wanted:?}"
+        )));
+    }
+    Ok(truncated.to_string())
+}
+
 /// The `/etc/resolv.conf` an OCI container gets, by the pod's
 /// `dnsPolicy`: `ClusterFirst` (the default) and `ClusterFirstWithHostNet`
 /// name the cluster DNS first, with Kubernetes' search path for the pod's
@@ -630,6 +665,36 @@ mod tests {
         let mut opted_out = pod.clone();
         opted_out.spec.as_mut().unwrap().enable_service_links = Some(false);
         assert!(service_links(&opted_out, &services).is_empty());
+    }
+
+    #[test]
+    fn hostname_is_the_pod_hostname_or_name_cut_as_the_kubelet_cuts_it() {
+        let named = |name: &str, spec: serde_json::Value| -> Pod {
+            serde_json::from_value(json!({"metadata": {"name": name}, "spec": spec})).unwrap()
+        };
+        let bare = json!({"containers": []});
+        assert_eq!(hostname(&named("web-0", bare.clone())).unwrap(), "web-0");
+        let chosen = json!({"containers": [], "hostname": "db"});
+        assert_eq!(hostname(&named("web-0", chosen)).unwrap(), "db");
+        let empty = json!({"containers": [], "hostname": ""});
+        assert_eq!(hostname(&named("web-0", empty)).unwrap(), "web-0");
+
+        let exact = "a".repeat(63);
+        assert_eq!(hostname(&named(&exact, bare.clone())).unwrap(), exact);
+        let long = format!("{}{}", "a".repeat(60), "b".repeat(40));
+        assert_eq!(
+            hostname(&named(&long, bare.clone())).unwrap(),
+            format!("{}bbb", "a".repeat(60))
+        );
+        // What the cut leaves at the end is trimmed, and only then.
+        let dashed = format!("{}-.{}", "a".repeat(61), "c".repeat(37));
+        assert_eq!(hostname(&named(&dashed, bare.clone())).unwrap(), "a".repeat(61));
+        let dotted = format!("{}.{}", "a".repeat(62), "c".repeat(37));
+        assert_eq!(hostname(&named(&dotted, bare.clone())).unwrap(), "a".repeat(62));
+        let long_hostname = json!({"containers": [], "hostname": format!("{}-x", "h".repeat(62))});
+        assert_eq!(hostname(&named("p", long_hostname)).unwrap(), "h".repeat(62));
+        let hopeless = format!("{}x", "-".repeat(63));
+        assert!(hostname(&named(&hopeless, bare)).is_err());
     }
 
     #[test]

@@ -616,6 +616,7 @@ impl Worker {
         let launch = Launch {
             id: format!("{}-{}-{run}", self.uid, c.name),
             name: c.name.clone(),
+            hostname: spec::hostname(&self.pod)?,
             image: resolved.image.clone(),
             command: c.command.iter().flatten().map(|a| spec::expand(a, &vars)).collect(),
             args: c.args.iter().flatten().map(|a| spec::expand(a, &vars)).collect(),

@@ -4,9 +4,10 @@
 //! entrypoint and drops its cmd, `args` replace the image cmd; the
 //! environment is the image's overridden by the container's; the working
 //! directory is the container's, else the image's, else `/`. The container
-//! gets its own pid, ipc, uts and mount namespaces but the host network, the
-//! usual `/proc`, `/dev`, `/sys` mounts plus the spec's bind mounts, a
-//! cgroup at `/skiff/<id>` with the memory and CPU limits, and no terminal.
+//! gets its own pid, ipc, uts (with the spec's hostname) and mount
+//! namespaces but the host network, the usual `/proc`, `/dev`, `/sys`
+//! mounts plus the spec's bind mounts, a cgroup at `/skiff/<id>` with the
+//! memory and CPU limits, and no terminal.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -107,7 +108,7 @@ pub fn runtime_spec(spec: &ContainerSpec, rootfs: &Path) -> Result<Spec> {
     };
 
     let mut runtime = Spec::default();
-    runtime.set_hostname(Some(spec.id.clone()));
+    runtime.set_hostname(Some(spec.hostname.clone()));
     runtime.set_annotations(None);
     runtime.set_root(Some(
         RootBuilder::default()
@@ -309,6 +310,42 @@ mod tests {
         );
         assert_eq!(env[..3], s(&["A=1", "B=3", "C=4"]));
         assert!(env[3].starts_with("PATH="));
+    }
+
+    /// A container of a pod named with 100 characters: its id (pod uid,
+    /// container name, run) is longer than the kernel's 64 bytes, and
+    /// so is the name; `config.json` has the name cut as the kubelet cuts
+    /// it.
+    #[test]
+    fn config_json_has_the_pods_hostname_within_the_kernels_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = skiff_image::ImageStore::open(dir.path().join("images")).unwrap();
+        let image = store.import_component(b"\0asm", "example.test/app:1").unwrap();
+        let name = format!("{}.{}", "h".repeat(62), "t".repeat(37));
+        assert_eq!(name.len(), 100);
+        let pod: k8s_openapi::api::core::v1::Pod =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": name}, "spec": {"containers": []}}))
+                .unwrap();
+        let spec = ContainerSpec {
+            id: format!("0c7d0a8e-5b3e-4a39-9d3e-6f1c2b7e9a41-{}-0", "c".repeat(40)),
+            hostname: crate::agent::spec::hostname(&pod).unwrap(),
+            image,
+            command: s(&["/bin/sh"]),
+            args: Vec::new(),
+            env: Vec::new(),
+            working_dir: None,
+            user: None,
+            mounts: Vec::new(),
+            memory_limit_bytes: None,
+            cpu_millis: None,
+            stdout: PathBuf::from("/dev/null"),
+            stderr: PathBuf::from("/dev/null"),
+        };
+        assert!(spec.id.len() > 64);
+        let runtime = runtime_spec(&spec, &dir.path().join("rootfs")).unwrap();
+        let path = write(dir.path(), &runtime).unwrap();
+        let written: serde_json::Value = serde_json::from_slice(&fs::read(path).unwrap()).unwrap();
+        assert_eq!(written["hostname"], "h".repeat(62));
     }
 
     #[test]

@@ -9,6 +9,10 @@ use skiff_image::Image;
 pub struct ContainerSpec {
     /// runc container id: `[A-Za-z0-9][A-Za-z0-9_.-]*`, unique on the node.
     pub id: String,
+    /// The container's hostname (its own UTS namespace): at most 63
+    /// bytes, which the kernel takes. For a pod's container, the pod's
+    /// ([`agent::spec::hostname`](crate::agent::spec::hostname)).
+    pub hostname: String,
     /// The image; must be an [`ImageKind::Container`](skiff_image::ImageKind).
     pub image: Image,
     /// Kubernetes `command`: replaces the image entrypoint when non-empty.

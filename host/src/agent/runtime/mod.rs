@@ -38,6 +38,9 @@ pub struct Launch {
     /// Unique on the node: the pod uid, the container name and the run.
     pub id: String,
     pub name: String,
+    /// The pod's hostname ([`spec::hostname`](crate::agent::spec::hostname)),
+    /// for runtimes that give a container one.
+    pub hostname: String,
     pub image: Image,
     /// Kubernetes `command` and `args`.
     pub command: Vec<String>,

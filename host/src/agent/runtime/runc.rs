@@ -52,6 +52,7 @@ fn oci_spec(launch: &Launch) -> oci::ContainerSpec {
     };
     oci::ContainerSpec {
         id: launch.id.clone(),
+        hostname: launch.hostname.clone(),
         image: launch.image.clone(),
         command: launch.command.clone(),
         args: launch.args.clone(),
