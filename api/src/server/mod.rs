@@ -155,11 +155,11 @@ impl ApiServer {
             .route("/livez", get(health))
             .route("/readyz", get(ready))
             .route("/version", get(version))
-            // Clients ask for some with a trailing slash (the Python
-            // client's `VersionApi` does), and kube-apiserver answers both.
+            // The Python client's `VersionApi` asks with a trailing slash,
+            // which kube-apiserver trims here (and in discovery paths, as
+            // `dispatch` does); `/healthz/` and `/openapi/v2/` are 404 there.
             .route("/version/", get(version))
             .route("/openapi/v2", get(openapi_v2))
-            .route("/openapi/v2/", get(openapi_v2))
             .route("/openapi/v3", get(openapi_v3_index))
             .route("/openapi/v3/{*path}", get(openapi_v3))
             .fallback(dispatch)
@@ -223,8 +223,14 @@ async fn ready(State(server): State<Arc<ApiServer>>) -> Response {
     }
 }
 
+/// Indented and without a trailing newline, as kube-apiserver writes it.
 async fn version() -> Response {
-    json(StatusCode::OK, &discovery::version())
+    let text = serde_json::to_string_pretty(&discovery::version()).unwrap_or_default();
+    let mut response = (StatusCode::OK, text).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
 }
 
 /// OpenAPI v2 as JSON; a client that accepts only protobuf (kubectl,
