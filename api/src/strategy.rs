@@ -178,7 +178,10 @@ pub fn prepare_for_update(
 pub fn mark_for_deletion(resource: &Resource, current: &Value, options: &DeleteOptions) -> Option<Value> {
     let mut next = current.clone();
     let mut finalizers = meta::finalizers(current);
-    let wanted = match options.propagation {
+    let propagation = options
+        .propagation
+        .or(resource.ops.orphans_by_default.then_some(Propagation::Orphan));
+    let wanted = match propagation {
         Some(Propagation::Orphan) => Some("orphan"),
         Some(Propagation::Foreground) => Some("foregroundDeletion"),
         _ => None,

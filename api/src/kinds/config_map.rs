@@ -19,6 +19,8 @@ pub static KIND: BuiltinKind = BuiltinKind {
         validate: super::no_validation,
         deletion_grace: super::no_deletion_grace,
         spec_finalizers: false,
+        delete_returns_object: false,
+        orphans_by_default: false,
         printer: Printer {
             columns: COLUMNS,
             row,

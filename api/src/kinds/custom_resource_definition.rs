@@ -22,6 +22,8 @@ pub static KIND: BuiltinKind = BuiltinKind {
         validate: super::no_validation,
         deletion_grace: super::no_deletion_grace,
         spec_finalizers: false,
+        delete_returns_object: false,
+        orphans_by_default: false,
         printer: Printer {
             columns: NAME_CREATED_AT,
             row: created_at_row,

@@ -26,6 +26,8 @@ pub static KIND: BuiltinKind = BuiltinKind {
         validate,
         deletion_grace: super::no_deletion_grace,
         spec_finalizers: false,
+        delete_returns_object: false,
+        orphans_by_default: false,
         printer: Printer {
             columns: COLUMNS,
             row,
@@ -37,6 +39,10 @@ pub static KIND: BuiltinKind = BuiltinKind {
 };
 
 fn defaults(object: &mut Value) {
+    super::default_status(
+        object,
+        json!({"currentNumberScheduled": 0, "numberMisscheduled": 0, "desiredNumberScheduled": 0, "numberReady": 0}),
+    );
     let Some(spec) = object.get_mut("spec") else { return };
     set_default(spec, "revisionHistoryLimit", json!(10));
     let strategy = meta::object_mut(

@@ -18,10 +18,12 @@ pub static KIND: BuiltinKind = BuiltinKind {
         create_keeps_status: false,
         prepare_for_create: super::nothing_on_create,
         prepare_for_update: super::nothing_on_update,
-        defaults: super::no_defaults,
+        defaults,
         validate,
         deletion_grace: super::no_deletion_grace,
         spec_finalizers: false,
+        delete_returns_object: false,
+        orphans_by_default: false,
         printer: Printer {
             columns: COLUMNS,
             row,
@@ -73,6 +75,10 @@ fn row(obj: &Value, now: i128) -> Vec<Value> {
 }
 
 /// An Ingress's rules and backends, as kube-apiserver checks them.
+fn defaults(object: &mut Value) {
+    super::default_status(object, json!({"loadBalancer": {}}));
+}
+
 fn validate(object: &Value, _old: Option<(&Value, Part)>, causes: &mut Vec<Cause>) {
     let spec = object.get("spec");
     let rules = spec.and_then(|s| s.get("rules")).and_then(Value::as_array);

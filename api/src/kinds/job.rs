@@ -27,6 +27,8 @@ pub static KIND: BuiltinKind = BuiltinKind {
         validate,
         deletion_grace: super::no_deletion_grace,
         spec_finalizers: false,
+        delete_returns_object: false,
+        orphans_by_default: true,
         printer: Printer {
             columns: COLUMNS,
             row,
@@ -67,6 +69,7 @@ fn prepare_for_create(job: &mut Value) {
 }
 
 fn defaults(object: &mut Value) {
+    super::default_status(object, json!({}));
     let Some(spec) = object.get_mut("spec") else { return };
     set_default(spec, "backoffLimit", json!(6));
     set_default(spec, "completionMode", json!("NonIndexed"));

@@ -152,6 +152,15 @@ pub struct KindOps {
     /// Whether `spec.finalizers` also hold a deleted object, which then
     /// reports `status.phase: Terminating` (namespaces).
     pub spec_finalizers: bool,
+    /// Whether a DELETE that removes the object answers with the object,
+    /// as kube-apiserver's stores with `ReturnDeletedObject` do (pods,
+    /// Services, namespaces, service accounts), rather than a Status.
+    pub delete_returns_object: bool,
+    /// Whether a DELETE naming no propagation policy orphans the object's
+    /// dependents, as the v1 `DefaultGarbageCollectionPolicy` of Jobs and
+    /// ReplicationControllers does; other kinds delete them in the
+    /// background.
+    pub orphans_by_default: bool,
     pub printer: Printer,
     /// The value of a selectable field other than `metadata.name`:
     /// `None` when the kind does not support the field, `Some(None)` when
@@ -199,6 +208,23 @@ pub fn no_deletion_grace(_: &Value, _: &DeleteOptions) -> i64 {
 /// A row-conditions hook for kinds whose rows carry none.
 pub fn no_row_conditions(_: &Value) -> Option<Value> {
     None
+}
+
+/// Gives `object` the `status` fields that kube-apiserver always returns
+/// for its kind: Go's JSON encoding writes non-pointer structs and numbers
+/// without `omitempty` even when empty (a new Service reads back with
+/// `status: {loadBalancer: {}}`, a ReplicaSet with `status: {replicas: 0}`),
+/// and clients assert on them. Fields present are kept.
+pub(crate) fn default_status(object: &mut Value, empty: Value) {
+    let Value::Object(empty) = empty else { return };
+    let Some(map) = object.as_object_mut() else { return };
+    let status = map.entry("status").or_insert_with(|| Value::Object(Default::default()));
+    if status.is_null() {
+        *status = Value::Object(Default::default());
+    }
+    for (field, value) in empty {
+        set_default(status, &field, value);
+    }
 }
 
 /// Sets `field` of `object` to `value` when absent or null.

@@ -21,6 +21,8 @@ pub static KIND: BuiltinKind = BuiltinKind {
         validate: super::no_validation,
         deletion_grace: super::no_deletion_grace,
         spec_finalizers: true,
+        delete_returns_object: true,
+        orphans_by_default: false,
         printer: Printer {
             columns: COLUMNS,
             row,

@@ -30,6 +30,8 @@ pub static KIND: BuiltinKind = BuiltinKind {
         validate,
         deletion_grace,
         spec_finalizers: false,
+        delete_returns_object: true,
+        orphans_by_default: false,
         printer: Printer {
             columns: COLUMNS,
             row,

@@ -21,6 +21,8 @@ pub static ROLE: BuiltinKind = BuiltinKind {
         validate: super::no_validation,
         deletion_grace: super::no_deletion_grace,
         spec_finalizers: false,
+        delete_returns_object: false,
+        orphans_by_default: false,
         printer: Printer {
             columns: NAME_CREATED_AT,
             row: created_at_row,
@@ -43,6 +45,8 @@ pub static CLUSTER_ROLE: BuiltinKind = BuiltinKind {
         validate: super::no_validation,
         deletion_grace: super::no_deletion_grace,
         spec_finalizers: false,
+        delete_returns_object: false,
+        orphans_by_default: false,
         printer: Printer {
             columns: NAME_CREATED_AT,
             row: created_at_row,
@@ -65,6 +69,8 @@ pub static ROLE_BINDING: BuiltinKind = BuiltinKind {
         validate: super::no_validation,
         deletion_grace: super::no_deletion_grace,
         spec_finalizers: false,
+        delete_returns_object: false,
+        orphans_by_default: false,
         printer: Printer {
             columns: BINDING_COLUMNS,
             row: binding_row,
@@ -87,6 +93,8 @@ pub static CLUSTER_ROLE_BINDING: BuiltinKind = BuiltinKind {
         validate: super::no_validation,
         deletion_grace: super::no_deletion_grace,
         spec_finalizers: false,
+        delete_returns_object: false,
+        orphans_by_default: false,
         printer: Printer {
             columns: BINDING_COLUMNS,
             row: binding_row,

@@ -27,6 +27,8 @@ pub static KIND: BuiltinKind = BuiltinKind {
         validate,
         deletion_grace: super::no_deletion_grace,
         spec_finalizers: false,
+        delete_returns_object: true,
+        orphans_by_default: false,
         printer: Printer {
             columns: COLUMNS,
             row,
@@ -104,6 +106,7 @@ fn row(obj: &Value, now: i128) -> Vec<Value> {
 }
 
 fn defaults(object: &mut Value) {
+    super::default_status(object, json!({"loadBalancer": {}}));
     let Some(spec) = object.get_mut("spec") else { return };
     set_default(spec, "type", json!("ClusterIP"));
     set_default(spec, "sessionAffinity", json!("None"));

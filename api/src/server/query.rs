@@ -133,8 +133,12 @@ impl Query {
         };
         let propagation = match self.get("propagationPolicy").filter(|s| !s.is_empty()) {
             Some(p) => Some(parse_propagation(p)?),
-            None if self.get("orphanDependents") == Some("true") => Some(Propagation::Orphan),
-            None => None,
+            None => match self.get("orphanDependents") {
+                Some("true") => Some(Propagation::Orphan),
+                // Said explicitly, which overrides a kind's default to orphan.
+                Some("false") => Some(Propagation::Background),
+                _ => None,
+            },
         };
         Ok(DeleteOptions {
             user: Default::default(),
@@ -162,8 +166,12 @@ pub fn parse_propagation(value: &str) -> Result<Propagation> {
 pub fn merge_delete_body(mut options: DeleteOptions, body: &serde_json::Value) -> Result<DeleteOptions> {
     if let Some(p) = body.get("propagationPolicy").and_then(|v| v.as_str()) {
         options.propagation = Some(parse_propagation(p)?);
-    } else if body.get("orphanDependents").and_then(serde_json::Value::as_bool) == Some(true) {
-        options.propagation = Some(Propagation::Orphan);
+    } else if let Some(orphan) = body.get("orphanDependents").and_then(serde_json::Value::as_bool) {
+        options.propagation = Some(if orphan {
+            Propagation::Orphan
+        } else {
+            Propagation::Background
+        });
     }
     if let Some(grace) = body.get("gracePeriodSeconds").and_then(serde_json::Value::as_i64) {
         options.grace_period_seconds = Some(grace);

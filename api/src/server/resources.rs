@@ -428,6 +428,9 @@ async fn delete(call: &Call) -> Result<Response> {
         .await?;
     Ok(match outcome {
         Deleted::Marked(object) => negotiate::object(StatusCode::OK, output, &call.resource, &object),
+        Deleted::Gone(object) if call.resource.ops.delete_returns_object => {
+            negotiate::object(StatusCode::OK, output, &call.resource, &object)
+        }
         Deleted::Gone(object) => negotiate::status(
             StatusCode::OK,
             output,

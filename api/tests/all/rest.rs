@@ -345,6 +345,103 @@ async fn error_bodies_are_the_text_kube_apiserver_writes() {
 }
 
 #[tokio::test]
+async fn deletes_answer_as_each_kind_does_in_kube_apiserver() {
+    let api = Api::start().await;
+    let services = "/api/v1/namespaces/default/services";
+    let created = api
+        .post(
+            services,
+            json!({"metadata": {"name": "web"}, "spec": {"ports": [{"port": 80}]}}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    // `ReturnDeletedObject`: the Service itself, not a Status.
+    let deleted = api.delete(&format!("{services}/web")).await;
+    assert_eq!(deleted.status, StatusCode::OK, "{}", deleted.text);
+    assert_eq!(deleted.body["kind"], "Service");
+    assert_eq!(deleted.body["metadata"]["uid"], created.body["metadata"]["uid"]);
+
+    let maps = "/api/v1/namespaces/default/configmaps";
+    let map = api.post(maps, json!({"metadata": {"name": "c"}})).await;
+    let deleted = api.delete(&format!("{maps}/c")).await;
+    assert_eq!(
+        deleted.text,
+        format!(
+            "{{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{{}},\"status\":\"Success\",\
+             \"details\":{{\"name\":\"c\",\"kind\":\"configmaps\",\"uid\":\"{}\"}}}}\n",
+            map.body["metadata"]["uid"].as_str().unwrap()
+        )
+    );
+
+    // A Job deleted with no propagation policy orphans its pods, as the v1
+    // default garbage-collection policy says; an explicit one is obeyed.
+    let jobs = "/apis/batch/v1/namespaces/default/jobs";
+    let job = |name: &str| {
+        json!({"metadata": {"name": name}, "spec": {"template": {"spec": {
+            "restartPolicy": "Never",
+            "containers": [{"name": "c", "image": "busybox"}],
+        }}}})
+    };
+    assert_eq!(api.post(jobs, job("j1")).await.status, StatusCode::CREATED);
+    let orphaning = api.delete(&format!("{jobs}/j1")).await;
+    assert_eq!(orphaning.status, StatusCode::OK, "{}", orphaning.text);
+    assert_eq!(orphaning.body["metadata"]["finalizers"], json!(["orphan"]));
+    assert!(orphaning.body["metadata"]["deletionTimestamp"].is_string());
+    assert_eq!(api.post(jobs, job("j2")).await.status, StatusCode::CREATED);
+    let background = api.delete(&format!("{jobs}/j2?propagationPolicy=Background")).await;
+    assert_eq!(background.body["kind"], "Status", "{}", background.text);
+}
+
+#[tokio::test]
+async fn new_objects_carry_the_empty_status_kube_apiserver_writes() {
+    let api = Api::start().await;
+    let template = json!({
+        "metadata": {"labels": {"app": "a"}},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+    });
+    let selector = json!({"matchLabels": {"app": "a"}});
+    for (path, body, status) in [
+        (
+            "/api/v1/namespaces/default/services",
+            json!({"spec": {"ports": [{"port": 80}]}}),
+            json!({"loadBalancer": {}}),
+        ),
+        (
+            "/apis/networking.k8s.io/v1/namespaces/default/ingresses",
+            json!({"spec": {"defaultBackend": {"service": {"name": "s", "port": {"number": 80}}}}}),
+            json!({"loadBalancer": {}}),
+        ),
+        (
+            DEPLOYS,
+            json!({"spec": {"selector": selector, "template": template}}),
+            json!({}),
+        ),
+        (
+            "/apis/apps/v1/namespaces/default/replicasets",
+            json!({"spec": {"selector": selector, "template": template}}),
+            json!({"replicas": 0}),
+        ),
+        (
+            "/apis/apps/v1/namespaces/default/statefulsets",
+            json!({"spec": {"selector": selector, "template": template}}),
+            json!({"replicas": 0, "availableReplicas": 0}),
+        ),
+        (
+            "/apis/apps/v1/namespaces/default/daemonsets",
+            json!({"spec": {"selector": selector, "template": template}}),
+            json!({"currentNumberScheduled": 0, "numberMisscheduled": 0, "desiredNumberScheduled": 0, "numberReady": 0}),
+        ),
+    ] {
+        let mut body = body;
+        body["metadata"] = json!({"name": "e"});
+        let created = api.post(path, body).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{path}: {}", created.text);
+        assert_eq!(created.body["status"], status, "{path}");
+        assert_eq!(api.get(&format!("{path}/e")).await.body["status"], status, "{path}");
+    }
+}
+
+#[tokio::test]
 async fn status_and_scale_subresources() {
     let api = Api::start().await;
     let web = format!("{DEPLOYS}/web");
