@@ -203,6 +203,13 @@ pub fn builtins() -> Vec<Resource> {
         )
         .categories(ALL),
         builtin(&kinds::service::KIND, NAMESPACED, &["svc"], status()).categories(ALL),
+        builtin(
+            &kinds::replication_controller::KIND,
+            NAMESPACED,
+            &["rc"],
+            status_and_scale(),
+        )
+        .categories(ALL),
         builtin(&kinds::endpoints::KIND, NAMESPACED, &["ep"], none()),
         builtin(&kinds::config_map::KIND, NAMESPACED, &["cm"], none()),
         builtin(&kinds::secret::KIND, NAMESPACED, &[], none()),

@@ -4,7 +4,8 @@
 //! over the kind it owns, reconciling one object at a time, and talks to
 //! the API through kube-rs like any other client:
 //!
-//! * [`replicaset`] keeps `replicas` pods from a ReplicaSet's template;
+//! * [`replicaset`] keeps `replicas` pods from a ReplicaSet's (or a
+//!   ReplicationController's) template;
 //! * [`deployment`] rolls a Deployment's ReplicaSets (RollingUpdate with
 //!   maxSurge/maxUnavailable, or Recreate), keeps revision history for
 //!   `kubectl rollout undo`, and reports the Progressing/Available
@@ -86,6 +87,7 @@ pub fn start(client: kube::Client, config: Config) -> Controllers {
         tasks: vec![
             tokio::spawn(nodelifecycle::run(client.clone(), config.node_lifecycle)),
             tokio::spawn(replicaset::run(client.clone())),
+            tokio::spawn(replicaset::run_replication(client.clone())),
             tokio::spawn(deployment::run(client.clone())),
             tokio::spawn(job::run(client.clone())),
             tokio::spawn(cronjob::run(client.clone())),

@@ -48,7 +48,7 @@ pub fn is_controlled_by(meta: &ObjectMeta, uid: &str) -> bool {
 pub fn owners_of_child<K>(
     owners: &Store<K>,
     child: &ObjectMeta,
-    selector_of: impl Fn(&K) -> Option<&LabelSelector>,
+    selector_of: impl Fn(&K) -> Option<LabelSelector>,
 ) -> Vec<ObjectRef<K>>
 where
     K: Resource<DynamicType = ()> + Clone + 'static,
@@ -68,7 +68,7 @@ where
         .filter(|o| o.meta().namespace.as_deref() == Some(namespace.as_str()))
         .filter(|o| {
             selector_of(o)
-                .is_some_and(|s| !skiff_client::selector::is_empty(s) && skiff_client::selector::matches(s, labels))
+                .is_some_and(|s| !skiff_client::selector::is_empty(&s) && skiff_client::selector::matches(&s, labels))
         })
         .map(|o| ObjectRef::from_obj(o.as_ref()))
         .collect()

@@ -81,7 +81,9 @@ pub async fn run(client: kube::Client) {
     let sets = controller.store();
     controller
         .watches(Api::<Pod>::all(client), watcher::Config::default(), move |pod| {
-            owner::owners_of_child(&sets, &pod.metadata, |set| set.spec.as_ref().map(|s| &s.selector))
+            owner::owners_of_child(&sets, &pod.metadata, |set| {
+                set.spec.as_ref().map(|s| s.selector.clone())
+            })
         })
         .run(reconcile, crate::retry_later, context)
         .for_each(|result| async move { crate::log_outcome("statefulset", result) })

@@ -50,6 +50,7 @@ pub mod pod;
 pub mod pod_spec;
 pub mod rbac;
 pub mod replica_set;
+pub mod replication_controller;
 pub mod runtime_class;
 pub mod secret;
 pub mod service;

@@ -497,6 +497,14 @@ fn scale_of(resource: &Resource, object: &Value) -> Result<Value> {
         .and_then(at)
         .map(|s| match s {
             Value::String(s) => s,
+            // A ReplicationController's equality selector, a plain label map.
+            Value::Object(labels)
+                if !labels.contains_key("matchLabels") && !labels.contains_key("matchExpressions") =>
+            {
+                crate::selector::LabelSelector::from_json(&json!({"matchLabels": labels}))
+                    .map(|s| s.to_string())
+                    .unwrap_or_default()
+            }
             selector => crate::selector::LabelSelector::from_json(&selector)
                 .map(|s| s.to_string())
                 .unwrap_or_default(),

@@ -442,6 +442,68 @@ async fn new_objects_carry_the_empty_status_kube_apiserver_writes() {
 }
 
 #[tokio::test]
+async fn replication_controllers_default_validate_and_print_as_kubernetes() {
+    let api = Api::start().await;
+    let rcs = "/api/v1/namespaces/default/replicationcontrollers";
+    let rc = |selector: Value, restart: &str| {
+        json!({"metadata": {"name": "rc"}, "spec": {"selector": selector, "template": {
+            "metadata": {"labels": {"app": "a"}},
+            "spec": {"restartPolicy": restart, "containers": [{"name": "c", "image": "busybox"}]},
+        }}})
+    };
+    let mismatched = api.post(rcs, rc(json!({"app": "b"}), "Always")).await;
+    assert_eq!(
+        mismatched.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        mismatched.text
+    );
+    assert!(mismatched.text.contains("`selector` does not match template `labels`"));
+    let never = api.post(rcs, rc(json!({"app": "a"}), "Never")).await;
+    assert_eq!(never.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", never.text);
+    assert!(never.text.contains("spec.template.spec.restartPolicy"));
+    assert_eq!(api.get(&format!("{rcs}/rc")).await.status, StatusCode::NOT_FOUND);
+
+    let created = api.post(rcs, rc(Value::Null, "Always")).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    assert_eq!(created.body["spec"]["replicas"], 1);
+    assert_eq!(created.body["spec"]["selector"], json!({"app": "a"}));
+    assert_eq!(created.body["status"], json!({"replicas": 0}));
+    let table = api
+        .request(
+            Method::GET,
+            rcs,
+            &[("accept", "application/json;as=Table;v=v1;g=meta.k8s.io")],
+            vec![],
+        )
+        .await;
+    let names: Vec<&str> = table.body["columnDefinitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "Name",
+            "Desired",
+            "Current",
+            "Ready",
+            "Age",
+            "Containers",
+            "Images",
+            "Selector"
+        ]
+    );
+    let cells = &table.body["rows"][0]["cells"];
+    assert_eq!(
+        (&cells[0], &cells[1], &cells[7]),
+        (&json!("rc"), &json!(1), &json!("app=a"))
+    );
+}
+
+#[tokio::test]
 async fn status_and_scale_subresources() {
     let api = Api::start().await;
     let web = format!("{DEPLOYS}/web");

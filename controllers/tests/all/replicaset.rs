@@ -104,3 +104,63 @@ async fn a_replica_set_keeps_its_replicas_through_deletions_and_scaling() {
     })
     .await;
 }
+
+/// ReplicationControllers run on the same controller, through their
+/// equality selector and their scale subresource.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replication_controller_keeps_its_replicas_and_scales() {
+    use k8s_openapi::api::core::v1::ReplicationController;
+    let cluster = Cluster::start().await;
+    let client = cluster.client();
+    let controllers: Api<ReplicationController> = Api::namespaced(client.clone(), "default");
+    // No selector: defaulted from the template's labels.
+    let rc: ReplicationController = serde_json::from_value(json!({
+        "metadata": {"name": "legacy"},
+        "spec": {
+            "replicas": 2,
+            "template": {
+                "metadata": {"labels": {"app": "legacy"}},
+                "spec": {"containers": [{"name": "c", "image": "example.invalid/app:1"}]},
+            },
+        },
+    }))
+    .unwrap();
+    let rc = controllers.create(&PostParams::default(), &rc).await.unwrap();
+    let spec = rc.spec.clone().unwrap();
+    assert_eq!(spec.selector.unwrap()["app"], "legacy");
+    assert_eq!(rc.metadata.labels.unwrap()["app"], "legacy");
+    let uid = rc.metadata.uid.unwrap();
+
+    let created = until("two ready pods", || async {
+        let p = pods_of(&client, "default", "legacy").await;
+        (p.len() == 2 && p.iter().all(is_ready)).then_some(p)
+    })
+    .await;
+    for pod in &created {
+        let owner = &pod.owner_references()[0];
+        assert_eq!(
+            (owner.api_version.as_str(), owner.kind.as_str(), owner.uid.as_str()),
+            ("v1", "ReplicationController", uid.as_str())
+        );
+    }
+    until("status counts them", || async {
+        let s = controllers.get("legacy").await.unwrap().status?;
+        (s.replicas == 2 && s.ready_replicas == Some(2)).then_some(())
+    })
+    .await;
+
+    let scale = controllers.get_scale("legacy").await.unwrap();
+    assert_eq!(scale.status.unwrap().selector.as_deref(), Some("app=legacy"));
+    controllers
+        .patch_scale(
+            "legacy",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 3}})),
+        )
+        .await
+        .unwrap();
+    until("three pods", || async {
+        (pods_of(&client, "default", "legacy").await.len() == 3).then_some(())
+    })
+    .await;
+}
