@@ -444,6 +444,7 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
 
     use http_body_util::Empty;
+    use k8s_openapi::api::core::v1::ObjectReference;
     use tokio::net::TcpListener;
 
     use super::*;
@@ -507,6 +508,7 @@ mod tests {
         };
         let frontend = Frontend::new(
             "default/web:80".into(),
+            ObjectReference::default(),
             Mode::Http,
             vec![backend(down), backend(up)],
             String::new(),
@@ -547,6 +549,7 @@ mod tests {
         };
         let frontend = Frontend::new(
             "default/web:80".into(),
+            ObjectReference::default(),
             Mode::Http,
             vec![backend(first), backend(second)],
             String::new(),

@@ -19,7 +19,9 @@
 //! * [`dns`]: cluster DNS, `<service>.<namespace>.svc.cluster.local`.
 //! * [`ingress`]: the node's HTTP and HTTPS listeners for Ingresses of
 //!   class `skiff`, host and path rules, TLS from Secrets.
-//! * `listeners`: the frontend sockets, following the table.
+//! * `listeners`: the frontend sockets, following the table; an address
+//!   that cannot be bound is retried with back-off and reported in a
+//!   `FailedToListen` Event on its Service.
 //!
 //! What it does not do, compared with kube-proxy: UDP and SCTP ports,
 //! session affinity, `externalTrafficPolicy: Local` and
@@ -35,7 +37,7 @@ mod listeners;
 pub mod table;
 pub mod tunnel;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -46,6 +48,7 @@ use k8s_openapi::api::networking::v1::Ingress;
 use kube::Api;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
+use skiff_client::events::Recorder;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
@@ -163,6 +166,7 @@ impl Proxy {
         let (endpoints, endpoints_task) = follow(Api::<Endpoints>::all(client.clone()), all(), changed.clone());
         let (nodes, nodes_task) = follow(Api::<Node>::all(client.clone()), all(), changed.clone());
         let mut tasks = vec![services_task, endpoints_task, nodes_task];
+        let recorder = Recorder::new(client.clone(), "kube-proxy", Some(config.node_name.clone()));
         let ingress = if config.ingress_http.is_some() || config.ingress_https.is_some() {
             let sync = ingress::Sync::new(client.clone(), &config.node_name, config.node_ip.to_string());
             if let Some(addr) = config.ingress_http
@@ -194,6 +198,7 @@ impl Proxy {
         };
         tasks.push(tokio::spawn(sync(
             config,
+            recorder,
             shared.clone(),
             changed,
             (services.clone(), endpoints, nodes),
@@ -237,12 +242,13 @@ impl Drop for AbortOnDrop {
 /// Rebuilds the table and the listeners after every change.
 async fn sync(
     config: ProxyConfig,
+    recorder: Recorder,
     shared: Arc<Shared>,
     changed: Arc<Notify>,
     (services, endpoints, nodes): (Store<Service>, Store<Endpoints>, Store<Node>),
     mut ingress: Option<(ingress::Sync, Store<Ingress>, Store<Secret>)>,
 ) {
-    let mut listeners = Listeners::default();
+    let mut listeners = Listeners::new(recorder);
     let mut resolver: Option<(SocketAddr, AbortOnDrop)> = None;
     loop {
         changed.notified().await;
@@ -254,7 +260,7 @@ async fn sync(
             node_name: &config.node_name,
             node_ip: config.node_ip,
         });
-        let wanted: HashSet<SocketAddr> = table.frontends.keys().copied().collect();
+        let wanted: HashMap<SocketAddr, Arc<table::Frontend>> = table.frontends.clone();
         let live: HashSet<&table::Backend> = table
             .services
             .values()
@@ -277,6 +283,6 @@ async fn sync(
             });
         }
         listeners.reconcile(&wanted, &shared);
-        tracing::debug!(listening = listeners.addresses().count(), "service table updated");
+        tracing::debug!(frontends = listeners.len(), "service table updated");
     }
 }

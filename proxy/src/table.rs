@@ -14,7 +14,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use k8s_openapi::api::core::v1::{Endpoints, Node, Service, ServicePort};
+use k8s_openapi::api::core::v1::{Endpoints, Node, ObjectReference, Service, ServicePort};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 /// The Node annotation where a node's proxy publishes its tunnel port.
@@ -55,6 +55,8 @@ pub enum Mode {
 pub struct Frontend {
     /// `namespace/name:port`, for messages.
     pub service: String,
+    /// The Service, for Events about it.
+    pub object: ObjectReference,
     pub mode: Mode,
     pub backends: Vec<Backend>,
     /// Why there are no backends, when there are none: the body of the 503.
@@ -63,9 +65,16 @@ pub struct Frontend {
 }
 
 impl Frontend {
-    pub fn new(service: String, mode: Mode, backends: Vec<Backend>, empty_reason: String) -> Frontend {
+    pub fn new(
+        service: String,
+        object: ObjectReference,
+        mode: Mode,
+        backends: Vec<Backend>,
+        empty_reason: String,
+    ) -> Frontend {
         Frontend {
             service,
+            object,
             mode,
             backends,
             empty_reason,
@@ -301,6 +310,7 @@ pub fn build(inputs: &Inputs<'_>) -> Table {
                     service.metadata.name.as_deref().unwrap_or_default(),
                     port.name.clone().unwrap_or_else(|| port.port.to_string())
                 ),
+                skiff_client::events::reference(service.as_ref()),
                 mode(port),
                 backends,
                 reason,
