@@ -237,6 +237,7 @@ pub fn builtins() -> Vec<Resource> {
             &["crd", "crds"],
             status(),
         ),
+        builtin(&kinds::api_service::KIND, CLUSTER, &[], status()),
     ];
     let mut resources: Vec<Resource> = kinds.into_iter().map(Builtin::into_resource).collect();
     resources.push(wasm_plugin());

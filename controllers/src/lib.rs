@@ -32,12 +32,15 @@
 //! * [`nodelifecycle`] marks nodes that stop heartbeating unreachable,
 //!   taints them, and evicts the pods that do not tolerate it;
 //! * [`gc`] is the garbage collector: it deletes objects whose owners are
-//!   gone, and carries out foreground and orphan deletion.
+//!   gone, and carries out foreground and orphan deletion;
+//! * [`apiservice`] registers an APIService for every group version
+//!   served and reports the local ones available.
 //!
 //! [`start`] runs them all as background tasks; `skiff server` calls it.
 //! Shared pieces: [`owner`] (controller references, adoption), [`pods`]
 //! (active/ready/available, which pod to remove first) and [`error`].
 
+pub mod apiservice;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
@@ -95,6 +98,7 @@ pub fn start(client: kube::Client, config: Config) -> Controllers {
             tokio::spawn(statefulset::run(client.clone())),
             tokio::spawn(endpoints::run(client.clone())),
             tokio::spawn(namespace::run(client.clone())),
+            tokio::spawn(apiservice::run(client.clone())),
             tokio::spawn(gc::run(client)),
         ],
     }

@@ -30,6 +30,7 @@ use crate::options::{DeleteOptions, Part};
 use crate::patch::schema::TypeInfo;
 use crate::printer::Column;
 
+pub mod api_service;
 pub mod config_map;
 pub mod cron_job;
 pub mod custom;

@@ -5,6 +5,7 @@
 //! run the same controllers with real node agents.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod apiservice;
 mod cronjob;
 mod daemonset;
 mod deployment;
