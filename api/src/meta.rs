@@ -94,9 +94,14 @@ const DNS1123_LABEL_MAX: usize = 63;
 const DNS1123_SUBDOMAIN_MAX: usize = 253;
 
 fn is_dns1123_label(s: &str) -> bool {
+    s.len() <= DNS1123_LABEL_MAX && is_dns1123_label_shape(s)
+}
+
+/// A label's characters, of any length: Kubernetes' subdomain check is a
+/// regex and the total length, with no limit per dot-separated part.
+fn is_dns1123_label_shape(s: &str) -> bool {
     let bytes = s.as_bytes();
     !s.is_empty()
-        && s.len() <= DNS1123_LABEL_MAX
         && bytes
             .iter()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
@@ -134,7 +139,9 @@ impl NameRule {
                 ))
             }
             NameRule::Dns1123Subdomain
-                if name.is_empty() || name.len() > DNS1123_SUBDOMAIN_MAX || !name.split('.').all(is_dns1123_label) =>
+                if name.is_empty()
+                    || name.len() > DNS1123_SUBDOMAIN_MAX
+                    || !name.split('.').all(is_dns1123_label_shape) =>
             {
                 Some(format!(
                     "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*'){}",
@@ -233,6 +240,10 @@ mod tests {
         assert!(NameRule::Dns1123Subdomain.check("web.example-1").is_none());
         assert!(NameRule::Dns1123Subdomain.check("Web").is_some());
         assert!(NameRule::Dns1123Subdomain.check(&"a".repeat(254)).is_some());
+        // No limit per part, as in Kubernetes (a Job the Python client's
+        // e2e suite names runs past 63 characters).
+        assert!(NameRule::Dns1123Subdomain.check(&"a".repeat(100)).is_none());
+        assert!(NameRule::Dns1123Label.check(&"a".repeat(64)).is_some());
         assert!(NameRule::Dns1123Label.check("a.b").is_some());
         assert!(NameRule::Dns1035Label.check("1abc").is_some());
         assert!(NameRule::Dns1035Label.check("abc-1").is_none());
