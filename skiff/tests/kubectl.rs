@@ -76,6 +76,20 @@ fn discovery_and_explain() {
     ] {
         assert!(resources.contains(line), "api-resources lacks {line}:\n{resources}");
     }
+    // Every served group version has its APIService, printed as the
+    // aggregator prints it.
+    cluster.json_until(&["apiservice", "v1.apps"], "v1.apps registered", |s| {
+        s["status"]["conditions"][0]["reason"] == "Local"
+    });
+    let apiservices = cluster.ok(&["get", "apiservices"]);
+    let row: Vec<&str> = apiservices
+        .lines()
+        .find(|l| l.starts_with("v1.apps "))
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(row[..3], ["v1.apps", "Local", "True"], "{apiservices}");
+
     let explained = cluster.ok(&["explain", "deployment.spec.replicas"]);
     assert!(explained.contains("replicas"), "{explained}");
     let explained = cluster.ok(&["explain", "pods.spec.containers"]);
@@ -184,6 +198,32 @@ fn typed_creates_and_edits() {
     );
     let yaml = cluster.ok(&["-n", "e2e", "get", "configmap", "cfg", "-o", "yaml"]);
     assert!(yaml.contains("a: \"1\""), "{yaml}");
+
+    // A ReplicationController, printed as Kubernetes prints it.
+    let rc = r#"{"apiVersion": "v1", "kind": "ReplicationController",
+        "metadata": {"name": "legacy", "namespace": "e2e"},
+        "spec": {"replicas": 0, "template": {"metadata": {"labels": {"app": "legacy"}},
+            "spec": {"containers": [{"name": "c", "image": "registry.local/legacy:1"}]}}}}"#;
+    cluster.ok_with_input(&["apply", "-f", "-"], rc);
+    let rcs = cluster.ok(&["-n", "e2e", "get", "rc", "-o", "wide"]);
+    let header: Vec<&str> = rcs.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "DESIRED",
+            "CURRENT",
+            "READY",
+            "AGE",
+            "CONTAINERS",
+            "IMAGES",
+            "SELECTOR"
+        ]
+    );
+    assert!(
+        rcs.contains("registry.local/legacy:1") && rcs.contains("app=legacy"),
+        "{rcs}"
+    );
 
     cluster.ok(&["-n", "e2e", "label", "configmap", "cfg", "tier=front"]);
     cluster.ok(&["-n", "e2e", "annotate", "configmap", "cfg", "note=hi"]);
