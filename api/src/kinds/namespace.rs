@@ -43,13 +43,23 @@ fn row(obj: &Value, now: i128) -> Vec<Value> {
     ]
 }
 
+/// As `SetDefaults_Namespace`: the `kubernetes.io/metadata.name` label
+/// always holds the name (so a label selector can pick a namespace by
+/// name), `spec.finalizers` starts as `[kubernetes]`, the phase `Active`.
 fn defaults(object: &mut Value) {
+    if let Some(name) = meta::name(object).map(str::to_owned) {
+        let metadata = meta::metadata_mut(object);
+        let labels = meta::object_mut(metadata.entry("labels").or_insert_with(|| json!({})));
+        labels.insert(NAME_LABEL.into(), json!(name));
+    }
     let spec = meta::object_mut(meta::object_mut(object).entry("spec").or_insert_with(|| json!({})));
     spec.entry("finalizers").or_insert_with(|| json!(["kubernetes"]));
     if object.pointer("/status/phase").is_none() {
         object["status"] = json!({"phase": "Active"});
     }
 }
+
+const NAME_LABEL: &str = "kubernetes.io/metadata.name";
 
 /// `status.phase`; a namespace has no namespace.
 fn field_label(object: &Value, field: &str) -> Option<Option<String>> {

@@ -439,6 +439,13 @@ async fn new_objects_carry_the_empty_status_kube_apiserver_writes() {
         assert_eq!(created.body["status"], status, "{path}");
         assert_eq!(api.get(&format!("{path}/e")).await.body["status"], status, "{path}");
     }
+    let namespace = api.post("/api/v1/namespaces", json!({"metadata": {"name": "named"}})).await;
+    assert_eq!(namespace.body["status"], json!({"phase": "Active"}));
+    assert_eq!(namespace.body["spec"], json!({"finalizers": ["kubernetes"]}));
+    assert_eq!(
+        namespace.body["metadata"]["labels"],
+        json!({"kubernetes.io/metadata.name": "named"})
+    );
 }
 
 #[tokio::test]
