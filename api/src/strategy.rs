@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use crate::catalog::Resource;
 use crate::error::{ApiError, Cause, Result};
+use crate::kinds::Unnamed;
 use crate::meta;
 use crate::options::{DeleteOptions, Part, Propagation, WriteOptions};
 
@@ -178,9 +179,10 @@ pub fn prepare_for_update(
 pub fn mark_for_deletion(resource: &Resource, current: &Value, options: &DeleteOptions) -> Option<Value> {
     let mut next = current.clone();
     let mut finalizers = meta::finalizers(current);
-    let propagation = options
-        .propagation
-        .or(resource.ops.orphans_by_default.then_some(Propagation::Orphan));
+    let propagation = options.propagation.or(match resource.ops.unnamed_propagation {
+        Unnamed::Orphan { .. } => Some(Propagation::Orphan),
+        Unnamed::Background => None,
+    });
     let wanted = match propagation {
         Some(Propagation::Orphan) => Some("orphan"),
         Some(Propagation::Foreground) => Some("foregroundDeletion"),

@@ -28,7 +28,9 @@ pub static KIND: BuiltinKind = BuiltinKind {
         deletion_grace: super::no_deletion_grace,
         spec_finalizers: false,
         delete_returns_object: false,
-        orphans_by_default: true,
+        unnamed_propagation: super::Unnamed::Orphan {
+            warning: Some(ORPHAN_WARNING),
+        },
         printer: Printer {
             columns: COLUMNS,
             row,
@@ -67,6 +69,10 @@ fn prepare_for_create(job: &mut Value) {
         labels.insert(key.into(), value.clone());
     }
 }
+
+/// What kube-apiserver tells a client that deletes a Job without saying
+/// what becomes of its pods.
+const ORPHAN_WARNING: &str = "child pods are preserved by default when jobs are deleted; set propagationPolicy=Background to remove them or set propagationPolicy=Orphan to suppress this warning";
 
 fn defaults(object: &mut Value) {
     super::default_status(object, json!({}));

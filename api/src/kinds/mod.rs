@@ -158,11 +158,9 @@ pub struct KindOps {
     /// as kube-apiserver's stores with `ReturnDeletedObject` do (pods,
     /// Services, namespaces, service accounts), rather than a Status.
     pub delete_returns_object: bool,
-    /// Whether a DELETE naming no propagation policy orphans the object's
-    /// dependents, as the v1 `DefaultGarbageCollectionPolicy` of Jobs and
-    /// ReplicationControllers does; other kinds delete them in the
-    /// background.
-    pub orphans_by_default: bool,
+    /// What a DELETE naming no propagation policy does with the object's
+    /// dependents.
+    pub unnamed_propagation: Unnamed,
     pub printer: Printer,
     /// The value of a selectable field other than `metadata.name`:
     /// `None` when the kind does not support the field, `Some(None)` when
@@ -171,6 +169,17 @@ pub struct KindOps {
     /// The top-level strategic-merge-patch metadata; `None` answers a
     /// strategic merge patch with 415 (custom resources).
     pub patch: Option<&'static TypeInfo>,
+}
+
+/// What a DELETE naming no propagation policy does with dependents.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unnamed {
+    /// Deletes them in the background (most kinds).
+    Background,
+    /// Orphans them, as the v1 `DefaultGarbageCollectionPolicy` of Jobs
+    /// and ReplicationControllers says; `warning`, if any, goes back to the
+    /// client in a `Warning` header (kube-apiserver warns of Jobs).
+    Orphan { warning: Option<&'static str> },
 }
 
 impl KindOps {

@@ -22,7 +22,7 @@ pub static ROLE: BuiltinKind = BuiltinKind {
         deletion_grace: super::no_deletion_grace,
         spec_finalizers: false,
         delete_returns_object: false,
-        orphans_by_default: false,
+        unnamed_propagation: super::Unnamed::Background,
         printer: Printer {
             columns: NAME_CREATED_AT,
             row: created_at_row,
@@ -46,7 +46,7 @@ pub static CLUSTER_ROLE: BuiltinKind = BuiltinKind {
         deletion_grace: super::no_deletion_grace,
         spec_finalizers: false,
         delete_returns_object: false,
-        orphans_by_default: false,
+        unnamed_propagation: super::Unnamed::Background,
         printer: Printer {
             columns: NAME_CREATED_AT,
             row: created_at_row,
@@ -70,7 +70,7 @@ pub static ROLE_BINDING: BuiltinKind = BuiltinKind {
         deletion_grace: super::no_deletion_grace,
         spec_finalizers: false,
         delete_returns_object: false,
-        orphans_by_default: false,
+        unnamed_propagation: super::Unnamed::Background,
         printer: Printer {
             columns: BINDING_COLUMNS,
             row: binding_row,
@@ -94,7 +94,7 @@ pub static CLUSTER_ROLE_BINDING: BuiltinKind = BuiltinKind {
         deletion_grace: super::no_deletion_grace,
         spec_finalizers: false,
         delete_returns_object: false,
-        orphans_by_default: false,
+        unnamed_propagation: super::Unnamed::Background,
         printer: Printer {
             columns: BINDING_COLUMNS,
             row: binding_row,

@@ -28,7 +28,7 @@ pub static KIND: BuiltinKind = BuiltinKind {
         deletion_grace: super::no_deletion_grace,
         spec_finalizers: false,
         delete_returns_object: false,
-        orphans_by_default: true,
+        unnamed_propagation: super::Unnamed::Orphan { warning: None },
         printer: Printer {
             columns: COLUMNS,
             row,

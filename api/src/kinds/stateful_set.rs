@@ -26,7 +26,7 @@ pub static KIND: BuiltinKind = BuiltinKind {
         deletion_grace: super::no_deletion_grace,
         spec_finalizers: false,
         delete_returns_object: false,
-        orphans_by_default: false,
+        unnamed_propagation: super::Unnamed::Background,
         printer: Printer {
             columns: COLUMNS,
             row,

@@ -16,6 +16,7 @@ use crate::auth::{Decision, User};
 use crate::body::{self, MAX_BODY_BYTES};
 use crate::catalog::Resource;
 use crate::error::{ApiError, Result, Subject};
+use crate::kinds::Unnamed;
 use crate::meta;
 use crate::options::{FieldValidation, Part, WriteOptions};
 use crate::patch::apply::{ApplyError, ApplyRequest, Scope};
@@ -225,7 +226,11 @@ async fn watch(call: Call) -> Result<Response> {
 /// An object reply with `Warning` headers for what `fieldValidation=Warn`
 /// found.
 fn written(code: StatusCode, output: Output, resource: &Resource, object: &Value, warnings: &[String]) -> Response {
-    let mut response = negotiate::object(code, output, resource, object);
+    with_warnings(negotiate::object(code, output, resource, object), warnings)
+}
+
+/// `response` with a `Warning: 299` header per warning.
+fn with_warnings(mut response: Response, warnings: &[String]) -> Response {
     for warning in warnings {
         let text = format!("299 - \"{}\"", warning.replace('\\', "\\\\").replace('"', "\\\""));
         if let Ok(value) = HeaderValue::from_str(&text) {
@@ -421,12 +426,16 @@ async fn delete(call: &Call) -> Result<Response> {
         let body = body::parse_json(&call.body)?;
         options = query::merge_delete_body(options, &body)?;
     }
+    let warnings: Vec<String> = match call.resource.ops.unnamed_propagation {
+        Unnamed::Orphan { warning: Some(warning) } if options.propagation.is_none() => vec![warning.into()],
+        _ => Vec::new(),
+    };
     let outcome = call
         .server
         .registry
         .delete(&call.resource, call.namespace(), call.name(), &options)
         .await?;
-    Ok(match outcome {
+    let response = match outcome {
         Deleted::Marked(object) => negotiate::object(StatusCode::OK, output, &call.resource, &object),
         Deleted::Gone(object) if call.resource.ops.delete_returns_object => {
             negotiate::object(StatusCode::OK, output, &call.resource, &object)
@@ -445,7 +454,8 @@ async fn delete(call: &Call) -> Result<Response> {
                 }),
             ),
         ),
-    })
+    };
+    Ok(with_warnings(response, &warnings))
 }
 
 async fn delete_collection(call: &Call) -> Result<Response> {

@@ -385,6 +385,11 @@ async fn deletes_answer_as_each_kind_does_in_kube_apiserver() {
     assert_eq!(api.post(jobs, job("j1")).await.status, StatusCode::CREATED);
     let orphaning = api.delete(&format!("{jobs}/j1")).await;
     assert_eq!(orphaning.status, StatusCode::OK, "{}", orphaning.text);
+    let warning = orphaning.headers["warning"].to_str().unwrap();
+    assert!(
+        warning.starts_with("299 - \"child pods are preserved by default"),
+        "{warning}"
+    );
     assert_eq!(orphaning.body["metadata"]["finalizers"], json!(["orphan"]));
     assert!(orphaning.body["metadata"]["deletionTimestamp"].is_string());
     assert_eq!(api.post(jobs, job("j2")).await.status, StatusCode::CREATED);
@@ -439,7 +444,9 @@ async fn new_objects_carry_the_empty_status_kube_apiserver_writes() {
         assert_eq!(created.body["status"], status, "{path}");
         assert_eq!(api.get(&format!("{path}/e")).await.body["status"], status, "{path}");
     }
-    let namespace = api.post("/api/v1/namespaces", json!({"metadata": {"name": "named"}})).await;
+    let namespace = api
+        .post("/api/v1/namespaces", json!({"metadata": {"name": "named"}}))
+        .await;
     assert_eq!(namespace.body["status"], json!({"phase": "Active"}));
     assert_eq!(namespace.body["spec"], json!({"finalizers": ["kubernetes"]}));
     assert_eq!(
