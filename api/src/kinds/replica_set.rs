@@ -49,7 +49,8 @@ fn validate(object: &Value, _old: Option<(&Value, Part)>, causes: &mut Vec<Cause
     workload::validate(object, true, causes);
 }
 
-const COLUMNS: &[Column] = &[
+/// Also a ReplicationController's.
+pub(super) const COLUMNS: &[Column] = &[
     NAME,
     col("Desired", "integer", "Number of pods wanted."),
     col("Current", "integer", "Number of pods that exist."),
@@ -61,6 +62,11 @@ const COLUMNS: &[Column] = &[
 ];
 
 fn row(obj: &Value, now: i128) -> Vec<Value> {
+    row_selecting(obj, now, at(obj, &["spec", "selector"]))
+}
+
+/// The row of a set of replicas whose label selector is `selector`.
+pub(super) fn row_selecting(obj: &Value, now: i128, selector: Option<&Value>) -> Vec<Value> {
     let (containers, images) = containers_and_images(at(obj, &["spec", "template", "spec"]));
     vec![
         name(obj),
@@ -70,12 +76,13 @@ fn row(obj: &Value, now: i128) -> Vec<Value> {
         age(obj, now),
         containers,
         images,
-        json!(format_label_selector(at(obj, &["spec", "selector"]))),
+        json!(format_label_selector(selector)),
     ]
 }
 
-/// `status.replicas`, besides `metadata.namespace`.
-fn field_label(object: &Value, field: &str) -> Option<Option<String>> {
+/// `status.replicas`, besides `metadata.namespace` (a
+/// ReplicationController's too).
+pub(super) fn field_label(object: &Value, field: &str) -> Option<Option<String>> {
     match field {
         "status.replicas" => Some(super::fields::int_at(object, &["status", "replicas"])),
         _ => super::fields::object_meta(object, field),

@@ -5,15 +5,12 @@
 use serde_json::{Map, Value, json};
 
 use super::{BuiltinKind, KindOps, Printer, Typed};
-use super::{set_default, workload};
+use super::{replica_set, set_default, workload};
 use crate::error::Cause;
 use crate::meta::NameRule;
 use crate::options::Part;
 use crate::patch::schema;
-use crate::printer::{
-    AGE, CONTAINERS, Column, IMAGES, NAME, SELECTOR, age, at, col, containers_and_images, desired_replicas,
-    format_label_selector, int_at, name,
-};
+use crate::printer::at;
 
 /// The kind: its type and its hooks.
 pub static KIND: BuiltinKind = BuiltinKind {
@@ -30,11 +27,11 @@ pub static KIND: BuiltinKind = BuiltinKind {
         delete_returns_object: false,
         unnamed_propagation: super::Unnamed::Orphan { warning: None },
         printer: Printer {
-            columns: COLUMNS,
+            columns: replica_set::COLUMNS,
             row,
             conditions: super::no_row_conditions,
         },
-        field_label,
+        field_label: replica_set::field_label,
         patch: Some(&schema::CORE_V1_REPLICATION_CONTROLLER),
     },
 };
@@ -89,16 +86,7 @@ fn validate(object: &Value, _old: Option<(&Value, Part)>, causes: &mut Vec<Cause
         .cloned()
         .unwrap_or_default();
     if !selector.iter().all(|(k, v)| labels.get(k) == Some(v)) {
-        let rendered = labels
-            .iter()
-            .map(|(k, v)| format!("{k}:{}", v.as_str().unwrap_or_default()))
-            .collect::<Vec<_>>()
-            .join(",");
-        causes.push(Cause::invalid(
-            "spec.template.metadata.labels",
-            format!("map[{rendered}]"),
-            "`selector` does not match template `labels`",
-        ));
+        causes.push(workload::selector_mismatch(&labels));
     }
     let restart = template.pointer("/spec/restartPolicy").and_then(Value::as_str);
     if let Some(policy) = restart.filter(|p| *p != "Always") {
@@ -110,36 +98,8 @@ fn validate(object: &Value, _old: Option<(&Value, Part)>, causes: &mut Vec<Cause
     }
 }
 
-const COLUMNS: &[Column] = &[
-    NAME,
-    col("Desired", "integer", "Number of pods wanted."),
-    col("Current", "integer", "Number of pods that exist."),
-    col("Ready", "integer", "Number of ready pods."),
-    AGE,
-    CONTAINERS,
-    IMAGES,
-    SELECTOR,
-];
-
+/// A ReplicaSet's row, with the equality selector as the selector.
 fn row(obj: &Value, now: i128) -> Vec<Value> {
-    let (containers, images) = containers_and_images(at(obj, &["spec", "template", "spec"]));
     let selector = at(obj, &["spec", "selector"]).map(|labels| json!({"matchLabels": labels}));
-    vec![
-        name(obj),
-        json!(desired_replicas(obj)),
-        json!(int_at(obj, &["status", "replicas"])),
-        json!(int_at(obj, &["status", "readyReplicas"])),
-        age(obj, now),
-        containers,
-        images,
-        json!(format_label_selector(selector.as_ref())),
-    ]
-}
-
-/// `status.replicas`, besides `metadata.namespace`.
-fn field_label(object: &Value, field: &str) -> Option<Option<String>> {
-    match field {
-        "status.replicas" => Some(super::fields::int_at(object, &["status", "replicas"])),
-        _ => super::fields::object_meta(object, field),
-    }
+    replica_set::row_selecting(obj, now, selector.as_ref())
 }

@@ -55,15 +55,20 @@ pub fn validate_selector(object: &Value, causes: &mut Vec<Cause>) {
         .flatten()
         .all(|(k, v)| labels.get(k) == Some(v));
     if !selects {
-        let rendered = labels
-            .iter()
-            .map(|(k, v)| format!("{k}:{}", v.as_str().unwrap_or_default()))
-            .collect::<Vec<_>>()
-            .join(",");
-        causes.push(Cause::invalid(
-            "spec.template.metadata.labels",
-            format!("map[{rendered}]"),
-            "`selector` does not match template `labels`",
-        ));
+        causes.push(selector_mismatch(&labels));
     }
+}
+
+/// The refusal of a template whose `labels` the selector does not pick.
+pub fn selector_mismatch(labels: &Map<String, Value>) -> Cause {
+    let rendered = labels
+        .iter()
+        .map(|(k, v)| format!("{k}:{}", v.as_str().unwrap_or_default()))
+        .collect::<Vec<_>>()
+        .join(",");
+    Cause::invalid(
+        "spec.template.metadata.labels",
+        format!("map[{rendered}]"),
+        "`selector` does not match template `labels`",
+    )
 }
