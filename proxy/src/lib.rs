@@ -22,6 +22,10 @@
 //! * `listeners`: the frontend sockets, following the table; an address
 //!   that cannot be bound is retried with back-off and reported in a
 //!   `FailedToListen` Event on its Service.
+//! * `retry`: binding an address another process holds, again after
+//!   200 ms, doubling up to 10 s, until it binds (`retry::Backoff`); the
+//!   frontends, the cluster DNS and the Ingress listeners all bind through
+//!   it.
 //!
 //! What it does not do, compared with kube-proxy: UDP and SCTP ports,
 //! session affinity, `externalTrafficPolicy: Local` and
@@ -34,6 +38,7 @@ pub mod dns;
 pub mod forward;
 pub mod ingress;
 mod listeners;
+mod retry;
 pub mod table;
 pub mod tunnel;
 

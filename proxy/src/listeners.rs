@@ -8,10 +8,10 @@
 //! connections it accepted running.
 //!
 //! An address that cannot be bound (another process holds the port
-//! without `SO_REUSEPORT`) is tried again on its own, after 200 ms, then
-//! twice as long each time up to 10 s ([`Backoff`]), until it binds or
-//! leaves the table. Its first failure is logged and recorded as a
-//! Warning Event, [`FAILED_TO_LISTEN`], on the Service.
+//! without `SO_REUSEPORT`) is tried again on its own with back-off
+//! ([`crate::retry`]) until it binds or leaves the table. Its first
+//! failure is logged and recorded as a Warning Event, [`FAILED_TO_LISTEN`],
+//! on the Service.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -24,16 +24,11 @@ use tokio::task::JoinHandle;
 
 use crate::Shared;
 use crate::forward;
+use crate::retry::{self, Backoff, FAILED_TO_LISTEN};
 use crate::table::Frontend;
 
 /// Pending connections per listener.
 const BACKLOG: u32 = 1024;
-/// The first wait before binding a refused address again.
-const RETRY_FIRST: Duration = Duration::from_millis(200);
-/// The longest wait between two attempts.
-const RETRY_MAX: Duration = Duration::from_secs(10);
-/// The reason of the Event saying a Service's address cannot be bound.
-pub(crate) const FAILED_TO_LISTEN: &str = "FailedToListen";
 
 /// One task per frontend address: serving it, or trying to bind it.
 pub(crate) struct Listeners {
@@ -62,33 +57,6 @@ pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(BACKLOG)
 }
 
-/// The waits between attempts: from `first`, doubling, at most `max`.
-#[derive(Clone, Debug)]
-pub(crate) struct Backoff {
-    next: Duration,
-    max: Duration,
-}
-
-impl Backoff {
-    pub(crate) fn new(first: Duration, max: Duration) -> Backoff {
-        Backoff {
-            next: first.min(max),
-            max,
-        }
-    }
-}
-
-impl Iterator for Backoff {
-    type Item = Duration;
-
-    /// The wait before the next attempt; never ends.
-    fn next(&mut self) -> Option<Duration> {
-        let wait = self.next;
-        self.next = self.next.saturating_mul(2).min(self.max);
-        Some(wait)
-    }
-}
-
 impl Listeners {
     /// Listeners whose Events `recorder` writes.
     pub(crate) fn new(recorder: Recorder) -> Listeners {
@@ -112,24 +80,25 @@ impl Listeners {
             if self.tasks.contains_key(addr) {
                 continue;
             }
-            let task = match bind(*addr) {
-                Ok(listener) => tokio::spawn(accept(listener, *addr, shared.clone())),
-                Err(error) => {
-                    tracing::warn!(%error, %addr, "cannot listen for a Service; retrying with back-off");
-                    self.recorder.record(
-                        &frontend.object,
-                        Kind::Warning,
-                        FAILED_TO_LISTEN,
-                        "Listen",
-                        format!(
-                            "cannot listen on {addr} for Service port {}: {error}; retrying with back-off",
-                            frontend.service
-                        ),
-                    );
-                    tokio::spawn(retry(*addr, shared.clone()))
-                }
+            let (addr, recorder, frontend) = (*addr, self.recorder.clone(), frontend.clone());
+            let report = move |error: &std::io::Error| {
+                recorder.record(
+                    &frontend.object,
+                    Kind::Warning,
+                    FAILED_TO_LISTEN,
+                    "Listen",
+                    format!(
+                        "cannot listen on {addr} for Service port {}: {error}; retrying with back-off",
+                        frontend.service
+                    ),
+                );
             };
-            self.tasks.insert(*addr, task);
+            let shared = shared.clone();
+            let task = tokio::spawn(async move {
+                let listener = retry::until_bound(addr, "a Service", Backoff::default(), bind, report).await;
+                accept(listener, addr, shared).await;
+            });
+            self.tasks.insert(addr, task);
         }
     }
 
@@ -137,20 +106,6 @@ impl Listeners {
     pub(crate) fn len(&self) -> usize {
         self.tasks.len()
     }
-}
-
-/// Binds `addr` again and again, waiting longer each time, then serves it.
-async fn retry(addr: SocketAddr, shared: Arc<Shared>) {
-    let mut waits = Backoff::new(RETRY_FIRST, RETRY_MAX);
-    let listener = loop {
-        tokio::time::sleep(waits.next().unwrap_or(RETRY_MAX)).await;
-        match bind(addr) {
-            Ok(listener) => break listener,
-            Err(error) => tracing::debug!(%error, %addr, "still cannot listen for a Service"),
-        }
-    };
-    tracing::info!(%addr, "listening for a Service after retrying");
-    accept(listener, addr, shared).await;
 }
 
 async fn accept(listener: TcpListener, addr: SocketAddr, shared: Arc<Shared>) {
@@ -164,31 +119,5 @@ async fn accept(listener: TcpListener, addr: SocketAddr, shared: Arc<Shared>) {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_from_the_first_wait_up_to_the_cap() {
-        let ms = Duration::from_millis;
-        let waits: Vec<Duration> = Backoff::new(RETRY_FIRST, RETRY_MAX).take(9).collect();
-        assert_eq!(
-            waits,
-            [
-                ms(200),
-                ms(400),
-                ms(800),
-                ms(1600),
-                ms(3200),
-                ms(6400),
-                RETRY_MAX,
-                RETRY_MAX,
-                RETRY_MAX
-            ]
-        );
-        assert_eq!(Backoff::new(ms(50), ms(20)).next(), Some(ms(20)), "never past the cap");
     }
 }
