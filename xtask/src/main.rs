@@ -17,7 +17,7 @@
 //! | `cargo xtask build-samples` | `build-wasm`, plus the OCI sample image (busybox-httpd) as a layout |
 //! | `cargo xtask build-plugins` | install the plugin toolchains (Rust, C, Python, JavaScript), build `plugins/` into `$CARGO_TARGET_DIR/plugins/<name>.wasm` |
 //! | `cargo xtask gen-protobuf-schema` | regenerate `api/src/protobuf/schema.rs` from k8s-pb and k8s-openapi |
-//! | `cargo xtask gen-patch-schema` | regenerate `api/src/patch/schema/generated.rs` (patch metadata) from the same sources |
+//! | `cargo xtask gen-patch-schema` | regenerate `api/src/patch/schema/generated.rs` (patch metadata) from the same sources; `--check` fails if it is stale (`verify` runs the check) |
 //!
 //! Builds go to `$CARGO_TARGET_DIR`, by default `~/.cache/skiff/target`, so
 //! fresh clones reuse one build cache; tools installed from crates.io and
@@ -48,10 +48,13 @@ fn main() -> ExitCode {
         Some("build-samples") => samples::build(),
         Some("build-plugins") => plugins::build(),
         Some("gen-protobuf-schema") => protobuf_schema::run().map_err(|e| format!("{e:#}")),
+        Some("gen-patch-schema") if args.get(1).is_some_and(|a| a == "--check") => {
+            patch_schema::check().map_err(|e| format!("{e:#}"))
+        }
         Some("gen-patch-schema") => patch_schema::run().map_err(|e| format!("{e:#}")),
         _ => {
             eprintln!(
-                "usage: cargo xtask <up|test|verify|fix|bench store|bench api|bench scheduler|bench node|bench plugins|bench net|build-wasm|build-samples|build-plugins|gen-protobuf-schema|gen-patch-schema> [args]"
+                "usage: cargo xtask <up|test|verify|fix|bench store|bench api|bench scheduler|bench node|bench plugins|bench net|build-wasm|build-samples|build-plugins|gen-protobuf-schema|gen-patch-schema [--check]> [args]"
             );
             return ExitCode::from(2);
         }
@@ -384,6 +387,7 @@ fn test() -> Result {
 fn verify() -> Result {
     ensure_packages(BUILD_PACKAGES)?;
     run(cargo(&["fmt", "--all", "--", "--check"]))?;
+    patch_schema::check().map_err(|e| format!("{e:#}"))?;
     run(cargo(&[
         "clippy",
         "--workspace",

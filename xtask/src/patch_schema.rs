@@ -45,6 +45,43 @@ const OUTPUT: &str = "api/src/patch/schema/generated.rs";
 type Key = (String, String);
 
 pub fn run() -> Result<()> {
+    let (root, tables, sources, kinds) = build()?;
+    let out = root.join(OUTPUT);
+    if let Some(dir) = out.parent() {
+        fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    fs::write(&out, format(&root, &tables.render(&sources))?)
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    let (roots, left_out) = kinds;
+    println!(
+        "wrote {}: {} types, {} fields, from {} kinds ({} left out: unknown to k8s-openapi)",
+        out.display(),
+        tables.types.len(),
+        tables.types.iter().map(|t| t.fields.len()).sum::<usize>(),
+        roots,
+        left_out,
+    );
+    for note in &tables.notes {
+        println!("note: {note}");
+    }
+    Ok(())
+}
+
+/// Fails when the committed tables differ from what the sources give now
+/// (a crate update, or a hand edit), naming the command that refreshes them.
+pub fn check() -> Result<()> {
+    let (root, tables, sources, _) = build()?;
+    let out = root.join(OUTPUT);
+    let committed = fs::read_to_string(&out).with_context(|| format!("cannot read {}", out.display()))?;
+    if committed != format(&root, &tables.render(&sources))? {
+        bail!("{OUTPUT} is not what its sources give; run `cargo xtask gen-patch-schema`");
+    }
+    Ok(())
+}
+
+/// The workspace root, the tables, their sources, and how many kinds were
+/// covered and left out.
+fn build() -> Result<(std::path::PathBuf, Tables, Sources, (usize, usize))> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .context("xtask has no parent directory")?
@@ -58,31 +95,32 @@ pub fn run() -> Result<()> {
     let roots: Vec<&Key> = pb.kinds.values().filter(|k| all.has_names(k)).collect();
     let model = Model::new(&pb, &names, roots.iter().copied())?;
     let tables = Tables::build(&model)?;
-    let out = root.join(OUTPUT);
-    if let Some(dir) = out.parent() {
-        fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    fs::write(&out, tables.render(&sources)).with_context(|| format!("cannot write {}", out.display()))?;
-    let status = Command::new("rustfmt")
-        .args(["--edition", "2024"])
-        .arg(&out)
-        .status()
+    let counts = (roots.len(), pb.kinds.len() - roots.len());
+    Ok((root, tables, sources, counts))
+}
+
+/// Rust source as rustfmt lays it out, with the workspace's settings.
+fn format(root: &Path, source: &str) -> Result<String> {
+    let mut child = Command::new("rustfmt")
+        .args(["--edition", "2024", "--emit", "stdout"])
+        .current_dir(root)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
         .context("cannot run rustfmt")?;
-    if !status.success() {
-        bail!("rustfmt {} failed with {status}", out.display());
+    let mut stdin = child.stdin.take().context("rustfmt has no stdin")?;
+    let input = source.to_owned();
+    // Written from another thread, so a full stdout pipe cannot stall it.
+    let writer = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, input.as_bytes()));
+    let output = child.wait_with_output().context("rustfmt failed")?;
+    writer
+        .join()
+        .map_err(|_| anyhow::anyhow!("writing to rustfmt panicked"))?
+        .context("cannot write to rustfmt")?;
+    if !output.status.success() {
+        bail!("rustfmt failed with {}", output.status);
     }
-    println!(
-        "wrote {}: {} types, {} fields, from {} kinds ({} left out: unknown to k8s-openapi)",
-        out.display(),
-        tables.types.len(),
-        tables.types.iter().map(|t| t.fields.len()).sum::<usize>(),
-        roots.len(),
-        pb.kinds.len() - roots.len(),
-    );
-    for note in &tables.notes {
-        println!("note: {note}");
-    }
-    Ok(())
+    String::from_utf8(output.stdout).context("rustfmt wrote no UTF-8")
 }
 
 #[derive(Clone, Debug, PartialEq)]
