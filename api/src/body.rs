@@ -211,12 +211,14 @@ pub fn canonicalize(resource: &Resource, raw: Value, validation: FieldValidation
             }
             (canonical, unknown)
         }
-        Shape::Custom { schema: Some(schema) } => {
+        Shape::Custom {
+            schema: Some(schema), ..
+        } => {
             let mut pruned = raw;
             let unknown = crate::structural::prune_and_default(schema, &mut pruned);
             (pruned, unknown)
         }
-        Shape::Custom { schema: None } => return Ok((raw, Vec::new())),
+        Shape::Custom { schema: None, .. } => return Ok((raw, Vec::new())),
     };
     if unknown.is_empty() || validation == FieldValidation::Ignore {
         return Ok((canonical, Vec::new()));

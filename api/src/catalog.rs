@@ -17,6 +17,7 @@ use serde_json::Value;
 
 use crate::kinds::{self, BuiltinKind, KindOps};
 pub use crate::kinds::{Canonicalize, SchemaFn};
+use crate::printer::CustomColumn;
 
 /// How bodies of a kind are checked.
 #[derive(Clone, Debug)]
@@ -27,8 +28,12 @@ pub enum Shape {
         schema: SchemaFn,
     },
     /// A custom resource: the structural schema of its CRD version (the
-    /// `openAPIV3Schema` value), or `None` to accept anything.
-    Custom { schema: Option<Arc<Value>> },
+    /// `openAPIV3Schema` value), or `None` to accept anything, and the
+    /// version's `additionalPrinterColumns` (none: NAME and AGE).
+    Custom {
+        schema: Option<Arc<Value>>,
+        columns: Arc<[CustomColumn]>,
+    },
 }
 
 /// Where `/scale` finds replicas in the parent object (JSON paths without
@@ -258,7 +263,10 @@ fn wasm_plugin() -> Resource {
         short_names: vec!["wp".into()],
         categories: vec![],
         subresources: status(),
-        shape: Shape::Custom { schema: None },
+        shape: Shape::Custom {
+            schema: None,
+            columns: Arc::from(Vec::new()),
+        },
         ops: &kinds::custom::OPS,
     }
 }

@@ -16,6 +16,7 @@ use skiff_store::{EventKind, KeyRange, RangeRequest, ReadConsistency};
 use crate::catalog::{Catalog, Resource, ScalePaths, Shape, Subresources};
 use crate::error::Cause;
 use crate::meta;
+use crate::printer::CustomColumn;
 
 const GROUP: &str = "apiextensions.k8s.io";
 const KIND: &str = "CustomResourceDefinition";
@@ -40,6 +41,16 @@ fn strings(value: &Value, pointer: &str) -> Vec<String> {
 /// `.spec.replicas` → `spec.replicas`.
 fn json_path(path: &str) -> String {
     path.trim_start_matches('.').to_string()
+}
+
+/// The printer columns of one CRD version, as declared.
+fn printer_columns(version: &Value) -> impl Iterator<Item = Result<CustomColumn, String>> + '_ {
+    version
+        .get("additionalPrinterColumns")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(CustomColumn::parse)
 }
 
 /// The resources a CRD serves: one per served version.
@@ -87,6 +98,8 @@ pub fn resources(crd: &Value) -> Vec<Resource> {
                 },
                 shape: Shape::Custom {
                     schema: v.pointer("/schema/openAPIV3Schema").cloned().map(Arc::new),
+                    // Refused at write when a path does not parse.
+                    columns: printer_columns(v).filter_map(Result::ok).collect(),
                 },
                 ops: &crate::kinds::custom::OPS,
             }
@@ -147,6 +160,20 @@ pub fn validate(crd: &Value, catalog: &Catalog) -> Vec<Cause> {
     for (i, v) in versions.iter().enumerate() {
         if str_at(v, "/name").is_empty() {
             causes.push(Cause::required(format!("spec.versions[{i}].name")));
+        }
+        for (j, column) in printer_columns(v).enumerate() {
+            if let Err(error) = column {
+                let field = format!("spec.versions[{i}].additionalPrinterColumns[{j}].jsonPath");
+                let path = v
+                    .pointer(&format!("/additionalPrinterColumns/{j}/jsonPath"))
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                causes.push(Cause::invalid(
+                    field,
+                    path,
+                    format!("must be a simple json path: {error}"),
+                ));
+            }
         }
     }
     if catalog

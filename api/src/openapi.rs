@@ -70,7 +70,7 @@ fn definitions(resources: &[Arc<Resource>], settings: SchemaSettings) -> (Map<St
                     .unwrap_or_else(|| definition_name(resource));
                 names.push(name);
             }
-            Shape::Custom { schema } => {
+            Shape::Custom { schema, .. } => {
                 let name = definition_name(resource);
                 let mut body = schema
                     .as_deref()

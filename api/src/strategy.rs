@@ -267,7 +267,10 @@ pub fn validate(resource: &Resource, object: &Value, old: Option<(&Value, Part)>
             ));
         }
     }
-    if let crate::catalog::Shape::Custom { schema: Some(schema) } = &resource.shape {
+    if let crate::catalog::Shape::Custom {
+        schema: Some(schema), ..
+    } = &resource.shape
+    {
         causes.extend(crate::structural::validate(schema, object));
     }
     (resource.ops.validate)(object, old, &mut causes);

@@ -5,7 +5,10 @@
 //! [`Printer`](crate::kinds::Printer): its columns (those with
 //! `priority: 1` appear only under `kubectl get -o wide`; the server always
 //! sends them) and each object's cells, which live with the kind under
-//! [`crate::kinds`]. Custom resources print NAME and AGE.
+//! [`crate::kinds`]. Custom resources print NAME and the columns their CRD
+//! version declares (`additionalPrinterColumns`, see
+//! [`CustomColumn`](crate::printer::CustomColumn)), or NAME and AGE when it
+//! declares none.
 //!
 //! Printing assumes the defaults the API server applies on create (one
 //! replica, Secret type `Opaque`, Service type `ClusterIP`, port protocol
@@ -17,8 +20,9 @@ use std::time::SystemTime;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
+use crate::catalog::{Resource, Shape};
 use crate::kinds::Printer;
-use crate::printer::{Column, unix_nanos};
+use crate::printer::{Column, CustomColumn, NAME, name, unix_nanos};
 
 /// What each row's `object` carries (the `includeObject` query parameter).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -62,14 +66,78 @@ pub fn partial_object_metadata(obj: &Value) -> Value {
 /// (`kind`, `apiVersion`, `metadata`, `columnDefinitions`, `rows`; in a row
 /// `cells`, `conditions`, `object`), since clients may compare its text.
 #[derive(Debug, Serialize)]
-pub struct Table {
+pub struct Table<'a> {
     kind: &'static str,
     #[serde(rename = "apiVersion")]
     api_version: &'static str,
     metadata: ListMeta,
     #[serde(rename = "columnDefinitions")]
-    column_definitions: &'static [Column],
+    column_definitions: Vec<ColumnDefinition<'a>>,
     rows: Vec<Row>,
+}
+
+/// A `TableColumnDefinition`, from a kind's [`Column`] or a CRD's
+/// [`CustomColumn`].
+#[derive(Debug, Serialize)]
+struct ColumnDefinition<'a> {
+    name: &'a str,
+    #[serde(rename = "type")]
+    type_: &'a str,
+    format: &'a str,
+    description: &'a str,
+    priority: i64,
+}
+
+impl<'a> From<&'a Column> for ColumnDefinition<'a> {
+    fn from(c: &'a Column) -> Self {
+        ColumnDefinition {
+            name: c.name,
+            type_: c.type_,
+            format: c.format,
+            description: c.description,
+            priority: i64::from(c.priority),
+        }
+    }
+}
+
+impl<'a> From<&'a CustomColumn> for ColumnDefinition<'a> {
+    fn from(c: &'a CustomColumn) -> Self {
+        ColumnDefinition {
+            name: &c.name,
+            type_: &c.type_,
+            format: &c.format,
+            description: &c.description,
+            priority: c.priority,
+        }
+    }
+}
+
+/// How a resource's objects print.
+#[derive(Clone, Copy)]
+pub enum Printing<'a> {
+    /// With the kind's printer (built-in kinds, and custom resources
+    /// whose CRD declares no columns: NAME and AGE).
+    Kind(&'a Printer),
+    /// NAME, then the columns a CRD version declares.
+    Custom(&'a [CustomColumn]),
+}
+
+impl std::fmt::Debug for Printing<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Printing::Kind(printer) => f.debug_tuple("Kind").field(&printer.columns.len()).finish(),
+            Printing::Custom(columns) => f.debug_tuple("Custom").field(columns).finish(),
+        }
+    }
+}
+
+impl<'a> Printing<'a> {
+    pub fn of(resource: &'a Resource) -> Printing<'a> {
+        match &resource.shape {
+            Shape::Custom { columns, .. } if !columns.is_empty() => Printing::Custom(columns),
+            _ => Printing::Kind(&resource.ops.printer),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -90,11 +158,11 @@ struct Row {
     object: Option<Value>,
 }
 
-impl Table {
+impl Table<'_> {
     /// The same table without `columnDefinitions`, as in watch events after
     /// the first.
-    pub fn without_column_definitions(mut self) -> Table {
-        self.column_definitions = &[];
+    pub fn without_column_definitions(mut self) -> Self {
+        self.column_definitions.clear();
         self
     }
 
@@ -111,15 +179,15 @@ impl Table {
 }
 
 /// A complete `meta.k8s.io/v1` Table of `items`, printed as of now.
-pub fn table(
-    printer: &Printer,
+pub fn table<'a>(
+    printing: Printing<'a>,
     items: &[Value],
     include_object: IncludeObject,
     resource_version: &str,
     continue_token: Option<&str>,
-) -> Table {
+) -> Table<'a> {
     table_at(
-        printer,
+        printing,
         items,
         include_object,
         resource_version,
@@ -129,27 +197,42 @@ pub fn table(
 }
 
 /// [`table`] as of `now`.
-pub fn table_at(
-    printer: &Printer,
+pub fn table_at<'a>(
+    printing: Printing<'a>,
     items: &[Value],
     include_object: IncludeObject,
     resource_version: &str,
     continue_token: Option<&str>,
     now: SystemTime,
-) -> Table {
+) -> Table<'a> {
     let now = unix_nanos(now);
     let rows = items
         .iter()
-        .map(|item| Row {
-            cells: (printer.row)(item, now),
-            conditions: (printer.conditions)(item),
-            object: match include_object {
-                IncludeObject::None => None,
-                IncludeObject::Metadata => Some(partial_object_metadata(item)),
-                IncludeObject::Object => Some(item.clone()),
-            },
+        .map(|item| {
+            let (cells, conditions) = match printing {
+                Printing::Kind(printer) => ((printer.row)(item, now), (printer.conditions)(item)),
+                Printing::Custom(columns) => {
+                    let cells = std::iter::once(name(item)).chain(columns.iter().map(|c| c.cell(item, now)));
+                    (cells.collect(), None)
+                }
+            };
+            Row {
+                cells,
+                conditions,
+                object: match include_object {
+                    IncludeObject::None => None,
+                    IncludeObject::Metadata => Some(partial_object_metadata(item)),
+                    IncludeObject::Object => Some(item.clone()),
+                },
+            }
         })
         .collect();
+    let column_definitions = match printing {
+        Printing::Kind(printer) => printer.columns.iter().map(ColumnDefinition::from).collect(),
+        Printing::Custom(columns) => std::iter::once(ColumnDefinition::from(&NAME))
+            .chain(columns.iter().map(ColumnDefinition::from))
+            .collect(),
+    };
     Table {
         kind: "Table",
         api_version: "meta.k8s.io/v1",
@@ -157,7 +240,7 @@ pub fn table_at(
             resource_version: resource_version.to_string(),
             continue_token: continue_token.unwrap_or_default().to_string(),
         },
-        column_definitions: printer.columns,
+        column_definitions,
         rows,
     }
 }
@@ -288,7 +371,7 @@ mod tests {
             ],
         }));
         assert_eq!(cells("", "Pod", &p)[2], json!("Completed"));
-        let t = table_at(pods(), &[p], IncludeObject::None, "", None, now()).to_value();
+        let t = table_at(Printing::Kind(pods()), &[p], IncludeObject::None, "", None, now()).to_value();
         assert_eq!(t["rows"][0]["conditions"][0]["type"], json!("Completed"));
 
         let p = pod(json!({
@@ -718,7 +801,7 @@ mod tests {
     fn full_table() {
         let p = pod(json!({"phase": "Pending"}));
         let t = table_at(
-            pods(),
+            Printing::Kind(pods()),
             std::slice::from_ref(&p),
             IncludeObject::Metadata,
             "17",
@@ -748,17 +831,25 @@ mod tests {
         );
         assert!(t["rows"][0].get("conditions").is_none());
 
-        let t = table_at(pods(), std::slice::from_ref(&p), IncludeObject::Object, "", None, now()).to_value();
+        let t = table_at(
+            Printing::Kind(pods()),
+            std::slice::from_ref(&p),
+            IncludeObject::Object,
+            "",
+            None,
+            now(),
+        )
+        .to_value();
         assert_eq!(t["metadata"], json!({}));
         assert_eq!(t["rows"][0]["object"], p);
-        let t = table_at(pods(), &[p], IncludeObject::None, "", None, now());
+        let t = table_at(Printing::Kind(pods()), &[p], IncludeObject::None, "", None, now());
         assert_eq!(t.to_value()["rows"][0]["object"], Value::Null);
         assert_eq!(
             t.without_column_definitions().to_value()["columnDefinitions"],
             json!([])
         );
 
-        let t = table(pods(), &[], IncludeObject::default(), "1", None).to_value();
+        let t = table(Printing::Kind(pods()), &[], IncludeObject::default(), "1", None).to_value();
         assert_eq!(t["rows"], json!([]));
         assert_eq!(IncludeObject::parse("Object"), Some(IncludeObject::Object));
         assert_eq!(IncludeObject::parse("bogus"), None);

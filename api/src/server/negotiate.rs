@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::catalog::Resource;
 use crate::error::ApiError;
 use crate::status::Status;
-use crate::table::{self, IncludeObject};
+use crate::table::{self, IncludeObject, Printing};
 use crate::watch::WatchEvent;
 
 /// What the client will read.
@@ -99,7 +99,7 @@ pub fn object(status: StatusCode, output: Output, resource: &Resource, object: &
                 .pointer("/metadata/resourceVersion")
                 .and_then(Value::as_str)
                 .unwrap_or_default();
-            let body = table::table(&resource.ops.printer, std::slice::from_ref(object), include, rv, None);
+            let body = table::table(Printing::of(resource), std::slice::from_ref(object), include, rv, None);
             with_type(status, TABLE_CONTENT_TYPE, body.json())
         }
         Output::Metadata => {
@@ -121,7 +121,7 @@ pub fn list(
     let rv = revision.to_string();
     match output {
         Output::Table(include) => {
-            let body = table::table(&resource.ops.printer, &items, include, &rv, continue_token.as_deref());
+            let body = table::table(Printing::of(resource), &items, include, &rv, continue_token.as_deref());
             with_type(StatusCode::OK, TABLE_CONTENT_TYPE, body.json())
         }
         Output::Metadata => {
@@ -180,7 +180,7 @@ pub fn watch_line(output: Output, resource: &Resource, event: &WatchEvent, first
                 .pointer("/metadata/resourceVersion")
                 .and_then(Value::as_str)
                 .unwrap_or_default();
-            let table = table::table(&resource.ops.printer, std::slice::from_ref(object), include, rv, None);
+            let table = table::table(Printing::of(resource), std::slice::from_ref(object), include, rv, None);
             if first {
                 table
             } else {

@@ -156,6 +156,86 @@ async fn bad_crds_are_refused() {
     let reply = api.post(CRDS, builtin).await;
     assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(api.get("/apis/apps/v1/namespaces/default/deployments").await.status == StatusCode::OK);
+    let mut bad_column = widget_crd();
+    bad_column["spec"]["versions"][0]["additionalPrinterColumns"] =
+        json!([{"name": "Color", "type": "string", "jsonPath": ".spec[color"}]);
+    let reply = api.post(CRDS, bad_column).await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", reply.text);
+    assert!(
+        reply
+            .text
+            .contains("spec.versions[0].additionalPrinterColumns[0].jsonPath"),
+        "{}",
+        reply.text
+    );
+}
+
+#[tokio::test]
+async fn custom_resources_print_their_crds_columns() {
+    let api = Api::start().await;
+    let mut crd = widget_crd();
+    crd["spec"]["versions"][0]["additionalPrinterColumns"] = json!([
+        {"name": "Color", "type": "string", "jsonPath": ".spec.color"},
+        {"name": "Replicas", "type": "integer", "jsonPath": ".spec.replicas", "priority": 1},
+        {"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status"},
+        {"name": "Missing", "type": "string", "jsonPath": ".spec.nothing"},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    ]);
+    crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]["conditions"] =
+        json!({"type": "array", "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}});
+    assert_eq!(api.post(CRDS, crd).await.status, StatusCode::CREATED);
+    let created = api
+        .post(
+            WIDGETS,
+            json!({"apiVersion": "example.dev/v1", "kind": "Widget",
+            "metadata": {"name": "w"}, "spec": {"color": "red", "replicas": 2}}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let status = api
+        .put(
+            &format!("{WIDGETS}/w/status"),
+            json!({"apiVersion": "example.dev/v1", "kind": "Widget", "metadata": {"name": "w"},
+                "spec": {"color": "red", "replicas": 2},
+                "status": {"conditions": [{"type": "Synced", "status": "False"}, {"type": "Ready", "status": "True"}]}}),
+        )
+        .await;
+    assert_eq!(status.status, StatusCode::OK, "{}", status.text);
+    let table = api
+        .request(
+            http::Method::GET,
+            WIDGETS,
+            &[("accept", "application/json;as=Table;v=v1;g=meta.k8s.io")],
+            vec![],
+        )
+        .await;
+    let columns: Vec<(&str, i64)> = table.body["columnDefinitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap(), c["priority"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(
+        columns,
+        [
+            ("Name", 0),
+            ("Color", 0),
+            ("Replicas", 1),
+            ("Ready", 0),
+            ("Missing", 0),
+            ("Age", 0)
+        ]
+    );
+    let cells = table.body["rows"][0]["cells"].as_array().unwrap();
+    assert_eq!(
+        cells[..5],
+        [json!("w"), json!("red"), json!(2), json!("True"), json!(null)]
+    );
+    let age = cells[5].as_str().unwrap();
+    assert!(
+        age.ends_with('s') && age[..age.len() - 1].parse::<u32>().is_ok(),
+        "an age: {age}"
+    );
 }
 
 #[tokio::test]
