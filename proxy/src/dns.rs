@@ -10,14 +10,23 @@
 //! first nameserver of the node's own `/etc/resolv.conf`. Only `A`
 //! records are served (a cluster name has no `AAAA`: an empty answer);
 //! no `SRV`, no pod names, and no DNS over TCP.
+//!
+//! An address that cannot be bound (another process holds UDP port 53
+//! there without `SO_REUSEPORT`) is tried again with back-off
+//! ([`crate::retry`]) until it binds or the Service's address changes;
+//! the first failure is logged and recorded as a Warning Event,
+//! `FailedToListen`, on the `kube-dns` Service.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Endpoints, Service};
+use k8s_openapi::api::core::v1::{Endpoints, ObjectReference, Service};
+use skiff_client::events::{Kind, Recorder};
 use tokio::net::UdpSocket;
+
+use crate::retry::{self, Backoff, FAILED_TO_LISTEN};
 
 /// The cluster's domain.
 pub const CLUSTER_DOMAIN: &str = "cluster.local";
@@ -75,11 +84,17 @@ pub fn records(services: &[Arc<Service>], endpoints: &[Arc<Endpoints>]) -> Recor
     records
 }
 
+/// The `kube-dns` Service, if it exists.
+pub(crate) fn service(services: &[Arc<Service>]) -> Option<&Service> {
+    services
+        .iter()
+        .find(|s| s.metadata.namespace.as_deref() == Some(SERVICE.0) && s.metadata.name.as_deref() == Some(SERVICE.1))
+        .map(Arc::as_ref)
+}
+
 /// The resolver's address, from the `kube-dns` Service.
 pub fn address(services: &[Arc<Service>]) -> Option<SocketAddr> {
-    let service = services.iter().find(|s| {
-        s.metadata.namespace.as_deref() == Some(SERVICE.0) && s.metadata.name.as_deref() == Some(SERVICE.1)
-    })?;
+    let service = service(services)?;
     let ip: IpAddr = service.spec.as_ref()?.cluster_ip.as_deref()?.parse().ok()?;
     Some(SocketAddr::new(ip, 53))
 }
@@ -218,15 +233,25 @@ fn bind(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     UdpSocket::from_std(socket.into())
 }
 
-/// Serves DNS on `addr` from `records` until aborted.
-pub(crate) async fn serve(addr: SocketAddr, records: Arc<RwLock<Arc<Records>>>) {
-    let socket = match bind(addr) {
-        Ok(socket) => Arc::new(socket),
-        Err(error) => {
-            tracing::warn!(%error, %addr, "cannot serve cluster DNS");
-            return;
-        }
+/// Serves DNS on `addr` from `records` until aborted, binding it with
+/// back-off; a failure to bind is an Event on `service`, the `kube-dns`
+/// Service, from `recorder`.
+pub(crate) async fn serve(
+    addr: SocketAddr,
+    records: Arc<RwLock<Arc<Records>>>,
+    recorder: Recorder,
+    service: ObjectReference,
+) {
+    let report = |error: &std::io::Error| {
+        recorder.record(
+            &service,
+            Kind::Warning,
+            FAILED_TO_LISTEN,
+            "Listen",
+            format!("cannot listen on {addr} (UDP) for cluster DNS: {error}; retrying with back-off"),
+        );
     };
+    let socket = Arc::new(retry::until_bound(addr, "cluster DNS", Backoff::default(), bind, report).await);
     let upstream = upstream(addr);
     let mut buffer = vec![0u8; 4096];
     loop {

@@ -16,7 +16,9 @@
 //! * [`connect`]: dialling an endpoint, directly or through a tunnel.
 //! * [`tunnel`]: the listener other nodes' proxies reach this node's
 //!   endpoints through (`CONNECT podIP:port`).
-//! * [`dns`]: cluster DNS, `<service>.<namespace>.svc.cluster.local`.
+//! * [`dns`]: cluster DNS, `<service>.<namespace>.svc.cluster.local`; an
+//!   address that cannot be bound is retried with back-off and reported in
+//!   a `FailedToListen` Event on the `kube-dns` Service.
 //! * [`ingress`]: the node's HTTP and HTTPS listeners for Ingresses of
 //!   class `skiff`, host and path rules, TLS from Secrets.
 //! * `listeners`: the frontend sockets, following the table; an address
@@ -53,7 +55,7 @@ use k8s_openapi::api::networking::v1::Ingress;
 use kube::Api;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use skiff_client::events::Recorder;
+use skiff_client::events::{self, Recorder};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
@@ -253,7 +255,7 @@ async fn sync(
     (services, endpoints, nodes): (Store<Service>, Store<Endpoints>, Store<Node>),
     mut ingress: Option<(ingress::Sync, Store<Ingress>, Store<Secret>)>,
 ) {
-    let mut listeners = Listeners::new(recorder);
+    let mut listeners = Listeners::new(recorder.clone());
     let mut resolver: Option<(SocketAddr, AbortOnDrop)> = None;
     loop {
         changed.notified().await;
@@ -281,10 +283,9 @@ async fn sync(
         let dns_address = dns::address(&services);
         if resolver.as_ref().map(|(addr, _)| *addr) != dns_address {
             resolver = dns_address.map(|addr| {
-                (
-                    addr,
-                    AbortOnDrop(tokio::spawn(dns::serve(addr, shared.dns_records.clone()))),
-                )
+                let service = dns::service(&services).map(events::reference).unwrap_or_default();
+                let serve = dns::serve(addr, shared.dns_records.clone(), recorder.clone(), service);
+                (addr, AbortOnDrop(tokio::spawn(serve)))
             });
         }
         listeners.reconcile(&wanted, &shared);

@@ -1,6 +1,6 @@
 //! The proxy against a real API server (skiff-api on a one-node store,
 //! over TLS, through kube-rs): Services and Endpoints written to the API,
-//! reached through their ClusterIPs on loopback.
+//! reached through their ClusterIPs on loopback, and the cluster DNS.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::{IpAddr, SocketAddr};
@@ -13,10 +13,13 @@ use serde_json::json;
 use skiff_proxy::{Proxy, ProxyConfig};
 use skiff_testing::{TestApi, eventually};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
 /// A ClusterIP of the default range no other test uses.
 const CLUSTER_IP: [u8; 4] = [127, 96, 213, 7];
+/// Another, for the cluster DNS: the default one (127.96.0.10) is every
+/// test cluster's, served by their proxies at the same time as this one's.
+const DNS_IP: [u8; 4] = [127, 96, 213, 10];
 
 /// Answers `pong` to whatever a connection sends first.
 async fn pong_server() -> SocketAddr {
@@ -45,6 +48,50 @@ async fn ping(addr: SocketAddr) -> Option<String> {
         .ok()?
         .ok()?;
     Some(reply)
+}
+
+/// The first Warning Event with `reason` on the object named `name` in
+/// `namespace`, waited for.
+async fn warning(client: &kube::Client, namespace: &str, name: &str, reason: &str) -> Event {
+    let events: Api<Event> = Api::namespaced(client.clone(), namespace);
+    let selector = ListParams::default().fields(&format!("involvedObject.name={name}"));
+    let event = eventually(
+        Duration::from_secs(30),
+        &format!("a {reason} Event on {name}"),
+        || async {
+            let listed = events.list(&selector).await.ok()?;
+            listed.items.into_iter().find(|e| e.reason.as_deref() == Some(reason))
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(event.type_.as_deref(), Some("Warning"));
+    event
+}
+
+/// An `A` query for `name`, id 0x1234, recursion desired.
+fn dns_query(name: &str) -> Vec<u8> {
+    let mut query = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in name.split('.') {
+        query.push(u8::try_from(label.len()).unwrap());
+        query.extend_from_slice(label.as_bytes());
+    }
+    query.push(0);
+    query.extend_from_slice(&[0, 1, 0, 1]);
+    query
+}
+
+/// What `server` replies to `query` within a second, if anything.
+async fn resolve(server: SocketAddr, query: &[u8]) -> Option<Vec<u8>> {
+    let socket = UdpSocket::bind("127.0.0.1:0").await.ok()?;
+    socket.send_to(query, server).await.ok()?;
+    let mut buffer = vec![0u8; 512];
+    let (read, _) = tokio::time::timeout(Duration::from_secs(1), socket.recv_from(&mut buffer))
+        .await
+        .ok()?
+        .ok()?;
+    buffer.truncate(read);
+    Some(buffer)
 }
 
 /// A Service whose ClusterIP port another process holds when it is
@@ -90,23 +137,8 @@ async fn a_service_address_held_elsewhere_is_served_once_released() {
         .await
         .unwrap();
 
-    let events: Api<Event> = Api::namespaced(api.client.clone(), "default");
-    let selector = ListParams::default().fields("involvedObject.name=held");
-    let event = eventually(
-        Duration::from_secs(30),
-        "a FailedToListen Event on the Service",
-        || async {
-            let listed = events.list(&selector).await.ok()?;
-            listed
-                .items
-                .into_iter()
-                .find(|e| e.reason.as_deref() == Some("FailedToListen"))
-                .filter(|e| e.involved_object.kind.as_deref() == Some("Service"))
-        },
-    )
-    .await
-    .unwrap();
-    assert_eq!(event.type_.as_deref(), Some("Warning"));
+    let event = warning(&api.client, "default", "held", "FailedToListen").await;
+    assert_eq!(event.involved_object.kind.as_deref(), Some("Service"));
     let message = event.message.unwrap_or_default();
     assert!(message.contains(&frontend.to_string()), "{message}");
     assert!(message.contains("in use"), "{message}");
@@ -126,6 +158,67 @@ async fn a_service_address_held_elsewhere_is_served_once_released() {
     );
 
     drop(proxy);
-    drop((services, endpoints, events));
+    drop((services, endpoints));
+    api.stop().await.unwrap();
+}
+
+/// The cluster DNS address held by another process when the proxy starts
+/// is served once it is free, with no change to the `kube-dns` Service in
+/// between, and the failure is an Event on that Service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_dns_address_held_elsewhere_is_served_once_released() {
+    let api = TestApi::start().await.unwrap();
+    // This cluster's DNS on an address of its own (see DNS_IP).
+    let services: Api<Service> = Api::namespaced(api.client.clone(), "kube-system");
+    services.delete("kube-dns", &Default::default()).await.unwrap();
+    let dns_addr = SocketAddr::new(IpAddr::from(DNS_IP), 53);
+    services
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": "kube-dns"},
+                "spec": {"clusterIP": dns_addr.ip().to_string(),
+                    "ports": [{"name": "dns", "port": 53, "protocol": "UDP"}]},
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    // Held without SO_REUSEPORT (or SO_REUSEADDR), so the proxy cannot
+    // share it.
+    let holder = std::net::UdpSocket::bind(dns_addr).unwrap();
+    let proxy = Proxy::start(
+        api.client.clone(),
+        ProxyConfig::new("node-a", IpAddr::from([127, 0, 0, 1])),
+    )
+    .await
+    .unwrap();
+
+    let event = warning(&api.client, "kube-system", "kube-dns", "FailedToListen").await;
+    assert_eq!(event.involved_object.kind.as_deref(), Some("Service"));
+    let message = event.message.unwrap_or_default();
+    assert!(message.contains(&dns_addr.to_string()), "{message}");
+    assert!(message.contains("in use"), "{message}");
+    assert_eq!(proxy.dns_address(), Some(dns_addr));
+
+    let version = services.get("kube-dns").await.unwrap().metadata.resource_version;
+    drop(holder);
+    let query = dns_query("kube-dns.kube-system.svc.cluster.local");
+    let reply = eventually(Duration::from_secs(30), "the cluster DNS answering", || {
+        resolve(dns_addr, &query)
+    })
+    .await
+    .unwrap();
+    assert_eq!(&reply[..2], &[0x12, 0x34], "the query's id");
+    assert_eq!(reply[3] & 0x0f, 0, "NOERROR");
+    assert_eq!(&reply[reply.len() - 4..], &DNS_IP, "the Service's own ClusterIP");
+    assert_eq!(
+        services.get("kube-dns").await.unwrap().metadata.resource_version,
+        version,
+        "no Service change in between"
+    );
+
+    drop(proxy);
+    drop(services);
     api.stop().await.unwrap();
 }
