@@ -3,6 +3,7 @@
 //! listener that serves it over HTTP/2 and HTTP/1.1.
 
 mod negotiate;
+mod pretty;
 mod query;
 mod resources;
 
@@ -164,6 +165,7 @@ impl ApiServer {
             .route("/openapi/v3/{*path}", get(openapi_v3))
             .fallback(dispatch)
             .layer(middleware::from_fn_with_state(self.clone(), authenticate))
+            .layer(middleware::from_fn(pretty::layer))
             .with_state(self.clone())
     }
 }

@@ -333,6 +333,23 @@ async fn error_bodies_are_the_text_kube_apiserver_writes() {
          \"message\":\"configmaps \\\"nope\\\" not found\",\"reason\":\"NotFound\",\
          \"details\":{\"name\":\"nope\",\"kind\":\"configmaps\"},\"code\":404}\n"
     );
+    // curl gets it indented, as kube-apiserver indents for people.
+    let by_curl = api
+        .request(
+            Method::GET,
+            "/api/v1/namespaces/default/configmaps/nope",
+            &[("user-agent", "curl/8.5.0")],
+            vec![],
+        )
+        .await;
+    assert!(
+        by_curl
+            .text
+            .starts_with("{\n  \"kind\": \"Status\",\n  \"apiVersion\": \"v1\",\n  \"metadata\": {},\n"),
+        "{}",
+        by_curl.text
+    );
+    assert!(by_curl.text.ends_with("\"code\": 404\n}"), "{}", by_curl.text);
     let exists = api.post(DEPLOYS, deployment("twice", "nginx:1")).await;
     assert_eq!(exists.status, StatusCode::CREATED);
     let again = api.post(DEPLOYS, deployment("twice", "nginx:1")).await;
