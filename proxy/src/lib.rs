@@ -20,7 +20,9 @@
 //!   address that cannot be bound is retried with back-off and reported in
 //!   a `FailedToListen` Event on the `kube-dns` Service.
 //! * [`ingress`]: the node's HTTP and HTTPS listeners for Ingresses of
-//!   class `skiff`, host and path rules, TLS from Secrets.
+//!   class `skiff`, host and path rules, TLS from Secrets; an address that
+//!   cannot be bound is retried with back-off and logged (there is no
+//!   object to record an Event on).
 //! * `listeners`: the frontend sockets, following the table; an address
 //!   that cannot be bound is retried with back-off and reported in a
 //!   `FailedToListen` Event on its Service.
@@ -157,7 +159,9 @@ where
 
 impl Proxy {
     /// Binds the tunnel, then follows the cluster and serves its Services
-    /// until dropped.
+    /// until dropped. Every other address (frontends, cluster DNS,
+    /// Ingress listeners) is bound by its own task, with back-off while
+    /// another process holds it, so an error here is the tunnel's only.
     pub async fn start(client: kube::Client, config: ProxyConfig) -> std::io::Result<Proxy> {
         let tunnel = listeners::bind(SocketAddr::new(config.node_ip, config.tunnel_port))?;
         let tunnel_addr = tunnel.local_addr()?;
@@ -176,23 +180,13 @@ impl Proxy {
         let recorder = Recorder::new(client.clone(), "kube-proxy", Some(config.node_name.clone()));
         let ingress = if config.ingress_http.is_some() || config.ingress_https.is_some() {
             let sync = ingress::Sync::new(client.clone(), &config.node_name, config.node_ip.to_string());
-            if let Some(addr) = config.ingress_http
-                && let Some(listener) = ingress::bind(addr, "HTTP").await
-            {
-                tasks.push(tokio::spawn(ingress::serve_http(
-                    listener,
-                    shared.clone(),
-                    sync.current.clone(),
-                )));
+            if let Some(addr) = config.ingress_http {
+                let serve = ingress::serve_http(addr, shared.clone(), sync.current.clone());
+                tasks.push(tokio::spawn(serve));
             }
-            if let Some(addr) = config.ingress_https
-                && let Some(listener) = ingress::bind(addr, "HTTPS").await
-            {
-                tasks.push(tokio::spawn(ingress::serve_https(
-                    listener,
-                    shared.clone(),
-                    sync.current.clone(),
-                )));
+            if let Some(addr) = config.ingress_https {
+                let serve = ingress::serve_https(addr, shared.clone(), sync.current.clone());
+                tasks.push(tokio::spawn(serve));
             }
             let (ingresses, task) = follow(Api::<Ingress>::all(client.clone()), all(), changed.clone());
             tasks.push(task);

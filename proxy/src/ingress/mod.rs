@@ -12,6 +12,13 @@
 //! Problems an Ingress has (a backend Service or port that does not exist,
 //! a missing or unreadable Secret) are reported as Warning Events on it;
 //! the node's address is added to its `status.loadBalancer.ingress`.
+//!
+//! A listener whose address cannot be bound (another process holds the
+//! port) is tried again with back-off ([`crate::retry`]) until it binds.
+//! The failure is logged once per streak at warn level and not recorded
+//! as an Event: the listener belongs to no single object (every Ingress
+//! of the class is served through it, and there may be none yet), unlike
+//! a Service frontend or the cluster DNS.
 
 pub mod rules;
 
@@ -32,10 +39,11 @@ use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use skiff_client::events::{Kind, Recorder};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 
 use crate::Shared;
 use crate::forward::{self, Body, text};
+use crate::retry::{self, Backoff};
 use crate::table::{PortRef, key_of};
 use rules::{Port, Rules, Target};
 
@@ -165,8 +173,9 @@ async fn answer(request: Request<Incoming>, shared: Arc<Shared>, current: Curren
     }
 }
 
-/// Serves plain HTTP on `listener`.
-pub(crate) async fn serve_http(listener: TcpListener, shared: Arc<Shared>, current: Current) {
+/// Serves plain HTTP on `addr`, once it binds.
+pub(crate) async fn serve_http(addr: SocketAddr, shared: Arc<Shared>, current: Current) {
+    let listener = listen(addr, "HTTP").await;
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -180,8 +189,8 @@ pub(crate) async fn serve_http(listener: TcpListener, shared: Arc<Shared>, curre
     }
 }
 
-/// Serves HTTPS on `listener`, certificates chosen by SNI.
-pub(crate) async fn serve_https(listener: TcpListener, shared: Arc<Shared>, current: Current) {
+/// Serves HTTPS on `addr`, once it binds, certificates chosen by SNI.
+pub(crate) async fn serve_https(addr: SocketAddr, shared: Arc<Shared>, current: Current) {
     let fallback = match fallback_certificate() {
         Ok(fallback) => fallback,
         Err(error) => {
@@ -203,6 +212,7 @@ pub(crate) async fn serve_https(listener: TcpListener, shared: Arc<Shared>, curr
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config.clone()));
+    let listener = listen(addr, "HTTPS").await;
     loop {
         let Ok((stream, peer)) = listener.accept().await else {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -374,14 +384,25 @@ impl Sync {
     }
 }
 
-/// Binds an Ingress listener; a failure is logged and the node goes on
-/// without it.
-pub(crate) async fn bind(addr: SocketAddr, what: &str) -> Option<TcpListener> {
-    match TcpListener::bind(addr).await {
-        Ok(listener) => Some(listener),
-        Err(error) => {
-            tracing::warn!(%error, %addr, "cannot listen for {what} ingress traffic; this node serves no {what} Ingress");
-            None
-        }
-    }
+/// Pending connections per listener.
+const BACKLOG: u32 = 1024;
+
+/// Binds an Ingress listener, without `SO_REUSEPORT`: one node's proxy per
+/// address.
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
+
+/// The listener for `scheme` Ingress traffic on `addr`, bound with
+/// back-off.
+async fn listen(addr: SocketAddr, scheme: &str) -> TcpListener {
+    let what = format!("{scheme} Ingress traffic");
+    retry::until_bound(addr, &what, Backoff::default(), bind, |_| {}).await
 }

@@ -1,12 +1,14 @@
 //! The proxy against a real API server (skiff-api on a one-node store,
 //! over TLS, through kube-rs): Services and Endpoints written to the API,
-//! reached through their ClusterIPs on loopback, and the cluster DNS.
+//! reached through their ClusterIPs on loopback, the cluster DNS, and an
+//! Ingress listener.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Endpoints, Event, Service};
+use k8s_openapi::api::networking::v1::Ingress;
 use kube::Api;
 use kube::api::{ListParams, PostParams};
 use serde_json::json;
@@ -17,6 +19,8 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
 /// A ClusterIP of the default range no other test uses.
 const CLUSTER_IP: [u8; 4] = [127, 96, 213, 7];
+/// Another, for the Service behind an Ingress.
+const INGRESS_BACKEND_IP: [u8; 4] = [127, 96, 213, 8];
 /// Another, for the cluster DNS: the default one (127.96.0.10) is every
 /// test cluster's, served by their proxies at the same time as this one's.
 const DNS_IP: [u8; 4] = [127, 96, 213, 10];
@@ -42,6 +46,46 @@ async fn pong_server() -> SocketAddr {
 async fn ping(addr: SocketAddr) -> Option<String> {
     let mut stream = TcpStream::connect(addr).await.ok()?;
     stream.write_all(b"ping").await.ok()?;
+    let mut reply = String::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut reply))
+        .await
+        .ok()?
+        .ok()?;
+    Some(reply)
+}
+
+/// Answers every HTTP request with `pong`, one request per connection.
+async fn http_pong_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buffer = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buffer).await {
+                        Ok(n) if n > 0 => head.extend_from_slice(&buffer[..n]),
+                        _ => return,
+                    }
+                }
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\nconnection: close\r\n\r\npong")
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// What `addr` answers to `GET /` (status line, headers and body), if it
+/// answers at all.
+async fn get(addr: SocketAddr) -> Option<String> {
+    let mut stream = TcpStream::connect(addr).await.ok()?;
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nhost: web.skiff.test\r\nconnection: close\r\n\r\n")
+        .await
+        .ok()?;
     let mut reply = String::new();
     tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut reply))
         .await
@@ -220,5 +264,90 @@ async fn the_cluster_dns_address_held_elsewhere_is_served_once_released() {
 
     drop(proxy);
     drop(services);
+    api.stop().await.unwrap();
+}
+
+/// An Ingress listener whose port another process holds when the proxy
+/// starts is served once the port is free, with no change to the proxy's
+/// configuration or the Ingress in between.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ingress_port_held_elsewhere_is_served_once_released() {
+    let api = TestApi::start().await.unwrap();
+    let backend = http_pong_server().await;
+    let endpoints: Api<Endpoints> = Api::namespaced(api.client.clone(), "default");
+    endpoints
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": "web"},
+                "subsets": [{"addresses": [{"ip": "127.0.0.1"}], "ports": [{"port": backend.port()}]}],
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let services: Api<Service> = Api::namespaced(api.client.clone(), "default");
+    services
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": "web"},
+                "spec": {"clusterIP": IpAddr::from(INGRESS_BACKEND_IP).to_string(), "ports": [{"port": 80}]},
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let ingresses: Api<Ingress> = Api::namespaced(api.client.clone(), "default");
+    ingresses
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": "web"},
+                "spec": {"defaultBackend": {"service": {"name": "web", "port": {"number": 80}}}},
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+
+    // Held without SO_REUSEPORT, as the proxy binds it too.
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let ingress = holder.local_addr().unwrap();
+    let mut config = ProxyConfig::new("node-a", IpAddr::from([127, 0, 0, 1]));
+    config.ingress_http = Some(ingress);
+    let proxy = Proxy::start(api.client.clone(), config).await.unwrap();
+    // The listener's first attempt is made as the proxy starts, before it
+    // has listed anything; the Ingress's status is written after its
+    // first sync, so the port has been refused once by then.
+    let ingress_status = |ingress: Ingress| {
+        let status = ingress.status?.load_balancer?.ingress?;
+        status
+            .iter()
+            .any(|i| i.ip.as_deref() == Some("127.0.0.1"))
+            .then_some(())
+    };
+    eventually(Duration::from_secs(30), "the node's address on the Ingress", || async {
+        ingresses.get("web").await.ok().and_then(ingress_status)
+    })
+    .await
+    .unwrap();
+
+    let version = ingresses.get("web").await.unwrap().metadata.resource_version;
+    drop(holder);
+    let reply = eventually(Duration::from_secs(30), "the Ingress served", || async {
+        get(ingress).await.filter(|r| r.starts_with("HTTP/1.1 200"))
+    })
+    .await
+    .unwrap();
+    assert!(reply.ends_with("\r\n\r\npong"), "{reply}");
+    assert_eq!(
+        ingresses.get("web").await.unwrap().metadata.resource_version,
+        version,
+        "no Ingress change in between"
+    );
+
+    drop(proxy);
+    drop((ingresses, services, endpoints));
     api.stop().await.unwrap();
 }
