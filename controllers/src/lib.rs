@@ -34,7 +34,9 @@
 //! * [`gc`] is the garbage collector: it deletes objects whose owners are
 //!   gone, and carries out foreground and orphan deletion;
 //! * [`apiservice`] registers an APIService for every group version
-//!   served and reports the local ones available.
+//!   served and reports the local ones available;
+//! * [`serviceaccount`] gives every namespace its `default`
+//!   ServiceAccount and the `kube-root-ca.crt` ConfigMap.
 //!
 //! [`start`] runs them all as background tasks; `skiff server` calls it.
 //! Shared pieces: [`owner`] (controller references, adoption), [`pods`]
@@ -53,6 +55,7 @@ pub mod nodelifecycle;
 pub mod owner;
 pub mod pods;
 pub mod replicaset;
+pub mod serviceaccount;
 pub mod statefulset;
 
 use std::fmt::Debug;
@@ -82,6 +85,9 @@ impl Drop for Controllers {
 #[derive(Clone, Debug, Default)]
 pub struct Config {
     pub node_lifecycle: nodelifecycle::Config,
+    /// PEM of the CA that signs the API server's certificate, published in
+    /// every namespace's `kube-root-ca.crt` ConfigMap.
+    pub root_ca: Option<String>,
 }
 
 /// Starts every controller with `client`.
@@ -99,6 +105,7 @@ pub fn start(client: kube::Client, config: Config) -> Controllers {
             tokio::spawn(endpoints::run(client.clone())),
             tokio::spawn(namespace::run(client.clone())),
             tokio::spawn(apiservice::run(client.clone())),
+            tokio::spawn(serviceaccount::run(client.clone(), config.root_ca)),
             tokio::spawn(gc::run(client)),
         ],
     }

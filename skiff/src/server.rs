@@ -150,13 +150,14 @@ impl ControllerArgs {
         }
     }
 
-    fn config(&self) -> skiff_controllers::Config {
+    fn config(&self, root_ca: &str) -> skiff_controllers::Config {
         let grace = Duration::from_secs(self.node_monitor_grace_period);
         skiff_controllers::Config {
             node_lifecycle: skiff_controllers::nodelifecycle::Config {
                 grace_period: grace,
                 monitor_period: (grace / 8).clamp(Duration::from_millis(500), Duration::from_secs(5)),
             },
+            root_ca: Some(root_ca.to_string()),
         }
     }
 }
@@ -300,7 +301,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             identity,
             skiff_client::leader::Timing::default(),
         );
-        let controllers = args.controllers.config();
+        let controllers = args.controllers.config(&pki.ca_pem);
         Some(AbortOnDrop(tokio::spawn(elector.run(move || {
             let client = client.clone();
             let scheduler_config = scheduler_config.clone();

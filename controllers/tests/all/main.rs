@@ -12,5 +12,6 @@ mod deployment;
 mod endpoints;
 mod gc;
 mod replicaset;
+mod serviceaccount;
 mod statefulset;
 mod support;

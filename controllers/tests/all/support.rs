@@ -30,6 +30,7 @@ impl Cluster {
                 grace_period: Duration::from_secs(3600),
                 ..Default::default()
             },
+            root_ca: Some(api.ca_pem.clone()),
         };
         let controllers = skiff_controllers::start(api.client.clone(), config);
         let node = tokio::spawn(stand_in_node(api.client.clone()));
