@@ -25,6 +25,34 @@ const INGRESS_BACKEND_IP: [u8; 4] = [127, 96, 213, 8];
 /// test cluster's, served by their proxies at the same time as this one's.
 const DNS_IP: [u8; 4] = [127, 96, 213, 10];
 
+/// Creates Service `name` in `default` with `spec` and, as its Endpoints,
+/// `backend` on 127.0.0.1; returns the Services API.
+async fn backed_service(
+    client: &kube::Client,
+    name: &str,
+    spec: serde_json::Value,
+    backend: SocketAddr,
+) -> Api<Service> {
+    let endpoints: Api<Endpoints> = Api::namespaced(client.clone(), "default");
+    let subsets = json!([{"addresses": [{"ip": "127.0.0.1"}], "ports": [{"port": backend.port()}]}]);
+    endpoints
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": name}, "subsets": subsets})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    services
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": name}, "spec": spec})).unwrap(),
+        )
+        .await
+        .unwrap();
+    services
+}
+
 /// Answers `pong` to whatever a connection sends first.
 async fn pong_server() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -155,31 +183,13 @@ async fn a_service_address_held_elsewhere_is_served_once_released() {
     .await
     .unwrap();
 
-    let endpoints: Api<Endpoints> = Api::namespaced(api.client.clone(), "default");
-    endpoints
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({
-                "metadata": {"name": "held"},
-                "subsets": [{"addresses": [{"ip": "127.0.0.1"}], "ports": [{"port": backend.port()}]}],
-            }))
-            .unwrap(),
-        )
-        .await
-        .unwrap();
-    let services: Api<Service> = Api::namespaced(api.client.clone(), "default");
-    services
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({
-                "metadata": {"name": "held"},
-                "spec": {"clusterIP": frontend.ip().to_string(),
-                    "ports": [{"port": frontend.port(), "appProtocol": "tcp"}]},
-            }))
-            .unwrap(),
-        )
-        .await
-        .unwrap();
+    let services = backed_service(
+        &api.client,
+        "held",
+        json!({"clusterIP": frontend.ip().to_string(), "ports": [{"port": frontend.port(), "appProtocol": "tcp"}]}),
+        backend,
+    )
+    .await;
 
     let event = warning(&api.client, "default", "held", "FailedToListen").await;
     assert_eq!(event.involved_object.kind.as_deref(), Some("Service"));
@@ -202,7 +212,7 @@ async fn a_service_address_held_elsewhere_is_served_once_released() {
     );
 
     drop(proxy);
-    drop((services, endpoints));
+    drop(services);
     api.stop().await.unwrap();
 }
 
@@ -274,30 +284,13 @@ async fn the_cluster_dns_address_held_elsewhere_is_served_once_released() {
 async fn an_ingress_port_held_elsewhere_is_served_once_released() {
     let api = TestApi::start().await.unwrap();
     let backend = http_pong_server().await;
-    let endpoints: Api<Endpoints> = Api::namespaced(api.client.clone(), "default");
-    endpoints
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({
-                "metadata": {"name": "web"},
-                "subsets": [{"addresses": [{"ip": "127.0.0.1"}], "ports": [{"port": backend.port()}]}],
-            }))
-            .unwrap(),
-        )
-        .await
-        .unwrap();
-    let services: Api<Service> = Api::namespaced(api.client.clone(), "default");
-    services
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({
-                "metadata": {"name": "web"},
-                "spec": {"clusterIP": IpAddr::from(INGRESS_BACKEND_IP).to_string(), "ports": [{"port": 80}]},
-            }))
-            .unwrap(),
-        )
-        .await
-        .unwrap();
+    backed_service(
+        &api.client,
+        "web",
+        json!({"clusterIP": IpAddr::from(INGRESS_BACKEND_IP).to_string(), "ports": [{"port": 80}]}),
+        backend,
+    )
+    .await;
     let ingresses: Api<Ingress> = Api::namespaced(api.client.clone(), "default");
     ingresses
         .create(
@@ -348,6 +341,6 @@ async fn an_ingress_port_held_elsewhere_is_served_once_released() {
     );
 
     drop(proxy);
-    drop((ingresses, services, endpoints));
+    drop(ingresses);
     api.stop().await.unwrap();
 }
