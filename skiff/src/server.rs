@@ -237,6 +237,17 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         hosts.push(api_addr.ip().to_string());
     }
     hosts.extend(args.tls_san.iter().cloned());
+    // In-cluster clients reach the API as the `kubernetes` Service.
+    hosts.extend(
+        [
+            "kubernetes",
+            "kubernetes.default",
+            "kubernetes.default.svc",
+            "kubernetes.default.svc.cluster.local",
+        ]
+        .map(String::from),
+    );
+    hosts.extend(args.service_cluster_ip_range.nth(1).map(|ip| ip.to_string()));
     hosts.dedup();
     let pki = skiff_api::pki::Pki::load_or_create(&args.data_dir, &hosts).context("cannot prepare TLS credentials")?;
     let api_host = if api_addr.ip().is_unspecified() {
@@ -256,6 +267,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     };
     let api = skiff_api::ApiServer::with_service_ranges(store.clone(), std::sync::Arc::new(authenticator), ranges);
     api.bootstrap().await.context("cannot create the system namespaces")?;
+    api.register_endpoint(SocketAddr::new(api_host.parse()?, api_addr.port()))
+        .await
+        .context("cannot register in the kubernetes Service")?;
     let tls = pki.server_config().context("cannot configure TLS")?;
     let api_serve = tokio::spawn(skiff_api::serve_tls(api_listener, tls, api.router(), shutdown_signal()));
     println!(

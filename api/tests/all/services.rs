@@ -236,3 +236,33 @@ async fn bad_ingresses_are_refused_with_their_causes() {
         .await;
     assert_eq!(good.status, StatusCode::CREATED, "{}", good.text);
 }
+
+#[tokio::test]
+async fn every_api_server_is_listed_in_the_kubernetes_service() {
+    let api = Api::start().await;
+    for address in ["127.0.0.1:6443", "127.0.0.2:6443", "127.0.0.1:6443"] {
+        api.server.register_endpoint(address.parse().unwrap()).await.unwrap();
+    }
+    let service = api.get("/api/v1/namespaces/default/services/kubernetes").await;
+    assert_eq!(service.status, StatusCode::OK, "{}", service.text);
+    assert_eq!(service.body["spec"]["clusterIP"], "127.96.0.1");
+    assert_eq!(
+        service.body["spec"]["ports"],
+        json!([{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}])
+    );
+    assert!(service.body["spec"].get("selector").is_none());
+    let endpoints = api.get("/api/v1/namespaces/default/endpoints/kubernetes").await;
+    assert_eq!(
+        endpoints.body["subsets"],
+        json!([{"addresses": [{"ip": "127.0.0.1"}, {"ip": "127.0.0.2"}],
+                "ports": [{"name": "https", "port": 6443, "protocol": "TCP"}]}])
+    );
+    let slice = api
+        .get("/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/kubernetes")
+        .await;
+    assert_eq!(
+        slice.body["metadata"]["labels"]["kubernetes.io/service-name"],
+        "kubernetes"
+    );
+    assert_eq!(slice.body["endpoints"].as_array().unwrap().len(), 2);
+}

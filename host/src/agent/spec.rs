@@ -253,16 +253,20 @@ pub fn resolv_conf(pod: &Pod, cluster_dns: Option<std::net::IpAddr>) -> Option<S
 /// ClusterIP in its namespace (`enableServiceLinks`, on by default):
 /// `WEB_SERVICE_HOST`, `WEB_SERVICE_PORT`, `WEB_SERVICE_PORT_<NAME>` and the
 /// Docker-link style `WEB_PORT`, `WEB_PORT_80_TCP`, `..._PROTO`, `..._PORT`,
-/// `..._ADDR`. Services are taken in name order.
+/// `..._ADDR`. Services are taken in name order. Every pod, whatever its
+/// namespace and `enableServiceLinks`, gets those of `default/kubernetes`
+/// (`KUBERNETES_SERVICE_HOST`…), as the kubelet gives them, so in-cluster
+/// clients find the API.
 pub fn service_links(pod: &Pod, services: &[Arc<Service>]) -> Vec<(String, String)> {
-    if pod.spec.as_ref().and_then(|s| s.enable_service_links) == Some(false) {
-        return Vec::new();
-    }
+    let links = pod.spec.as_ref().and_then(|s| s.enable_service_links) != Some(false);
     let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
+    let is_api = |s: &Service| {
+        s.metadata.namespace.as_deref() == Some("default") && s.metadata.name.as_deref() == Some("kubernetes")
+    };
     let mut chosen: Vec<&Service> = services
         .iter()
         .map(Arc::as_ref)
-        .filter(|s| s.metadata.namespace.as_deref() == Some(namespace))
+        .filter(|s| (links && s.metadata.namespace.as_deref() == Some(namespace)) || is_api(s))
         .collect();
     chosen.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     let mut vars = Vec::new();
@@ -665,6 +669,21 @@ mod tests {
         let mut opted_out = pod.clone();
         opted_out.spec.as_mut().unwrap().enable_service_links = Some(false);
         assert!(service_links(&opted_out, &services).is_empty());
+
+        // The API's Service reaches every pod, opted out or elsewhere.
+        let api = Arc::new(
+            serde_json::from_value(json!({"metadata": {"name": "kubernetes", "namespace": "default"},
+                "spec": {"clusterIP": "127.96.0.1", "ports": [{"name": "https", "port": 443}]}}))
+            .unwrap(),
+        );
+        let with_api = [services[0].clone(), services[1].clone(), api];
+        let mut elsewhere = opted_out.clone();
+        elsewhere.metadata.namespace = Some("other".into());
+        let vars: BTreeMap<String, String> = service_links(&elsewhere, &with_api).into_iter().collect();
+        assert_eq!(vars["KUBERNETES_SERVICE_HOST"], "127.96.0.1");
+        assert_eq!(vars["KUBERNETES_SERVICE_PORT"], "443");
+        assert_eq!(vars["KUBERNETES_SERVICE_PORT_HTTPS"], "443");
+        assert!(vars.keys().all(|k| k.starts_with("KUBERNETES_")), "{vars:?}");
     }
 
     #[test]
