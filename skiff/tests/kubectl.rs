@@ -79,10 +79,10 @@ fn discovery_and_explain() {
     // The API is a Service too, for in-cluster clients.
     let api_service = cluster.json(&["get", "service", "kubernetes"]);
     assert_eq!(api_service["spec"]["clusterIP"], "127.96.0.1");
-    let api_port = cluster.url.rsplit(':').next().unwrap().to_string();
+    let api_port: u64 = cluster.url.rsplit(':').next().unwrap().parse().unwrap();
     cluster.json_until(&["endpoints", "kubernetes"], "the API server's endpoint", |e| {
         e["subsets"][0]["addresses"][0]["ip"] == "127.0.0.1"
-            && e["subsets"][0]["ports"][0]["port"].to_string() == api_port
+            && e["subsets"][0]["ports"][0]["port"] == api_port
     });
 
     // Every served group version has its APIService, printed as the
