@@ -23,10 +23,10 @@
 //!
 //! The graph is one task's state; API calls are made from that task in
 //! order. A failed call puts the work back after a second. No work is done
-//! until every watched kind has been listed once (after discovery adds a
-//! kind, work pauses until its list is in): an owner's dependents may be
-//! of any kind, and orphaning on a partial graph would leave some of them
-//! pointing at an owner that is then deleted.
+//! until every watched kind has been listed once or its watch has failed
+//! (after discovery adds a kind, work pauses until then): an owner's
+//! dependents may be of any kind, and a foreground deletion on a partial
+//! graph would let the owner go before them.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
@@ -82,6 +82,8 @@ enum Work {
 
 enum Input {
     Kind(usize, Box<watcher::Event<DynamicObject>>),
+    /// The kind's watch failed: its first list is waited for no longer.
+    Failed(usize),
     Retry(Work),
 }
 
@@ -94,9 +96,9 @@ struct Collector {
     dependents: HashMap<String, BTreeSet<String>>,
     /// Per kind, the uids seen since its watch (re)started listing.
     relisting: HashMap<usize, BTreeSet<String>>,
-    /// Kinds whose first list is in the graph. Work waits for all of them:
-    /// an owner's dependents may be of a kind not listed yet, and orphaning
-    /// or deleting on a partial graph would miss them.
+    /// Kinds whose first list is in the graph, or whose watch failed. Work
+    /// waits for all of them: an owner's dependents may be of a kind not
+    /// listed yet, which a foreground deletion would miss.
     listed: BTreeSet<usize>,
     queue: VecDeque<Work>,
     queued: BTreeSet<Work>,
@@ -124,6 +126,11 @@ pub async fn run(client: kube::Client) {
             _ = rediscover.tick() => gc.discover().await,
             received = events.recv() => match received {
                 Some(Input::Kind(kind, event)) => gc.observe(kind, *event),
+                // A kind that cannot be listed (its CRD deleted just after
+                // discovery) must not hold all other work back.
+                Some(Input::Failed(kind)) => {
+                    gc.listed.insert(kind);
+                }
                 Some(Input::Retry(work)) => gc.enqueue(work),
                 None => return,
             },
@@ -171,6 +178,9 @@ impl Collector {
                             }
                             Err(error) => {
                                 tracing::debug!(%error, "garbage collector: watch failed; the watcher retries");
+                                if input.send(Input::Failed(index)).await.is_err() {
+                                    return;
+                                }
                                 tokio::time::sleep(Duration::from_secs(1)).await;
                             }
                         }
