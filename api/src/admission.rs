@@ -17,7 +17,7 @@ use std::sync::{Arc, RwLock};
 
 use serde_json::Value;
 
-use crate::auth::User;
+use crate::auth::UserInfo;
 use crate::catalog::Resource;
 use crate::error::ApiError;
 
@@ -47,7 +47,7 @@ pub struct Attributes<'a> {
     pub subresource: Option<&'a str>,
     pub namespace: Option<&'a str>,
     pub name: &'a str,
-    pub user: &'a User,
+    pub user: &'a UserInfo,
     pub dry_run: bool,
 }
 

@@ -58,6 +58,8 @@ pub struct Subresources {
     pub eviction: bool,
     /// `namespaces/finalize`.
     pub finalize: bool,
+    /// `serviceaccounts/token` (TokenRequest).
+    pub token: bool,
 }
 
 /// One served group/version/resource.
@@ -75,6 +77,9 @@ pub struct Resource {
     pub categories: Vec<String>,
     pub subresources: Subresources,
     pub shape: Shape,
+    /// A review kind: created to be answered, never stored, so `create` is
+    /// its only verb.
+    pub create_only: bool,
     /// The kind's own rules: [`kinds::custom::OPS`] for custom resources.
     pub ops: &'static KindOps,
 }
@@ -110,6 +115,7 @@ struct Builtin {
     short_names: &'static [&'static str],
     categories: &'static [&'static str],
     subresources: Subresources,
+    create_only: bool,
 }
 
 /// A built-in kind: its type and ops, scope, short names and
@@ -126,12 +132,18 @@ fn builtin(
         short_names,
         categories: &[],
         subresources,
+        create_only: false,
     }
 }
 
 impl Builtin {
     fn categories(mut self, categories: &'static [&'static str]) -> Builtin {
         self.categories = categories;
+        self
+    }
+
+    fn create_only(mut self) -> Builtin {
+        self.create_only = true;
         self
     }
 
@@ -152,6 +164,7 @@ impl Builtin {
                 canonicalize: typed.canonicalize,
                 schema: typed.schema,
             },
+            create_only: self.create_only,
             ops: &self.kind.ops,
         }
     }
@@ -220,7 +233,15 @@ pub fn builtins() -> Vec<Resource> {
         builtin(&kinds::secret::KIND, NAMESPACED, &[], none()),
         builtin(&kinds::node::KIND, CLUSTER, &["no"], status()),
         builtin(&kinds::event::KIND, NAMESPACED, &["ev"], none()),
-        builtin(&kinds::service_account::KIND, NAMESPACED, &["sa"], none()),
+        builtin(
+            &kinds::service_account::KIND,
+            NAMESPACED,
+            &["sa"],
+            Subresources {
+                token: true,
+                ..Subresources::default()
+            },
+        ),
         builtin(&kinds::deployment::KIND, NAMESPACED, &["deploy"], status_and_scale()).categories(ALL),
         builtin(&kinds::replica_set::KIND, NAMESPACED, &["rs"], status_and_scale()).categories(ALL),
         builtin(&kinds::daemon_set::KIND, NAMESPACED, &["ds"], status()).categories(ALL),
@@ -243,6 +264,12 @@ pub fn builtins() -> Vec<Resource> {
             status(),
         ),
         builtin(&kinds::api_service::KIND, CLUSTER, &[], status()),
+        builtin(&kinds::review::TOKEN_REVIEW, CLUSTER, &[], none()).create_only(),
+        builtin(&kinds::review::SELF_SUBJECT_REVIEW, CLUSTER, &[], none()).create_only(),
+        builtin(&kinds::review::LOCAL_SUBJECT_ACCESS_REVIEW, NAMESPACED, &[], none()).create_only(),
+        builtin(&kinds::review::SELF_SUBJECT_ACCESS_REVIEW, CLUSTER, &[], none()).create_only(),
+        builtin(&kinds::review::SELF_SUBJECT_RULES_REVIEW, CLUSTER, &[], none()).create_only(),
+        builtin(&kinds::review::SUBJECT_ACCESS_REVIEW, CLUSTER, &[], none()).create_only(),
     ];
     let mut resources: Vec<Resource> = kinds.into_iter().map(Builtin::into_resource).collect();
     resources.push(wasm_plugin());
@@ -263,6 +290,7 @@ fn wasm_plugin() -> Resource {
         short_names: vec!["wp".into()],
         categories: vec![],
         subresources: status(),
+        create_only: false,
         shape: Shape::Custom {
             schema: None,
             columns: Arc::from(Vec::new()),

@@ -96,6 +96,7 @@ pub fn resources(crd: &Value) -> Vec<Resource> {
                     scale,
                     ..Subresources::default()
                 },
+                create_only: false,
                 shape: Shape::Custom {
                     schema: v.pointer("/schema/openAPIV3Schema").cloned().map(Arc::new),
                     // Refused at write when a path does not parse.

@@ -165,7 +165,21 @@ fn subresources(resource: &Resource) -> Vec<Sub> {
     if s.status {
         subs.push(own("status", &["get", "patch", "update"]));
     }
+    if s.token {
+        subs.push(other(
+            "token",
+            "authentication.k8s.io",
+            "v1",
+            "TokenRequest",
+            &["create"],
+        ));
+    }
     subs
+}
+
+/// The verbs a resource serves.
+fn verbs(resource: &Resource) -> &'static [&'static str] {
+    if resource.create_only { &["create"] } else { ALL_VERBS }
 }
 
 /// `/api/v1` or `/apis/<group>/<version>`.
@@ -185,7 +199,7 @@ pub fn resource_list(catalog: &Catalog, group: &str, version: &str) -> Option<Va
             "singularName": r.singular,
             "namespaced": r.namespaced,
             "kind": r.kind,
-            "verbs": ALL_VERBS,
+            "verbs": verbs(r),
         });
         if !r.short_names.is_empty() {
             entry["shortNames"] = json!(r.short_names);
@@ -228,7 +242,7 @@ fn aggregated_resource(r: &Resource) -> Value {
         "responseKind": {"group": r.group, "version": r.version, "kind": r.kind},
         "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
         "singularResource": r.singular,
-        "verbs": ALL_VERBS,
+        "verbs": verbs(r),
     });
     if !r.short_names.is_empty() {
         entry["shortNames"] = json!(r.short_names);

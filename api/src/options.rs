@@ -3,7 +3,7 @@
 //! edge (`server::query`), read by the registry, the kinds' strategies,
 //! body decoding and watch.
 
-use crate::auth::User;
+use crate::auth::UserInfo;
 use crate::selector::{FieldSelector, LabelSelector};
 
 /// `fieldValidation`: what to do with fields the schema does not know.
@@ -21,7 +21,7 @@ pub struct WriteOptions {
     pub dry_run: bool,
     pub field_manager: Option<String>,
     /// Who is writing, for admission.
-    pub user: User,
+    pub user: UserInfo,
     /// A server-side apply, which records its own field ownership.
     pub applying: bool,
 }
@@ -29,7 +29,7 @@ pub struct WriteOptions {
 /// `DeleteOptions` as far as the registry acts on them.
 #[derive(Clone, Debug, Default)]
 pub struct DeleteOptions {
-    pub user: User,
+    pub user: UserInfo,
     pub dry_run: bool,
     pub propagation: Option<Propagation>,
     pub grace_period_seconds: Option<i64>,

@@ -1,11 +1,20 @@
 //! The server's credentials, generated on first start and kept in the data
-//! directory: a CA, a serving certificate signed by it, the admin bearer
-//! token, and the admin kubeconfig that ties them together.
+//! directory: a CA, a serving certificate signed by it, the admin's client
+//! certificate (and, for older kubeconfigs, the admin bearer token), the
+//! key that signs ServiceAccount tokens, and the admin kubeconfig that ties
+//! them together.
 //!
 //! ```text
-//! DIR/pki/ca.crt  ca.key  server.crt  server.key  admin.token
+//! DIR/pki/ca.crt  ca.key  server.crt  server.key  admin.crt  admin.key
+//!        admin.token  service-account.key
 //! DIR/kubeconfig
 //! ```
+//!
+//! One CA signs serving and client certificates, as kubeadm's does: a
+//! client certificate it signed authenticates as its subject's common name
+//! (the user) and organizations (the groups). [`Pki::issue_client`] signs
+//! those of skiff's own components on each start, and [`Pki::sign_request`]
+//! those that node agents ask for.
 //!
 //! Existing files are reused, so clients keep trusting a restarted server;
 //! the serving certificate is re-issued when the names it must cover change.
@@ -50,8 +59,16 @@ pub struct Pki {
     pub ca_pem: String,
     pub server_cert_pem: String,
     pub server_key_pem: String,
-    /// The admin's bearer token.
+    /// The CA's private key, which signs client certificates.
+    ca_key_pem: String,
+    /// The admin's client certificate and key (CN `skiff-admin`, O
+    /// `system:masters`).
+    pub admin_cert_pem: String,
+    pub admin_key_pem: String,
+    /// The admin's bearer token, still accepted.
     pub admin_token: String,
+    /// The PKCS#8 DER of the P-256 key that signs ServiceAccount tokens.
+    pub service_account_key: Vec<u8>,
 }
 
 fn read(path: &Path) -> Result<Option<String>, PkiError> {
@@ -92,6 +109,18 @@ fn generate(what: &'static str) -> impl Fn(rcgen::Error) -> PkiError {
 /// Certificates are valid until New Year ten years from now.
 fn expiry_year() -> i32 {
     i32::from(jiff::Zoned::now().year()) + 10
+}
+
+fn client_params(user: &str, group: Option<&str>, until_year: i32) -> Result<CertificateParams, PkiError> {
+    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(generate("client certificate"))?;
+    params.distinguished_name.push(DnType::CommonName, user);
+    if let Some(group) = group {
+        params.distinguished_name.push(DnType::OrganizationName, group);
+    }
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.not_after = rcgen::date_time_ymd(until_year, 1, 1);
+    Ok(params)
 }
 
 /// The CA's certificate parameters: the same on every start, so the stored
@@ -168,13 +197,98 @@ impl Pki {
                 token
             }
         };
-        Ok(Pki {
+        let sa_path = dir.join("service-account.key");
+        let service_account_key = match read(&sa_path)? {
+            Some(pem) => KeyPair::from_pem(&pem).map_err(|_| PkiError::BadPem {
+                path: sa_path.clone(),
+                what: "private key",
+            })?,
+            None => {
+                let key = KeyPair::generate().map_err(generate("ServiceAccount signing key"))?;
+                write_private(&sa_path, &key.serialize_pem())?;
+                key
+            }
+        }
+        .serialize_der();
+        let mut pki = Pki {
             dir,
             ca_pem,
             server_cert_pem,
             server_key_pem,
+            ca_key_pem,
+            admin_cert_pem: String::new(),
+            admin_key_pem: String::new(),
             admin_token,
-        })
+            service_account_key,
+        };
+        let (admin_cert, admin_key) = match (read(&pki.dir.join("admin.crt"))?, read(&pki.dir.join("admin.key"))?) {
+            (Some(cert), Some(key)) => (cert, key),
+            _ => {
+                let (cert, key) = pki.issue_client("skiff-admin", Some("system:masters"), expiry_year())?;
+                write_private(&pki.dir.join("admin.key"), &key)?;
+                write_private(&pki.dir.join("admin.crt"), &cert)?;
+                (cert, key)
+            }
+        };
+        pki.admin_cert_pem = admin_cert;
+        pki.admin_key_pem = admin_key;
+        Ok(pki)
+    }
+
+    fn issuer(&self) -> Result<Issuer<'static, KeyPair>, PkiError> {
+        let ca_key = KeyPair::from_pem(&self.ca_key_pem).map_err(|_| PkiError::BadPem {
+            path: self.dir.join("ca.key"),
+            what: "private key",
+        })?;
+        Ok(Issuer::new(ca_params()?, ca_key))
+    }
+
+    /// Authentication by this PKI's credentials: the admin token, and
+    /// ServiceAccount tokens its key signs for `issuer`.
+    pub fn authentication(&self, issuer: &str) -> Result<crate::auth::Authentication, PkiError> {
+        let keys = skiff_auth::token::Keys::new(issuer, &self.service_account_key).map_err(|_| PkiError::BadPem {
+            path: self.dir.join("service-account.key"),
+            what: "P-256 private key",
+        })?;
+        Ok(crate::auth::Authentication::new()
+            .with_token(self.admin_token.clone(), skiff_auth::UserInfo::admin())
+            .with_service_accounts(Arc::new(keys), Vec::new()))
+    }
+
+    /// A client certificate and its key (PEM) for `user`, in `group` if
+    /// any, valid until New Year of `until_year`. One group only: `rcgen`
+    /// writes one value per attribute type of a subject.
+    pub fn issue_client(&self, user: &str, group: Option<&str>, until_year: i32) -> Result<(String, String), PkiError> {
+        let key = KeyPair::generate().map_err(generate("client key"))?;
+        let params = client_params(user, group, until_year)?;
+        let cert = params
+            .signed_by(&key, &self.issuer()?)
+            .map_err(generate("client certificate"))?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
+
+    /// Signs a certificate signing request (PEM) as a client certificate
+    /// for the subject it asks for, valid for `days`.
+    pub fn sign_request(&self, csr_pem: &str, days: i64) -> Result<String, PkiError> {
+        let mut request =
+            rcgen::CertificateSigningRequestParams::from_pem(csr_pem).map_err(generate("certificate request"))?;
+        let until = jiff::Timestamp::now()
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .saturating_add(jiff::Span::new().days(days.clamp(1, 3650)))
+            .date();
+        request.params.not_after = rcgen::date_time_ymd(
+            i32::from(until.year()),
+            until.month().unsigned_abs(),
+            until.day().unsigned_abs(),
+        );
+        request.params.is_ca = IsCa::ExplicitNoCa;
+        request.params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        request.params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        request.params.subject_alt_names.clear();
+        let cert = request
+            .signed_by(&self.issuer()?)
+            .map_err(generate("client certificate"))?;
+        Ok(cert.pem())
     }
 
     /// A rustls server configuration offering HTTP/2 and HTTP/1.1.
@@ -190,41 +304,43 @@ impl Pki {
             what: "private key",
         })?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
+        // Client certificates are asked for, not required: most clients
+        // authenticate with a token, or are anonymous.
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in CertificateDer::pem_slice_iter(self.ca_pem.as_bytes()) {
+            let ca = ca.map_err(|_| PkiError::BadPem {
+                path: self.dir.join("ca.crt"),
+                what: "certificate",
+            })?;
+            roots.add(ca).map_err(|source| PkiError::Tls { source })?;
+        }
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+            .allow_unauthenticated()
+            .build()
+            .map_err(|error| PkiError::Tls {
+                source: rustls::Error::General(error.to_string()),
+            })?;
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|source| PkiError::Tls { source })?
-            .with_no_client_auth()
+            .with_client_cert_verifier(verifier)
             .with_single_cert(certs, key)
             .map_err(|source| PkiError::Tls { source })?;
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Arc::new(config))
     }
 
-    /// The admin kubeconfig for a server reachable at `server_url`.
+    /// The admin kubeconfig for a server reachable at `server_url`: the
+    /// admin's client certificate.
     pub fn kubeconfig(&self, server_url: &str) -> String {
-        use base64::Engine;
-        let ca = base64::engine::general_purpose::STANDARD.encode(&self.ca_pem);
-        format!(
-            "apiVersion: v1
-kind: Config
-clusters:
-- name: skiff
-  cluster:
-    server: {server_url}
-    certificate-authority-data: {ca}
-users:
-- name: skiff-admin
-  user:
-    token: {token}
-contexts:
-- name: skiff
-  context:
-    cluster: skiff
-    user: skiff-admin
-    namespace: default
-current-context: skiff
-",
-            token = self.admin_token
+        kubeconfig(
+            server_url,
+            &self.ca_pem,
+            "skiff-admin",
+            &Credential::Certificate {
+                cert_pem: &self.admin_cert_pem,
+                key_pem: &self.admin_key_pem,
+            },
         )
     }
 
@@ -232,6 +348,49 @@ current-context: skiff
     pub fn write_kubeconfig(&self, path: &Path, server_url: &str) -> Result<(), PkiError> {
         write_private(path, &self.kubeconfig(server_url))
     }
+}
+
+/// How a kubeconfig's user authenticates.
+#[derive(Clone, Copy, Debug)]
+pub enum Credential<'a> {
+    Token(&'a str),
+    Certificate { cert_pem: &'a str, key_pem: &'a str },
+}
+
+/// A kubeconfig with one cluster, one user and one context, all called
+/// `skiff` but the user.
+pub fn kubeconfig(server_url: &str, ca_pem: &str, user: &str, credential: &Credential<'_>) -> String {
+    use base64::Engine;
+    let b64 = |text: &str| base64::engine::general_purpose::STANDARD.encode(text);
+    let auth = match credential {
+        Credential::Token(token) => format!("    token: {token}\n"),
+        Credential::Certificate { cert_pem, key_pem } => format!(
+            "    client-certificate-data: {}\n    client-key-data: {}\n",
+            b64(cert_pem),
+            b64(key_pem)
+        ),
+    };
+    format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: skiff
+  cluster:
+    server: {server_url}
+    certificate-authority-data: {ca}
+users:
+- name: {user}
+  user:
+{auth}contexts:
+- name: skiff
+  context:
+    cluster: skiff
+    user: {user}
+    namespace: default
+current-context: skiff
+",
+        ca = b64(ca_pem),
+    )
 }
 
 #[cfg(test)]
@@ -255,8 +414,10 @@ mod tests {
             third.server_cert_pem, first.server_cert_pem,
             "new names, new certificate"
         );
+        assert_eq!(first.admin_cert_pem, second.admin_cert_pem);
+        assert_eq!(first.service_account_key, second.service_account_key);
         let kubeconfig = first.kubeconfig("https://127.0.0.1:6443");
-        assert!(kubeconfig.contains(&first.admin_token));
+        assert!(kubeconfig.contains("client-certificate-data"));
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(dir.path().join("pki/ca.key"))
             .unwrap()

@@ -312,12 +312,12 @@ mod tests {
         let catalog = skiff_api::catalog::Catalog::new();
         let deployments = catalog.lookup("apps", "v1", "deployments").unwrap();
         let pods = catalog.lookup("", "v1", "pods").unwrap();
-        let user = skiff_api::auth::User::admin();
+        let user = skiff_api::auth::UserInfo::admin();
         fn attributes<'a>(
             resource: &'a skiff_api::catalog::Resource,
             operation: Operation,
             subresource: Option<&'a str>,
-            user: &'a skiff_api::auth::User,
+            user: &'a skiff_api::auth::UserInfo,
         ) -> Attributes<'a> {
             Attributes {
                 operation,

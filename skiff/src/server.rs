@@ -259,13 +259,14 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let kubeconfig = args.data_dir.join("kubeconfig");
     pki.write_kubeconfig(&kubeconfig, &url)
         .with_context(|| format!("cannot write {}", kubeconfig.display()))?;
-    let authenticator =
-        skiff_api::auth::TokenAuthenticator::new().with_token(pki.admin_token.clone(), skiff_api::auth::User::admin());
+    let authentication = pki
+        .authentication(skiff_api::auth::DEFAULT_ISSUER)
+        .context("cannot load the ServiceAccount signing key")?;
     let ranges = skiff_api::services::ServiceRanges {
         cluster_ips: args.service_cluster_ip_range,
         node_ports: args.service_node_port_range,
     };
-    let api = skiff_api::ApiServer::with_service_ranges(store.clone(), std::sync::Arc::new(authenticator), ranges);
+    let api = skiff_api::ApiServer::with_service_ranges(store.clone(), authentication, ranges);
     api.bootstrap().await.context("cannot create the system namespaces")?;
     api.register_endpoint(SocketAddr::new(api_host.parse()?, api_addr.port()))
         .await

@@ -29,7 +29,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use skiff_api::ApiServer;
-use skiff_api::auth::{TokenAuthenticator, User};
 use skiff_api::pki::Pki;
 use skiff_store::{Store, StoreConfig};
 
@@ -79,8 +78,10 @@ impl TestApi {
         store.wait_for_leader(Duration::from_secs(10)).await?;
 
         let pki = Pki::load_or_create(&dir.path().join("pki"), &["127.0.0.1".into()]).context("credentials")?;
-        let authn = TokenAuthenticator::new().with_token(pki.admin_token.clone(), User::admin());
-        let server = ApiServer::new(store.clone(), Arc::new(authn));
+        let authn = pki
+            .authentication(skiff_api::auth::DEFAULT_ISSUER)
+            .context("ServiceAccount signing key")?;
+        let server = ApiServer::new(store.clone(), authn);
         server.bootstrap().await.context("bootstrap the API objects")?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("https://{}", listener.local_addr()?);

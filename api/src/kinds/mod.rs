@@ -52,6 +52,7 @@ pub mod pod_spec;
 pub mod rbac;
 pub mod replica_set;
 pub mod replication_controller;
+pub mod review;
 pub mod runtime_class;
 pub mod secret;
 pub mod service;

@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use serde_json::{Value, json};
 
 use super::ApiServer;
-use crate::auth::User;
+use crate::auth::UserInfo;
 use crate::error::ApiError;
 use crate::options::{Part, WriteOptions};
 
@@ -27,7 +27,7 @@ impl ApiServer {
     /// server answers, to its Endpoints and EndpointSlice.
     pub async fn register_endpoint(&self, address: SocketAddr) -> crate::Result<()> {
         let options = WriteOptions {
-            user: User::apiserver(),
+            user: UserInfo::apiserver(),
             ..Default::default()
         };
         if let (Some(resource), Some(ip)) = (

@@ -7,6 +7,7 @@ mod negotiate;
 mod pretty;
 mod query;
 mod resources;
+mod reviews;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -21,7 +22,7 @@ use http::{HeaderValue, StatusCode, header};
 use serde_json::Value;
 use skiff_store::Store;
 
-use crate::auth::{AllowAdmins, Authenticator, Authorizer, User};
+use crate::auth::{Authentication, Authorizer, ClientCertificate, Outcome, UserInfo};
 use crate::catalog::Catalog;
 use crate::discovery;
 use crate::error::ApiError;
@@ -37,28 +38,27 @@ pub struct ApiServer {
     pub registry: Registry,
     pub catalog: Catalog,
     openapi: OpenApi,
-    authenticator: Arc<dyn Authenticator>,
-    authorizer: Arc<dyn Authorizer>,
+    pub authentication: Authentication,
+    pub authorizer: Authorizer,
 }
 
 impl ApiServer {
-    pub fn new(store: Store, authenticator: Arc<dyn Authenticator>) -> Arc<ApiServer> {
-        ApiServer::with_service_ranges(store, authenticator, ServiceRanges::default())
+    /// A server over `store`. Must be called within a Tokio runtime: the
+    /// authorizer follows the store's RBAC objects and pods from here on.
+    pub fn new(store: Store, authentication: Authentication) -> Arc<ApiServer> {
+        ApiServer::with_service_ranges(store, authentication, ServiceRanges::default())
     }
 
     /// A server whose Services get their addresses from `ranges`.
-    pub fn with_service_ranges(
-        store: Store,
-        authenticator: Arc<dyn Authenticator>,
-        ranges: ServiceRanges,
-    ) -> Arc<ApiServer> {
+    pub fn with_service_ranges(store: Store, authentication: Authentication, ranges: ServiceRanges) -> Arc<ApiServer> {
         let catalog = Catalog::new();
+        let authorizer = Authorizer::follow(&store);
         Arc::new(ApiServer {
             registry: Registry::new(store, catalog.clone()).with_service_ranges(ranges),
             catalog,
             openapi: OpenApi::default(),
-            authenticator,
-            authorizer: Arc::new(AllowAdmins),
+            authentication,
+            authorizer,
         })
     }
 
@@ -68,7 +68,7 @@ impl ApiServer {
     /// `runc` that pods may name to force a runtime, the default
     /// IngressClass `skiff`, the Service `kube-system/kube-dns`, and the
     /// CustomResourceDefinition of skiff's `WasmPlugin` kind. Existing ones
-    /// are left alone.
+    /// are left alone. Then the bootstrap RBAC policy is reconciled.
     pub async fn bootstrap(&self) -> crate::Result<()> {
         crate::crd::sync(self.registry.store().clone(), self.catalog.clone()).await?;
         let namespaces = SYSTEM_NAMESPACES.iter().map(|name| {
@@ -134,7 +134,7 @@ impl ApiServer {
                 .and_then(Value::as_str)
                 .map(str::to_owned);
             let options = crate::options::WriteOptions {
-                user: User::apiserver(),
+                user: UserInfo::apiserver(),
                 ..Default::default()
             };
             match self
@@ -146,7 +146,7 @@ impl ApiServer {
                 Err(error) => return Err(error),
             }
         }
-        Ok(())
+        crate::auth::reconcile::reconcile(&self.registry).await
     }
 
     /// The router: health and version for anyone, everything else for
@@ -164,6 +164,8 @@ impl ApiServer {
             .route("/openapi/v2", get(openapi_v2))
             .route("/openapi/v3", get(openapi_v3_index))
             .route("/openapi/v3/{*path}", get(openapi_v3))
+            .route("/.well-known/openid-configuration", get(openid_configuration))
+            .route("/openid/v1/jwks", get(openid_jwks))
             .fallback(dispatch)
             .layer(middleware::from_fn_with_state(self.clone(), authenticate))
             .layer(middleware::from_fn(pretty::layer))
@@ -185,30 +187,55 @@ const SYSTEM_NAMESPACES: [&str; 4] = ["default", "kube-system", "kube-public", "
 /// One RuntimeClass per node runtime; the handler names the runtime.
 const RUNTIME_CLASSES: [&str; 2] = ["wasmtime", "runc"];
 
-/// Paths anyone may read, as Kubernetes' `system:public-info-viewer`.
-fn is_public(path: &str) -> bool {
-    matches!(path, "/healthz" | "/livez" | "/readyz" | "/version" | "/version/")
-        || path.starts_with("/healthz/")
-        || path.starts_with("/livez/")
-        || path.starts_with("/readyz/")
-}
-
+/// Authentication, impersonation, and authorization of every request that
+/// is not for a resource (those are authorized once parsed, with their
+/// verb): health, version, discovery, OpenAPI, the OpenID documents.
 async fn authenticate(State(server): State<Arc<ApiServer>>, mut request: Request, next: Next) -> Response {
-    let user = server.authenticator.authenticate(request.headers());
-    match user {
-        Some(user) => {
-            request.extensions_mut().insert(user);
+    let certificate = request.extensions().get::<ClientCertificate>().cloned();
+    let outcome = server
+        .authentication
+        .authenticate(server.registry.store(), request.headers(), certificate.as_ref())
+        .await;
+    let user = match outcome {
+        Outcome::User(user) => user,
+        Outcome::Anonymous => UserInfo::anonymous(),
+        Outcome::Refused(reason) => {
+            tracing::debug!(path = %request.uri().path(), %reason, "authentication refused");
+            return ApiError::Unauthorized.into_response();
         }
-        None if is_public(request.uri().path()) => {
-            request.extensions_mut().insert(User::anonymous());
+    };
+    let user = match crate::auth::impersonate::resolve(&server.authorizer, user, request.headers()) {
+        Ok(user) => user,
+        Err(error) => return error.into_response(),
+    };
+    let path = request.uri().path();
+    if crate::request::parse(request.method(), path, false).is_none() {
+        let verb = request.method().as_str().to_ascii_lowercase();
+        let attributes = crate::auth::Attributes::non_resource(user.clone(), verb, path);
+        if let Err(error) = server.check(&attributes) {
+            return error.into_response();
         }
-        None => return ApiError::Unauthorized.into_response(),
     }
+    request.extensions_mut().insert(user);
     let method = request.method().clone();
     let uri = request.uri().clone();
     let response = next.run(request).await;
     tracing::debug!(%method, %uri, status = response.status().as_u16(), "request");
     response
+}
+
+impl ApiServer {
+    /// Authorizes a request: Ok, or the Status to answer with (401 for an
+    /// anonymous user, who may yet authenticate; 403 for anyone else).
+    pub fn check(&self, attributes: &crate::auth::Attributes) -> crate::Result<()> {
+        match self.authorizer.authorize(attributes) {
+            crate::auth::Decision::Allow => Ok(()),
+            _ if attributes.user.is_anonymous() => Err(ApiError::Unauthorized),
+            crate::auth::Decision::NoOpinion(reason) | crate::auth::Decision::Deny(reason) => {
+                Err(ApiError::Forbidden(crate::auth::forbidden_message(attributes, &reason)))
+            }
+        }
+    }
 }
 
 async fn health() -> &'static str {
@@ -270,6 +297,30 @@ async fn openapi_v3(
 ) -> Response {
     match server.openapi.v3(&server.catalog, &path) {
         Some(doc) => json(StatusCode::OK, &doc),
+        None => ApiError::NoSuchRoute.into_response(),
+    }
+}
+
+/// The OpenID discovery document of the ServiceAccount token issuer, as
+/// kube-apiserver serves it (to `system:service-account-issuer-discovery`).
+async fn openid_configuration(State(server): State<Arc<ApiServer>>) -> Response {
+    match server.authentication.service_account_keys() {
+        Some(keys) => json(StatusCode::OK, &keys.openid_configuration(keys.issuer())),
+        None => ApiError::NoSuchRoute.into_response(),
+    }
+}
+
+/// The public keys that verify ServiceAccount tokens.
+async fn openid_jwks(State(server): State<Arc<ApiServer>>) -> Response {
+    match server.authentication.service_account_keys() {
+        Some(keys) => {
+            let mut response = json(StatusCode::OK, &keys.jwks());
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/jwk-set+json"),
+            );
+            response
+        }
         None => ApiError::NoSuchRoute.into_response(),
     }
 }
@@ -372,7 +423,23 @@ pub async fn serve_tls(
                     return;
                 }
             };
-            let service = TowerToHyperService::new(router);
+            // A client certificate, if any, was verified against the
+            // cluster CA in the handshake; authentication reads its subject.
+            let certificate = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .map(|leaf| ClientCertificate(Arc::from(leaf.as_ref())));
+            let service = TowerToHyperService::new(tower::ServiceExt::map_request(
+                router,
+                move |mut request: http::Request<hyper::body::Incoming>| {
+                    if let Some(certificate) = &certificate {
+                        request.extensions_mut().insert(certificate.clone());
+                    }
+                    request
+                },
+            ));
             let mut builder = auto::Builder::new(TokioExecutor::new());
             // Watches hold their stream open: allow many per connection.
             builder.http2().max_concurrent_streams(MAX_STREAMS_PER_CONNECTION);

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::negotiate::{self, Output};
 use super::query::{self, Query};
 use super::{ApiServer, stream_body};
-use crate::auth::{Decision, User};
+use crate::auth::UserInfo;
 use crate::body::{self, MAX_BODY_BYTES};
 use crate::catalog::Resource;
 use crate::error::{ApiError, Result, Subject};
@@ -27,24 +27,24 @@ use crate::status::{Details, Status};
 use crate::watch::{self, WatchOptions};
 
 /// Everything about one resource request, parsed.
-struct Call {
-    server: Arc<ApiServer>,
-    user: User,
+pub(super) struct Call {
+    pub(super) server: Arc<ApiServer>,
+    pub(super) user: UserInfo,
     user_agent: Option<String>,
-    request: ResourceRequest,
-    resource: Arc<Resource>,
-    query: Query,
+    pub(super) request: ResourceRequest,
+    pub(super) resource: Arc<Resource>,
+    pub(super) query: Query,
     accept: Option<String>,
-    content_type: Option<String>,
-    body: Bytes,
+    pub(super) content_type: Option<String>,
+    pub(super) body: Bytes,
 }
 
 impl Call {
-    fn namespace(&self) -> Option<&str> {
+    pub(super) fn namespace(&self) -> Option<&str> {
         self.request.namespace.as_deref()
     }
 
-    fn name(&self) -> &str {
+    pub(super) fn name(&self) -> &str {
         self.request.name.as_deref().unwrap_or_default()
     }
 
@@ -70,7 +70,7 @@ impl Call {
         Ok(options)
     }
 
-    fn output(&self) -> Result<Output> {
+    pub(super) fn output(&self) -> Result<Output> {
         negotiate::output(self.accept.as_deref(), self.query.get("includeObject"))
     }
 }
@@ -97,10 +97,12 @@ pub(super) async fn handle(server: Arc<ApiServer>, request: Request) -> Result<R
     if info.namespace.is_some() && !resource.namespaced {
         return Err(ApiError::NoSuchRoute);
     }
-    let user = parts.extensions.get::<User>().cloned().unwrap_or_else(User::anonymous);
-    if let Decision::Deny(reason) = server.authorizer.authorize(&user, &info) {
-        return Err(ApiError::Forbidden(reason));
-    }
+    let user = parts
+        .extensions
+        .get::<UserInfo>()
+        .cloned()
+        .unwrap_or_else(UserInfo::anonymous);
+    server.check(&crate::auth::attributes(&user, &info))?;
     let header = |name: header::HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(String::from);
     let body = axum::body::to_bytes(body, MAX_BODY_BYTES)
         .await
@@ -126,14 +128,22 @@ pub(super) async fn handle(server: Arc<ApiServer>, request: Request) -> Result<R
             "log" => s.log,
             "eviction" => s.eviction,
             "finalize" => s.finalize,
+            "token" => s.token,
             _ => false,
         };
         if !served {
             return Err(ApiError::NoSuchRoute);
         }
     }
+    if call.resource.create_only {
+        return match (call.request.verb, sub.as_deref(), &call.request.name) {
+            (Verb::Create, None, None) => super::reviews::review(&call).await,
+            _ => Err(ApiError::MethodNotSupported),
+        };
+    }
     match (call.request.verb, sub.as_deref()) {
         (Verb::Get, None | Some("status")) => get(&call).await,
+        (Verb::Create, Some("token")) => super::reviews::token_request(&call).await,
         (Verb::Get, Some("scale")) => get_scale(&call).await,
         (Verb::Get, Some("log")) => log(&call).await,
         (Verb::List, None) => list(&call).await,
@@ -225,7 +235,13 @@ async fn watch(call: Call) -> Result<Response> {
 
 /// An object reply with `Warning` headers for what `fieldValidation=Warn`
 /// found.
-fn written(code: StatusCode, output: Output, resource: &Resource, object: &Value, warnings: &[String]) -> Response {
+pub(super) fn written(
+    code: StatusCode,
+    output: Output,
+    resource: &Resource,
+    object: &Value,
+    warnings: &[String],
+) -> Response {
     with_warnings(negotiate::object(code, output, resource, object), warnings)
 }
 

@@ -243,10 +243,7 @@ async fn a_restarted_server_serves_stored_crds() {
     let api = Api::start().await;
     api.post(CRDS, widget_crd()).await;
     // A second API server on the same store learns the CRD at start.
-    let second = skiff_api::ApiServer::new(
-        api.store.clone(),
-        std::sync::Arc::new(skiff_api::auth::TokenAuthenticator::new()),
-    );
+    let second = skiff_api::ApiServer::new(api.store.clone(), skiff_api::auth::Authentication::new());
     second.bootstrap().await.unwrap();
     assert!(second.catalog.lookup("example.dev", "v1", "widgets").is_some());
     // …and follows later changes through its watch.

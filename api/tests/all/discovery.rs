@@ -127,8 +127,14 @@ async fn credentials_are_required() {
     for (path, auth, expected) in [
         ("/api/v1/namespaces", None, StatusCode::UNAUTHORIZED),
         ("/api/v1/namespaces", Some("Bearer wrong"), StatusCode::UNAUTHORIZED),
-        ("/apis", None, StatusCode::UNAUTHORIZED),
+        ("/api/v1/namespaces/default/pods/p", None, StatusCode::UNAUTHORIZED),
+        // Discovery is public, by the binding `skiff:anonymous-discovery`.
+        ("/apis", None, StatusCode::OK),
+        ("/api/v1", None, StatusCode::OK),
+        ("/openapi/v2", None, StatusCode::OK),
         ("/version", None, StatusCode::OK),
+        // A bad credential is refused even where anonymous users may read.
+        ("/healthz", Some("Bearer wrong"), StatusCode::UNAUTHORIZED),
         ("/version/", None, StatusCode::OK),
         ("/healthz", None, StatusCode::OK),
     ] {

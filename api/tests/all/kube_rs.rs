@@ -1,7 +1,6 @@
 //! kube-rs against a served TLS endpoint, configured from the kubeconfig
 //! the server's credentials produce.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
@@ -10,7 +9,6 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use kube::runtime::watcher;
 use skiff_api::ApiServer;
-use skiff_api::auth::{TokenAuthenticator, User};
 use skiff_api::pki::Pki;
 
 use crate::support;
@@ -26,8 +24,8 @@ async fn serve() -> Served {
     let api = support::Api::start().await;
     let pki_dir = tempfile::tempdir().unwrap();
     let pki = Pki::load_or_create(pki_dir.path(), &["127.0.0.1".into(), "localhost".into()]).unwrap();
-    let authn = TokenAuthenticator::new().with_token(pki.admin_token.clone(), User::admin());
-    let server = ApiServer::new(api.store.clone(), Arc::new(authn));
+    let authn = pki.authentication(skiff_api::auth::DEFAULT_ISSUER).unwrap();
+    let server = ApiServer::new(api.store.clone(), authn);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("https://{}", listener.local_addr().unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -8,7 +8,7 @@ use axum::body::Body;
 use http::{HeaderMap, Method, Request, StatusCode};
 use serde_json::Value;
 use skiff_api::ApiServer;
-use skiff_api::auth::{TokenAuthenticator, User};
+use skiff_api::auth::{Authentication, UserInfo};
 use skiff_store::{Store, StoreConfig};
 use tower::ServiceExt;
 
@@ -38,8 +38,8 @@ impl Api {
         let store = Store::open(config).await.unwrap();
         store.initialize_single().await.unwrap();
         store.wait_for_leader(Duration::from_secs(10)).await.unwrap();
-        let authn = TokenAuthenticator::new().with_token(TOKEN, User::admin());
-        let server = ApiServer::new(store.clone(), Arc::new(authn));
+        let authn = Authentication::new().with_token(TOKEN, UserInfo::admin());
+        let server = ApiServer::new(store.clone(), authn);
         let api = Api {
             router: server.router(),
             store,

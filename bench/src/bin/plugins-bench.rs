@@ -31,7 +31,7 @@ use k8s_openapi::api::core::v1::Pod;
 use serde::Serialize;
 use serde_json::{Value, json};
 use skiff_api::admission::{Attributes, MutatingPlugin, Operation, ValidatingPlugin};
-use skiff_api::auth::User;
+use skiff_api::auth::UserInfo;
 use skiff_api::catalog::Catalog;
 use skiff_bench::scheduler::{core_cycles_with, node_name};
 use skiff_bench::{load, procs};
@@ -258,7 +258,7 @@ fn main() -> anyhow::Result<()> {
     let catalog = Catalog::new();
     let deployments = catalog.lookup("apps", "v1", "deployments").context("deployments")?;
     let pods = catalog.lookup("", "v1", "pods").context("pods")?;
-    let admin = User::admin();
+    let admin = UserInfo::admin();
     let attributes = |resource: &'static str| Attributes {
         operation: Operation::Create,
         resource: if resource == "pods" { &pods } else { &deployments },
