@@ -84,8 +84,18 @@ pub trait ValidatingPlugin: Send + Sync + std::fmt::Debug {
     fn validate(&self, attributes: &Attributes<'_>, object: &Value, old: Option<&Value>) -> Result<(), Denial>;
 }
 
+/// A compiled-in admission step, as kube-apiserver's built-in plugins
+/// (NodeRestriction, the RBAC escalation check): it runs before the
+/// validating plugins, on every create, update and delete, and its
+/// refusal reaches the client as it is.
+pub trait BuiltinPlugin: Send + Sync + std::fmt::Debug {
+    fn name(&self) -> &str;
+    fn validate(&self, attributes: &Attributes<'_>, object: &Value, old: Option<&Value>) -> Result<(), ApiError>;
+}
+
 #[derive(Debug, Default)]
 struct Chain {
+    builtin: Vec<Arc<dyn BuiltinPlugin>>,
     mutating: Vec<Arc<dyn MutatingPlugin>>,
     validating: Vec<Arc<dyn ValidatingPlugin>>,
 }
@@ -115,6 +125,15 @@ impl Admission {
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Chain> {
         self.chain.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds a built-in step, replacing one of the same name in place.
+    pub fn add_builtin(&self, plugin: Arc<dyn BuiltinPlugin>) {
+        let mut chain = self.write();
+        match chain.builtin.iter_mut().find(|p| p.name() == plugin.name()) {
+            Some(slot) => *slot = plugin,
+            None => chain.builtin.push(plugin),
+        }
     }
 
     /// Adds a mutating plugin, replacing one of the same name in place.
@@ -170,8 +189,12 @@ impl Admission {
         Ok(ran)
     }
 
-    /// Runs the validating plugins.
+    /// Runs the built-in steps, then the validating plugins.
     pub fn validate(&self, attributes: &Attributes<'_>, object: &Value, old: Option<&Value>) -> Result<(), ApiError> {
+        let builtin: Vec<_> = self.read().builtin.clone();
+        for step in &builtin {
+            step.validate(attributes, object, old)?;
+        }
         let plugins: Vec<_> = self.read().validating.clone();
         for plugin in plugins.iter().filter(|p| p.handles(attributes)) {
             plugin

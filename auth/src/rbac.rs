@@ -59,6 +59,8 @@ pub struct Policy {
     namespaced: HashMap<String, HashMap<SubjectKey, Vec<Grant>>>,
     /// Each ClusterRole's rules, aggregation resolved.
     cluster_roles: HashMap<String, Arc<[PolicyRule]>>,
+    /// Each Role's rules, by namespace and name.
+    roles: HashMap<(String, String), Arc<[PolicyRule]>>,
     /// Bindings whose role does not exist, so refusals can say why.
     dangling: Vec<String>,
 }
@@ -148,6 +150,13 @@ impl Policy {
     /// A ClusterRole's rules, aggregation resolved.
     pub fn cluster_role(&self, name: &str) -> Option<&[PolicyRule]> {
         self.cluster_roles.get(name).map(|rules| &rules[..])
+    }
+
+    /// A Role's rules.
+    pub fn role(&self, namespace: &str, name: &str) -> Option<&[PolicyRule]> {
+        self.roles
+            .get(&(namespace.to_string(), name.to_string()))
+            .map(|rules| &rules[..])
     }
 
     /// Calls `visit` with each rule bound to `user` that applies in

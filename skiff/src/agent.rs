@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use base64::Engine;
 use clap::Args;
-use skiff_host::agent::{Agent, AgentConfig};
+use skiff_api::pki::Credential;
+use skiff_host::agent::{Agent, AgentConfig, Clients};
 
 use crate::UsageError;
 
@@ -113,28 +113,11 @@ pub struct AgentArgs {
     node: NodeArgs,
 }
 
-/// A kube client for `server`, from a CA (PEM) and a token.
-pub async fn client(server: &str, ca_pem: &str, token: &str) -> anyhow::Result<kube::Client> {
-    let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
-    let yaml = format!(
-        "apiVersion: v1
-kind: Config
-clusters:
-- name: skiff
-  cluster:
-    server: {server}
-    certificate-authority-data: {ca}
-users:
-- name: agent
-  user:
-    token: {token}
-contexts:
-- name: skiff
-  context: {{cluster: skiff, user: agent}}
-current-context: skiff
-"
-    );
-    let kubeconfig = kube::config::Kubeconfig::from_yaml(&yaml).context("cannot build the agent's kubeconfig")?;
+/// A kube client for `server`, trusting the CA (PEM), authenticating
+/// with `credential`.
+pub async fn client(server: &str, ca_pem: &str, credential: &Credential<'_>) -> anyhow::Result<kube::Client> {
+    let yaml = skiff_api::pki::kubeconfig(server, ca_pem, "skiff", credential);
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(&yaml).context("cannot build a kubeconfig")?;
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
         .await
         .context("cannot configure the API client")?;
@@ -142,10 +125,10 @@ current-context: skiff
 }
 
 /// Starts an agent, retrying registration while the server comes up.
-pub async fn start(client: kube::Client, config: AgentConfig) -> anyhow::Result<Agent> {
+pub async fn start(clients: Clients, config: AgentConfig) -> anyhow::Result<Agent> {
     let mut last = None;
     for _ in 0..30 {
-        match Agent::start(client.clone(), config.clone()).await {
+        match Agent::start(clients.clone(), config.clone()).await {
             Ok(agent) => return Ok(agent),
             Err(skiff_host::agent::AgentError::Register(e)) => {
                 last = Some(e);
@@ -168,10 +151,10 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot read --token-file {}", args.token_file.display()))?;
     let ca = std::fs::read_to_string(&args.ca_file)
         .with_context(|| format!("cannot read --ca-file {}", args.ca_file.display()))?;
-    let client = client(&args.server, &ca, token.trim()).await?;
+    let client = client(&args.server, &ca, &Credential::Token(token.trim())).await?;
     let config = args.node.config(&args.data_dir);
     let name = config.node_name.clone();
-    let agent = start(client, config).await?;
+    let agent = start(Clients::shared(client), config).await?;
     println!(
         "skiff: node agent {name} running (endpoint {}, OCI runtime {}); data in {}",
         agent.daemon_addr(),

@@ -24,7 +24,11 @@
 //! 7. The `--apply` **manifests**, applied server-side once.
 //!
 //! The scheduler, controllers, plugin manager and agent reach the API as
-//! any client does, through `kube` over the TLS endpoint. The server runs
+//! any client does, through `kube` over the TLS endpoint, each as its own
+//! user (`system:kube-scheduler`, `system:kube-controller-manager`,
+//! `skiff:plugin-manager`, `system:node:<name>` and `system:kube-proxy`)
+//! with a client certificate issued on start; only the `--apply`
+//! manifests are applied as the admin. The server runs
 //! until SIGINT/SIGTERM or until the API or peer endpoint fails.
 
 use std::collections::BTreeMap;
@@ -34,6 +38,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use skiff_auth::user::names;
 use skiff_store::{NodeId, Store, StoreConfig};
 
 use crate::UsageError;
@@ -283,7 +288,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     // Filter and Score plugins go to the scheduler, wherever it runs.
     let dynamic_plugins = skiff_scheduler::DynamicPlugins::new();
     let _plugins = {
-        let client = crate::agent::client(&url, &pki.ca_pem, &pki.admin_token).await?;
+        let client = identity(&url, &pki, PLUGIN_MANAGER, None).await?;
         let sinks = skiff_plugin_host::Sinks {
             admission: Some(api.registry.admission().clone()),
             scheduler: (!args.no_controllers).then(|| dynamic_plugins.clone()),
@@ -304,10 +309,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let _control = if args.no_controllers {
         None
     } else {
-        let client = crate::agent::client(&url, &pki.ca_pem, &pki.admin_token).await?;
+        let client = identity(&url, &pki, names::KUBE_CONTROLLER_MANAGER, None).await?;
+        let scheduler_client = identity(&url, &pki, names::KUBE_SCHEDULER, None).await?;
         // Checked now, so a bad profile is reported at start, not when
         // leadership is won.
-        skiff_scheduler::Scheduler::new(client.clone(), &scheduler_config).context("cannot configure the scheduler")?;
+        skiff_scheduler::Scheduler::new(scheduler_client.clone(), &scheduler_config)
+            .context("cannot configure the scheduler")?;
         let identity = format!("node-{}@{advertise}", args.node_id);
         let elector = skiff_client::leader::LeaderElector::new(
             client.clone(),
@@ -319,11 +326,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         let controllers = args.controllers.config(&pki.ca_pem);
         Some(AbortOnDrop(tokio::spawn(elector.run(move || {
             let client = client.clone();
+            let scheduler_client = scheduler_client.clone();
             let scheduler_config = scheduler_config.clone();
             let controllers = controllers.clone();
             let dynamic_plugins = dynamic_plugins.clone();
             async move {
-                let scheduler = match skiff_scheduler::Scheduler::new(client.clone(), &scheduler_config) {
+                let scheduler = match skiff_scheduler::Scheduler::new(scheduler_client, &scheduler_config) {
                     Ok(scheduler) => scheduler.with_dynamic_plugins(dynamic_plugins).start(),
                     Err(e) => {
                         tracing::error!(error = %e, "cannot start the scheduler");
@@ -338,8 +346,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let _agent = if args.no_agent {
         None
     } else {
-        let client = crate::agent::client(&url, &pki.ca_pem, &pki.admin_token).await?;
-        let agent = crate::agent::start(client, args.node.config(&args.data_dir.join("agent"))).await?;
+        let config = args.node.config(&args.data_dir.join("agent"));
+        let node_user = format!("{}{}", names::NODE_PREFIX, config.node_name);
+        let clients = skiff_host::agent::Clients {
+            node: identity(&url, &pki, &node_user, Some(names::NODES)).await?,
+            proxy: identity(&url, &pki, names::KUBE_PROXY, None).await?,
+        };
+        let agent = crate::agent::start(clients, config).await?;
         println!(
             "skiff: node agent running (endpoint {}, OCI runtime {})",
             agent.daemon_addr(),
@@ -349,7 +362,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     };
 
     if !args.manifests.is_empty() {
-        let client = crate::agent::client(&url, &pki.ca_pem, &pki.admin_token).await?;
+        // The operator's manifests are applied with the operator's rights.
+        let admin = skiff_api::pki::Credential::Certificate {
+            cert_pem: &pki.admin_cert_pem,
+            key_pem: &pki.admin_key_pem,
+        };
+        let client = crate::agent::client(&url, &pki.ca_pem, &admin).await?;
         match crate::manifests::apply(&client, &args.manifests).await {
             Ok(applied) => println!("skiff: applied {}", applied.join(", ")),
             // The node keeps serving: the manifests can be fixed and
@@ -376,6 +394,29 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     }
     store.shutdown().await?;
     Ok(())
+}
+
+/// The user the plugin manager authenticates as.
+const PLUGIN_MANAGER: &str = "skiff:plugin-manager";
+
+/// A client for one of this server's components, authenticated by a
+/// client certificate the cluster CA signs on each start for `user` (in
+/// `group`), so no component holds the admin's credential.
+async fn identity(
+    url: &str,
+    pki: &skiff_api::pki::Pki,
+    user: &str,
+    group: Option<&str>,
+) -> anyhow::Result<kube::Client> {
+    let until = i32::from(jiff::Zoned::now().year()) + 2;
+    let (cert_pem, key_pem) = pki
+        .issue_client(user, group, until)
+        .with_context(|| format!("cannot issue a client certificate for {user}"))?;
+    let credential = skiff_api::pki::Credential::Certificate {
+        cert_pem: &cert_pem,
+        key_pem: &key_pem,
+    };
+    crate::agent::client(url, &pki.ca_pem, &credential).await
 }
 
 /// A task that stops when its handle is dropped.

@@ -81,8 +81,7 @@ fn discovery_and_explain() {
     assert_eq!(api_service["spec"]["clusterIP"], "127.96.0.1");
     let api_port: u64 = cluster.url.rsplit(':').next().unwrap().parse().unwrap();
     cluster.json_until(&["endpoints", "kubernetes"], "the API server's endpoint", |e| {
-        e["subsets"][0]["addresses"][0]["ip"] == "127.0.0.1"
-            && e["subsets"][0]["ports"][0]["port"] == api_port
+        e["subsets"][0]["addresses"][0]["ip"] == "127.0.0.1" && e["subsets"][0]["ports"][0]["port"] == api_port
     });
 
     // Every served group version has its APIService, printed as the

@@ -17,7 +17,7 @@ use skiff_auth::node::Graph;
 use skiff_auth::rbac::{Objects, Policy};
 use skiff_auth::user::names;
 use skiff_auth::{Attributes, Decision, UserInfo};
-use skiff_store::Store;
+use skiff_store::{KeyRange, RangeRequest, ReadConsistency, Store};
 use tokio::sync::watch;
 
 use super::follow::{self, Follower};
@@ -106,6 +106,24 @@ impl Authorizer {
         self.graph().node_of(namespace, name).map(String::from)
     }
 
+    /// After a write to an RBAC object: waits (a bounded time) until the
+    /// policy reflects every RBAC object now stored, so the writer's next
+    /// request is decided by what it just wrote. (A deletion's revision is
+    /// not seen here, so a revoked right may outlive its binding by a
+    /// watch event, as in Kubernetes.)
+    pub async fn sync_rbac(&self, store: &Store) {
+        let newest = store
+            .range(
+                RangeRequest::new(KeyRange::prefix(RBAC_PREFIX)),
+                ReadConsistency::Serializable,
+            )
+            .await
+            .map(|page| page.kvs.iter().map(|kv| kv.mod_revision).max().unwrap_or(0));
+        if let Ok(revision) = newest {
+            self.caught_up(revision).await;
+        }
+    }
+
     /// Waits (a bounded time) until the RBAC policy reflects the store at
     /// `revision`.
     pub async fn caught_up(&self, revision: u64) {
@@ -113,6 +131,34 @@ impl Authorizer {
         let wait = policy.wait_for(|(seen, _)| *seen >= revision);
         if tokio::time::timeout(Duration::from_secs(2), wait).await.is_err() {
             tracing::warn!(revision, "the RBAC policy did not catch up with a write within 2 s");
+        }
+    }
+
+    /// Reads the pods of `namespace` from the store into the Node
+    /// authorizer's graph: a node that has just seen a pod bound to it may
+    /// ask for its Secrets before the graph's watch has brought the
+    /// binding.
+    pub async fn refresh_namespace(&self, store: &Store, namespace: &str) {
+        let prefix = format!("{PODS_PREFIX}{namespace}/");
+        let page = match store
+            .range(
+                RangeRequest::new(KeyRange::prefix(prefix)),
+                ReadConsistency::Serializable,
+            )
+            .await
+        {
+            Ok(page) => page,
+            Err(error) => {
+                tracing::debug!(%namespace, %error, "cannot read pods for the Node authorizer");
+                return;
+            }
+        };
+        let mut graph = self.graph.write().unwrap_or_else(|p| p.into_inner());
+        for kv in &page.kvs {
+            if let Some((ns, name)) = pod_key(&String::from_utf8_lossy(&kv.key)) {
+                let pod: Option<Pod> = serde_json::from_slice(&kv.value).ok();
+                graph.set_pod(ns, name, pod.as_ref());
+            }
         }
     }
 }

@@ -10,6 +10,8 @@
 //!   bad ones are refused with 401 before anything else happens.
 //! * [`impersonate`]: the `Impersonate-User`, `-Group`, `-Uid` and `-Extra-*`
 //!   headers, each authorized with the `impersonate` verb.
+//! * [`builtin`]: the admission steps of access control: the RBAC
+//!   escalation check and NodeRestriction.
 //! * [`reconcile`]: puts the bootstrap roles and bindings in the store
 //!   on start.
 //! * [`authorize`]: `system:masters`, then the Node authorizer, then RBAC,
@@ -21,6 +23,7 @@
 
 pub mod authenticate;
 pub mod authorize;
+pub mod builtin;
 mod follow;
 pub mod impersonate;
 pub mod reconcile;
@@ -32,13 +35,20 @@ pub use skiff_auth::{Attributes, Decision, ResourceAttributes, Target, UserInfo}
 
 use crate::request::ResourceRequest;
 
-/// The authorizer's view of a resource request made by `user`.
+/// The authorizer's view of a resource request made by `user`. A request
+/// for a namespace object is in that namespace, as kube-apiserver's
+/// request info says, so a namespace's RoleBindings cover reading it.
 pub fn attributes(user: &UserInfo, request: &ResourceRequest) -> Attributes {
+    let namespace = match (&request.namespace, request.group.as_str(), request.resource.as_str()) {
+        (Some(ns), _, _) => ns.clone(),
+        (None, "", "namespaces") => request.name.clone().unwrap_or_default(),
+        (None, _, _) => String::new(),
+    };
     Attributes::resource(
         user.clone(),
         request.verb.as_str(),
         ResourceAttributes {
-            namespace: request.namespace.clone().unwrap_or_default(),
+            namespace,
             group: request.group.clone(),
             resource: request.resource.clone(),
             subresource: request.subresource.clone().unwrap_or_default(),

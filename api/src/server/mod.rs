@@ -53,8 +53,17 @@ impl ApiServer {
     pub fn with_service_ranges(store: Store, authentication: Authentication, ranges: ServiceRanges) -> Arc<ApiServer> {
         let catalog = Catalog::new();
         let authorizer = Authorizer::follow(&store);
+        let registry = Registry::new(store, catalog.clone()).with_service_ranges(ranges);
+        registry
+            .admission()
+            .add_builtin(Arc::new(crate::auth::builtin::NodeRestriction));
+        registry
+            .admission()
+            .add_builtin(Arc::new(crate::auth::builtin::Escalation {
+                authorizer: authorizer.clone(),
+            }));
         Arc::new(ApiServer {
-            registry: Registry::new(store, catalog.clone()).with_service_ranges(ranges),
+            registry,
             catalog,
             openapi: OpenApi::default(),
             authentication,
@@ -225,6 +234,23 @@ async fn authenticate(State(server): State<Arc<ApiServer>>, mut request: Request
 }
 
 impl ApiServer {
+    /// [`ApiServer::check`], giving a node that is refused an object of a
+    /// namespace a second chance once the Node authorizer has read that
+    /// namespace's pods from the store.
+    pub async fn check_resource(&self, attributes: &crate::auth::Attributes) -> crate::Result<()> {
+        match (self.check(attributes), &attributes.target) {
+            (Err(ApiError::Forbidden(_)), crate::auth::Target::Resource(r))
+                if attributes.user.node_name().is_some() && !r.namespace.is_empty() =>
+            {
+                self.authorizer
+                    .refresh_namespace(self.registry.store(), &r.namespace)
+                    .await;
+                self.check(attributes)
+            }
+            (checked, _) => checked,
+        }
+    }
+
     /// Authorizes a request: Ok, or the Status to answer with (401 for an
     /// anonymous user, who may yet authenticate; 403 for anyone else).
     pub fn check(&self, attributes: &crate::auth::Attributes) -> crate::Result<()> {

@@ -102,7 +102,7 @@ pub(super) async fn handle(server: Arc<ApiServer>, request: Request) -> Result<R
         .get::<UserInfo>()
         .cloned()
         .unwrap_or_else(UserInfo::anonymous);
-    server.check(&crate::auth::attributes(&user, &info))?;
+    server.check_resource(&crate::auth::attributes(&user, &info)).await?;
     let header = |name: header::HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(String::from);
     let body = axum::body::to_bytes(body, MAX_BODY_BYTES)
         .await
@@ -135,30 +135,42 @@ pub(super) async fn handle(server: Arc<ApiServer>, request: Request) -> Result<R
             return Err(ApiError::NoSuchRoute);
         }
     }
+    if call.request.verb == Verb::Watch && sub.is_none() && !call.resource.create_only {
+        return watch(call).await;
+    }
+    if call.resource.group == "rbac.authorization.k8s.io" && !matches!(call.request.verb, Verb::Get | Verb::List) {
+        let response = dispatch(&call, sub.as_deref()).await;
+        call.server.authorizer.sync_rbac(call.server.registry.store()).await;
+        return response;
+    }
+    dispatch(&call, sub.as_deref()).await
+}
+
+/// Runs the verb a request asks for.
+async fn dispatch(call: &Call, sub: Option<&str>) -> Result<Response> {
     if call.resource.create_only {
-        return match (call.request.verb, sub.as_deref(), &call.request.name) {
-            (Verb::Create, None, None) => super::reviews::review(&call).await,
+        return match (call.request.verb, sub, &call.request.name) {
+            (Verb::Create, None, None) => super::reviews::review(call).await,
             _ => Err(ApiError::MethodNotSupported),
         };
     }
-    match (call.request.verb, sub.as_deref()) {
-        (Verb::Get, None | Some("status")) => get(&call).await,
-        (Verb::Create, Some("token")) => super::reviews::token_request(&call).await,
-        (Verb::Get, Some("scale")) => get_scale(&call).await,
-        (Verb::Get, Some("log")) => log(&call).await,
-        (Verb::List, None) => list(&call).await,
-        (Verb::Watch, None) => watch(call).await,
-        (Verb::Create, None) if call.request.name.is_none() => create(&call).await,
-        (Verb::Create, Some("binding")) => bind(&call).await,
-        (Verb::Create, Some("eviction")) => evict(&call).await,
-        (Verb::Update, None) => update(&call, Part::Main).await,
-        (Verb::Update, Some("status")) => update(&call, Part::Status).await,
-        (Verb::Update, Some("finalize")) => finalize(&call).await,
-        (Verb::Update | Verb::Patch, Some("scale")) => scale(&call).await,
-        (Verb::Patch, None) => patch(&call, Part::Main).await,
-        (Verb::Patch, Some("status")) => patch(&call, Part::Status).await,
-        (Verb::Delete, None) => delete(&call).await,
-        (Verb::DeleteCollection, None) => delete_collection(&call).await,
+    match (call.request.verb, sub) {
+        (Verb::Get, None | Some("status")) => get(call).await,
+        (Verb::Create, Some("token")) => super::reviews::token_request(call).await,
+        (Verb::Get, Some("scale")) => get_scale(call).await,
+        (Verb::Get, Some("log")) => log(call).await,
+        (Verb::List, None) => list(call).await,
+        (Verb::Create, None) if call.request.name.is_none() => create(call).await,
+        (Verb::Create, Some("binding")) => bind(call).await,
+        (Verb::Create, Some("eviction")) => evict(call).await,
+        (Verb::Update, None) => update(call, Part::Main).await,
+        (Verb::Update, Some("status")) => update(call, Part::Status).await,
+        (Verb::Update, Some("finalize")) => finalize(call).await,
+        (Verb::Update | Verb::Patch, Some("scale")) => scale(call).await,
+        (Verb::Patch, None) => patch(call, Part::Main).await,
+        (Verb::Patch, Some("status")) => patch(call, Part::Status).await,
+        (Verb::Delete, None) => delete(call).await,
+        (Verb::DeleteCollection, None) => delete_collection(call).await,
         _ => Err(ApiError::MethodNotSupported),
     }
 }

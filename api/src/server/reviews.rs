@@ -280,20 +280,24 @@ pub(super) async fn token_request(call: &Call) -> Result<Response> {
     Ok(written(StatusCode::CREATED, output, &call.resource, &request, &[]))
 }
 
-/// A TokenRequest body, checked against its type (not the
-/// ServiceAccount's, whose URL it is posted to).
+/// A TokenRequest body: its `spec` is checked against its type (not the
+/// ServiceAccount's, whose URL it is posted to); clients send an empty
+/// `status`, which is dropped.
 fn token_request_body(raw: Value) -> Result<Value> {
-    let mut request = raw;
-    if !request.is_object() {
+    let Value::Object(mut request) = raw else {
         return Err(ApiError::BadRequest("the body is not a TokenRequest".into()));
-    }
-    if request.get("kind").is_none() {
-        request["kind"] = json!("TokenRequest");
-        request["apiVersion"] = json!("authentication.k8s.io/v1");
-    }
-    let typed: k8s_openapi::api::authentication::v1::TokenRequest = serde_json::from_value(request.clone())
-        .map_err(|e| ApiError::BadRequest(format!("the body is not a TokenRequest: {e}")))?;
-    serde_json::to_value(typed).map_err(|_| ApiError::Internal)
+    };
+    request.remove("status");
+    let spec = request.get("spec").cloned().unwrap_or_else(|| json!({}));
+    let spec: k8s_openapi::api::authentication::v1::TokenRequestSpec = serde_json::from_value(spec)
+        .map_err(|e| ApiError::BadRequest(format!("the body is not a TokenRequest: spec: {e}")))?;
+    request.insert(
+        "spec".into(),
+        serde_json::to_value(spec).map_err(|_| ApiError::Internal)?,
+    );
+    request.insert("kind".into(), json!("TokenRequest"));
+    request.insert("apiVersion".into(), json!("authentication.k8s.io/v1"));
+    Ok(Value::Object(request))
 }
 
 fn token_invalid(field: &str, message: &str) -> ApiError {

@@ -5,6 +5,7 @@
 mod support;
 
 mod admission;
+mod auth;
 mod crd;
 mod discovery;
 mod kube_rs;

@@ -30,6 +30,12 @@ pub struct Reply {
 
 impl Api {
     pub async fn start() -> Api {
+        Api::start_with(Authentication::new().with_token(TOKEN, UserInfo::admin())).await
+    }
+
+    /// A server that authenticates as `authentication` says (which should
+    /// know [`TOKEN`] as an admin, for the helpers below).
+    pub async fn start_with(authentication: Authentication) -> Api {
         let dir = tempfile::tempdir().unwrap();
         let mut config = StoreConfig::new(1, dir.path().join("store"), "127.0.0.1:1");
         config.heartbeat_interval = Duration::from_millis(50);
@@ -38,8 +44,7 @@ impl Api {
         let store = Store::open(config).await.unwrap();
         store.initialize_single().await.unwrap();
         store.wait_for_leader(Duration::from_secs(10)).await.unwrap();
-        let authn = Authentication::new().with_token(TOKEN, UserInfo::admin());
-        let server = ApiServer::new(store.clone(), authn);
+        let server = ApiServer::new(store.clone(), authentication);
         let api = Api {
             router: server.router(),
             store,
@@ -58,10 +63,22 @@ impl Api {
     }
 
     pub async fn request(&self, method: Method, path: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Reply {
-        let mut builder = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("authorization", format!("Bearer {TOKEN}"));
+        self.request_with(Some(TOKEN), method, path, headers, body).await
+    }
+
+    /// A request with bearer token `token`, or none.
+    pub async fn request_with(
+        &self,
+        token: Option<&str>,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Reply {
+        let mut builder = Request::builder().method(method).uri(path);
+        if let Some(token) = token {
+            builder = builder.header("authorization", format!("Bearer {token}"));
+        }
         for (k, v) in headers {
             builder = builder.header(*k, *v);
         }

@@ -224,11 +224,38 @@ impl Drop for Agent {
     }
 }
 
+/// The API clients of a node: the agent's own, which authenticates as the
+/// node (`system:node:<name>`), and the service proxy's
+/// (`system:kube-proxy`), which reads what no node may (every Service's
+/// endpoints, Ingresses and their TLS Secrets).
+#[derive(Clone)]
+pub struct Clients {
+    pub node: kube::Client,
+    pub proxy: kube::Client,
+}
+
+impl std::fmt::Debug for Clients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Clients").finish_non_exhaustive()
+    }
+}
+
+impl Clients {
+    /// One client for both (tests, and clusters with one credential).
+    pub fn shared(client: kube::Client) -> Clients {
+        Clients {
+            node: client.clone(),
+            proxy: client,
+        }
+    }
+}
+
 impl Agent {
     /// Prepares the runtimes, registers the node and starts running its
     /// pods. runc is optional: without it the node runs Wasm only and
     /// says so in its labels.
-    pub async fn start(client: kube::Client, mut config: AgentConfig) -> Result<Agent, AgentError> {
+    pub async fn start(clients: Clients, mut config: AgentConfig) -> Result<Agent, AgentError> {
+        let client = clients.node;
         config.data_dir = std::path::absolute(&config.data_dir).map_err(|source| AgentError::Io {
             path: config.data_dir.clone(),
             source,
@@ -279,7 +306,7 @@ impl Agent {
             ingress_https: config.ingress_https_port.map(|port| SocketAddr::new(ip, port)),
             ..ProxyConfig::new(config.node_name.clone(), ip)
         };
-        let proxy = Proxy::start(client.clone(), proxy_config)
+        let proxy = Proxy::start(clients.proxy, proxy_config)
             .await
             .map_err(|source| AgentError::Io {
                 path: config.data_dir.clone(),

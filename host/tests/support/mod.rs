@@ -44,7 +44,9 @@ pub async fn start_agent(api: TestApi, cidr: u8, tune: impl FnOnce(&mut AgentCon
     agent_config.backoff_initial = Duration::from_millis(200);
     agent_config.backoff_max = Duration::from_secs(1);
     tune(&mut agent_config);
-    let agent = Agent::start(api.client.clone(), agent_config).await.unwrap();
+    let agent = Agent::start(skiff_host::agent::Clients::shared(api.client.clone()), agent_config)
+        .await
+        .unwrap();
     Cluster {
         client: api.client.clone(),
         agent,

@@ -1,0 +1,200 @@
+//! The admission steps access control adds to every write:
+//!
+//! * [`Escalation`]: nobody grants, through a Role, ClusterRole or a
+//!   binding, rights they do not hold themselves, unless RBAC gives them
+//!   the `escalate` verb on the role (for roles) or `bind` on the role a
+//!   binding names (for bindings), as kube-apiserver's RBAC storage
+//!   checks.
+//! * [`NodeRestriction`]: a node writes only its own Node and Lease and
+//!   the pods bound to it.
+
+use k8s_openapi::api::rbac::v1::{PolicyRule, RoleRef};
+use serde_json::Value;
+use skiff_auth::node::{Operation as NodeOperation, restrict};
+use skiff_auth::user::names;
+use skiff_auth::{Attributes, Decision, ResourceAttributes, UserInfo};
+
+use super::Authorizer;
+use crate::admission::{Attributes as Admitted, BuiltinPlugin, Operation};
+use crate::error::ApiError;
+
+const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
+
+/// The RBAC escalation check.
+#[derive(Debug, Clone)]
+pub struct Escalation {
+    pub authorizer: Authorizer,
+}
+
+impl Escalation {
+    fn allowed(&self, user: &UserInfo, verb: &str, resource: &str, namespace: &str, name: &str) -> bool {
+        let attributes = Attributes::resource(
+            user.clone(),
+            verb,
+            ResourceAttributes {
+                namespace: namespace.into(),
+                group: RBAC_GROUP.into(),
+                resource: resource.into(),
+                name: name.into(),
+                ..Default::default()
+            },
+        );
+        self.authorizer.authorize(&attributes) == Decision::Allow
+    }
+
+    /// The rules a binding would grant: its role's, aggregation resolved.
+    fn bound_rules(&self, role: &RoleRef, namespace: &str) -> Vec<PolicyRule> {
+        let policy = self.authorizer.policy();
+        match role.kind.as_str() {
+            "ClusterRole" => policy.cluster_role(&role.name).map(<[_]>::to_vec).unwrap_or_default(),
+            _ => policy
+                .role(namespace, &role.name)
+                .map(<[_]>::to_vec)
+                .unwrap_or_default(),
+        }
+    }
+
+    fn refuse(&self, attributes: &Admitted<'_>, user: &UserInfo, missing: &[PolicyRule]) -> ApiError {
+        let rights: Vec<String> = missing.iter().map(describe).collect();
+        ApiError::Forbidden(format!(
+            "{}.{RBAC_GROUP} \"{}\" is forbidden: user \"{}\" (groups={:?}) is attempting to grant RBAC permissions not currently held:\n{}",
+            attributes.resource.plural,
+            attributes.name,
+            user.name,
+            user.groups,
+            rights.join("\n")
+        ))
+    }
+}
+
+/// A rule as kube-apiserver prints it in an escalation refusal.
+fn describe(rule: &PolicyRule) -> String {
+    let list = |v: &Option<Vec<String>>| {
+        v.as_deref()
+            .unwrap_or_default()
+            .iter()
+            .map(|s| format!("{s:?}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    if rule.non_resource_urls.is_some() {
+        return format!(
+            "{{NonResourceURLs:[{}], Verbs:[{}]}}",
+            list(&rule.non_resource_urls),
+            list(&Some(rule.verbs.clone()))
+        );
+    }
+    let mut text = format!(
+        "{{APIGroups:[{}], Resources:[{}]",
+        list(&rule.api_groups),
+        list(&rule.resources)
+    );
+    if rule.resource_names.is_some() {
+        text.push_str(&format!(", ResourceNames:[{}]", list(&rule.resource_names)));
+    }
+    text.push_str(&format!(", Verbs:[{}]}}", list(&Some(rule.verbs.clone()))));
+    text
+}
+
+impl BuiltinPlugin for Escalation {
+    fn name(&self) -> &str {
+        "RBACEscalation"
+    }
+
+    fn validate(&self, attributes: &Admitted<'_>, object: &Value, _old: Option<&Value>) -> Result<(), ApiError> {
+        let resource = attributes.resource;
+        if resource.group != RBAC_GROUP
+            || attributes.operation == Operation::Delete
+            || attributes.subresource.is_some()
+            || attributes.user.in_group(names::MASTERS)
+        {
+            return Ok(());
+        }
+        let user = attributes.user;
+        let namespace = attributes.namespace.unwrap_or_default();
+        match resource.plural.as_str() {
+            "roles" | "clusterroles" => {
+                if self.allowed(user, "escalate", &resource.plural, namespace, attributes.name) {
+                    return Ok(());
+                }
+                if object.get("aggregationRule").is_some_and(|a| !a.is_null()) {
+                    return Err(ApiError::Forbidden(format!(
+                        "clusterroles.{RBAC_GROUP} \"{}\" is forbidden: must have the escalate verb on clusterroles to use an aggregationRule",
+                        attributes.name
+                    )));
+                }
+                let rules: Vec<PolicyRule> = object
+                    .get("rules")
+                    .cloned()
+                    .map(serde_json::from_value)
+                    .transpose()
+                    .map_err(|e| ApiError::BadRequest(format!("rules: {e}")))?
+                    .unwrap_or_default();
+                let held = self.authorizer.rules_for(user, namespace);
+                skiff_auth::rbac::covers(&held, &rules).map_err(|missing| self.refuse(attributes, user, &missing))
+            }
+            "rolebindings" | "clusterrolebindings" => {
+                let role: RoleRef = object
+                    .get("roleRef")
+                    .cloned()
+                    .map(serde_json::from_value)
+                    .transpose()
+                    .map_err(|e| ApiError::BadRequest(format!("roleRef: {e}")))?
+                    .unwrap_or_default();
+                let role_resource = if role.kind == "ClusterRole" {
+                    "clusterroles"
+                } else {
+                    "roles"
+                };
+                let role_namespace = if role.kind == "ClusterRole" { "" } else { namespace };
+                // `bind` on a ClusterRole may be granted in the binding's
+                // namespace, for RoleBindings.
+                if self.allowed(user, "bind", role_resource, role_namespace, &role.name)
+                    || (role.kind == "ClusterRole"
+                        && !namespace.is_empty()
+                        && self.allowed(user, "bind", role_resource, namespace, &role.name))
+                {
+                    return Ok(());
+                }
+                let rules = self.bound_rules(&role, namespace);
+                let held = self.authorizer.rules_for(user, namespace);
+                skiff_auth::rbac::covers(&held, &rules).map_err(|missing| self.refuse(attributes, user, &missing))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// NodeRestriction.
+#[derive(Debug, Clone, Copy)]
+pub struct NodeRestriction;
+
+impl BuiltinPlugin for NodeRestriction {
+    fn name(&self) -> &str {
+        "NodeRestriction"
+    }
+
+    fn validate(&self, attributes: &Admitted<'_>, object: &Value, old: Option<&Value>) -> Result<(), ApiError> {
+        let Some(node) = attributes.user.node_name() else {
+            return Ok(());
+        };
+        let operation = match attributes.operation {
+            Operation::Create => NodeOperation::Create,
+            Operation::Update => NodeOperation::Update,
+            Operation::Delete => NodeOperation::Delete,
+        };
+        let resource = ResourceAttributes {
+            namespace: attributes.namespace.unwrap_or_default().into(),
+            group: attributes.resource.group.clone(),
+            resource: attributes.resource.plural.clone(),
+            subresource: attributes.subresource.unwrap_or_default().into(),
+            name: attributes.name.into(),
+        };
+        restrict(node, operation, &resource, Some(object), old).map_err(|reason| {
+            ApiError::Forbidden(format!(
+                "{} \"{}\" is forbidden: {reason}",
+                attributes.resource.plural, attributes.name
+            ))
+        })
+    }
+}
