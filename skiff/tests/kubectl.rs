@@ -784,3 +784,103 @@ fn manifests_given_with_apply_exist_once_the_server_is_up() {
     assert_eq!(missing.status.code(), Some(2), "a missing manifest is a usage error");
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/m.yaml"));
 }
+
+/// Identities with kubectl: `auth whoami`, `auth can-i` (with `--as` and
+/// `--list`), `create role`/`rolebinding`, and `create token` for a
+/// ServiceAccount whose kubeconfig then gets what its role grants and no
+/// more.
+#[test]
+fn identities_roles_and_tokens() {
+    let cluster = Cluster::start_with(&["--no-controllers", "--no-agent"]);
+    let whoami = cluster.ok(&["auth", "whoami"]);
+    assert!(
+        whoami.contains("skiff-admin") && whoami.contains("system:masters"),
+        "{whoami}"
+    );
+    cluster.ok(&["create", "namespace", "team"]);
+    cluster.ok(&["create", "serviceaccount", "ci", "-n", "team"]);
+    cluster.ok(&[
+        "create",
+        "role",
+        "pod-reader",
+        "--verb=get,list,watch",
+        "--resource=pods",
+        "-n",
+        "team",
+    ]);
+    cluster.ok(&[
+        "create",
+        "rolebinding",
+        "ci-reads",
+        "--role=pod-reader",
+        "--serviceaccount=team:ci",
+        "-n",
+        "team",
+    ]);
+    let as_ci = "--as=system:serviceaccount:team:ci";
+    assert_eq!(
+        cluster
+            .ok(&["auth", "can-i", "list", "pods", "-n", "team", as_ci])
+            .trim(),
+        "yes"
+    );
+    let denied = cluster.kubectl(&["auth", "can-i", "delete", "pods", "-n", "team", as_ci]);
+    assert!(!denied.status.success());
+    assert_eq!(String::from_utf8_lossy(&denied.stdout).trim(), "no");
+
+    // A token for the ServiceAccount, in a kubeconfig of its own.
+    let token = cluster.ok(&["create", "token", "ci", "-n", "team", "--duration=15m"]);
+    let token = token.trim();
+    assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
+    let kubeconfig = cluster.data.path().join("ci.kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: skiff\n  cluster:\n    server: {}\n    certificate-authority: {}\nusers:\n- name: ci\n  user:\n    token: {token}\ncontexts:\n- name: ci\n  context: {{cluster: skiff, user: ci, namespace: team}}\ncurrent-context: ci\n",
+            cluster.url,
+            cluster.data.path().join("pki/ca.crt").display()
+        ),
+    )
+    .unwrap();
+    let as_token = |args: &[&str]| {
+        Command::new("/usr/bin/kubectl")
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .arg("--cache-dir")
+            .arg(cluster.cache.path().join("ci"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let listed = as_token(&["get", "pods"]);
+    assert!(listed.status.success(), "{}", String::from_utf8_lossy(&listed.stderr));
+    let refused = as_token(&["get", "secrets"]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains(
+            "secrets is forbidden: User \"system:serviceaccount:team:ci\" cannot list resource \"secrets\" in API group \"\" in the namespace \"team\""
+        ),
+        "{stderr}"
+    );
+    let me = as_token(&["auth", "whoami", "-o", "json"]);
+    let me: serde_json::Value = serde_json::from_slice(&me.stdout).unwrap();
+    assert_eq!(me["status"]["userInfo"]["username"], "system:serviceaccount:team:ci");
+    let rules = String::from_utf8_lossy(&as_token(&["auth", "can-i", "--list"]).stdout).into_owned();
+    assert!(
+        rules
+            .lines()
+            .any(|l| l.starts_with("pods ") && l.contains("[get list watch]")),
+        "{rules}"
+    );
+
+    // The ServiceAccount deleted, its token is refused.
+    cluster.ok(&["delete", "serviceaccount", "ci", "-n", "team"]);
+    let gone = as_token(&["get", "pods"]);
+    assert!(!gone.status.success());
+    let stderr = String::from_utf8_lossy(&gone.stderr);
+    assert!(
+        stderr.contains("Unauthorized") || stderr.contains("provide credentials"),
+        "{stderr}"
+    );
+}
