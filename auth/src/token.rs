@@ -26,7 +26,7 @@ use crate::UserInfo;
 pub const DEFAULT_ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
 
 /// Seconds of clock skew tolerated on `exp` and `nbf`.
-const LEEWAY_SECONDS: u64 = 60;
+pub const LEEWAY_SECONDS: u64 = 60;
 
 /// The DER prefix of a P-256 SubjectPublicKeyInfo, before the 65-byte
 /// uncompressed point.

@@ -66,6 +66,15 @@ impl ApiClient {
         })
     }
 
+    /// The same connections, authenticating with `token` instead of the
+    /// admin's.
+    pub fn with_token(&self, token: &str) -> ApiClient {
+        ApiClient {
+            token: token.to_string(),
+            ..self.clone()
+        }
+    }
+
     fn client(&self) -> &Client<Https, Full<Bytes>> {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.clients.len();
         &self.clients[i]

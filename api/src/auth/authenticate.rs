@@ -39,6 +39,35 @@ pub struct Authentication {
     tokens: HashMap<String, UserInfo>,
     service_accounts: Option<Arc<Keys>>,
     audiences: Vec<String>,
+    verified: Arc<VerifiedTokens>,
+}
+
+/// ServiceAccount tokens whose signature was verified, with their claims:
+/// an ES256 verification costs far more than the rest of a request, and a
+/// client sends one token many times. Only the signature check is
+/// remembered; expiry, audience and the bound objects are checked on
+/// every request, so a deleted ServiceAccount's token is refused at once.
+#[derive(Debug, Default)]
+struct VerifiedTokens {
+    claims: std::sync::RwLock<HashMap<String, skiff_auth::token::Claims>>,
+}
+
+/// Tokens remembered at most; the cache starts afresh when full.
+const VERIFIED_TOKENS: usize = 10_000;
+
+impl VerifiedTokens {
+    fn get(&self, token: &str) -> Option<skiff_auth::token::Claims> {
+        self.claims.read().ok()?.get(token).cloned()
+    }
+
+    fn insert(&self, token: &str, claims: &skiff_auth::token::Claims) {
+        if let Ok(mut cache) = self.claims.write() {
+            if cache.len() >= VERIFIED_TOKENS {
+                cache.clear();
+            }
+            cache.insert(token.to_string(), claims.clone());
+        }
+    }
 }
 
 impl Authentication {
@@ -124,14 +153,22 @@ impl Authentication {
             return Err("unknown bearer token".into());
         };
         let now = jiff::Timestamp::now().as_second().max(0).unsigned_abs();
-        match keys.verify(token, audiences, now) {
-            Ok(claims) => {
-                check_bound_objects(store, &claims).await?;
-                Ok(claims.user())
+        let claims = match self.verified.get(token) {
+            Some(claims) => {
+                check_lifetime_and_audience(&claims, audiences, now)?;
+                claims
             }
-            Err(TokenError::NotOurs) => Err("unknown bearer token".into()),
-            Err(error) => Err(error.to_string()),
-        }
+            None => match keys.verify(token, audiences, now) {
+                Ok(claims) => {
+                    self.verified.insert(token, &claims);
+                    claims
+                }
+                Err(TokenError::NotOurs) => return Err("unknown bearer token".into()),
+                Err(error) => return Err(error.to_string()),
+            },
+        };
+        check_bound_objects(store, &claims).await?;
+        Ok(claims.user())
     }
 
     fn static_token(&self, token: &str) -> Option<UserInfo> {
@@ -238,6 +275,25 @@ async fn bootstrap_user(store: &Store, id: &str, secret: &str) -> Result<UserInf
     );
     groups.push(names::AUTHENTICATED.into());
     Ok(UserInfo::new(format!("system:bootstrap:{id}"), groups))
+}
+
+/// What [`Keys::verify`] checks besides the signature, for a token whose
+/// signature was verified before.
+fn check_lifetime_and_audience(
+    claims: &skiff_auth::token::Claims,
+    audiences: &[String],
+    now: u64,
+) -> Result<(), String> {
+    if claims.exp.saturating_add(skiff_auth::token::LEEWAY_SECONDS) < now {
+        return Err("service account token has expired".into());
+    }
+    if claims.nbf > now.saturating_add(skiff_auth::token::LEEWAY_SECONDS) {
+        return Err("service account token is not valid yet".into());
+    }
+    if !claims.aud.iter().any(|a| audiences.contains(a)) {
+        return Err("token audiences do not match any of the API server's".into());
+    }
+    Ok(())
 }
 
 /// A ServiceAccount token is good only while its ServiceAccount, and the

@@ -576,7 +576,14 @@ async fn bad_credentials_get_401_and_change_nothing() {
 async fn reviews_answer_who_and_what() {
     let c = cluster().await;
     let review = |token: &'static str, kind: &'static str, path: &'static str, spec: Value| {
-        let group_version = path.split("/apis/").nth(1).unwrap().splitn(3, '/').take(2).collect::<Vec<_>>().join("/");
+        let group_version = path
+            .split("/apis/")
+            .nth(1)
+            .unwrap()
+            .splitn(3, '/')
+            .take(2)
+            .collect::<Vec<_>>()
+            .join("/");
         let body = json!({"apiVersion": group_version, "kind": kind, "spec": spec});
         c.call(Some(token), Method::POST, path, Some(body))
     };

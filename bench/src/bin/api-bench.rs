@@ -80,11 +80,29 @@ struct Ratio {
     p99_api_over_store: f64,
 }
 
+/// The cost of authentication and RBAC: one operation at one client
+/// count, as a non-admin ServiceAccount (token verified, bound objects
+/// checked, RBAC rules walked) beside the admin (a static token in
+/// `system:masters`, which RBAC does not consult), on the same server.
+#[derive(Debug, Serialize)]
+struct AccessCost {
+    op: String,
+    clients: usize,
+    admin_ops_per_sec: f64,
+    service_account_ops_per_sec: f64,
+    /// Service account throughput over the admin's (1.0: no loss).
+    throughput_ratio: f64,
+    admin_p50_us: f64,
+    service_account_p50_us: f64,
+    p50_delta_us: f64,
+}
+
 #[derive(Debug, Serialize)]
 struct Report {
     machine: String,
     seconds_per_cell: u64,
     closed_loop: Vec<Figures>,
+    access: Vec<AccessCost>,
     /// On a fresh server, before any other load.
     fixed_rate_create_fresh: RateRun,
     /// After the closed-loop runs (a few hundred thousand writes, whose
@@ -227,6 +245,113 @@ async fn closed_loop(args: &Args, api: &ApiClient, store: &Arc<Client>, out: &mu
         out.push(load::figures("skiff-api", 1, "list-100", clients, run));
     }
     Ok(())
+}
+
+/// get and create as the admin and as a ServiceAccount bound to `edit`
+/// in the namespace, alternating so both see the same server state.
+async fn access_cost(args: &Args, api: &ApiClient) -> anyhow::Result<Vec<AccessCost>> {
+    let ns = "access";
+    namespace(api, ns).await?;
+    let json = "application/json";
+    let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "bench"}});
+    api.call(
+        Method::POST,
+        &format!("/api/v1/namespaces/{ns}/serviceaccounts"),
+        Some(sa.to_string().into_bytes()),
+        json,
+    )
+    .await?;
+    let binding = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": "bench-edit"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
+        "subjects": [{"kind": "ServiceAccount", "name": "bench", "namespace": ns}],
+    });
+    api.call(
+        Method::POST,
+        &format!("/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings"),
+        Some(binding.to_string().into_bytes()),
+        json,
+    )
+    .await?;
+    let request =
+        json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 86400}});
+    let reply = api
+        .call(
+            Method::POST,
+            &format!("/api/v1/namespaces/{ns}/serviceaccounts/bench/token"),
+            Some(request.to_string().into_bytes()),
+            json,
+        )
+        .await?;
+    let token = serde_json::from_slice::<serde_json::Value>(&reply)?["status"]["token"]
+        .as_str()
+        .context("TokenRequest returned no token")?
+        .to_string();
+    let service_account = api.with_token(&token);
+    for i in 0..1000 {
+        api.call(
+            Method::POST,
+            &format!("/api/v1/namespaces/{ns}/configmaps"),
+            Some(configmap(&format!("g{i}"), payload())),
+            json,
+        )
+        .await?;
+    }
+    let duration = Duration::from_secs(args.seconds);
+    let mut out = Vec::new();
+    for &clients in &args.clients {
+        for op in ["get", "create"] {
+            let mut figures = Vec::new();
+            for (who, client) in [("admin", api), ("serviceaccount", &service_account)] {
+                let c = client.clone();
+                let run = load::run(clients, duration, move |task, seq| {
+                    let c = c.clone();
+                    async move {
+                        let result = if op == "get" {
+                            let name = format!("g{}", (task as u64 * 7919 + seq * 31) % 1000);
+                            c.call(
+                                Method::GET,
+                                &format!("/api/v1/namespaces/{ns}/configmaps/{name}"),
+                                None,
+                                json,
+                            )
+                            .await
+                        } else {
+                            let name = format!("{who}-{clients}-{task}-{seq}");
+                            c.call(
+                                Method::POST,
+                                &format!("/api/v1/namespaces/{ns}/configmaps"),
+                                Some(configmap(&name, payload())),
+                                json,
+                            )
+                            .await
+                        };
+                        result.map(|_| ())
+                    }
+                })
+                .await;
+                figures.push(load::figures(who, 1, op, clients, run));
+            }
+            let (admin, sa) = (&figures[0], &figures[1]);
+            anyhow::ensure!(
+                sa.errors == 0,
+                "the ServiceAccount's {op}s failed: {} errors",
+                sa.errors
+            );
+            out.push(AccessCost {
+                op: op.into(),
+                clients,
+                admin_ops_per_sec: admin.ops_per_sec,
+                service_account_ops_per_sec: sa.ops_per_sec,
+                throughput_ratio: sa.ops_per_sec / admin.ops_per_sec.max(f64::MIN_POSITIVE),
+                admin_p50_us: admin.p50_ms * 1000.0,
+                service_account_p50_us: sa.p50_ms * 1000.0,
+                p50_delta_us: (sa.p50_ms - admin.p50_ms) * 1000.0,
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// Creates issued on a fixed schedule, whatever the replies do (open loop).
@@ -409,6 +534,7 @@ async fn main() -> anyhow::Result<()> {
     let fresh = fixed_rate(&args, &api, "rate-fresh").await?;
     let mut closed = Vec::new();
     closed_loop(&args, &api, &store, &mut closed).await?;
+    let access = access_cost(&args, &api).await?;
     let rate = fixed_rate(&args, &api, "rate-loaded").await?;
     let mut fan = Vec::new();
     for &watchers in &args.watchers {
@@ -437,9 +563,23 @@ async fn main() -> anyhow::Result<()> {
             f.watchers, f.open_seconds, f.server_rss_mib, f.deliveries, f.expected, f.p50_ms, f.p99_ms, f.max_ms
         );
     }
+    for a in &access {
+        println!(
+            "access: {} at {} clients: admin {:.0}/s p50 {:.0} us, serviceaccount {:.0}/s p50 {:.0} us: throughput x{:.3}, p50 {:+.0} us",
+            a.op,
+            a.clients,
+            a.admin_ops_per_sec,
+            a.admin_p50_us,
+            a.service_account_ops_per_sec,
+            a.service_account_p50_us,
+            a.throughput_ratio,
+            a.p50_delta_us
+        );
+    }
     let report = Report {
         machine: format!("{} cores", procs::cores()),
         seconds_per_cell: args.seconds,
+        access,
         ratios: ratios(&closed),
         closed_loop: closed,
         fixed_rate_create_fresh: fresh,

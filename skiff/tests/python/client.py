@@ -112,6 +112,39 @@ while True:
     time.sleep(0.5)
 e = expect_status(410, lambda: list(watch.Watch().stream(core.list_namespaced_config_map, NS, resource_version=start, timeout_seconds=5)))
 
+# A ServiceAccount's token: the client authenticates with it (no client
+# certificate) and gets what its Role grants, and 403 beyond that.
+core.create_namespaced_service_account(NS, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="reader")))
+rbac = client.RbacAuthorizationV1Api()
+rbac.create_namespaced_role(NS, client.V1Role(
+    metadata=client.V1ObjectMeta(name="cm-reader"),
+    rules=[client.V1PolicyRule(api_groups=[""], resources=["configmaps"], verbs=["get", "list", "watch"])],
+))
+rbac.create_namespaced_role_binding(NS, client.V1RoleBinding(
+    metadata=client.V1ObjectMeta(name="reader-reads"),
+    role_ref=client.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="Role", name="cm-reader"),
+    subjects=[client.RbacV1Subject(kind="ServiceAccount", name="reader", namespace=NS)],
+))
+request = core.create_namespaced_service_account_token(
+    "reader", NS, client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=600)))
+token = request.status.token
+assert token.count(".") == 2, token
+scoped = client.Configuration.get_default_copy()
+scoped.cert_file = None
+scoped.key_file = None
+scoped.api_key = {"authorization": "Bearer " + token}
+reader = client.ApiClient(scoped)
+reader_core = client.CoreV1Api(reader)
+names = [m.metadata.name for m in reader_core.list_namespaced_config_map(NS).items]
+assert "one" in names, names
+expect_status(403, reader_core.list_namespaced_secret, NS)
+expect_status(403, reader_core.create_namespaced_config_map, NS,
+              client.V1ConfigMap(metadata=client.V1ObjectMeta(name="nope")))
+me = client.AuthenticationV1Api(reader).create_self_subject_review(client.V1SelfSubjectReview())
+assert me.status.user_info.username == f"system:serviceaccount:{NS}:reader", me.status
+core.delete_namespaced_service_account("reader", NS)
+expect_status(401, reader_core.list_namespaced_config_map, NS)
+
 # delete, then the namespace's objects are listed empty (but for the root
 # CA every namespace holds, as in Kubernetes)
 core.delete_namespaced_config_map("one", NS)
