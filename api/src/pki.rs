@@ -52,8 +52,9 @@ pub enum PkiError {
     },
 }
 
-/// The server's credentials, loaded or freshly made.
-#[derive(Debug, Clone)]
+/// The server's credentials, loaded or freshly made. Its `Debug` shows
+/// where they live, never a key.
+#[derive(Clone)]
 pub struct Pki {
     pub dir: PathBuf,
     pub ca_pem: String,
@@ -69,6 +70,12 @@ pub struct Pki {
     pub admin_token: String,
     /// The PKCS#8 DER of the P-256 key that signs ServiceAccount tokens.
     pub service_account_key: Vec<u8>,
+}
+
+impl std::fmt::Debug for Pki {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pki").field("dir", &self.dir).finish_non_exhaustive()
+    }
 }
 
 fn read(path: &Path) -> Result<Option<String>, PkiError> {

@@ -5,6 +5,7 @@
 //! | `skiff server` | [`server`]  | a control-plane node: store, API, and a local node agent |
 //! | `skiff agent`  | [`agent`]   | a node agent in its own process                |
 //! | `skiff image`  | [`image`]   | import Wasm components and OCI layouts into a node; push components to a registry |
+//! | `skiff token`  | [`token`]   | create, list and delete join tokens            |
 //!
 //! Exit codes: 0 success, 1 runtime failure, 2 bad usage.
 
@@ -16,6 +17,7 @@ mod agent;
 mod image;
 mod manifests;
 mod server;
+mod token;
 
 /// A command line that parses but makes no sense; exits with code 2.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +43,8 @@ enum Command {
     Agent(agent::AgentArgs),
     /// Manage a node's images.
     Image(image::ImageArgs),
+    /// Manage join tokens (bootstrap tokens) for node agents.
+    Token(token::TokenArgs),
 }
 
 /// A node agent holds a listening socket per Wasm pod port and the server
@@ -82,6 +86,7 @@ fn main() -> ExitCode {
             Command::Server(args) => server::run(args).await,
             Command::Agent(args) => agent::run(args).await,
             Command::Image(args) => image::run(args).await,
+            Command::Token(args) => token::run(args).await,
         }
     });
     match result {

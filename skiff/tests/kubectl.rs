@@ -884,3 +884,75 @@ fn identities_roles_and_tokens() {
         "{stderr}"
     );
 }
+
+/// `skiff token create|list|delete`: a join token authenticates as
+/// `system:bootstrap:<id>` until it is deleted.
+#[test]
+fn join_tokens_authenticate_until_deleted() {
+    let cluster = Cluster::start_with(&["--no-controllers", "--no-agent"]);
+    let skiff = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .args(["token"])
+            .args(args)
+            .arg("--data-dir")
+            .arg(cluster.data.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "skiff token {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let token = skiff(&["create", "--ttl", "1h", "--description", "for node-2"]);
+    let token = token.trim().to_string();
+    let (id, secret) = token.split_once('.').unwrap();
+    assert_eq!((id.len(), secret.len()), (6, 16), "{token}");
+    let listed = skiff(&["list"]);
+    assert!(
+        listed.lines().any(|l| l.starts_with(id) && l.contains("for node-2")),
+        "{listed}"
+    );
+    // A kubeconfig with the token alone: the admin's also holds a client
+    // certificate, which would be presented too and win.
+    let kubeconfig = cluster.data.path().join("join.kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: skiff\n  cluster:\n    server: {}\n    certificate-authority: {}\nusers:\n- name: join\n  user:\n    token: {token}\ncontexts:\n- name: join\n  context: {{cluster: skiff, user: join}}\ncurrent-context: join\n",
+            cluster.url,
+            cluster.data.path().join("pki/ca.crt").display()
+        ),
+    )
+    .unwrap();
+    let whoami = || {
+        Command::new("/usr/bin/kubectl")
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(["auth", "whoami", "-o", "json"])
+            .output()
+            .unwrap()
+    };
+    let me = whoami();
+    assert!(me.status.success(), "{}", String::from_utf8_lossy(&me.stderr));
+    let me: serde_json::Value = serde_json::from_slice(&me.stdout).unwrap();
+    assert_eq!(me["status"]["userInfo"]["username"], format!("system:bootstrap:{id}"));
+    assert!(
+        me["status"]["userInfo"]["groups"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("system:bootstrappers")),
+        "{me}"
+    );
+    skiff(&["delete", id]);
+    let gone = whoami();
+    assert!(!gone.status.success());
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("Unauthorized"));
+    let bad = Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .args(["token", "create", "--ttl", "soon", "--data-dir"])
+        .arg(cluster.data.path())
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2), "a bad --ttl is a usage error");
+}

@@ -706,3 +706,56 @@ async fn impersonation_takes_the_impersonate_verb() {
         "users \"jane\" is forbidden: User \"vera\" cannot impersonate resource \"users\" in API group \"\" at the cluster scope"
     );
 }
+
+#[tokio::test]
+async fn bootstrap_tokens_authenticate_while_valid() {
+    let c = cluster().await;
+    let secret = |id: &str, expiration: &str| {
+        json!({
+            "metadata": {"name": format!("bootstrap-token-{id}"), "namespace": "kube-system"},
+            "type": "bootstrap.kubernetes.io/token",
+            "stringData": {
+                "token-id": id,
+                "token-secret": "0123456789abcdef",
+                "usage-bootstrap-authentication": "true",
+                "auth-extra-groups": "system:bootstrappers:workers",
+                "expiration": expiration,
+            },
+        })
+    };
+    for (id, expiration) in [("abcdef", "2999-01-01T00:00:00Z"), ("expird", "2001-01-01T00:00:00Z")] {
+        let reply = c
+            .api
+            .post("/api/v1/namespaces/kube-system/secrets", secret(id, expiration))
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+    }
+    let me = c.whoami("abcdef.0123456789abcdef").await;
+    assert_eq!(me.status, StatusCode::CREATED, "{}", me.text);
+    assert_eq!(me.body["status"]["userInfo"]["username"], "system:bootstrap:abcdef");
+    assert_eq!(
+        me.body["status"]["userInfo"]["groups"],
+        json!([
+            "system:bootstrappers",
+            "system:bootstrappers:workers",
+            "system:authenticated"
+        ])
+    );
+    for bad in [
+        "abcdef.0123456789abcdee",
+        "expird.0123456789abcdef",
+        "zzzzzz.0123456789abcdef",
+    ] {
+        assert_eq!(c.whoami(bad).await.status, StatusCode::UNAUTHORIZED, "{bad}");
+    }
+    // A join token reads nothing but discovery.
+    let reply = c
+        .call(
+            Some("abcdef.0123456789abcdef"),
+            Method::GET,
+            "/api/v1/namespaces/a/pods",
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+}
