@@ -6,11 +6,12 @@
 //!
 //! A request flows through:
 //!
-//! 1. [`server`]: TLS, then authentication ([`auth::Authenticator`]) and
-//!    routing. Discovery ([`discovery`]) and OpenAPI ([`openapi`]) are
-//!    answered from the live [`catalog::Catalog`]; resource paths are parsed
-//!    into a [`request::ResourceRequest`] and authorized
-//!    ([`auth::Authorizer`]).
+//! 1. [`server`]: TLS (with optional client certificates), then
+//!    authentication ([`auth::Authentication`]), impersonation and routing.
+//!    Discovery ([`discovery`]) and OpenAPI ([`openapi`]) are answered from
+//!    the live [`catalog::Catalog`]; resource paths are parsed into a
+//!    [`request::ResourceRequest`] and authorized ([`auth::Authorizer`]:
+//!    the Node authorizer and RBAC).
 //! 2. Bodies are decoded ([`body`]: JSON, YAML, or Kubernetes protobuf via
 //!    [`protobuf`]), checked against the kind's typed schema for unknown
 //!    and duplicate fields, resource quantities put in canonical form
@@ -31,8 +32,9 @@
 //! store watch); [`structural`] prunes, defaults and validates custom
 //! objects against their schema.
 //!
-//! [`pki`] makes and keeps the CA, serving certificate, admin token and
-//! kubeconfig.
+//! [`pki`] makes and keeps the CA, serving certificate, the admin's client
+//! certificate and token, the ServiceAccount signing key and the admin
+//! kubeconfig, and signs client certificates.
 
 pub mod admission;
 pub mod auth;

@@ -6,7 +6,8 @@
 //!    router on `--peer-listen` (raft RPC and forwarded writes); then either
 //!    bootstraps a one-node cluster (the default), forms one from
 //!    `--peers`, or joins one with `--join`, and waits for a leader.
-//! 2. **Credentials**: the CA, serving certificate and admin token under
+//! 2. **Credentials**: the CA, serving certificate, the admin's client
+//!    certificate and token and the ServiceAccount signing key under
 //!    `DIR/pki` (made on first start), and the admin kubeconfig at
 //!    `DIR/kubeconfig`.
 //! 3. **The API server** (`skiff_api::ApiServer`) over TLS on `--listen`,
