@@ -239,7 +239,7 @@ fn hostile() -> Vec<u8> {
 }
 
 /// The message of a refused write.
-fn refusal(result: kube::Result<Deployment>) -> (u16, String) {
+fn refusal<T: std::fmt::Debug>(result: kube::Result<T>) -> (u16, String) {
     match result {
         Err(kube::Error::Api(status)) => (status.code, status.message),
         other => panic!("expected a refusal, got {other:?}"),
@@ -319,6 +319,62 @@ async fn rust_score_prefers_nodes_holding_the_image() -> anyhow::Result<()> {
         .await?;
     assert_eq!(status.errors, 0);
     assert!(status.latency_p99_microseconds.is_some());
+    Ok(())
+}
+
+/// A plugin that refuses by user sees the user the API server
+/// authenticated: here the admin impersonating jane, whom RBAC lets edit
+/// the namespace and the plugin does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_validate_plugin_denies_by_username() -> anyhow::Result<()> {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use k8s_openapi::api::rbac::v1::RoleBinding;
+    let cluster = Cluster::start().await?;
+    let binding: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": "people-edit", "namespace": "default"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
+        "subjects": [
+            {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "jane"},
+            {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "bob"},
+        ],
+    }))?;
+    Api::<RoleBinding>::namespaced(cluster.client(), "default")
+        .create(&PostParams::default(), &binding)
+        .await?;
+    cluster
+        .apply(
+            "deny-users",
+            json!({
+                "stage": "Validate",
+                "component": inline(&example("deny-users")),
+                "config": {"users": ["jane"], "groups": ["contractors"]},
+                "match": {"rules": [{"apiGroups": [""], "resources": ["configmaps"], "operations": ["CREATE"]}]},
+            }),
+        )
+        .await?;
+    cluster.loaded("deny-users", 1).await?;
+    let map =
+        |name: &str| -> anyhow::Result<ConfigMap> { Ok(serde_json::from_value(json!({"metadata": {"name": name}}))?) };
+    let as_user = |client: kube::Client| Api::<ConfigMap>::namespaced(client, "default");
+
+    let jane = as_user(cluster.api.impersonating("jane", &[]).await?);
+    let (code, message) = refusal(jane.create(&PostParams::default(), &map("by-jane")?).await);
+    assert_eq!(code, 403);
+    assert_eq!(
+        message,
+        "admission webhook \"deny-users\" denied the request: user \"jane\" may not create configmaps in namespace \"default\""
+    );
+    let contractor = as_user(cluster.api.impersonating("bob", &["contractors"]).await?);
+    let (code, message) = refusal(contractor.create(&PostParams::default(), &map("by-contractor")?).await);
+    assert_eq!(code, 403);
+    assert!(message.contains("(group \"contractors\")"), "{message}");
+    let bob = as_user(cluster.api.impersonating("bob", &["staff"]).await?);
+    bob.create(&PostParams::default(), &map("by-bob")?).await?;
+    as_user(cluster.client())
+        .create(&PostParams::default(), &map("by-admin")?)
+        .await?;
+    // Nothing the plugin refused was written.
+    assert!(as_user(cluster.client()).get_opt("by-jane").await?.is_none());
     Ok(())
 }
 

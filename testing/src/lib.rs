@@ -110,6 +110,25 @@ impl TestApi {
         })
     }
 
+    /// A client that acts as `user` in `groups`: the admin, impersonating
+    /// them (`kubectl --as … --as-group …`), so RBAC and admission see
+    /// that user.
+    pub async fn impersonating(&self, user: &str, groups: &[&str]) -> anyhow::Result<kube::Client> {
+        let yaml = skiff_api::pki::kubeconfig(
+            &self.url,
+            &self.ca_pem,
+            "admin",
+            &skiff_api::pki::Credential::Token(&self.admin_token),
+        );
+        let kubeconfig = kube::config::Kubeconfig::from_yaml(&yaml)?;
+        let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
+        config.auth_info.impersonate = Some(user.to_string());
+        if !groups.is_empty() {
+            config.auth_info.impersonate_groups = Some(groups.iter().map(|g| g.to_string()).collect());
+        }
+        Ok(kube::Client::try_from(config)?)
+    }
+
     /// Stops the endpoint (waiting for its connections to end), shuts the
     /// store down and returns once its database is closed, so nothing of
     /// the store is left on another thread when the test process exits.

@@ -4,7 +4,7 @@
 //!
 //! | language   | toolchain (where it goes)                                             | plugins |
 //! |------------|-----------------------------------------------------------------------|---------|
-//! | Rust       | rustup target `wasm32-wasip2`                                         | `require-node-label`, `prefer-cached-image`, `require-team-label`, `wasm-default-limits` |
+//! | Rust       | rustup target `wasm32-wasip2`                                         | `require-node-label`, `prefer-cached-image`, `require-team-label`, `wasm-default-limits`, `deny-users` |
 //! | C          | Debian's clang, lld, wasi-libc, libclang-rt-14-dev-wasm32, make; `wit-bindgen-cli` and `wasm-tools` from crates.io (`~/.cache/skiff/tools`) | `memory-headroom` |
 //! | Python     | `componentize-py` from PyPI (`~/.cache/skiff/venv`)                   | `registry-allowlist` |
 //! | JavaScript | Node.js and npm (Debian); `@bytecodealliance/componentize-js` and `preview2-shim` from npm (`~/.cache/skiff/tools/node`) | `max-replicas` |
@@ -78,6 +78,12 @@ const PLUGINS: &[Plugin] = &[
         language: Language::Rust,
         world: "admission-mutate",
         export: "mutate",
+    },
+    Plugin {
+        name: "deny-users",
+        language: Language::Rust,
+        world: "admission-validate",
+        export: "validate",
     },
     Plugin {
         name: "memory-headroom",
