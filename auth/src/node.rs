@@ -218,9 +218,20 @@ fn targets(pod: &str, spec: &PodSpec) -> Vec<(Reachable, String)> {
         // Secrets a CSI, Ceph or similar volume names are left out: skiff
         // runs no such volume.
     }
-    let containers = spec.containers.iter().chain(spec.init_containers.iter().flatten());
-    for container in containers {
-        for env in container.env.iter().flatten() {
+    // Every kind of container: env and envFrom name Secrets and ConfigMaps.
+    let environments = spec
+        .containers
+        .iter()
+        .map(|c| (&c.env, &c.env_from))
+        .chain(spec.init_containers.iter().flatten().map(|c| (&c.env, &c.env_from)))
+        .chain(
+            spec.ephemeral_containers
+                .iter()
+                .flatten()
+                .map(|c| (&c.env, &c.env_from)),
+        );
+    for (env, env_from) in environments {
+        for env in env.iter().flatten() {
             let from = env.value_from.as_ref();
             add(
                 Reachable::Secret,
@@ -231,22 +242,9 @@ fn targets(pod: &str, spec: &PodSpec) -> Vec<(Reachable, String)> {
                 from.and_then(|f| f.config_map_key_ref.as_ref()).map(|r| &r.name),
             );
         }
-        for from in container.env_from.iter().flatten() {
+        for from in env_from.iter().flatten() {
             add(Reachable::Secret, from.secret_ref.as_ref().map(|r| &r.name));
             add(Reachable::ConfigMap, from.config_map_ref.as_ref().map(|r| &r.name));
-        }
-    }
-    for container in spec.ephemeral_containers.iter().flatten() {
-        for env in container.env.iter().flatten() {
-            let from = env.value_from.as_ref();
-            add(
-                Reachable::Secret,
-                from.and_then(|f| f.secret_key_ref.as_ref()).map(|r| &r.name),
-            );
-            add(
-                Reachable::ConfigMap,
-                from.and_then(|f| f.config_map_key_ref.as_ref()).map(|r| &r.name),
-            );
         }
     }
     out

@@ -832,26 +832,8 @@ fn identities_roles_and_tokens() {
     let token = cluster.ok(&["create", "token", "ci", "-n", "team", "--duration=15m"]);
     let token = token.trim();
     assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
-    let kubeconfig = cluster.data.path().join("ci.kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: skiff\n  cluster:\n    server: {}\n    certificate-authority: {}\nusers:\n- name: ci\n  user:\n    token: {token}\ncontexts:\n- name: ci\n  context: {{cluster: skiff, user: ci, namespace: team}}\ncurrent-context: ci\n",
-            cluster.url,
-            cluster.data.path().join("pki/ca.crt").display()
-        ),
-    )
-    .unwrap();
-    let as_token = |args: &[&str]| {
-        Command::new("/usr/bin/kubectl")
-            .arg("--kubeconfig")
-            .arg(&kubeconfig)
-            .arg("--cache-dir")
-            .arg(cluster.cache.path().join("ci"))
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let kubeconfig = cluster.token_kubeconfig("ci", token, "team");
+    let as_token = |args: &[&str]| cluster.kubectl_as(&kubeconfig, args);
     let listed = as_token(&["get", "pods"]);
     assert!(listed.status.success(), "{}", String::from_utf8_lossy(&listed.stderr));
     let refused = as_token(&["get", "secrets"]);
@@ -914,26 +896,8 @@ fn join_tokens_authenticate_until_deleted() {
         listed.lines().any(|l| l.starts_with(id) && l.contains("for node-2")),
         "{listed}"
     );
-    // A kubeconfig with the token alone: the admin's also holds a client
-    // certificate, which would be presented too and win.
-    let kubeconfig = cluster.data.path().join("join.kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: skiff\n  cluster:\n    server: {}\n    certificate-authority: {}\nusers:\n- name: join\n  user:\n    token: {token}\ncontexts:\n- name: join\n  context: {{cluster: skiff, user: join}}\ncurrent-context: join\n",
-            cluster.url,
-            cluster.data.path().join("pki/ca.crt").display()
-        ),
-    )
-    .unwrap();
-    let whoami = || {
-        Command::new("/usr/bin/kubectl")
-            .arg("--kubeconfig")
-            .arg(&kubeconfig)
-            .args(["auth", "whoami", "-o", "json"])
-            .output()
-            .unwrap()
-    };
+    let kubeconfig = cluster.token_kubeconfig("join", &token, "default");
+    let whoami = || cluster.kubectl_as(&kubeconfig, &["auth", "whoami", "-o", "json"]);
     let me = whoami();
     assert!(me.status.success(), "{}", String::from_utf8_lossy(&me.stderr));
     let me: serde_json::Value = serde_json::from_slice(&me.stdout).unwrap();

@@ -126,6 +126,33 @@ impl Cluster {
         stdout
     }
 
+    /// A kubeconfig for this cluster that authenticates with `token` alone
+    /// (the admin's also holds a client certificate, which kubectl would
+    /// present too, and which would win), in `namespace`.
+    pub fn token_kubeconfig(&self, name: &str, token: &str, namespace: &str) -> PathBuf {
+        let path = self.data.path().join(format!("{name}.kubeconfig"));
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: skiff\n  cluster:\n    server: {}\n    certificate-authority: {}\nusers:\n- name: {name}\n  user:\n    token: {token}\ncontexts:\n- name: {name}\n  context: {{cluster: skiff, user: {name}, namespace: {namespace}}}\ncurrent-context: {name}\n",
+            self.url,
+            self.data.path().join("pki/ca.crt").display()
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Runs kubectl with another kubeconfig (and its own cache).
+    pub fn kubectl_as(&self, kubeconfig: &Path, args: &[&str]) -> Output {
+        Command::new(KUBECTL)
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .arg("--cache-dir")
+            .arg(self.cache.path().join("other"))
+            .arg("--request-timeout=30s")
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
         let mut args = args.to_vec();
         args.extend(["-o", "json"]);
