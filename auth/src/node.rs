@@ -120,13 +120,6 @@ impl Graph {
             .contains_key(&(node.to_string(), kind, namespace.to_string(), name.to_string()))
     }
 
-    /// The node a pod is bound to, as far as this graph knows.
-    pub fn node_of(&self, namespace: &str, name: &str) -> Option<&str> {
-        self.pods
-            .get(&(namespace.to_string(), name.to_string()))
-            .map(|edges| edges.node.as_str())
-    }
-
     /// The Node authorizer's decision for `node` (already known to be the
     /// requesting user's node).
     pub fn authorize(&self, node: &str, attributes: &Attributes) -> Decision {

@@ -101,11 +101,6 @@ impl Authorizer {
         self.graph.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The node `pod` is bound to, as the Node authorizer knows it.
-    pub fn node_of_pod(&self, namespace: &str, name: &str) -> Option<String> {
-        self.graph().node_of(namespace, name).map(String::from)
-    }
-
     /// After a write to an RBAC object: waits (a bounded time) until the
     /// policy reflects every RBAC object now stored, so the writer's next
     /// request is decided by what it just wrote. (A deletion's revision is
