@@ -5,7 +5,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -25,10 +24,9 @@ fn start(data_dir: &Path, peer: &str) -> Child {
         .expect("start skiff server")
 }
 
-/// A loopback address with a port nothing listens on.
+/// A loopback address nothing listens on ([`skiff_testing::free_port`]).
 fn free_addr() -> String {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    format!("127.0.0.1:{port}")
+    skiff_testing::free_addr().unwrap()
 }
 
 async fn wait_writable(client: &Client) {

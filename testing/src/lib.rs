@@ -223,6 +223,47 @@ where
     }
 }
 
+/// A loopback port for a child process to listen on.
+///
+/// Asking the kernel for port 0 and handing the number on races: between
+/// the probe closing and the child binding, the kernel may give the same
+/// port to any outgoing connection on the machine (tests run in parallel
+/// processes, and make many). So the port is drawn at random from below
+/// the kernel's ephemeral range, which outgoing connections never use,
+/// and checked free; a process never hands out the same one twice.
+/// Another test process may still draw the same number, rarely; callers
+/// that start servers retry on "address in use" (see `skiff`'s test
+/// support).
+pub fn free_port() -> anyhow::Result<u16> {
+    use std::collections::HashSet;
+    use std::hash::{BuildHasher, RandomState};
+    use std::sync::Mutex;
+    static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10_000u16, ephemeral_low.max(10_001));
+    let state = RandomState::new();
+    let mut given = GIVEN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let given = given.get_or_insert_with(HashSet::new);
+    for attempt in 0u64..10_000 {
+        let draw = state.hash_one((std::process::id(), attempt, Instant::now()));
+        let port = low + (draw % u64::from(high - low)) as u16;
+        if given.contains(&port) || std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+            continue;
+        }
+        given.insert(port);
+        return Ok(port);
+    }
+    anyhow::bail!("no free loopback port between {low} and {high}")
+}
+
+/// `127.0.0.1:<port>` with a [`free_port`].
+pub fn free_addr() -> anyhow::Result<String> {
+    Ok(format!("127.0.0.1:{}", free_port()?))
+}
+
 /// Builds an OCI image layout in `dir/layout` holding busybox-static
 /// (from `/bin/busybox`) with the applets named, tagged `latest`, using
 /// umoci; fails with what to install when a tool is missing.

@@ -3,7 +3,7 @@
 //! the test owns, and a way to push a Wasm component artifact to it.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command};
 use std::time::Duration;
@@ -29,8 +29,7 @@ impl Registry {
     /// Starts `docker-registry` with its storage and log under `dir`, and
     /// waits until it answers `/v2/`.
     pub fn start(dir: &Path) -> anyhow::Result<Registry> {
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let addr = format!("127.0.0.1:{port}");
+        let addr = crate::free_addr()?;
         let config = dir.join("registry.yml");
         std::fs::create_dir_all(dir.join("registry"))?;
         std::fs::write(

@@ -4,16 +4,15 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::Write;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 pub const KUBECTL: &str = "/usr/bin/kubectl";
 
+/// A loopback address for a child to listen on ([`skiff_testing::free_port`]).
 pub fn free_addr() -> String {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    format!("127.0.0.1:{port}")
+    skiff_testing::free_addr().unwrap()
 }
 
 /// A `skiff server` child and a kubectl pointed at it.
@@ -55,11 +54,25 @@ impl Cluster {
     }
 
     /// A server with `extra` flags.
+    ///
+    /// A server that exits before it is ready (its port was taken after
+    /// [`free_addr`] found it free) is started again on other ports, a few
+    /// times.
     pub fn start_with(extra: &[&str]) -> Cluster {
         assert!(
             Path::new(KUBECTL).exists(),
             "{KUBECTL} is not installed; these tests drive the real kubectl"
         );
+        for _ in 0..4 {
+            if let Some(cluster) = Cluster::try_start(extra) {
+                return cluster;
+            }
+        }
+        panic!("skiff server exited before it was ready, four times; its stderr is above");
+    }
+
+    /// Starts a server and waits until it is ready; `None` if it exited.
+    fn try_start(extra: &[&str]) -> Option<Cluster> {
         let data = tempfile::tempdir().unwrap();
         let listen = free_addr();
         let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
@@ -72,18 +85,21 @@ impl Cluster {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start skiff server");
-        let cluster = Cluster {
+        let mut cluster = Cluster {
             child,
             kubeconfig: data.path().join("kubeconfig"),
             cache: tempfile::tempdir().unwrap(),
             url: format!("https://{listen}"),
             data,
         };
-        until(Duration::from_secs(60), "skiff server to become ready", || {
+        let ready = until(Duration::from_secs(60), "skiff server to become ready", || {
+            if cluster.child.try_wait().unwrap().is_some() {
+                return Some(false);
+            }
             (cluster.kubeconfig.exists() && cluster.kubectl(&["get", "--raw", "/readyz"]).status.success())
-                .then_some(())
+                .then_some(true)
         });
-        cluster
+        ready.then_some(cluster)
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
