@@ -71,6 +71,13 @@ pub struct Registry {
     admission: Admission,
     decoded: Arc<crate::stored::DecodeCache>,
     service_ranges: ServiceRanges,
+    /// The cluster CA (PEM) a new namespace's `kube-root-ca.crt` holds.
+    root_ca: Option<Arc<str>>,
+}
+
+/// Whether `resource` is the core (`v1`) resource `plural`.
+fn is_core(resource: &Resource, plural: &str) -> bool {
+    resource.group.is_empty() && resource.plural == plural
 }
 
 fn subject(resource: &Resource, name: &str) -> Subject {
@@ -130,7 +137,16 @@ impl Registry {
             admission: Admission::new(),
             decoded: Arc::default(),
             service_ranges: ServiceRanges::default(),
+            root_ca: None,
         }
+    }
+
+    /// The cluster CA (PEM) that every new namespace gets in its
+    /// `kube-root-ca.crt` ConfigMap, for in-cluster clients to verify the
+    /// API server.
+    pub fn with_root_ca(mut self, pem: &str) -> Registry {
+        self.root_ca = Some(pem.into());
+        self
     }
 
     /// Where Services get their ClusterIPs and node ports.
@@ -340,6 +356,10 @@ impl Registry {
             self.check_namespace_open(ns).await?;
         }
         strategy::prepare_for_create(resource, &mut object, options);
+        if is_core(resource, "pods") {
+            self.admit_service_account(namespace.unwrap_or_default(), &mut object)
+                .await?;
+        }
         for _ in 0..MAX_GENERATE_NAME_ATTEMPTS {
             let name = match &fixed_name {
                 Some(name) => name.clone(),
@@ -383,6 +403,9 @@ impl Registry {
                 if crd::is_crd(resource) {
                     crd::reconcile(&self.catalog, None, Some(&object));
                 }
+                if is_core(resource, "namespaces") {
+                    self.furnish_namespace(&name).await;
+                }
                 return Ok(object);
             }
             if !reserved.is_empty() && self.store.get(key).await?.is_none() {
@@ -397,6 +420,95 @@ impl Registry {
             resource,
             generate_name.as_deref().unwrap_or_default(),
         )))
+    }
+
+    /// The ServiceAccount admission step ([`crate::auth::service_account`]):
+    /// the pod's account must exist; the pod gets its name and, unless it
+    /// opts out, the token volume.
+    async fn admit_service_account(&self, namespace: &str, pod: &mut Value) -> Result<()> {
+        use crate::auth::service_account;
+        let Some(account_name) = service_account::account_name(pod) else {
+            return Ok(());
+        };
+        let Some(accounts) = self.catalog.lookup("", "v1", "serviceaccounts") else {
+            return Ok(());
+        };
+        let Some(account) = self.find_local_first(&accounts, Some(namespace), &account_name).await? else {
+            let pod_name = meta::name(pod)
+                .or_else(|| meta::str_field(pod, &["metadata", "generateName"]))
+                .unwrap_or_default();
+            return Err(service_account::missing(pod_name, namespace, &account_name));
+        };
+        let suffix = strategy::generate_name("");
+        service_account::mutate(pod, &account, &suffix);
+        Ok(())
+    }
+
+    /// What a namespace is created with, as kube-controller-manager's
+    /// service-account and root-CA publisher controllers would add it
+    /// moments later: the `default` ServiceAccount and `kube-root-ca.crt`.
+    /// Written here at once, so that a pod created right after its
+    /// namespace finds its account; the controllers keep them from then
+    /// on (and put them back after a failure here, which is only logged).
+    async fn furnish_namespace(&self, namespace: &str) {
+        use crate::auth::service_account::{DEFAULT_ACCOUNT, ROOT_CA_CONFIG_MAP, ROOT_CA_KEY};
+        let mut objects = vec![(
+            "serviceaccounts",
+            json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": DEFAULT_ACCOUNT}}),
+        )];
+        if let Some(ca) = &self.root_ca {
+            objects.push((
+                "configmaps",
+                json!({
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "metadata": {"name": ROOT_CA_CONFIG_MAP},
+                    "data": {ROOT_CA_KEY: ca.as_ref()},
+                }),
+            ));
+        }
+        let options = WriteOptions {
+            user: skiff_auth::UserInfo::apiserver(),
+            ..WriteOptions::default()
+        };
+        for (plural, object) in objects {
+            let Some(resource) = self.catalog.lookup("", "v1", plural) else {
+                continue;
+            };
+            match Box::pin(self.create(&resource, Some(namespace), object, &options)).await {
+                Ok(_) | Err(ApiError::AlreadyExists(_)) => {}
+                Err(error) => tracing::warn!(%namespace, %plural, %error, "cannot furnish the new namespace"),
+            }
+        }
+    }
+
+    /// An object from this replica's view of the store, or, when that
+    /// misses, from a linearizable read: for checks of objects that exist
+    /// long before the write that needs them (a namespace, a pod's
+    /// ServiceAccount), as kube-apiserver's admission reads its informers
+    /// first.
+    async fn find_local_first(
+        &self,
+        resource: &Resource,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Option<Value>> {
+        let local = self
+            .store
+            .range(
+                RangeRequest::new(KeyRange::key(key(resource, namespace, name))),
+                ReadConsistency::Serializable,
+            )
+            .await?
+            .kvs
+            .into_iter()
+            .next()
+            .map(|kv| decode(resource, &kv.value, kv.mod_revision))
+            .transpose()?;
+        match local {
+            Some(object) => Ok(Some(object)),
+            None => Ok(self.find(resource, namespace, name).await?.map(|c| c.object)),
+        }
     }
 
     /// Mutating admission, the kind's validation (again, on what the
@@ -473,28 +585,11 @@ impl Registry {
             return Ok(());
         };
         // Like kube-apiserver's namespace lifecycle check: this replica's
-        // view first, a linearizable read only when that misses.
-        let key = key(&namespaces, None, namespace);
-        let found = self
-            .store
-            .range(RangeRequest::new(KeyRange::key(key)), ReadConsistency::Serializable)
-            .await?
-            .kvs
-            .into_iter()
-            .next()
-            .map(|kv| decode(&namespaces, &kv.value, kv.mod_revision))
-            .transpose()?
-            .map(|object| Current {
-                object,
-                mod_revision: 0,
-            });
-        let found = match found {
-            Some(found) => Some(found),
-            None => self.find(&namespaces, None, namespace).await?,
-        };
+        // view first.
+        let found = self.find_local_first(&namespaces, None, namespace).await?;
         match found {
             None => Err(ApiError::NotFound(Subject::new("", "namespaces", namespace))),
-            Some(current) if meta::is_deleting(&current.object) => Err(ApiError::Forbidden(format!(
+            Some(object) if meta::is_deleting(&object) => Err(ApiError::Forbidden(format!(
                 "unable to create new content in namespace {namespace} because it is being terminated"
             ))),
             Some(_) => Ok(()),

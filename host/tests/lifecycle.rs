@@ -839,3 +839,125 @@ async fn components_the_host_cannot_run_wait_with_a_reason_while_others_serve() 
     }
     c.delete_all(&["web", "core", "unlinked"]).await;
 }
+
+/// The claims of a JWT, unverified (the API server verifies them).
+fn claims(jwt: &str) -> Value {
+    use base64::Engine;
+    let payload = jwt.split('.').nth(1).unwrap();
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn service_account_tokens_reach_wasm_and_oci_pods_and_end_with_them() {
+    let c = cluster(53).await;
+    // A Wasm component reads a projected token for another audience as a
+    // file of a read-only preopen (http-hello answers with /config/greeting).
+    let http = c.import(skiff_test_programs::HTTP_HELLO, "http-hello");
+    let token_volume = json!({"name": "vault-token", "projected": {"sources": [
+        {"serviceAccountToken": {"path": "greeting", "audience": "vault", "expirationSeconds": 600}},
+    ]}});
+    create(
+        &c,
+        pod_named(
+            "web",
+            json!({
+                "containers": [{
+                    "name": "web",
+                    "image": http,
+                    "ports": [{"containerPort": 8080}],
+                    "volumeMounts": [{"name": "vault-token", "mountPath": "/config"}],
+                }],
+                "volumes": [token_volume],
+            }),
+        ),
+    )
+    .await;
+    let pods = c.pods();
+    let web = pod_where(&pods, "web", "web Ready", ready).await;
+    let reply = http_get(&format!("{}:8080", web.status.unwrap().pod_ip.unwrap()), "/hello")
+        .await
+        .unwrap();
+    let jwt = reply
+        .lines()
+        .find_map(|l| l.strip_prefix("config: "))
+        .unwrap_or_else(|| panic!("no token in {reply}"));
+    let said = claims(jwt);
+    assert_eq!(said["aud"], json!(["vault"]));
+    assert_eq!(said["sub"], "system:serviceaccount:default:default");
+    assert_eq!(said["kubernetes.io"]["pod"]["name"], "web");
+    assert_eq!(said["kubernetes.io"]["pod"]["uid"], web.metadata.uid.unwrap().as_str());
+    let exp = said["exp"].as_i64().unwrap() - said["iat"].as_i64().unwrap();
+    assert_eq!(exp, 600);
+    c.delete_all(&["web"]).await;
+
+    if !is_root() {
+        eprintln!("skipping the runc part: runc containers need root");
+        return;
+    }
+    // A runc container finds the token the admission step mounted for it,
+    // with the CA and its namespace, where in-cluster clients look.
+    let dir = tempfile::tempdir().unwrap();
+    c.agent
+        .images()
+        .import_layout(&busybox_layout(dir.path()), "local/busybox:1")
+        .unwrap();
+    let at = "/var/run/secrets/kubernetes.io/serviceaccount";
+    create(
+        &c,
+        pod_named(
+            "shell",
+            json!({
+                "terminationGracePeriodSeconds": 1,
+                "containers": [{
+                    "name": "sh",
+                    "image": "local/busybox:1",
+                    "command": ["sh", "-c", format!(
+                        "echo token=$(cat {at}/token); echo namespace=$(cat {at}/namespace); head -1 {at}/ca.crt; \
+                         touch {at}/x 2>/dev/null || echo read-only; exec sleep 300"
+                    )],
+                }],
+            }),
+        ),
+    )
+    .await;
+    let text = eventually(Duration::from_secs(60), "the shell's lines", || async {
+        let text = pods.logs("shell", &LogParams::default()).await.ok()?;
+        text.contains("read-only").then_some(text)
+    })
+    .await;
+    assert!(text.contains("namespace=default\n"), "{text}");
+    assert!(text.contains("-----BEGIN CERTIFICATE-----\n"), "{text}");
+    let token = text
+        .lines()
+        .find_map(|l| l.strip_prefix("token="))
+        .unwrap_or_else(|| panic!("no token in {text}"))
+        .to_string();
+    assert_eq!(claims(&token)["aud"], json!([skiff_api::auth::DEFAULT_ISSUER]));
+
+    // The token is the pod's account's: authenticated, and refused what
+    // the account holds no role for. Once the pod is gone, it is refused.
+    let as_pod = c
+        .api
+        .client_with(&skiff_api::pki::Credential::Token(&token))
+        .await
+        .unwrap();
+    let listed = Api::<Pod>::namespaced(as_pod.clone(), "default")
+        .list(&Default::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&listed, kube::Error::Api(s) if s.code == 403 && s.message.contains("system:serviceaccount:default:default")),
+        "{listed:?}"
+    );
+    c.delete_all(&["shell"]).await;
+    let refused = Api::<Pod>::namespaced(as_pod, "default")
+        .list(&Default::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(&refused, kube::Error::Api(s) if s.code == 401), "{refused:?}");
+}

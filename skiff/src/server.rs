@@ -272,7 +272,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         cluster_ips: args.service_cluster_ip_range,
         node_ports: args.service_node_port_range,
     };
-    let api = skiff_api::ApiServer::with_service_ranges(store.clone(), authentication, ranges);
+    let settings = skiff_api::server::Settings {
+        service_ranges: ranges,
+        root_ca: Some(pki.ca_pem.clone()),
+    };
+    let api = skiff_api::ApiServer::with_settings(store.clone(), authentication, settings);
     api.bootstrap().await.context("cannot create the system namespaces")?;
     api.register_endpoint(SocketAddr::new(api_host.parse()?, api_addr.port()))
         .await

@@ -920,3 +920,67 @@ fn join_tokens_authenticate_until_deleted() {
         .unwrap();
     assert_eq!(bad.status.code(), Some(2), "a bad --ttl is a usage error");
 }
+
+/// An unmodified in-cluster client: curl in a runc pod, configured only by
+/// what every pod gets (`KUBERNETES_SERVICE_HOST`/`_PORT`, and the token,
+/// CA and namespace at the ServiceAccount mount), reaches the API through
+/// the `kubernetes` Service as its own account, which may list pods and
+/// nothing else.
+#[test]
+fn an_in_cluster_client_lists_pods_with_its_own_token_and_no_more() {
+    let cluster = Cluster::start_with(&[
+        "--node-name",
+        "incluster",
+        "--pod-cidr",
+        "127.41.0.0",
+        "--service-cluster-ip-range",
+        "127.141.0.0/16",
+    ]);
+    let build = tempfile::tempdir().unwrap();
+    let layout = skiff_testing::busybox_layout_with(build.path(), &["sh", "cat", "sleep"], &["/usr/bin/curl"]).unwrap();
+    import(
+        layout.to_str().unwrap(),
+        "local/curl:1",
+        &cluster.data.path().join("agent"),
+    );
+    cluster.ok(&["create", "serviceaccount", "reader"]);
+    cluster.ok(&["create", "role", "pod-reader", "--verb=get,list", "--resource=pods"]);
+    cluster.ok(&[
+        "create",
+        "rolebinding",
+        "reader-reads-pods",
+        "--role=pod-reader",
+        "--serviceaccount=default:reader",
+    ]);
+    let script = r#"sa=/var/run/secrets/kubernetes.io/serviceaccount
+ask() { curl -sS -o /dev/null -w "$1=%{http_code}\n" --cacert $sa/ca.crt -H "Authorization: Bearer $(cat $sa/token)" "https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT$2"; }
+ask pods /api/v1/namespaces/$(cat $sa/namespace)/pods
+ask secrets /api/v1/namespaces/$(cat $sa/namespace)/secrets
+ask nodes /api/v1/nodes
+echo done
+exec sleep 300"#;
+    let pod = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "client"},
+        "spec": {
+            "serviceAccountName": "reader",
+            "runtimeClassName": "runc",
+            "terminationGracePeriodSeconds": 1,
+            "containers": [{"name": "curl", "image": "local/curl:1", "command": ["sh", "-c", script]}],
+        },
+    });
+    cluster.ok_with_input(&["apply", "-f", "-"], &pod.to_string());
+    let logs = until(Duration::from_secs(90), "the client's answers", || {
+        let out = cluster.kubectl(&["logs", "client"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.contains("done").then_some(text)
+    });
+    assert!(logs.contains("pods=200\n"), "{logs}");
+    assert!(logs.contains("secrets=403\n"), "{logs}");
+    assert!(logs.contains("nodes=403\n"), "{logs}");
+    let spec = cluster.json(&["get", "pod", "client"]);
+    let mounts = spec["spec"]["containers"][0]["volumeMounts"].to_string();
+    assert!(mounts.contains("kube-api-access-"), "{mounts}");
+    cluster.ok(&["delete", "pod", "client", "--timeout=60s"]);
+}

@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use skiff_api::ApiServer;
+pub use skiff_api::pki::Credential;
 use skiff_api::pki::Pki;
 use skiff_store::{Store, StoreConfig};
 
@@ -81,7 +82,11 @@ impl TestApi {
         let authn = pki
             .authentication(skiff_api::auth::DEFAULT_ISSUER)
             .context("ServiceAccount signing key")?;
-        let server = ApiServer::new(store.clone(), authn);
+        let settings = skiff_api::server::Settings {
+            root_ca: Some(pki.ca_pem.clone()),
+            ..Default::default()
+        };
+        let server = ApiServer::with_settings(store.clone(), authn, settings);
         server.bootstrap().await.context("bootstrap the API objects")?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("https://{}", listener.local_addr()?);
@@ -126,6 +131,15 @@ impl TestApi {
         if !groups.is_empty() {
             config.auth_info.impersonate_groups = Some(groups.iter().map(|g| g.to_string()).collect());
         }
+        Ok(kube::Client::try_from(config)?)
+    }
+
+    /// A client that authenticates with `credential` alone (a token, a
+    /// client certificate), as a client in another process would.
+    pub async fn client_with(&self, credential: &Credential<'_>) -> anyhow::Result<kube::Client> {
+        let yaml = skiff_api::pki::kubeconfig(&self.url, &self.ca_pem, "user", credential);
+        let kubeconfig = kube::config::Kubeconfig::from_yaml(&yaml)?;
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
         Ok(kube::Client::try_from(config)?)
     }
 
@@ -268,6 +282,13 @@ pub fn free_addr() -> anyhow::Result<String> {
 /// (from `/bin/busybox`) with the applets named, tagged `latest`, using
 /// umoci; fails with what to install when a tool is missing.
 pub fn busybox_layout(dir: &Path, applets: &[&str]) -> anyhow::Result<PathBuf> {
+    busybox_layout_with(dir, applets, &[])
+}
+
+/// [`busybox_layout`] with the host's `programs` (absolute paths) copied
+/// in at the same paths, with the shared libraries `ldd` lists for them:
+/// a client such as curl, run in a container as it runs on the host.
+pub fn busybox_layout_with(dir: &Path, applets: &[&str], programs: &[&str]) -> anyhow::Result<PathBuf> {
     use std::process::Command;
     let have = |tool: &str| {
         Command::new("sh")
@@ -299,6 +320,33 @@ pub fn busybox_layout(dir: &Path, applets: &[&str]) -> anyhow::Result<PathBuf> {
     std::fs::copy("/bin/busybox", bin.join("busybox"))?;
     for applet in applets {
         std::os::unix::fs::symlink("busybox", bin.join(applet))?;
+    }
+    let rootfs = bundle.join("rootfs");
+    for program in programs {
+        let out = Command::new("ldd").arg(program).output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "ldd {program}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let libraries = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|line| {
+                let line = line.trim();
+                let file = line.split_once("=>").map_or(line, |(_, resolved)| resolved.trim());
+                file.split_whitespace()
+                    .next()
+                    .filter(|f| f.starts_with('/'))
+                    .map(String::from)
+            })
+            .collect::<Vec<_>>();
+        for file in libraries.iter().map(String::as_str).chain([*program]) {
+            let target = rootfs.join(file.trim_start_matches('/'));
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::copy(file, &target).with_context(|| format!("copy {file} into the image"))?;
+        }
     }
     umoci(&["repack", "--image", &image, &path(&bundle)])?;
     Ok(layout)

@@ -27,6 +27,7 @@ pub mod builtin;
 mod follow;
 pub mod impersonate;
 pub mod reconcile;
+pub mod service_account;
 
 pub use authenticate::{Authentication, ClientCertificate, Outcome};
 pub use authorize::Authorizer;

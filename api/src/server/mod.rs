@@ -32,6 +32,16 @@ use crate::services::ServiceRanges;
 
 pub use query::Query;
 
+/// How a server is set up beyond its store and its authenticators.
+#[derive(Clone, Debug, Default)]
+pub struct Settings {
+    /// Where Services get their ClusterIPs and node ports.
+    pub service_ranges: ServiceRanges,
+    /// The cluster CA (PEM) that new namespaces publish in their
+    /// `kube-root-ca.crt` ConfigMap; none without it.
+    pub root_ca: Option<String>,
+}
+
 /// Everything a request handler needs. Shared behind an `Arc`.
 #[derive(Debug)]
 pub struct ApiServer {
@@ -46,14 +56,17 @@ impl ApiServer {
     /// A server over `store`. Must be called within a Tokio runtime: the
     /// authorizer follows the store's RBAC objects and pods from here on.
     pub fn new(store: Store, authentication: Authentication) -> Arc<ApiServer> {
-        ApiServer::with_service_ranges(store, authentication, ServiceRanges::default())
+        ApiServer::with_settings(store, authentication, Settings::default())
     }
 
-    /// A server whose Services get their addresses from `ranges`.
-    pub fn with_service_ranges(store: Store, authentication: Authentication, ranges: ServiceRanges) -> Arc<ApiServer> {
+    /// A server set up with `settings`.
+    pub fn with_settings(store: Store, authentication: Authentication, settings: Settings) -> Arc<ApiServer> {
         let catalog = Catalog::new();
         let authorizer = Authorizer::follow(&store);
-        let registry = Registry::new(store, catalog.clone()).with_service_ranges(ranges);
+        let mut registry = Registry::new(store, catalog.clone()).with_service_ranges(settings.service_ranges);
+        if let Some(ca) = &settings.root_ca {
+            registry = registry.with_root_ca(ca);
+        }
         registry
             .admission()
             .add_builtin(Arc::new(crate::auth::builtin::NodeRestriction));

@@ -759,3 +759,83 @@ async fn bootstrap_tokens_authenticate_while_valid() {
         .await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn pods_run_as_an_existing_service_account_with_its_token_mounted() {
+    let api = crate::support::Api::start().await;
+    api.create_namespace("a").await;
+    // A namespace comes with its default account at once, so a pod
+    // created right after it finds one.
+    let reply = api.get("/api/v1/namespaces/a/serviceaccounts/default").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+
+    let pod = |name: &str, spec: Value| json!({"metadata": {"name": name}, "spec": spec});
+    let containers = json!([{"name": "c", "image": "x"}]);
+    let reply = api
+        .post("/api/v1/namespaces/a/pods", pod("p", json!({"containers": containers})))
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+    let spec = &reply.body["spec"];
+    assert_eq!(spec["serviceAccountName"], "default");
+    let volume = spec["volumes"][0]["name"].as_str().unwrap();
+    assert!(
+        volume.starts_with("kube-api-access-") && volume.len() == "kube-api-access-".len() + 5,
+        "{volume}"
+    );
+    assert_eq!(
+        spec["volumes"][0]["projected"]["sources"][0]["serviceAccountToken"]["path"],
+        "token"
+    );
+    assert_eq!(spec["containers"][0]["volumeMounts"][0]["name"], volume);
+    assert_eq!(
+        spec["containers"][0]["volumeMounts"][0]["mountPath"],
+        "/var/run/secrets/kubernetes.io/serviceaccount"
+    );
+
+    // An account that does not exist: Forbidden, and nothing is stored.
+    let reply = api
+        .post(
+            "/api/v1/namespaces/a/pods",
+            pod("q", json!({"serviceAccountName": "ghost", "containers": containers})),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.text);
+    assert_eq!(
+        reply.body["message"],
+        "pods \"q\" is forbidden: error looking up service account a/ghost: serviceaccount \"ghost\" not found"
+    );
+    assert_eq!(
+        api.get("/api/v1/namespaces/a/pods/q").await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    // An account that opts out of automounting: the pod runs as it, with
+    // no token; the pod's own choice wins over the account's.
+    let reply = api
+        .post(
+            "/api/v1/namespaces/a/serviceaccounts",
+            json!({"metadata": {"name": "quiet"}, "automountServiceAccountToken": false}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+    let reply = api
+        .post(
+            "/api/v1/namespaces/a/pods",
+            pod("r", json!({"serviceAccountName": "quiet", "containers": containers})),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+    assert_eq!(reply.body["spec"]["serviceAccountName"], "quiet");
+    assert!(reply.body["spec"].get("volumes").is_none(), "{}", reply.text);
+    let reply = api
+        .post(
+            "/api/v1/namespaces/a/pods",
+            pod(
+                "s",
+                json!({"serviceAccountName": "quiet", "automountServiceAccountToken": true, "containers": containers}),
+            ),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+    assert_eq!(reply.body["spec"]["volumes"].as_array().map(Vec::len), Some(1));
+}

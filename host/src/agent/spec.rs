@@ -1,16 +1,21 @@
 //! From a pod spec to what a runtime needs: environment variables (with
-//! `valueFrom`, `envFrom` and `$(VAR)` references) and volumes on disk.
+//! `valueFrom`, `envFrom` and `$(VAR)` references) and volumes on disk
+//! (emptyDir, configMap, secret, downwardAPI and projected, the last with
+//! ServiceAccount tokens).
 //!
-//! The pure parts (expansion, field references, key selection) are
-//! functions of the pod and of the ConfigMaps and Secrets it names; the
-//! caller fetches those from the API ([`Sources`]).
+//! The pure parts (expansion, field references, key selection, when a
+//! token is due for renewal) are functions of the pod and of the
+//! ConfigMaps, Secrets and tokens it names; the caller fetches those from
+//! the API ([`Sources`], [`Sources::tokens_wanted`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::{ConfigMap, Container, KeyToPath, Pod, Secret, Service, Volume};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Container, DownwardAPIVolumeFile, KeyToPath, Pod, Secret, Service, ServiceAccountTokenProjection, Volume,
+};
 
 use super::runtime::Mount;
 
@@ -20,12 +25,40 @@ use super::runtime::Mount;
 #[error("{0}")]
 pub struct ConfigError(pub String);
 
-/// The ConfigMaps and Secrets of the pod's namespace that it refers to;
-/// absent ones are missing.
+/// The ConfigMaps and Secrets of the pod's namespace that it refers to
+/// (absent ones are missing), and the ServiceAccount tokens its projected
+/// volumes hold.
 #[derive(Clone, Debug, Default)]
 pub struct Sources {
     pub config_maps: BTreeMap<String, ConfigMap>,
     pub secrets: BTreeMap<String, Secret>,
+    pub tokens: BTreeMap<TokenSlot, String>,
+}
+
+/// Where a projected ServiceAccount token goes: the volume and the path
+/// in it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TokenSlot {
+    pub volume: String,
+    pub path: String,
+}
+
+/// A token a projected volume asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenWanted {
+    pub slot: TokenSlot,
+    /// None: the API server's own audiences.
+    pub audience: Option<String>,
+    pub expiration_seconds: i64,
+}
+
+/// The lifetime a projected token asks for when it names none (an hour).
+const DEFAULT_TOKEN_SECONDS: i64 = 3600;
+
+/// When a token that is valid for `lifetime` from now is renewed: after
+/// 80% of it, and at least daily, as the kubelet's token manager does.
+pub fn token_renewal(lifetime: std::time::Duration) -> std::time::Duration {
+    (lifetime * 4 / 5).min(std::time::Duration::from_secs(24 * 3600))
 }
 
 impl Sources {
@@ -64,12 +97,65 @@ impl Sources {
             {
                 secrets.push(name.clone());
             }
+            for source in v.projected.iter().flat_map(|p| p.sources.iter().flatten()) {
+                if let Some(c) = &source.config_map {
+                    maps.push(c.name.clone());
+                }
+                if let Some(s) = &source.secret {
+                    secrets.push(s.name.clone());
+                }
+            }
         }
         maps.sort();
         maps.dedup();
         secrets.sort();
         secrets.dedup();
         (maps, secrets)
+    }
+
+    /// The ServiceAccount tokens a pod's projected volumes hold, for the
+    /// caller to request (bound to the pod).
+    pub fn tokens_wanted(pod: &Pod) -> Vec<TokenWanted> {
+        let spec = pod.spec.clone().unwrap_or_default();
+        let mut wanted = Vec::new();
+        for v in spec.volumes.iter().flatten() {
+            for source in v.projected.iter().flat_map(|p| p.sources.iter().flatten()) {
+                if let Some(ServiceAccountTokenProjection {
+                    audience,
+                    expiration_seconds,
+                    path,
+                }) = &source.service_account_token
+                {
+                    wanted.push(TokenWanted {
+                        slot: TokenSlot {
+                            volume: v.name.clone(),
+                            path: path.clone(),
+                        },
+                        audience: audience.clone().filter(|a| !a.is_empty()),
+                        expiration_seconds: expiration_seconds.unwrap_or(DEFAULT_TOKEN_SECONDS),
+                    });
+                }
+            }
+        }
+        wanted
+    }
+
+    /// The keys and values of a ConfigMap (`data` and `binaryData`).
+    fn config_map_data(&self, name: &str) -> Option<BTreeMap<String, Vec<u8>>> {
+        let map = self.config_maps.get(name)?;
+        let mut all: BTreeMap<String, Vec<u8>> = map
+            .data
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
+            .collect();
+        all.extend(
+            map.binary_data
+                .iter()
+                .flatten()
+                .map(|(k, ByteString(v))| (k.clone(), v.clone())),
+        );
+        Some(all)
     }
 
     fn config_map_value(&self, name: &str, key: &str) -> Option<String> {
@@ -429,75 +515,144 @@ fn safe_relative(path: &str) -> bool {
     !path.is_empty() && p.is_relative() && p.components().all(|c| matches!(c, std::path::Component::Normal(_)))
 }
 
-/// Creates a pod volume under `dir` (`<pod dir>/volumes/<name>`).
-pub fn materialize(volume: &Volume, sources: &Sources, dir: &Path) -> Result<PathBuf, ConfigError> {
-    let path = dir.join(&volume.name);
-    let io = |e: std::io::Error| ConfigError(format!("volume {}: {e}", volume.name));
-    let files = if volume.empty_dir.is_some() {
-        std::fs::create_dir_all(&path).map_err(io)?;
-        return Ok(path);
-    } else if let Some(source) = &volume.config_map {
-        let optional = source.optional == Some(true);
-        let all = match sources.config_maps.get(&source.name) {
-            Some(map) => {
-                let mut all: BTreeMap<String, Vec<u8>> = map
-                    .data
-                    .iter()
-                    .flatten()
-                    .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
-                    .collect();
-                all.extend(
-                    map.binary_data
-                        .iter()
-                        .flatten()
-                        .map(|(k, ByteString(v))| (k.clone(), v.clone())),
-                );
-                all
-            }
+/// The files of a downward API item: one field, or a whole label or
+/// annotation map as sorted `key="value"` lines.
+fn downward_file(pod: &Pod, item: &DownwardAPIVolumeFile) -> Result<File, ConfigError> {
+    let Some(field) = &item.field_ref else {
+        return Err(ConfigError(format!(
+            "downward API item {}: only fieldRef is supported",
+            item.path
+        )));
+    };
+    let whole = match field.field_path.as_str() {
+        "metadata.labels" => Some(&pod.metadata.labels),
+        "metadata.annotations" => Some(&pod.metadata.annotations),
+        _ => None,
+    };
+    let text = match whole {
+        Some(map) => map
+            .iter()
+            .flatten()
+            .map(|(k, v)| format!("{k}={v:?}\n"))
+            .collect::<String>(),
+        None => field_ref(pod, &field.field_path, "", "")?,
+    };
+    Ok((item.path.clone(), text.into_bytes()))
+}
+
+/// A file of a volume: its path in the volume and its bytes.
+type File = (String, Vec<u8>);
+
+/// The files a volume holds, or `None` for an empty directory.
+fn volume_files(volume: &Volume, pod: &Pod, sources: &Sources) -> Result<Option<Vec<File>>, ConfigError> {
+    let config_map = |name: &str, items: Option<&Vec<KeyToPath>>, optional: Option<bool>| {
+        let optional = optional == Some(true);
+        let all = match sources.config_map_data(name) {
+            Some(all) => all,
             None if optional => BTreeMap::new(),
-            None => return Err(ConfigError(format!("configmap \"{}\" not found", source.name))),
+            None => return Err(ConfigError(format!("configmap \"{name}\" not found"))),
         };
-        projected_files(
-            all,
-            source.items.as_ref(),
-            optional,
-            &format!("configmap {}", source.name),
-        )?
-    } else if let Some(source) = &volume.secret {
-        let name = source.secret_name.clone().unwrap_or_default();
-        let optional = source.optional == Some(true);
-        let all = match sources.secret_data(&name) {
+        projected_files(all, items, optional, &format!("configmap {name}"))
+    };
+    let secret = |name: &str, items: Option<&Vec<KeyToPath>>, optional: Option<bool>| {
+        let optional = optional == Some(true);
+        let all = match sources.secret_data(name) {
             Some(data) => data,
             None if optional => BTreeMap::new(),
             None => return Err(ConfigError(format!("secret \"{name}\" not found"))),
         };
-        projected_files(all, source.items.as_ref(), optional, &format!("secret {name}"))?
+        projected_files(all, items, optional, &format!("secret {name}"))
+    };
+    let downward = |items: Option<&Vec<DownwardAPIVolumeFile>>| {
+        items
+            .into_iter()
+            .flatten()
+            .map(|item| downward_file(pod, item))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    if volume.empty_dir.is_some() {
+        return Ok(None);
+    }
+    let files = if let Some(source) = &volume.config_map {
+        config_map(&source.name, source.items.as_ref(), source.optional)?
+    } else if let Some(source) = &volume.secret {
+        let name = source.secret_name.clone().unwrap_or_default();
+        secret(&name, source.items.as_ref(), source.optional)?
+    } else if let Some(source) = &volume.downward_api {
+        downward(source.items.as_ref())?
+    } else if let Some(projected) = &volume.projected {
+        let mut files = Vec::new();
+        for source in projected.sources.iter().flatten() {
+            if let Some(c) = &source.config_map {
+                files.extend(config_map(&c.name, c.items.as_ref(), c.optional)?);
+            }
+            if let Some(s) = &source.secret {
+                files.extend(secret(&s.name, s.items.as_ref(), s.optional)?);
+            }
+            if let Some(d) = &source.downward_api {
+                files.extend(downward(d.items.as_ref())?);
+            }
+            if let Some(t) = &source.service_account_token {
+                let slot = TokenSlot {
+                    volume: volume.name.clone(),
+                    path: t.path.clone(),
+                };
+                let token = sources
+                    .tokens
+                    .get(&slot)
+                    .ok_or_else(|| ConfigError(format!("volume {}: no ServiceAccount token yet", volume.name)))?;
+                files.push((t.path.clone(), token.clone().into_bytes()));
+            }
+        }
+        files
     } else {
         return Err(ConfigError(format!(
-            "volume {}: only emptyDir, configMap and secret volumes are supported",
+            "volume {}: only emptyDir, configMap, secret, downwardAPI and projected volumes are supported",
             volume.name
         )));
+    };
+    Ok(Some(files))
+}
+
+/// Replaces `dir/file` by `bytes` at once: written aside, then renamed,
+/// so that a container reading it (a rotated token) never sees half.
+pub fn write_file_atomically(dir: &Path, file: &str, bytes: &[u8]) -> Result<(), ConfigError> {
+    if !safe_relative(file) {
+        return Err(ConfigError(format!("invalid item path {file:?}")));
+    }
+    let io = |e: std::io::Error| ConfigError(format!("cannot write {}: {e}", dir.join(file).display()));
+    let target = dir.join(file);
+    if let Some(parent) = target.parent() {
+        std::fs::create_dir_all(parent).map_err(io)?;
+    }
+    let aside = target.with_file_name(format!(
+        "..{}.tmp",
+        target.file_name().and_then(|n| n.to_str()).unwrap_or("file")
+    ));
+    std::fs::write(&aside, bytes).map_err(io)?;
+    std::fs::rename(&aside, &target).map_err(io)
+}
+
+/// Creates a pod volume under `dir` (`<pod dir>/volumes/<name>`).
+pub fn materialize(volume: &Volume, pod: &Pod, sources: &Sources, dir: &Path) -> Result<PathBuf, ConfigError> {
+    let path = dir.join(&volume.name);
+    let io = |e: std::io::Error| ConfigError(format!("volume {}: {e}", volume.name));
+    let Some(files) = volume_files(volume, pod, sources)? else {
+        std::fs::create_dir_all(&path).map_err(io)?;
+        return Ok(path);
     };
     let _ = std::fs::remove_dir_all(&path);
     std::fs::create_dir_all(&path).map_err(io)?;
     for (file, bytes) in files {
-        if !safe_relative(&file) {
-            return Err(ConfigError(format!(
-                "volume {}: invalid item path {file:?}",
-                volume.name
-            )));
-        }
-        let target = path.join(&file);
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent).map_err(io)?;
-        }
-        std::fs::write(&target, bytes).map_err(io)?;
+        write_file_atomically(&path, &file, &bytes)
+            .map_err(|ConfigError(e)| ConfigError(format!("volume {}: {e}", volume.name)))?;
     }
     Ok(path)
 }
 
 /// A container's mounts, from its `volumeMounts` and the volumes made on
-/// disk. ConfigMap and Secret volumes are always read-only.
+/// disk. ConfigMap, Secret, downward API and projected volumes are always
+/// read-only.
 pub fn mounts(
     pod: &Pod,
     container: &Container,
@@ -509,11 +664,10 @@ pub fn mounts(
         let host = volumes
             .get(&m.name)
             .ok_or_else(|| ConfigError(format!("volume mount {}: no such volume", m.name)))?;
-        let read_only_source = spec
-            .volumes
-            .iter()
-            .flatten()
-            .any(|v| v.name == m.name && (v.config_map.is_some() || v.secret.is_some()));
+        let read_only_source = spec.volumes.iter().flatten().any(|v| {
+            v.name == m.name
+                && (v.config_map.is_some() || v.secret.is_some() || v.projected.is_some() || v.downward_api.is_some())
+        });
         let host = match m.sub_path.as_deref().filter(|s| !s.is_empty()) {
             Some(sub) if safe_relative(sub) => host.join(sub),
             Some(sub) => return Err(ConfigError(format!("volume mount {}: invalid subPath {sub:?}", m.name))),
@@ -532,6 +686,7 @@ pub fn mounts(
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::time::Duration;
 
     fn pod(spec: serde_json::Value) -> Pod {
         serde_json::from_value(json!({
@@ -621,7 +776,7 @@ mod tests {
         let volumes = p.spec.as_ref().unwrap().volumes.clone().unwrap();
         let mut made = BTreeMap::new();
         for v in &volumes[..2] {
-            made.insert(v.name.clone(), materialize(v, &sources, dir.path()).unwrap());
+            made.insert(v.name.clone(), materialize(v, &p, &sources, dir.path()).unwrap());
         }
         assert_eq!(
             std::fs::read_to_string(dir.path().join("conf/sub/file.txt")).unwrap(),
@@ -629,15 +784,93 @@ mod tests {
         );
         assert!(!dir.path().join("conf/other").exists());
         assert!(
-            materialize(&volumes[2], &sources, dir.path()).is_err(),
+            materialize(&volumes[2], &p, &sources, dir.path()).is_err(),
             "no escaping the volume"
         );
-        assert!(materialize(&volumes[3], &sources, dir.path()).is_err(), "no host paths");
+        assert!(
+            materialize(&volumes[3], &p, &sources, dir.path()).is_err(),
+            "no host paths"
+        );
         let container = p.spec.as_ref().unwrap().containers[0].clone();
         let mounts = mounts(&p, &container, &made).unwrap();
         assert!(!mounts[0].read_only);
         assert!(mounts[1].read_only, "configMap volumes are read-only");
         assert_eq!(mounts[1].path, "/etc/app");
+    }
+
+    #[test]
+    fn projected_volumes_hold_a_token_the_ca_and_the_namespace() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = pod(json!({
+            "volumes": [
+                {"name": "kube-api-access-abcde", "projected": {"sources": [
+                    {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+                    {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                    {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"fieldPath": "metadata.namespace"}}]}},
+                ]}},
+                {"name": "info", "downwardAPI": {"items": [
+                    {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}},
+                    {"path": "name", "fieldRef": {"fieldPath": "metadata.name"}},
+                ]}},
+            ],
+            "containers": [{"name": "c", "image": "i", "volumeMounts": [
+                {"name": "kube-api-access-abcde", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"},
+            ]}],
+        }));
+        p.metadata.labels = Some([("app".to_string(), "web".to_string()), ("tier".into(), "a b".into())].into());
+        let wanted = Sources::tokens_wanted(&p);
+        assert_eq!(
+            wanted,
+            vec![TokenWanted {
+                slot: TokenSlot {
+                    volume: "kube-api-access-abcde".into(),
+                    path: "token".into()
+                },
+                audience: None,
+                expiration_seconds: 3607,
+            }]
+        );
+        let mut sources = Sources::default();
+        sources.config_maps.insert(
+            "kube-root-ca.crt".into(),
+            serde_json::from_value(json!({"metadata": {"name": "kube-root-ca.crt"}, "data": {"ca.crt": "PEM"}}))
+                .unwrap(),
+        );
+        let volumes = p.spec.as_ref().unwrap().volumes.clone().unwrap();
+        assert!(
+            materialize(&volumes[0], &p, &sources, dir.path()).is_err(),
+            "no volume before its token"
+        );
+        sources.tokens.insert(wanted[0].slot.clone(), "jwt".into());
+        let made = materialize(&volumes[0], &p, &sources, dir.path()).unwrap();
+        let read = |f: &str| std::fs::read_to_string(made.join(f)).unwrap();
+        assert_eq!(
+            (read("token"), read("ca.crt"), read("namespace")),
+            ("jwt".into(), "PEM".into(), "ns".into())
+        );
+        write_file_atomically(&made, "token", b"rotated").unwrap();
+        assert_eq!(read("token"), "rotated");
+        assert_eq!(std::fs::read_dir(&made).unwrap().count(), 3, "nothing left aside");
+
+        let info = materialize(&volumes[1], &p, &sources, dir.path()).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(info.join("labels")).unwrap(),
+            "app=\"web\"\ntier=\"a b\"\n"
+        );
+        assert_eq!(std::fs::read_to_string(info.join("name")).unwrap(), "p");
+        let container = p.spec.as_ref().unwrap().containers[0].clone();
+        let made = BTreeMap::from([("kube-api-access-abcde".to_string(), made)]);
+        assert!(
+            mounts(&p, &container, &made).unwrap()[0].read_only,
+            "projected volumes are read-only"
+        );
+    }
+
+    #[test]
+    fn tokens_are_renewed_after_four_fifths_of_their_life_and_at_least_daily() {
+        let hour = Duration::from_secs(3600);
+        assert_eq!(token_renewal(hour), Duration::from_secs(2880));
+        assert_eq!(token_renewal(hour * 24 * 365), hour * 24);
     }
 
     #[test]

@@ -19,10 +19,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, PodStatus, Secret};
+use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, PodStatus, Secret, ServiceAccount};
 use k8s_openapi::jiff::Timestamp;
 use kube::Api;
-use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
@@ -31,7 +32,7 @@ use super::events::{self, Recorder};
 use super::logs::{ContainerLog, PodLogDir};
 use super::probe::{self, Kind, Verdict};
 use super::runtime::{Exit, Launch, Mount, Network, Running, StartError, Stdio, StopMode, Stopper, WorkloadRuntime};
-use super::spec::{self, ConfigError, Sources};
+use super::spec::{self, ConfigError, Sources, TokenSlot};
 use super::status::{self, ContainerRecord, Phase, PodView, Terminated};
 use skiff_image::Image;
 
@@ -140,7 +141,12 @@ struct Prepared {
     /// The `/etc/resolv.conf` written for the pod's containers on the
     /// node network.
     resolv_conf: Option<PathBuf>,
+    /// When the projected volumes' ServiceAccount tokens are renewed.
+    token_renewal: Option<Instant>,
 }
+
+/// How soon a failed token renewal is tried again.
+const TOKEN_RETRY: Duration = Duration::from_secs(10);
 
 pub(super) struct Worker {
     shared: Arc<Shared>,
@@ -347,6 +353,7 @@ impl Worker {
             .collect();
         times.extend(self.prepare_not_before);
         times.extend(self.kill_at);
+        times.extend(self.prepared.as_ref().and_then(|p| p.token_renewal));
         if let Some(deadline) = self.active_deadline() {
             times.push(deadline);
         }
@@ -424,6 +431,14 @@ impl Worker {
 
     /// Starts whatever may start now.
     async fn advance(&mut self) {
+        if self
+            .prepared
+            .as_ref()
+            .and_then(|p| p.token_renewal)
+            .is_some_and(|at| at <= Instant::now())
+        {
+            self.renew_tokens().await;
+        }
         if self.prepared.is_none() {
             if self.prepare_not_before.is_some_and(|t| t > Instant::now()) {
                 return;
@@ -510,6 +525,12 @@ impl Worker {
             .fetch_sources()
             .await
             .map_err(|e| (None, "CreateContainerConfigError", e.0))?;
+        let (tokens, renewal) = self
+            .request_tokens()
+            .await
+            .map_err(|e| (None, "CreateContainerConfigError", e.0))?;
+        prepared.sources.tokens = tokens;
+        prepared.token_renewal = renewal;
         let volumes_dir = self.pod_dir().join("volumes");
         for volume in self
             .pod
@@ -518,7 +539,7 @@ impl Worker {
             .and_then(|s| s.volumes.clone())
             .unwrap_or_default()
         {
-            let path = spec::materialize(&volume, &prepared.sources, &volumes_dir)
+            let path = spec::materialize(&volume, &self.pod, &prepared.sources, &volumes_dir)
                 .map_err(|e| (None, "CreateContainerConfigError", e.0))?;
             prepared.volumes.insert(volume.name.clone(), path);
         }
@@ -574,6 +595,80 @@ impl Worker {
             }
         }
         Ok(sources)
+    }
+
+    /// Requests the ServiceAccount tokens the pod's projected volumes
+    /// hold (TokenRequest, bound to the pod, so that each is refused once
+    /// the pod is gone); returns them with when the first is due for
+    /// renewal.
+    async fn request_tokens(&self) -> Result<(BTreeMap<TokenSlot, String>, Option<Instant>), ConfigError> {
+        let wanted = Sources::tokens_wanted(&self.pod);
+        let mut tokens = BTreeMap::new();
+        let mut renewal: Option<Instant> = None;
+        if wanted.is_empty() {
+            return Ok((tokens, renewal));
+        }
+        let account = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.service_account_name.clone())
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "default".into());
+        let api: Api<ServiceAccount> = Api::namespaced(self.shared.client.clone(), &self.namespace);
+        for want in wanted {
+            let request = TokenRequest {
+                spec: TokenRequestSpec {
+                    audiences: want.audience.into_iter().collect(),
+                    expiration_seconds: Some(want.expiration_seconds),
+                    bound_object_ref: Some(BoundObjectReference {
+                        api_version: Some("v1".into()),
+                        kind: Some("Pod".into()),
+                        name: Some(self.name.clone()),
+                        uid: Some(self.uid.clone()),
+                    }),
+                },
+                ..TokenRequest::default()
+            };
+            let cannot = |e: String| ConfigError(format!("cannot request a token for serviceaccount {account}: {e}"));
+            let issued: TokenRequest = api
+                .create_subresource("token", &account, &PostParams::default(), &request)
+                .await
+                .map_err(|e| cannot(e.to_string()))?;
+            let status = issued.status.ok_or_else(|| cannot("the answer has no status".into()))?;
+            let lifetime =
+                Duration::try_from(status.expiration_timestamp.0.duration_since(Timestamp::now())).unwrap_or_default();
+            let due = Instant::now() + spec::token_renewal(lifetime);
+            renewal = Some(renewal.map_or(due, |r| r.min(due)));
+            tokens.insert(want.slot, status.token);
+        }
+        Ok((tokens, renewal))
+    }
+
+    /// Replaces the projected tokens before they expire, as the kubelet
+    /// does; running containers read the new file in place.
+    async fn renew_tokens(&mut self) {
+        let volumes_dir = self.pod_dir().join("volumes");
+        let outcome = match self.request_tokens().await {
+            Ok((tokens, renewal)) => tokens
+                .iter()
+                .try_for_each(|(slot, token)| {
+                    spec::write_file_atomically(&volumes_dir.join(&slot.volume), &slot.path, token.as_bytes())
+                })
+                .map(|()| (tokens, renewal)),
+            Err(e) => Err(e),
+        };
+        let Some(prepared) = self.prepared.as_mut() else { return };
+        match outcome {
+            Ok((tokens, renewal)) => {
+                prepared.sources.tokens = tokens;
+                prepared.token_renewal = renewal;
+            }
+            Err(ConfigError(message)) => {
+                tracing::warn!(pod = %self.name, %message, "cannot renew the pod's ServiceAccount token");
+                prepared.token_renewal = Some(Instant::now() + TOKEN_RETRY);
+            }
+        }
     }
 
     fn launch(&self, slot: &Slot, prepared: &Prepared) -> Result<(Launch, Resolved), ConfigError> {

@@ -20,7 +20,7 @@ pub struct Cluster {
     pub client: kube::Client,
     pub agent: Agent,
     pub agent_dir: PathBuf,
-    _api: TestApi,
+    pub api: TestApi,
 }
 
 /// An API server and an agent named `node-a`, whose Wasm pods get
@@ -51,7 +51,7 @@ pub async fn start_agent(api: TestApi, cidr: u8, tune: impl FnOnce(&mut AgentCon
         client: api.client.clone(),
         agent,
         agent_dir,
-        _api: api,
+        api,
     }
 }
 
