@@ -60,6 +60,8 @@ pub struct Subresources {
     pub finalize: bool,
     /// `serviceaccounts/token` (TokenRequest).
     pub token: bool,
+    /// `certificatesigningrequests/approval`.
+    pub approval: bool,
 }
 
 /// One served group/version/resource.
@@ -264,6 +266,16 @@ pub fn builtins() -> Vec<Resource> {
             status(),
         ),
         builtin(&kinds::api_service::KIND, CLUSTER, &[], status()),
+        builtin(
+            &kinds::certificate_signing_request::KIND,
+            CLUSTER,
+            &["csr"],
+            Subresources {
+                status: true,
+                approval: true,
+                ..Subresources::default()
+            },
+        ),
         builtin(&kinds::review::TOKEN_REVIEW, CLUSTER, &[], none()).create_only(),
         builtin(&kinds::review::SELF_SUBJECT_REVIEW, CLUSTER, &[], none()).create_only(),
         builtin(&kinds::review::LOCAL_SUBJECT_ACCESS_REVIEW, NAMESPACED, &[], none()).create_only(),

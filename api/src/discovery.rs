@@ -141,6 +141,9 @@ fn subresources(resource: &Resource) -> Vec<Sub> {
     };
     let s = &resource.subresources;
     let mut subs = Vec::new();
+    if s.approval {
+        subs.push(own("approval", &["get", "patch", "update"]));
+    }
     if s.binding {
         subs.push(other("binding", "", "v1", "Binding", &["create"]));
     }

@@ -34,7 +34,9 @@
 //!
 //! [`pki`] makes and keeps the CA, serving certificate, the admin's client
 //! certificate and token, the ServiceAccount signing key and the admin
-//! kubeconfig, and signs client certificates.
+//! kubeconfig, and signs client certificates: those of skiff's own
+//! components, and those CertificateSigningRequests ask for (the
+//! controllers' signer calls [`pki::Pki::sign_request`]).
 
 pub mod admission;
 pub mod auth;

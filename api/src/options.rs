@@ -24,6 +24,12 @@ pub struct WriteOptions {
     pub user: UserInfo,
     /// A server-side apply, which records its own field ownership.
     pub applying: bool,
+    /// A write through a CertificateSigningRequest's `approval`
+    /// subresource. The registry writes it as a [`Part::Status`] update
+    /// (that is also what admission sees); the kind's update hook keeps
+    /// of it only `status.conditions`, where a `status` write keeps
+    /// everything but the Approved and Denied conditions.
+    pub approval: bool,
 }
 
 /// `DeleteOptions` as far as the registry acts on them.

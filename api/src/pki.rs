@@ -22,6 +22,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
@@ -275,19 +276,21 @@ impl Pki {
     }
 
     /// Signs a certificate signing request (PEM) as a client certificate
-    /// for the subject it asks for, valid for `days`.
-    pub fn sign_request(&self, csr_pem: &str, days: i64) -> Result<String, PkiError> {
+    /// for the subject it asks for (no alternative names), valid for
+    /// `valid_for` from now. As Kubernetes' signer does, the certificate
+    /// is valid from five minutes ago, for clocks a little behind.
+    pub fn sign_request(&self, csr_pem: &str, valid_for: Duration) -> Result<String, PkiError> {
+        const BACKDATE: Duration = Duration::from_secs(5 * 60);
         let mut request =
             rcgen::CertificateSigningRequestParams::from_pem(csr_pem).map_err(generate("certificate request"))?;
-        let until = jiff::Timestamp::now()
-            .to_zoned(jiff::tz::TimeZone::UTC)
-            .saturating_add(jiff::Span::new().days(days.clamp(1, 3650)))
-            .date();
-        request.params.not_after = rcgen::date_time_ymd(
-            i32::from(until.year()),
-            until.month().unsigned_abs(),
-            until.day().unsigned_abs(),
-        );
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        // rcgen's times are the `time` crate's; the epoch plus seconds
+        // saves naming it.
+        let epoch = rcgen::date_time_ymd(1970, 1, 1);
+        request.params.not_before = epoch + now.saturating_sub(BACKDATE);
+        request.params.not_after = epoch + now.saturating_add(valid_for);
         request.params.is_ca = IsCa::ExplicitNoCa;
         request.params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
         request.params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
@@ -431,5 +434,35 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o077, 0, "keys are private");
+    }
+
+    #[test]
+    fn requests_are_signed_as_client_certificates_for_their_subject() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::load_or_create(dir.path(), &["localhost".to_string()]).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec!["ignored.example".to_string()]).unwrap();
+        params.distinguished_name.push(DnType::CommonName, "system:node:n1");
+        params.distinguished_name.push(DnType::OrganizationName, "system:nodes");
+        let request = params.serialize_request(&key).unwrap().pem().unwrap();
+        let pem = pki.sign_request(&request, Duration::from_secs(600)).unwrap();
+        let der = CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
+        let (_, certificate) = x509_parser::parse_x509_certificate(&der).unwrap();
+        let subject = certificate.subject();
+        assert_eq!(
+            subject.iter_common_name().next().unwrap().as_str().unwrap(),
+            "system:node:n1"
+        );
+        assert_eq!(
+            subject.iter_organization().next().unwrap().as_str().unwrap(),
+            "system:nodes"
+        );
+        assert!(
+            certificate.subject_alternative_name().unwrap().is_none(),
+            "no alternative names"
+        );
+        let validity = certificate.validity();
+        let lifetime = validity.not_after.timestamp() - validity.not_before.timestamp();
+        assert_eq!(lifetime, 600 + 300, "ten minutes, from five minutes ago");
     }
 }

@@ -86,7 +86,7 @@ pub fn check_namespace(resource: &Resource, namespace: Option<&str>, object: &mu
 }
 
 /// Server-set metadata and defaults for a new object.
-pub fn prepare_for_create(resource: &Resource, object: &mut Value, _options: &WriteOptions) {
+pub fn prepare_for_create(resource: &Resource, object: &mut Value, options: &WriteOptions) {
     let metadata = meta::metadata_mut(object);
     metadata.insert("uid".into(), Value::String(uuid::Uuid::new_v4().to_string()));
     metadata.insert("creationTimestamp".into(), Value::String(meta::now_rfc3339()));
@@ -98,7 +98,7 @@ pub fn prepare_for_create(resource: &Resource, object: &mut Value, _options: &Wr
         meta::object_mut(object).remove("status");
     }
     default(resource, object);
-    (resource.ops.prepare_for_create)(object);
+    (resource.ops.prepare_for_create)(object, options);
 }
 
 /// The new state of an object from the stored one and what the client sent.
@@ -107,7 +107,7 @@ pub fn prepare_for_update(
     part: Part,
     old: &Value,
     desired: Value,
-    _options: &WriteOptions,
+    options: &WriteOptions,
 ) -> Value {
     let mut next = match part {
         Part::Main | Part::Binding => {
@@ -163,7 +163,7 @@ pub fn prepare_for_update(
         metadata.insert("managedFields".into(), fields.clone());
     }
     default(resource, &mut next);
-    (resource.ops.prepare_for_update)(&mut next, part);
+    (resource.ops.prepare_for_update)(&mut next, old, part, options);
     // Compared with the old object defaulted the same way, so a default
     // added since it was stored does not count as a change.
     let mut old_defaulted = old.clone();

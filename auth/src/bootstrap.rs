@@ -40,6 +40,7 @@ use k8s_openapi::api::rbac::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
+use crate::csr;
 use crate::user::names;
 
 /// The label kube-apiserver puts on every object it bootstraps.
@@ -55,6 +56,7 @@ const AGGREGATE_TO_EDIT: &str = "rbac.authorization.k8s.io/aggregate-to-edit";
 const AGGREGATE_TO_VIEW: &str = "rbac.authorization.k8s.io/aggregate-to-view";
 
 const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
+const CERTIFICATES_GROUP: &str = "certificates.k8s.io";
 const CORE: &str = "";
 
 const READ: &[&str] = &["get", "list", "watch"];
@@ -534,8 +536,8 @@ fn kubelet_client_approver() -> ClusterRole {
     cluster_role(
         "system:certificates.k8s.io:kube-apiserver-client-kubelet-approver",
         vec![named(
-            rule(&["certificates.k8s.io"], &["signers"], &["approve"]),
-            &["kubernetes.io/kube-apiserver-client-kubelet"],
+            rule(&[CERTIFICATES_GROUP], &["signers"], &["approve"]),
+            &[csr::KUBE_APISERVER_CLIENT_KUBELET],
         )],
     )
 }
@@ -660,6 +662,24 @@ fn skiff_kube_controller_manager() -> ClusterRole {
             named(
                 rule(&["coordination.k8s.io"], &["leases"], &["get", "update"]),
                 &[CONTROLLERS_LEASE],
+            ),
+            // The certificate approver and signer, as Kubernetes'
+            // `system:controller:certificate-controller`: approving through
+            // the approval subresource, issuing through status, as the
+            // approver and signer of node and proxy client certificates.
+            // (SubjectAccessReviews, which the approver asks, are
+            // `system:kube-controller-manager`'s.)
+            rule(
+                &[CERTIFICATES_GROUP],
+                &[
+                    "certificatesigningrequests/approval",
+                    "certificatesigningrequests/status",
+                ],
+                &["update"],
+            ),
+            named(
+                rule(&[CERTIFICATES_GROUP], &["signers"], &["approve", "sign"]),
+                &[csr::KUBE_APISERVER_CLIENT_KUBELET, csr::KUBE_APISERVER_CLIENT],
             ),
         ],
     )
@@ -1374,6 +1394,26 @@ mod tests {
             CONTROLLERS_LEASE,
         ));
         calls.push(request("create", "", "events", "default", ""));
+        // The certificate approver and signer.
+        for (verb, resource, name) in [
+            ("list", "certificatesigningrequests", ""),
+            ("watch", "certificatesigningrequests", ""),
+            ("update", "certificatesigningrequests/approval", "node-csr-1"),
+            ("update", "certificatesigningrequests/status", "node-csr-1"),
+            ("approve", "signers", csr::KUBE_APISERVER_CLIENT_KUBELET),
+            ("sign", "signers", csr::KUBE_APISERVER_CLIENT_KUBELET),
+            ("approve", "signers", csr::KUBE_APISERVER_CLIENT),
+            ("sign", "signers", csr::KUBE_APISERVER_CLIENT),
+        ] {
+            calls.push(request(verb, CERTIFICATES_GROUP, resource, "", name));
+        }
+        calls.push(request(
+            "create",
+            "authorization.k8s.io",
+            "subjectaccessreviews",
+            "",
+            "",
+        ));
         // Discovery.
         calls.extend(["/api", "/api/v1", "/apis", "/apis/apps/v1"].map(|p| path("get", p)));
         assert_allowed(&policy, &controllers, &calls);
@@ -1384,6 +1424,14 @@ mod tests {
                 request("update", "apps", "deployments", "team", "web"),
                 request("create", RBAC_GROUP, "clusterrolebindings", "", ""),
                 request("update", "coordination.k8s.io", "leases", "team", "someone-elses"),
+                request("approve", CERTIFICATES_GROUP, "signers", "", "example.com/anything"),
+                request(
+                    "sign",
+                    CERTIFICATES_GROUP,
+                    "signers",
+                    "",
+                    "kubernetes.io/kubelet-serving",
+                ),
             ],
         );
     }

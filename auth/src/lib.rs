@@ -18,6 +18,9 @@
 //! * [`token`]: ServiceAccount tokens (ES256 JWTs with Kubernetes'
 //!   claims), signed and verified, and the OpenID documents that publish
 //!   the key.
+//! * [`csr`]: certificate signing requests: the PKCS#10 request read
+//!   into the identity a signed certificate would carry, and the shapes
+//!   Kubernetes' node and API-client signers accept.
 //! * [`bootstrap`]: the roles and bindings every cluster starts with, as
 //!   kube-apiserver reconciles them on start, plus the roles of skiff's own
 //!   components.
@@ -27,6 +30,7 @@
 
 pub mod attributes;
 pub mod bootstrap;
+pub mod csr;
 pub mod node;
 pub mod rbac;
 pub mod token;

@@ -36,13 +36,19 @@
 //! * [`apiservice`] registers an APIService for every group version
 //!   served and reports the local ones available;
 //! * [`serviceaccount`] gives every namespace its `default`
-//!   ServiceAccount and the `kube-root-ca.crt` ConfigMap.
+//!   ServiceAccount and the `kube-root-ca.crt` ConfigMap;
+//! * [`certificates`] approves the CertificateSigningRequests of joining
+//!   and renewing nodes after asking the API whether their requester may
+//!   ([`certificates::approver`]), and issues the certificates of
+//!   approved node and proxy client requests with the cluster CA
+//!   ([`certificates::signer`], when given an [`certificates::Authority`]).
 //!
 //! [`start`] runs them all as background tasks; `skiff server` calls it.
 //! Shared pieces: [`owner`] (controller references, adoption), [`pods`]
 //! (active/ready/available, which pod to remove first) and [`error`].
 
 pub mod apiservice;
+pub mod certificates;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
@@ -88,27 +94,33 @@ pub struct Config {
     /// PEM of the CA that signs the API server's certificate, published in
     /// every namespace's `kube-root-ca.crt` ConfigMap.
     pub root_ca: Option<String>,
+    /// What issues client certificates with the cluster CA; without it, no
+    /// CertificateSigningRequest is signed.
+    pub authority: Option<certificates::Authority>,
 }
 
 /// Starts every controller with `client`.
 pub fn start(client: kube::Client, config: Config) -> Controllers {
-    Controllers {
-        tasks: vec![
-            tokio::spawn(nodelifecycle::run(client.clone(), config.node_lifecycle)),
-            tokio::spawn(replicaset::run(client.clone())),
-            tokio::spawn(replicaset::run_replication(client.clone())),
-            tokio::spawn(deployment::run(client.clone())),
-            tokio::spawn(job::run(client.clone())),
-            tokio::spawn(cronjob::run(client.clone())),
-            tokio::spawn(daemonset::run(client.clone())),
-            tokio::spawn(statefulset::run(client.clone())),
-            tokio::spawn(endpoints::run(client.clone())),
-            tokio::spawn(namespace::run(client.clone())),
-            tokio::spawn(apiservice::run(client.clone())),
-            tokio::spawn(serviceaccount::run(client.clone(), config.root_ca)),
-            tokio::spawn(gc::run(client)),
-        ],
+    let mut tasks = vec![
+        tokio::spawn(certificates::approver::run(client.clone())),
+        tokio::spawn(nodelifecycle::run(client.clone(), config.node_lifecycle)),
+        tokio::spawn(replicaset::run(client.clone())),
+        tokio::spawn(replicaset::run_replication(client.clone())),
+        tokio::spawn(deployment::run(client.clone())),
+        tokio::spawn(job::run(client.clone())),
+        tokio::spawn(cronjob::run(client.clone())),
+        tokio::spawn(daemonset::run(client.clone())),
+        tokio::spawn(statefulset::run(client.clone())),
+        tokio::spawn(endpoints::run(client.clone())),
+        tokio::spawn(namespace::run(client.clone())),
+        tokio::spawn(apiservice::run(client.clone())),
+        tokio::spawn(serviceaccount::run(client.clone(), config.root_ca)),
+    ];
+    if let Some(authority) = config.authority {
+        tasks.push(tokio::spawn(certificates::signer::run(client.clone(), authority)));
     }
+    tasks.push(tokio::spawn(gc::run(client)));
+    Controllers { tasks }
 }
 
 /// What a controller's reconciles share: its client, and an event recorder

@@ -2,8 +2,17 @@
 //! agent `skiff server` starts.
 //!
 //! The agent is an API client like any other: it reaches the server at
-//! `--server` with the bearer token in `--token-file`, trusting the CA in
-//! `--ca-file` (a server's is `DATA/pki/ca.crt`).
+//! `--server`, trusting the CA in `--ca-file` (a server's is
+//! `DATA/pki/ca.crt`). How it authenticates depends on `--token-file`:
+//!
+//! * a join token (`skiff token create`): the agent obtains client
+//!   certificates for the node (`system:node:<name>`) and its service
+//!   proxy (`system:kube-proxy`) through CertificateSigningRequests,
+//!   keeps them in `--data-dir`'s `pki/`, renews them, and uses only
+//!   them ([`certificates`]). Restarted with valid certificates there, it
+//!   needs no token (and `--token-file` may be left out).
+//! * any other token: a bearer token for both the node and its proxy, as
+//!   given.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -15,6 +24,9 @@ use skiff_api::pki::Credential;
 use skiff_host::agent::{Agent, AgentConfig, Clients};
 
 use crate::UsageError;
+
+mod certificates;
+mod rotating;
 
 /// Node options shared by `skiff agent` and `skiff server`.
 #[derive(Debug, Args)]
@@ -97,9 +109,12 @@ pub struct AgentArgs {
     #[arg(long)]
     server: String,
 
-    /// File holding the bearer token to authenticate with.
+    /// File holding a join token (from `skiff token create`), with which
+    /// the agent obtains its client certificates; or any other bearer
+    /// token to authenticate with. Not needed once the data directory
+    /// holds a valid node certificate.
     #[arg(long)]
-    token_file: PathBuf,
+    token_file: Option<PathBuf>,
 
     /// The CA certificate (PEM) the server's certificate is signed by.
     #[arg(long)]
@@ -147,14 +162,31 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     if !args.server.starts_with("https://") {
         return Err(UsageError(format!("--server {} must be an https:// URL", args.server)).into());
     }
-    let token = std::fs::read_to_string(&args.token_file)
-        .with_context(|| format!("cannot read --token-file {}", args.token_file.display()))?;
+    let token = match &args.token_file {
+        Some(file) => Some(
+            std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read --token-file {}", file.display()))?
+                .trim()
+                .to_string(),
+        ),
+        None => None,
+    };
     let ca = std::fs::read_to_string(&args.ca_file)
         .with_context(|| format!("cannot read --ca-file {}", args.ca_file.display()))?;
-    let client = client(&args.server, &ca, &Credential::Token(token.trim())).await?;
     let config = args.node.config(&args.data_dir);
     let name = config.node_name.clone();
-    let agent = start(Clients::shared(client), config).await?;
+    let (clients, _renewals) = match token.as_deref() {
+        Some(token) if !crate::token::is_join_token(token) => {
+            let client = client(&args.server, &ca, &Credential::Token(token)).await?;
+            (Clients::shared(client), None)
+        }
+        join_token => {
+            let pki = args.data_dir.join("pki");
+            let (clients, renewals) = certificates::join(&args.server, &ca, &pki, &name, join_token).await?;
+            (clients, Some(renewals))
+        }
+    };
+    let agent = start(clients, config).await?;
     println!(
         "skiff: node agent {name} running (endpoint {}, OCI runtime {}); data in {}",
         agent.daemon_addr(),

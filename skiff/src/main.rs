@@ -3,7 +3,7 @@
 //! | command        | module      | what it runs                                   |
 //! |----------------|-------------|------------------------------------------------|
 //! | `skiff server` | [`server`]  | a control-plane node: store, API, and a local node agent |
-//! | `skiff agent`  | [`agent`]   | a node agent in its own process                |
+//! | `skiff agent`  | [`agent`]   | a node agent in its own process, joining with a join token |
 //! | `skiff image`  | [`image`]   | import Wasm components and OCI layouts into a node; push components to a registry |
 //! | `skiff token`  | [`token`]   | create, list and delete join tokens            |
 //!

@@ -19,7 +19,8 @@
 //! 5. Unless `--no-controllers`, a **leader election** on the Lease
 //!    `kube-system/skiff-controllers`; the server holding it runs **the
 //!    scheduler** (`skiff_scheduler`) and **the controllers**
-//!    (`skiff_controllers`).
+//!    (`skiff_controllers`), whose CSR signer issues node certificates with
+//!    this server's CA.
 //! 6. Unless `--no-agent`, **the local node agent** (`crate::agent`: the
 //!    kubelet of `skiff_host` and the node's service proxy).
 //! 7. The `--apply` **manifests**, applied server-side once.
@@ -156,14 +157,20 @@ impl ControllerArgs {
         }
     }
 
-    fn config(&self, root_ca: &str) -> skiff_controllers::Config {
+    /// The controllers' settings; they issue client certificates with
+    /// `pki`'s CA.
+    fn config(&self, pki: &skiff_api::pki::Pki) -> skiff_controllers::Config {
         let grace = Duration::from_secs(self.node_monitor_grace_period);
+        let ca = pki.clone();
         skiff_controllers::Config {
             node_lifecycle: skiff_controllers::nodelifecycle::Config {
                 grace_period: grace,
                 monitor_period: (grace / 8).clamp(Duration::from_millis(500), Duration::from_secs(5)),
             },
-            root_ca: Some(root_ca.to_string()),
+            root_ca: Some(pki.ca_pem.clone()),
+            authority: Some(skiff_controllers::certificates::Authority::new(
+                move |request, valid_for| ca.sign_request(request, valid_for).map_err(|e| e.to_string()),
+            )),
         }
     }
 }
@@ -328,7 +335,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             identity,
             skiff_client::leader::Timing::default(),
         );
-        let controllers = args.controllers.config(&pki.ca_pem);
+        let controllers = args.controllers.config(&pki);
         Some(AbortOnDrop(tokio::spawn(elector.run(move || {
             let client = client.clone();
             let scheduler_client = scheduler_client.clone();

@@ -87,6 +87,19 @@ fn parse_ttl(text: &str) -> Result<Ttl, String> {
     Ok(Ttl(Some(Duration::from_secs(seconds))))
 }
 
+/// Whether `text` is a join token: `<id>.<secret>`, six and sixteen
+/// characters of `[a-z0-9]` (what the API server authenticates as a
+/// bootstrap token).
+pub fn is_join_token(text: &str) -> bool {
+    let Some((id, secret)) = text.split_once('.') else {
+        return false;
+    };
+    let shaped = |part: &str, len: usize| {
+        part.len() == len && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    };
+    shaped(id, 6) && shaped(secret, 16)
+}
+
 /// `n` characters of `[a-z0-9]`, uniformly drawn from the OS's randomness.
 fn random_chars(n: usize) -> String {
     const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
@@ -205,6 +218,15 @@ mod tests {
         assert!(parse_ttl("24").is_err());
         assert!(parse_ttl("h").is_err());
         assert!(parse_ttl("0h").is_err());
+    }
+
+    #[test]
+    fn join_tokens_are_told_from_other_tokens() {
+        assert!(is_join_token("abcdef.0123456789abcdef"));
+        assert!(!is_join_token("abcdef.0123456789ABCDEF"));
+        assert!(!is_join_token("abcde.0123456789abcdef"));
+        assert!(!is_join_token("eyJhbGciOi.xyz.abc"));
+        assert!(!is_join_token("0123456789abcdef0123456789abcdef"));
     }
 
     #[test]

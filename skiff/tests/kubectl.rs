@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use support::{Cluster, Guard, free_addr, import, second_agent, until};
+use support::{Cluster, Guard, agent_with_token, free_addr, import, second_agent, skiff_token, until};
 
 const MANIFEST: &str = r#"
 apiVersion: v1
@@ -919,6 +919,268 @@ fn join_tokens_authenticate_until_deleted() {
         .output()
         .unwrap();
     assert_eq!(bad.status.code(), Some(2), "a bad --ttl is a usage error");
+}
+
+/// A kubeconfig for this cluster that authenticates with the client
+/// certificate and key in these files.
+fn certificate_kubeconfig(
+    cluster: &Cluster,
+    name: &str,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> std::path::PathBuf {
+    let path = cluster.data.path().join(format!("{name}.kubeconfig"));
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: skiff\n  cluster:\n    server: {}\n    certificate-authority: {}\nusers:\n- name: {name}\n  user:\n    client-certificate: {}\n    client-key: {}\ncontexts:\n- name: {name}\n  context: {{cluster: skiff, user: {name}, namespace: default}}\ncurrent-context: {name}\n",
+        cluster.url,
+        cluster.data.path().join("pki/ca.crt").display(),
+        cert.display(),
+        key.display()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Seconds from now until the certificate in `file` expires.
+fn seconds_left(file: &std::path::Path) -> i64 {
+    let pem = std::fs::read(file).unwrap();
+    let (_, block) = x509_parser::pem::parse_x509_pem(&pem).unwrap();
+    let (_, certificate) = x509_parser::parse_x509_certificate(&block.contents).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    certificate.validity().not_after.timestamp() - i64::try_from(now).unwrap()
+}
+
+/// Replaces the certificate in `agent_pki/node.crt` with one the cluster
+/// CA signs for the same key and node, nine tenths of whose ten days
+/// have passed.
+fn age_node_certificate(cluster: &Cluster, agent_pki: &std::path::Path, node: &str) {
+    let pki = cluster.data.path().join("pki");
+    let ca_key = rcgen::KeyPair::from_pem(&std::fs::read_to_string(pki.join("ca.key")).unwrap()).unwrap();
+    let issuer =
+        rcgen::Issuer::from_ca_cert_pem(&std::fs::read_to_string(pki.join("ca.crt")).unwrap(), ca_key).unwrap();
+    let key = rcgen::KeyPair::from_pem(&std::fs::read_to_string(agent_pki.join("node.key")).unwrap()).unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, format!("system:node:{node}"));
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, "system:nodes");
+    params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let day = Duration::from_secs(24 * 60 * 60);
+    let epoch = rcgen::date_time_ymd(1970, 1, 1);
+    params.not_before = epoch + (now - 9 * day);
+    params.not_after = epoch + (now + day);
+    let certificate = params.signed_by(&key, &issuer).unwrap();
+    std::fs::write(agent_pki.join("node.crt"), certificate.pem()).unwrap();
+}
+
+/// An agent given a join token obtains its node's client certificate
+/// through a CertificateSigningRequest the controllers approve and issue,
+/// runs pods, and with its certificate reads its own pods' Secrets and
+/// no other node's. Restarted after its token is deleted, it goes on with
+/// its certificate, and renews one near its end as the node.
+/// `kubectl certificate approve` approves a request to another signer.
+#[test]
+fn agents_join_with_a_join_token_and_read_only_their_pods_secrets() {
+    let cluster = Cluster::start_with(&["--node-name", "first", "--pod-cidr", "127.23.0.0"]);
+    import(
+        skiff_test_programs::HTTP_HELLO,
+        "local/hello:1",
+        &cluster.data.path().join("agent"),
+    );
+    let token = skiff_token(&cluster, &["create", "--ttl", "1h"]);
+    let token = token.trim();
+    let id = token.split('.').next().unwrap();
+    let token_file = cluster.data.path().join("join.token");
+    std::fs::write(&token_file, token).unwrap();
+    let agent_dir = tempfile::tempdir().unwrap();
+    import(skiff_test_programs::HTTP_HELLO, "local/hello:1", agent_dir.path());
+    let agent = agent_with_token(&cluster, "joiner", "127.24.0.0", agent_dir.path(), &token_file, &[]);
+    until(Duration::from_secs(60), "the joining agent to register", || {
+        cluster
+            .kubectl(&["get", "node", "joiner"])
+            .status
+            .success()
+            .then_some(())
+    });
+    cluster.ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "node/joiner",
+        "node/first",
+        "--timeout=60s",
+    ]);
+
+    // Its requests, as kubectl lists them: the node's, with the token; the
+    // proxy's, as the node.
+    let listed = cluster.ok(&["get", "csr"]);
+    let header: Vec<&str> = listed.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "AGE",
+            "SIGNERNAME",
+            "REQUESTOR",
+            "REQUESTEDDURATION",
+            "CONDITION"
+        ]
+    );
+    let row = |signer: &str, requestor: &str| {
+        listed.lines().any(|l| {
+            let cells: Vec<&str> = l.split_whitespace().collect();
+            cells.get(2) == Some(&signer)
+                && cells.get(3) == Some(&requestor)
+                && cells.get(5) == Some(&"Approved,Issued")
+        })
+    };
+    assert!(
+        row(
+            "kubernetes.io/kube-apiserver-client-kubelet",
+            &format!("system:bootstrap:{id}")
+        ),
+        "{listed}"
+    );
+    assert!(
+        row("kubernetes.io/kube-apiserver-client", "system:node:joiner"),
+        "{listed}"
+    );
+    let agent_pki = agent_dir.path().join("pki");
+    use std::os::unix::fs::PermissionsExt;
+    for file in ["node.crt", "node.key", "proxy.crt", "proxy.key"] {
+        let mode = std::fs::metadata(agent_pki.join(file)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "{file} is private");
+    }
+
+    // A pod on each node, each with a Secret.
+    for (node, pod, secret) in [
+        ("first", "on-first", "first-secret"),
+        ("joiner", "on-joiner", "joiner-secret"),
+    ] {
+        cluster.ok(&[
+            "create",
+            "secret",
+            "generic",
+            secret,
+            &format!("--from-literal=k={node}"),
+        ]);
+        let env = format!(
+            r#", "env": [{{"name": "S", "valueFrom": {{"secretKeyRef": {{"name": "{secret}", "key": "k"}}}}}}]"#
+        );
+        cluster.ok_with_input(&["apply", "-f", "-"], &pod_on(node, pod, "local/hello:1", &env));
+    }
+    cluster.ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/on-first",
+        "pod/on-joiner",
+        "--timeout=60s",
+    ]);
+
+    // The node's certificate: its own pod's Secret, not the other node's.
+    let as_node = certificate_kubeconfig(
+        &cluster,
+        "joiner",
+        &agent_pki.join("node.crt"),
+        &agent_pki.join("node.key"),
+    );
+    let me = cluster.kubectl_as(
+        &as_node,
+        &["auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"],
+    );
+    assert_eq!(String::from_utf8_lossy(&me.stdout), "system:node:joiner");
+    let own = cluster.kubectl_as(&as_node, &["get", "secret", "joiner-secret", "-o", "name"]);
+    assert!(own.status.success(), "{}", String::from_utf8_lossy(&own.stderr));
+    let as_proxy = certificate_kubeconfig(
+        &cluster,
+        "joiner-proxy",
+        &agent_pki.join("proxy.crt"),
+        &agent_pki.join("proxy.key"),
+    );
+    let me = cluster.kubectl_as(
+        &as_proxy,
+        &["auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"],
+    );
+    assert_eq!(String::from_utf8_lossy(&me.stdout), "system:kube-proxy");
+    let other = cluster.kubectl_as(&as_node, &["get", "secret", "first-secret"]);
+    assert!(!other.status.success());
+    let stderr = String::from_utf8_lossy(&other.stderr);
+    assert!(
+        stderr.contains("(Forbidden)")
+            && stderr.contains("User \"system:node:joiner\" cannot get resource \"secrets\""),
+        "{stderr}"
+    );
+
+    // `kubectl certificate approve` for a request to a signer skiff does
+    // not run: approved, and left for that signer to issue.
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params.distinguished_name.push(rcgen::DnType::CommonName, "jane");
+    let request = params.serialize_request(&key).unwrap().pem().unwrap();
+    use base64::Engine;
+    let manifest = format!(
+        r#"{{"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest", "metadata": {{"name": "jane"}},
+            "spec": {{"request": "{}", "signerName": "example.com/signer", "usages": ["client auth"], "expirationSeconds": 3600}}}}"#,
+        base64::engine::general_purpose::STANDARD.encode(request)
+    );
+    cluster.ok_with_input(&["create", "-f", "-"], &manifest);
+    let pending = cluster.ok(&["get", "csr", "jane", "--no-headers"]);
+    assert!(
+        pending.contains("example.com/signer") && pending.contains("60m") && pending.contains("Pending"),
+        "{pending}"
+    );
+    let approve = cluster
+        .command(&["certificate", "approve", "jane", "-v=6"])
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&approve.stderr);
+    assert!(approve.status.success(), "{log}");
+    assert!(
+        log.lines().any(|l| l.contains("PUT")
+            && l.contains("/apis/certificates.k8s.io/v1/certificatesigningrequests/jane/approval")
+            && l.contains("200")),
+        "{log}"
+    );
+    let approved = cluster.ok(&["get", "csr", "jane", "--no-headers"]);
+    assert_eq!(approved.split_whitespace().last(), Some("Approved"), "{approved}");
+    let reason = cluster.ok(&["get", "csr", "jane", "-o", "jsonpath={.status.conditions[0].reason}"]);
+    assert_eq!(reason, "KubectlApprove");
+
+    // Restarted with its token deleted and its certificate near its end:
+    // it goes on with the certificate and renews it, as the node.
+    drop(agent);
+    skiff_token(&cluster, &["delete", id]);
+    age_node_certificate(&cluster, &agent_pki, "joiner");
+    assert!(seconds_left(&agent_pki.join("node.crt")) < 2 * 24 * 60 * 60);
+    let _agent = agent_with_token(&cluster, "joiner", "127.24.0.0", agent_dir.path(), &token_file, &[]);
+    until(Duration::from_secs(60), "the node certificate to be renewed", || {
+        (seconds_left(&agent_pki.join("node.crt")) > 300 * 24 * 60 * 60).then_some(())
+    });
+    let renewals = cluster.ok(&["get", "csr", "--no-headers"]);
+    assert!(
+        renewals.lines().any(|l| {
+            let cells: Vec<&str> = l.split_whitespace().collect();
+            cells.get(2) == Some(&"kubernetes.io/kube-apiserver-client-kubelet")
+                && cells.get(3) == Some(&"system:node:joiner")
+                && cells.get(5) == Some(&"Approved,Issued")
+        }),
+        "{renewals}"
+    );
+    let me = cluster.kubectl_as(
+        &as_node,
+        &["auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"],
+    );
+    assert_eq!(String::from_utf8_lossy(&me.stdout), "system:node:joiner");
 }
 
 /// An unmodified in-cluster client: curl in a runc pod, configured only by

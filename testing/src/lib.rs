@@ -52,6 +52,8 @@ pub struct TestApi {
     /// processes.
     pub ca_pem: String,
     pub admin_token: String,
+    /// The server's credentials: the CA that signs client certificates.
+    pub pki: Pki,
     dir: tempfile::TempDir,
     shutdown: tokio::sync::oneshot::Sender<()>,
     serving: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -109,6 +111,7 @@ impl TestApi {
             server,
             ca_pem: pki.ca_pem.clone(),
             admin_token: pki.admin_token.clone(),
+            pki,
             dir,
             shutdown,
             serving,

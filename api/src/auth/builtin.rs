@@ -7,6 +7,20 @@
 //!   checks.
 //! * [`NodeRestriction`]: a node writes only its own Node and Lease and
 //!   the pods bound to it.
+//! * [`CertificateApproval`] and [`CertificateSigning`]: who approves or
+//!   denies a CertificateSigningRequest needs `approve`, who issues its
+//!   certificate `sign`, on the signer it names (resource `signers` of
+//!   `certificates.k8s.io`, named after the signer or `<domain>/*`), as
+//!   kube-apiserver's plugins of those names check.
+//! * [`CertificateSubjectRestriction`]: no request to the signer
+//!   `kubernetes.io/kube-apiserver-client` for a certificate in
+//!   `system:masters`.
+//!
+//! Approvals reach admission as status writes (see
+//! [`WriteOptions::approval`](crate::options::WriteOptions::approval)).
+//! A status write keeps the stored Approved and Denied conditions, so a
+//! write that changes them is an approval: that is what
+//! [`CertificateApproval`] checks.
 
 use k8s_openapi::api::rbac::v1::{PolicyRule, RoleRef};
 use serde_json::Value;
@@ -19,6 +33,7 @@ use crate::admission::{Attributes as Admitted, BuiltinPlugin, Operation};
 use crate::error::ApiError;
 
 const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
+const CERTIFICATES_GROUP: &str = "certificates.k8s.io";
 
 /// The RBAC escalation check.
 #[derive(Debug, Clone)]
@@ -196,5 +211,163 @@ impl BuiltinPlugin for NodeRestriction {
                 attributes.resource.plural, attributes.name
             ))
         })
+    }
+}
+
+/// Whether `user` may `verb` (`approve`, `sign`) for `signer`: the signer
+/// by name, or every signer of its domain (`example.com/*`).
+fn authorized_for_signer(authorizer: &Authorizer, user: &UserInfo, verb: &str, signer: &str) -> bool {
+    let domain = signer.split('/').next().unwrap_or_default();
+    [signer.to_string(), format!("{domain}/*")].into_iter().any(|name| {
+        let attributes = Attributes::resource(
+            user.clone(),
+            verb,
+            ResourceAttributes {
+                group: CERTIFICATES_GROUP.into(),
+                resource: "signers".into(),
+                name,
+                ..Default::default()
+            },
+        );
+        authorizer.authorize(&attributes) == Decision::Allow
+    })
+}
+
+/// A status write (or approval) of a CertificateSigningRequest: its
+/// stored and its new state.
+fn csr_status_write<'a>(
+    attributes: &Admitted<'_>,
+    object: &'a Value,
+    old: Option<&'a Value>,
+) -> Option<(&'a Value, &'a Value)> {
+    let resource = attributes.resource;
+    (resource.group == CERTIFICATES_GROUP
+        && resource.plural == "certificatesigningrequests"
+        && attributes.operation == Operation::Update
+        && attributes.subresource == Some("status"))
+    .then_some(())
+    .and(old.map(|old| (old, object)))
+}
+
+fn signer_of(csr: &Value) -> &str {
+    csr.pointer("/spec/signerName")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
+fn forbidden_csr(attributes: &Admitted<'_>, reason: impl std::fmt::Display) -> ApiError {
+    ApiError::Forbidden(format!(
+        "certificatesigningrequests.{CERTIFICATES_GROUP} \"{}\" is forbidden: {reason}",
+        attributes.name
+    ))
+}
+
+/// CertificateApproval: approving or denying needs `approve` on the signer.
+#[derive(Debug, Clone)]
+pub struct CertificateApproval {
+    pub authorizer: Authorizer,
+}
+
+impl BuiltinPlugin for CertificateApproval {
+    fn name(&self) -> &str {
+        "CertificateApproval"
+    }
+
+    fn validate(&self, attributes: &Admitted<'_>, object: &Value, old: Option<&Value>) -> Result<(), ApiError> {
+        let Some((old, new)) = csr_status_write(attributes, object, old) else {
+            return Ok(());
+        };
+        let decisions = |csr: &Value| -> Vec<Value> {
+            csr.pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter(|c| matches!(c.get("type").and_then(Value::as_str), Some("Approved" | "Denied")))
+                .cloned()
+                .collect()
+        };
+        if decisions(old) == decisions(new)
+            || authorized_for_signer(&self.authorizer, attributes.user, "approve", signer_of(old))
+        {
+            return Ok(());
+        }
+        Err(forbidden_csr(
+            attributes,
+            format!(
+                "user not permitted to approve requests with signerName {:?}",
+                signer_of(old)
+            ),
+        ))
+    }
+}
+
+/// CertificateSigning: setting the certificate needs `sign` on the signer.
+#[derive(Debug, Clone)]
+pub struct CertificateSigning {
+    pub authorizer: Authorizer,
+}
+
+impl BuiltinPlugin for CertificateSigning {
+    fn name(&self) -> &str {
+        "CertificateSigning"
+    }
+
+    fn validate(&self, attributes: &Admitted<'_>, object: &Value, old: Option<&Value>) -> Result<(), ApiError> {
+        let Some((old, new)) = csr_status_write(attributes, object, old) else {
+            return Ok(());
+        };
+        let certificate = |csr: &Value| csr.pointer("/status/certificate").cloned();
+        if certificate(old) == certificate(new)
+            || authorized_for_signer(&self.authorizer, attributes.user, "sign", signer_of(old))
+        {
+            return Ok(());
+        }
+        Err(forbidden_csr(
+            attributes,
+            format!(
+                "user not permitted to sign requests with signerName {:?}",
+                signer_of(old)
+            ),
+        ))
+    }
+}
+
+/// CertificateSubjectRestriction: the API-client signer issues no
+/// certificate in `system:masters`, which would bypass authorization.
+#[derive(Debug, Clone, Copy)]
+pub struct CertificateSubjectRestriction;
+
+impl BuiltinPlugin for CertificateSubjectRestriction {
+    fn name(&self) -> &str {
+        "CertificateSubjectRestriction"
+    }
+
+    fn validate(&self, attributes: &Admitted<'_>, object: &Value, _old: Option<&Value>) -> Result<(), ApiError> {
+        let resource = attributes.resource;
+        if resource.group != CERTIFICATES_GROUP
+            || resource.plural != "certificatesigningrequests"
+            || attributes.operation != Operation::Create
+            || signer_of(object) != skiff_auth::csr::KUBE_APISERVER_CLIENT
+        {
+            return Ok(());
+        }
+        let Some(pem) = crate::kinds::certificate_signing_request::request_pem(object) else {
+            return Ok(());
+        };
+        // A request that does not parse is refused by validation already.
+        let Ok(request) = skiff_auth::csr::Request::parse_pem(&pem) else {
+            return Ok(());
+        };
+        if request.organizations.iter().any(|o| o == names::MASTERS) {
+            return Err(forbidden_csr(
+                attributes,
+                format!(
+                    "use of {} signer with {} group is not allowed",
+                    skiff_auth::csr::KUBE_APISERVER_CLIENT,
+                    names::MASTERS
+                ),
+            ));
+        }
+        Ok(())
     }
 }

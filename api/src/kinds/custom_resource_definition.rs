@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::{BuiltinKind, KindOps, Printer, Typed};
 use crate::meta::{self, NameRule};
-use crate::options::Part;
+use crate::options::{Part, WriteOptions};
 use crate::patch::schema;
 use crate::printer::{NAME_CREATED_AT, created_at_row};
 
@@ -34,12 +34,12 @@ pub static KIND: BuiltinKind = BuiltinKind {
     },
 };
 
-fn prepare_for_create(crd: &mut Value) {
+fn prepare_for_create(crd: &mut Value, _: &WriteOptions) {
     crd["status"] = status(crd);
 }
 
 /// The status follows the spec on every write but a status write.
-fn prepare_for_update(crd: &mut Value, part: Part) {
+fn prepare_for_update(crd: &mut Value, _old: &Value, part: Part, _: &WriteOptions) {
     if part != Part::Status {
         crd["status"] = status(crd);
     }

@@ -8,7 +8,7 @@ use super::{set_default, workload};
 use crate::error::Cause;
 use crate::meta;
 use crate::meta::NameRule;
-use crate::options::Part;
+use crate::options::{Part, WriteOptions};
 use crate::patch::schema;
 use crate::printer::{
     AGE, CONTAINERS, Column, IMAGES, NAME, SELECTOR, age, at, col, condition_true, containers_and_images,
@@ -44,7 +44,7 @@ pub static KIND: BuiltinKind = BuiltinKind {
 /// A Job without `manualSelector: true` selects its pods by its own uid:
 /// the API generates the selector and the template labels that match it,
 /// as kube-apiserver does.
-fn prepare_for_create(job: &mut Value) {
+fn prepare_for_create(job: &mut Value, _: &WriteOptions) {
     let uid = job.pointer("/metadata/uid").cloned().unwrap_or(Value::Null);
     let name = job.pointer("/metadata/name").cloned().unwrap_or(Value::Null);
     let Some(spec) = job.get_mut("spec").and_then(Value::as_object_mut) else {

@@ -1,7 +1,8 @@
 //! Everything the API server knows about one kind, kept in one place.
 //!
 //! Each built-in kind has a file here holding one [`BuiltinKind`]: its
-//! `k8s-openapi` type and its [`KindOps`], the server-set fields it gets on create and update, its defaults
+//! `k8s-openapi` type and its [`KindOps`], the server-set fields it gets on
+//! create and update (which may depend on the user writing), its defaults
 //! and validation, its name rule, what a delete does to it, the columns
 //! `kubectl get` prints, the fields a field selector may name, and where a
 //! strategic merge patch finds its list metadata. kube-apiserver keeps the
@@ -26,11 +27,12 @@ use serde_json::Value;
 
 use crate::error::Cause;
 use crate::meta::NameRule;
-use crate::options::{DeleteOptions, Part};
+use crate::options::{DeleteOptions, Part, WriteOptions};
 use crate::patch::schema::TypeInfo;
 use crate::printer::Column;
 
 pub mod api_service;
+pub mod certificate_signing_request;
 pub mod config_map;
 pub mod cron_job;
 pub mod custom;
@@ -139,11 +141,13 @@ pub struct KindOps {
     /// Whether a create keeps the `status` it is sent although the kind has
     /// a status subresource (a node agent registers its Node with status).
     pub create_keeps_status: bool,
-    /// Server-set fields of a new object, after defaults.
-    pub prepare_for_create: fn(&mut Value),
-    /// Server-set fields of an updated object, after defaults; the
-    /// [`Part`] says which part of the object the update writes.
-    pub prepare_for_update: fn(&mut Value, Part),
+    /// Server-set fields of a new object, after defaults; the options
+    /// name the user creating it.
+    pub prepare_for_create: fn(&mut Value, &WriteOptions),
+    /// Server-set fields of an updated object, after defaults: the new
+    /// object, the stored one, which [`Part`] of the object the update
+    /// writes, and the options (the user writing).
+    pub prepare_for_update: fn(&mut Value, &Value, Part, &WriteOptions),
     /// Kubernetes' defaults for the kind's fields.
     pub defaults: fn(&mut Value),
     /// Semantic checks beyond the generic ones (name, labels, finalizers):
@@ -201,10 +205,10 @@ impl KindOps {
 }
 
 /// A create hook for kinds that set nothing on create.
-pub fn nothing_on_create(_: &mut Value) {}
+pub fn nothing_on_create(_: &mut Value, _: &WriteOptions) {}
 
 /// An update hook for kinds that set nothing on update.
-pub fn nothing_on_update(_: &mut Value, _: Part) {}
+pub fn nothing_on_update(_: &mut Value, _: &Value, _: Part, _: &WriteOptions) {}
 
 /// A defaults hook for kinds without defaults.
 pub fn no_defaults(_: &mut Value) {}

@@ -11,7 +11,7 @@ use super::{BuiltinKind, KindOps, Printer, Typed};
 use crate::error::Cause;
 use crate::meta;
 use crate::meta::NameRule;
-use crate::options::{DeleteOptions, Part};
+use crate::options::{DeleteOptions, Part, WriteOptions};
 use crate::patch::schema;
 use crate::printer::{
     AGE, Column, NAME, age, at, bool_at as bool_cell, col, condition_true, human_duration, int_at, list_at, name,
@@ -48,7 +48,7 @@ pub static KIND: BuiltinKind = BuiltinKind {
 const DEFAULT_TOLERATION_SECONDS: i64 = 300;
 
 /// A new pod is `Pending`, with its QoS class and the default tolerations.
-fn prepare_for_create(pod: &mut Value) {
+fn prepare_for_create(pod: &mut Value, _: &WriteOptions) {
     pod["status"] = json!({"phase": "Pending", "qosClass": qos_class(pod)});
     default_toleration_seconds(pod);
 }

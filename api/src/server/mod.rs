@@ -75,6 +75,19 @@ impl ApiServer {
             .add_builtin(Arc::new(crate::auth::builtin::Escalation {
                 authorizer: authorizer.clone(),
             }));
+        registry
+            .admission()
+            .add_builtin(Arc::new(crate::auth::builtin::CertificateApproval {
+                authorizer: authorizer.clone(),
+            }));
+        registry
+            .admission()
+            .add_builtin(Arc::new(crate::auth::builtin::CertificateSigning {
+                authorizer: authorizer.clone(),
+            }));
+        registry
+            .admission()
+            .add_builtin(Arc::new(crate::auth::builtin::CertificateSubjectRestriction));
         Arc::new(ApiServer {
             registry,
             catalog,

@@ -51,6 +51,9 @@ impl Call {
     fn write_options(&self) -> Result<WriteOptions> {
         let mut options = self.query.write_options()?;
         options.user = self.user.clone();
+        // `certificatesigningrequests/approval` is written as status, of
+        // which it changes the conditions only.
+        options.approval = self.request.subresource.as_deref() == Some("approval");
         if options.field_manager.is_none() {
             // As Kubernetes does: the client program's name.
             options.field_manager = self
@@ -129,6 +132,7 @@ pub(super) async fn handle(server: Arc<ApiServer>, request: Request) -> Result<R
             "eviction" => s.eviction,
             "finalize" => s.finalize,
             "token" => s.token,
+            "approval" => s.approval,
             _ => false,
         };
         if !served {
@@ -155,7 +159,7 @@ async fn dispatch(call: &Call, sub: Option<&str>) -> Result<Response> {
         };
     }
     match (call.request.verb, sub) {
-        (Verb::Get, None | Some("status")) => get(call).await,
+        (Verb::Get, None | Some("status" | "approval")) => get(call).await,
         (Verb::Create, Some("token")) => super::reviews::token_request(call).await,
         (Verb::Get, Some("scale")) => get_scale(call).await,
         (Verb::Get, Some("log")) => log(call).await,
@@ -164,11 +168,11 @@ async fn dispatch(call: &Call, sub: Option<&str>) -> Result<Response> {
         (Verb::Create, Some("binding")) => bind(call).await,
         (Verb::Create, Some("eviction")) => evict(call).await,
         (Verb::Update, None) => update(call, Part::Main).await,
-        (Verb::Update, Some("status")) => update(call, Part::Status).await,
+        (Verb::Update, Some("status" | "approval")) => update(call, Part::Status).await,
         (Verb::Update, Some("finalize")) => finalize(call).await,
         (Verb::Update | Verb::Patch, Some("scale")) => scale(call).await,
         (Verb::Patch, None) => patch(call, Part::Main).await,
-        (Verb::Patch, Some("status")) => patch(call, Part::Status).await,
+        (Verb::Patch, Some("status" | "approval")) => patch(call, Part::Status).await,
         (Verb::Delete, None) => delete(call).await,
         (Verb::DeleteCollection, None) => delete_collection(call).await,
         _ => Err(ApiError::MethodNotSupported),
@@ -676,9 +680,8 @@ async fn bind(call: &Call) -> Result<Response> {
     let name = call.name().to_string();
     let options = WriteOptions {
         dry_run: call.query.dry_run()?,
-        field_manager: None,
         user: call.user.clone(),
-        applying: false,
+        ..WriteOptions::default()
     };
     call.server
         .registry

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod apiservice;
+mod certificates;
 mod cronjob;
 mod daemonset;
 mod deployment;

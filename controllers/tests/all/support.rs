@@ -25,12 +25,16 @@ impl Cluster {
         let api = TestApi::start().await.unwrap();
         // The stand-in node does not renew heartbeats, so nodes the tests
         // create stay as they made them instead of going silent.
+        let pki = api.pki.clone();
         let config = skiff_controllers::Config {
             node_lifecycle: skiff_controllers::nodelifecycle::Config {
                 grace_period: Duration::from_secs(3600),
                 ..Default::default()
             },
             root_ca: Some(api.ca_pem.clone()),
+            authority: Some(skiff_controllers::certificates::Authority::new(
+                move |request, valid_for| pki.sign_request(request, valid_for).map_err(|e| e.to_string()),
+            )),
         };
         let controllers = skiff_controllers::start(api.client.clone(), config);
         let node = tokio::spawn(stand_in_node(api.client.clone()));

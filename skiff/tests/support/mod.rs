@@ -226,6 +226,20 @@ pub fn second_agent_with(
     for (file, reference) in images {
         import(file, reference, dir);
     }
+    let token = cluster.data.path().join("pki/admin.token");
+    agent_with_token(cluster, name, cidr, dir, &token, extra)
+}
+
+/// A node agent in its own process that authenticates with the token in
+/// `token_file` (the admin's, or a join token), its data in `dir`.
+pub fn agent_with_token(
+    cluster: &Cluster,
+    name: &str,
+    cidr: &str,
+    dir: &Path,
+    token_file: &Path,
+    extra: &[&str],
+) -> Guard {
     let pki = cluster.data.path().join("pki");
     Guard {
         child: Command::new(env!("CARGO_BIN_EXE_skiff"))
@@ -235,7 +249,7 @@ pub fn second_agent_with(
             .arg("--ca-file")
             .arg(pki.join("ca.crt"))
             .arg("--token-file")
-            .arg(pki.join("admin.token"))
+            .arg(token_file)
             .arg("--data-dir")
             .arg(dir)
             .env("RUST_LOG", "warn")
@@ -244,6 +258,24 @@ pub fn second_agent_with(
             .unwrap(),
         data_dir: dir.to_path_buf(),
     }
+}
+
+/// `skiff token <args> --data-dir <the server's>`, asserting success;
+/// its stdout.
+pub fn skiff_token(cluster: &Cluster, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .arg("token")
+        .args(args)
+        .arg("--data-dir")
+        .arg(cluster.data.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "skiff token {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 impl Cluster {
