@@ -90,8 +90,9 @@ fn read(path: &Path) -> Result<Option<String>, PkiError> {
     }
 }
 
-/// Writes a file readable by its owner only, atomically.
-fn write_private(path: &Path, contents: &str) -> Result<(), PkiError> {
+/// Writes a file readable by its owner only, atomically (written aside,
+/// synced, then renamed): what keys and certificates are kept in.
+pub fn write_private(path: &Path, contents: &str) -> Result<(), PkiError> {
     use std::os::unix::fs::OpenOptionsExt;
     let io = |source| PkiError::Io {
         path: path.into(),

@@ -872,21 +872,7 @@ fn identities_roles_and_tokens() {
 #[test]
 fn join_tokens_authenticate_until_deleted() {
     let cluster = Cluster::start_with(&["--no-controllers", "--no-agent"]);
-    let skiff = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_skiff"))
-            .args(["token"])
-            .args(args)
-            .arg("--data-dir")
-            .arg(cluster.data.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "skiff token {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let skiff = |args: &[&str]| skiff_token(&cluster, args);
     let token = skiff(&["create", "--ttl", "1h", "--description", "for node-2"]);
     let token = token.trim().to_string();
     let (id, secret) = token.split_once('.').unwrap();

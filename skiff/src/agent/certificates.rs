@@ -30,7 +30,7 @@ use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::certificates::v1::{CertificateSigningRequest, CertificateSigningRequestSpec};
 use kube::api::{Api, ObjectMeta, PostParams};
-use skiff_api::pki::Credential;
+use skiff_api::pki::{Credential, write_private};
 use skiff_host::agent::Clients;
 
 use super::rotating::{self, RotatingIdentity};
@@ -156,30 +156,12 @@ fn load(dir: &Path, identity: &Identity) -> Option<Issued> {
     }
 }
 
-/// Writes a file only its owner can read, atomically.
-fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    file.write_all(contents.as_bytes())
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
-}
-
 fn store(dir: &Path, identity: &Identity, issued: &Issued) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let (cert, key) = identity.files(dir);
     // The key first: a certificate without its key is of no use.
     write_private(&key, &issued.key_pem)?;
-    write_private(&cert, &issued.cert_pem)
+    Ok(write_private(&cert, &issued.cert_pem)?)
 }
 
 /// Asks for `identity`'s certificate with `client`, waits until it is
