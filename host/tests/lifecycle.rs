@@ -955,9 +955,10 @@ async fn service_account_tokens_reach_wasm_and_oci_pods_and_end_with_them() {
         "{listed:?}"
     );
     c.delete_all(&["shell"]).await;
-    let refused = Api::<Pod>::namespaced(as_pod, "default")
-        .list(&Default::default())
-        .await
-        .unwrap_err();
-    assert!(matches!(&refused, kube::Error::Api(s) if s.code == 401), "{refused:?}");
+    let pods_as_pod = Api::<Pod>::namespaced(as_pod, "default");
+    eventually(Duration::from_secs(10), "the gone pod's token refused", || async {
+        let refused = pods_as_pod.list(&Default::default()).await.err()?;
+        matches!(&refused, kube::Error::Api(s) if s.code == 401).then_some(())
+    })
+    .await;
 }

@@ -17,6 +17,8 @@ use skiff_auth::token::{Keys, TokenError};
 use skiff_auth::user::names;
 use skiff_store::{KeyRange, RangeRequest, ReadConsistency, Store};
 
+use super::liveness::{Known, Liveness};
+
 /// The leaf certificate (DER) a client presented and the TLS listener
 /// verified against the cluster CA.
 #[derive(Clone, Debug)]
@@ -40,6 +42,9 @@ pub struct Authentication {
     service_accounts: Option<Arc<Keys>>,
     audiences: Vec<String>,
     verified: Arc<VerifiedTokens>,
+    /// The followed view of the objects tokens are bound to; without it
+    /// every check reads the store.
+    liveness: Option<Arc<Liveness>>,
 }
 
 /// ServiceAccount tokens whose signature was verified, with their claims:
@@ -91,6 +96,25 @@ impl Authentication {
         };
         self.service_accounts = Some(keys);
         self
+    }
+
+    /// Checks the objects ServiceAccount tokens are bound to against a
+    /// view that follows `store` ([`Liveness`]) rather than reading the
+    /// store on every request. Must be called within a Tokio runtime.
+    pub fn following(mut self, store: &Store) -> Authentication {
+        if self.service_accounts.is_some() {
+            self.liveness = Some(Arc::new(Liveness::follow(store)));
+        }
+        self
+    }
+
+    /// After a deletion of the object at store key `key`: waits (a bounded
+    /// time) until tokens bound to it are refused, so that the deleting
+    /// client's next request sees it ([`Liveness::deleted`]).
+    pub async fn deleted(&self, key: &str) {
+        if let Some(liveness) = &self.liveness {
+            liveness.deleted(key).await;
+        }
     }
 
     /// The key that signs ServiceAccount tokens, if this server has one.
@@ -167,7 +191,7 @@ impl Authentication {
                 Err(error) => return Err(error.to_string()),
             },
         };
-        check_bound_objects(store, &claims).await?;
+        check_bound_objects(store, self.liveness.as_deref(), &claims).await?;
         Ok(claims.user())
     }
 
@@ -297,8 +321,14 @@ fn check_lifetime_and_audience(
 }
 
 /// A ServiceAccount token is good only while its ServiceAccount, and the
-/// Pod, Secret or Node it is bound to, exist with the UIDs it names.
-async fn check_bound_objects(store: &Store, claims: &skiff_auth::token::Claims) -> Result<(), String> {
+/// Pod, Secret or Node it is bound to, exist with the UIDs it names. Each
+/// is looked up in `liveness` first, and read from the store when the view
+/// does not hold it with that UID (it may be newer than the view).
+async fn check_bound_objects(
+    store: &Store,
+    liveness: Option<&Liveness>,
+    claims: &skiff_auth::token::Claims,
+) -> Result<(), String> {
     let k = &claims.kubernetes;
     let ns = &k.namespace;
     let mut checks = vec![(
@@ -319,11 +349,21 @@ async fn check_bound_objects(store: &Store, claims: &skiff_auth::token::Claims) 
         }
     }
     for (what, key, reference) in checks {
-        let object = stored(store, key).await?;
-        let uid = object
-            .as_ref()
-            .and_then(|o| o.pointer("/metadata/uid"))
-            .and_then(Value::as_str);
+        let viewed = liveness
+            .and_then(|l| l.get(&key))
+            .filter(|known| reference.uid.is_empty() || known.uid == reference.uid);
+        let known = match viewed {
+            Some(known) => Some(known),
+            None => stored(store, key).await?.map(|object| Known {
+                uid: object
+                    .pointer("/metadata/uid")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+                deleting: object.pointer("/metadata/deletionTimestamp").is_some(),
+            }),
+        };
+        let uid = known.as_ref().map(|k| k.uid.as_str());
         match uid {
             None => {
                 return Err(format!(
@@ -339,11 +379,8 @@ async fn check_bound_objects(store: &Store, claims: &skiff_auth::token::Claims) 
             }
             Some(_) => {}
         }
-        let deleted = object
-            .as_ref()
-            .and_then(|o| o.pointer("/metadata/deletionTimestamp"))
-            .is_some();
-        if deleted && what != "serviceaccount" {
+        let deleting = known.is_some_and(|k| k.deleting);
+        if deleting && what != "serviceaccount" {
             return Err(format!(
                 "{what} {:?} named by the token is being deleted",
                 reference.name

@@ -7,11 +7,15 @@
 //!   static bearer tokens, bootstrap (join) tokens kept as Secrets in
 //!   `kube-system`, and ServiceAccount JWTs, checked against the objects
 //!   they are bound to. No credentials make the user `system:anonymous`;
-//!   bad ones are refused with 401 before anything else happens.
+//!   bad ones are refused with 401 before anything else happens. The
+//!   objects tokens are bound to are checked against a followed view
+//!   ([`liveness`]), not read per request.
 //! * [`impersonate`]: the `Impersonate-User`, `-Group`, `-Uid` and `-Extra-*`
 //!   headers, each authorized with the `impersonate` verb.
 //! * [`builtin`]: the admission steps of access control: the RBAC
 //!   escalation check and NodeRestriction.
+//! * [`service_account`]: the ServiceAccount admission step (a pod's
+//!   account, and its token volume).
 //! * [`reconcile`]: puts the bootstrap roles and bindings in the store
 //!   on start.
 //! * [`authorize`]: `system:masters`, then the Node authorizer, then RBAC,
@@ -26,6 +30,7 @@ pub mod authorize;
 pub mod builtin;
 mod follow;
 pub mod impersonate;
+pub mod liveness;
 pub mod reconcile;
 pub mod service_account;
 

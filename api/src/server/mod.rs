@@ -63,6 +63,7 @@ impl ApiServer {
     pub fn with_settings(store: Store, authentication: Authentication, settings: Settings) -> Arc<ApiServer> {
         let catalog = Catalog::new();
         let authorizer = Authorizer::follow(&store);
+        let authentication = authentication.following(&store);
         let mut registry = Registry::new(store, catalog.clone()).with_service_ranges(settings.service_ranges);
         if let Some(ca) = &settings.root_ca {
             registry = registry.with_root_ca(ca);

@@ -467,6 +467,13 @@ async fn delete(call: &Call) -> Result<Response> {
         .registry
         .delete(&call.resource, call.namespace(), call.name(), &options)
         .await?;
+    if !options.dry_run {
+        // Tokens bound to the object are refused from this answer on.
+        call.server
+            .authentication
+            .deleted(&crate::stored::key(&call.resource, call.namespace(), call.name()))
+            .await;
+    }
     let response = match outcome {
         Deleted::Marked(object) => negotiate::object(StatusCode::OK, output, &call.resource, &object),
         Deleted::Gone(object) if call.resource.ops.delete_returns_object => {

@@ -8,6 +8,7 @@
 //! it holds, written out per cell below.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -489,8 +490,14 @@ async fn service_account_tokens_live_as_long_as_what_they_are_bound_to() {
             vec![],
         )
         .await;
-    let refused = c.whoami(&bound).await;
-    assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{}", refused.text);
+    // Refused once the server's view of pods has the deletion (as
+    // kube-apiserver's informers, a watch event later).
+    let refused = skiff_testing::eventually(Duration::from_secs(10), "the bound token refused", || async {
+        let reply = c.whoami(&bound).await;
+        (reply.status == StatusCode::UNAUTHORIZED).then_some(reply)
+    })
+    .await
+    .unwrap();
     assert_eq!(refused.body["reason"], "Unauthorized");
 
     // The ServiceAccount gone: its tokens go with it.
@@ -504,10 +511,11 @@ async fn service_account_tokens_live_as_long_as_what_they_are_bound_to() {
         )
         .await;
     assert!(reply.status.is_success(), "{}", reply.text);
-    assert_eq!(
-        outcome(&c.call(Some(&token), Method::GET, pods, None).await),
-        Unauthorized
-    );
+    skiff_testing::eventually(Duration::from_secs(10), "the account's token refused", || async {
+        (outcome(&c.call(Some(&token), Method::GET, pods, None).await) == Unauthorized).then_some(())
+    })
+    .await
+    .unwrap();
 }
 
 #[tokio::test]
