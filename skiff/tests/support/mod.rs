@@ -33,9 +33,9 @@ impl Drop for Cluster {
 }
 
 /// Kills and removes the runc containers of the node agent whose data
-/// directory is `agent_dir`. An agent that stops leaves its containers
-/// running, as a kubelet does, so a test that started some stops them
-/// itself once the agent is gone.
+/// directory is `agent_dir`, and unmounts their root filesystems. An
+/// agent that stops leaves its containers running, as a kubelet does, so
+/// a test that started some stops them itself once the agent is gone.
 fn remove_containers(agent_dir: &Path) {
     let root = agent_dir.join("runc/runc");
     if !root.is_dir() {
@@ -45,6 +45,13 @@ fn remove_containers(agent_dir: &Path) {
     let Ok(listed) = runc(&["list", "-q"]) else { return };
     for id in String::from_utf8_lossy(&listed.stdout).lines() {
         let _ = runc(&["delete", "--force", id]);
+    }
+    // The agent unmounts a container's root filesystem when it removes
+    // the pod; one that was killed leaves it mounted.
+    let containers = agent_dir.join("runc/containers");
+    for entry in std::fs::read_dir(&containers).into_iter().flatten().flatten() {
+        let rootfs = entry.path().join("rootfs");
+        let _ = Command::new("umount").arg("--lazy").arg(&rootfs).output();
     }
 }
 
