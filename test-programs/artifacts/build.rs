@@ -1,6 +1,8 @@
-//! Builds the guest workspace in `test-programs/` for `wasm32-wasip2` and
+//! Builds the guest workspace in `test-programs/` for `wasm32-wasip2`, then
+//! the examples of the published `wstd` package that workspace pins, and
 //! writes `$OUT_DIR/artifacts.rs`: one `pub const NAME: &str = "/abs/path.wasm";`
-//! per guest, plus `NOT_A_COMPONENT`, a core module written here.
+//! per guest and per example (`WSTD_` and its name), plus `NOT_A_COMPONENT`,
+//! a core module written here.
 
 use std::collections::BTreeMap;
 use std::env;
@@ -10,6 +12,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 
 const TARGET: &str = "wasm32-wasip2";
+
+/// The guest workspace member whose (optional, never enabled) dependency
+/// pins the `wstd` package, and the feature that names that dependency.
+const WSTD_PIN_FEATURE: &str = "wstd-examples/wstd";
 
 /// Variables the outer build sets (or the user set for it) that must not
 /// reach the nested guest build: host flags, the host target, the outer
@@ -74,6 +80,7 @@ fn run() -> Result<(), String> {
         None => out_dir.join("wasm-guests"),
     };
     let mut artifacts = build_guests(&guests, &target_dir)?;
+    artifacts.extend(build_wstd_examples(&guests, &target_dir.join("wstd"))?);
 
     let core_module = out_dir.join("not-a-component.wasm");
     fs::write(&core_module, CORE_MODULE).map_err(|e| format!("cannot write {}: {e}", core_module.display()))?;
@@ -149,22 +156,94 @@ fn check_target() -> Result<(), String> {
 
 /// Builds every guest and returns its constant name and `.wasm` path.
 fn build_guests(guests: &Path, target_dir: &Path) -> Result<BTreeMap<String, PathBuf>, String> {
-    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-    let mut cmd = Command::new(&cargo);
+    let mut cmd = nested_cargo();
     cmd.args(["build", "--release", "--target", TARGET])
         .arg("--manifest-path")
         .arg(guests.join("Cargo.toml"))
         .arg("--target-dir")
+        .arg(target_dir);
+    wasm_artifacts(cmd, "")
+}
+
+/// Builds the examples of the `wstd` package the guest workspace's lock file
+/// pins, exactly as published: with the package's own manifest and its own
+/// `Cargo.lock` (`--locked`), from where cargo unpacked it. Returns
+/// `WSTD_<EXAMPLE>` and its `.wasm` path for each example.
+///
+/// The nested cargo runs in the guest workspace, not in the package: rustup
+/// and cargo look for `rust-toolchain.toml` and `.cargo/config.toml` from
+/// the current directory (not from `--manifest-path`), so the package's own
+/// (toolchain channel `stable`; a `wasmtime run` runner) are not used, and
+/// the toolchain stays the one building this crate (`RUSTUP_TOOLCHAIN`,
+/// which rustup sets for the outer build, is left in place).
+fn build_wstd_examples(guests: &Path, target_dir: &Path) -> Result<BTreeMap<String, PathBuf>, String> {
+    let manifest = wstd_manifest(guests)?;
+    let mut cmd = nested_cargo();
+    cmd.args(["build", "--release", "--examples", "--locked", "--target", TARGET])
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .arg("--target-dir")
         .arg(target_dir)
-        .arg("--message-format=json-render-diagnostics")
+        .current_dir(guests);
+    wasm_artifacts(cmd, "WSTD_")
+}
+
+/// The `Cargo.toml` of the `wstd` package the guest workspace resolves to,
+/// as `cargo metadata` reports it (downloading and unpacking the package,
+/// checked against the lock file's checksum, if it is not there yet).
+fn wstd_manifest(guests: &Path) -> Result<PathBuf, String> {
+    let mut cmd = nested_cargo();
+    cmd.args(["metadata", "--format-version", "1", "--features", WSTD_PIN_FEATURE])
+        .arg("--manifest-path")
+        .arg(guests.join("Cargo.toml"))
+        .current_dir(guests)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
+    let shown = format!("{cmd:?}");
+    let output = cmd.output().map_err(|e| format!("cannot run {shown}: {e}"))?;
+    if !output.status.success() {
+        return Err(format!("{shown} failed with {}", output.status));
+    }
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&output.stdout).map_err(|e| format!("{shown} printed no metadata: {e}"))?;
+    let manifests: Vec<&str> = metadata["packages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|package| package["name"] == "wstd")
+        .filter_map(|package| package["manifest_path"].as_str())
+        .collect();
+    match manifests[..] {
+        [manifest] => Ok(PathBuf::from(manifest)),
+        _ => Err(format!(
+            "{shown} lists {} `wstd` packages, not one (the guest workspace's \
+             `wstd-examples` pins one)",
+            manifests.len()
+        )),
+    }
+}
+
+/// `cargo`, as the outer build runs it, without the variables in
+/// `LEAKY_VARS` and `LEAKY_PREFIXES`.
+fn nested_cargo() -> Command {
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let mut cmd = Command::new(cargo);
     for (key, _) in env::vars_os() {
         let Some(key) = key.to_str() else { continue };
         if LEAKY_VARS.contains(&key) || LEAKY_PREFIXES.iter().any(|p| key.starts_with(p)) {
             cmd.env_remove(key);
         }
     }
+    cmd
+}
+
+/// Runs a `cargo build` and returns, for each `.wasm` file it produced, the
+/// constant name (`prefix`, then the target's name upper-cased with `-` as
+/// `_`) and the file's path.
+fn wasm_artifacts(mut cmd: Command, prefix: &str) -> Result<BTreeMap<String, PathBuf>, String> {
+    cmd.arg("--message-format=json-render-diagnostics")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
     let shown = format!("{cmd:?}");
     let output = cmd.output().map_err(|e| format!("cannot run {shown}: {e}"))?;
     if !output.status.success() {
@@ -189,7 +268,8 @@ fn build_guests(guests: &Path, target_dir: &Path) -> Result<BTreeMap<String, Pat
             .filter_map(serde_json::Value::as_str)
             .find(|f| f.ends_with(".wasm"));
         if let Some(wasm) = wasm {
-            artifacts.insert(name.to_uppercase().replace('-', "_"), PathBuf::from(wasm));
+            let name = format!("{prefix}{}", name.to_uppercase().replace('-', "_"));
+            artifacts.insert(name, PathBuf::from(wasm));
         }
     }
     if artifacts.is_empty() {

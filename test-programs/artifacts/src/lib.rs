@@ -31,6 +31,26 @@
 //! prints and replies. A new crate in that workspace gets its constant
 //! (its name upper-cased, `-` as `_`) without touching this crate.
 //!
+//! Third-party components, built unchanged: the examples of the published
+//! `wstd` crate (0.6.8, pinned with its checksum by the guest workspace's
+//! `Cargo.lock` through `test-programs/wstd-examples`). The build script
+//! builds them from the package cargo unpacked, with the package's own
+//! manifest and `Cargo.lock` (`cargo build --release --examples --locked`),
+//! into `wstd/` under the guests' target directory. Each is `WSTD_` and the
+//! example's name upper-cased; what they do is in their source, the
+//! package's `examples/`. They import WASI 0.2.12 interfaces; the two HTTP
+//! servers export `wasi:http/incoming-handler@0.2.12` and also
+//! `wasi:cli/run@0.2.0`, the others only `wasi:cli/run@0.2.0`.
+//!
+//! | constant                  | what it is                                                     |
+//! |---------------------------|----------------------------------------------------------------|
+//! | `WSTD_HTTP_SERVER`        | HTTP handler (`#[wstd::http_server]`): `/` greets; `/wait-response`, `/wait-body`, `/stream-body`, `/echo`, `/echo-headers`, `/echo-trailers`, `/response-status`, `/response-fail`, `/response-body-fail`; anything else 404 |
+//! | `WSTD_HTTP_SERVER_PROXY`  | HTTP handler: forwards `/proxy/<rest>` to `$TARGET_URL<rest>` with outgoing HTTP; anything else 404 |
+//! | `WSTD_HTTP_CLIENT`        | command: `<url>` with `--method`, `--header`, `--body` (stdin), timeouts; status and headers to stderr, body to stdout |
+//! | `WSTD_COMPLEX_HTTP_CLIENT`| command: the same with trailers and more options               |
+//! | `WSTD_TCP_ECHO_SERVER`    | command: listens on `127.0.0.1:8080` (`wasi:sockets`), echoes each connection |
+//! | `WSTD_TCP_STREAM_CLIENT`  | command: connects to `args[1]`, sends `ping\n`, reads to the end |
+//!
 //! The build needs the `wasm32-wasip2` target (`rustup target add
 //! wasm32-wasip2`, or `cargo xtask build-wasm`, which adds it); the build
 //! script says so when it is missing.
@@ -52,6 +72,12 @@ mod tests {
             super::NOT_A_COMPONENT,
             super::PLUGIN_HOSTILE,
             super::PLUGIN_FILTER_HOSTILE,
+            super::WSTD_HTTP_SERVER,
+            super::WSTD_HTTP_SERVER_PROXY,
+            super::WSTD_HTTP_CLIENT,
+            super::WSTD_COMPLEX_HTTP_CLIENT,
+            super::WSTD_TCP_ECHO_SERVER,
+            super::WSTD_TCP_STREAM_CLIENT,
         ] {
             let bytes = std::fs::read(path).unwrap_or_default();
             assert!(bytes.starts_with(b"\0asm"), "{path} is not a Wasm file");
@@ -66,6 +92,10 @@ mod tests {
         assert_eq!(header(super::HTTP_HELLO).as_deref(), Some(&component[..]));
         assert_eq!(header(super::CLI_HELLO).as_deref(), Some(&component[..]));
         assert_eq!(header(super::BAD_IMPORT).as_deref(), Some(&component[..]));
+        assert_eq!(header(super::WSTD_HTTP_SERVER).as_deref(), Some(&component[..]));
+        assert_eq!(header(super::WSTD_HTTP_SERVER_PROXY).as_deref(), Some(&component[..]));
+        assert_eq!(header(super::WSTD_HTTP_CLIENT).as_deref(), Some(&component[..]));
+        assert_eq!(header(super::WSTD_TCP_ECHO_SERVER).as_deref(), Some(&component[..]));
         assert_eq!(header(super::NOT_A_COMPONENT).as_deref(), Some(&core[..]));
     }
 }
