@@ -254,6 +254,7 @@ pub fn builtins() -> Vec<Resource> {
         builtin(&kinds::endpoint_slice::KIND, NAMESPACED, &[], none()),
         builtin(&kinds::ingress::KIND, NAMESPACED, &["ing"], status()),
         builtin(&kinds::ingress_class::KIND, CLUSTER, &[], none()),
+        builtin(&kinds::network_policy::KIND, NAMESPACED, &["netpol"], none()),
         builtin(&kinds::runtime_class::KIND, CLUSTER, &[], none()),
         builtin(&kinds::rbac::ROLE, NAMESPACED, &[], none()),
         builtin(&kinds::rbac::CLUSTER_ROLE, CLUSTER, &[], none()),

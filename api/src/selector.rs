@@ -493,6 +493,25 @@ fn qualified_name_errors(key: &str) -> Vec<String> {
     errors
 }
 
+/// Why `key` is not a valid label key (a qualified name), one reason per
+/// rule it breaks, in Kubernetes' words; empty when it is valid.
+pub fn label_key_errors(key: &str) -> Vec<String> {
+    qualified_name_errors(key)
+}
+
+/// Why `value` is not a valid label value, one reason per rule it breaks,
+/// in Kubernetes' words; empty when it is valid.
+pub fn label_value_errors(value: &str) -> Vec<String> {
+    let mut errors = Vec::new();
+    if value.len() > 63 {
+        errors.push("must be no more than 63 characters".to_owned());
+    }
+    if !value.is_empty() && !is_label_token(value) {
+        errors.push(format!("a valid label must be an empty string or {NAME_CHARS_MSG}"));
+    }
+    errors
+}
+
 fn validate_label_key(key: &str) -> Result<()> {
     let errors = qualified_name_errors(key);
     if errors.is_empty() {
@@ -506,13 +525,7 @@ fn validate_label_key(key: &str) -> Result<()> {
 }
 
 fn validate_label_value(key: &str, value: &str) -> Result<()> {
-    let mut errors = Vec::new();
-    if value.len() > 63 {
-        errors.push("must be no more than 63 characters".to_owned());
-    }
-    if !value.is_empty() && !is_label_token(value) {
-        errors.push(format!("a valid label must be an empty string or {NAME_CHARS_MSG}"));
-    }
+    let errors = label_value_errors(value);
     if errors.is_empty() {
         Ok(())
     } else {

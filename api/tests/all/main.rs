@@ -9,6 +9,7 @@ mod auth;
 mod crd;
 mod discovery;
 mod kube_rs;
+mod network_policies;
 mod rest;
 mod services;
 mod watch;
