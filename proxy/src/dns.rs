@@ -84,6 +84,49 @@ pub fn records(services: &[Arc<Service>], endpoints: &[Arc<Endpoints>]) -> Recor
     records
 }
 
+/// What a name means to a pod, as its resolver would find it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Lookup {
+    /// A cluster name: its fully qualified form and its addresses (none
+    /// for a headless Service without ready endpoints).
+    Cluster { name: String, addresses: Vec<Ipv4Addr> },
+    /// A name under the cluster domain that no Service has.
+    NotFound,
+    /// Not a cluster name: the node's resolver answers it.
+    External,
+}
+
+/// Resolves `name` for a pod in `namespace` the way the pod's
+/// `/etc/resolv.conf` (search `<ns>.svc.cluster.local svc.cluster.local
+/// cluster.local`, `ndots:5`) has its resolver try it: a name with fewer
+/// than five dots and no trailing dot is tried in each search domain
+/// first, then as it stands. Pure.
+pub fn lookup(records: &Records, name: &str, namespace: &str) -> Lookup {
+    let absolute = name.ends_with('.');
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    let in_cluster = |n: &str| n == CLUSTER_DOMAIN || n.ends_with(&format!(".{CLUSTER_DOMAIN}"));
+    let found = |n: String| {
+        records.get(&n).map(|addresses| Lookup::Cluster {
+            name: n.clone(),
+            addresses: addresses.clone(),
+        })
+    };
+    if !absolute && name.matches('.').count() < 5 {
+        let searched = [
+            format!("{name}.{namespace}.svc.{CLUSTER_DOMAIN}"),
+            format!("{name}.svc.{CLUSTER_DOMAIN}"),
+            format!("{name}.{CLUSTER_DOMAIN}"),
+        ];
+        if let Some(hit) = searched.into_iter().find_map(found) {
+            return hit;
+        }
+    }
+    if in_cluster(&name) {
+        return found(name).unwrap_or(Lookup::NotFound);
+    }
+    Lookup::External
+}
+
 /// The `kube-dns` Service, if it exists.
 pub(crate) fn service(services: &[Arc<Service>]) -> Option<&Service> {
     services
@@ -353,5 +396,29 @@ mod tests {
         };
         assert_eq!(bytes[3] & 0x0f, FORMERR, "a truncated question");
         assert_eq!(answer(&[1, 2, 3], &records), Outcome::Drop);
+    }
+
+    #[test]
+    fn pods_find_services_through_their_search_domains() {
+        let mut records = Records::new();
+        records.insert("web.shop.svc.cluster.local".into(), vec![Ipv4Addr::new(127, 96, 0, 7)]);
+        records.insert("db.data.svc.cluster.local".into(), vec![Ipv4Addr::new(127, 96, 0, 9)]);
+        let web = Lookup::Cluster {
+            name: "web.shop.svc.cluster.local".into(),
+            addresses: vec![Ipv4Addr::new(127, 96, 0, 7)],
+        };
+        assert_eq!(lookup(&records, "web", "shop"), web);
+        assert_eq!(lookup(&records, "WEB.shop", "other"), web);
+        assert_eq!(lookup(&records, "web.shop.svc", "other"), web);
+        assert_eq!(lookup(&records, "web.shop.svc.cluster.local", "x"), web);
+        assert_eq!(lookup(&records, "web.shop.svc.cluster.local.", "x"), web);
+        // Another namespace's Service by its short name is not found.
+        assert_eq!(lookup(&records, "db", "shop"), Lookup::External);
+        assert_eq!(
+            lookup(&records, "nope.shop.svc.cluster.local", "shop"),
+            Lookup::NotFound
+        );
+        assert_eq!(lookup(&records, "example.com", "shop"), Lookup::External);
+        assert_eq!(lookup(&records, "web.", "shop"), Lookup::External);
     }
 }

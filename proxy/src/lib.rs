@@ -114,6 +114,7 @@ impl Shared {
 /// A running proxy. Dropping it closes its listeners.
 pub struct Proxy {
     tunnel_addr: SocketAddr,
+    shared: Arc<Shared>,
     services: Store<Service>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -205,9 +206,10 @@ impl Proxy {
             (services.clone(), endpoints, nodes),
             ingress,
         )));
-        tasks.push(tokio::spawn(tunnel::serve(tunnel, shared)));
+        tasks.push(tokio::spawn(tunnel::serve(tunnel, shared.clone())));
         Ok(Proxy {
             tunnel_addr,
+            shared,
             services,
             tasks,
         })
@@ -223,6 +225,24 @@ impl Proxy {
     /// get.
     pub fn services(&self) -> Vec<Arc<Service>> {
         self.services.state()
+    }
+
+    /// What `name` resolves to for a pod in `namespace`, from the
+    /// records the cluster DNS answers with ([`dns::lookup`]).
+    pub fn lookup(&self, name: &str, namespace: &str) -> dns::Lookup {
+        let records = self
+            .shared
+            .dns_records
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        dns::lookup(&records, name, namespace)
+    }
+
+    /// The Service port served at `addr` (a ClusterIP or node port), if
+    /// any: its endpoints, for a caller that reaches them itself.
+    pub fn frontend(&self, addr: SocketAddr) -> Option<Arc<table::Frontend>> {
+        self.shared.table().frontends.get(&addr).cloned()
     }
 
     /// Where the cluster DNS answers, once the `kube-dns` Service exists.

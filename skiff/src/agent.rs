@@ -173,7 +173,8 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     };
     let ca = std::fs::read_to_string(&args.ca_file)
         .with_context(|| format!("cannot read --ca-file {}", args.ca_file.display()))?;
-    let config = args.node.config(&args.data_dir);
+    let mut config = args.node.config(&args.data_dir);
+    config.cluster_ca_pem = Some(ca.clone());
     let name = config.node_name.clone();
     let (clients, _renewals) = match token.as_deref() {
         Some(token) if !crate::token::is_join_token(token) => {

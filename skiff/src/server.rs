@@ -358,7 +358,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let _agent = if args.no_agent {
         None
     } else {
-        let config = args.node.config(&args.data_dir.join("agent"));
+        let mut config = args.node.config(&args.data_dir.join("agent"));
+        config.cluster_ca_pem = Some(pki.ca_pem.clone());
         let node_user = format!("{}{}", names::NODE_PREFIX, config.node_name);
         let clients = skiff_host::agent::Clients {
             node: identity(&url, &pki, &node_user, Some(names::NODES)).await?,

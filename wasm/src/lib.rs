@@ -20,6 +20,8 @@
 //!   ([`Limits`]).
 //! * [`http`]: `wasi:http/proxy` components, one instance per request
 //!   ([`HttpService`]).
+//! * [`outgoing`]: where an instance's outgoing HTTP requests go, the
+//!   [`Outgoing`] its environment names (the node agent routes them).
 //! * [`command`]: `wasi:cli/command` components, run to an exit code
 //!   ([`CommandService`], stopped early through a [`StopHandle`]).
 //!
@@ -37,6 +39,7 @@ pub mod cache;
 pub mod command;
 pub mod engine;
 pub mod http;
+pub mod outgoing;
 pub mod state;
 
 use std::path::PathBuf;
@@ -47,6 +50,7 @@ pub use cache::ComponentCache;
 pub use command::{CommandService, Exit, StopHandle};
 pub use engine::{EpochTicker, NodeEngine, PoolConfig};
 pub use http::HttpService;
+pub use outgoing::{Outgoing, OutgoingError, RequestOptions, Sending, WasiBody};
 pub use state::{AppendFile, Environment, GuestOutput, Limits, Output, Preopen, State};
 
 /// Why an instance stopped, in the words container statuses use.
@@ -167,13 +171,17 @@ impl WasmRuntime {
     pub fn new(config: RuntimeConfig) -> Result<WasmRuntime, WasmError> {
         let engine = NodeEngine::new(&config.pool)?;
         let link = |e: wasmtime::Error| WasmError::Engine(format!("{e:#}"));
-        // HTTP components get all of WASI p2 (environment, preopened
-        // volumes, clocks, random) plus wasi:http; sockets stay closed.
-        let mut http_linker = Linker::new(engine.engine());
-        wasmtime_wasi::p2::add_to_linker_async(&mut http_linker).map_err(link)?;
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut http_linker).map_err(link)?;
-        let mut command_linker = Linker::new(engine.engine());
-        wasmtime_wasi::p2::add_to_linker_async(&mut command_linker).map_err(link)?;
+        // Both worlds get all of WASI p2 (environment, preopened volumes,
+        // clocks, random, sockets as the environment allows them) plus
+        // wasi:http's types and outgoing handler: a command may call out
+        // over HTTP as a service may.
+        let linker = || -> Result<Linker<State>, WasmError> {
+            let mut linker = Linker::new(engine.engine());
+            wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(link)?;
+            wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(link)?;
+            Ok(linker)
+        };
+        let (http_linker, command_linker) = (linker()?, linker()?);
         Ok(WasmRuntime {
             cache: ComponentCache::new(engine.engine().clone(), config.cache_dir)?,
             _engine: engine,

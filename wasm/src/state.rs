@@ -2,9 +2,9 @@
 //!
 //! Only what the pod spec grants is visible: its args and env, its volumes
 //! as preopened directories, stdout/stderr to the container's log (an
-//! [`Output`], written in this process: no file, pipe or thread per pod).
-//! No host environment, no ambient filesystem, no sockets, and outgoing
-//! HTTP requests are refused.
+//! [`Output`], written in this process: no file, pipe or thread per pod),
+//! and outgoing HTTP requests through the [`Outgoing`] it was given
+//! (refused without one). No host environment, no ambient filesystem.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -17,9 +17,10 @@ use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
 use wasmtime_wasi::{FsPerms, ResourceTable, WasiCtx, WasiCtxView, WasiView};
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::WasmError;
+use super::outgoing::{Hooks, Outgoing};
 
 /// A host directory the guest sees at `guest`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,6 +51,8 @@ pub struct Environment {
     /// Where stdout and stderr go; nowhere when unset.
     pub stdout: Option<Arc<dyn Output>>,
     pub stderr: Option<Arc<dyn Output>>,
+    /// Where outgoing HTTP requests go; refused when unset.
+    pub outgoing: Option<Arc<dyn Outgoing>>,
 }
 
 /// Where one of a container's output streams goes. Every instance that
@@ -153,35 +156,12 @@ impl tokio::io::AsyncWrite for GuestWriter {
     }
 }
 
-/// Refuses every outgoing HTTP request: a pod reaches nothing it was not
-/// given.
-#[derive(Debug, Default)]
-pub struct NoOutgoing;
-
-impl WasiHttpHooks for NoOutgoing {
-    fn send_request(
-        &mut self,
-        _request: http::Request<wasmtime_wasi_http::WasiBody>,
-        _options: Option<wasmtime_wasi_http::RequestOptions>,
-        _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-    ) -> Box<
-        dyn Future<
-                Output = wasmtime_wasi_http::Result<(
-                    http::Response<wasmtime_wasi_http::WasiBody>,
-                    Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-                )>,
-            > + Send,
-    > {
-        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
-    }
-}
-
 /// The data of one instance's store.
 pub struct State {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     table: ResourceTable,
-    hooks: NoOutgoing,
+    hooks: Hooks,
     pub(crate) limits: StoreLimits,
 }
 
@@ -221,7 +201,7 @@ impl State {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
-            hooks: NoOutgoing,
+            hooks: Hooks(env.outgoing.clone()),
             limits: limits.build(),
         })
     }

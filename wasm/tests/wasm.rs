@@ -265,3 +265,94 @@ fn pods_of_a_new_image_starting_at_once_compile_it_once() {
         "one compilation, the others waited for it"
     );
 }
+
+/// An [`Outgoing`](skiff_wasm::Outgoing) that reads each request, as a
+/// server would, answers it with what it was asked, and remembers it.
+#[derive(Debug, Default)]
+struct Recorder(std::sync::Mutex<Vec<String>>);
+
+impl skiff_wasm::Outgoing for Recorder {
+    fn send(
+        &self,
+        request: http::Request<skiff_wasm::WasiBody>,
+        options: skiff_wasm::RequestOptions,
+    ) -> skiff_wasm::Sending {
+        let line = format!(
+            "{} {} {:?}",
+            request.method(),
+            request.uri(),
+            options.first_byte_timeout
+        );
+        self.0.lock().unwrap().push(line.clone());
+        Box::pin(async move {
+            request.into_body().collect().await?;
+            let body = http_body_util::Full::new(bytes::Bytes::from(format!("answered {line}\n")))
+                .map_err(|never| match never {})
+                .boxed_unsync();
+            Ok(http::Response::new(body))
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn published_components_call_out_through_their_environment_or_not_at_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = runtime(dir.path());
+    let recorder = Arc::new(Recorder::default());
+    let env = |outgoing: Option<Arc<dyn skiff_wasm::Outgoing>>| Environment {
+        env: vec![("TARGET_URL".into(), "http://upstream.example/base/".into())],
+        outgoing,
+        ..Environment::default()
+    };
+
+    // wstd's proxy example, unchanged: its request goes to the outgoing
+    // handler the environment names, with the URI it built.
+    let proxy = runtime
+        .http_service(&read(programs::WSTD_HTTP_SERVER_PROXY), env(Some(recorder.clone())))
+        .unwrap();
+    let response = proxy.handle(get("/proxy/a/b")).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        body_of(response).await,
+        "answered GET http://upstream.example/base/a/b None\n"
+    );
+    assert_eq!(recorder.0.lock().unwrap().len(), 1);
+
+    // Without one, the call is refused and the guest's error is a 500.
+    let refused = runtime
+        .http_service(&read(programs::WSTD_HTTP_SERVER_PROXY), env(None))
+        .unwrap();
+    let response = refused.handle(get("/proxy/a")).await;
+    assert!(
+        response.as_ref().map_or(true, |r| r.status().is_server_error()),
+        "{:?}",
+        response.map(|r| r.status())
+    );
+
+    // wstd's client example as a command: it prints the answer.
+    let out = dir.path().join("stdout");
+    let client = runtime
+        .command(
+            &read(programs::WSTD_HTTP_CLIENT),
+            Environment {
+                args: vec![
+                    "client".into(),
+                    "--first-byte-timeout".into(),
+                    "2s".into(),
+                    "http://upstream.example/x".into(),
+                ],
+                stdout: Some(Arc::new(AppendFile(out.clone()))),
+                stderr: Some(Arc::new(AppendFile(dir.path().join("stderr")))),
+                outgoing: Some(recorder.clone()),
+                ..Environment::default()
+            },
+        )
+        .unwrap();
+    let exit = client.run(StopHandle::default()).await.unwrap();
+    let stderr = std::fs::read_to_string(dir.path().join("stderr")).unwrap_or_default();
+    assert_eq!(exit.code, 0, "{exit:?}: {stderr}");
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "answered GET http://upstream.example/x Some(2s)\n"
+    );
+}

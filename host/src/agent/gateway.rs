@@ -3,11 +3,13 @@
 //! Each Wasm pod gets its own loopback address (the pod IP, from the
 //! node's pod CIDR, 127.1.0.0/16 by default); for every declared container port the gateway listens on
 //! `podIP:port` and serves each request with a fresh instance. A pod that
-//! receives no traffic holds no instance.
+//! receives no traffic holds no instance. The same services, by address
+//! ([`LocalServices`]), take calls from other Wasm pods of the node
+//! in-process, without a socket ([`super::egress`]).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -59,6 +61,25 @@ impl PodIps {
             let offset = u32::from(v4).wrapping_sub(self.base);
             self.used.lock().unwrap_or_else(|p| p.into_inner()).remove(&offset);
         }
+    }
+}
+
+/// The node's Wasm HTTP services by the address each serves (`podIP:port`).
+#[derive(Debug, Default)]
+pub struct LocalServices(RwLock<HashMap<SocketAddr, HttpService>>);
+
+impl LocalServices {
+    pub fn insert(&self, addr: SocketAddr, service: HttpService) {
+        self.0.write().unwrap_or_else(|p| p.into_inner()).insert(addr, service);
+    }
+
+    pub fn remove(&self, addr: SocketAddr) {
+        self.0.write().unwrap_or_else(|p| p.into_inner()).remove(&addr);
+    }
+
+    /// The service at `addr`, if a Wasm pod of this node serves it.
+    pub fn get(&self, addr: SocketAddr) -> Option<HttpService> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).get(&addr).cloned()
     }
 }
 

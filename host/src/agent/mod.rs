@@ -18,6 +18,9 @@
 //!   server reads them from.
 //! * [`events`]: kubelet-style Events about containers.
 //! * [`gateway`]: the HTTP listeners in front of Wasm HTTP pods.
+//! * [`egress`]: where Wasm pods' outgoing HTTP goes: cluster names,
+//!   Wasm pods of this node in-process, everything else through one
+//!   connection pool, within per-pod and per-node limits.
 //!
 //! Each agent also runs the node's service proxy ([`skiff_proxy`]), which
 //! makes Services reachable on this node and lets other nodes reach this
@@ -26,6 +29,7 @@
 //! Everything talks to the API through `kube`, as any client would.
 
 pub mod daemon;
+pub mod egress;
 pub mod events;
 pub mod gateway;
 pub mod logs;
@@ -44,7 +48,8 @@ use std::time::Duration;
 
 use crate::oci::RuncRuntime;
 use daemon::LogIndex;
-use gateway::PodIps;
+use egress::{Egress, EgressLimits};
+use gateway::{LocalServices, PodIps};
 use logs::LogLimits;
 use runtime::{RuncWorkloads, Runtimes, WasmtimeWorkloads};
 use skiff_image::{Image, ImageStore, PullOptions, is_loopback_reference};
@@ -92,6 +97,10 @@ pub struct AgentConfig {
     /// control plane counts a node lost after about four missed renewals.
     pub heartbeat: Duration,
     pub pool: PoolConfig,
+    /// The cluster's CA, trusted (besides the system's roots) by Wasm
+    /// pods' outgoing HTTPS.
+    pub cluster_ca_pem: Option<String>,
+    pub egress: EgressLimits,
 }
 
 impl AgentConfig {
@@ -117,6 +126,8 @@ impl AgentConfig {
             log_limits: LogLimits::default(),
             heartbeat: node::LEASE_RENEW,
             pool: PoolConfig::default(),
+            cluster_ca_pem: None,
+            egress: EgressLimits::default(),
         }
     }
 }
@@ -314,6 +325,13 @@ impl Agent {
             })?;
         config.tunnel_port = proxy.tunnel_addr().port();
         let proxy = Arc::new(proxy);
+        let local = Arc::new(LocalServices::default());
+        let egress = Arc::new(Egress::new(
+            proxy.clone(),
+            local.clone(),
+            config.cluster_ca_pem.as_deref(),
+            config.egress.clone(),
+        ));
         node::register(&client, &config).await.map_err(AgentError::Register)?;
         tracing::info!(node = %config.node_name, endpoint = %daemon_addr, oci = config.runc_usable, "node agent registered");
         let shared = Arc::new(Shared {
@@ -322,7 +340,7 @@ impl Agent {
             client: client.clone(),
             images: images.clone(),
             runtimes: Runtimes::new(vec![
-                Arc::new(WasmtimeWorkloads::new(Arc::new(wasm))),
+                Arc::new(WasmtimeWorkloads::new(Arc::new(wasm), local, Some(egress))),
                 Arc::new(RuncWorkloads::new(runc)),
             ]),
             pod_ips: PodIps::new(config.pod_cidr),

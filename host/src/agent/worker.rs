@@ -31,7 +31,9 @@ use super::Shared;
 use super::events::{self, Recorder};
 use super::logs::{ContainerLog, PodLogDir};
 use super::probe::{self, Kind, Verdict};
-use super::runtime::{Exit, Launch, Mount, Network, Running, StartError, Stdio, StopMode, Stopper, WorkloadRuntime};
+use super::runtime::{
+    Exit, Launch, Mount, Network, PodRef, Running, StartError, Stdio, StopMode, Stopper, WorkloadRuntime,
+};
 use super::spec::{self, ConfigError, Sources, TokenSlot};
 use super::status::{self, ContainerRecord, Phase, PodView, Terminated};
 use skiff_image::Image;
@@ -723,6 +725,12 @@ impl Worker {
             stdio: Stdio::Discard,
             listen: ports.into_iter().map(|p| SocketAddr::new(ip, p)).collect(),
             request_timeout: self.shared.config.request_timeout,
+            pod: PodRef {
+                namespace: self.pod.metadata.namespace.clone().unwrap_or_default(),
+                name: self.pod.metadata.name.clone().unwrap_or_default(),
+                labels: self.pod.metadata.labels.clone().unwrap_or_default(),
+                ip: prepared.pod_ip,
+            },
         };
         Ok((launch, resolved))
     }

@@ -18,7 +18,8 @@
 mod runc;
 mod wasmtime;
 
-use std::net::SocketAddr;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -57,6 +58,18 @@ pub struct Launch {
     pub listen: Vec<SocketAddr>,
     /// How long one HTTP request may run.
     pub request_timeout: Duration,
+    /// The pod the container belongs to.
+    pub pod: PodRef,
+}
+
+/// What a runtime may need to know of a container's pod.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PodRef {
+    pub namespace: String,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    /// The pod's address (the node's, for host-network pods).
+    pub ip: Option<IpAddr>,
 }
 
 /// Where a container's stdout and stderr go.

@@ -8,7 +8,8 @@ use skiff_wasm::{ComponentKind, Environment, Limits, Preopen, StopHandle, Termin
 use super::{
     Exit, Launch, LogWiring, Network, Refusal, Running, StartError, Starting, Stdio, StopMode, WorkloadRuntime,
 };
-use crate::agent::gateway;
+use crate::agent::egress::{Caller, Egress};
+use crate::agent::gateway::{self, LocalServices};
 
 /// How long a stopping Wasm HTTP container keeps accepting requests.
 pub const HTTP_DRAIN: std::time::Duration = std::time::Duration::from_secs(1);
@@ -17,11 +18,15 @@ pub const HTTP_DRAIN: std::time::Duration = std::time::Duration::from_secs(1);
 #[derive(Clone, Debug)]
 pub struct WasmtimeWorkloads {
     runtime: Arc<WasmRuntime>,
+    /// The node's Wasm HTTP services, which the egress calls in-process.
+    local: Arc<LocalServices>,
+    /// Where calls out of the containers go; refused without one.
+    egress: Option<Arc<Egress>>,
 }
 
 impl WasmtimeWorkloads {
-    pub fn new(runtime: Arc<WasmRuntime>) -> Self {
-        WasmtimeWorkloads { runtime }
+    pub fn new(runtime: Arc<WasmRuntime>, local: Arc<LocalServices>, egress: Option<Arc<Egress>>) -> Self {
+        WasmtimeWorkloads { runtime, local, egress }
     }
 }
 
@@ -125,6 +130,13 @@ impl WasmtimeWorkloads {
             },
             stdout,
             stderr,
+            outgoing: match (&self.egress, launch.pod.ip) {
+                (Some(egress), Some(ip)) => Some(egress.for_pod(Caller {
+                    namespace: launch.pod.namespace.clone(),
+                    ip,
+                })),
+                _ => None,
+            },
         };
         let (exit_tx, exited) = super::exit_channel();
         let (stopper, mut stop_rx) = super::stop_channel();
@@ -145,7 +157,12 @@ impl WasmtimeWorkloads {
                         }
                     }
                 }
+                for addr in &launch.listen {
+                    self.local.insert(*addr, service.clone());
+                }
                 tracing::info!(container = %launch.id, listen = ?launch.listen, %digest, "wasm http service up");
+                let local = self.local.clone();
+                let addrs = launch.listen.clone();
                 tokio::spawn(async move {
                     let _ = stop_rx.wait_for(Option::is_some).await;
                     // Proxies learn that the pod is going from its
@@ -158,6 +175,9 @@ impl WasmtimeWorkloads {
                     }
                     for task in &listeners {
                         task.abort();
+                    }
+                    for addr in addrs {
+                        local.remove(addr);
                     }
                     let _ = exit_tx.send(Exit {
                         code: 0,

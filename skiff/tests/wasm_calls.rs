@@ -1,0 +1,195 @@
+//! End to end: Wasm pods that call out, through `skiff server` and the
+//! real kubectl. The components are the examples the published `wstd`
+//! crate ships, built as they stand (`skiff_test_programs::WSTD_*`): its
+//! HTTP server, its proxy (which forwards `/proxy/<rest>` to
+//! `$TARGET_URL<rest>`) and its command-line client.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use support::{Cluster, import};
+
+/// `GET path` over HTTP/1.0 (a body to the end of the connection, not
+/// chunked): the status and the body.
+fn get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").as_bytes())?;
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply)?;
+    let status = reply
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {reply:?}")))?;
+    let body = reply
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// A Deployment of one Wasm component with `env`, listening on 8080, and
+/// a Service of the same name on port 80.
+fn wasm_service(name: &str, image: &str, env: serde_json::Value) -> String {
+    serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+         "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
+           "template": {"metadata": {"labels": {"app": name}},
+             "spec": {"containers": [{"name": "main", "image": image, "env": env,
+               "ports": [{"name": "http", "containerPort": 8080}]}]}}}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+         "spec": {"selector": {"app": name}, "ports": [{"port": 80, "targetPort": "http"}]}}]})
+    .to_string()
+}
+
+/// A Deployment of busybox `httpd` in runc on the host's `port`, serving
+/// `served by runc`, and a Service `httpd` on port 80.
+fn httpd(port: &str) -> String {
+    serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "httpd"},
+         "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "httpd"}},
+           "template": {"metadata": {"labels": {"app": "httpd"}},
+             "spec": {"runtimeClassName": "runc", "terminationGracePeriodSeconds": 2,
+               "containers": [{"name": "httpd", "image": "local/busybox:1",
+                 "command": ["sh", "-c", format!("mkdir -p /www && echo served by runc > /www/index.html && exec httpd -f -p {port} -h /www")],
+                 "ports": [{"name": "http", "containerPort": port.parse::<u16>().unwrap()}],
+                 "readinessProbe": {"tcpSocket": {"port": port.parse::<u16>().unwrap()}, "periodSeconds": 1}}]}}}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "httpd"},
+         "spec": {"selector": {"app": "httpd"}, "ports": [{"port": 80, "targetPort": "http"}]}}]})
+    .to_string()
+}
+
+/// A Job running wstd's client once with `args`.
+fn client_job(name: &str, args: &[&str]) -> String {
+    serde_json::json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
+        "spec": {"backoffLimit": 0, "template": {"spec": {"restartPolicy": "Never",
+            "containers": [{"name": "client", "image": "local/wstd-client:1", "args": args}]}}}})
+    .to_string()
+}
+
+impl Cluster {
+    fn cluster_ip(&self, service: &str) -> String {
+        let svc = self.json(&["get", "service", service]);
+        svc["spec"]["clusterIP"].as_str().unwrap().to_string()
+    }
+
+    /// Polls `GET path` on the Service until it answers 200.
+    fn until_ok(&self, service: &str, path: &str) -> String {
+        let addr = format!("{}:80", self.cluster_ip(service));
+        let mut last = None;
+        support::until(
+            Duration::from_secs(60),
+            &format!("{service}{path} to answer 200"),
+            || match get(&addr, path) {
+                Ok((200, body)) => Some(body),
+                other => {
+                    last = Some(other);
+                    None
+                }
+            },
+        );
+        get(&addr, path).unwrap().1
+    }
+
+    /// Waits for the Job to finish; its pod's logs and whether it
+    /// succeeded.
+    fn job_logs(&self, name: &str) -> (String, bool) {
+        self.json_until(&["job", name], &format!("job {name} to finish"), |job| {
+            job["status"]["succeeded"].as_u64() == Some(1) || job["status"]["failed"].as_u64() == Some(1)
+        });
+        let job = self.json(&["get", "job", name]);
+        (
+            self.ok(&["logs", &format!("job/{name}")]),
+            job["status"]["succeeded"].as_u64() == Some(1),
+        )
+    }
+}
+
+#[test]
+fn wasm_services_call_services_by_name_in_process_through_the_proxy_and_over_https() {
+    let cluster = Cluster::start_with(&[
+        "--node-name",
+        "calls",
+        "--pod-cidr",
+        "127.51.0.0",
+        "--service-cluster-ip-range",
+        "127.151.0.0/16",
+    ]);
+    let build = tempfile::tempdir().unwrap();
+    let layout = skiff_testing::busybox_layout(build.path(), &["sh", "httpd", "mkdir", "echo"]).unwrap();
+    let images = cluster.data.path().join("agent");
+    import(layout.to_str().unwrap(), "local/busybox:1", &images);
+    import(skiff_test_programs::WSTD_HTTP_SERVER, "local/wstd-server:1", &images);
+    import(
+        skiff_test_programs::WSTD_HTTP_SERVER_PROXY,
+        "local/wstd-proxy:1",
+        &images,
+    );
+    import(skiff_test_programs::WSTD_HTTP_CLIENT, "local/wstd-client:1", &images);
+    cluster.ok(&["wait", "--for=condition=Ready", "node/calls", "--timeout=60s"]);
+
+    // front (Wasm) → middle (Wasm, in-process) → httpd (runc, through the
+    // proxy), each hop by a Service name in another form.
+    let port = support::free_addr().rsplit_once(':').unwrap().1.to_string();
+    cluster.ok_with_input(&["apply", "-f", "-"], &httpd(&port));
+    let target = |url: &str| serde_json::json!([{"name": "TARGET_URL", "value": url}]);
+    cluster.ok_with_input(
+        &["apply", "-f", "-"],
+        &wasm_service("middle", "local/wstd-proxy:1", target("http://httpd/")),
+    );
+    cluster.ok_with_input(
+        &["apply", "-f", "-"],
+        &wasm_service(
+            "front",
+            "local/wstd-proxy:1",
+            target("http://middle.default.svc.cluster.local/proxy/"),
+        ),
+    );
+    cluster.ok_with_input(
+        &["apply", "-f", "-"],
+        &wasm_service("backend", "local/wstd-server:1", serde_json::json!([])),
+    );
+    cluster.ok(&[
+        "rollout",
+        "status",
+        "deployment/httpd",
+        "deployment/middle",
+        "deployment/front",
+        "deployment/backend",
+        "--timeout=120s",
+    ]);
+    let body = cluster.until_ok("front", "/proxy/");
+    assert_eq!(body, "served by runc\n");
+
+    // A command calls a Service by its short name and logs the answer.
+    cluster.ok_with_input(&["apply", "-f", "-"], &client_job("call-backend", &["http://backend/"]));
+    let (logs, succeeded) = cluster.job_logs("call-backend");
+    assert!(succeeded, "{logs}");
+    assert!(logs.contains("Hello, wasi:http/proxy world!"), "{logs}");
+
+    // A name no Service has fails as the cluster DNS says, not by hanging.
+    cluster.ok_with_input(
+        &["apply", "-f", "-"],
+        &client_job("call-nobody", &["http://nobody.default.svc.cluster.local/"]),
+    );
+    let (logs, succeeded) = cluster.job_logs("call-nobody");
+    assert!(!succeeded, "{logs}");
+    assert!(logs.to_lowercase().contains("dns"), "{logs}");
+
+    // HTTPS to the API server by its Service name: the cluster CA is
+    // trusted, so TLS holds, and anyone may read the version.
+    cluster.ok_with_input(
+        &["apply", "-f", "-"],
+        &client_job("call-api", &["https://kubernetes.default.svc/version"]),
+    );
+    let (logs, succeeded) = cluster.job_logs("call-api");
+    assert!(succeeded, "{logs}");
+    assert!(logs.contains("< HTTP/1.1 200"), "{logs}");
+    assert!(logs.contains("\"gitVersion\""), "{logs}");
+}
