@@ -701,10 +701,12 @@ fn node_proxier() -> ClusterRole {
     )
 }
 
-/// `skiff:node-proxier`: for skiff's service proxy, what its Ingress
-/// listeners need beyond `system:node-proxier`. They take certificates
-/// from `kubernetes.io/tls` Secrets in every namespace, which RBAC cannot
-/// narrow by type: this reads all Secrets.
+/// `skiff:node-proxier`: for skiff's service proxy, what it needs beyond
+/// `system:node-proxier`. Its Ingress listeners take certificates from
+/// `kubernetes.io/tls` Secrets in every namespace, which RBAC cannot
+/// narrow by type: this reads all Secrets. It enforces NetworkPolicies,
+/// as a CNI plugin's node agent does: it reads them, the Namespaces'
+/// labels and every pod's labels and address.
 fn skiff_node_proxier() -> ClusterRole {
     cluster_role(
         "skiff:node-proxier",
@@ -712,6 +714,8 @@ fn skiff_node_proxier() -> ClusterRole {
             rule(&["networking.k8s.io"], &["ingresses"], LIST_WATCH),
             rule(&["networking.k8s.io"], &["ingresses/status"], &["patch"]),
             rule(&[CORE], &["secrets"], LIST_WATCH),
+            rule(&["networking.k8s.io"], &["networkpolicies"], LIST_WATCH),
+            rule(&[CORE], &["namespaces", "pods"], LIST_WATCH),
         ],
     )
 }
@@ -1447,6 +1451,9 @@ mod tests {
             ("", "nodes"),
             ("networking.k8s.io", "ingresses"),
             ("", "secrets"),
+            ("networking.k8s.io", "networkpolicies"),
+            ("", "namespaces"),
+            ("", "pods"),
         ] {
             calls.push(request("list", group, resource, "", ""));
             calls.push(request("watch", group, resource, "", ""));

@@ -28,8 +28,9 @@
 //!   instantiation from a pre-compiled component, create→Running through
 //!   the API for Wasm pods and runc pods side by side, the first request
 //!   through the gateway, gateway requests/s against `wasmtime serve` on
-//!   the same component, and how many idle Wasm pods one agent holds, with
-//!   its RSS per pod. Parts in [`node`].
+//!   the same component, a Wasm pod's requests/s alone and beside a Wasm
+//!   pod spinning under a CPU limit, and how many idle Wasm pods one agent
+//!   holds, with its RSS per pod. Parts in [`node`].
 //!
 //! In the store and API benches both systems run as separate processes
 //! and are driven over the network by their own client (skiff's

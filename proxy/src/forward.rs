@@ -17,7 +17,7 @@ use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -32,11 +32,13 @@ use hyper::service::service_fn;
 use hyper::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use skiff_netpolicy::Port;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::Shared;
 use crate::connect::dial;
+use crate::policy::Decision;
 use crate::table::{Backend, Frontend, Mode, Route};
 
 /// How long a connection of an undeclared protocol may stay silent before
@@ -71,16 +73,41 @@ pub(crate) async fn connection(stream: TcpStream, local: SocketAddr, shared: Arc
     let Some(frontend) = shared.table().frontends.get(&local).cloned() else {
         return;
     };
+    let Ok(source) = stream.peer_addr().map(|peer| peer.ip()) else {
+        return;
+    };
     let http = match frontend.mode {
         Mode::Http => true,
         Mode::Tcp => false,
         Mode::Detect => looks_like_http(&stream).await,
     };
     if http {
-        serve_http(stream, local, shared).await;
+        serve_http(stream, source, local, shared).await;
     } else {
-        splice(stream, &frontend, &shared).await;
+        splice(stream, source, &frontend, &shared).await;
     }
+}
+
+/// Whether `source` may reach `backend` under the NetworkPolicies; a
+/// refusal is reported.
+fn admitted(source: IpAddr, frontend: &Frontend, backend: &Backend, shared: &Shared) -> Result<(), Decision> {
+    let policies = shared.policies();
+    if policies.is_empty() {
+        return Ok(());
+    }
+    let pod = backend
+        .pod
+        .as_ref()
+        .and_then(|(namespace, name)| policies.pod(namespace, name));
+    let decision = policies.connection(source, backend.addr.ip(), pod, Port::tcp(backend.addr.port()));
+    if decision.is_allowed() {
+        return Ok(());
+    }
+    shared.report(
+        &decision,
+        &format!("{source} to {} of Service {}", backend.addr, frontend.service),
+    );
+    Err(decision)
 }
 
 pub(crate) fn text(status: StatusCode, message: String) -> Response<Body> {
@@ -93,10 +120,10 @@ pub(crate) fn text(status: StatusCode, message: String) -> Response<Body> {
     response
 }
 
-async fn serve_http(stream: TcpStream, local: SocketAddr, shared: Arc<Shared>) {
+async fn serve_http(stream: TcpStream, source: IpAddr, local: SocketAddr, shared: Arc<Shared>) {
     serve(TokioIo::new(stream), move |request| {
         let shared = shared.clone();
-        async move { forward(request, local, &shared).await }
+        async move { forward(request, source, local, &shared).await }
     })
     .await;
 }
@@ -120,18 +147,25 @@ where
     }
 }
 
-async fn forward(request: Request<Incoming>, local: SocketAddr, shared: &Shared) -> Response<Body> {
+async fn forward(request: Request<Incoming>, source: IpAddr, local: SocketAddr, shared: &Shared) -> Response<Body> {
     let Some(frontend) = shared.table().frontends.get(&local).cloned() else {
         return text(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("no Service is served at {local} any more\n"),
         );
     };
-    to_frontend(request, &frontend, shared).await
+    to_frontend(request, source, &frontend, shared).await
 }
 
-/// Sends `request` to one of the frontend's endpoints, or answers 503.
-pub(crate) async fn to_frontend(request: Request<Incoming>, frontend: &Frontend, shared: &Shared) -> Response<Body> {
+/// Sends `request` from `source` to one of the frontend's endpoints that
+/// the NetworkPolicies let it reach, or answers 503 (none serves) or 403
+/// (none may be reached).
+pub(crate) async fn to_frontend(
+    request: Request<Incoming>,
+    source: IpAddr,
+    frontend: &Frontend,
+    shared: &Shared,
+) -> Response<Body> {
     if frontend.backends.is_empty() {
         return text(StatusCode::SERVICE_UNAVAILABLE, format!("{}\n", frontend.empty_reason));
     }
@@ -149,7 +183,12 @@ pub(crate) async fn to_frontend(request: Request<Incoming>, frontend: &Frontend,
     let client = shared.pool.client();
     let mut body = body;
     let mut failures = Vec::new();
+    let mut refused = None;
     for backend in frontend.pick() {
+        if let Err(decision) = admitted(source, frontend, backend, shared) {
+            refused = Some(decision);
+            continue;
+        }
         let (request, unsent) = match head.request(backend, body) {
             Ok(pair) => pair,
             Err(error) => {
@@ -173,6 +212,16 @@ pub(crate) async fn to_frontend(request: Request<Incoming>, frontend: &Frontend,
                 }
             }
         }
+    }
+    if let (true, Some(decision)) = (failures.is_empty(), refused) {
+        return text(
+            StatusCode::FORBIDDEN,
+            format!(
+                "no endpoint of Service {} may be reached from {source}: {}\n",
+                frontend.service,
+                decision.describe()
+            ),
+        );
     }
     text(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -407,7 +456,7 @@ impl tower_service::Service<Uri> for Dialer {
                 .get(&addr)
                 .cloned()
                 .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{addr} is no endpoint any more")))?;
-            let dialled = dial(&Backend { addr, route }, timeout).await?;
+            let dialled = dial(&Backend { addr, route, pod: None }, timeout).await?;
             if !dialled.early.is_empty() {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
@@ -419,10 +468,14 @@ impl tower_service::Service<Uri> for Dialer {
     }
 }
 
-/// Bytes both ways between the client and one endpoint. With no endpoint
-/// the connection is closed at once, as a port with nothing behind it.
-async fn splice(mut client: TcpStream, frontend: &Frontend, shared: &Shared) {
+/// Bytes both ways between the client and one endpoint it may reach.
+/// With no such endpoint the connection is closed at once, as a port with
+/// nothing behind it.
+async fn splice(mut client: TcpStream, source: IpAddr, frontend: &Frontend, shared: &Shared) {
     for backend in frontend.pick() {
+        if admitted(source, frontend, backend, shared).is_err() {
+            continue;
+        }
         match dial(backend, shared.connect_timeout).await {
             Ok(mut dialled) => {
                 if !dialled.early.is_empty() && client.write_all(&dialled.early).await.is_err() {
@@ -479,8 +532,11 @@ mod tests {
         let shared = Arc::new(Shared {
             table: RwLock::new(Arc::new(Table::default())),
             dns_records: Arc::default(),
+            policies: RwLock::default(),
             pool: Pool::new(Duration::from_secs(2)),
             connect_timeout: Duration::from_secs(2),
+            recorder: None,
+            reported: std::sync::Mutex::default(),
         });
         shared.pool.follow(&frontend.backends.iter().collect());
         let frontend = Arc::new(frontend);
@@ -491,7 +547,7 @@ mod tests {
                 let (shared, frontend) = (shared.clone(), frontend.clone());
                 tokio::spawn(serve(TokioIo::new(stream), move |request| {
                     let (shared, frontend) = (shared.clone(), frontend.clone());
-                    async move { to_frontend(request, &frontend, &shared).await }
+                    async move { to_frontend(request, IpAddr::from([127, 0, 0, 1]), &frontend, &shared).await }
                 }));
             }
         });
@@ -505,6 +561,7 @@ mod tests {
         let backend = |addr| Backend {
             addr,
             route: Route::Local,
+            pod: None,
         };
         let frontend = Frontend::new(
             "default/web:80".into(),
@@ -546,6 +603,7 @@ mod tests {
         let backend = |addr| Backend {
             addr,
             route: Route::Local,
+            pod: None,
         };
         let frontend = Frontend::new(
             "default/web:80".into(),

@@ -26,6 +26,13 @@
 //! * `listeners`: the frontend sockets, following the table; an address
 //!   that cannot be bound is retried with back-off and reported in a
 //!   `FailedToListen` Event on its Service.
+//! * [`policy`]: NetworkPolicy as the node enforces it: policies,
+//!   namespaces and every pod's labels and address, built into
+//!   [`policy::Policies`], which says whether one connection may go. The
+//!   proxy skips endpoints a Service connection may not reach (and answers
+//!   an HTTP request none may reach with a 403 that names the policies);
+//!   the node agent asks it about Wasm pods' own connections. The first
+//!   refusal by each policy is a Warning Event, `PolicyDenied`, on it.
 //! * `retry`: binding an address another process holds, again after
 //!   200 ms, doubling up to 10 s, until it binds (`retry::Backoff`); the
 //!   frontends, the cluster DNS and the Ingress listeners all bind through
@@ -42,6 +49,7 @@ pub mod dns;
 pub mod forward;
 pub mod ingress;
 mod listeners;
+pub mod policy;
 mod retry;
 pub mod table;
 pub mod tunnel;
@@ -52,8 +60,8 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Endpoints, Node, Secret, Service};
-use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, ObjectReference, Pod, Secret, Service};
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use kube::Api;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -101,13 +109,53 @@ impl ProxyConfig {
 pub(crate) struct Shared {
     table: RwLock<Arc<Table>>,
     dns_records: Arc<RwLock<Arc<dns::Records>>>,
+    policies: RwLock<Arc<policy::Policies>>,
     pool: forward::Pool,
     connect_timeout: Duration,
+    /// Where refusals are recorded; none in unit tests.
+    recorder: Option<Recorder>,
+    /// Policies whose first refusal has been recorded.
+    reported: std::sync::Mutex<HashSet<Arc<str>>>,
 }
 
 impl Shared {
     pub(crate) fn table(&self) -> Arc<Table> {
         self.table.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub(crate) fn policies(&self) -> Arc<policy::Policies> {
+        self.policies.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Records a refusal as a Warning Event on each refusing policy, the
+    /// first time that policy refuses anything.
+    pub(crate) fn report(&self, decision: &policy::Decision, what: &str) {
+        let policy::Decision::Denied { policies, .. } = decision else {
+            return;
+        };
+        for name in policies {
+            let first = self
+                .reported
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(name.clone());
+            if !first {
+                continue;
+            }
+            let (namespace, policy) = name.split_once('/').unwrap_or(("", name));
+            let object = ObjectReference {
+                api_version: Some("networking.k8s.io/v1".into()),
+                kind: Some("NetworkPolicy".into()),
+                namespace: Some(namespace.into()),
+                name: Some(policy.into()),
+                ..ObjectReference::default()
+            };
+            let message = format!("{what}: {}", decision.describe());
+            tracing::info!(%message, "NetworkPolicy refused a connection");
+            if let Some(recorder) = &self.recorder {
+                recorder.record(&object, events::Kind::Warning, "PolicyDenied", "Connect", message);
+            }
+        }
     }
 }
 
@@ -166,11 +214,15 @@ impl Proxy {
     pub async fn start(client: kube::Client, config: ProxyConfig) -> std::io::Result<Proxy> {
         let tunnel = listeners::bind(SocketAddr::new(config.node_ip, config.tunnel_port))?;
         let tunnel_addr = tunnel.local_addr()?;
+        let recorder = Recorder::new(client.clone(), "kube-proxy", Some(config.node_name.clone()));
         let shared = Arc::new(Shared {
             table: RwLock::default(),
             dns_records: Arc::default(),
+            policies: RwLock::default(),
             pool: forward::Pool::new(config.connect_timeout),
             connect_timeout: config.connect_timeout,
+            recorder: Some(recorder.clone()),
+            reported: std::sync::Mutex::default(),
         });
         let changed = Arc::new(Notify::new());
         let all = watcher::Config::default;
@@ -178,7 +230,24 @@ impl Proxy {
         let (endpoints, endpoints_task) = follow(Api::<Endpoints>::all(client.clone()), all(), changed.clone());
         let (nodes, nodes_task) = follow(Api::<Node>::all(client.clone()), all(), changed.clone());
         let mut tasks = vec![services_task, endpoints_task, nodes_task];
-        let recorder = Recorder::new(client.clone(), "kube-proxy", Some(config.node_name.clone()));
+        // NetworkPolicy's inputs change more often (every pod) and are
+        // rebuilt on their own.
+        let policies_changed = Arc::new(Notify::new());
+        let (network_policies, task) = follow(
+            Api::<NetworkPolicy>::all(client.clone()),
+            all(),
+            policies_changed.clone(),
+        );
+        tasks.push(task);
+        let (namespaces, task) = follow(Api::<Namespace>::all(client.clone()), all(), policies_changed.clone());
+        tasks.push(task);
+        let (pods, task) = follow(Api::<Pod>::all(client.clone()), all(), policies_changed.clone());
+        tasks.push(task);
+        tasks.push(tokio::spawn(sync_policies(
+            shared.clone(),
+            policies_changed,
+            (network_policies, namespaces, pods),
+        )));
         let ingress = if config.ingress_http.is_some() || config.ingress_https.is_some() {
             let sync = ingress::Sync::new(client.clone(), &config.node_name, config.node_ip.to_string());
             if let Some(addr) = config.ingress_http {
@@ -245,6 +314,17 @@ impl Proxy {
         self.shared.table().frontends.get(&addr).cloned()
     }
 
+    /// The NetworkPolicies in force, and the pods they speak of.
+    pub fn policies(&self) -> Arc<policy::Policies> {
+        self.shared.policies()
+    }
+
+    /// Records a refusal the caller enforced (a Warning Event on each
+    /// refusing policy, once per policy); `what` names the connection.
+    pub fn report(&self, decision: &policy::Decision, what: &str) {
+        self.shared.report(decision, what);
+    }
+
     /// Where the cluster DNS answers, once the `kube-dns` Service exists.
     pub fn dns_address(&self) -> Option<SocketAddr> {
         dns::address(&self.services.state())
@@ -257,6 +337,19 @@ struct AbortOnDrop(JoinHandle<()>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+/// Rebuilds the NetworkPolicy view after every change of its inputs.
+async fn sync_policies(
+    shared: Arc<Shared>,
+    changed: Arc<Notify>,
+    (policies, namespaces, pods): (Store<NetworkPolicy>, Store<Namespace>, Store<Pod>),
+) {
+    loop {
+        changed.notified().await;
+        let built = policy::Policies::build(&policies.state(), &namespaces.state(), &pods.state());
+        *shared.policies.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(built);
     }
 }
 

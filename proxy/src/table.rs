@@ -34,6 +34,9 @@ pub enum Route {
 pub struct Backend {
     pub addr: SocketAddr,
     pub route: Route,
+    /// The pod its Endpoints address names (`targetRef`): namespace and
+    /// name.
+    pub pod: Option<(String, String)>,
 }
 
 /// How a frontend's connections are handled.
@@ -239,9 +242,15 @@ fn backends(
                 },
                 _ => Route::Local,
             };
+            let pod = address
+                .target_ref
+                .as_ref()
+                .filter(|r| r.kind.as_deref() == Some("Pod"))
+                .and_then(|r| Some((r.namespace.clone()?, r.name.clone()?)));
             backends.insert(Backend {
                 addr: SocketAddr::new(ip, target),
                 route,
+                pod,
             });
         }
     }
@@ -387,11 +396,13 @@ mod tests {
             [
                 Backend {
                     addr: "127.1.0.1:8080".parse().unwrap(),
-                    route: Route::Local
+                    route: Route::Local,
+                    pod: None,
                 },
                 Backend {
                     addr: "127.2.0.1:8080".parse().unwrap(),
-                    route: Route::Tunnel("127.0.0.2:7000".parse().unwrap())
+                    route: Route::Tunnel("127.0.0.2:7000".parse().unwrap()),
+                    pod: None,
                 },
             ]
         );

@@ -2,7 +2,8 @@
 //! real kubectl. The components are the examples the published `wstd`
 //! crate ships, built as they stand (`skiff_test_programs::WSTD_*`): its
 //! HTTP server, its proxy (which forwards `/proxy/<rest>` to
-//! `$TARGET_URL<rest>`) and its command-line client.
+//! `$TARGET_URL<rest>`), its command-line client and its TCP echo server
+//! (which binds `127.0.0.1:8080`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -79,24 +80,6 @@ impl Cluster {
         svc["spec"]["clusterIP"].as_str().unwrap().to_string()
     }
 
-    /// Polls `GET path` on the Service until it answers 200.
-    fn until_ok(&self, service: &str, path: &str) -> String {
-        let addr = format!("{}:80", self.cluster_ip(service));
-        let mut last = None;
-        support::until(
-            Duration::from_secs(60),
-            &format!("{service}{path} to answer 200"),
-            || match get(&addr, path) {
-                Ok((200, body)) => Some(body),
-                other => {
-                    last = Some(other);
-                    None
-                }
-            },
-        );
-        get(&addr, path).unwrap().1
-    }
-
     /// Waits for the Job to finish; its pod's logs and whether it
     /// succeeded.
     fn job_logs(&self, name: &str) -> (String, bool) {
@@ -112,7 +95,7 @@ impl Cluster {
 }
 
 #[test]
-fn wasm_services_call_services_by_name_in_process_through_the_proxy_and_over_https() {
+fn wasm_pods_call_services_by_name_and_serve_tcp_from_localhost() {
     let cluster = Cluster::start_with(&[
         "--node-name",
         "calls",
@@ -132,6 +115,7 @@ fn wasm_services_call_services_by_name_in_process_through_the_proxy_and_over_htt
         &images,
     );
     import(skiff_test_programs::WSTD_HTTP_CLIENT, "local/wstd-client:1", &images);
+    import(skiff_test_programs::WSTD_TCP_ECHO_SERVER, "local/wstd-echo:1", &images);
     cluster.ok(&["wait", "--for=condition=Ready", "node/calls", "--timeout=60s"]);
 
     // front (Wasm) → middle (Wasm, in-process) → httpd (runc, through the
@@ -155,6 +139,11 @@ fn wasm_services_call_services_by_name_in_process_through_the_proxy_and_over_htt
         &["apply", "-f", "-"],
         &wasm_service("backend", "local/wstd-server:1", serde_json::json!([])),
     );
+    // A TCP server that binds 127.0.0.1:8080, unchanged, behind a Service.
+    cluster.ok_with_input(
+        &["apply", "-f", "-"],
+        &wasm_service("echo", "local/wstd-echo:1", serde_json::json!([])),
+    );
     cluster.ok(&[
         "rollout",
         "status",
@@ -162,10 +151,22 @@ fn wasm_services_call_services_by_name_in_process_through_the_proxy_and_over_htt
         "deployment/middle",
         "deployment/front",
         "deployment/backend",
+        "deployment/echo",
         "--timeout=120s",
     ]);
-    let body = cluster.until_ok("front", "/proxy/");
+    let body = cluster.until_status("front", "/proxy/", 200);
     assert_eq!(body, "served by runc\n");
+
+    let echo = format!("{}:80", cluster.cluster_ip("echo"));
+    let echoed = support::until(Duration::from_secs(60), "the echo Service to echo", || {
+        let mut stream = TcpStream::connect(&echo).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        stream.write_all(b"hello from outside\n").ok()?;
+        let mut echoed = [0u8; 19];
+        stream.read_exact(&mut echoed).ok()?;
+        Some(echoed)
+    });
+    assert_eq!(&echoed, b"hello from outside\n");
 
     // A command calls a Service by its short name and logs the answer.
     cluster.ok_with_input(&["apply", "-f", "-"], &client_job("call-backend", &["http://backend/"]));
@@ -192,4 +193,135 @@ fn wasm_services_call_services_by_name_in_process_through_the_proxy_and_over_htt
     assert!(succeeded, "{logs}");
     assert!(logs.contains("< HTTP/1.1 200"), "{logs}");
     assert!(logs.contains("\"gitVersion\""), "{logs}");
+}
+
+/// A NetworkPolicy letting pods labelled `app: <target>` take connections
+/// only from pods labelled `app: <from>`.
+fn only_from(target: &str, from: &str) -> String {
+    serde_json::json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": format!("{target}-ingress")},
+        "spec": {"podSelector": {"matchLabels": {"app": target}}, "policyTypes": ["Ingress"],
+            "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": from}}}]}]}})
+    .to_string()
+}
+
+impl Cluster {
+    /// Polls `GET path` on the Service until it answers `status`.
+    fn until_status(&self, service: &str, path: &str, status: u16) -> String {
+        self.until_answer(service, path, &format!("status {status}"), |got, _| got == status)
+    }
+
+    /// Polls `GET path` on the Service until the answer passes `test`.
+    fn until_answer(&self, service: &str, path: &str, what: &str, test: impl Fn(u16, &str) -> bool) -> String {
+        let addr = format!("{}:80", self.cluster_ip(service));
+        let last = std::cell::RefCell::new(None);
+        let what = format!("{service}{path} to answer with {what}");
+        let answered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            support::until(Duration::from_secs(60), &what, || match get(&addr, path) {
+                Ok((got, body)) if test(got, &body) => Some(body),
+                other => {
+                    *last.borrow_mut() = Some(other);
+                    None
+                }
+            })
+        }));
+        answered.unwrap_or_else(|_| panic!("{what}: the last answer was {:?}", last.borrow()))
+    }
+}
+
+#[test]
+fn network_policies_cut_a_hop_of_a_wasm_to_wasm_to_runc_chain_and_allow_it_again() {
+    let cluster = Cluster::start_with(&[
+        "--node-name",
+        "policies",
+        "--pod-cidr",
+        "127.52.0.0",
+        "--service-cluster-ip-range",
+        "127.152.0.0/16",
+    ]);
+    let build = tempfile::tempdir().unwrap();
+    let layout = skiff_testing::busybox_layout(build.path(), &["sh", "httpd", "mkdir", "echo"]).unwrap();
+    let images = cluster.data.path().join("agent");
+    import(layout.to_str().unwrap(), "local/busybox:1", &images);
+    import(
+        skiff_test_programs::WSTD_HTTP_SERVER_PROXY,
+        "local/wstd-proxy:1",
+        &images,
+    );
+    cluster.ok(&["wait", "--for=condition=Ready", "node/policies", "--timeout=60s"]);
+    let port = support::free_addr().rsplit_once(':').unwrap().1.to_string();
+    cluster.ok_with_input(&["apply", "-f", "-"], &httpd(&port));
+    let target = |url: &str| serde_json::json!([{"name": "TARGET_URL", "value": url}]);
+    cluster.ok_with_input(
+        &["apply", "-f", "-"],
+        &wasm_service("middle", "local/wstd-proxy:1", target("http://httpd/")),
+    );
+    cluster.ok_with_input(
+        &["apply", "-f", "-"],
+        &wasm_service("front", "local/wstd-proxy:1", target("http://middle/proxy/")),
+    );
+    cluster.ok(&[
+        "rollout",
+        "status",
+        "deployment/httpd",
+        "deployment/middle",
+        "deployment/front",
+        "--timeout=120s",
+    ]);
+    assert_eq!(cluster.until_status("front", "/proxy/", 200), "served by runc\n");
+    let pod_ip = |app: &str| {
+        cluster.ok(&[
+            "get",
+            "pods",
+            "-l",
+            &format!("app={app}"),
+            "-o",
+            "jsonpath={.items[0].status.podIP}",
+        ])
+    };
+    let (middle_ip, front_ip) = (pod_ip("middle"), pod_ip("front"));
+
+    // The last hop (Wasm → runc, through the proxy) only from front: the
+    // proxy sees middle's own address and refuses with a 403 that names
+    // the policy. (wstd's proxy passes bodies on, not statuses.)
+    cluster.ok_with_input(&["apply", "-f", "-"], &only_from("httpd", "front"));
+    let body = cluster.until_answer("front", "/proxy/", "the refusal", |_, body| {
+        body.contains("httpd-ingress")
+    });
+    assert_eq!(
+        body,
+        format!(
+            "no endpoint of Service default/httpd:80 may be reached from {middle_ip}: denied by the ingress NetworkPolicy default/httpd-ingress\n"
+        )
+    );
+    // Allowed again from middle.
+    cluster.ok_with_input(&["apply", "-f", "-"], &only_from("httpd", "middle"));
+    assert_eq!(cluster.until_status("front", "/proxy/", 200), "served by runc\n");
+
+    // The first hop (Wasm → Wasm, in-process) from nobody: the host
+    // refuses with a 403 of its own, which front passes on.
+    cluster.ok_with_input(&["apply", "-f", "-"], &only_from("middle", "nobody"));
+    let body = cluster.until_answer("front", "/proxy/", "the refusal", |_, body| {
+        body.contains("middle-ingress")
+    });
+    assert!(
+        body.starts_with(&format!("{front_ip} may not connect to {middle_ip}:8080")),
+        "{body}"
+    );
+    cluster.ok(&["delete", "networkpolicy", "middle-ingress"]);
+    assert_eq!(cluster.until_status("front", "/proxy/", 200), "served by runc\n");
+
+    // Each refusing policy got one Warning Event.
+    let events = cluster.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "reason=PolicyDenied",
+        "-o",
+        "jsonpath={range .items[*]}{.involvedObject.name}{\"\\n\"}{end}",
+    ]);
+    let mut named: Vec<&str> = events.lines().collect();
+    named.sort_unstable();
+    named.dedup();
+    assert_eq!(named, ["httpd-ingress", "middle-ingress"], "{events}");
 }

@@ -2,17 +2,20 @@
 //! as they like (a long-running worker), stdout/stderr to the container's
 //! logs, the exit code to its status.
 //!
-//! A running command yields to the async runtime every epoch tick, so a
-//! guest that never returns cannot hold a worker thread; at each tick it
-//! is also checked against its deadline and its stop flag.
+//! A running command yields to the async runtime after each slice (an
+//! epoch tick or more, by its CPU request), so a guest that never returns
+//! cannot hold a worker thread; at each tick it is also charged to its
+//! container's [`CpuBudget`](crate::CpuBudget) and checked against its
+//! deadline and its stop flag ([`cpu`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use wasmtime::Store;
 use wasmtime::component::Component;
-use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::p2::bindings::CommandPre;
 
+use super::cpu::{self, Run};
 use super::state::{Environment, State};
 use super::{Termination, WasmError, classify};
 
@@ -27,17 +30,33 @@ pub struct Exit {
     pub message: Option<String>,
 }
 
-/// Stops a running command at its next epoch tick.
+/// Stops a running command: at its next epoch tick while it computes, at
+/// once while it waits in the host (on a socket, a timer, a stream).
 #[derive(Clone, Debug, Default)]
-pub struct StopHandle(Arc<AtomicBool>);
+pub struct StopHandle(Arc<Stop>);
+
+#[derive(Debug, Default)]
+struct Stop {
+    flag: AtomicBool,
+    notify: tokio::sync::Notify,
+}
 
 impl StopHandle {
     pub fn stop(&self) {
-        self.0.store(true, Ordering::Relaxed);
+        self.0.flag.store(true, Ordering::Relaxed);
+        self.0.notify.notify_waiters();
     }
 
-    fn stopped(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+    pub(crate) fn stopped(&self) -> bool {
+        self.0.flag.load(Ordering::Relaxed)
+    }
+
+    /// Resolves once [`stop`](Self::stop) is called.
+    async fn requested(&self) {
+        let notified = self.0.notify.notified();
+        if !self.stopped() {
+            notified.await;
+        }
     }
 }
 
@@ -85,19 +104,26 @@ impl CommandService {
         let engine = self.pre.instance_pre().engine();
         let mut store = Store::new(engine, State::new(&self.env)?);
         store.limiter(|state| &mut state.limits);
-        let deadline = self.env.limits.timeout.map(|t| std::time::Instant::now() + t);
-        let stopper = stop.clone();
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            let late = deadline.is_some_and(|d| std::time::Instant::now() >= d);
-            if stopper.stopped() || late {
-                Ok(UpdateDeadline::Interrupt)
-            } else {
-                Ok(UpdateDeadline::Yield(1))
+        store.epoch_deadline_callback(cpu::at_epoch);
+        let mut run = Run::new(self.env.cpu.clone(), self.env.limits.timeout, Some(stop.clone()));
+        let command = run
+            .drive(self.pre.instantiate_async(&mut store))
+            .await
+            .map_err(|e| classify(&e))?;
+        // A guest waiting in the host never reaches an epoch check: the
+        // stop request ends the wait (dropping the instance and its
+        // sockets) instead.
+        let outcome = tokio::select! {
+            outcome = run.drive(command.wasi_cli_run().call_run(&mut store)) => outcome,
+            () = stop.requested() => {
+                return Ok(Exit {
+                    code: 137,
+                    termination: Termination::Killed,
+                    message: None,
+                });
             }
-        });
-        let command = self.pre.instantiate_async(&mut store).await.map_err(|e| classify(&e))?;
-        let outcome = command.wasi_cli_run().call_run(&mut store).await;
+        };
         Ok(match outcome {
             Ok(Ok(())) => Exit {
                 code: 0,

@@ -1,6 +1,8 @@
 //! `wasi:http/proxy` components: a fresh instance per request, from a
 //! pre-instantiated [`ProxyPre`], so a Wasm service holds no instance
-//! between requests.
+//! between requests. All instances of a service share its
+//! [`CpuBudget`](crate::CpuBudget); each request is bounded by its own
+//! time limit ([`cpu`] applies both at epoch ticks).
 
 use std::sync::Arc;
 
@@ -10,7 +12,7 @@ use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 pub use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
-use super::engine::ticks;
+use super::cpu::{self, Run};
 use super::state::{Environment, State};
 use super::{WasmError, classify};
 
@@ -56,19 +58,24 @@ impl HttpService {
         let engine = self.pre.instance_pre().engine();
         let mut store = Store::new(engine, State::new(&self.env)?);
         store.limiter(|state| &mut state.limits);
-        match self.env.limits.timeout {
-            Some(timeout) => store.set_epoch_deadline(ticks(timeout)),
-            None => store.set_epoch_deadline(u64::MAX / 2),
-        }
-        store.epoch_deadline_trap();
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(cpu::at_epoch);
         Ok(store)
+    }
+
+    /// The bounds of one request's instance.
+    fn run(&self) -> Run {
+        Run::new(self.env.cpu.clone(), self.env.limits.timeout, None)
     }
 
     /// Makes an instance and drops it without serving anything: what each
     /// request costs before the guest's handler runs.
     pub async fn instantiate(&self) -> Result<(), WasmError> {
         let mut store = self.store()?;
-        self.pre.instantiate_async(&mut store).await.map_err(|e| classify(&e))?;
+        let mut run = self.run();
+        run.drive(self.pre.instantiate_async(&mut store))
+            .await
+            .map_err(|e| classify(&e))?;
         Ok(())
     }
 
@@ -92,12 +99,14 @@ impl HttpService {
             .http()
             .new_response_outparam(sender)
             .map_err(|e| WasmError::Request(e.to_string()))?;
-        let proxy = self.pre.instantiate_async(&mut store).await.map_err(|e| classify(&e))?;
+        let mut run = self.run();
+        let proxy = run
+            .drive(self.pre.instantiate_async(&mut store))
+            .await
+            .map_err(|e| classify(&e))?;
         let task = tokio::spawn(async move {
-            proxy
-                .wasi_http_incoming_handler()
-                .call_handle(&mut store, request, outparam)
-                .await
+            let handler = proxy.wasi_http_incoming_handler();
+            run.drive(handler.call_handle(&mut store, request, outparam)).await
         });
         match receiver.await {
             Ok(Ok(response)) => Ok(response),

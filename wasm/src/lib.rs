@@ -22,8 +22,12 @@
 //!   ([`HttpService`]).
 //! * [`outgoing`]: where an instance's outgoing HTTP requests go, the
 //!   [`Outgoing`] its environment names (the node agent routes them).
+//! * [`sockets`]: `wasi:sockets` through the [`NetworkView`] its
+//!   environment names: its own address for `127.0.0.1`, names, and what
+//!   it may reach.
 //! * [`command`]: `wasi:cli/command` components, run to an exit code
 //!   ([`CommandService`], stopped early through a [`StopHandle`]).
+//! * [`cpu`]: CPU limits, requests and usage per container ([`CpuBudget`]).
 //!
 //! ```text
 //!  component bytes ─► ComponentCache (compile once per digest) ─► load: ComponentKind
@@ -37,9 +41,11 @@
 
 pub mod cache;
 pub mod command;
+pub mod cpu;
 pub mod engine;
 pub mod http;
 pub mod outgoing;
+pub mod sockets;
 pub mod state;
 
 use std::path::PathBuf;
@@ -48,9 +54,11 @@ use wasmtime::component::{Component, Linker};
 
 pub use cache::ComponentCache;
 pub use command::{CommandService, Exit, StopHandle};
+pub use cpu::CpuBudget;
 pub use engine::{EpochTicker, NodeEngine, PoolConfig};
 pub use http::HttpService;
 pub use outgoing::{Outgoing, OutgoingError, RequestOptions, Sending, WasiBody};
+pub use sockets::{NameLookup, NetworkView, OpenNetwork};
 pub use state::{AppendFile, Environment, GuestOutput, Limits, Output, Preopen, State};
 
 /// Why an instance stopped, in the words container statuses use.
@@ -179,6 +187,7 @@ impl WasmRuntime {
             let mut linker = Linker::new(engine.engine());
             wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(link)?;
             wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(link)?;
+            sockets::add_to_linker(&mut linker).map_err(link)?;
             Ok(linker)
         };
         let (http_linker, command_linker) = (linker()?, linker()?);

@@ -3,8 +3,10 @@
 //! Only what the pod spec grants is visible: its args and env, its volumes
 //! as preopened directories, stdout/stderr to the container's log (an
 //! [`Output`], written in this process: no file, pipe or thread per pod),
-//! and outgoing HTTP requests through the [`Outgoing`] it was given
-//! (refused without one). No host environment, no ambient filesystem.
+//! outgoing HTTP requests through the [`Outgoing`] it was given and
+//! sockets through the [`NetworkView`] it was given (each refused without
+//! one). No host environment, no ambient filesystem. An instance holds at
+//! most [`MAX_HANDLES`] handles (sockets, streams, pollables, …) at once.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -21,6 +23,13 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::WasmError;
 use super::outgoing::{Hooks, Outgoing};
+use super::sockets::NetworkView;
+
+/// The most handles (WASI resources: sockets, streams, pollables, HTTP
+/// fields, …) one instance may hold at once; past it, creating one more
+/// traps the instance, so a guest that opens sockets in a loop ends
+/// itself rather than the node's descriptors.
+pub const MAX_HANDLES: usize = 4096;
 
 /// A host directory the guest sees at `guest`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,6 +62,10 @@ pub struct Environment {
     pub stderr: Option<Arc<dyn Output>>,
     /// Where outgoing HTTP requests go; refused when unset.
     pub outgoing: Option<Arc<dyn Outgoing>>,
+    /// What the instance's sockets see; closed when unset.
+    pub network: Option<Arc<dyn NetworkView>>,
+    /// The container's CPU limit, request and use, shared by its instances; none when unset.
+    pub cpu: Option<Arc<crate::cpu::CpuBudget>>,
 }
 
 /// Where one of a container's output streams goes. Every instance that
@@ -162,6 +175,7 @@ pub struct State {
     http: WasiHttpCtx,
     table: ResourceTable,
     hooks: Hooks,
+    pub(crate) network: Option<Arc<dyn NetworkView>>,
     pub(crate) limits: StoreLimits,
 }
 
@@ -193,6 +207,14 @@ impl State {
         if let Some(output) = &env.stderr {
             wasi.stderr(GuestOutput(output.clone()));
         }
+        if env.network.is_some() {
+            wasi.inherit_network()
+                .allow_ip_name_lookup(true)
+                .allow_tcp(true)
+                .allow_udp(true);
+        }
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_HANDLES);
         let mut limits = StoreLimitsBuilder::new().trap_on_grow_failure(true);
         if let Some(bytes) = env.limits.memory_bytes {
             limits = limits.memory_size(bytes);
@@ -200,8 +222,9 @@ impl State {
         Ok(State {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
-            table: ResourceTable::new(),
+            table,
             hooks: Hooks(env.outgoing.clone()),
+            network: env.network.clone(),
             limits: limits.build(),
         })
     }

@@ -11,7 +11,7 @@ use http_body_util::{BodyExt, Empty};
 use skiff_test_programs as programs;
 use skiff_testing::eventually;
 use skiff_wasm::{
-    AppendFile, Environment, Limits, PoolConfig, Preopen, RuntimeConfig, StopHandle, Termination, WasmError,
+    AppendFile, CpuBudget, Environment, Limits, PoolConfig, Preopen, RuntimeConfig, StopHandle, Termination, WasmError,
     WasmRuntime,
 };
 
@@ -206,6 +206,202 @@ async fn commands_are_stopped_and_limited() {
     assert_ne!(exit.code, 0);
 }
 
+/// A `cli-spin` command of a container with `budget`, running until
+/// `stop`.
+fn spin_command(
+    runtime: &WasmRuntime,
+    budget: &Arc<CpuBudget>,
+    stop: &StopHandle,
+) -> tokio::task::JoinHandle<Result<skiff_wasm::Exit, WasmError>> {
+    let command = runtime
+        .command(
+            &read(programs::CLI_SPIN),
+            Environment {
+                cpu: Some(budget.clone()),
+                ..Environment::default()
+            },
+        )
+        .unwrap();
+    let stop = stop.clone();
+    tokio::spawn(async move { command.run(stop).await })
+}
+
+async fn stop_all(stop: &StopHandle, runs: Vec<tokio::task::JoinHandle<Result<skiff_wasm::Exit, WasmError>>>) {
+    stop.stop();
+    for run in runs {
+        let exit = tokio::time::timeout(Duration::from_secs(5), run)
+            .await
+            .expect("stopped promptly, throttled or not")
+            .unwrap()
+            .unwrap();
+        assert_eq!(exit.termination, Termination::Killed);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cpu_limit_holds_a_spinning_command_to_its_share() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = runtime(dir.path());
+    let limited = Arc::new(CpuBudget::new(Some(100), None));
+    let unlimited = Arc::new(CpuBudget::new(None, None));
+    let stop = StopHandle::default();
+    let started = Instant::now();
+    let runs = vec![
+        spin_command(&runtime, &limited, &stop),
+        spin_command(&runtime, &unlimited, &stop),
+    ];
+    eventually(
+        Duration::from_secs(60),
+        "the unlimited spinner to use 1 s of CPU",
+        || async { (unlimited.used() >= Duration::from_secs(1)).then_some(()) },
+    )
+    .await
+    .unwrap();
+    let wall = started.elapsed();
+    let used = limited.used();
+    // A tenth of the wall time, plus the quota it starts with and a late
+    // tick or two of overrun; the unlimited one ran all along.
+    let allowed = wall.mul_f64(0.1) + Duration::from_millis(150);
+    assert!(
+        used > Duration::ZERO && used <= allowed,
+        "100m used {used:?} of {wall:?} (at most {allowed:?}); unlimited used {:?}",
+        unlimited.used()
+    );
+    stop_all(&stop, runs).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cpu_limit_is_shared_by_all_requests_and_neighbours_keep_being_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = runtime(dir.path());
+    let limited = Arc::new(CpuBudget::new(Some(100), None));
+    let spin = runtime
+        .http_service(
+            &read(programs::HTTP_SPIN),
+            Environment {
+                limits: Limits {
+                    timeout: Some(Duration::from_millis(1500)),
+                    memory_bytes: None,
+                },
+                cpu: Some(limited.clone()),
+                ..Environment::default()
+            },
+        )
+        .unwrap();
+    let neighbour = Arc::new(CpuBudget::new(None, None));
+    let hello = runtime
+        .http_service(
+            &read(programs::HTTP_HELLO),
+            Environment {
+                cpu: Some(neighbour.clone()),
+                ..Environment::default()
+            },
+        )
+        .unwrap();
+    let started = Instant::now();
+    let spinning: Vec<_> = (0..8)
+        .map(|_| {
+            let spin = spin.clone();
+            tokio::spawn(async move { spin.handle(get("/")).await })
+        })
+        .collect();
+    let mut served = 0;
+    while spinning.iter().any(|request| !request.is_finished()) {
+        let text = body_of(hello.handle(get("/")).await.unwrap()).await;
+        assert!(text.contains("hello from skiff"));
+        served += 1;
+    }
+    let wall = started.elapsed();
+    for request in spinning {
+        match request.await.unwrap() {
+            // Its time limit holds while it sleeps off the debt too.
+            Err(WasmError::Trap { termination, .. }) => assert_eq!(termination, Termination::DeadlineExceeded),
+            other => panic!("a spinning handler should run out of time: {other:?}"),
+        }
+    }
+    assert!(wall < Duration::from_secs(10), "the spinners ended after {wall:?}");
+    // Eight spinners on two threads would use 3 s unlimited. Limited to
+    // 100m together: a tenth of the wall time, the quota they start with
+    // and up to a tick or two each of overrun.
+    let used = limited.used();
+    let allowed = wall.mul_f64(0.1) + Duration::from_millis(350);
+    assert!(used <= allowed, "100m used {used:?} of {wall:?}, at most {allowed:?}");
+    assert!(served >= 20, "the neighbour served {served} requests meanwhile");
+    // Requests shorter than a tick are counted too.
+    assert!(neighbour.used() > Duration::ZERO);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cpu_limit_holds_requests_shorter_than_a_tick_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = runtime(dir.path());
+    let limited = Arc::new(CpuBudget::new(Some(100), None));
+    let hello = runtime
+        .http_service(
+            &read(programs::HTTP_HELLO),
+            Environment {
+                cpu: Some(limited.clone()),
+                ..Environment::default()
+            },
+        )
+        .unwrap();
+    let started = Instant::now();
+    // Requests arrive at 1,000/s whether or not the earlier ones were
+    // answered: several times a tenth of a core of work. Few of them are
+    // running when a tick comes; the others must wait too.
+    let arrivals = tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_millis(1));
+        loop {
+            every.tick().await;
+            let hello = hello.clone();
+            tokio::spawn(async move {
+                if let Ok(response) = hello.handle(get("/")).await {
+                    body_of(response).await;
+                }
+            });
+        }
+    });
+    eventually(Duration::from_secs(60), "the service to use 0.4 s of CPU", || async {
+        (limited.used() >= Duration::from_millis(400)).then_some(())
+    })
+    .await
+    .unwrap();
+    let (wall, used) = (started.elapsed(), limited.used());
+    arrivals.abort();
+    // A tenth of the wall time (4 s), the quota it starts with and what
+    // the requests running when the debt came still ran.
+    let allowed = wall.mul_f64(0.1) + Duration::from_millis(100);
+    assert!(used <= allowed, "100m used {used:?} of {wall:?}, at most {allowed:?}");
+}
+
+// One worker thread, so that the spinners compete for it.
+#[tokio::test(flavor = "current_thread")]
+async fn cpu_requests_weight_spinning_commands_that_share_a_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = runtime(dir.path());
+    let light = Arc::new(CpuBudget::new(None, Some(100)));
+    let heavy = Arc::new(CpuBudget::new(None, Some(1000)));
+    let stop = StopHandle::default();
+    let runs = vec![
+        spin_command(&runtime, &light, &stop),
+        spin_command(&runtime, &heavy, &stop),
+    ];
+    eventually(
+        Duration::from_secs(60),
+        "the 1000m spinner to use 1 s of CPU",
+        || async { (heavy.used() >= Duration::from_secs(1)).then_some(()) },
+    )
+    .await
+    .unwrap();
+    // Slices of 10 ms and 100 ms in turn: about ten to one.
+    let (light_used, heavy_used) = (light.used(), heavy.used());
+    assert!(
+        light_used > Duration::ZERO && heavy_used > light_used * 4,
+        "100m used {light_used:?}, 1000m used {heavy_used:?}"
+    );
+    stop_all(&stop, runs).await;
+}
+
 #[tokio::test]
 async fn bad_components_are_refused_clearly() {
     let dir = tempfile::tempdir().unwrap();
@@ -355,4 +551,134 @@ async fn published_components_call_out_through_their_environment_or_not_at_all()
         std::fs::read_to_string(&out).unwrap(),
         "answered GET http://upstream.example/x Some(2s)\n"
     );
+}
+
+/// A pod's network for the socket tests: its own address, one name, and
+/// whether it may reach anything.
+#[derive(Debug)]
+struct PodView {
+    own: std::net::Ipv4Addr,
+    names: Vec<(&'static str, std::net::IpAddr)>,
+    open: bool,
+}
+
+impl skiff_wasm::NetworkView for PodView {
+    fn own_address(&self) -> std::net::Ipv4Addr {
+        self.own
+    }
+
+    fn lookup(&self, name: &str) -> skiff_wasm::NameLookup {
+        match self.names.iter().find(|(n, _)| *n == name) {
+            Some((_, ip)) => skiff_wasm::NameLookup::Addresses(vec![*ip]),
+            None if name.ends_with(".cluster.local") => skiff_wasm::NameLookup::NotFound,
+            None => skiff_wasm::NameLookup::Elsewhere,
+        }
+    }
+
+    fn may_reach(&self, _: std::net::SocketAddr, _: bool) -> bool {
+        self.open
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_published_tcp_server_on_localhost_listens_on_its_own_address() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = runtime(dir.path());
+    let own = std::net::Ipv4Addr::new(127, 61, 0, 1);
+    let view = Arc::new(PodView {
+        own,
+        names: Vec::new(),
+        open: true,
+    });
+    // wstd's echo server binds 127.0.0.1:8080, which is its own address.
+    let server = runtime
+        .command(
+            &read(programs::WSTD_TCP_ECHO_SERVER),
+            Environment {
+                args: vec!["echo".into()],
+                network: Some(view),
+                ..Environment::default()
+            },
+        )
+        .unwrap();
+    let stop = StopHandle::default();
+    let running = tokio::spawn({
+        let stop = stop.clone();
+        async move { server.run(stop).await }
+    });
+    let mut stream = eventually(Duration::from_secs(20), "the echo server to listen", || async {
+        tokio::net::TcpStream::connect((own, 8080)).await.ok()
+    })
+    .await
+    .unwrap();
+    stream.write_all(b"hello over wasi:sockets\n").await.unwrap();
+    let mut echoed = vec![0; 24];
+    tokio::time::timeout(Duration::from_secs(10), stream.read_exact(&mut echoed))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(echoed, b"hello over wasi:sockets\n");
+    stop.stop();
+    let exit = tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(exit.termination, Termination::Killed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_published_tcp_client_reaches_names_and_localhost_only_where_allowed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = runtime(dir.path());
+    let own = std::net::Ipv4Addr::new(127, 62, 0, 1);
+    // A server on the pod's own address, which reads a line and answers.
+    let listener = tokio::net::TcpListener::bind((own, 0)).await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let served = tokio::spawn(async move {
+        let mut lines = Vec::new();
+        for _ in 0..2 {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut line = [0u8; 5];
+            stream.read_exact(&mut line).await.unwrap();
+            stream.write_all(b"pong\n").await.unwrap();
+            lines.push(String::from_utf8_lossy(&line).into_owned());
+        }
+        lines
+    });
+    let client = |target: String, open: bool| {
+        let view = Arc::new(PodView {
+            own,
+            names: vec![("db.shop.svc.cluster.local", own.into())],
+            open,
+        });
+        runtime
+            .command(
+                &read(programs::WSTD_TCP_STREAM_CLIENT),
+                Environment {
+                    args: vec!["client".into(), target],
+                    network: Some(view),
+                    ..Environment::default()
+                },
+            )
+            .unwrap()
+    };
+    // By localhost (its own address), then by a cluster name.
+    for target in [format!("127.0.0.1:{port}"), format!("db.shop.svc.cluster.local:{port}")] {
+        let exit = client(target.clone(), true).run(StopHandle::default()).await.unwrap();
+        assert_eq!(exit.code, 0, "{target}: {exit:?}");
+    }
+    assert_eq!(served.await.unwrap(), ["ping\n", "ping\n"]);
+    // A name the cluster does not have, and a destination the view refuses.
+    for (target, open) in [
+        (format!("nobody.shop.svc.cluster.local:{port}"), true),
+        (format!("127.0.0.1:{port}"), false),
+    ] {
+        let exit = client(target.clone(), open).run(StopHandle::default()).await.unwrap();
+        assert_ne!(exit.code, 0, "{target}: {exit:?}");
+    }
 }

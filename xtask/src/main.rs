@@ -10,7 +10,7 @@
 //! | `cargo xtask bench store` | store throughput/latency, skiff vs etcd, JSON in `bench/results/` |
 //! | `cargo xtask bench api` | the Kubernetes API over TLS: create/get/list, fixed-rate creates, watch fan-out |
 //! | `cargo xtask bench scheduler` | scheduler pods/s with simulated nodes vs the raw API bind path; 100-replica Wasm Deployment to Ready |
-//! | `cargo xtask bench node` | Wasm instantiation, create→Running Wasm vs runc, gateway vs `wasmtime serve`, idle Wasm pods per node |
+//! | `cargo xtask bench node` | Wasm instantiation, create→Running Wasm vs runc, gateway vs `wasmtime serve`, an HTTP pod's rate beside a CPU-limited spinning pod, idle Wasm pods per node |
 //! | `cargo xtask bench net` | requests/s and p50/p99 with `wrk` into a Wasm and a container backend: direct, through a ClusterIP, through the Ingress |
 //! | `cargo xtask bench plugins` | per-call latency of each example plugin; the scheduling cycle at 5,000 nodes with a Wasm Filter + Score pair vs the same logic built in |
 //! | `cargo xtask build-wasm` | add the wasm32-wasip2 target if missing, build test-programs/ and sample-apps/ (release) |

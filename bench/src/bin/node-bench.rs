@@ -18,6 +18,11 @@
 //!    address at 1, 16 and 64 connections, then the same load against
 //!    `wasmtime serve` of the same component, side by side. The load
 //!    generator shares the machine's cores with the server under test.
+//!    Then the **CPU-limit neighbour**: the same load on one Wasm pod
+//!    alone, while a Wasm command pod spinning under `limits.cpu`
+//!    (`--spin-cpu-limit`, 100m) runs on the node, alone again, and, for
+//!    contrast, while the same spinner runs without a limit; with the
+//!    node process's CPU while each spinner runs without load.
 //! 4. **Density** (`skiff server --no-agent` plus a `skiff agent` process,
 //!    so the agent's memory is its own): `--density` idle Wasm HTTP pods
 //!    created through the API onto the one node, until all are Running or
@@ -75,6 +80,16 @@ struct Args {
     /// Seconds per load cell.
     #[arg(long, default_value_t = 5)]
     seconds: u64,
+    /// The Wasm command (wasi:cli/command) that spins beside the HTTP pod
+    /// in the CPU-limit neighbour measurement.
+    #[arg(long, default_value = skiff_test_programs::CLI_SPIN)]
+    spin_wasm: PathBuf,
+    /// The spinner's `resources.limits.cpu`.
+    #[arg(long, default_value = "100m")]
+    spin_cpu_limit: String,
+    /// Connections of the CPU-limit neighbour load.
+    #[arg(long, default_value_t = 16)]
+    neighbour_clients: usize,
     /// Idle Wasm pods on one node in the density phase; 0 skips it.
     #[arg(long, default_value_t = 10_000)]
     density: usize,
@@ -151,6 +166,29 @@ struct GatewayRatio {
     skiff_over_wasmtime_serve: f64,
 }
 
+/// An HTTP pod's request rate beside a spinning Wasm command pod.
+#[derive(Debug, Serialize)]
+struct CpuNeighbour {
+    clients: usize,
+    seconds: u64,
+    spin_cpu_limit: String,
+    /// The HTTP pod alone, before and after the limited spinner ran.
+    alone_requests_per_sec: [f64; 2],
+    /// While the limited spinner runs.
+    limited_requests_per_sec: f64,
+    limited_errors: u64,
+    /// Over the mean of the two alone figures; the aim is at least 0.9.
+    limited_over_alone: f64,
+    /// While the same spinner runs without a limit.
+    unlimited_requests_per_sec: f64,
+    unlimited_over_alone: f64,
+    /// The node process's CPU, in cores, without load: idle, then with
+    /// each spinner.
+    idle_cores: f64,
+    limited_spinner_cores: f64,
+    unlimited_spinner_cores: f64,
+}
+
 #[derive(Debug, Serialize)]
 struct ProcessFigures {
     rss_mib: f64,
@@ -185,6 +223,7 @@ struct Aims {
     wasm_create_to_running_p99_ms: f64,
     wasm_pods_on_one_node: usize,
     gateway_over_wasmtime_serve: f64,
+    cpu_limited_neighbour_over_alone: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -198,6 +237,7 @@ struct Report {
     first_request: Option<FirstRequest>,
     gateway: Vec<LoadCell>,
     ratios: Vec<GatewayRatio>,
+    cpu_neighbour: Option<CpuNeighbour>,
     density: Option<Density>,
     aims: Aims,
 }
@@ -367,12 +407,117 @@ struct PodsPhase {
     create_to_running: Vec<CreateToRunning>,
     first_request: Option<FirstRequest>,
     gateway: Vec<LoadCell>,
+    cpu_neighbour: Option<CpuNeighbour>,
+}
+
+/// The node process's CPU use, in cores, over `seconds`.
+async fn cores_used(pid: u32, seconds: u64) -> f64 {
+    let pid = pid.to_string();
+    let (cpu, start) = (procs::cpu_seconds(&pid), Instant::now());
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    (procs::cpu_seconds(&pid) - cpu) / start.elapsed().as_secs_f64()
+}
+
+/// Deletes pod `name` and waits until it is gone.
+async fn delete_pod(api: &ApiClient, name: &str, deadline: Instant) -> anyhow::Result<()> {
+    let path = format!("/api/v1/namespaces/default/pods/{name}");
+    api.call(Method::DELETE, &path, None, "application/json").await?;
+    while Instant::now() < deadline {
+        if let Err(e) = api.call(Method::GET, &path, None, "application/json").await
+            && e.to_string().starts_with("404")
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("pod {name} was not gone in time")
+}
+
+/// The HTTP pod at `addr` under load alone and beside a spinning Wasm
+/// command pod, limited and not.
+async fn cpu_neighbour(
+    args: &Args,
+    api: &ApiClient,
+    seen: &mut tokio::sync::mpsc::UnboundedReceiver<PodSeen>,
+    server_pid: u32,
+    addr: SocketAddr,
+    deadline: Instant,
+) -> anyhow::Result<CpuNeighbour> {
+    let load = || node::http_load(addr, "/", args.neighbour_clients, Duration::from_secs(args.seconds));
+    let spinner = |name: &str, limit: Option<&str>| {
+        let mut pod = node::pod(name, "local/spin:1", "wasmtime", None, &[]);
+        if let Some(limit) = limit {
+            pod["spec"]["containers"][0]["resources"] = serde_json::json!({"limits": {"cpu": limit}});
+        }
+        pod.to_string().into_bytes()
+    };
+    let pods = "/api/v1/namespaces/default/pods";
+    let idle_cores = cores_used(server_pid, args.seconds).await;
+    let before = load().await;
+
+    api.call(
+        Method::POST,
+        pods,
+        Some(spinner("spin-limited", Some(&args.spin_cpu_limit))),
+        "application/json",
+    )
+    .await?;
+    node::until_running(seen, "spin-limited", deadline).await?;
+    let limited_spinner_cores = cores_used(server_pid, args.seconds).await;
+    let limited = load().await;
+    delete_pod(api, "spin-limited", deadline).await?;
+    let after = load().await;
+
+    api.call(
+        Method::POST,
+        pods,
+        Some(spinner("spin-unlimited", None)),
+        "application/json",
+    )
+    .await?;
+    node::until_running(seen, "spin-unlimited", deadline).await?;
+    let unlimited_spinner_cores = cores_used(server_pid, args.seconds).await;
+    let unlimited = load().await;
+    delete_pod(api, "spin-unlimited", deadline).await?;
+
+    let alone = (before.ops_per_sec + after.ops_per_sec) / 2.0;
+    let figures = CpuNeighbour {
+        clients: args.neighbour_clients,
+        seconds: args.seconds,
+        spin_cpu_limit: args.spin_cpu_limit.clone(),
+        alone_requests_per_sec: [before.ops_per_sec, after.ops_per_sec],
+        limited_requests_per_sec: limited.ops_per_sec,
+        limited_errors: limited.errors,
+        limited_over_alone: limited.ops_per_sec / alone.max(f64::MIN_POSITIVE),
+        unlimited_requests_per_sec: unlimited.ops_per_sec,
+        unlimited_over_alone: unlimited.ops_per_sec / alone.max(f64::MIN_POSITIVE),
+        idle_cores,
+        limited_spinner_cores,
+        unlimited_spinner_cores,
+    };
+    eprintln!(
+        "cpu-limit neighbour, {} connections: alone {:.0} / {:.0} req/s; beside a {} spinner {:.0} req/s (x{:.2}); beside an unlimited spinner {:.0} req/s (x{:.2}); node CPU without load: idle {:.2}, {} spinner {:.2}, unlimited spinner {:.2} cores",
+        figures.clients,
+        before.ops_per_sec,
+        after.ops_per_sec,
+        figures.spin_cpu_limit,
+        figures.limited_requests_per_sec,
+        figures.limited_over_alone,
+        figures.unlimited_requests_per_sec,
+        figures.unlimited_over_alone,
+        figures.idle_cores,
+        figures.spin_cpu_limit,
+        figures.limited_spinner_cores,
+        figures.unlimited_spinner_cores,
+    );
+    Ok(figures)
 }
 
 async fn pods_phase(args: &Args, root: &Path) -> anyhow::Result<PodsPhase> {
     let dir = root.join("pods");
     let agent_dir = dir.join("agent");
     sched::import_image(&args.skiff_bin, &args.wasm, "local/hello:1", &agent_dir)?;
+    sched::import_image(&args.skiff_bin, &args.spin_wasm, "local/spin:1", &agent_dir)?;
     let runc = match &args.oci_layout {
         Some(layout) if procs::is_root() => {
             sched::import_image(&args.skiff_bin, layout, "local/busybox:1", &agent_dir)?;
@@ -462,8 +607,11 @@ async fn pods_phase(args: &Args, root: &Path) -> anyhow::Result<PodsPhase> {
     }
 
     let mut gateway = Vec::new();
+    let mut neighbour = None;
     if let Some(ip) = ips.iter().flatten().next() {
-        gateway.extend(gateway_load("skiff gateway", pod_addr(ip, 8080)?, args).await);
+        let addr = pod_addr(ip, 8080)?;
+        gateway.extend(gateway_load("skiff gateway", addr, args).await);
+        neighbour = Some(cpu_neighbour(args, &api, &mut seen, server.pid(), addr, deadline).await?);
     }
     drop(server);
     if let Some(bin) = &args.wasmtime_bin {
@@ -477,6 +625,7 @@ async fn pods_phase(args: &Args, root: &Path) -> anyhow::Result<PodsPhase> {
         create_to_running,
         first_request,
         gateway,
+        cpu_neighbour: neighbour,
     })
 }
 
@@ -664,12 +813,14 @@ async fn main() -> anyhow::Result<()> {
         first_request: pods.first_request,
         gateway: pods.gateway,
         ratios,
+        cpu_neighbour: pods.cpu_neighbour,
         density,
         aims: Aims {
             instantiate_p50_us: 5.0,
             wasm_create_to_running_p99_ms: 50.0,
             wasm_pods_on_one_node: 10_000,
             gateway_over_wasmtime_serve: 1.0,
+            cpu_limited_neighbour_over_alone: 0.9,
         },
     };
     let json = procs::write_report(args.out.as_deref(), &report)?;

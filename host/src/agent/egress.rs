@@ -18,9 +18,16 @@
 //!    ([`LocalServices`]): a fresh instance, no socket, no HTTP parsing.
 //! 3. **Everything else** (ClusterIPs with other endpoints, runc pods, pod
 //!    addresses on other nodes reached through their Services, node
-//!    addresses, external hosts) goes out through one connection pool for
-//!    the node: HTTP/1.1 keep-alive (`hyper_util`'s pooled client), TLS
-//!    with the system's roots plus the cluster CA (`hyper_rustls`).
+//!    addresses, external hosts) goes out through the pod's connection
+//!    pool: HTTP/1.1 keep-alive (`hyper_util`'s pooled client), TLS with
+//!    the system's roots plus the cluster CA (`hyper_rustls`), leaving from
+//!    the pod's address for destinations on the node's loopback, so the
+//!    proxy and the servers there see which pod calls.
+//!
+//! Sockets (`wasi:sockets`, [`NetworkView`]): `127.0.0.1` and `0.0.0.0`
+//! are the pod's own address, for binding and connecting alike, so a
+//! component that listens on `127.0.0.1:8080` serves on `podIP:8080`;
+//! names resolve as above (a cluster name to its first address).
 //!
 //! Limits ([`EgressLimits`]): requests in flight per pod (past it a request
 //! fails at once with `connection-limit-reached`), open outgoing
@@ -32,6 +39,14 @@
 //! it leaves unset: connect, first byte (counted from the start of the
 //! request, so it includes connecting) and between bytes of the response
 //! body.
+//!
+//! NetworkPolicy ([`skiff_proxy::policy`]): a call in-process or to an
+//! address that is no Service is checked here (refused: a `403` from the
+//! host, `connection-refused` for a socket, `HTTP-request-denied` for an
+//! outside name whose every address is refused); a call to a Service is
+//! checked by the proxy, which sees the pod's own address as the source.
+//! [`Egress::admits`] is the gateway's check on connections into a Wasm
+//! pod.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -49,10 +64,11 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use skiff_netpolicy::Port;
 use skiff_proxy::Proxy;
 use skiff_proxy::dns::Lookup;
 use skiff_proxy::table::Route;
-use skiff_wasm::{Outgoing, OutgoingError, RequestOptions, Sending, WasiBody};
+use skiff_wasm::{NameLookup, NetworkView, Outgoing, OutgoingError, RequestOptions, Sending, WasiBody};
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -93,7 +109,9 @@ impl Default for EgressLimits {
 pub struct Egress {
     proxy: Arc<Proxy>,
     local: Arc<LocalServices>,
-    client: Client<HttpsConnector<Dialer>, WasiBody>,
+    tls: Arc<rustls::ClientConfig>,
+    /// Slots for the node's open outgoing connections.
+    connections: Arc<Semaphore>,
     limits: EgressLimits,
 }
 
@@ -122,33 +140,32 @@ impl Egress {
         cluster_ca_pem: Option<&str>,
         limits: EgressLimits,
     ) -> Egress {
-        let dialer = Dialer {
-            proxy: proxy.clone(),
-            connections: Arc::new(Semaphore::new(limits.connections)),
-            connect_timeout: limits.connect_timeout,
-        };
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls_config(cluster_ca_pem))
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(dialer);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(limits.idle_per_host)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build(connector);
         Egress {
             proxy,
             local,
-            client,
+            tls: Arc::new(tls_config(cluster_ca_pem)),
+            connections: Arc::new(Semaphore::new(limits.connections)),
             limits,
         }
     }
 
-    /// The [`Outgoing`] for one pod's containers.
-    pub fn for_pod(self: &Arc<Egress>, caller: Caller) -> Arc<dyn Outgoing> {
+    /// One pod's way out: the [`Outgoing`] for its containers' HTTP
+    /// requests and the [`NetworkView`] for their sockets.
+    pub fn for_pod(self: &Arc<Egress>, caller: Caller) -> Arc<PodEgress> {
+        let dialer = Dialer {
+            proxy: self.proxy.clone(),
+            connections: self.connections.clone(),
+            connect_timeout: self.limits.connect_timeout,
+            source: caller.ip,
+        };
+        let client = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(self.limits.idle_per_host)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(HttpsConnector::from((dialer, self.tls.clone())));
         Arc::new(PodEgress {
             in_flight: Arc::new(Semaphore::new(self.limits.requests_per_pod)),
             egress: self.clone(),
+            client,
             caller,
         })
     }
@@ -172,22 +189,34 @@ fn tls_config(cluster_ca_pem: Option<&str>) -> rustls::ClientConfig {
         tracing::debug!(skipped, "system root certificates that do not parse were skipped");
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    match rustls::ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions() {
+    let mut config = match rustls::ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions() {
         Ok(builder) => builder.with_root_certificates(roots).with_no_client_auth(),
         // ring supports the default versions; this is unreachable in
         // practice, and a config without roots refuses every server.
         Err(_) => rustls::ClientConfig::builder()
             .with_root_certificates(rustls::RootCertStore::empty())
             .with_no_client_auth(),
-    }
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config
 }
 
-/// One pod's calls out.
-#[derive(Debug)]
-struct PodEgress {
+/// One pod's calls out. Its connections are its own (a pool per pod,
+/// under the node's limit): they leave from the pod's address, so that
+/// whoever they reach on the node sees the pod, not the node.
+pub struct PodEgress {
     egress: Arc<Egress>,
     caller: Caller,
+    client: Client<HttpsConnector<Dialer>, WasiBody>,
     in_flight: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for PodEgress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PodEgress")
+            .field("caller", &self.caller)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Outgoing for PodEgress {
@@ -195,15 +224,54 @@ impl Outgoing for PodEgress {
         let permit = self.in_flight.clone().try_acquire_owned();
         let egress = self.egress.clone();
         let caller = self.caller.clone();
+        let client = self.client.clone();
         Box::pin(async move {
             let permit = permit.map_err(|_| OutgoingError::ConnectionLimitReached)?;
-            egress.send(&caller, request, options, permit).await
+            egress.send(&caller, &client, request, options, permit).await
         })
+    }
+}
+
+/// What a pod's sockets see: its own address for `127.0.0.1`, cluster
+/// names as its resolver would find them.
+impl NetworkView for PodEgress {
+    fn own_address(&self) -> Ipv4Addr {
+        match self.caller.ip {
+            IpAddr::V4(ip) => ip,
+            IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
+        }
+    }
+
+    fn lookup(&self, name: &str) -> NameLookup {
+        if name.eq_ignore_ascii_case("localhost") {
+            return NameLookup::Addresses(vec![self.caller.ip]);
+        }
+        match self.egress.proxy.lookup(name, &self.caller.namespace) {
+            Lookup::Cluster { addresses, .. } => NameLookup::Addresses(addresses.into_iter().map(IpAddr::V4).collect()),
+            Lookup::NotFound => NameLookup::NotFound,
+            Lookup::External => NameLookup::Elsewhere,
+        }
+    }
+
+    /// A Service's address is checked by the proxy (the pod is the
+    /// source); anything else here.
+    fn may_reach(&self, addr: SocketAddr, udp: bool) -> bool {
+        if !udp && self.egress.proxy.frontend(addr).is_some() {
+            return true;
+        }
+        let port = if udp {
+            Port::udp(addr.port())
+        } else {
+            Port::tcp(addr.port())
+        };
+        admit(&self.egress.proxy, self.caller.ip, addr, port).is_ok()
     }
 }
 
 /// Where a request goes.
 enum Destination {
+    /// Nowhere: a NetworkPolicy refuses it (what the caller is told).
+    Denied(String),
     /// A Wasm pod of this node: its handler, in-process.
     Local(skiff_wasm::HttpService),
     /// Over the network, to this URI (a cluster name made absolute).
@@ -214,6 +282,7 @@ impl Egress {
     async fn send(
         &self,
         caller: &Caller,
+        client: &Client<HttpsConnector<Dialer>, WasiBody>,
         request: http::Request<WasiBody>,
         options: RequestOptions,
         permit: OwnedSemaphorePermit,
@@ -227,6 +296,14 @@ impl Egress {
         let destination = self.route(caller, &parts.uri)?;
         let body = Capped::new(body, self.limits.request_body_bytes).boxed_unsync();
         let response = match destination {
+            Destination::Denied(refusal) => {
+                let body = http_body_util::Full::new(Bytes::from(format!("{refusal}\n")))
+                    .map_err(|never| match never {})
+                    .boxed_unsync();
+                let mut response = http::Response::new(body);
+                *response.status_mut() = http::StatusCode::FORBIDDEN;
+                response
+            }
             Destination::Local(service) => {
                 let request = http::Request::from_parts(parts, Drained(Some(body)));
                 let handled = tokio::time::timeout(first_byte, service.handle(request))
@@ -237,7 +314,7 @@ impl Egress {
             Destination::Remote(uri) => {
                 parts.uri = uri;
                 let request = http::Request::from_parts(parts, body);
-                let sent = CONNECT_TIMEOUT.scope(connect, self.client.request(request));
+                let sent = CONNECT_TIMEOUT.scope(connect, client.request(request));
                 let response = tokio::time::timeout(first_byte, sent)
                     .await
                     .map_err(|_| OutgoingError::HttpResponseTimeout)?
@@ -246,6 +323,24 @@ impl Egress {
             }
         };
         Ok(response.map(|body| Watched::new(body, between_bytes, permit).boxed_unsync()))
+    }
+
+    /// Whether the NetworkPolicies let `caller` connect to `target`; a
+    /// refusal is reported, and says why.
+    fn policy(&self, caller: &Caller, target: SocketAddr) -> Result<(), String> {
+        admit(&self.proxy, caller.ip, target, Port::tcp(target.port()))
+    }
+
+    /// Whether a connection to this node's Wasm pod at `local` from
+    /// `source` may be served: always from the node itself (the proxy,
+    /// which checked the Service's endpoints, probes, host-network pods),
+    /// else as the NetworkPolicies say.
+    pub fn admits(&self, source: IpAddr, local: SocketAddr) -> bool {
+        let policies = self.proxy.policies();
+        if policies.is_empty() || policies.pod_at(source).is_none() {
+            return true;
+        }
+        admit(&self.proxy, source, local, Port::tcp(local.port())).is_ok()
     }
 
     /// Decides where a request to `uri` from `caller` goes.
@@ -276,18 +371,32 @@ impl Egress {
                 Lookup::External => (None, None),
             },
         };
-        if !https && let Some(ip) = ip {
+        if let Some(ip) = ip {
             let addr = SocketAddr::new(ip, port);
-            let local = match self.proxy.frontend(addr) {
+            let frontend = self.proxy.frontend(addr);
+            // Plain HTTP to a Wasm pod of this node, through its Service
+            // or at its address: in-process.
+            let local = match &frontend {
+                _ if https => None,
                 Some(frontend) => frontend
                     .pick()
                     .next()
                     .filter(|backend| backend.route == Route::Local)
-                    .and_then(|backend| self.local.get(backend.addr)),
-                None => self.local.get(addr),
+                    .and_then(|backend| Some((backend.addr, self.local.get(backend.addr)?))),
+                None => self.local.get(addr).map(|service| (addr, service)),
             };
-            if let Some(service) = local {
-                return Ok(Destination::Local(service));
+            if let Some((target, service)) = local {
+                return Ok(match self.policy(caller, target) {
+                    Ok(()) => Destination::Local(service),
+                    Err(refusal) => Destination::Denied(refusal),
+                });
+            }
+            // A Service's endpoints are checked by the proxy, which sees
+            // the pod as the source; any other address here.
+            if frontend.is_none()
+                && let Err(refusal) = self.policy(caller, addr)
+            {
+                return Ok(Destination::Denied(refusal));
             }
         }
         let uri = match rewritten {
@@ -304,6 +413,21 @@ impl Egress {
         };
         Ok(Destination::Remote(uri))
     }
+}
+
+/// Whether `source` may connect to `target` on `port`; a refusal is
+/// reported (one Event per policy) and described.
+fn admit(proxy: &Proxy, source: IpAddr, target: SocketAddr, port: Port) -> Result<(), String> {
+    let policies = proxy.policies();
+    if policies.is_empty() {
+        return Ok(());
+    }
+    let decision = policies.connection(source, target.ip(), None, port);
+    if decision.is_allowed() {
+        return Ok(());
+    }
+    proxy.report(&decision, &format!("{source} to {target}"));
+    Err(format!("{source} may not connect to {target}: {}", decision.describe()))
 }
 
 /// Maps a pooled client's failure to the error code the guest sees.
@@ -350,6 +474,8 @@ enum DialError {
     #[error("the node's outgoing connection limit is reached")]
     Limit,
     #[error("{0}")]
+    Denied(String),
+    #[error("{0}")]
     Io(#[source] io::Error),
 }
 
@@ -362,6 +488,7 @@ impl DialError {
             },
             DialError::Timeout => OutgoingError::ConnectionTimeout,
             DialError::Limit => OutgoingError::ConnectionLimitReached,
+            DialError::Denied(_) => OutgoingError::HttpRequestDenied,
             DialError::Io(error) => match error.kind() {
                 io::ErrorKind::ConnectionRefused => OutgoingError::ConnectionRefused,
                 io::ErrorKind::AddrNotAvailable
@@ -373,14 +500,17 @@ impl DialError {
     }
 }
 
-/// Opens the node's outgoing connections: resolves the host (cluster
-/// names in-process, others through the node's resolver), holds one of
-/// the node's connection slots for as long as the connection lives.
+/// Opens a pod's outgoing connections: resolves the host (cluster names
+/// in-process, others through the node's resolver), holds one of the
+/// node's connection slots for as long as the connection lives, and
+/// leaves from the pod's address when the destination is on the node's
+/// loopback (pods, ClusterIPs); other destinations see the node.
 #[derive(Clone)]
 struct Dialer {
     proxy: Arc<Proxy>,
     connections: Arc<Semaphore>,
     connect_timeout: Duration,
+    source: IpAddr,
 }
 
 impl tower_service::Service<Uri> for Dialer {
@@ -436,7 +566,13 @@ impl Dialer {
         };
         let mut last = DialError::Unresolvable(host.to_string());
         for addr in addrs {
-            match TcpStream::connect(addr).await {
+            if self.proxy.frontend(addr).is_none()
+                && let Err(refusal) = admit(&self.proxy, self.source, addr, Port::tcp(addr.port()))
+            {
+                last = DialError::Denied(refusal);
+                continue;
+            }
+            match self.connect(addr).await {
                 Ok(stream) => {
                     let _ = stream.set_nodelay(true);
                     return Ok(Conn {
@@ -448,6 +584,19 @@ impl Dialer {
             }
         }
         Err(last)
+    }
+}
+
+impl Dialer {
+    async fn connect(&self, addr: SocketAddr) -> io::Result<TcpStream> {
+        match (addr.ip(), self.source) {
+            (IpAddr::V4(ip), IpAddr::V4(source)) if ip.is_loopback() && source.is_loopback() => {
+                let socket = tokio::net::TcpSocket::new_v4()?;
+                socket.bind(SocketAddr::new(source.into(), 0))?;
+                socket.connect(addr).await
+            }
+            _ => TcpStream::connect(addr).await,
+        }
     }
 }
 

@@ -108,15 +108,25 @@ fn failure(error: WasmError) -> hyper::Response<HyperOutgoingBody> {
     text(status, format!("{error}\n"))
 }
 
-/// Serves `service` on `addr` until the returned task is aborted.
-pub async fn listen(addr: SocketAddr, service: HttpService) -> std::io::Result<JoinHandle<()>> {
+/// Whether a connection from a source address to a local address may be
+/// served (NetworkPolicy ingress).
+pub type Admit = std::sync::Arc<dyn Fn(IpAddr, SocketAddr) -> bool + Send + Sync>;
+
+/// Serves `service` on `addr` until the returned task is aborted. A
+/// connection `admit` refuses is closed unanswered.
+pub async fn listen(addr: SocketAddr, service: HttpService, admit: Option<Admit>) -> std::io::Result<JoinHandle<()>> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     Ok(tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
+            let Ok((stream, peer)) = listener.accept().await else {
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                 continue;
             };
+            if let Some(admit) = &admit
+                && !admit(peer.ip(), addr)
+            {
+                continue;
+            }
             let _ = stream.set_nodelay(true);
             let service = service.clone();
             tokio::spawn(async move {

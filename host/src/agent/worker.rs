@@ -227,6 +227,22 @@ fn cpu_millis(container: &Container) -> Option<u64> {
     u64::try_from(value).ok()
 }
 
+/// The cpu a container requests, in millicores: its limit when it sets a
+/// limit but no request.
+fn cpu_request_millis(container: &Container) -> Option<u64> {
+    let requested = container
+        .resources
+        .as_ref()?
+        .requests
+        .as_ref()
+        .and_then(|r| r.get("cpu"));
+    let Some(q) = requested else {
+        return cpu_millis(container);
+    };
+    let value = skiff_quantity::Quantity::parse(&q.0).ok()?.milli_value();
+    u64::try_from(value).ok()
+}
+
 impl Worker {
     pub(super) fn new(shared: Arc<Shared>, pod: Pod) -> Worker {
         let namespace = pod.metadata.namespace.clone().unwrap_or_default();
@@ -722,6 +738,7 @@ impl Worker {
             mounts,
             memory_limit_bytes: memory_limit(c),
             cpu_millis: cpu_millis(c),
+            cpu_request_millis: cpu_request_millis(c),
             stdio: Stdio::Discard,
             listen: ports.into_iter().map(|p| SocketAddr::new(ip, p)).collect(),
             request_timeout: self.shared.config.request_timeout,
@@ -1115,5 +1132,20 @@ mod tests {
             assert_eq!(go_duration(Duration::from_secs(seconds)), want);
         }
         assert_eq!(go_duration(Duration::from_millis(1050)), "1.05s");
+    }
+
+    #[test]
+    fn a_container_requests_its_cpu_limit_unless_it_requests_cpu() {
+        let container = |resources: serde_json::Value| -> Container {
+            serde_json::from_value(serde_json::json!({"name": "c", "resources": resources})).unwrap()
+        };
+        let both = container(serde_json::json!({"requests": {"cpu": "250m"}, "limits": {"cpu": "1"}}));
+        assert_eq!((cpu_request_millis(&both), cpu_millis(&both)), (Some(250), Some(1000)));
+        let limit = container(serde_json::json!({"limits": {"cpu": "0.5"}}));
+        assert_eq!((cpu_request_millis(&limit), cpu_millis(&limit)), (Some(500), Some(500)));
+        let request = container(serde_json::json!({"requests": {"cpu": "100m", "memory": "1Gi"}}));
+        assert_eq!((cpu_request_millis(&request), cpu_millis(&request)), (Some(100), None));
+        let neither = container(serde_json::json!({"requests": {"memory": "1Gi"}}));
+        assert_eq!((cpu_request_millis(&neither), cpu_millis(&neither)), (None, None));
     }
 }

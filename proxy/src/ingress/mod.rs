@@ -145,7 +145,12 @@ fn request_host(request: &Request<Incoming>) -> String {
 }
 
 /// Answers one request that came in on the Ingress listener.
-async fn answer(request: Request<Incoming>, shared: Arc<Shared>, current: Current) -> hyper::Response<Body> {
+async fn answer(
+    request: Request<Incoming>,
+    source: std::net::IpAddr,
+    shared: Arc<Shared>,
+    current: Current,
+) -> hyper::Response<Body> {
     let host = request_host(&request);
     let path = request.uri().path().to_string();
     let state = current.get();
@@ -165,7 +170,7 @@ async fn answer(request: Request<Incoming>, shared: Arc<Shared>, current: Curren
         Target::Service { name, port } => (name, port),
     };
     match shared.table().service_port(&backend.namespace, service, port_ref(port)) {
-        Ok(frontend) => forward::to_frontend(request, &frontend, &shared).await,
+        Ok(frontend) => forward::to_frontend(request, source, &frontend, &shared).await,
         Err(why) => text(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("Ingress {}: {why}\n", backend.ingress),
@@ -177,14 +182,14 @@ async fn answer(request: Request<Incoming>, shared: Arc<Shared>, current: Curren
 pub(crate) async fn serve_http(addr: SocketAddr, shared: Arc<Shared>, current: Current) {
     let listener = listen(addr, "HTTP").await;
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
+        let Ok((stream, peer)) = listener.accept().await else {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             continue;
         };
         let _ = stream.set_nodelay(true);
         let (shared, current) = (shared.clone(), current.clone());
         tokio::spawn(forward::serve(TokioIo::new(stream), move |request| {
-            answer(request, shared.clone(), current.clone())
+            answer(request, peer.ip(), shared.clone(), current.clone())
         }));
     }
 }
@@ -224,7 +229,7 @@ pub(crate) async fn serve_https(addr: SocketAddr, shared: Arc<Shared>, current: 
             match acceptor.accept(stream).await {
                 Ok(tls) => {
                     forward::serve(TokioIo::new(tls), move |request| {
-                        answer(request, shared.clone(), current.clone())
+                        answer(request, peer.ip(), shared.clone(), current.clone())
                     })
                     .await;
                 }

@@ -50,7 +50,11 @@ pub struct Launch {
     pub working_dir: Option<String>,
     pub mounts: Vec<Mount>,
     pub memory_limit_bytes: Option<u64>,
+    /// `resources.limits.cpu`, in millicores.
     pub cpu_millis: Option<u64>,
+    /// `resources.requests.cpu`, in millicores; the limit when only a
+    /// limit is set, as Kubernetes defaults it.
+    pub cpu_request_millis: Option<u64>,
     /// Where the container's output goes, as the runtime's
     /// [`LogWiring`] asked.
     pub stdio: Stdio,

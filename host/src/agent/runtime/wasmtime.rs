@@ -1,9 +1,13 @@
 //! Wasm components in this process's wasmtime engine ([`skiff_wasm`]).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use skiff_image::{Image, ImageKind};
-use skiff_wasm::{ComponentKind, Environment, Limits, Preopen, StopHandle, Termination, WasmError, WasmRuntime};
+use skiff_wasm::{
+    ComponentKind, CpuBudget, Environment, Limits, Preopen, StopHandle, Termination, WasmError, WasmRuntime,
+};
 
 use super::{
     Exit, Launch, LogWiring, Network, Refusal, Running, StartError, Starting, Stdio, StopMode, WorkloadRuntime,
@@ -22,11 +26,57 @@ pub struct WasmtimeWorkloads {
     local: Arc<LocalServices>,
     /// Where calls out of the containers go; refused without one.
     egress: Option<Arc<Egress>>,
+    /// The CPU budgets of the running containers.
+    budgets: Arc<Budgets>,
 }
 
 impl WasmtimeWorkloads {
     pub fn new(runtime: Arc<WasmRuntime>, local: Arc<LocalServices>, egress: Option<Arc<Egress>>) -> Self {
-        WasmtimeWorkloads { runtime, local, egress }
+        WasmtimeWorkloads {
+            runtime,
+            local,
+            egress,
+            budgets: Arc::default(),
+        }
+    }
+
+    /// The CPU time the running container `id` ([`Launch::id`]) has used,
+    /// all its instances together; `None` once it has exited.
+    pub fn cpu_used(&self, id: &str) -> Option<Duration> {
+        self.budgets.lock().get(id).map(|budget| budget.used())
+    }
+}
+
+/// The CPU budgets of the running containers, by container id.
+#[derive(Debug, Default)]
+struct Budgets(Mutex<HashMap<String, Arc<CpuBudget>>>);
+
+impl Budgets {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<CpuBudget>>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Lists `budget` under `id` until the returned guard, held by the
+    /// container's task, is dropped.
+    fn list(self: &Arc<Self>, id: &str, budget: Arc<CpuBudget>) -> Listed {
+        self.lock().insert(id.to_string(), budget);
+        Listed {
+            budgets: self.clone(),
+            id: id.to_string(),
+        }
+    }
+}
+
+/// A running container's entry in [`Budgets`].
+#[derive(Debug)]
+struct Listed {
+    budgets: Arc<Budgets>,
+    id: String,
+}
+
+impl Drop for Listed {
+    fn drop(&mut self) {
+        self.budgets.lock().remove(&self.id);
     }
 }
 
@@ -107,6 +157,16 @@ impl WasmtimeWorkloads {
             Stdio::Direct { stdout, stderr } => (Some(stdout.clone()), Some(stderr.clone())),
             Stdio::Discard | Stdio::Fifos { .. } => (None, None),
         };
+        let pod_egress = match (&self.egress, launch.pod.ip) {
+            (Some(egress), Some(ip)) => Some(egress.for_pod(Caller {
+                namespace: launch.pod.namespace.clone(),
+                ip,
+            })),
+            _ => None,
+        };
+        // Shared by all the container's instances: the limit holds for
+        // them together.
+        let cpu = Arc::new(CpuBudget::new(launch.cpu_millis, launch.cpu_request_millis));
         let mut args = vec![launch.name.clone()];
         args.extend(launch.command.iter().cloned());
         args.extend(launch.args.iter().cloned());
@@ -130,13 +190,9 @@ impl WasmtimeWorkloads {
             },
             stdout,
             stderr,
-            outgoing: match (&self.egress, launch.pod.ip) {
-                (Some(egress), Some(ip)) => Some(egress.for_pod(Caller {
-                    namespace: launch.pod.namespace.clone(),
-                    ip,
-                })),
-                _ => None,
-            },
+            outgoing: pod_egress.clone().map(|e| e as Arc<dyn skiff_wasm::Outgoing>),
+            network: pod_egress.map(|e| e as Arc<dyn skiff_wasm::NetworkView>),
+            cpu: Some(cpu.clone()),
         };
         let (exit_tx, exited) = super::exit_channel();
         let (stopper, mut stop_rx) = super::stop_channel();
@@ -145,8 +201,12 @@ impl WasmtimeWorkloads {
                 env.limits.timeout = Some(launch.request_timeout);
                 let service = self.runtime.http_service(&bytes, env).map_err(wasm_error)?;
                 let mut listeners = Vec::new();
+                let admit = self
+                    .egress
+                    .clone()
+                    .map(|egress| Arc::new(move |source, local| egress.admits(source, local)) as gateway::Admit);
                 for addr in &launch.listen {
-                    match gateway::listen(*addr, service.clone()).await {
+                    match gateway::listen(*addr, service.clone(), admit.clone()).await {
                         Ok(task) => listeners.push(task),
                         Err(e) => {
                             listeners.iter().for_each(tokio::task::JoinHandle::abort);
@@ -163,7 +223,9 @@ impl WasmtimeWorkloads {
                 tracing::info!(container = %launch.id, listen = ?launch.listen, %digest, "wasm http service up");
                 let local = self.local.clone();
                 let addrs = launch.listen.clone();
+                let listed = self.budgets.list(&launch.id, cpu);
                 tokio::spawn(async move {
+                    let _listed = listed;
                     let _ = stop_rx.wait_for(Option::is_some).await;
                     // Proxies learn that the pod is going from its
                     // Endpoints, which race this stop: serve new requests
@@ -195,7 +257,9 @@ impl WasmtimeWorkloads {
                         stop.stop();
                     }
                 });
+                let listed = self.budgets.list(&launch.id, cpu);
                 tokio::spawn(async move {
+                    let _listed = listed;
                     let exit = match command.run(handle).await {
                         Ok(exit) => Exit::from_wasm(exit),
                         Err(error) => {
