@@ -183,6 +183,19 @@ fn wasm_pods_call_services_by_name_and_serve_tcp_from_localhost() {
     assert!(!succeeded, "{logs}");
     assert!(logs.to_lowercase().contains("dns"), "{logs}");
 
+    // A server that takes connections and never answers: the guest's
+    // first-byte timeout holds.
+    let stalled = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+    let stalled_url = format!("http://{}/", stalled.local_addr().unwrap());
+    cluster.ok_with_input(
+        &["apply", "-f", "-"],
+        &client_job("call-stalled", &["--first-byte-timeout", "500ms", &stalled_url]),
+    );
+    let (logs, succeeded) = cluster.job_logs("call-stalled");
+    assert!(!succeeded, "{logs}");
+    assert!(logs.to_lowercase().contains("timeout"), "{logs}");
+    drop(stalled);
+
     // HTTPS to the API server by its Service name: the cluster CA is
     // trusted, so TLS holds, and anyone may read the version.
     cluster.ok_with_input(

@@ -11,7 +11,7 @@
 //! | `cargo xtask bench api` | the Kubernetes API over TLS: create/get/list, fixed-rate creates, watch fan-out |
 //! | `cargo xtask bench scheduler` | scheduler pods/s with simulated nodes vs the raw API bind path; 100-replica Wasm Deployment to Ready |
 //! | `cargo xtask bench node` | Wasm instantiation, create→Running Wasm vs runc, gateway vs `wasmtime serve`, an HTTP pod's rate beside a CPU-limited spinning pod, idle Wasm pods per node |
-//! | `cargo xtask bench net` | requests/s and p50/p99 with `wrk` into a Wasm and a container backend: direct, through a ClusterIP, through the Ingress |
+//! | `cargo xtask bench net` | requests/s and p50/p99 with `wrk` into a Wasm and a container backend: direct, through a ClusterIP, through the Ingress; and calls out of pods: Wasm → Wasm in-process and over loopback, runc → runc, Wasm and native clients to a loopback server |
 //! | `cargo xtask bench plugins` | per-call latency of each example plugin; the scheduling cycle at 5,000 nodes with a Wasm Filter + Score pair vs the same logic built in |
 //! | `cargo xtask build-wasm` | add the wasm32-wasip2 target if missing, build test-programs/ and sample-apps/ (release) |
 //! | `cargo xtask build-samples` | `build-wasm`, plus the OCI sample image (busybox-httpd) as a layout |
@@ -502,6 +502,14 @@ fn bench(args: &[String]) -> Result {
         "skiff-bench",
     ]))?;
     let release = target_dir().join("release");
+    if which == "net" {
+        // The native peer of the Wasm calls, as a process and in runc.
+        extra.extend(["--call-peer".into(), release.join("call-peer").into()]);
+        if is_root() {
+            let layout = samples::native_program("call-peer", &release.join("call-peer"))?;
+            extra.extend(["--call-peer-layout".into(), layout.into()]);
+        }
+    }
     let mut cmd = Command::new(release.join(format!("{which}-bench")));
     if which != "plugins" {
         cmd.arg("--skiff-bin").arg(release.join("skiff"));

@@ -87,3 +87,53 @@ pub fn busybox_httpd() -> Result<PathBuf, String> {
     let _ = fs::remove_dir_all(&bundle);
     Ok(layout)
 }
+
+/// Builds (or rebuilds) a layout whose image runs `binary` (a native
+/// program of this machine: the benchmark's `call-peer`) with the shared
+/// libraries `ldd` lists for it, under `$CARGO_TARGET_DIR/oci-samples/NAME`;
+/// returns its path.
+pub fn native_program(name: &str, binary: &Path) -> Result<PathBuf, String> {
+    ensure_packages(SAMPLE_PACKAGES)?;
+    let out = target_dir().join("oci-samples");
+    let layout = out.join(name);
+    let bundle = out.join(format!("{name}.bundle"));
+    for dir in [&layout, &bundle] {
+        if dir.exists() {
+            fs::remove_dir_all(dir).map_err(|e| format!("cannot clear {}: {e}", dir.display()))?;
+        }
+    }
+    fs::create_dir_all(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    let image = format!("{}:latest", layout.display());
+    let umoci = |args: &[&str]| {
+        let mut cmd = Command::new("umoci");
+        cmd.args(args);
+        run(cmd)
+    };
+    umoci(&["init", "--layout", &layout.display().to_string()])?;
+    umoci(&["new", "--image", &image])?;
+    umoci(&["unpack", "--rootless", "--image", &image, &bundle.display().to_string()])?;
+    let rootfs = bundle.join("rootfs");
+    let io = |what: &str, e: std::io::Error| format!("{what}: {e}");
+    let bin = rootfs.join("bin");
+    fs::create_dir_all(&bin).map_err(|e| io("bin", e))?;
+    let file_name = binary.file_name().ok_or("the program has no file name")?;
+    fs::copy(binary, bin.join(file_name)).map_err(|e| io(&format!("copy {}", binary.display()), e))?;
+    // The dynamic loader and libraries, at the paths the program names.
+    let ldd = Command::new("ldd")
+        .arg(binary)
+        .output()
+        .map_err(|e| format!("cannot run ldd: {e}"))?;
+    for library in String::from_utf8_lossy(&ldd.stdout)
+        .split_whitespace()
+        .filter(|word| word.starts_with('/'))
+    {
+        let target = rootfs.join(library.trim_start_matches('/'));
+        if let Some(parent) = target.parent() {
+            fs::create_dir_all(parent).map_err(|e| io("library folder", e))?;
+        }
+        fs::copy(library, &target).map_err(|e| io(&format!("copy {library}"), e))?;
+    }
+    umoci(&["repack", "--image", &image, &bundle.display().to_string()])?;
+    let _ = fs::remove_dir_all(&bundle);
+    Ok(layout)
+}

@@ -16,6 +16,21 @@
 //! busybox httpd closes each connection after one response, so its rows
 //! include a TCP connect per request on every path.
 //!
+//! The second part measures calls out of pods (`calls` in the report),
+//! each cell under load (16 connections) and alone (1 connection, whose
+//! p50 is the latency of one request):
+//!
+//! * a Wasm caller (wstd's published `http_server_proxy` example) calling
+//!   the Wasm test component through its Service: in-process, as skiff
+//!   does it, and over loopback through the ClusterIP (the caller pod
+//!   annotated `skiff.dev/in-process-calls: "false"`), against the callee
+//!   alone;
+//! * a native caller in runc calling a native callee in runc through its
+//!   Service (`call-peer`, this crate's native peer, as root only);
+//! * the Wasm caller and the native `call-peer` proxy, as a process,
+//!   calling a native server on another loopback address: outgoing HTTP
+//!   from Wasm against a native client, request for request.
+//!
 //! Figures go to stdout as JSON (or `--out`), a summary to stderr.
 
 use std::path::PathBuf;
@@ -42,6 +57,17 @@ struct Args {
     /// without root) only the Wasm backend is measured.
     #[arg(long)]
     oci_layout: Option<PathBuf>,
+    /// The Wasm caller: a component that forwards `/proxy/<rest>` to
+    /// `$TARGET_URL<rest>`.
+    #[arg(long, default_value = skiff_test_programs::WSTD_HTTP_SERVER_PROXY)]
+    wasm_caller: PathBuf,
+    /// The native peer (`call-peer`); without it the calls are not
+    /// measured.
+    #[arg(long)]
+    call_peer: Option<PathBuf>,
+    /// An OCI layout running `call-peer`, for the runc → runc call.
+    #[arg(long)]
+    call_peer_layout: Option<PathBuf>,
     /// The `wrk` binary.
     #[arg(long, default_value = "wrk")]
     wrk: PathBuf,
@@ -83,6 +109,24 @@ struct Report {
     connections: u32,
     threads: u32,
     cells: Vec<Cell>,
+    calls: Vec<Call>,
+    /// What the calls' aims compare.
+    call_figures: Value,
+}
+
+/// One call path: under load and alone.
+#[derive(Debug, Serialize)]
+struct Call {
+    path: &'static str,
+    url: String,
+    requests_per_second: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    /// One connection: one request at a time.
+    alone_requests_per_second: f64,
+    alone_p50_ms: f64,
+    alone_p99_ms: f64,
+    errors: u64,
 }
 
 /// wrk's latency line value (`812.00us`, `1.20ms`, `2.01s`) in ms.
@@ -124,10 +168,20 @@ fn parse_wrk(output: &str) -> Option<(f64, f64, f64, u64)> {
 }
 
 fn wrk(args: &Args, url: &str, host: Option<&str>) -> anyhow::Result<(f64, f64, f64, u64)> {
+    wrk_with(args, url, host, args.threads, args.connections)
+}
+
+fn wrk_with(
+    args: &Args,
+    url: &str,
+    host: Option<&str>,
+    threads: u32,
+    connections: u32,
+) -> anyhow::Result<(f64, f64, f64, u64)> {
     let mut command = Command::new(&args.wrk);
     command
-        .arg(format!("-t{}", args.threads))
-        .arg(format!("-c{}", args.connections))
+        .arg(format!("-t{threads}"))
+        .arg(format!("-c{connections}"))
         .arg(format!("-d{}s", args.seconds))
         .arg("--latency");
     if let Some(host) = host {
@@ -219,6 +273,14 @@ async fn main() -> anyhow::Result<()> {
             eprintln!("the container backend is skipped: needs root and --oci-layout");
             false
         }
+    };
+    sched::import_image(&args.skiff_bin, &args.wasm_caller, "local/wasm-caller:1", &agent_dir)?;
+    let runc_peer = match &args.call_peer_layout {
+        Some(layout) if runc => {
+            sched::import_image(&args.skiff_bin, layout, "local/call-peer:1", &agent_dir)?;
+            true
+        }
+        _ => false,
     };
     let ingress_port = procs::free_port()?.to_string();
     let server = Server::start(
@@ -325,6 +387,10 @@ async fn main() -> anyhow::Result<()> {
             });
         }
     }
+    let (calls, call_figures) = match &args.call_peer {
+        Some(peer) => calls(&args, &api, peer, runc_peer, deadline + Duration::from_secs(120)).await?,
+        None => (Vec::new(), Value::Null),
+    };
     drop(server);
     let report = Report {
         cores: procs::cores(),
@@ -333,9 +399,188 @@ async fn main() -> anyhow::Result<()> {
         connections: args.connections,
         threads: args.threads,
         cells,
+        calls,
+        call_figures,
     };
     println!("{}", procs::write_report(args.out.as_deref(), &report)?);
     Ok(())
+}
+
+/// A process that ends with the benchmark.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn call_peer(peer: &std::path::Path, mode: &str, addr: &str, target: Option<&str>) -> anyhow::Result<Child> {
+    let mut command = Command::new(peer);
+    command.args([mode, addr]);
+    if let Some(target) = target {
+        command.env("TARGET_URL", target);
+    }
+    Ok(Child(
+        command
+            .spawn()
+            .with_context(|| format!("starting {}", peer.display()))?,
+    ))
+}
+
+/// A pod and its Service (from [`pod_and_service`]), the pod given `env`
+/// and `annotations`.
+async fn call_pod(
+    api: &skiff_bench::api::ApiClient,
+    (mut pod, service): (Value, Value),
+    env: Value,
+    annotations: Value,
+) -> anyhow::Result<()> {
+    pod["spec"]["containers"][0]["env"] = env;
+    pod["metadata"]["annotations"] = annotations;
+    create(api, "/api/v1/namespaces/default/pods", pod).await?;
+    create(api, "/api/v1/namespaces/default/services", service).await?;
+    Ok(())
+}
+
+/// The calls out of pods (see the crate doc): each path loaded, then alone.
+async fn calls(
+    args: &Args,
+    api: &skiff_bench::api::ApiClient,
+    peer: &std::path::Path,
+    runc: bool,
+    deadline: Instant,
+) -> anyhow::Result<(Vec<Call>, Value)> {
+    let server_addr = format!("127.0.0.2:{}", procs::free_port()?);
+    let native_addr = format!("127.0.0.3:{}", procs::free_port()?);
+    let _server = call_peer(peer, "serve", &server_addr, None)?;
+    let _native = call_peer(peer, "proxy", &native_addr, Some(&format!("http://{server_addr}/")))?;
+    let target = |url: &str| json!([{"name": "TARGET_URL", "value": url}]);
+    let none = json!({});
+    let wasm = |name: &'static str, url: String, annotations: Value| (name, url, annotations);
+    for (name, url, annotations) in [
+        wasm("caller-local", "http://wasm/".into(), none.clone()),
+        wasm(
+            "caller-loopback",
+            "http://wasm/".into(),
+            json!({"skiff.dev/in-process-calls": "false"}),
+        ),
+        wasm("caller-out", format!("http://{server_addr}/"), none.clone()),
+    ] {
+        call_pod(
+            api,
+            pod_and_service(name, "local/wasm-caller:1", "wasmtime", 8080, &[]),
+            target(&url),
+            annotations,
+        )
+        .await?;
+    }
+    let (callee_port, caller_port) = (procs::free_port()?, procs::free_port()?);
+    if runc {
+        let callee = format!("0.0.0.0:{callee_port}");
+        let caller = format!("0.0.0.0:{caller_port}");
+        call_pod(
+            api,
+            pod_and_service(
+                "callee-runc",
+                "local/call-peer:1",
+                "runc",
+                callee_port,
+                &["/bin/call-peer", "serve", &callee],
+            ),
+            json!([]),
+            none.clone(),
+        )
+        .await?;
+        call_pod(
+            api,
+            pod_and_service(
+                "caller-runc",
+                "local/call-peer:1",
+                "runc",
+                caller_port,
+                &["/bin/call-peer", "proxy", &caller],
+            ),
+            target("http://callee-runc/"),
+            none.clone(),
+        )
+        .await?;
+    }
+    let mut paths: Vec<(&'static str, String)> = Vec::new();
+    let ip = |name: &'static str| async move { ready_endpoint(api, name, deadline).await };
+    paths.push(("wasm callee alone", format!("http://{}:8080/", ip("wasm").await?)));
+    paths.push((
+        "wasm -> wasm in-process",
+        format!("http://{}:8080/proxy/", ip("caller-local").await?),
+    ));
+    paths.push((
+        "wasm -> wasm over loopback (ClusterIP)",
+        format!("http://{}:8080/proxy/", ip("caller-loopback").await?),
+    ));
+    if runc {
+        paths.push((
+            "runc callee alone",
+            format!("http://{}:{callee_port}/", ip("callee-runc").await?),
+        ));
+        paths.push((
+            "runc -> runc (ClusterIP)",
+            format!("http://{}:{caller_port}/proxy/", ip("caller-runc").await?),
+        ));
+    }
+    paths.push(("native server alone", format!("http://{server_addr}/")));
+    paths.push((
+        "wasm -> native server",
+        format!("http://{}:8080/proxy/", ip("caller-out").await?),
+    ));
+    paths.push(("native -> native server", format!("http://{native_addr}/proxy/")));
+    while !paths.iter().all(|(_, url)| answers(url, "bench")) {
+        if Instant::now() > deadline {
+            bail!("not every call path answers: {paths:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut calls = Vec::new();
+    for (path, url) in paths {
+        let (rps, p50, p99, errors) = wrk(args, &url, None)?;
+        let (alone_rps, alone_p50, alone_p99, alone_errors) = wrk_with(args, &url, None, 1, 1)?;
+        eprintln!(
+            "{path:>40}: {rps:>8.0} req/s p50 {p50:>6.3} ms | alone {alone_rps:>7.0} req/s p50 {:>6.1} µs p99 {:>6.1} µs",
+            alone_p50 * 1000.0,
+            alone_p99 * 1000.0
+        );
+        calls.push(Call {
+            path,
+            url,
+            requests_per_second: rps,
+            p50_ms: p50,
+            p99_ms: p99,
+            alone_requests_per_second: alone_rps,
+            alone_p50_ms: alone_p50,
+            alone_p99_ms: alone_p99,
+            errors: errors + alone_errors,
+        });
+    }
+    let find = |path: &str| calls.iter().find(|c| c.path == path);
+    let added = |caller: &str, callee: &str| match (find(caller), find(callee)) {
+        (Some(a), Some(b)) => json!((a.alone_p50_ms - b.alone_p50_ms) * 1000.0),
+        _ => Value::Null,
+    };
+    let ratio = |a: &str, b: &str, f: fn(&Call) -> f64| match (find(a), find(b)) {
+        (Some(a), Some(b)) => json!(f(a) / f(b)),
+        _ => Value::Null,
+    };
+    let figures = json!({
+        "in_process_added_p50_us": added("wasm -> wasm in-process", "wasm callee alone"),
+        "loopback_added_p50_us": added("wasm -> wasm over loopback (ClusterIP)", "wasm callee alone"),
+        "runc_added_p50_us": added("runc -> runc (ClusterIP)", "runc callee alone"),
+        "wasm_outgoing_added_p50_us": added("wasm -> native server", "native server alone"),
+        "native_outgoing_added_p50_us": added("native -> native server", "native server alone"),
+        "wasm_vs_native_outgoing_p50": ratio("wasm -> native server", "native -> native server", |c| c.alone_p50_ms),
+        "wasm_vs_native_outgoing_throughput": ratio("wasm -> native server", "native -> native server", |c| c.requests_per_second),
+    });
+    eprintln!("{figures:#}");
+    Ok((calls, figures))
 }
 
 #[cfg(test)]

@@ -129,6 +129,8 @@ pub struct Caller {
     pub namespace: String,
     /// The pod's own address: what `localhost` means to it.
     pub ip: IpAddr,
+    /// Whether its calls to Wasm pods of this node go in-process.
+    pub in_process: bool,
 }
 
 impl Egress {
@@ -377,7 +379,7 @@ impl Egress {
             // Plain HTTP to a Wasm pod of this node, through its Service
             // or at its address: in-process.
             let local = match &frontend {
-                _ if https => None,
+                _ if https || !caller.in_process => None,
                 Some(frontend) => frontend
                     .pick()
                     .next()

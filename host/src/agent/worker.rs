@@ -747,6 +747,13 @@ impl Worker {
                 name: self.pod.metadata.name.clone().unwrap_or_default(),
                 labels: self.pod.metadata.labels.clone().unwrap_or_default(),
                 ip: prepared.pod_ip,
+                in_process_calls: self
+                    .pod
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(super::runtime::IN_PROCESS_CALLS_ANNOTATION))
+                    .is_none_or(|value| value != "false"),
             },
         };
         Ok((launch, resolved))

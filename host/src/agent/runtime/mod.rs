@@ -74,7 +74,15 @@ pub struct PodRef {
     pub labels: BTreeMap<String, String>,
     /// The pod's address (the node's, for host-network pods).
     pub ip: Option<IpAddr>,
+    /// Whether its calls to Wasm pods of the node may go in-process (the
+    /// [`IN_PROCESS_CALLS_ANNOTATION`] is not `"false"`).
+    pub in_process_calls: bool,
 }
+
+/// A pod annotation that, set to `"false"`, sends the pod's calls to Wasm
+/// pods of the node over loopback like any other: for comparing the two
+/// paths (`cargo xtask bench net`) and for ruling the in-process path out.
+pub const IN_PROCESS_CALLS_ANNOTATION: &str = "skiff.dev/in-process-calls";
 
 /// Where a container's stdout and stderr go.
 #[derive(Clone, Debug, Default)]

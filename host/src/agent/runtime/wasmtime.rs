@@ -161,6 +161,7 @@ impl WasmtimeWorkloads {
             (Some(egress), Some(ip)) => Some(egress.for_pod(Caller {
                 namespace: launch.pod.namespace.clone(),
                 ip,
+                in_process: launch.pod.in_process_calls,
             })),
             _ => None,
         };
