@@ -24,7 +24,7 @@
 //!   the Wasm test component through its Service: in-process, as skiff
 //!   does it, and over loopback through the ClusterIP (the caller pod
 //!   annotated `skiff.dev/in-process-calls: "false"`), against the callee
-//!   alone;
+//!   alone and against the caller answering by itself (no call);
 //! * a native caller in runc calling a native callee in runc through its
 //!   Service (`call-peer`, this crate's native peer, as root only);
 //! * the Wasm caller and the native `call-peer` proxy, as a process,
@@ -510,6 +510,12 @@ async fn calls(
     let mut paths: Vec<(&'static str, String)> = Vec::new();
     let ip = |name: &'static str| async move { ready_endpoint(api, name, deadline).await };
     paths.push(("wasm callee alone", format!("http://{}:8080/", ip("wasm").await?)));
+    // The caller answering by itself (wstd's proxy: 404 for any other
+    // path), to tell the call's cost from the caller's own.
+    paths.push((
+        "wasm caller alone (404, no call)",
+        format!("http://{}:8080/none", ip("caller-local").await?),
+    ));
     paths.push((
         "wasm -> wasm in-process",
         format!("http://{}:8080/proxy/", ip("caller-local").await?),
@@ -534,7 +540,11 @@ async fn calls(
         format!("http://{}:8080/proxy/", ip("caller-out").await?),
     ));
     paths.push(("native -> native server", format!("http://{native_addr}/proxy/")));
-    while !paths.iter().all(|(_, url)| answers(url, "bench")) {
+    while !paths
+        .iter()
+        .filter(|(path, _)| !path.contains("404"))
+        .all(|(_, url)| answers(url, "bench"))
+    {
         if Instant::now() > deadline {
             bail!("not every call path answers: {paths:?}");
         }
@@ -572,6 +582,8 @@ async fn calls(
     };
     let figures = json!({
         "in_process_added_p50_us": added("wasm -> wasm in-process", "wasm callee alone"),
+        "in_process_call_p50_us": added("wasm -> wasm in-process", "wasm caller alone (404, no call)"),
+        "loopback_call_p50_us": added("wasm -> wasm over loopback (ClusterIP)", "wasm caller alone (404, no call)"),
         "loopback_added_p50_us": added("wasm -> wasm over loopback (ClusterIP)", "wasm callee alone"),
         "runc_added_p50_us": added("runc -> runc (ClusterIP)", "runc callee alone"),
         "wasm_outgoing_added_p50_us": added("wasm -> native server", "native server alone"),

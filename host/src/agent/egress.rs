@@ -434,6 +434,14 @@ fn admit(proxy: &Proxy, source: IpAddr, target: SocketAddr, port: Port) -> Resul
 
 /// Maps a pooled client's failure to the error code the guest sees.
 fn client_error(error: &hyper_util::client::legacy::Error) -> OutgoingError {
+    // A request body over its limit fails the request with that reason.
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = source {
+        if let Some(OutgoingError::HttpRequestBodySize(limit)) = current.downcast_ref::<OutgoingError>() {
+            return OutgoingError::HttpRequestBodySize(*limit);
+        }
+        source = current.source();
+    }
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(current) = source {
         if let Some(dial) = current.downcast_ref::<DialError>() {
