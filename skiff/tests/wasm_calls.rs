@@ -94,32 +94,37 @@ impl Cluster {
     }
 }
 
-#[test]
-fn wasm_pods_call_services_by_name_and_serve_tcp_from_localhost() {
+/// A cluster of one node, `(name, pod CIDR, service range)`, running
+/// front (Wasm) → middle (Wasm) → httpd (runc), each a Deployment behind
+/// a Service: front calls `front_target`, middle `http://httpd/` (both
+/// wstd's proxy). `more` images are imported too.
+fn chain((node, cidr, range): (&str, &str, &str), front_target: &str, more: &[(&str, &str)]) -> Cluster {
     let cluster = Cluster::start_with(&[
         "--node-name",
-        "calls",
+        node,
         "--pod-cidr",
-        "127.51.0.0",
+        cidr,
         "--service-cluster-ip-range",
-        "127.151.0.0/16",
+        range,
     ]);
     let build = tempfile::tempdir().unwrap();
     let layout = skiff_testing::busybox_layout(build.path(), &["sh", "httpd", "mkdir", "echo"]).unwrap();
     let images = cluster.data.path().join("agent");
     import(layout.to_str().unwrap(), "local/busybox:1", &images);
-    import(skiff_test_programs::WSTD_HTTP_SERVER, "local/wstd-server:1", &images);
     import(
         skiff_test_programs::WSTD_HTTP_SERVER_PROXY,
         "local/wstd-proxy:1",
         &images,
     );
-    import(skiff_test_programs::WSTD_HTTP_CLIENT, "local/wstd-client:1", &images);
-    import(skiff_test_programs::WSTD_TCP_ECHO_SERVER, "local/wstd-echo:1", &images);
-    cluster.ok(&["wait", "--for=condition=Ready", "node/calls", "--timeout=60s"]);
-
-    // front (Wasm) → middle (Wasm, in-process) → httpd (runc, through the
-    // proxy), each hop by a Service name in another form.
+    for (program, reference) in more {
+        import(program, reference, &images);
+    }
+    cluster.ok(&[
+        "wait",
+        "--for=condition=Ready",
+        &format!("node/{node}"),
+        "--timeout=60s",
+    ]);
     let port = support::free_addr().rsplit_once(':').unwrap().1.to_string();
     cluster.ok_with_input(&["apply", "-f", "-"], &httpd(&port));
     let target = |url: &str| serde_json::json!([{"name": "TARGET_URL", "value": url}]);
@@ -129,11 +134,31 @@ fn wasm_pods_call_services_by_name_and_serve_tcp_from_localhost() {
     );
     cluster.ok_with_input(
         &["apply", "-f", "-"],
-        &wasm_service(
-            "front",
-            "local/wstd-proxy:1",
-            target("http://middle.default.svc.cluster.local/proxy/"),
-        ),
+        &wasm_service("front", "local/wstd-proxy:1", target(front_target)),
+    );
+    cluster.ok(&[
+        "rollout",
+        "status",
+        "deployment/httpd",
+        "deployment/middle",
+        "deployment/front",
+        "--timeout=120s",
+    ]);
+    cluster
+}
+
+#[test]
+fn wasm_pods_call_services_by_name_and_serve_tcp_from_localhost() {
+    // front → middle in-process, middle → httpd through the proxy, each
+    // hop by a Service name in another form.
+    let cluster = chain(
+        ("calls", "127.51.0.0", "127.151.0.0/16"),
+        "http://middle.default.svc.cluster.local/proxy/",
+        &[
+            (skiff_test_programs::WSTD_HTTP_SERVER, "local/wstd-server:1"),
+            (skiff_test_programs::WSTD_HTTP_CLIENT, "local/wstd-client:1"),
+            (skiff_test_programs::WSTD_TCP_ECHO_SERVER, "local/wstd-echo:1"),
+        ],
     );
     cluster.ok_with_input(
         &["apply", "-f", "-"],
@@ -147,9 +172,6 @@ fn wasm_pods_call_services_by_name_and_serve_tcp_from_localhost() {
     cluster.ok(&[
         "rollout",
         "status",
-        "deployment/httpd",
-        "deployment/middle",
-        "deployment/front",
         "deployment/backend",
         "deployment/echo",
         "--timeout=120s",
@@ -244,43 +266,11 @@ impl Cluster {
 
 #[test]
 fn network_policies_cut_a_hop_of_a_wasm_to_wasm_to_runc_chain_and_allow_it_again() {
-    let cluster = Cluster::start_with(&[
-        "--node-name",
-        "policies",
-        "--pod-cidr",
-        "127.52.0.0",
-        "--service-cluster-ip-range",
-        "127.152.0.0/16",
-    ]);
-    let build = tempfile::tempdir().unwrap();
-    let layout = skiff_testing::busybox_layout(build.path(), &["sh", "httpd", "mkdir", "echo"]).unwrap();
-    let images = cluster.data.path().join("agent");
-    import(layout.to_str().unwrap(), "local/busybox:1", &images);
-    import(
-        skiff_test_programs::WSTD_HTTP_SERVER_PROXY,
-        "local/wstd-proxy:1",
-        &images,
+    let cluster = chain(
+        ("policies", "127.52.0.0", "127.152.0.0/16"),
+        "http://middle/proxy/",
+        &[],
     );
-    cluster.ok(&["wait", "--for=condition=Ready", "node/policies", "--timeout=60s"]);
-    let port = support::free_addr().rsplit_once(':').unwrap().1.to_string();
-    cluster.ok_with_input(&["apply", "-f", "-"], &httpd(&port));
-    let target = |url: &str| serde_json::json!([{"name": "TARGET_URL", "value": url}]);
-    cluster.ok_with_input(
-        &["apply", "-f", "-"],
-        &wasm_service("middle", "local/wstd-proxy:1", target("http://httpd/")),
-    );
-    cluster.ok_with_input(
-        &["apply", "-f", "-"],
-        &wasm_service("front", "local/wstd-proxy:1", target("http://middle/proxy/")),
-    );
-    cluster.ok(&[
-        "rollout",
-        "status",
-        "deployment/httpd",
-        "deployment/middle",
-        "deployment/front",
-        "--timeout=120s",
-    ]);
     assert_eq!(cluster.until_status("front", "/proxy/", 200), "served by runc\n");
     let pod_ip = |app: &str| {
         cluster.ok(&[
