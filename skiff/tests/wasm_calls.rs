@@ -15,24 +15,9 @@ use std::time::Duration;
 
 use support::{Cluster, import};
 
-/// `GET path` over HTTP/1.0 (a body to the end of the connection, not
-/// chunked): the status and the body.
+/// `GET path` over a fresh connection: the status and the body.
 fn get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
-    let mut stream = TcpStream::connect(addr)?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").as_bytes())?;
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply)?;
-    let status = reply
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {reply:?}")))?;
-    let body = reply
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Ok((status, body))
+    support::http_get(addr, path, true)
 }
 
 /// A Deployment of one Wasm component with `env`, listening on 8080, and

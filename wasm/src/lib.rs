@@ -58,7 +58,7 @@ pub use cpu::CpuBudget;
 pub use engine::{EpochTicker, NodeEngine, PoolConfig};
 pub use http::HttpService;
 pub use outgoing::{Outgoing, OutgoingError, RequestOptions, Sending, WasiBody};
-pub use sockets::{NameLookup, NetworkView, OpenNetwork};
+pub use sockets::{NameLookup, NetworkView};
 pub use state::{AppendFile, Environment, GuestOutput, Limits, Output, Preopen, State};
 
 /// Why an instance stopped, in the words container statuses use.

@@ -236,22 +236,3 @@ fn reach(view: &dyn NetworkView, addr: SocketAddr, udp: bool) -> Result<SocketAd
         Err(ErrorCode::ConnectionRefused)
     }
 }
-
-/// The view of an instance that may reach anything, with this address:
-/// for tests and tools that run a component outside a pod.
-#[derive(Debug)]
-pub struct OpenNetwork(pub Ipv4Addr);
-
-impl NetworkView for OpenNetwork {
-    fn own_address(&self) -> Ipv4Addr {
-        self.0
-    }
-
-    fn lookup(&self, _: &str) -> NameLookup {
-        NameLookup::Elsewhere
-    }
-
-    fn may_reach(&self, _: SocketAddr, _: bool) -> bool {
-        true
-    }
-}

@@ -324,3 +324,30 @@ impl Cluster {
             .collect()
     }
 }
+
+/// `GET path` over a fresh connection, as HTTP/1.0 (the body runs to the
+/// end of the connection, never chunked) or HTTP/1.1 with `Connection:
+/// close`: the status and the body as sent.
+pub fn http_get(addr: &str, path: &str, http_1_0: bool) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let request = if http_1_0 {
+        format!("GET {path} HTTP/1.0\r\nHost: test\r\n\r\n")
+    } else {
+        format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+    };
+    stream.write_all(request.as_bytes())?;
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply)?;
+    let status = reply
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {reply:?}")))?;
+    let body = reply
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
