@@ -82,13 +82,19 @@ impl HttpService {
     /// Serves one request in a new instance. The response body may still
     /// be streaming from the instance when this returns; the instance lives
     /// until it is done.
+    ///
+    /// The guest runs on the caller's task until it answers: handing it to
+    /// a task of its own would cost a wake-up of another worker thread and
+    /// another to hand the answer back, which on a small machine is more
+    /// than the instance itself. Only a guest still writing its body when
+    /// it has answered gets a task, to finish in the background.
     pub async fn handle<B>(&self, request: hyper::Request<B>) -> Result<hyper::Response<HyperOutgoingBody>, WasmError>
     where
         B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
         let mut store = self.store()?;
-        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let (sender, mut receiver) = tokio::sync::oneshot::channel();
         let request = store
             .data_mut()
             .http()
@@ -104,21 +110,46 @@ impl HttpService {
             .drive(self.pre.instantiate_async(&mut store))
             .await
             .map_err(|e| classify(&e))?;
-        let task = tokio::spawn(async move {
+        let mut guest = Box::pin(async move {
             let handler = proxy.wasi_http_incoming_handler();
             run.drive(handler.call_handle(&mut store, request, outparam)).await
         });
-        match receiver.await {
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(code)) => Err(WasmError::Guest(format!(
-                "the component answered with an error: {code:?}"
-            ))),
-            // The handler returned or trapped without setting a response.
-            Err(_) => match task.await {
-                Ok(Err(error)) => Err(classify(&error)),
-                Ok(Ok(())) => Err(WasmError::Guest("the component returned without a response".into())),
-                Err(join) => Err(WasmError::Guest(format!("the request task failed: {join}"))),
-            },
+        let answered = tokio::select! {
+            biased;
+            answered = &mut receiver => answered,
+            returned = &mut guest => {
+                // It returned (or trapped): its answer, if it gave one, is
+                // waiting.
+                return match receiver.try_recv() {
+                    Ok(answer) => answer_of(answer),
+                    Err(_) => Err(match returned {
+                        Err(error) => classify(&error),
+                        Ok(()) => WasmError::Guest("the component returned without a response".into()),
+                    }),
+                };
+            }
+        };
+        match answered {
+            Ok(answer) => {
+                // It answered and may still be writing its body.
+                let running = std::future::poll_fn(|cx| std::task::Poll::Ready(guest.as_mut().poll(cx).is_pending()));
+                if running.await {
+                    tokio::spawn(guest);
+                }
+                answer_of(answer)
+            }
+            // It dropped its response unset: why, once it ends.
+            Err(_) => Err(match guest.await {
+                Err(error) => classify(&error),
+                Ok(()) => WasmError::Guest("the component returned without a response".into()),
+            }),
         }
     }
+}
+
+/// The response a guest set, or the error code it set instead.
+fn answer_of(
+    answer: Result<hyper::Response<HyperOutgoingBody>, wasmtime_wasi_http::p2::bindings::http::types::ErrorCode>,
+) -> Result<hyper::Response<HyperOutgoingBody>, WasmError> {
+    answer.map_err(|code| WasmError::Guest(format!("the component answered with an error: {code:?}")))
 }
