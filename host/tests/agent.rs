@@ -242,6 +242,103 @@ async fn wasm_commands_complete_restart_and_log() {
     }
 }
 
+/// The node's summary (`/stats/summary` on the agent's endpoint).
+async fn summary(c: &support::Cluster) -> serde_json::Value {
+    let reply = http_get(&c.agent.daemon_addr().to_string(), "/stats/summary")
+        .await
+        .unwrap();
+    let (head, body) = reply.split_once("\r\n\r\n").unwrap();
+    assert!(
+        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+        "{head}"
+    );
+    serde_json::from_str(body).unwrap()
+}
+
+/// A pod's entry in a summary.
+fn pod_stats<'a>(summary: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::Value> {
+    summary["pods"].as_array()?.iter().find(|p| p["podRef"]["name"] == name)
+}
+
+/// What Wasm pods use is reported: the CPU their instances ran (a
+/// spinning command, limited to 200m, gains CPU time at no more than its
+/// limit) and the linear memory of the live instances (the command's
+/// while it runs; none for an HTTP service between requests).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_node_reports_what_wasm_pods_use() {
+    let c = cluster(17).await;
+    c.import(skiff_test_programs::CLI_SPIN, "spin");
+    c.import(skiff_test_programs::HTTP_HELLO, "http-hello");
+    let pods = c.pods();
+    for (name, image, cpu) in [("spin", "local/spin:1", "200m"), ("web", "local/http-hello:1", "1")] {
+        pods.create(
+            &PostParams::default(),
+            &pod(json!({
+                "metadata": {"name": name},
+                "spec": {
+                    "nodeName": "node-a",
+                    "terminationGracePeriodSeconds": 1,
+                    "containers": [{
+                        "name": "main",
+                        "image": image,
+                        "ports": [{"containerPort": 8080}],
+                        "resources": {"limits": {"cpu": cpu, "memory": "64Mi"}},
+                    }],
+                },
+            })),
+        )
+        .await
+        .unwrap();
+    }
+    let web = pod_where(&pods, "web", "web Running", |p| phase(p) == "Running" && ready(p)).await;
+    let web_ip = web.status.unwrap().pod_ip.unwrap();
+    let reply = http_get(&format!("{web_ip}:8080"), "/").await.unwrap();
+    assert!(reply.contains(" 200 "), "{reply}");
+    let used = |summary: &serde_json::Value, name: &str| {
+        let pod = pod_stats(summary, name)?;
+        Some((
+            pod["cpu"]["usageCoreNanoSeconds"].as_u64()?,
+            pod["memory"]["workingSetBytes"].as_u64()?,
+            pod["containers"][0]["name"].as_str()?.to_string(),
+        ))
+    };
+    let (first, at) = eventually(Duration::from_secs(20), "the spinner's CPU time reported", || async {
+        let summary = summary(&c).await;
+        let (cpu, memory, container) = used(&summary, "spin")?;
+        (cpu >= 50_000_000).then_some(((cpu, memory, container), Instant::now()))
+    })
+    .await;
+    assert_eq!(first.2, "main");
+    assert!(
+        first.1 >= 64 << 10,
+        "a running command holds its linear memory: {first:?}"
+    );
+    // CPU time keeps growing, at no more than the limit (with room for a
+    // slow reader).
+    let (later, elapsed) = eventually(Duration::from_secs(20), "more CPU time", || async {
+        let (cpu, _, _) = used(&summary(&c).await, "spin")?;
+        let elapsed = at.elapsed();
+        (cpu > first.0 && elapsed >= Duration::from_secs(1)).then_some((cpu, elapsed))
+    })
+    .await;
+    let rate = (later - first.0) as f64 / elapsed.as_nanos() as f64;
+    assert!(rate <= 0.2 * 1.5, "a 200m spinner used {rate:.2} of a core");
+    // The HTTP service ran one request (some CPU) and holds no instance.
+    let now = summary(&c).await;
+    let (cpu, memory, _) = used(&now, "web").expect("web is listed");
+    assert!(cpu > 0, "{now}");
+    assert_eq!(memory, 0, "{now}");
+    assert!(now["node"]["memory"]["workingSetBytes"].as_u64().unwrap() > 0);
+    assert_eq!(now["node"]["nodeName"], "node-a");
+    // Deleted pods leave the summary.
+    c.delete_all(&["spin", "web"]).await;
+    eventually(Duration::from_secs(20), "the pods gone from the summary", || async {
+        let summary = summary(&c).await;
+        (pod_stats(&summary, "spin").is_none() && pod_stats(&summary, "web").is_none()).then_some(())
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_pod_with_a_missing_image_waits_with_a_reason() {
     let c = cluster(14).await;
@@ -377,6 +474,18 @@ async fn an_oci_pod_runs_in_runc_and_is_stopped_on_delete() {
     })
     .await;
     assert!(logs.contains("hi from busybox\n"), "{logs}");
+    // What it uses is read from its cgroup.
+    let box_stats = eventually(Duration::from_secs(10), "box in the summary", || async {
+        let summary = summary(&c).await;
+        let pod = pod_stats(&summary, "box")?.clone();
+        (pod["memory"]["workingSetBytes"].as_u64()? > 0).then_some(pod)
+    })
+    .await;
+    assert_eq!(box_stats["containers"][0]["name"], "sh", "{box_stats}");
+    assert!(
+        box_stats["cpu"]["usageCoreNanoSeconds"].as_u64().unwrap() > 0,
+        "{box_stats}"
+    );
 
     // Followed logs stream as the container writes them.
     let stream = pods

@@ -28,6 +28,8 @@
 //! * [`command`]: `wasi:cli/command` components, run to an exit code
 //!   ([`CommandService`], stopped early through a [`StopHandle`]).
 //! * [`cpu`]: CPU limits, requests and usage per container ([`CpuBudget`]).
+//! * [`memory`]: the memory limit per instance, and the linear memory a
+//!   container's live instances hold ([`MemoryGauge`]).
 //!
 //! ```text
 //!  component bytes ─► ComponentCache (compile once per digest) ─► load: ComponentKind
@@ -44,6 +46,7 @@ pub mod command;
 pub mod cpu;
 pub mod engine;
 pub mod http;
+pub mod memory;
 pub mod outgoing;
 pub mod sockets;
 pub mod state;
@@ -57,6 +60,7 @@ pub use command::{CommandService, Exit, StopHandle};
 pub use cpu::CpuBudget;
 pub use engine::{EpochTicker, NodeEngine, PoolConfig};
 pub use http::HttpService;
+pub use memory::MemoryGauge;
 pub use outgoing::{Outgoing, OutgoingError, RequestOptions, Sending, WasiBody};
 pub use sockets::{NameLookup, NetworkView};
 pub use state::{AppendFile, Environment, GuestOutput, Limits, Output, Preopen, State};

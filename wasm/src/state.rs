@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
 use wasmtime_wasi::{FsPerms, ResourceTable, WasiCtx, WasiCtxView, WasiView};
@@ -66,6 +65,8 @@ pub struct Environment {
     pub network: Option<Arc<dyn NetworkView>>,
     /// The container's CPU limit, request and use, shared by its instances; none when unset.
     pub cpu: Option<Arc<crate::cpu::CpuBudget>>,
+    /// Where its instances count the linear memory they hold; uncounted when unset.
+    pub memory: Option<Arc<crate::memory::MemoryGauge>>,
 }
 
 /// Where one of a container's output streams goes. Every instance that
@@ -176,7 +177,7 @@ pub struct State {
     table: ResourceTable,
     hooks: Hooks,
     pub(crate) network: Option<Arc<dyn NetworkView>>,
-    pub(crate) limits: StoreLimits,
+    pub(crate) limits: crate::memory::Limiter,
 }
 
 impl std::fmt::Debug for State {
@@ -215,17 +216,13 @@ impl State {
         }
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_HANDLES);
-        let mut limits = StoreLimitsBuilder::new().trap_on_grow_failure(true);
-        if let Some(bytes) = env.limits.memory_bytes {
-            limits = limits.memory_size(bytes);
-        }
         Ok(State {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
             table,
             hooks: Hooks(env.outgoing.clone()),
             network: env.network.clone(),
-            limits: limits.build(),
+            limits: crate::memory::Limiter::new(env.limits.memory_bytes, env.memory.clone()),
         })
     }
 }

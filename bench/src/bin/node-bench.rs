@@ -8,7 +8,10 @@
 //! 1. **Instantiate** (in this process, skiff's own `WasmRuntime` with the
 //!    node's engine configuration): a fresh instance of the pre-compiled
 //!    HTTP component from its `ProxyPre`, made and dropped, N times; then
-//!    whole in-process requests (instance, handler, body).
+//!    whole in-process requests (instance, handler, body); then the floor
+//!    of an in-process Wasm -> Wasm call (wstd's `http_server_proxy`
+//!    calling the component through a bare `Outgoing`), against each
+//!    alone.
 //! 2. **Pods** (a `skiff server` with its in-process agent): pods created
 //!    one at a time through the API, each timed from the create request to
 //!    the watch showing it Running: Wasm pods, then (as root, with runc)
@@ -22,7 +25,8 @@
 //!    alone, while a Wasm command pod spinning under `limits.cpu`
 //!    (`--spin-cpu-limit`, 100m) runs on the node, alone again, and, for
 //!    contrast, while the same spinner runs without a limit; with the
-//!    node process's CPU while each spinner runs without load.
+//!    node process's CPU while each spinner runs without load, and what
+//!    the node's summary (`/stats/summary`) reports each spinner used.
 //! 4. **Density** (`skiff server --no-agent` plus a `skiff agent` process,
 //!    so the agent's memory is its own): `--density` idle Wasm HTTP pods
 //!    created through the API onto the one node, until all are Running or
@@ -34,6 +38,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -45,7 +50,10 @@ use skiff_bench::api::ApiClient;
 use skiff_bench::node::{self, AgentOptions, HttpConn, PodSeen};
 use skiff_bench::procs;
 use skiff_bench::scheduler::{self as sched, Server};
-use skiff_wasm::{Environment, PoolConfig, RuntimeConfig, WasmRuntime};
+use skiff_wasm::{
+    Environment, HttpService, Outgoing, OutgoingError, PoolConfig, RequestOptions, RuntimeConfig, Sending, WasiBody,
+    WasmRuntime,
+};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -80,6 +88,10 @@ struct Args {
     /// Seconds per load cell.
     #[arg(long, default_value_t = 5)]
     seconds: u64,
+    /// The Wasm caller of the in-process call floor: a component that
+    /// forwards `/proxy/<rest>` to `$TARGET_URL<rest>`.
+    #[arg(long, default_value = skiff_test_programs::WSTD_HTTP_SERVER_PROXY)]
+    wasm_caller: PathBuf,
     /// The Wasm command (wasi:cli/command) that spins beside the HTTP pod
     /// in the CPU-limit neighbour measurement.
     #[arg(long, default_value = skiff_test_programs::CLI_SPIN)]
@@ -121,6 +133,98 @@ struct Instantiate {
     requests_per_sec_one_task: f64,
     /// RSS per idle service (pre-instantiated, no instance) over 1,000.
     idle_service_kib: f64,
+    /// An in-process call without the agent: what the Wasm layer costs.
+    call: CallFloor,
+}
+
+/// A Wasm caller (wstd's `http_server_proxy`) calling the component
+/// in-process through an [`Outgoing`] that hands the request straight to
+/// its handler (no routing, policy or limits), each request on a worker
+/// thread as the gateway serves it: the floor under the agent's
+/// in-process path.
+#[derive(Debug, Serialize)]
+struct CallFloor {
+    caller: String,
+    callee_alone_p50_us: f64,
+    caller_alone_p50_us: f64,
+    call_p50_us: f64,
+    call_p99_us: f64,
+    /// The call's p50 less the caller's and the callee's alone.
+    added_p50_us: f64,
+}
+
+#[derive(Debug)]
+struct Direct(HttpService);
+
+impl Outgoing for Direct {
+    fn send(&self, request: http::Request<WasiBody>, _: RequestOptions) -> Sending {
+        let service = self.0.clone();
+        Box::pin(async move {
+            let response = service
+                .handle(request)
+                .await
+                .map_err(|e| OutgoingError::InternalError(Some(e.to_string())))?;
+            Ok(response.map(|body| body.map_err(OutgoingError::from).boxed_unsync()))
+        })
+    }
+}
+
+/// `n` requests for `path`, one at a time on a worker thread: (p50, p99).
+async fn requests_on_a_worker(service: &HttpService, path: &str, n: usize) -> anyhow::Result<(f64, f64)> {
+    let (service, path) = (service.clone(), path.to_string());
+    tokio::spawn(async move {
+        let mut samples = Vec::with_capacity(n);
+        for i in 0..n + n / 10 {
+            let request = http::Request::builder()
+                .uri(format!("http://pod.local{path}"))
+                .body(http_body_util::Empty::<bytes::Bytes>::new())?;
+            let t = Instant::now();
+            let response = service.handle(request).await?;
+            response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| anyhow::anyhow!("reading the response: {e:?}"))?;
+            // The first tenth warms up.
+            if i >= n / 10 {
+                samples.push(t.elapsed());
+            }
+        }
+        let (p50, p99, _) = node::spread_ms(samples);
+        Ok((us(p50), us(p99)))
+    })
+    .await?
+}
+
+async fn call_floor(args: &Args, runtime: &WasmRuntime, callee_bytes: &[u8]) -> anyhow::Result<CallFloor> {
+    let env = || Environment {
+        args: vec!["main".into()],
+        ..Environment::default()
+    };
+    let callee = runtime.http_service(callee_bytes, env())?;
+    let caller_bytes =
+        std::fs::read(&args.wasm_caller).with_context(|| format!("reading {}", args.wasm_caller.display()))?;
+    let caller = runtime.http_service(
+        &caller_bytes,
+        Environment {
+            env: vec![("TARGET_URL".into(), "http://callee.local/".into())],
+            outgoing: Some(Arc::new(Direct(callee.clone()))),
+            ..env()
+        },
+    )?;
+    let n = args.requests;
+    let (callee_alone, _) = requests_on_a_worker(&callee, "/", n).await?;
+    // wstd's proxy answers 404 to any other path, without a call.
+    let (caller_alone, _) = requests_on_a_worker(&caller, "/none", n).await?;
+    let (call_p50, call_p99) = requests_on_a_worker(&caller, "/proxy/", n).await?;
+    Ok(CallFloor {
+        caller: args.wasm_caller.display().to_string(),
+        callee_alone_p50_us: callee_alone,
+        caller_alone_p50_us: caller_alone,
+        call_p50_us: call_p50,
+        call_p99_us: call_p99,
+        added_p50_us: call_p50 - caller_alone - callee_alone,
+    })
 }
 
 #[derive(Debug, Serialize)]
@@ -187,6 +291,17 @@ struct CpuNeighbour {
     idle_cores: f64,
     limited_spinner_cores: f64,
     unlimited_spinner_cores: f64,
+    /// What the node reports the spinners used over the same windows
+    /// (`/stats/summary`, CPU in cores, working set in bytes).
+    limited_spinner_reported: Option<Reported>,
+    unlimited_spinner_reported: Option<Reported>,
+}
+
+/// One pod's use as the node's summary reports it, over a window.
+#[derive(Debug, Serialize)]
+struct Reported {
+    cores: f64,
+    working_set_bytes: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -306,6 +421,7 @@ async fn instantiate(args: &Args, root: &Path) -> anyhow::Result<Instantiate> {
     let service_kib = (procs::rss_mib(std::process::id()) - before) * 1024.0 / services.len() as f64;
     drop(services);
     let (r50, r99, _) = node::spread_ms(requests);
+    let call = call_floor(args, &runtime, &bytes).await?;
     Ok(Instantiate {
         component: args.wasm.display().to_string(),
         component_bytes: bytes.len() as u64,
@@ -319,6 +435,7 @@ async fn instantiate(args: &Args, root: &Path) -> anyhow::Result<Instantiate> {
         request_p99_us: us(r99),
         requests_per_sec_one_task: per_sec,
         idle_service_kib: service_kib,
+        call,
     })
 }
 
@@ -411,6 +528,55 @@ struct PodsPhase {
 }
 
 /// The node process's CPU use, in cores, over `seconds`.
+/// The agent's endpoint (the kubelet's port), from the Node object.
+async fn agent_endpoint(api: &ApiClient) -> anyhow::Result<SocketAddr> {
+    let nodes: serde_json::Value =
+        serde_json::from_slice(&api.call(Method::GET, "/api/v1/nodes", None, "application/json").await?)?;
+    let node = &nodes["items"][0]["status"];
+    let ip = node["addresses"]
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["type"] == "InternalIP"))
+        .and_then(|a| a["address"].as_str())
+        .context("the node has no InternalIP")?;
+    let port = node["daemonEndpoints"]["kubeletEndpoint"]["Port"]
+        .as_u64()
+        .context("the node has no kubelet port")?;
+    Ok(SocketAddr::new(ip.parse()?, u16::try_from(port)?))
+}
+
+/// Pod `name`'s cumulative CPU (ns) and working set in the node's summary.
+async fn pod_usage(agent: SocketAddr, name: &str) -> Option<(u64, u64)> {
+    let body = node::get_once(agent, "/stats/summary").await.ok()?;
+    let summary: serde_json::Value = serde_json::from_slice(&body).ok()?;
+    let pod = summary["pods"]
+        .as_array()?
+        .iter()
+        .find(|p| p["podRef"]["name"] == name)?;
+    Some((
+        pod["cpu"]["usageCoreNanoSeconds"].as_u64()?,
+        pod["memory"]["workingSetBytes"].as_u64()?,
+    ))
+}
+
+/// [`cores_used`] for the node process, and what the node reports pod
+/// `name` used over the same window.
+async fn cores_and_reported(pid: u32, seconds: u64, agent: Option<SocketAddr>, name: &str) -> (f64, Option<Reported>) {
+    let Some(agent) = agent else {
+        return (cores_used(pid, seconds).await, None);
+    };
+    let (first, start) = (pod_usage(agent, name).await, Instant::now());
+    let cores = cores_used(pid, seconds).await;
+    let last = pod_usage(agent, name).await;
+    let reported = match (first, last) {
+        (Some((cpu0, _)), Some((cpu1, bytes))) => Some(Reported {
+            cores: cpu1.saturating_sub(cpu0) as f64 / start.elapsed().as_nanos() as f64,
+            working_set_bytes: bytes,
+        }),
+        _ => None,
+    };
+    (cores, reported)
+}
+
 async fn cores_used(pid: u32, seconds: u64) -> f64 {
     let pid = pid.to_string();
     let (cpu, start) = (procs::cpu_seconds(&pid), Instant::now());
@@ -452,6 +618,7 @@ async fn cpu_neighbour(
         pod.to_string().into_bytes()
     };
     let pods = "/api/v1/namespaces/default/pods";
+    let agent = agent_endpoint(api).await.ok();
     let idle_cores = cores_used(server_pid, args.seconds).await;
     let before = load().await;
 
@@ -463,7 +630,8 @@ async fn cpu_neighbour(
     )
     .await?;
     node::until_running(seen, "spin-limited", deadline).await?;
-    let limited_spinner_cores = cores_used(server_pid, args.seconds).await;
+    let (limited_spinner_cores, limited_spinner_reported) =
+        cores_and_reported(server_pid, args.seconds, agent, "spin-limited").await;
     let limited = load().await;
     delete_pod(api, "spin-limited", deadline).await?;
     let after = load().await;
@@ -476,7 +644,8 @@ async fn cpu_neighbour(
     )
     .await?;
     node::until_running(seen, "spin-unlimited", deadline).await?;
-    let unlimited_spinner_cores = cores_used(server_pid, args.seconds).await;
+    let (unlimited_spinner_cores, unlimited_spinner_reported) =
+        cores_and_reported(server_pid, args.seconds, agent, "spin-unlimited").await;
     let unlimited = load().await;
     delete_pod(api, "spin-unlimited", deadline).await?;
 
@@ -494,6 +663,8 @@ async fn cpu_neighbour(
         idle_cores,
         limited_spinner_cores,
         unlimited_spinner_cores,
+        limited_spinner_reported,
+        unlimited_spinner_reported,
     };
     eprintln!(
         "cpu-limit neighbour, {} connections: alone {:.0} / {:.0} req/s; beside a {} spinner {:.0} req/s (x{:.2}); beside an unlimited spinner {:.0} req/s (x{:.2}); node CPU without load: idle {:.2}, {} spinner {:.2}, unlimited spinner {:.2} cores",
@@ -510,6 +681,19 @@ async fn cpu_neighbour(
         figures.limited_spinner_cores,
         figures.unlimited_spinner_cores,
     );
+    for (name, reported) in [
+        ("limited", &figures.limited_spinner_reported),
+        ("unlimited", &figures.unlimited_spinner_reported),
+    ] {
+        match reported {
+            Some(r) => eprintln!(
+                "  the node reports the {name} spinner at {:.3} cores, {:.1} KiB working set",
+                r.cores,
+                r.working_set_bytes as f64 / 1024.0
+            ),
+            None => eprintln!("  the node's summary has no figures for the {name} spinner"),
+        }
+    }
     Ok(figures)
 }
 
@@ -754,6 +938,14 @@ async fn main() -> anyhow::Result<()> {
         inst.request_p99_us,
         inst.requests_per_sec_one_task,
         inst.idle_service_kib
+    );
+    eprintln!(
+        "in-process call without the agent (on a worker): callee alone p50 {:.1} µs, caller alone p50 {:.1} µs, caller -> callee p50 {:.1} µs p99 {:.1} µs: the call adds {:.1} µs",
+        inst.call.callee_alone_p50_us,
+        inst.call.caller_alone_p50_us,
+        inst.call.call_p50_us,
+        inst.call.call_p99_us,
+        inst.call.added_p50_us
     );
     let pods = pods_phase(&args, root.path()).await?;
     let ratios: Vec<GatewayRatio> = pods

@@ -6,6 +6,8 @@
 //!   `pods/log`: `follow`, `previous`, `tailLines`, `sinceSeconds`,
 //!   `sinceTime`, `timestamps`, `limitBytes`. Plain text; a followed log
 //!   streams until the container stops.
+//! * `GET /stats/summary`: what the node and its pods use
+//!   ([`stats`](super::stats)), as JSON.
 //!
 //! It speaks plain HTTP and trusts its callers, so it listens on the
 //! node's own address only (loopback in the single-process server).
@@ -27,6 +29,15 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 
 use super::logs::{self, LogQuery, PodLogDir};
+use super::stats::StatsIndex;
+
+/// What the endpoint serves from.
+#[derive(Debug)]
+pub struct Sources {
+    pub logs: Arc<LogIndex>,
+    pub stats: Arc<StatsIndex>,
+    pub node_name: String,
+}
 
 /// How often a followed log is checked for more.
 const FOLLOW_POLL: Duration = Duration::from_millis(200);
@@ -244,7 +255,7 @@ async fn container_logs(index: Arc<LogIndex>, path: &str, uri: &hyper::Uri) -> R
     response
 }
 
-async fn handle(index: Arc<LogIndex>, request: Request<hyper::body::Incoming>) -> Response<Body> {
+async fn handle(sources: Arc<Sources>, request: Request<hyper::body::Incoming>) -> Response<Body> {
     if request.method() != hyper::Method::GET {
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n");
     }
@@ -252,16 +263,35 @@ async fn handle(index: Arc<LogIndex>, request: Request<hyper::body::Incoming>) -
     if path == "/healthz" {
         return text(StatusCode::OK, "ok");
     }
+    if path == "/stats/summary" {
+        return summary(sources).await;
+    }
     match path.strip_prefix("/containerLogs") {
-        Some(rest) => container_logs(index, rest, request.uri()).await,
+        Some(rest) => container_logs(sources.logs.clone(), rest, request.uri()).await,
         None => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+async fn summary(sources: Arc<Sources>) -> Response<Body> {
+    // runc containers are read from their cgroup files.
+    let read = tokio::task::spawn_blocking(move || sources.stats.summary(&sources.node_name)).await;
+    match read {
+        Ok(summary) => {
+            let mut response = text(StatusCode::OK, summary.to_string());
+            response.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("application/json"),
+            );
+            response
+        }
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
 
 /// Serves the endpoint on `addr`; returns the bound address and the task.
 pub async fn serve(
     addr: SocketAddr,
-    index: Arc<LogIndex>,
+    sources: Arc<Sources>,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
@@ -271,11 +301,11 @@ pub async fn serve(
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 continue;
             };
-            let index = index.clone();
+            let sources = sources.clone();
             tokio::spawn(async move {
                 let service = service_fn(move |request| {
-                    let index = index.clone();
-                    async move { Ok::<_, Infallible>(handle(index, request).await) }
+                    let sources = sources.clone();
+                    async move { Ok::<_, Infallible>(handle(sources, request).await) }
                 });
                 let _ = http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)

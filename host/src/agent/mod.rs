@@ -38,6 +38,7 @@ mod pods;
 pub mod probe;
 pub mod runtime;
 pub mod spec;
+pub mod stats;
 pub mod status;
 mod worker;
 
@@ -160,6 +161,7 @@ pub(crate) struct Shared {
     pods_root: PathBuf,
     logs_root: PathBuf,
     log_index: Arc<LogIndex>,
+    stats: Arc<stats::StatsIndex>,
 }
 
 impl Shared {
@@ -297,6 +299,7 @@ impl Agent {
         };
         config.runc_usable = runc.is_some();
         let log_index = Arc::new(LogIndex::default());
+        let stats = Arc::new(stats::StatsIndex::default());
         let ip = config.node_ip.parse().map_err(|_| AgentError::Io {
             path: config.data_dir.clone(),
             source: std::io::Error::new(
@@ -304,12 +307,19 @@ impl Agent {
                 format!("bad node IP {}", config.node_ip),
             ),
         })?;
-        let (daemon_addr, daemon_task) = daemon::serve(SocketAddr::new(ip, config.daemon_port), log_index.clone())
-            .await
-            .map_err(|source| AgentError::Io {
-                path: config.data_dir.clone(),
-                source,
-            })?;
+        let (daemon_addr, daemon_task) = daemon::serve(
+            SocketAddr::new(ip, config.daemon_port),
+            Arc::new(daemon::Sources {
+                logs: log_index.clone(),
+                stats: stats.clone(),
+                node_name: config.node_name.clone(),
+            }),
+        )
+        .await
+        .map_err(|source| AgentError::Io {
+            path: config.data_dir.clone(),
+            source,
+        })?;
         config.daemon_port = daemon_addr.port();
         let proxy_config = ProxyConfig {
             tunnel_port: config.tunnel_port,
@@ -346,6 +356,7 @@ impl Agent {
             pod_ips: PodIps::new(config.pod_cidr),
             proxy: proxy.clone(),
             log_index,
+            stats,
             config: config.clone(),
         });
         let heartbeat = tokio::spawn(node::heartbeat(client, config.clone()));

@@ -35,6 +35,7 @@ use super::runtime::{
     Exit, Launch, Mount, Network, PodRef, Running, StartError, Stdio, StopMode, Stopper, WorkloadRuntime,
 };
 use super::spec::{self, ConfigError, Sources, TokenSlot};
+use super::stats::PodId;
 use super::status::{self, ContainerRecord, Phase, PodView, Terminated};
 use skiff_image::Image;
 
@@ -811,6 +812,7 @@ impl Worker {
                     exit,
                     stopper,
                     exec,
+                    meter,
                 } = running;
                 let run = slot.runs;
                 slot.runs += 1;
@@ -819,6 +821,16 @@ impl Worker {
                 if let Some(old) = run.checked_sub(2) {
                     self.logs.remove_run(&slot.container.name, old);
                 }
+                self.shared.stats.started(
+                    PodId {
+                        namespace: &self.namespace,
+                        name: &self.name,
+                        uid: &self.uid,
+                        started: self.start_time,
+                    },
+                    &slot.container.name,
+                    meter,
+                );
                 slot.record.image_id = format!("{}@{}", image.reference, image_id);
                 slot.record.container_id = Some(container_id);
                 slot.record.state = Phase::Running {
@@ -916,6 +928,9 @@ impl Worker {
         let Some(live) = slot.running.take() else {
             return;
         };
+        self.shared
+            .stats
+            .exited(&self.namespace, &self.name, &slot.container.name);
         if let Some(prober) = &live.prober {
             prober.abort();
         }
@@ -1109,6 +1124,7 @@ impl Worker {
             self.shared.pod_ips.release(ip);
         }
         self.shared.log_index.remove(&self.namespace, &self.name);
+        self.shared.stats.remove(&self.namespace, &self.name);
         let _ = std::fs::remove_dir_all(self.pod_dir());
         let _ = std::fs::remove_dir_all(self.logs.path());
     }

@@ -17,6 +17,9 @@
 //!    create/start/state/kill/delete and collects exit codes (see its docs
 //!    for how).
 //!
+//! [`cgroup`] reads what a running container uses from the cgroup the
+//! bundle names.
+//!
 //! Errors are one enum per module; each has a `waiting_reason()` giving the
 //! Kubernetes-style reason an agent reports for a container that cannot
 //! start (`CreateContainerError`, …).
@@ -24,6 +27,7 @@
 //! [`Image`]: skiff_image::Image
 
 pub mod bundle;
+pub mod cgroup;
 pub mod rootfs;
 pub mod runc;
 mod spec;

@@ -12,7 +12,7 @@
 //! machine.
 //!
 //! ```text
-//!  Image ─► Runtimes::select ─► validate ─► log_wiring, network ─► start(Launch) ─► Running { exit, stopper, exec }
+//!  Image ─► Runtimes::select ─► validate ─► log_wiring, network ─► start(Launch) ─► Running { exit, stopper, exec, meter }
 //! ```
 
 mod runc;
@@ -168,6 +168,25 @@ pub struct Running {
     pub stopper: Stopper,
     /// Runs a command in the container (exec probes); `None` for Wasm.
     pub exec: crate::agent::probe::Exec,
+    /// Reads what the container uses while it runs.
+    pub meter: Arc<dyn Meter>,
+}
+
+/// What a running container uses, as the node reports it
+/// ([`stats`](crate::agent::stats)).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// CPU time used since it started.
+    pub cpu: Duration,
+    /// Memory it holds that cannot be dropped at once (runc: the cgroup's
+    /// working set; Wasm: its live instances' linear memory).
+    pub working_set_bytes: u64,
+}
+
+/// Reads a running container's [`Usage`]; `None` when it cannot be read
+/// (the container is going).
+pub trait Meter: Send + Sync + std::fmt::Debug {
+    fn usage(&self) -> Option<Usage>;
 }
 
 impl std::fmt::Debug for Running {

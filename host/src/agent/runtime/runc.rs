@@ -8,7 +8,8 @@ use std::time::Duration;
 use skiff_image::{Image, ImageKind};
 
 use super::{
-    Exit, Launch, LogWiring, Network, Refusal, Running, StartError, Starting, Stdio, StopMode, WorkloadRuntime,
+    Exit, Launch, LogWiring, Meter, Network, Refusal, Running, StartError, Starting, Stdio, StopMode, Usage,
+    WorkloadRuntime,
 };
 use crate::oci::{self, ContainerState, RuncRuntime};
 
@@ -42,6 +43,22 @@ impl Exit {
             reason: reason.to_string(),
             message: None,
         }
+    }
+}
+
+/// A runc container's use, from its cgroup.
+#[derive(Debug)]
+struct CgroupMeter {
+    id: String,
+}
+
+impl Meter for CgroupMeter {
+    fn usage(&self) -> Option<Usage> {
+        let read = oci::cgroup::read(std::path::Path::new("/sys/fs/cgroup"), &self.id)?;
+        Some(Usage {
+            cpu: read.cpu,
+            working_set_bytes: read.working_set_bytes,
+        })
     }
 }
 
@@ -188,6 +205,7 @@ async fn start_container(runc: &RuncRuntime, launch: Launch) -> Result<Running, 
         image_id: launch.image.manifest_digest.clone(),
         exit: exited,
         stopper,
+        meter: Arc::new(CgroupMeter { id: launch.id.clone() }),
         exec: Some(Arc::new(
             move |command: Vec<String>, _timeout: Duration| match exec_runc.exec(&exec_id, &command) {
                 Ok(0) => Ok(()),

@@ -1,16 +1,16 @@
 //! Wasm components in this process's wasmtime engine ([`skiff_wasm`]).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::sync::Arc;
 
 use skiff_image::{Image, ImageKind};
 use skiff_wasm::{
-    ComponentKind, CpuBudget, Environment, Limits, Preopen, StopHandle, Termination, WasmError, WasmRuntime,
+    ComponentKind, CpuBudget, Environment, Limits, MemoryGauge, Preopen, StopHandle, Termination, WasmError,
+    WasmRuntime,
 };
 
 use super::{
-    Exit, Launch, LogWiring, Network, Refusal, Running, StartError, Starting, Stdio, StopMode, WorkloadRuntime,
+    Exit, Launch, LogWiring, Meter, Network, Refusal, Running, StartError, Starting, Stdio, StopMode, Usage,
+    WorkloadRuntime,
 };
 use crate::agent::egress::{Caller, Egress};
 use crate::agent::gateway::{self, LocalServices};
@@ -26,57 +26,28 @@ pub struct WasmtimeWorkloads {
     local: Arc<LocalServices>,
     /// Where calls out of the containers go; refused without one.
     egress: Option<Arc<Egress>>,
-    /// The CPU budgets of the running containers.
-    budgets: Arc<Budgets>,
 }
 
 impl WasmtimeWorkloads {
     pub fn new(runtime: Arc<WasmRuntime>, local: Arc<LocalServices>, egress: Option<Arc<Egress>>) -> Self {
-        WasmtimeWorkloads {
-            runtime,
-            local,
-            egress,
-            budgets: Arc::default(),
-        }
-    }
-
-    /// The CPU time the running container `id` ([`Launch::id`]) has used,
-    /// all its instances together; `None` once it has exited.
-    pub fn cpu_used(&self, id: &str) -> Option<Duration> {
-        self.budgets.lock().get(id).map(|budget| budget.used())
+        WasmtimeWorkloads { runtime, local, egress }
     }
 }
 
-/// The CPU budgets of the running containers, by container id.
-#[derive(Debug, Default)]
-struct Budgets(Mutex<HashMap<String, Arc<CpuBudget>>>);
-
-impl Budgets {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<CpuBudget>>> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Lists `budget` under `id` until the returned guard, held by the
-    /// container's task, is dropped.
-    fn list(self: &Arc<Self>, id: &str, budget: Arc<CpuBudget>) -> Listed {
-        self.lock().insert(id.to_string(), budget);
-        Listed {
-            budgets: self.clone(),
-            id: id.to_string(),
-        }
-    }
-}
-
-/// A running container's entry in [`Budgets`].
+/// A Wasm container's use: the CPU its instances ran, the linear memory
+/// the live ones hold.
 #[derive(Debug)]
-struct Listed {
-    budgets: Arc<Budgets>,
-    id: String,
+struct WasmMeter {
+    cpu: Arc<CpuBudget>,
+    memory: Arc<MemoryGauge>,
 }
 
-impl Drop for Listed {
-    fn drop(&mut self) {
-        self.budgets.lock().remove(&self.id);
+impl Meter for WasmMeter {
+    fn usage(&self) -> Option<Usage> {
+        Some(Usage {
+            cpu: self.cpu.used(),
+            working_set_bytes: self.memory.bytes(),
+        })
     }
 }
 
@@ -167,7 +138,10 @@ impl WasmtimeWorkloads {
         };
         // Shared by all the container's instances: the limit holds for
         // them together.
-        let cpu = Arc::new(CpuBudget::new(launch.cpu_millis, launch.cpu_request_millis));
+        let meter = Arc::new(WasmMeter {
+            cpu: Arc::new(CpuBudget::new(launch.cpu_millis, launch.cpu_request_millis)),
+            memory: Arc::default(),
+        });
         let mut args = vec![launch.name.clone()];
         args.extend(launch.command.iter().cloned());
         args.extend(launch.args.iter().cloned());
@@ -193,7 +167,8 @@ impl WasmtimeWorkloads {
             stderr,
             outgoing: pod_egress.clone().map(|e| e as Arc<dyn skiff_wasm::Outgoing>),
             network: pod_egress.map(|e| e as Arc<dyn skiff_wasm::NetworkView>),
-            cpu: Some(cpu.clone()),
+            cpu: Some(meter.cpu.clone()),
+            memory: Some(meter.memory.clone()),
         };
         let (exit_tx, exited) = super::exit_channel();
         let (stopper, mut stop_rx) = super::stop_channel();
@@ -224,9 +199,7 @@ impl WasmtimeWorkloads {
                 tracing::info!(container = %launch.id, listen = ?launch.listen, %digest, "wasm http service up");
                 let local = self.local.clone();
                 let addrs = launch.listen.clone();
-                let listed = self.budgets.list(&launch.id, cpu);
                 tokio::spawn(async move {
-                    let _listed = listed;
                     let _ = stop_rx.wait_for(Option::is_some).await;
                     // Proxies learn that the pod is going from its
                     // Endpoints, which race this stop: serve new requests
@@ -258,9 +231,7 @@ impl WasmtimeWorkloads {
                         stop.stop();
                     }
                 });
-                let listed = self.budgets.list(&launch.id, cpu);
                 tokio::spawn(async move {
-                    let _listed = listed;
                     let exit = match command.run(handle).await {
                         Ok(exit) => Exit::from_wasm(exit),
                         Err(error) => {
@@ -284,6 +255,7 @@ impl WasmtimeWorkloads {
             exit: exited,
             stopper,
             exec: None,
+            meter,
         })
     }
 }
