@@ -2,7 +2,7 @@
 //! host, which decides what the instance's addresses mean and what it may
 //! reach ([`NetworkView`]).
 //!
-//! wasmtime-wasi implements the sockets; this module replaces five of its
+//! wasmtime-wasi implements the sockets; this module replaces six of its
 //! functions in the linker (`allow_shadowing`), each a thin wrapper that
 //! rewrites or checks an address and then calls wasmtime-wasi's own
 //! implementation:
@@ -18,12 +18,16 @@
 //!   (NetworkPolicy) is `connection-refused`. A TCP socket not yet bound
 //!   that connects to a loopback address is bound to the instance's own
 //!   address first, so the other end sees the pod.
+//! * `tcp-socket.accept`: a connection from a source the view refuses
+//!   (NetworkPolicy ingress) is shut down both ways before the guest gets
+//!   it, so the client is sent nothing and the guest sees a connection
+//!   that has already ended.
 //! * `ip-name-lookup.resolve-addresses`: a name the view knows (a cluster
 //!   name) resolves to its first address, one it says does not exist is
 //!   `name-unresolvable`, any other is resolved by wasmtime-wasi through
 //!   the node's resolver.
 //!
-//! Everything else (listen, accept, streams, options, shutdown) is
+//! Everything else (listen, streams, options, shutdown) is
 //! wasmtime-wasi's, unchanged. Without a view, sockets stay closed:
 //! wasmtime-wasi's default address check refuses every address.
 
@@ -34,7 +38,7 @@ use wasmtime::component::{Linker, Resource};
 use wasmtime_wasi::p2::SocketError;
 use wasmtime_wasi::p2::bindings::sockets::ip_name_lookup::{Host as _, ResolveAddressStream};
 use wasmtime_wasi::p2::bindings::sockets::network::{ErrorCode, IpSocketAddress, Network};
-use wasmtime_wasi::p2::bindings::sockets::tcp::{HostTcpSocket, TcpSocket};
+use wasmtime_wasi::p2::bindings::sockets::tcp::{HostTcpSocket, ShutdownType, TcpSocket};
 use wasmtime_wasi::p2::bindings::sockets::udp::{
     HostOutgoingDatagramStream as _, HostUdpSocket, IncomingDatagramStream, OutgoingDatagram, OutgoingDatagramStream,
     UdpSocket,
@@ -55,6 +59,10 @@ pub trait NetworkView: Send + Sync + Debug {
 
     /// Whether the instance may connect (TCP) or send (UDP) to `addr`.
     fn may_reach(&self, addr: SocketAddr, udp: bool) -> bool;
+
+    /// Whether a TCP connection from `source` to the instance's listener
+    /// at `local` may be taken.
+    fn may_accept(&self, source: SocketAddr, local: SocketAddr) -> bool;
 }
 
 /// The answer to a name lookup.
@@ -130,6 +138,32 @@ pub(crate) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> 
                 }
                 result(HostTcpSocket::start_connect(&mut sockets, this, network, remote.into()))
             })
+        },
+    )?;
+    tcp.func_wrap(
+        "[method]tcp-socket.accept",
+        |mut store, (this,): (Resource<TcpSocket>,)| {
+            let view = store.data().network.clone();
+            let mut sockets = store.data_mut().sockets();
+            let (socket, input, output) = match HostTcpSocket::accept(&mut sockets, this) {
+                Ok(accepted) => accepted,
+                Err(error) => return Ok((Err(error.downcast()?),)),
+            };
+            if let Some(view) = view {
+                let borrow = || Resource::<TcpSocket>::new_borrow(socket.rep());
+                let source = HostTcpSocket::remote_address(&mut sockets, borrow());
+                let local = HostTcpSocket::local_address(&mut sockets, borrow());
+                let admitted =
+                    matches!((source, local), (Ok(source), Ok(local)) if view.may_accept(source.into(), local.into()));
+                if !admitted {
+                    // Closed both ways before the guest sees it: the client
+                    // gets no byte, the guest a connection already ended.
+                    // (Failing the accept instead would end many a server's
+                    // accept loop.)
+                    let _ = HostTcpSocket::shutdown(&mut sockets, borrow(), ShutdownType::Both);
+                }
+            }
+            Ok((Ok((socket, input, output)),))
         },
     )?;
     let mut udp = linker.instance(&format!("wasi:sockets/udp@{VERSION}"))?;

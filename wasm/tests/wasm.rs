@@ -578,6 +578,11 @@ impl skiff_wasm::NetworkView for PodView {
     fn may_reach(&self, _: std::net::SocketAddr, _: bool) -> bool {
         self.open
     }
+
+    /// Connections from `.66` of the pod's /24 are refused.
+    fn may_accept(&self, source: std::net::SocketAddr, _: std::net::SocketAddr) -> bool {
+        !matches!(source.ip(), std::net::IpAddr::V4(ip) if ip.octets()[3] == 66)
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -608,11 +613,25 @@ async fn a_published_tcp_server_on_localhost_listens_on_its_own_address() {
         let stop = stop.clone();
         async move { server.run(stop).await }
     });
-    let mut stream = eventually(Duration::from_secs(20), "the echo server to listen", || async {
+    eventually(Duration::from_secs(20), "the echo server to listen", || async {
         tokio::net::TcpStream::connect((own, 8080)).await.ok()
     })
     .await
     .unwrap();
+    // From a source the view refuses: closed unanswered.
+    let refused = tokio::net::TcpSocket::new_v4().unwrap();
+    refused
+        .bind((std::net::Ipv4Addr::new(127, 61, 0, 66), 0).into())
+        .unwrap();
+    let mut refused = refused.connect((own, 8080).into()).await.unwrap();
+    let _ = refused.write_all(b"let me in\n").await;
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), refused.read_to_end(&mut got))
+        .await
+        .expect("a refused connection is closed");
+    assert!(read.is_err() || got.is_empty(), "echoed to a refused source: {got:?}");
+    // The server still serves everyone else.
+    let mut stream = tokio::net::TcpStream::connect((own, 8080)).await.unwrap();
     stream.write_all(b"hello over wasi:sockets\n").await.unwrap();
     let mut echoed = vec![0; 24];
     tokio::time::timeout(Duration::from_secs(10), stream.read_exact(&mut echoed))

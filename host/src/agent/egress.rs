@@ -268,6 +268,11 @@ impl NetworkView for PodEgress {
         };
         admit(&self.egress.proxy, self.caller.ip, addr, port).is_ok()
     }
+
+    /// Into a TCP listener of the pod: as into its HTTP ports.
+    fn may_accept(&self, source: SocketAddr, local: SocketAddr) -> bool {
+        self.egress.admits(source.ip(), local)
+    }
 }
 
 /// Where a request goes.
