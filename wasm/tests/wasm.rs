@@ -701,3 +701,59 @@ async fn a_published_tcp_client_reaches_names_and_localhost_only_where_allowed()
         assert_ne!(exit.code, 0, "{target}: {exit:?}");
     }
 }
+
+/// UDP from a pod: its socket bound to `127.0.0.1` sends from the pod's
+/// own address and gets the answer; where the view refuses the
+/// destination, the send fails with an error the guest reports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_datagrams_leave_from_the_pods_address_where_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = runtime(dir.path());
+    let own = std::net::Ipv4Addr::new(127, 64, 0, 1);
+    let peer = tokio::net::UdpSocket::bind((std::net::Ipv4Addr::new(127, 64, 0, 7), 0))
+        .await
+        .unwrap();
+    let peer_addr = peer.local_addr().unwrap();
+    let echo = tokio::spawn(async move {
+        let mut buf = [0u8; 64];
+        let (len, source) = peer.recv_from(&mut buf).await.unwrap();
+        peer.send_to(b"pong", source).await.unwrap();
+        (source, buf[..len].to_vec())
+    });
+    let run = |open: bool, name: &'static str| {
+        let out = dir.path().join(name);
+        let command = runtime
+            .command(
+                &read(programs::CLI_NET_HOG),
+                Environment {
+                    args: vec!["hog".into(), "udp".into(), peer_addr.to_string()],
+                    stdout: Some(Arc::new(AppendFile(out.clone()))),
+                    network: Some(Arc::new(PodView {
+                        own,
+                        names: Vec::new(),
+                        open,
+                    })),
+                    ..Environment::default()
+                },
+            )
+            .unwrap();
+        async move {
+            let exit = tokio::time::timeout(Duration::from_secs(20), command.run(StopHandle::default()))
+                .await
+                .expect("the UDP exchange ends")
+                .unwrap();
+            (exit.code, std::fs::read_to_string(out).unwrap_or_default())
+        }
+    };
+    let (code, out) = run(true, "allowed").await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out, format!("udp reply from {peer_addr}: pong\n"));
+    let (source, sent) = echo.await.unwrap();
+    assert_eq!(source.ip(), std::net::IpAddr::V4(own), "sent from the pod's address");
+    assert_eq!(sent, b"ping");
+
+    let (code, out) = run(false, "refused").await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.starts_with("udp failed:"), "{out}");
+    assert!(out.to_lowercase().contains("refused"), "{out}");
+}

@@ -22,7 +22,7 @@
 //! | `CLI_HELLO`       | `wasi:cli/command`: prints greeting, args, `$GREETING`, `/config/greeting`, `$LINES` numbered lines; appends its args to `$APPEND_TO`; exits with `args[1]` |
 //! | `CLI_SPIN`        | `wasi:cli/command` that loops forever                               |
 //! | `CLI_HOG`         | `wasi:cli/command` that allocates until it fails                    |
-//! | `CLI_NET_HOG`     | `wasi:cli/command` that opens sockets without end, resolves a name N times, or streams an endless request body, as `args[1]` says |
+//! | `CLI_NET_HOG`     | `wasi:cli/command` that opens sockets without end, resolves a name N times, streams an endless request body, or sends one UDP datagram and prints the reply, as `args[1]` says |
 //! | `BAD_IMPORT`      | a component importing `skiff:test/nothing`, which no host provides  |
 //! | `NOT_A_COMPONENT` | a core Wasm module (a WASI preview 1 style `_start`), not a component |
 //! | `PLUGIN_HOSTILE`  | an `admission-validate` plugin that loops, allocates, traps, denies or errs as the object's `skiff.dev/hostile` annotation says; its `init` refuses `{"reject": true}` and loops on `{"initLoop": true}` |

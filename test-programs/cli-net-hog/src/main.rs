@@ -9,6 +9,9 @@
 //! * `body AUTHORITY`: POSTs an endless body to `http://AUTHORITY/` in
 //!   4 KiB writes until a write fails, then prints `body stopped after N
 //!   bytes: ERROR` and the request's outcome, and exits 0.
+//! * `udp ADDRESS`: from a UDP socket bound to `127.0.0.1:0`, sends `ping`
+//!   to `ADDRESS` and prints `udp reply from SOURCE: TEXT` for the first
+//!   datagram back (or `udp failed: ERROR`, and exits 1).
 
 use std::net::ToSocketAddrs;
 
@@ -44,6 +47,25 @@ fn lookups(times: usize, name: &str) -> i32 {
     }
     println!("resolved {times} times: {last:?}");
     0
+}
+
+fn udp(address: &str) -> i32 {
+    let exchanged = std::net::UdpSocket::bind("127.0.0.1:0").and_then(|socket| {
+        socket.send_to(b"ping", address)?;
+        let mut reply = [0u8; 512];
+        let (len, source) = socket.recv_from(&mut reply)?;
+        Ok((source, String::from_utf8_lossy(&reply[..len]).into_owned()))
+    });
+    match exchanged {
+        Ok((source, text)) => {
+            println!("udp reply from {source}: {text}");
+            0
+        }
+        Err(error) => {
+            println!("udp failed: {error}");
+            1
+        }
+    }
 }
 
 fn body(authority: &str) -> i32 {
@@ -95,8 +117,9 @@ fn main() {
             args.get(3).map_or("localhost", String::as_str),
         ),
         Some("body") => body(args.get(2).map_or("127.0.0.1:80", String::as_str)),
+        Some("udp") => udp(args.get(2).map_or("127.0.0.1:53", String::as_str)),
         _ => {
-            println!("usage: cli-net-hog sockets | lookups N NAME | body AUTHORITY");
+            println!("usage: cli-net-hog sockets | lookups N NAME | body AUTHORITY | udp ADDRESS");
             2
         }
     };
