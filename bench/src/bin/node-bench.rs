@@ -169,25 +169,31 @@ impl Outgoing for Direct {
     }
 }
 
+/// One whole in-process request for `path`: instance, handler, body.
+async fn timed_request(service: &HttpService, path: &str) -> anyhow::Result<Duration> {
+    let request = http::Request::builder()
+        .uri(format!("http://pod.local{path}"))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())?;
+    let t = Instant::now();
+    let response = service.handle(request).await?;
+    response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| anyhow::anyhow!("reading the response: {e:?}"))?;
+    Ok(t.elapsed())
+}
+
 /// `n` requests for `path`, one at a time on a worker thread: (p50, p99).
 async fn requests_on_a_worker(service: &HttpService, path: &str, n: usize) -> anyhow::Result<(f64, f64)> {
     let (service, path) = (service.clone(), path.to_string());
     tokio::spawn(async move {
         let mut samples = Vec::with_capacity(n);
         for i in 0..n + n / 10 {
-            let request = http::Request::builder()
-                .uri(format!("http://pod.local{path}"))
-                .body(http_body_util::Empty::<bytes::Bytes>::new())?;
-            let t = Instant::now();
-            let response = service.handle(request).await?;
-            response
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| anyhow::anyhow!("reading the response: {e:?}"))?;
+            let took = timed_request(&service, &path).await?;
             // The first tenth warms up.
             if i >= n / 10 {
-                samples.push(t.elapsed());
+                samples.push(took);
             }
         }
         let (p50, p99, _) = node::spread_ms(samples);
@@ -391,17 +397,7 @@ async fn instantiate(args: &Args, root: &Path) -> anyhow::Result<Instantiate> {
     let mut requests = Vec::with_capacity(args.requests);
     let all = Instant::now();
     for _ in 0..args.requests {
-        let request = http::Request::builder()
-            .uri("http://pod.local/")
-            .body(http_body_util::Empty::<bytes::Bytes>::new())?;
-        let t = Instant::now();
-        let response = service.handle(request).await?;
-        response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| anyhow::anyhow!("reading the response: {e:?}"))?;
-        requests.push(t.elapsed());
+        requests.push(timed_request(&service, "/").await?);
     }
     let per_sec = args.requests as f64 / all.elapsed().as_secs_f64();
     // What an idle service holds: a pre-instantiated component and its
