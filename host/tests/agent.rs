@@ -534,7 +534,7 @@ async fn an_oci_pod_runs_in_runc_and_is_stopped_on_delete() {
 /// a 40-character container name, run) are both longer than the 64 bytes
 /// `sethostname` takes still runs: its hostname is its name cut to 63
 /// characters, without the `.` the cut leaves at the end, as the kubelet
-/// does it.
+/// does it. When the agent stops, its container goes with it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_oci_pod_with_a_long_name_runs_with_its_name_cut_as_hostname() {
     if !rustix::process::geteuid().is_root() {
@@ -574,5 +574,18 @@ async fn an_oci_pod_with_a_long_name_runs_with_its_name_cut_as_hostname() {
     })
     .await;
     assert_eq!(logs, format!("hostname {}\n", "h".repeat(62)));
-    c.delete_all(&[&name]).await;
+    // An agent that stops takes its containers with it.
+    let support::Cluster {
+        agent, agent_dir, api, ..
+    } = c;
+    drop(agent);
+    let listed = Command::new("runc")
+        .arg("--root")
+        .arg(agent_dir.join("runc/runc"))
+        .arg("list")
+        .arg("-q")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&listed.stdout).trim(), "", "left running");
+    drop(api);
 }

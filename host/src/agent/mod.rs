@@ -219,13 +219,16 @@ async fn remove_leftovers(runc: &RuncRuntime) {
     }
 }
 
-/// A running agent. Dropping it stops the agent's tasks.
+/// A running agent. Dropping it stops the agent's tasks, with them its
+/// Wasm pods, and removes its runc containers, so that no container
+/// outlives the agent that ran it (a killed agent's are removed when the
+/// next one starts).
 #[derive(Debug)]
 pub struct Agent {
     images: ImageStore,
     daemon_addr: SocketAddr,
     proxy: Arc<Proxy>,
-    runc_usable: bool,
+    runc: Option<RuncRuntime>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -233,6 +236,17 @@ impl Drop for Agent {
     fn drop(&mut self) {
         for task in &self.tasks {
             task.abort();
+        }
+        if let Some(runc) = &self.runc {
+            let ids = runc.containers().unwrap_or_default();
+            for id in &ids {
+                if let Err(error) = runc.delete(id, true) {
+                    tracing::warn!(%error, container = %id, "cannot remove a container of the stopping agent");
+                }
+            }
+            if !ids.is_empty() {
+                tracing::info!(removed = ids.len(), "removed the agent's runc containers");
+            }
         }
     }
 }
@@ -351,7 +365,7 @@ impl Agent {
             images: images.clone(),
             runtimes: Runtimes::new(vec![
                 Arc::new(WasmtimeWorkloads::new(Arc::new(wasm), local, Some(egress))),
-                Arc::new(RuncWorkloads::new(runc)),
+                Arc::new(RuncWorkloads::new(runc.clone())),
             ]),
             pod_ips: PodIps::new(config.pod_cidr),
             proxy: proxy.clone(),
@@ -365,7 +379,7 @@ impl Agent {
             images,
             daemon_addr,
             proxy,
-            runc_usable: config.runc_usable,
+            runc,
             tasks: vec![daemon_task, heartbeat, pods],
         })
     }
@@ -386,6 +400,6 @@ impl Agent {
     }
 
     pub fn runc_usable(&self) -> bool {
-        self.runc_usable
+        self.runc.is_some()
     }
 }
