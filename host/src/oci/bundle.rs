@@ -36,9 +36,15 @@ pub enum Error {
     /// Neither the container nor the image names a program.
     #[error("container {id} has no command: set command/args or use an image with an entrypoint or cmd")]
     NoCommand { id: String },
-    /// The image user is a name; only numeric `uid[:gid]` is supported.
-    #[error("image user {user:?} is not numeric; set the container user (uid/gid) explicitly")]
-    NonNumericUser { user: String },
+    /// The image's user or group is a name its `/etc/passwd` or
+    /// `/etc/group` does not have.
+    #[error("image user {user:?}: no {what} {name:?} in the image's /etc/{file}")]
+    UnknownUser {
+        user: String,
+        what: &'static str,
+        name: String,
+        file: &'static str,
+    },
     /// A relative working directory or mount destination.
     #[error("{what} {path:?} must be an absolute path")]
     RelativePath { what: &'static str, path: String },
@@ -102,9 +108,16 @@ pub fn runtime_spec(spec: &ContainerSpec, rootfs: &Path) -> Result<Spec> {
             path: cwd,
         });
     }
-    let (uid, gid) = match spec.user {
-        Some(user) => user,
-        None => parse_user(image.user().as_deref().unwrap_or_default())?,
+    let (uid, gid, groups) = match spec.user {
+        Some((uid, gid)) => (uid, gid, Vec::new()),
+        None => {
+            let file = |name: &str| image_file(rootfs, name).unwrap_or_default();
+            resolve_user(
+                image.user().as_deref().unwrap_or_default(),
+                &file("passwd"),
+                &file("group"),
+            )?
+        }
     };
 
     let mut runtime = Spec::default();
@@ -122,7 +135,11 @@ pub fn runtime_spec(spec: &ContainerSpec, rootfs: &Path) -> Result<Spec> {
     process.set_args(Some(args));
     process.set_env(Some(env));
     process.set_cwd(PathBuf::from(cwd));
-    process.set_user(UserBuilder::default().uid(uid).gid(gid).build()?);
+    let mut user = UserBuilder::default().uid(uid).gid(gid);
+    if !groups.is_empty() {
+        user = user.additional_gids(groups);
+    }
+    process.set_user(user.build()?);
     process.set_capabilities(Some(default_capabilities()));
     runtime.set_process(Some(process));
 
@@ -225,16 +242,95 @@ pub fn merge_env(image: &[String], container: &[(String, String)]) -> Vec<String
         .collect()
 }
 
-/// `""` → root, `"uid"` → `(uid, 0)`, `"uid:gid"` numeric.
-fn parse_user(user: &str) -> Result<(u32, u32)> {
+/// `/etc/<name>` of the container's root filesystem, if it is a regular
+/// file there: a symbolic link (`/etc` or the file) could point at the
+/// node's own files, so none is followed.
+fn image_file(rootfs: &Path, name: &str) -> Option<String> {
+    let etc = rootfs.join("etc");
+    let file = etc.join(name);
+    let regular = |path: &Path| fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file());
+    let directory = fs::symlink_metadata(&etc).is_ok_and(|m| m.file_type().is_dir());
+    (directory && regular(&file))
+        .then(|| fs::read_to_string(&file).ok())
+        .flatten()
+}
+
+/// The image config's `User` (`user`, `uid`, `user:group`, `uid:gid`, …;
+/// empty is root) as uid, gid and supplementary groups, names looked up
+/// in the image's own `passwd` and `group`, as containerd does: without a
+/// group, the user's primary group from `passwd` (0 if the uid has no
+/// entry), and the groups that list the user by name.
+fn resolve_user(user: &str, passwd: &str, group: &str) -> Result<(u32, u32, Vec<u32>)> {
     if user.is_empty() {
-        return Ok((0, 0));
+        return Ok((0, 0, Vec::new()));
     }
-    let non_numeric = || Error::NonNumericUser { user: user.to_owned() };
-    let (uid, gid) = user.split_once(':').unwrap_or((user, "0"));
-    let uid = uid.parse().map_err(|_| non_numeric())?;
-    let gid = gid.parse().map_err(|_| non_numeric())?;
-    Ok((uid, gid))
+    let unknown = |what, name: &str, file| Error::UnknownUser {
+        user: user.to_owned(),
+        what,
+        name: name.to_owned(),
+        file,
+    };
+    // name:password:uid:gid:…
+    let accounts: Vec<(&str, u32, u32)> = passwd
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split(':');
+            let name = fields.next()?;
+            let uid = fields.nth(1)?.parse().ok()?;
+            let gid = fields.next()?.parse().ok()?;
+            Some((name, uid, gid))
+        })
+        .collect();
+    // name:password:gid:member,member
+    let groups: Vec<(&str, u32, Vec<&str>)> = group
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split(':');
+            let name = fields.next()?;
+            let gid = fields.nth(1)?.parse().ok()?;
+            let members = fields
+                .next()
+                .unwrap_or_default()
+                .split(',')
+                .filter(|m| !m.is_empty())
+                .collect();
+            Some((name, gid, members))
+        })
+        .collect();
+    let (user_part, group_part) = match user.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (user, None),
+    };
+    let account = match user_part.parse::<u32>() {
+        Ok(uid) => accounts
+            .iter()
+            .find(|(_, id, _)| *id == uid)
+            .copied()
+            .or(Some(("", uid, 0))),
+        Err(_) => accounts.iter().find(|(name, _, _)| *name == user_part).copied(),
+    };
+    let (name, uid, primary) = account.ok_or_else(|| unknown("user", user_part, "passwd"))?;
+    let gid = match group_part {
+        None => primary,
+        Some(g) => match g.parse::<u32>() {
+            Ok(gid) => gid,
+            Err(_) => groups
+                .iter()
+                .find(|(n, _, _)| *n == g)
+                .map(|(_, gid, _)| *gid)
+                .ok_or_else(|| unknown("group", g, "group"))?,
+        },
+    };
+    let supplementary = match group_part {
+        Some(_) => Vec::new(),
+        None if name.is_empty() => Vec::new(),
+        None => groups
+            .iter()
+            .filter(|(_, id, members)| *id != gid && members.contains(&name))
+            .map(|(_, id, _)| *id)
+            .collect(),
+    };
+    Ok((uid, gid, supplementary))
 }
 
 /// cpu shares (1024 per core, at least 2) and CFS quota (per 100 ms period,
@@ -350,9 +446,30 @@ mod tests {
 
     #[test]
     fn users_and_cpu() {
-        assert_eq!(parse_user("").ok(), Some((0, 0)));
-        assert_eq!(parse_user("1000:100").ok(), Some((1000, 100)));
-        assert!(parse_user("nobody").is_err());
+        let passwd = "root:x:0:0:root:/root:/bin/sh\nnginx:x:101:101:nginx:/var/cache/nginx:/sbin/nologin\n";
+        let group = "root:x:0:\nnginx:x:101:\nwww:x:33:nginx,other\nadm:x:4:\n";
+        let resolve = |user| resolve_user(user, passwd, group).ok();
+        assert_eq!(resolve(""), Some((0, 0, vec![])));
+        assert_eq!(resolve("1000:100"), Some((1000, 100, vec![])));
+        // A name: its uid, primary group and the groups listing it.
+        assert_eq!(resolve("nginx"), Some((101, 101, vec![33])));
+        // A uid with an entry takes its primary group; without, group 0.
+        assert_eq!(resolve("101"), Some((101, 101, vec![33])));
+        assert_eq!(resolve("2000"), Some((2000, 0, vec![])));
+        assert_eq!(resolve("nginx:adm"), Some((101, 4, vec![])));
+        assert_eq!(resolve("nginx:7"), Some((101, 7, vec![])));
+        let unknown = resolve_user("nobody", passwd, group).unwrap_err().to_string();
+        assert!(unknown.contains("no user \"nobody\""), "{unknown}");
+        assert!(resolve_user("nginx:staff", passwd, group).is_err());
+        // An image without the files knows numbers only.
+        assert!(resolve_user("nginx", "", "").is_err());
+        // The files are the image's own: a link out is not followed.
+        let rootfs = tempfile::tempdir().unwrap();
+        fs::create_dir(rootfs.path().join("etc")).unwrap();
+        fs::write(rootfs.path().join("etc/group"), group).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", rootfs.path().join("etc/passwd")).unwrap();
+        assert_eq!(image_file(rootfs.path(), "group").as_deref(), Some(group));
+        assert_eq!(image_file(rootfs.path(), "passwd"), None);
         assert_eq!(cpu_from_millis(500), (512, 50_000));
         assert_eq!(cpu_from_millis(1), (2, 1000));
     }
