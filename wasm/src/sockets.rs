@@ -87,12 +87,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> 
         "[method]tcp-socket.start-bind",
         |mut store, (this, network, local): (Resource<TcpSocket>, Resource<Network>, IpSocketAddress)| {
             Box::new(async move {
-                let local = match store.data().network.clone() {
-                    Some(view) => match own(view.as_ref(), local.into()) {
-                        Ok(local) => local.into(),
-                        Err(code) => return Ok((Err(code),)),
-                    },
-                    None => local,
+                let local = match own(store.data().network.as_deref(), local) {
+                    Ok(local) => local,
+                    Err(code) => return Ok((Err(code),)),
                 };
                 let mut sockets = store.data_mut().sockets();
                 result(HostTcpSocket::start_bind(&mut sockets, this, network, local).await)
@@ -171,12 +168,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> 
         "[method]udp-socket.start-bind",
         |mut store, (this, network, local): (Resource<UdpSocket>, Resource<Network>, IpSocketAddress)| {
             Box::new(async move {
-                let local = match store.data().network.clone() {
-                    Some(view) => match own(view.as_ref(), local.into()) {
-                        Ok(local) => local.into(),
-                        Err(code) => return Ok((Err(code),)),
-                    },
-                    None => local,
+                let local = match own(store.data().network.as_deref(), local) {
+                    Ok(local) => local,
+                    Err(code) => return Ok((Err(code),)),
                 };
                 let mut sockets = store.data_mut().sockets();
                 result(HostUdpSocket::start_bind(&mut sockets, this, network, local).await)
@@ -245,12 +239,17 @@ fn result<T>(outcome: Result<T, SocketError>) -> wasmtime::Result<(Result<T, Err
     }
 }
 
-/// The address a bind to `addr` takes: the instance's own.
-fn own(view: &dyn NetworkView, addr: SocketAddr) -> Result<SocketAddr, ErrorCode> {
+/// The address a bind to `addr` takes: the instance's own (as it stands
+/// without a view, which wasmtime-wasi's own check then refuses).
+fn own(view: Option<&dyn NetworkView>, addr: IpSocketAddress) -> Result<IpSocketAddress, ErrorCode> {
+    let Some(view) = view else {
+        return Ok(addr);
+    };
     let own = view.own_address();
+    let addr = SocketAddr::from(addr);
     match addr.ip() {
         IpAddr::V4(ip) if ip == Ipv4Addr::LOCALHOST || ip.is_unspecified() || ip == own => {
-            Ok(SocketAddr::new(own.into(), addr.port()))
+            Ok(SocketAddr::new(own.into(), addr.port()).into())
         }
         _ => Err(ErrorCode::AccessDenied),
     }

@@ -34,65 +34,10 @@ pub fn build() -> Result<(), String> {
     Ok(())
 }
 
-/// Builds (or rebuilds) the busybox-httpd layout; returns its path.
-pub fn busybox_httpd() -> Result<PathBuf, String> {
-    ensure_packages(SAMPLE_PACKAGES)?;
-    let out = target_dir().join("oci-samples");
-    let layout = out.join("busybox-httpd");
-    let bundle = out.join("busybox-httpd.bundle");
-    for dir in [&layout, &bundle] {
-        if dir.exists() {
-            fs::remove_dir_all(dir).map_err(|e| format!("cannot clear {}: {e}", dir.display()))?;
-        }
-    }
-    fs::create_dir_all(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
-    let image = format!("{}:latest", layout.display());
-    let umoci = |args: &[&str]| {
-        let mut cmd = Command::new("umoci");
-        cmd.args(args);
-        run(cmd)
-    };
-    umoci(&["init", "--layout", &layout.display().to_string()])?;
-    umoci(&["new", "--image", &image])?;
-    umoci(&["unpack", "--rootless", "--image", &image, &bundle.display().to_string()])?;
-    let rootfs = bundle.join("rootfs");
-    let io = |what: &str, e: std::io::Error| format!("{what}: {e}");
-    let bin = rootfs.join("bin");
-    fs::create_dir_all(&bin).map_err(|e| io("bin", e))?;
-    fs::copy("/bin/busybox", bin.join("busybox")).map_err(|e| io("copy /bin/busybox", e))?;
-    for applet in APPLETS {
-        symlink("busybox", bin.join(applet)).map_err(|e| io(applet, e))?;
-    }
-    let www = rootfs.join("www");
-    fs::create_dir_all(&www).map_err(|e| io("www", e))?;
-    fs::write(www.join("index.html"), INDEX_HTML).map_err(|e| io("index.html", e))?;
-    umoci(&["repack", "--image", &image, &bundle.display().to_string()])?;
-    umoci(&[
-        "config",
-        "--image",
-        &image,
-        "--config.cmd",
-        "httpd",
-        "--config.cmd",
-        "-f",
-        "--config.cmd",
-        "-p",
-        "--config.cmd",
-        "8081",
-        "--config.cmd",
-        "-h",
-        "--config.cmd",
-        "/www",
-    ])?;
-    let _ = fs::remove_dir_all(&bundle);
-    Ok(layout)
-}
-
-/// Builds (or rebuilds) a layout whose image runs `binary` (a native
-/// program of this machine: the benchmark's `call-peer`) with the shared
-/// libraries `ldd` lists for it, under `$CARGO_TARGET_DIR/oci-samples/NAME`;
-/// returns its path.
-pub fn native_program(name: &str, binary: &Path) -> Result<PathBuf, String> {
+/// Builds (or rebuilds) the layout `$CARGO_TARGET_DIR/oci-samples/NAME`:
+/// an empty image whose root filesystem `fill` writes, with `cmd` as its
+/// command when given; returns its path.
+fn layout(name: &str, cmd: &[&str], fill: impl FnOnce(&Path) -> Result<(), String>) -> Result<PathBuf, String> {
     ensure_packages(SAMPLE_PACKAGES)?;
     let out = target_dir().join("oci-samples");
     let layout = out.join(name);
@@ -112,28 +57,67 @@ pub fn native_program(name: &str, binary: &Path) -> Result<PathBuf, String> {
     umoci(&["init", "--layout", &layout.display().to_string()])?;
     umoci(&["new", "--image", &image])?;
     umoci(&["unpack", "--rootless", "--image", &image, &bundle.display().to_string()])?;
-    let rootfs = bundle.join("rootfs");
-    let io = |what: &str, e: std::io::Error| format!("{what}: {e}");
-    let bin = rootfs.join("bin");
-    fs::create_dir_all(&bin).map_err(|e| io("bin", e))?;
-    let file_name = binary.file_name().ok_or("the program has no file name")?;
-    fs::copy(binary, bin.join(file_name)).map_err(|e| io(&format!("copy {}", binary.display()), e))?;
-    // The dynamic loader and libraries, at the paths the program names.
-    let ldd = Command::new("ldd")
-        .arg(binary)
-        .output()
-        .map_err(|e| format!("cannot run ldd: {e}"))?;
-    for library in String::from_utf8_lossy(&ldd.stdout)
-        .split_whitespace()
-        .filter(|word| word.starts_with('/'))
-    {
-        let target = rootfs.join(library.trim_start_matches('/'));
-        if let Some(parent) = target.parent() {
-            fs::create_dir_all(parent).map_err(|e| io("library folder", e))?;
-        }
-        fs::copy(library, &target).map_err(|e| io(&format!("copy {library}"), e))?;
-    }
+    fill(&bundle.join("rootfs"))?;
     umoci(&["repack", "--image", &image, &bundle.display().to_string()])?;
+    if !cmd.is_empty() {
+        let mut args = vec!["config", "--image", &image];
+        for arg in cmd {
+            args.extend(["--config.cmd", arg]);
+        }
+        umoci(&args)?;
+    }
     let _ = fs::remove_dir_all(&bundle);
     Ok(layout)
+}
+
+fn io(what: &str, e: std::io::Error) -> String {
+    format!("{what}: {e}")
+}
+
+/// Builds (or rebuilds) the busybox-httpd layout; returns its path.
+pub fn busybox_httpd() -> Result<PathBuf, String> {
+    layout(
+        "busybox-httpd",
+        &["httpd", "-f", "-p", "8081", "-h", "/www"],
+        |rootfs| {
+            let bin = rootfs.join("bin");
+            fs::create_dir_all(&bin).map_err(|e| io("bin", e))?;
+            fs::copy("/bin/busybox", bin.join("busybox")).map_err(|e| io("copy /bin/busybox", e))?;
+            for applet in APPLETS {
+                symlink("busybox", bin.join(applet)).map_err(|e| io(applet, e))?;
+            }
+            let www = rootfs.join("www");
+            fs::create_dir_all(&www).map_err(|e| io("www", e))?;
+            fs::write(www.join("index.html"), INDEX_HTML).map_err(|e| io("index.html", e))
+        },
+    )
+}
+
+/// Builds (or rebuilds) a layout whose image runs `binary` (a native
+/// program of this machine: the benchmark's `call-peer`) with the shared
+/// libraries `ldd` lists for it, under `$CARGO_TARGET_DIR/oci-samples/NAME`;
+/// returns its path.
+pub fn native_program(name: &str, binary: &Path) -> Result<PathBuf, String> {
+    layout(name, &[], |rootfs| {
+        let bin = rootfs.join("bin");
+        fs::create_dir_all(&bin).map_err(|e| io("bin", e))?;
+        let file_name = binary.file_name().ok_or("the program has no file name")?;
+        fs::copy(binary, bin.join(file_name)).map_err(|e| io(&format!("copy {}", binary.display()), e))?;
+        // The dynamic loader and libraries, at the paths the program names.
+        let ldd = Command::new("ldd")
+            .arg(binary)
+            .output()
+            .map_err(|e| format!("cannot run ldd: {e}"))?;
+        for library in String::from_utf8_lossy(&ldd.stdout)
+            .split_whitespace()
+            .filter(|word| word.starts_with('/'))
+        {
+            let target = rootfs.join(library.trim_start_matches('/'));
+            if let Some(parent) = target.parent() {
+                fs::create_dir_all(parent).map_err(|e| io("library folder", e))?;
+            }
+            fs::copy(library, &target).map_err(|e| io(&format!("copy {library}"), e))?;
+        }
+        Ok(())
+    })
 }
