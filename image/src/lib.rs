@@ -18,6 +18,8 @@
 //!   [`ImageKind`] says whether it is an ordinary container image or a
 //!   Wasm artifact (a layer of media type [`WASM_LAYER_MEDIA_TYPE`], whose
 //!   component bytes stay a blob, see [`Image::wasm_component_path`]).
+//! * [`credentials`]: registry logins from pull secrets (Docker's config
+//!   format) and which apply to a reference.
 //! * [`digest`]: `sha256:<hex>` parsing and hashing while streaming.
 //! * [`path`]: archive entry paths kept inside their destination.
 //!
@@ -37,6 +39,7 @@
 //! retried, and `waiting_reason()` gives the Kubernetes reason an agent
 //! reports for a container whose image cannot be had (`ErrImagePull`, …).
 
+pub mod credentials;
 pub mod digest;
 mod image;
 pub mod path;

@@ -11,7 +11,8 @@
 //!   token the node agent requests, bound to the pod; the cluster CA from
 //!   the `kube-root-ca.crt` ConfigMap; the namespace from the downward
 //!   API) and mounted read-only at [`MOUNT_PATH`] in every init and app
-//!   container that has nothing mounted there already.
+//!   container that has nothing mounted there already;
+//! * a pod that names no `imagePullSecrets` gets the account's.
 //!
 //! Pods the agent mirrors from static manifests (annotation
 //! `kubernetes.io/config.mirror`) are left alone, as in Kubernetes.
@@ -80,6 +81,16 @@ pub fn mutate(pod: &mut Value, account: &Value, suffix: &str) {
     };
     spec.insert("serviceAccountName".into(), json!(name));
     spec.insert("serviceAccount".into(), json!(name));
+    let names_none = spec
+        .get("imagePullSecrets")
+        .and_then(Value::as_array)
+        .is_none_or(Vec::is_empty);
+    if names_none
+        && let Some(secrets) = account.get("imagePullSecrets").and_then(Value::as_array)
+        && !secrets.is_empty()
+    {
+        spec.insert("imagePullSecrets".into(), Value::Array(secrets.clone()));
+    }
     let automount = spec
         .get("automountServiceAccountToken")
         .and_then(Value::as_bool)
@@ -213,6 +224,21 @@ mod tests {
         assert_eq!(
             p["spec"]["containers"][1]["volumeMounts"][0]["name"],
             "kube-api-access-zzzzz"
+        );
+    }
+
+    #[test]
+    fn a_pod_without_pull_secrets_gets_the_accounts() {
+        let account = json!({"imagePullSecrets": [{"name": "registry"}], "automountServiceAccountToken": false});
+        let mut p = pod(json!({"containers": [{"name": "c"}]}));
+        mutate(&mut p, &account, "abcde");
+        assert_eq!(p["spec"]["imagePullSecrets"], json!([{"name": "registry"}]));
+        let mut p = pod(json!({"containers": [{"name": "c"}], "imagePullSecrets": [{"name": "own"}]}));
+        mutate(&mut p, &account, "abcde");
+        assert_eq!(
+            p["spec"]["imagePullSecrets"],
+            json!([{"name": "own"}]),
+            "the pod's own win"
         );
     }
 
