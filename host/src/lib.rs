@@ -7,7 +7,8 @@
 //!   [`skiff_wasm`] crate (pooling allocator, copy-on-write memory, epoch
 //!   interruption; `wasi:http/proxy` components get a fresh instance per
 //!   request, `wasi:cli/command` components run to an exit code).
-//! * [`oci`]: OCI images unpacked into root filesystems and run by runc.
+//! * [`oci`]: OCI images unpacked into root filesystems and run by runc,
+//!   each pod in a network namespace of its own ([`podnet`]).
 //!
 //! Images of both kinds come from the node's image store, the
 //! [`skiff_image`] crate (OCI layouts, registries, imported components).
@@ -27,3 +28,4 @@
 
 pub mod agent;
 pub mod oci;
+pub mod podnet;

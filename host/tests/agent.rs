@@ -388,10 +388,13 @@ async fn an_oci_pod_runs_in_runc_and_is_stopped_on_delete() {
             args: vec![],
             env: vec![],
             working_dir: None,
-            user: None,
+            pod: "default/leftover".into(),
+            container: "leftover".into(),
+            security: Default::default(),
             mounts: vec![],
             memory_limit_bytes: None,
             cpu_millis: None,
+            netns: None,
             stdout: log.clone(),
             stderr: log,
         })
@@ -460,7 +463,8 @@ async fn an_oci_pod_runs_in_runc_and_is_stopped_on_delete() {
     .unwrap();
     let running = pod_where(&pods, "box", "box Running", |p| phase(p) == "Running" && ready(p)).await;
     let status = running.status.unwrap();
-    assert_eq!(status.pod_ip.as_deref(), Some("127.0.0.1"), "host network");
+    // Its own network namespace, with the first pod address of the node.
+    assert_eq!(status.pod_ip.as_deref(), Some("127.15.0.2"), "the pod's own address");
     assert!(
         status.container_statuses.unwrap()[0]
             .container_id
@@ -588,4 +592,180 @@ async fn an_oci_pod_with_a_long_name_runs_with_its_name_cut_as_hostname() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&listed.stdout).trim(), "", "left running");
     drop(api);
+}
+
+/// A runc container under a securityContext, observed from inside: its
+/// user and groups (`fsGroup` among them), a read-only root filesystem,
+/// an emptyDir the `fsGroup` may write, no capabilities, and the default
+/// seccomp profile refusing `unshare`. `runAsNonRoot` with an image that
+/// runs as root is refused with the kubelet's words.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_oci_pod_runs_as_its_security_context_says() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipping: runc containers need root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let layout = skiff_testing::busybox_layout(
+        dir.path(),
+        &["sh", "echo", "sleep", "cat", "id", "touch", "grep", "unshare", "stat"],
+    )
+    .unwrap();
+    let c = cluster(19).await;
+    c.agent.images().import_layout(&layout, "local/busybox:1").unwrap();
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), "default");
+    let script = "id; touch /x 2>&1 || echo read-only root; touch /data/ok && echo data writable; \
+                  stat -c 'data %g %A' /data; grep CapEff /proc/self/status; \
+                  if unshare -U true; then echo unshare allowed; else echo unshare refused; fi; exec sleep 300";
+    pods.create(
+        &PostParams::default(),
+        &pod(json!({
+            "metadata": {"name": "confined"},
+            "spec": {
+                "nodeName": "node-a",
+                "terminationGracePeriodSeconds": 1,
+                "securityContext": {"runAsUser": 1234, "runAsGroup": 5678, "fsGroup": 4242,
+                    "supplementalGroups": [777], "seccompProfile": {"type": "RuntimeDefault"}},
+                "containers": [{
+                    "name": "sh",
+                    "image": "local/busybox:1",
+                    "command": ["sh", "-c", script],
+                    "securityContext": {"readOnlyRootFilesystem": true, "allowPrivilegeEscalation": false,
+                        "capabilities": {"drop": ["ALL"]}},
+                    "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+                }],
+                "volumes": [{"name": "data", "emptyDir": {}}],
+            },
+        })),
+    )
+    .await
+    .unwrap();
+    let logs = eventually(Duration::from_secs(30), "the confined pod's report", || async {
+        let logs = pods.logs("confined", &LogParams::default()).await.ok()?;
+        logs.contains("unshare").then_some(logs)
+    })
+    .await;
+    assert!(logs.contains("uid=1234 gid=5678 groups=777,4242"), "{logs}");
+    assert!(logs.contains("read-only root"), "{logs}");
+    assert!(logs.contains("data writable"), "{logs}");
+    assert!(logs.contains("data 4242 drwxrws"), "{logs}");
+    assert!(logs.contains("CapEff:\t0000000000000000"), "{logs}");
+    assert!(logs.contains("unshare refused"), "{logs}");
+
+    pods.create(
+        &PostParams::default(),
+        &pod(json!({
+            "metadata": {"name": "rootless"},
+            "spec": {
+                "nodeName": "node-a",
+                "securityContext": {"runAsNonRoot": true},
+                "containers": [{"name": "sh", "image": "local/busybox:1", "command": ["sleep", "300"]}],
+            },
+        })),
+    )
+    .await
+    .unwrap();
+    let refused = pod_where(&pods, "rootless", "rootless refused", |p| {
+        waiting_reason(container(p, 0)) == Some("CreateContainerConfigError")
+    })
+    .await;
+    let message = container(&refused, 0)
+        .and_then(|c| c.state.as_ref()?.waiting.as_ref()?.message.clone())
+        .unwrap_or_default();
+    let uid = refused.metadata.uid.clone().unwrap();
+    assert_eq!(
+        message,
+        format!(
+            "container has runAsNonRoot and image will run as root (pod: \"rootless_default({uid})\", container: sh)"
+        )
+    );
+}
+
+/// Lifecycle hooks and termination messages of runc containers: postStart
+/// runs in the container before it is left alone, a failing one is an
+/// Event; preStop calls out before SIGTERM; what a container leaves at
+/// its `terminationMessagePath`, or under `FallbackToLogsOnError` the end
+/// of its log, becomes its terminated state's message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn oci_hooks_run_and_termination_messages_are_kept() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipping: runc containers need root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let layout = skiff_testing::busybox_layout(dir.path(), &["sh", "echo", "sleep", "cat", "[", "false"]).unwrap();
+    let c = cluster(20).await;
+    c.agent.images().import_layout(&layout, "local/busybox:1").unwrap();
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), "default");
+    // Where the preStop hook calls, on the node.
+    let hook_server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook_port = hook_server.local_addr().unwrap().port();
+    let boxed = |name: &str, spec: serde_json::Value| {
+        let mut container = json!({"name": "sh", "image": "local/busybox:1"});
+        for (k, v) in spec.as_object().unwrap() {
+            container[k] = v.clone();
+        }
+        pod(
+            json!({"metadata": {"name": name}, "spec": {"nodeName": "node-a", "restartPolicy": "Never",
+            "terminationGracePeriodSeconds": 5, "containers": [container]}}),
+        )
+    };
+    for p in [
+        boxed(
+            "hooked",
+            json!({"command": ["sh", "-c", "until [ -f /started ]; do sleep 0.1; done; echo saw $(cat /started); exec sleep 300"],
+                "lifecycle": {
+                    "postStart": {"exec": {"command": ["sh", "-c", "echo post-start > /started"]}},
+                    "preStop": {"httpGet": {"host": "127.0.0.1", "port": hook_port, "path": "/bye"}}}}),
+        ),
+        boxed(
+            "failing-hook",
+            json!({"command": ["sleep", "300"], "lifecycle": {"postStart": {"exec": {"command": ["false"]}}}}),
+        ),
+        boxed(
+            "leaves-a-message",
+            json!({"command": ["sh", "-c", "echo all done > /dev/termination-log; exit 3"]}),
+        ),
+        boxed(
+            "falls-back",
+            json!({"command": ["sh", "-c", "echo first; echo last words; exit 1"],
+                "terminationMessagePolicy": "FallbackToLogsOnError"}),
+        ),
+    ] {
+        pods.create(&PostParams::default(), &p).await.unwrap();
+    }
+    let logs = eventually(Duration::from_secs(30), "the postStart hook's mark", || async {
+        let logs = pods.logs("hooked", &LogParams::default()).await.ok()?;
+        logs.contains("saw").then_some(logs)
+    })
+    .await;
+    assert_eq!(logs, "saw post-start\n");
+    let event = c.event_where("failing-hook", "FailedPostStartHook", "false").await;
+    assert!(
+        event.contains("Exec lifecycle hook ([\"false\"]) for Container \"sh\" failed"),
+        "{event}"
+    );
+
+    let message = |p: &Pod| {
+        container(p, 0)
+            .and_then(|s| s.state.as_ref()?.terminated.as_ref())
+            .map(|t| (t.exit_code, t.message.clone().unwrap_or_default()))
+    };
+    let left = pod_where(&pods, "leaves-a-message", "its message", |p| message(p).is_some()).await;
+    assert_eq!(message(&left), Some((3, "all done\n".to_string())));
+    let fell_back = pod_where(&pods, "falls-back", "its log's end", |p| message(p).is_some()).await;
+    assert_eq!(message(&fell_back), Some((1, "first\nlast words\n".to_string())));
+
+    // Deleting the hooked pod calls its preStop hook first.
+    pods.delete("hooked", &DeleteParams::default()).await.unwrap();
+    let (mut stream, _) = tokio::time::timeout(Duration::from_secs(20), hook_server.accept())
+        .await
+        .expect("the preStop hook never called")
+        .unwrap();
+    let mut request = vec![0u8; 1024];
+    let n = tokio::io::AsyncReadExt::read(&mut stream, &mut request).await.unwrap();
+    assert!(String::from_utf8_lossy(&request[..n]).starts_with("GET /bye "));
+    tokio::io::AsyncWriteExt::write_all(&mut stream, b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+        .await
+        .unwrap();
 }

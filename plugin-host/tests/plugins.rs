@@ -23,7 +23,10 @@ use skiff_scheduler::{DynamicPlugins, Scheduler, SchedulerConfig, SchedulerHandl
 use skiff_testing::registry::Registry;
 use skiff_testing::{TestApi, eventually};
 
-const WAIT: Duration = Duration::from_secs(30);
+/// A bound, not a pace: compiling a componentize-py or ComponentizeJS
+/// component (tens of MB) in a debug build, while the rest of the suite
+/// runs beside it on two cores, has taken more than 30 s.
+const WAIT: Duration = Duration::from_secs(120);
 
 /// An API server with a scheduler and a plugin manager feeding both.
 struct Cluster {

@@ -743,7 +743,16 @@ fn an_oci_deployment_rolls_out_in_runc() {
         ),
     );
     cluster.ok(&["rollout", "status", "deployment/httpd", "--timeout=120s"]);
-    let reply = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).map(|mut s| {
+    // At the pod's own address, in its network namespace.
+    let pod_ip = cluster.ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=httpd",
+        "-o",
+        "jsonpath={.items[0].status.podIP}",
+    ]);
+    let reply = std::net::TcpStream::connect(format!("{pod_ip}:{port}")).map(|mut s| {
         s.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
         let mut reply = String::new();
         std::io::Read::read_to_string(&mut s, &mut reply).unwrap();
@@ -1180,7 +1189,7 @@ fn an_in_cluster_client_lists_pods_with_its_own_token_and_no_more() {
         "--node-name",
         "incluster",
         "--pod-cidr",
-        "127.41.0.0",
+        "127.26.0.0",
         "--service-cluster-ip-range",
         "127.141.0.0/16",
     ]);

@@ -58,16 +58,17 @@ fn hello(name: &str, replicas: u32, image: &str) -> String {
     )
 }
 
-/// A Deployment of busybox `httpd` in runc on the host's `port`, serving
-/// `served by runc` at `<page>/`, and a Service `httpd` selecting it with
-/// the rest of its spec given (JSON, without the selector).
-fn httpd(port: &str, page: &str, service_spec: &str) -> String {
+/// A Deployment of `replicas` busybox `httpd`s in runc, each on `port` of
+/// its own pod address, serving `served by runc` at `<page>/`, and a
+/// Service `httpd` selecting them with the rest of its spec given (JSON,
+/// without the selector).
+fn httpd(replicas: u32, port: &str, page: &str, service_spec: &str) -> String {
     let mut service: serde_json::Value = serde_json::from_str(service_spec).unwrap();
     service["selector"] = serde_json::json!({"app": "httpd"});
     format!(
         r#"{{"apiVersion": "v1", "kind": "List", "items": [
             {{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {{"name": "httpd"}},
-              "spec": {{"replicas": 1, "selector": {{"matchLabels": {{"app": "httpd"}}}},
+              "spec": {{"replicas": {replicas}, "selector": {{"matchLabels": {{"app": "httpd"}}}},
                 "template": {{"metadata": {{"labels": {{"app": "httpd"}}}},
                   "spec": {{"runtimeClassName": "runc", "terminationGracePeriodSeconds": 2,
                     "containers": [{{"name": "httpd", "image": "local/busybox:1",
@@ -322,12 +323,14 @@ fn oci_pods_serve_behind_a_service_and_call_a_wasm_service() {
         "runc works here (the test command installs it; OCI containers need root)"
     );
 
-    // A container Deployment (host network, on a free port) behind a Service.
-    let port = support::free_addr().rsplit_once(':').unwrap().1.to_string();
+    // Two replicas of a container Deployment on port 80, each in its own
+    // network namespace, beside the node's Ingress on port 80 of the
+    // node's address, behind a Service.
     cluster.ok_with_input(
         &["apply", "-f", "-"],
         &httpd(
-            &port,
+            2,
+            "80",
             "",
             r#"{"type": "NodePort", "ports": [{"port": 80, "targetPort": "http"}]}"#,
         ),
@@ -340,8 +343,26 @@ fn oci_pods_serve_behind_a_service_and_call_a_wasm_service() {
         "deployment/hello",
         "--timeout=120s",
     ]);
-    cluster.wait_endpoints("httpd", 1);
+    cluster.wait_endpoints("httpd", 2);
     cluster.wait_endpoints("hello", 1);
+    let pod_ips = |app: &str| -> Vec<String> {
+        let listed = cluster.ok(&[
+            "get",
+            "pods",
+            "-l",
+            &format!("app={app}"),
+            "-o",
+            "jsonpath={range .items[*]}{.status.podIP}{\"\\n\"}{end}",
+        ]);
+        listed.lines().map(str::to_string).collect()
+    };
+    let httpd_ips = pod_ips("httpd");
+    assert_eq!(httpd_ips.len(), 2, "{httpd_ips:?}");
+    assert_ne!(httpd_ips[0], httpd_ips[1]);
+    for ip in &httpd_ips {
+        assert!(ip.starts_with("127.34."), "an address of the node's pod range: {ip}");
+        assert_eq!(until_status(&format!("{ip}:80"), "/", 200), "served by runc\n", "{ip}");
+    }
     let (ip, node_port) = cluster.addresses("httpd");
     for addr in [format!("{ip}:80"), format!("127.0.0.1:{node_port}")] {
         let body = until_status(&addr, "/", 200);
@@ -351,14 +372,17 @@ fn oci_pods_serve_behind_a_service_and_call_a_wasm_service() {
     until_status(&format!("{hello_ip}:80"), "/", 200);
 
     // A container calls the Wasm Service by the variables it was given,
-    // then by its name through the cluster DNS.
-    cluster.ok_with_input(
-        &["apply", "-f", "-"],
-        r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "caller"},
-            "spec": {"runtimeClassName": "runc", "restartPolicy": "Never",
-              "containers": [{"name": "wget", "image": "local/busybox:1",
-                "command": ["sh", "-c", "wget -q -O - http://$HELLO_SERVICE_HOST:$HELLO_SERVICE_PORT/from-runc && cat /etc/resolv.conf && nslookup hello.default.svc.cluster.local && wget -q -O - http://hello/by-name"]}]}}"#,
-    );
+    // then by its name through the cluster DNS, then the Wasm pod and an
+    // httpd pod at their addresses.
+    let hello_pod = pod_ips("hello").remove(0);
+    let caller = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "caller"},
+        "spec": {"runtimeClassName": "runc", "restartPolicy": "Never",
+          "containers": [{"name": "wget", "image": "local/busybox:1",
+            "command": ["sh", "-c", format!(
+                "wget -q -O - http://$HELLO_SERVICE_HOST:$HELLO_SERVICE_PORT/from-runc && cat /etc/resolv.conf \
+                 && nslookup hello.default.svc.cluster.local && wget -q -O - http://hello/by-name \
+                 && wget -q -O - http://{hello_pod}:8080/direct && wget -q -O - http://{}/", httpd_ips[0])]}]}});
+    cluster.ok_with_input(&["apply", "-f", "-"], &caller.to_string());
     cluster.json_until(&["pod", "caller"], "the caller to finish", |pod| {
         matches!(pod["status"]["phase"].as_str(), Some("Succeeded" | "Failed"))
     });
@@ -372,6 +396,11 @@ fn oci_pods_serve_behind_a_service_and_call_a_wasm_service() {
     assert!(
         logs.contains("path: /by-name"),
         "the short name through the search path: {logs}"
+    );
+    assert!(logs.contains("path: /direct"), "the Wasm pod at its address: {logs}");
+    assert!(
+        logs.ends_with("served by runc\n"),
+        "another container pod at its address: {logs}"
     );
     let phase = cluster.ok(&["get", "pod", "caller", "-o", "jsonpath={.status.phase}"]);
     assert_eq!(phase, "Succeeded", "{logs}");
@@ -418,12 +447,12 @@ fn ingress_routes_hosts_and_paths_to_wasm_and_oci_pods_with_tls_from_a_secret() 
     let images = cluster.data.path().join("agent");
     import(layout.to_str().unwrap(), "local/busybox:1", &images);
     import(skiff_test_programs::HTTP_HELLO, "local/hello:1", &images);
-    let port = support::free_addr().rsplit_once(':').unwrap().1.to_string();
     cluster.ok_with_input(&["apply", "-f", "-"], &hello("hello", 2, "local/hello:1"));
     cluster.ok_with_input(
         &["apply", "-f", "-"],
         &httpd(
-            &port,
+            1,
+            "80",
             "/runc",
             r#"{"ports": [{"name": "web", "port": 8000, "targetPort": "http"}]}"#,
         ),

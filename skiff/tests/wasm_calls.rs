@@ -137,7 +137,7 @@ fn wasm_pods_call_services_by_name_and_serve_tcp_from_localhost() {
     // front → middle in-process, middle → httpd through the proxy, each
     // hop by a Service name in another form.
     let cluster = chain(
-        ("calls", "127.51.0.0", "127.151.0.0/16"),
+        ("calls", "127.54.0.0", "127.154.0.0/16"),
         "http://middle.default.svc.cluster.local/proxy/",
         &[
             (skiff_test_programs::WSTD_HTTP_SERVER, "local/wstd-server:1"),
@@ -180,6 +180,28 @@ fn wasm_pods_call_services_by_name_and_serve_tcp_from_localhost() {
     let (logs, succeeded) = cluster.job_logs("call-backend");
     assert!(succeeded, "{logs}");
     assert!(logs.contains("Hello, wasi:http/proxy world!"), "{logs}");
+
+    // A command calls the runc pod at its own address, in its network
+    // namespace, not through a Service.
+    let httpd = cluster.ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=httpd",
+        "-o",
+        "jsonpath={.items[0].status.podIP}:{.items[0].spec.containers[0].ports[0].containerPort}",
+    ]);
+    assert!(
+        httpd.starts_with("127.54."),
+        "the runc pod has its own address: {httpd}"
+    );
+    cluster.ok_with_input(
+        &["apply", "-f", "-"],
+        &client_job("call-runc-pod", &[&format!("http://{httpd}/")]),
+    );
+    let (logs, succeeded) = cluster.job_logs("call-runc-pod");
+    assert!(succeeded, "{logs}");
+    assert!(logs.contains("served by runc"), "{logs}");
 
     // A name no Service has fails as the cluster DNS says, not by hanging.
     cluster.ok_with_input(
@@ -252,7 +274,7 @@ impl Cluster {
 #[test]
 fn network_policies_cut_a_hop_of_a_wasm_to_wasm_to_runc_chain_and_allow_it_again() {
     let cluster = chain(
-        ("policies", "127.52.0.0", "127.152.0.0/16"),
+        ("policies", "127.55.0.0", "127.155.0.0/16"),
         "http://middle/proxy/",
         &[],
     );

@@ -171,13 +171,15 @@ const BUILD_PACKAGES: &[Package] = &[
 
 /// What the end-to-end tests run besides skiff: Python for the
 /// `kubernetes` client (installed from PyPI into a virtualenv); runc for
-/// OCI containers, umoci and busybox-static to build their images,
-/// skopeo and docker-registry for the loopback registry.
+/// OCI containers and nft for their pods' network, umoci and
+/// busybox-static to build their images, skopeo and docker-registry for
+/// the loopback registry.
 const TEST_PACKAGES: &[Package] = &[
     Package {
         name: "runc",
         present: || have("runc"),
     },
+    NFTABLES,
     Package {
         name: "umoci",
         present: || have("umoci"),
@@ -260,11 +262,20 @@ fn ensure_python_client() -> Result<PathBuf> {
     }
 }
 
-/// What `bench node` needs for its runc pods.
-const RUNC_PACKAGES: &[Package] = &[Package {
-    name: "runc",
-    present: || have("runc"),
-}];
+/// What OCI pods need: runc, and nft for the node's rules of their
+/// network (the agent loads them).
+const RUNC_PACKAGES: &[Package] = &[
+    Package {
+        name: "runc",
+        present: || have("runc"),
+    },
+    NFTABLES,
+];
+
+const NFTABLES: Package = Package {
+    name: "nftables",
+    present: || have("nft"),
+};
 
 const BENCH_PACKAGES: &[Package] = &[Package {
     name: "etcd-server",

@@ -76,21 +76,17 @@ fn io(what: &str, e: std::io::Error) -> String {
 
 /// Builds (or rebuilds) the busybox-httpd layout; returns its path.
 pub fn busybox_httpd() -> Result<PathBuf, String> {
-    layout(
-        "busybox-httpd",
-        &["httpd", "-f", "-p", "8081", "-h", "/www"],
-        |rootfs| {
-            let bin = rootfs.join("bin");
-            fs::create_dir_all(&bin).map_err(|e| io("bin", e))?;
-            fs::copy("/bin/busybox", bin.join("busybox")).map_err(|e| io("copy /bin/busybox", e))?;
-            for applet in APPLETS {
-                symlink("busybox", bin.join(applet)).map_err(|e| io(applet, e))?;
-            }
-            let www = rootfs.join("www");
-            fs::create_dir_all(&www).map_err(|e| io("www", e))?;
-            fs::write(www.join("index.html"), INDEX_HTML).map_err(|e| io("index.html", e))
-        },
-    )
+    layout("busybox-httpd", &["httpd", "-f", "-p", "80", "-h", "/www"], |rootfs| {
+        let bin = rootfs.join("bin");
+        fs::create_dir_all(&bin).map_err(|e| io("bin", e))?;
+        fs::copy("/bin/busybox", bin.join("busybox")).map_err(|e| io("copy /bin/busybox", e))?;
+        for applet in APPLETS {
+            symlink("busybox", bin.join(applet)).map_err(|e| io(applet, e))?;
+        }
+        let www = rootfs.join("www");
+        fs::create_dir_all(&www).map_err(|e| io("www", e))?;
+        fs::write(www.join("index.html"), INDEX_HTML).map_err(|e| io("index.html", e))
+    })
 }
 
 /// Builds (or rebuilds) a layout whose image runs `binary` (a native

@@ -15,7 +15,9 @@
 //! 2. **Pods** (a `skiff server` with its in-process agent): pods created
 //!    one at a time through the API, each timed from the create request to
 //!    the watch showing it Running: Wasm pods, then (as root, with runc)
-//!    runc pods of busybox `sleep`. After each Wasm pod is Running, its
+//!    runc pods of busybox `sleep`, each in its own network namespace,
+//!    then as many with `hostNetwork` (what the namespace costs). After
+//!    each Wasm pod is Running, its
 //!    first request through the gateway (new connection) and a second.
 //! 3. **Gateway throughput**: keep-alive GET load on one Wasm pod's
 //!    address at 1, 16 and 64 connections, then the same load against
@@ -781,7 +783,29 @@ async fn pods_phase(args: &Args, root: &Path) -> anyhow::Result<PodsPhase> {
             oci.max_ms,
             oci.pods.saturating_sub(1)
         );
+        // The same pods on the node's network: what the namespace costs.
+        let names: Vec<String> = (0..args.runc_pods).map(|i| format!("h-{i:03}")).collect();
+        let (host, _) = one_at_a_time(
+            &api,
+            &mut seen,
+            "runc, hostNetwork",
+            &names,
+            |name| {
+                let mut pod = node::pod(name, "local/busybox:1", "runc", None, &["sleep", "3600"]);
+                pod["spec"]["hostNetwork"] = serde_json::json!(true);
+                pod
+            },
+            deadline,
+        )
+        .await?;
+        eprintln!(
+            "create → Running, runc on the host network: p50 {:.1} ms p99 {:.1} ms; the namespace adds {:.1} ms at p50",
+            host.p50_ms,
+            host.p99_ms,
+            oci.p50_ms - host.p50_ms
+        );
         create_to_running.push(oci);
+        create_to_running.push(host);
     } else {
         eprintln!("runc pods skipped: needs root and --oci-layout");
     }

@@ -48,10 +48,11 @@ impl PodIps {
     }
 
     /// The lowest free address (skipping .0 and .255 of each /24 for
-    /// readability), or `None` when all are taken.
+    /// readability, and the first, the node's own towards its pods), or
+    /// `None` when all are taken.
     pub fn allocate(&self) -> Option<IpAddr> {
         let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
-        let offset = (1..SIZE).find(|o| !used.contains(o) && o % 256 != 0 && o % 256 != 255)?;
+        let offset = (2..SIZE).find(|o| !used.contains(o) && o % 256 != 0 && o % 256 != 255)?;
         used.insert(offset);
         Some(IpAddr::V4(Ipv4Addr::from(self.base + offset)))
     }
@@ -163,12 +164,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pod_ips_are_reused() {
+    fn pod_ips_are_reused_and_the_first_is_the_nodes() {
         let ips = PodIps::default();
         let a = ips.allocate().unwrap();
         let b = ips.allocate().unwrap();
-        assert_eq!(a, IpAddr::V4(Ipv4Addr::new(127, 1, 0, 1)));
-        assert_eq!(b, IpAddr::V4(Ipv4Addr::new(127, 1, 0, 2)));
+        assert_eq!(a, IpAddr::V4(Ipv4Addr::new(127, 1, 0, 2)));
+        assert_eq!(b, IpAddr::V4(Ipv4Addr::new(127, 1, 0, 3)));
         ips.release(a);
         assert_eq!(ips.allocate().unwrap(), a);
     }

@@ -48,11 +48,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::oci::RuncRuntime;
+use crate::podnet::{self, PodNetwork};
 use daemon::LogIndex;
 use egress::{Egress, EgressLimits};
 use gateway::{LocalServices, PodIps};
 use logs::LogLimits;
 use runtime::{RuncWorkloads, Runtimes, WasmtimeWorkloads};
+use skiff_image::credentials::Keyring;
 use skiff_image::{Image, ImageStore, PullOptions, is_loopback_reference};
 use skiff_proxy::{Proxy, ProxyConfig};
 use skiff_wasm::{PoolConfig, RuntimeConfig, WasmError, WasmRuntime};
@@ -162,39 +164,61 @@ pub(crate) struct Shared {
     logs_root: PathBuf,
     log_index: Arc<LogIndex>,
     stats: Arc<stats::StatsIndex>,
+    /// Namespaces for OCI pods, or why this node cannot make them.
+    pod_network: Result<Arc<PodNetwork>, String>,
 }
 
 impl Shared {
     /// The image for `reference` under the pull policy: a local one
     /// (imported or pulled before) unless the policy is `Always`, else a
-    /// pull. Loopback registries are reached over plain HTTP. `Always`
-    /// falls back to a local image when the registry cannot be reached,
-    /// so imported images work whatever the policy.
-    async fn pull(&self, reference: &str, policy: Option<&str>) -> Result<Image, (&'static str, String)> {
+    /// pull, with the first of the pod's pull credentials that apply and
+    /// works (anonymous when none apply). Loopback registries are reached
+    /// over plain HTTP. `Always` falls back to a local image when the
+    /// registry cannot be reached, so imported images work whatever the
+    /// policy.
+    async fn pull(
+        &self,
+        reference: &str,
+        policy: Option<&str>,
+        keyring: &Keyring,
+    ) -> Result<Image, (&'static str, String)> {
         if reference.is_empty() {
             return Err(("InvalidImageName", "the container names no image".into()));
         }
         let local = self.images.get(reference).ok().flatten();
-        let options = PullOptions {
-            plain_http: is_loopback_reference(reference),
-            basic_auth: None,
-        };
         match (policy, local) {
-            (Some("Always"), local) => match self.images.pull(reference, &options).await {
+            (Some("Always"), local) => match self.pull_with(reference, keyring).await {
                 Ok(image) => Ok(image),
-                Err(error) => local.ok_or_else(|| (error.waiting_reason(), error.to_string())),
+                Err(error) => local.ok_or(error),
             },
             (_, Some(image)) => Ok(image),
             (Some("Never"), None) => Err((
                 "ErrImageNeverPull",
                 format!("container image \"{reference}\" is not present with pull policy of Never"),
             )),
-            (_, None) => self
-                .images
-                .pull(reference, &options)
-                .await
-                .map_err(|error| (error.waiting_reason(), error.to_string())),
+            (_, None) => self.pull_with(reference, keyring).await,
         }
+    }
+
+    async fn pull_with(&self, reference: &str, keyring: &Keyring) -> Result<Image, (&'static str, String)> {
+        let plain_http = is_loopback_reference(reference);
+        let logins: Vec<Option<(String, String)>> = match keyring.lookup(reference) {
+            found if found.is_empty() => vec![None],
+            found => found
+                .into_iter()
+                .map(|c| Some((c.username.clone(), c.password.clone())))
+                .collect(),
+        };
+        let mut failed = None;
+        for basic_auth in logins {
+            let options = PullOptions { plain_http, basic_auth };
+            match self.images.pull(reference, &options).await {
+                Ok(image) => return Ok(image),
+                // The registry's own words (401 Unauthorized, …) are in the source.
+                Err(error) => failed = Some((error.waiting_reason(), format!("{:#}", anyhow::Error::new(error)))),
+            }
+        }
+        Err(failed.unwrap_or(("ErrImagePull", format!("cannot pull {reference}"))))
     }
 }
 
@@ -229,6 +253,7 @@ pub struct Agent {
     daemon_addr: SocketAddr,
     proxy: Arc<Proxy>,
     runc: Option<RuncRuntime>,
+    pod_network: Option<Arc<PodNetwork>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -247,6 +272,9 @@ impl Drop for Agent {
             if !ids.is_empty() {
                 tracing::info!(removed = ids.len(), "removed the agent's runc containers");
             }
+        }
+        if let Some(network) = &self.pod_network {
+            network.shut_down();
         }
     }
 }
@@ -312,6 +340,24 @@ impl Agent {
             }
         };
         config.runc_usable = runc.is_some();
+        let pod_network = match &runc {
+            None => Err("this node has no OCI runtime".to_string()),
+            Some(_) => match config.node_ip.parse() {
+                Err(_) => Err(format!(
+                    "pod networking needs an IPv4 node address, not {}",
+                    config.node_ip
+                )),
+                Ok(node_ip) => {
+                    match PodNetwork::start(podnet::netns_dir(&config.data_dir), config.pod_cidr, node_ip).await {
+                        Ok(network) => Ok(Arc::new(network)),
+                        Err(error) => {
+                            tracing::warn!(%error, "no pod networking: OCI pods can run only with hostNetwork");
+                            Err(error.to_string())
+                        }
+                    }
+                }
+            },
+        };
         let log_index = Arc::new(LogIndex::default());
         let stats = Arc::new(stats::StatsIndex::default());
         let ip = config.node_ip.parse().map_err(|_| AgentError::Io {
@@ -371,6 +417,7 @@ impl Agent {
             proxy: proxy.clone(),
             log_index,
             stats,
+            pod_network: pod_network.clone(),
             config: config.clone(),
         });
         let heartbeat = tokio::spawn(node::heartbeat(client, config.clone()));
@@ -380,6 +427,7 @@ impl Agent {
             daemon_addr,
             proxy,
             runc,
+            pod_network: pod_network.ok(),
             tasks: vec![daemon_task, heartbeat, pods],
         })
     }

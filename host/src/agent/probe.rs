@@ -7,11 +7,14 @@
 //! pod IP, so an HTTP probe of a Wasm component is served by a fresh
 //! instance like any request. `exec` runs in the container with
 //! `runc exec`; Wasm containers have nothing to exec into.
+//!
+//! Lifecycle hooks (`postStart`, `preStop`) run the same actions once
+//! ([`run_hook`]).
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Container, Probe};
+use k8s_openapi::api::core::v1::{Container, ExecAction, HTTPGetAction, LifecycleHandler, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -91,29 +94,46 @@ async fn http_get(addr: SocketAddr, host: &str, path: &str, headers: &[(String, 
     }
 }
 
+/// An `httpGet` action (probe or hook): to the pod IP unless it names a
+/// host; any status in 200–399 succeeds.
+async fn http_action(get: &HTTPGetAction, container: &Container, pod_ip: IpAddr) -> Result<(), String> {
+    let port = resolve_port(&get.port, container)?;
+    let ip = match get.host.as_deref().filter(|h| !h.is_empty()) {
+        Some(host) => host
+            .parse()
+            .map_err(|_| format!("probe host {host:?} is not an IP address"))?,
+        None => pod_ip,
+    };
+    if get.scheme.as_deref().is_some_and(|s| s != "HTTP") {
+        return Err("only HTTP probes are supported".to_string());
+    }
+    let path = get.path.clone().filter(|p| !p.is_empty()).unwrap_or_else(|| "/".into());
+    let headers: Vec<(String, String)> = get
+        .http_headers
+        .iter()
+        .flatten()
+        .map(|h| (h.name.clone(), h.value.clone()))
+        .collect();
+    http_get(SocketAddr::new(ip, port), &ip.to_string(), &path, &headers).await
+}
+
+/// An `exec` action (`what`: probes or hooks) in the container.
+async fn exec_action(command: &ExecAction, exec: &Exec, timeout: Duration, what: &str) -> Result<(), String> {
+    let Some(exec) = exec.clone() else {
+        return Err(format!("exec {what} are not supported for Wasm containers"));
+    };
+    let command = command.command.clone().unwrap_or_default();
+    tokio::task::spawn_blocking(move || exec(command, timeout))
+        .await
+        .map_err(|e| e.to_string())?
+}
+
 /// One attempt of `probe`.
 pub async fn attempt(probe: &Probe, container: &Container, pod_ip: IpAddr, exec: &Exec) -> Result<(), String> {
     let timeout = seconds(probe.timeout_seconds, 1).max(Duration::from_millis(100));
     let work = async {
         if let Some(get) = &probe.http_get {
-            let port = resolve_port(&get.port, container)?;
-            let ip = match get.host.as_deref().filter(|h| !h.is_empty()) {
-                Some(host) => host
-                    .parse()
-                    .map_err(|_| format!("probe host {host:?} is not an IP address"))?,
-                None => pod_ip,
-            };
-            if get.scheme.as_deref().is_some_and(|s| s != "HTTP") {
-                return Err("only HTTP probes are supported".to_string());
-            }
-            let path = get.path.clone().filter(|p| !p.is_empty()).unwrap_or_else(|| "/".into());
-            let headers: Vec<(String, String)> = get
-                .http_headers
-                .iter()
-                .flatten()
-                .map(|h| (h.name.clone(), h.value.clone()))
-                .collect();
-            http_get(SocketAddr::new(ip, port), &ip.to_string(), &path, &headers).await
+            http_action(get, container, pod_ip).await
         } else if let Some(tcp) = &probe.tcp_socket {
             let port = resolve_port(&tcp.port, container)?;
             tokio::net::TcpStream::connect(SocketAddr::new(pod_ip, port))
@@ -121,13 +141,7 @@ pub async fn attempt(probe: &Probe, container: &Container, pod_ip: IpAddr, exec:
                 .map(drop)
                 .map_err(|e| format!("dial tcp {pod_ip}:{port}: {e}"))
         } else if let Some(command) = &probe.exec {
-            let Some(exec) = exec.clone() else {
-                return Err("exec probes are not supported for Wasm containers".to_string());
-            };
-            let command = command.command.clone().unwrap_or_default();
-            tokio::task::spawn_blocking(move || exec(command, timeout))
-                .await
-                .map_err(|e| e.to_string())?
+            exec_action(command, exec, timeout, "probes").await
         } else {
             Err("the probe has no handler skiff supports (httpGet, tcpSocket, exec)".to_string())
         }
@@ -135,6 +149,46 @@ pub async fn attempt(probe: &Probe, container: &Container, pod_ip: IpAddr, exec:
     match tokio::time::timeout(timeout, work).await {
         Ok(result) => result,
         Err(_) => Err(format!("probe timed out after {}s", timeout.as_secs_f32())),
+    }
+}
+
+/// Runs a lifecycle hook (`postStart`, `preStop`) of `container`, as the
+/// kubelet does: `exec` in the container, `httpGet` to the pod, or
+/// `sleep`, given at most `limit`. The error is the kubelet's message.
+pub async fn run_hook(
+    hook: &LifecycleHandler,
+    container: &Container,
+    pod_ip: IpAddr,
+    exec: &Exec,
+    limit: Duration,
+) -> Result<(), String> {
+    let name = &container.name;
+    let work = async {
+        if let Some(command) = &hook.exec {
+            let args = command.command.clone().unwrap_or_default();
+            exec_action(command, exec, limit, "hooks")
+                .await
+                .map_err(|e| format!("Exec lifecycle hook ({args:?}) for Container \"{name}\" failed - error: {e}"))
+        } else if let Some(get) = &hook.http_get {
+            let path = get.path.clone().unwrap_or_default();
+            http_action(get, container, pod_ip)
+                .await
+                .map_err(|e| format!("HTTP lifecycle hook ({path}) for Container \"{name}\" failed - error: {e}"))
+        } else if let Some(sleep) = &hook.sleep {
+            tokio::time::sleep(Duration::from_secs(u64::try_from(sleep.seconds).unwrap_or(0))).await;
+            Ok(())
+        } else {
+            Err(format!(
+                "lifecycle hook for Container \"{name}\" has no handler skiff supports (exec, httpGet, sleep)"
+            ))
+        }
+    };
+    match tokio::time::timeout(limit, work).await {
+        Ok(result) => result,
+        Err(_) => Err(format!(
+            "lifecycle hook for Container \"{name}\" did not finish within {}s",
+            limit.as_secs()
+        )),
     }
 }
 

@@ -18,6 +18,8 @@ use k8s_openapi::api::core::v1::{
 };
 
 use super::runtime::Mount;
+use crate::oci::{Seccomp, Security};
+use crate::podnet::HostPort;
 
 /// Why a container's configuration cannot be resolved: its waiting reason
 /// is `CreateContainerConfigError` with this message.
@@ -281,6 +283,135 @@ pub fn hostname(pod: &Pod) -> Result<String, ConfigError> {
         )));
     }
     Ok(truncated.to_string())
+}
+
+/// The securityContext of `container`, its own fields over the pod's.
+/// Ids outside 0..2^32 and profiles this node cannot load are refused.
+pub fn security(pod: &Pod, container: &Container) -> Result<Security, ConfigError> {
+    let pod_context = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.security_context.clone())
+        .unwrap_or_default();
+    let own = container.security_context.clone().unwrap_or_default();
+    let id = |what: &str, value: Option<i64>| -> Result<Option<u32>, ConfigError> {
+        value
+            .map(|v| u32::try_from(v).map_err(|_| ConfigError(format!("securityContext.{what} {v} is not a valid id"))))
+            .transpose()
+    };
+    let mut supplemental_groups = Vec::new();
+    for group in pod_context.supplemental_groups.iter().flatten() {
+        supplemental_groups.extend(id("supplementalGroups", Some(*group))?);
+    }
+    supplemental_groups.extend(id("fsGroup", pod_context.fs_group)?);
+    let profile = own.seccomp_profile.as_ref().or(pod_context.seccomp_profile.as_ref());
+    let seccomp = match profile.map(|p| p.type_.as_str()) {
+        None | Some("Unconfined") => Seccomp::Unconfined,
+        Some("RuntimeDefault") => Seccomp::RuntimeDefault,
+        Some(other) => {
+            return Err(ConfigError(format!(
+                "seccompProfile {other} is not supported on this node (RuntimeDefault and Unconfined are)"
+            )));
+        }
+    };
+    let capabilities = own.capabilities.unwrap_or_default();
+    Ok(Security {
+        run_as_user: id("runAsUser", own.run_as_user.or(pod_context.run_as_user))?,
+        run_as_group: id("runAsGroup", own.run_as_group.or(pod_context.run_as_group))?,
+        run_as_non_root: own.run_as_non_root.or(pod_context.run_as_non_root).unwrap_or(false),
+        supplemental_groups,
+        privileged: own.privileged.unwrap_or(false),
+        read_only_root: own.read_only_root_filesystem.unwrap_or(false),
+        allow_privilege_escalation: own.allow_privilege_escalation,
+        add_capabilities: capabilities.add.unwrap_or_default(),
+        drop_capabilities: capabilities.drop.unwrap_or_default(),
+        seccomp,
+    })
+}
+
+/// The `hostPort`s of the pod's containers, to forward to the pod.
+pub fn host_ports(pod: &Pod) -> Vec<HostPort> {
+    let Some(spec) = pod.spec.as_ref() else {
+        return Vec::new();
+    };
+    spec.init_containers
+        .iter()
+        .flatten()
+        .chain(&spec.containers)
+        .flat_map(|c| c.ports.iter().flatten())
+        .filter_map(|p| {
+            let host_port = u16::try_from(p.host_port?).ok().filter(|p| *p != 0)?;
+            let protocol = match p.protocol.as_deref() {
+                None | Some("TCP") => "tcp",
+                Some("UDP") => "udp",
+                Some(_) => return None,
+            };
+            Some(HostPort {
+                protocol,
+                host_ip: p.host_ip.as_deref().and_then(|ip| ip.parse().ok()),
+                host_port,
+                container_port: u16::try_from(p.container_port).ok()?,
+            })
+        })
+        .collect()
+}
+
+/// The pod's `fsGroup`, if it sets one.
+pub fn fs_group(pod: &Pod) -> Option<u32> {
+    let group = pod.spec.as_ref()?.security_context.as_ref()?.fs_group?;
+    u32::try_from(group).ok()
+}
+
+/// Gives a volume to the pod's `fsGroup`, as the kubelet does: every
+/// file and directory group-owned by it, directories set-group-ID (so
+/// what is made in them inherits the group) and open to the group, files
+/// readable (and, in a writable volume, writable) by it.
+pub fn apply_fs_group(dir: &Path, gid: u32, writable: bool) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let group = rustix::fs::Gid::from_raw(gid);
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(path) = pending.pop() {
+        let meta = std::fs::symlink_metadata(&path)?;
+        if meta.file_type().is_symlink() {
+            continue;
+        }
+        rustix::fs::chown(&path, None, Some(group))?;
+        let mode = meta.permissions().mode() & 0o7777;
+        let wanted = if meta.is_dir() {
+            for entry in std::fs::read_dir(&path)? {
+                pending.push(entry?.path());
+            }
+            mode | 0o2000 | if writable { 0o070 } else { 0o050 }
+        } else {
+            mode | if writable { 0o060 } else { 0o040 }
+        };
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(wanted))?;
+    }
+    Ok(())
+}
+
+/// The `/etc/hosts` of a pod with its own network, as the kubelet writes
+/// it: loopback, then the pod's address with its hostname, then
+/// `hostAliases`.
+pub fn hosts_file(pod: &Pod, pod_ip: &str, hostname: &str) -> String {
+    let mut text = String::from(
+        "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
+         fe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n",
+    );
+    let spec = pod.spec.as_ref();
+    let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let name = match spec.and_then(|s| s.subdomain.as_deref()).filter(|d| !d.is_empty()) {
+        Some(subdomain) => format!("{hostname}.{subdomain}.{namespace}.svc.cluster.local\t{hostname}"),
+        None => hostname.to_string(),
+    };
+    text.push_str(&format!("{pod_ip}\t{name}\n"));
+    for alias in spec.and_then(|s| s.host_aliases.as_ref()).into_iter().flatten() {
+        let names = alias.hostnames.clone().unwrap_or_default().join("\t");
+        if !names.is_empty() {
+            text.push_str(&format!("\n# Entries added by HostAliases.\n{}\t{names}\n", alias.ip));
+        }
+    }
+    text
 }
 
 /// The `/etc/resolv.conf` an OCI container gets, by the pod's
@@ -694,6 +825,55 @@ mod tests {
             "spec": spec,
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn a_containers_security_context_overrides_the_pods() {
+        let p = pod(json!({
+            "securityContext": {"runAsUser": 1000, "runAsGroup": 3000, "runAsNonRoot": true,
+                "supplementalGroups": [4000], "fsGroup": 2000, "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{"name": "c", "securityContext": {"runAsUser": 1001, "readOnlyRootFilesystem": true,
+                "allowPrivilegeEscalation": false, "capabilities": {"add": ["NET_ADMIN"], "drop": ["ALL"]}}}],
+        }));
+        let c = p.spec.as_ref().unwrap().containers[0].clone();
+        let resolved = security(&p, &c).unwrap();
+        assert_eq!(
+            resolved,
+            Security {
+                run_as_user: Some(1001),
+                run_as_group: Some(3000),
+                run_as_non_root: true,
+                supplemental_groups: vec![4000, 2000],
+                privileged: false,
+                read_only_root: true,
+                allow_privilege_escalation: Some(false),
+                add_capabilities: vec!["NET_ADMIN".into()],
+                drop_capabilities: vec!["ALL".into()],
+                seccomp: Seccomp::RuntimeDefault,
+            }
+        );
+        assert_eq!(fs_group(&p), Some(2000));
+        let plain = Container {
+            name: "plain".into(),
+            ..Container::default()
+        };
+        let bad = pod(json!({"securityContext": {"runAsUser": -1}, "containers": [{"name": "c"}]}));
+        assert!(security(&bad, &plain).is_err());
+        let local = pod(
+            json!({"securityContext": {"seccompProfile": {"type": "Localhost", "localhostProfile": "x.json"}}, "containers": [{"name": "c"}]}),
+        );
+        assert!(security(&local, &plain).unwrap_err().0.contains("Localhost"));
+    }
+
+    #[test]
+    fn the_hosts_file_names_the_pod() {
+        let p = pod(
+            json!({"subdomain": "web", "hostAliases": [{"ip": "10.0.0.9", "hostnames": ["db", "db.local"]}], "containers": []}),
+        );
+        let hosts = hosts_file(&p, "127.34.0.2", "p");
+        assert!(hosts.contains("127.0.0.1\tlocalhost\n"));
+        assert!(hosts.contains("127.34.0.2\tp.web.ns.svc.cluster.local\tp\n"), "{hosts}");
+        assert!(hosts.ends_with("10.0.0.9\tdb\tdb.local\n"), "{hosts}");
     }
 
     #[test]

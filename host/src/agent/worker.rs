@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,7 +37,9 @@ use super::runtime::{
 use super::spec::{self, ConfigError, Sources, TokenSlot};
 use super::stats::PodId;
 use super::status::{self, ContainerRecord, Phase, PodView, Terminated};
+use crate::podnet::Sandbox;
 use skiff_image::Image;
+use skiff_image::credentials::Keyring;
 
 /// The default `terminationGracePeriodSeconds`.
 const DEFAULT_GRACE: Duration = Duration::from_secs(30);
@@ -69,14 +71,26 @@ struct Probed {
 }
 
 /// What a running container holds.
-#[derive(Debug)]
 struct Live {
     stopper: Stopper,
+    /// Runs commands in the container (exec probes and hooks).
+    exec: probe::Exec,
     logs: ContainerLog,
     started: Instant,
     prober: Option<tokio::task::AbortHandle>,
     /// Why the agent stopped it, if it did (a failed liveness probe).
     killed_because: Option<String>,
+}
+
+impl std::fmt::Debug for Live {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Live")
+            .field("stopper", &self.stopper)
+            .field("logs", &self.logs)
+            .field("started", &self.started)
+            .field("killed_because", &self.killed_because)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One container of the pod.
@@ -134,16 +148,21 @@ struct Resolved {
 #[derive(Debug, Default)]
 struct Prepared {
     pod_ip: Option<IpAddr>,
-    /// The pod IP came from the node's pool (all its containers are on
-    /// the pod network).
+    /// The pod IP came from the node's pool (the pod is not on the
+    /// node's network).
     own_ip: bool,
     volumes: BTreeMap<String, PathBuf>,
     sources: Sources,
     /// By image reference.
     images: BTreeMap<String, Resolved>,
-    /// The `/etc/resolv.conf` written for the pod's containers on the
-    /// node network.
+    /// The `/etc/resolv.conf` written for the pod's containers that
+    /// resolve names themselves (on the node's network or in the pod's
+    /// namespace).
     resolv_conf: Option<PathBuf>,
+    /// The pod's network namespace, when it has one, and the
+    /// `/etc/hosts` its containers get.
+    sandbox: Option<Sandbox>,
+    hosts_file: Option<PathBuf>,
     /// When the projected volumes' ServiceAccount tokens are renewed.
     token_renewal: Option<Instant>,
 }
@@ -291,6 +310,11 @@ impl Worker {
             .unwrap_or_else(|| "Always".into())
     }
 
+    /// The node's side of a container run's `terminationMessagePath`.
+    fn termination_file(&self, container: &str, run: u32) -> PathBuf {
+        self.pod_dir().join("termination").join(format!("{container}-{run}"))
+    }
+
     fn pod_dir(&self) -> PathBuf {
         self.shared.pods_root.join(&self.uid)
     }
@@ -342,7 +366,7 @@ impl Worker {
         if !gone {
             self.finalize().await;
         }
-        self.cleanup();
+        self.cleanup().await;
         tracing::info!(pod = %format!("{}/{}", self.namespace, self.name), "pod worker done");
     }
 
@@ -421,18 +445,34 @@ impl Worker {
             .unwrap_or(DEFAULT_GRACE);
         tracing::info!(pod = %format!("{}/{}", self.namespace, self.name), ?grace, "terminating pod");
         self.kill_at = Some(Instant::now() + grace);
+        let pod_ip = self.prepared.as_ref().and_then(|p| p.pod_ip);
         for (group, slot) in self.slots() {
-            if slot.running.is_some() {
-                let name = &slot.container.name;
-                self.events.record(
-                    events::Kind::Normal,
-                    "Killing",
-                    Some((group.field(), name)),
-                    format!("Stopping container {name}"),
-                );
+            let Some(live) = &slot.running else { continue };
+            let name = &slot.container.name;
+            self.events.record(
+                events::Kind::Normal,
+                "Killing",
+                Some((group.field(), name)),
+                format!("Stopping container {name}"),
+            );
+            // preStop first, within the grace period; then SIGTERM. The
+            // kill at the end of the grace period holds either way.
+            let pre_stop = slot.container.lifecycle.as_ref().and_then(|l| l.pre_stop.clone());
+            match (pre_stop, pod_ip) {
+                (Some(hook), Some(ip)) => {
+                    let (container, exec, stopper) = (slot.container.clone(), live.exec.clone(), live.stopper.clone());
+                    let recorder = self.events.clone();
+                    tokio::spawn(async move {
+                        if let Err(message) = probe::run_hook(&hook, &container, ip, &exec, grace).await {
+                            let field = Some((group.field(), container.name.as_str()));
+                            recorder.record(events::Kind::Warning, "FailedPreStopHook", field, message);
+                        }
+                        stopper.stop(StopMode::Terminate);
+                    });
+                }
+                _ => live.stopper.stop(StopMode::Terminate),
             }
         }
-        self.stop_all(StopMode::Terminate);
     }
 
     fn slots(&self) -> impl Iterator<Item = (Group, &Slot)> {
@@ -521,7 +561,8 @@ impl Worker {
             .map(|s| s.container.clone())
             .collect();
         let class = self.pod.spec.as_ref().and_then(|s| s.runtime_class_name.clone());
-        let mut all_pod_network = true;
+        let mut networks = Vec::new();
+        let keyring = self.pull_secrets().await;
         for (i, c) in containers.iter().enumerate() {
             let reference = c.image.clone().unwrap_or_default();
             if prepared.images.contains_key(&reference) {
@@ -529,7 +570,7 @@ impl Worker {
             }
             let image = self
                 .shared
-                .pull(&reference, c.image_pull_policy.as_deref())
+                .pull(&reference, c.image_pull_policy.as_deref(), &keyring)
                 .await
                 .map_err(|(reason, message)| (Some(i), reason, message))?;
             let runtime = self
@@ -537,7 +578,7 @@ impl Worker {
                 .runtimes
                 .select(&image, class.as_deref())
                 .map_err(|message| (Some(i), "CreateContainerConfigError", message))?;
-            all_pod_network &= runtime.network() == Network::Pod;
+            networks.push(runtime.network());
             prepared.images.insert(reference, Resolved { image, runtime });
         }
         prepared.sources = self
@@ -560,19 +601,20 @@ impl Worker {
         {
             let path = spec::materialize(&volume, &self.pod, &prepared.sources, &volumes_dir)
                 .map_err(|e| (None, "CreateContainerConfigError", e.0))?;
+            if let Some(gid) = spec::fs_group(&self.pod) {
+                spec::apply_fs_group(&path, gid, volume.empty_dir.is_some()).map_err(|e| {
+                    (
+                        None,
+                        "CreateContainerConfigError",
+                        format!("volume {}: cannot give it to fsGroup {gid}: {e}", volume.name),
+                    )
+                })?;
+            }
             prepared.volumes.insert(volume.name.clone(), path);
         }
-        // A pod whose containers are all on the pod network gets an
-        // address of its own; one with a container on the node network
-        // shares the node's.
-        if all_pod_network {
-            prepared.pod_ip = self.shared.pod_ips.allocate();
-            prepared.own_ip = prepared.pod_ip.is_some();
-        }
-        if prepared.pod_ip.is_none() {
-            prepared.pod_ip = self.shared.config.node_ip.parse().ok();
-        }
-        if !all_pod_network
+        let host_network = self.pod.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false);
+        let network = Network::of_pod(host_network, networks);
+        if network.needs_resolv_conf()
             && let Some(text) = spec::resolv_conf(&self.pod, self.shared.proxy.dns_address().map(|a| a.ip()))
         {
             let path = self.pod_dir().join("resolv.conf");
@@ -587,7 +629,96 @@ impl Worker {
                 })?;
             prepared.resolv_conf = Some(path);
         }
+        // The pod's address: its own from the node's pool, served by the
+        // gateway or inside its namespace, or the node's.
+        if network != Network::Node {
+            prepared.pod_ip = self.shared.pod_ips.allocate();
+            prepared.own_ip = prepared.pod_ip.is_some();
+        }
+        if network == Network::Namespace
+            && let Some(IpAddr::V4(ip)) = prepared.pod_ip
+        {
+            // The hosts file first: nothing is left to undo if it fails.
+            let hosts = spec::hostname(&self.pod)
+                .map(|hostname| spec::hosts_file(&self.pod, &ip.to_string(), &hostname))
+                .map_err(|e| e.0)
+                .and_then(|text| {
+                    let path = self.pod_dir().join("hosts");
+                    std::fs::create_dir_all(self.pod_dir())
+                        .and_then(|()| std::fs::write(&path, text))
+                        .map(|()| path.clone())
+                        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+                });
+            let attached = match (hosts, &self.shared.pod_network) {
+                (Ok(hosts), Ok(pods)) => {
+                    prepared.hosts_file = Some(hosts);
+                    pods.attach(ip, &spec::host_ports(&self.pod))
+                        .await
+                        .map_err(|e| e.to_string())
+                }
+                (Err(why), _) => Err(why),
+                (_, Err(why)) => Err(why.clone()),
+            };
+            match attached {
+                Ok(sandbox) => prepared.sandbox = Some(sandbox),
+                Err(message) => {
+                    self.shared.pod_ips.release(IpAddr::V4(ip));
+                    return Err((
+                        None,
+                        "FailedCreatePodSandBox",
+                        format!("cannot create the pod's network: {message}"),
+                    ));
+                }
+            }
+        }
+        if prepared.pod_ip.is_none() {
+            prepared.pod_ip = self.shared.config.node_ip.parse().ok();
+        }
         Ok(prepared)
+    }
+
+    /// The registry logins of the pod's `imagePullSecrets` (the API
+    /// server has added its ServiceAccount's). A Secret that is missing
+    /// or unreadable is skipped with a warning, as the kubelet skips it:
+    /// the pull may not need it.
+    async fn pull_secrets(&self) -> Keyring {
+        let mut keyring = Keyring::default();
+        let names = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.image_pull_secrets.clone())
+            .unwrap_or_default();
+        let api: Api<Secret> = Api::namespaced(self.shared.client.clone(), &self.namespace);
+        for name in names.into_iter().map(|r| r.name) {
+            let added = match api.get_opt(&name).await {
+                Ok(Some(secret)) => {
+                    let data = secret.data.unwrap_or_default();
+                    match (
+                        secret.type_.as_deref(),
+                        data.get(".dockerconfigjson"),
+                        data.get(".dockercfg"),
+                    ) {
+                        (Some("kubernetes.io/dockerconfigjson"), Some(json), _) => {
+                            keyring.add_docker_config_json(&json.0).map_err(|e| e.to_string())
+                        }
+                        (Some("kubernetes.io/dockercfg"), _, Some(cfg)) => {
+                            keyring.add_dockercfg(&cfg.0).map_err(|e| e.to_string())
+                        }
+                        (kind, _, _) => Err(format!(
+                            "it is of type {}, not kubernetes.io/dockerconfigjson or kubernetes.io/dockercfg",
+                            kind.unwrap_or("Opaque")
+                        )),
+                    }
+                }
+                Ok(None) => Err("it does not exist".to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(why) = added {
+                tracing::warn!(pod = %self.name, secret = %name, %why, "cannot use an image pull secret");
+            }
+        }
+        keyring
     }
 
     async fn fetch_sources(&self) -> Result<Sources, ConfigError> {
@@ -709,12 +840,43 @@ impl Worker {
         )?;
         let vars: BTreeMap<String, String> = env.iter().cloned().collect();
         let mut mounts = spec::mounts(&self.pod, c, &prepared.volumes)?;
-        if resolved.runtime.network() == Network::Node
+        if resolved.runtime.network().needs_resolv_conf()
             && let Some(path) = &prepared.resolv_conf
         {
             mounts.push(Mount {
                 host: path.clone(),
                 path: "/etc/resolv.conf".into(),
+                read_only: true,
+            });
+        }
+        if resolved.runtime.mounts_files() {
+            // Empty and writable by any user the container runs as.
+            let file = self.termination_file(&c.name, slot.runs);
+            let made = file
+                .parent()
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|()| std::fs::write(&file, b""))
+                .and_then(|()| {
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666))
+                });
+            made.map_err(|e| ConfigError(format!("cannot create {}: {e}", file.display())))?;
+            mounts.push(Mount {
+                host: file.clone(),
+                path: c
+                    .termination_message_path
+                    .clone()
+                    .filter(|p| !p.is_empty())
+                    .unwrap_or_else(|| "/dev/termination-log".into()),
+                read_only: false,
+            });
+        }
+        if resolved.runtime.network() == Network::Namespace
+            && let Some(path) = &prepared.hosts_file
+        {
+            mounts.push(Mount {
+                host: path.clone(),
+                path: "/etc/hosts".into(),
                 read_only: true,
             });
         }
@@ -743,9 +905,12 @@ impl Worker {
             stdio: Stdio::Discard,
             listen: ports.into_iter().map(|p| SocketAddr::new(ip, p)).collect(),
             request_timeout: self.shared.config.request_timeout,
+            netns: prepared.sandbox.as_ref().map(|s| s.netns.clone()),
+            security: spec::security(&self.pod, c)?,
             pod: PodRef {
                 namespace: self.pod.metadata.namespace.clone().unwrap_or_default(),
                 name: self.pod.metadata.name.clone().unwrap_or_default(),
+                uid: self.uid.clone(),
                 labels: self.pod.metadata.labels.clone().unwrap_or_default(),
                 ip: prepared.pod_ip,
                 in_process_calls: self
@@ -857,7 +1022,7 @@ impl Worker {
                 let prober = match pod_ip.filter(|_| has_probes) {
                     Some(ip) => {
                         let (verdicts, mut received) = mpsc::unbounded_channel();
-                        let task = tokio::spawn(probe::run(c.clone(), ip, exec, verdicts));
+                        let task = tokio::spawn(probe::run(c.clone(), ip, exec.clone(), verdicts));
                         let forward = self.probes_tx.clone();
                         tokio::spawn(async move {
                             while let Some(verdict) = received.recv().await {
@@ -876,8 +1041,10 @@ impl Worker {
                     }
                     None => None,
                 };
+                let post_start = c.lifecycle.as_ref().and_then(|l| l.post_start.clone());
                 slot.running = Some(Live {
-                    stopper,
+                    stopper: stopper.clone(),
+                    exec: exec.clone(),
                     logs: writer,
                     started: Instant::now(),
                     prober,
@@ -897,6 +1064,26 @@ impl Worker {
                 self.shared
                     .log_index
                     .register(&self.namespace, &self.name, &self.logs, &self.apps_and_init());
+                // postStart runs before anything else happens to the pod; a
+                // failed one stops the container, which restarts by policy.
+                if let (Some(hook), Some(ip)) = (post_start, pod_ip) {
+                    let container = match group {
+                        Group::Init => self.init[index].container.clone(),
+                        Group::App => self.apps[index].container.clone(),
+                    };
+                    let grace = self.grace();
+                    if let Err(message) = probe::run_hook(&hook, &container, ip, &exec, grace).await {
+                        let field = Some((group.field(), container.name.as_str()));
+                        self.events
+                            .record(events::Kind::Warning, "FailedPostStartHook", field, message.clone());
+                        tracing::info!(pod = %self.name, container = %container.name, %message, "postStart hook failed");
+                        stopper.stop(StopMode::Terminate);
+                        tokio::spawn(async move {
+                            tokio::time::sleep(grace).await;
+                            stopper.stop(StopMode::Kill);
+                        });
+                    }
+                }
             }
             Err(error) => {
                 tracing::info!(pod = %self.name, container = %slot.container.name, reason = error.reason, message = %error.message, "container did not start");
@@ -918,6 +1105,14 @@ impl Worker {
         let config = &self.shared.config;
         let (initial, max) = (config.backoff_initial, config.backoff_max);
         let terminating = self.kill_at.is_some() || self.failed.is_some();
+        let name = match exited.group {
+            Group::Init => &self.init[exited.index].container.name,
+            Group::App => &self.apps[exited.index].container.name,
+        };
+        let (left_file, log) = (
+            self.termination_file(name, exited.run),
+            self.logs.file(name, exited.run),
+        );
         let slot = match exited.group {
             Group::Init => &mut self.init[exited.index],
             Group::App => &mut self.apps[exited.index],
@@ -941,6 +1136,8 @@ impl Worker {
         let killed_by_probe = live.killed_because.is_some();
         if let Some(reason) = live.killed_because {
             exit.message = Some(reason);
+        } else if let Some(message) = termination_message(&slot.container, &left_file, &log, exit.code) {
+            exit.message = Some(message);
         }
         tracing::info!(pod = %self.name, container = %slot.container.name, code = exit.code, reason = %exit.reason, "container exited");
         let started_at = match &slot.record.state {
@@ -1116,18 +1313,50 @@ impl Worker {
         }
     }
 
-    fn cleanup(&mut self) {
-        if let Some(prepared) = &self.prepared
-            && prepared.own_ip
-            && let Some(ip) = prepared.pod_ip
-        {
-            self.shared.pod_ips.release(ip);
+    async fn cleanup(&mut self) {
+        if let Some(prepared) = &self.prepared {
+            // The namespace goes before its address may be handed out again.
+            if let (Some(sandbox), Ok(pods)) = (&prepared.sandbox, &self.shared.pod_network) {
+                pods.detach(sandbox).await;
+            }
+            if prepared.own_ip
+                && let Some(ip) = prepared.pod_ip
+            {
+                self.shared.pod_ips.release(ip);
+            }
         }
         self.shared.log_index.remove(&self.namespace, &self.name);
         self.shared.stats.remove(&self.namespace, &self.name);
         let _ = std::fs::remove_dir_all(self.pod_dir());
         let _ = std::fs::remove_dir_all(self.logs.path());
     }
+}
+
+/// What a container left at its `terminationMessagePath` (at most 4 KiB),
+/// or, under `FallbackToLogsOnError` when it failed and left nothing, the
+/// end of its log (80 lines, at most 2 KiB), as the kubelet reports them.
+fn termination_message(container: &Container, file: &Path, log: &Path, code: i32) -> Option<String> {
+    const FILE_MAX: usize = 4096;
+    const LOG_LINES: usize = 80;
+    const LOG_MAX: usize = 2048;
+    let left = std::fs::read(file).unwrap_or_default();
+    if !left.is_empty() {
+        let end = left.len().min(FILE_MAX);
+        return Some(String::from_utf8_lossy(&left[..end]).into_owned());
+    }
+    if code == 0 || container.termination_message_policy.as_deref() != Some("FallbackToLogsOnError") {
+        return None;
+    }
+    let query = super::logs::LogQuery {
+        tail_lines: Some(LOG_LINES),
+        since: None,
+        timestamps: false,
+        limit_bytes: None,
+    };
+    let (tail, _) = super::logs::read(log, &query).ok()?;
+    let start = tail.len().saturating_sub(LOG_MAX);
+    let text = String::from_utf8_lossy(&tail[start..]).into_owned();
+    (!text.is_empty()).then_some(text)
 }
 
 async fn sleep_until(at: Option<Instant>) {

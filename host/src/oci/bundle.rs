@@ -5,7 +5,8 @@
 //! environment is the image's overridden by the container's; the working
 //! directory is the container's, else the image's, else `/`. The container
 //! gets its own pid, ipc, uts (with the spec's hostname) and mount
-//! namespaces but the host network, the usual `/proc`, `/dev`, `/sys`
+//! namespaces, and joins the pod's network namespace (else it is on the
+//! host network), the usual `/proc`, `/dev`, `/sys`
 //! mounts plus the spec's bind mounts, a cgroup at `/skiff/<id>` with the
 //! memory and CPU limits, and no terminal.
 
@@ -16,17 +17,18 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::OciSpecError;
 use oci_spec::runtime::{
-    Capabilities, Capability, LinuxCapabilities, LinuxCpuBuilder, LinuxMemoryBuilder, LinuxNamespaceBuilder,
-    LinuxNamespaceType, LinuxResourcesBuilder, MountBuilder, RootBuilder, Spec, UserBuilder,
+    LinuxCpuBuilder, LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxResourcesBuilder,
+    MountBuilder, RootBuilder, Spec, UserBuilder,
 };
 
 use super::ContainerSpec;
+use super::security::{self, Seccomp, Security};
 
 const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 /// CFS period used with quotas derived from millicores.
 const CPU_PERIOD_US: u64 = 100_000;
-/// Host files bind-mounted read-only when present, since containers share
-/// the host network.
+/// Host files bind-mounted read-only when present into containers on the
+/// host network (the agent mounts a pod's own over them when it has some).
 const HOST_NETWORK_FILES: &[&str] = &["/etc/hosts", "/etc/resolv.conf"];
 
 /// Errors building a bundle. None is worth retrying: the spec or image must
@@ -45,6 +47,10 @@ pub enum Error {
         name: String,
         file: &'static str,
     },
+    /// The securityContext forbids what the container would do (run as
+    /// root under `runAsNonRoot`, an unknown capability).
+    #[error("{0}")]
+    Refused(String),
     /// A relative working directory or mount destination.
     #[error("{what} {path:?} must be an absolute path")]
     RelativePath { what: &'static str, path: String },
@@ -108,17 +114,17 @@ pub fn runtime_spec(spec: &ContainerSpec, rootfs: &Path) -> Result<Spec> {
             path: cwd,
         });
     }
-    let (uid, gid, groups) = match spec.user {
-        Some((uid, gid)) => (uid, gid, Vec::new()),
-        None => {
-            let file = |name: &str| image_file(rootfs, name).unwrap_or_default();
-            resolve_user(
-                image.user().as_deref().unwrap_or_default(),
-                &file("passwd"),
-                &file("group"),
-            )?
-        }
-    };
+    let file = |name: &str| image_file(rootfs, name).unwrap_or_default();
+    let (uid, gid, groups) = effective_user(
+        &spec.security,
+        image.user().as_deref().unwrap_or_default(),
+        &file("passwd"),
+        &file("group"),
+    )?;
+    if let Some(message) = security::non_root_refusal(&spec.security, uid, &spec.pod, &spec.container) {
+        return Err(Error::Refused(message));
+    }
+    let privileged = spec.security.privileged;
 
     let mut runtime = Spec::default();
     runtime.set_hostname(Some(spec.hostname.clone()));
@@ -126,7 +132,7 @@ pub fn runtime_spec(spec: &ContainerSpec, rootfs: &Path) -> Result<Spec> {
     runtime.set_root(Some(
         RootBuilder::default()
             .path(rootfs.to_path_buf())
-            .readonly(false)
+            .readonly(spec.security.read_only_root)
             .build()?,
     ));
 
@@ -140,11 +146,14 @@ pub fn runtime_spec(spec: &ContainerSpec, rootfs: &Path) -> Result<Spec> {
         user = user.additional_gids(groups);
     }
     process.set_user(user.build()?);
-    process.set_capabilities(Some(default_capabilities()));
+    process.set_capabilities(Some(security::capabilities(&spec.security).map_err(Error::Refused)?));
+    process.set_no_new_privileges(Some(
+        !privileged && spec.security.allow_privilege_escalation == Some(false),
+    ));
     runtime.set_process(Some(process));
 
     let mut mounts = runtime.mounts().clone().unwrap_or_default();
-    for file in HOST_NETWORK_FILES {
+    for file in HOST_NETWORK_FILES.iter().filter(|_| spec.netns.is_none()) {
         if Path::new(file).is_file() {
             mounts.push(bind_mount(Path::new(file), Path::new(file), true)?);
         }
@@ -169,8 +178,21 @@ pub fn runtime_spec(spec: &ContainerSpec, rootfs: &Path) -> Result<Spec> {
     ]
     .into_iter()
     .map(|typ| LinuxNamespaceBuilder::default().typ(typ).build())
+    .chain(spec.netns.iter().map(|path| {
+        LinuxNamespaceBuilder::default()
+            .typ(LinuxNamespaceType::Network)
+            .path(path.clone())
+            .build()
+    }))
     .collect::<Result<Vec<_>, _>>()?;
     linux.set_namespaces(Some(namespaces));
+    if privileged {
+        linux.set_masked_paths(Some(Vec::new()));
+        linux.set_readonly_paths(Some(Vec::new()));
+    }
+    if spec.security.seccomp == Seccomp::RuntimeDefault && !privileged {
+        linux.set_seccomp(Some(security::runtime_default_seccomp()?));
+    }
     linux.set_cgroups_path(Some(PathBuf::from(format!("/skiff/{}", spec.id))));
     let mut resources = LinuxResourcesBuilder::default();
     if let Some(limit) = spec.memory_limit_bytes {
@@ -253,6 +275,26 @@ fn image_file(rootfs: &Path, name: &str) -> Option<String> {
     (directory && regular(&file))
         .then(|| fs::read_to_string(&file).ok())
         .flatten()
+}
+
+/// The user a container runs as: the image config's `User`, unless the
+/// securityContext names a `runAsUser` (then its primary group in the
+/// image's `passwd`, and the groups that list it) or a `runAsGroup`;
+/// then `supplementalGroups` and `fsGroup` join the groups.
+fn effective_user(security: &Security, image_user: &str, passwd: &str, group: &str) -> Result<(u32, u32, Vec<u32>)> {
+    let (uid, mut gid, mut groups) = match security.run_as_user {
+        Some(uid) => resolve_user(&uid.to_string(), passwd, group)?,
+        None => resolve_user(image_user, passwd, group)?,
+    };
+    if let Some(run_as_group) = security.run_as_group {
+        gid = run_as_group;
+    }
+    for extra in &security.supplemental_groups {
+        if !groups.contains(extra) {
+            groups.push(*extra);
+        }
+    }
+    Ok((uid, gid, groups))
 }
 
 /// The image config's `User` (`user`, `uid`, `user:group`, `uid:gid`, …;
@@ -351,35 +393,6 @@ fn bind_mount(source: &Path, destination: &Path, read_only: bool) -> Result<oci_
         .build()?)
 }
 
-/// The capability set container engines grant by default.
-fn default_capabilities() -> LinuxCapabilities {
-    let caps: Capabilities = [
-        Capability::Chown,
-        Capability::DacOverride,
-        Capability::Fsetid,
-        Capability::Fowner,
-        Capability::Mknod,
-        Capability::NetRaw,
-        Capability::Setgid,
-        Capability::Setuid,
-        Capability::Setfcap,
-        Capability::Setpcap,
-        Capability::NetBindService,
-        Capability::SysChroot,
-        Capability::Kill,
-        Capability::AuditWrite,
-    ]
-    .into_iter()
-    .collect();
-    let mut linux = LinuxCapabilities::default();
-    linux.set_bounding(Some(caps.clone()));
-    linux.set_effective(Some(caps.clone()));
-    linux.set_permitted(Some(caps));
-    linux.set_inheritable(None);
-    linux.set_ambient(None);
-    linux
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -430,10 +443,13 @@ mod tests {
             args: Vec::new(),
             env: Vec::new(),
             working_dir: None,
-            user: None,
+            pod: "default/p".into(),
+            container: "c".into(),
+            security: Security::default(),
             mounts: Vec::new(),
             memory_limit_bytes: None,
             cpu_millis: None,
+            netns: None,
             stdout: PathBuf::from("/dev/null"),
             stderr: PathBuf::from("/dev/null"),
         };
@@ -472,5 +488,29 @@ mod tests {
         assert_eq!(image_file(rootfs.path(), "passwd"), None);
         assert_eq!(cpu_from_millis(500), (512, 50_000));
         assert_eq!(cpu_from_millis(1), (2, 1000));
+    }
+
+    #[test]
+    fn run_as_user_and_group_override_the_images_user() {
+        let passwd = "root:x:0:0::/root:/bin/sh\nnginx:x:101:102::/:/bin/false\n";
+        let group = "root:x:0:\nnginx:x:102:\nwww:x:33:nginx\n";
+        let as_user = |security: &Security| effective_user(security, "nginx", passwd, group).unwrap();
+        assert_eq!(as_user(&Security::default()), (101, 102, vec![33]));
+        let root = Security {
+            run_as_user: Some(0),
+            ..Security::default()
+        };
+        assert_eq!(as_user(&root), (0, 0, vec![]));
+        let stranger = Security {
+            run_as_user: Some(5000),
+            supplemental_groups: vec![2000, 3000],
+            ..Security::default()
+        };
+        assert_eq!(as_user(&stranger), (5000, 0, vec![2000, 3000]));
+        let group_only = Security {
+            run_as_group: Some(7),
+            ..Security::default()
+        };
+        assert_eq!(as_user(&group_only), (101, 7, vec![33]));
     }
 }

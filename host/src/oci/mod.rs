@@ -12,7 +12,8 @@
 //!    be mounted.
 //! 2. [`bundle`] writes a runtime-spec `config.json` from a [`ContainerSpec`]
 //!    and the image configuration, following Kubernetes' rules for command,
-//!    args, env, working directory and resources.
+//!    args, env, working directory and resources, and the
+//!    `securityContext` as [`security`] resolves it.
 //! 3. [`runc::RuncRuntime`] drives the `runc` binary through
 //!    create/start/state/kill/delete and collects exit codes (see its docs
 //!    for how).
@@ -30,7 +31,9 @@ pub mod bundle;
 pub mod cgroup;
 pub mod rootfs;
 pub mod runc;
+pub mod security;
 mod spec;
 
 pub use runc::{ContainerState, RuncRuntime};
+pub use security::{Seccomp, Security};
 pub use spec::{ContainerSpec, Mount};

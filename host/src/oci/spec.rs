@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use skiff_image::Image;
 
+use super::security::Security;
+
 /// One container to run with runc, already resolved from a pod container.
 #[derive(Debug, Clone)]
 pub struct ContainerSpec {
@@ -23,14 +25,21 @@ pub struct ContainerSpec {
     pub env: Vec<(String, String)>,
     /// Working directory; else the image's, else `/`.
     pub working_dir: Option<String>,
-    /// Numeric `(uid, gid)`; else the image's user (numeric), else root.
-    pub user: Option<(u32, u32)>,
+    /// The pod (as the kubelet names it in messages: `name_namespace(uid)`)
+    /// and the container, for messages.
+    pub pod: String,
+    pub container: String,
+    /// User, groups, capabilities and the rest of the securityContext.
+    pub security: Security,
     /// Bind mounts from the host.
     pub mounts: Vec<Mount>,
     /// cgroup memory limit.
     pub memory_limit_bytes: Option<u64>,
     /// CPU in millicores: sets both cpu shares and a CFS quota.
     pub cpu_millis: Option<u64>,
+    /// The network namespace to join (the pod's); `None` is the host's
+    /// network.
+    pub netns: Option<PathBuf>,
     /// Where the container's stdout goes (opened for append: a file, or
     /// the FIFO a log writer reads).
     pub stdout: PathBuf,

@@ -7,7 +7,7 @@
 //! | [`TaintToleration`] | Filter, Score | hard taints filter, `PreferNoSchedule` taints score |
 //! | [`NodeAffinity`] | PreFilter, Filter, PreScore, Score | `nodeSelector`, required and preferred node affinity |
 //! | [`RuntimeSupport`] | Filter | Wasm pods to nodes with the Wasm runtime, OCI pods to nodes with runc |
-//! | [`NodePorts`] | Filter | host ports, and the container ports of OCI pods (host network), free on the node |
+//! | [`NodePorts`] | Filter | host ports, and the container ports of `hostNetwork` pods, free on the node |
 //! | [`NodeResourcesFit`] | PreFilter, Filter, PreScore, Score | cpu, memory and pod-count fit; least- or most-allocated scoring |
 //! | [`PodTopologySpread`] | PreFilter, Filter, PreScore, Score | `topologySpreadConstraints` |
 //! | [`BalancedAllocation`] | PreScore, Score | even cpu/memory use |

@@ -2,18 +2,15 @@
 //! node where they are free.
 //!
 //! The ports a pod takes on its node are every container's `hostPort`, as
-//! in Kubernetes, and, because skiff runs OCI containers on the host
-//! network, the `containerPort`s of a pod that asks for runc (RuntimeClass
-//! `runc` or the annotation `skiff.dev/runtime: oci`) or sets
-//! `hostNetwork`. A pod whose runtime is only known once its image is
-//! pulled counts its `hostPort`s alone. Ports clash on (protocol, port),
-//! whatever the host IP.
+//! in Kubernetes, and the `containerPort`s of a pod that sets
+//! `hostNetwork`, which listen on the node's address. Other pods, Wasm or
+//! OCI, listen on addresses of their own. Ports clash on
+//! (protocol, port), whatever the host IP.
 
 use std::collections::BTreeSet;
 
 use k8s_openapi::api::core::v1::Pod;
 
-use super::runtime_support::{Requirement, requirement};
 use crate::framework::{ClusterEvent, CycleState, FilterPlugin, Plugin, Status};
 use crate::snapshot::NodeInfo;
 
@@ -25,7 +22,7 @@ pub fn node_ports(pod: &Pod) -> BTreeSet<(String, i32)> {
     let Some(spec) = pod.spec.as_ref() else {
         return BTreeSet::new();
     };
-    let host_network = spec.host_network == Some(true) || requirement(pod) == Requirement::Oci;
+    let host_network = spec.host_network == Some(true);
     spec.containers
         .iter()
         .chain(spec.init_containers.iter().flatten())
@@ -85,7 +82,7 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn ports_on_the_node_are_counted_for_host_network_and_runc_pods() {
+    fn ports_on_the_node_are_host_ports_and_those_of_host_network_pods() {
         let ports = |spec: serde_json::Value| node_ports(&pod(spec));
         let containers =
             json!([{"name": "c", "ports": [{"containerPort": 8080}, {"containerPort": 9090, "hostPort": 19090}]}]);
@@ -95,21 +92,30 @@ mod tests {
         );
         assert_eq!(
             ports(json!({"runtimeClassName": "runc", "containers": containers})),
+            BTreeSet::from([("TCP".into(), 19090)])
+        );
+        assert_eq!(
+            ports(json!({"hostNetwork": true, "containers": containers})),
             BTreeSet::from([("TCP".into(), 8080), ("TCP".into(), 19090)])
         );
-        assert_eq!(ports(json!({"hostNetwork": true, "containers": containers})).len(), 2);
         assert!(ports(json!({"runtimeClassName": "wasmtime", "containers": [{"name": "c", "ports": [{"containerPort": 8080}]}]})).is_empty());
     }
 
     #[test]
     fn a_taken_port_keeps_the_pod_off_that_node() {
-        let runc = |port: i32| json!({"runtimeClassName": "runc", "containers": [{"name": "c", "ports": [{"containerPort": port}]}]});
+        let on_host_network = |port: i32| json!({"runtimeClassName": "runc", "hostNetwork": true, "containers": [{"name": "c", "ports": [{"containerPort": port}]}]});
         let nodes = [node("a", json!({})), node("b", json!({}))];
-        let placed = snapshot(&nodes, &[bound("httpd", "a", runc(8081))]);
-        let decision = decide_in(&[plugin(NodePorts)], &pod(runc(8081)), &placed);
+        let placed = snapshot(&nodes, &[bound("httpd", "a", on_host_network(8081))]);
+        let decision = decide_in(&[plugin(NodePorts)], &pod(on_host_network(8081)), &placed);
         assert_eq!(outcome(&decision), Ok("b".to_string()));
-        let full = snapshot(&nodes, &[bound("one", "a", runc(8081)), bound("two", "b", runc(8081))]);
-        let decision = decide_in(&[plugin(NodePorts)], &pod(runc(8081)), &full);
+        let full = snapshot(
+            &nodes,
+            &[
+                bound("one", "a", on_host_network(8081)),
+                bound("two", "b", on_host_network(8081)),
+            ],
+        );
+        let decision = decide_in(&[plugin(NodePorts)], &pod(on_host_network(8081)), &full);
         assert_eq!(outcome(&decision), Err(format!("0/2 nodes are available: 2 {REASON}.")));
     }
 }

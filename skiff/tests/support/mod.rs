@@ -26,10 +26,27 @@ pub struct Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        stop(&mut self.child);
         remove_containers(&self.data.path().join("agent"));
     }
+}
+
+/// Stops a server or agent as an operator would: SIGTERM, on which its
+/// agent removes its containers and their network namespaces, then
+/// SIGKILL if it has not exited within ten seconds.
+fn stop(child: &mut Child) {
+    let Ok(id) = i32::try_from(child.id()) else { return };
+    if let Some(pid) = rustix::process::Pid::from_raw(id) {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        let exited = skiff_testing::eventually_blocking(Duration::from_secs(10), "the child to exit", || {
+            child.try_wait().ok().flatten()
+        });
+        if exited.is_ok() {
+            return;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// Kills and removes the runc containers of the node agent whose data
@@ -47,11 +64,31 @@ fn remove_containers(agent_dir: &Path) {
         let _ = runc(&["delete", "--force", id]);
     }
     // The agent unmounts a container's root filesystem when it removes
-    // the pod; one that was killed leaves it mounted.
+    // the pod; one that was killed leaves it mounted, and its pods'
+    // network namespaces, links and nftables table in place.
     let containers = agent_dir.join("runc/containers");
     for entry in std::fs::read_dir(&containers).into_iter().flatten().flatten() {
         let rootfs = entry.path().join("rootfs");
         let _ = Command::new("umount").arg("--lazy").arg(&rootfs).output();
+    }
+    for entry in std::fs::read_dir(agent_dir.join("netns"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let _ = Command::new("umount").arg("--lazy").arg(entry.path()).output();
+        if let Some(ip) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<std::net::Ipv4Addr>().ok())
+        {
+            let [_, b, c, d] = ip.octets();
+            let link = format!("skp{b:02x}{c:02x}{d:02x}");
+            let _ = Command::new("ip").args(["link", "del", &link]).output();
+            let _ = Command::new("nft")
+                .args(["delete", "table", "ip", &format!("skiff_127_{b}")])
+                .output();
+        }
     }
 }
 
@@ -200,7 +237,7 @@ pub fn until<T>(limit: Duration, what: &str, f: impl FnMut() -> Option<T>) -> T 
     skiff_testing::eventually_blocking(limit, what, f).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// A node agent in its own process: killed on drop, and its containers
+/// A node agent in its own process: stopped on drop, and its containers
 /// with it.
 pub struct Guard {
     pub child: Child,
@@ -209,8 +246,7 @@ pub struct Guard {
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        stop(&mut self.child);
         remove_containers(&self.data_dir);
     }
 }

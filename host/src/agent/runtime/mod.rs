@@ -62,6 +62,12 @@ pub struct Launch {
     pub listen: Vec<SocketAddr>,
     /// How long one HTTP request may run.
     pub request_timeout: Duration,
+    /// The pod's network namespace ([`Network::Namespace`]); `None` on
+    /// the node's network.
+    pub netns: Option<PathBuf>,
+    /// The container's securityContext, the pod's merged in (what an OCI
+    /// runtime applies).
+    pub security: crate::oci::Security,
     /// The pod the container belongs to.
     pub pod: PodRef,
 }
@@ -71,6 +77,7 @@ pub struct Launch {
 pub struct PodRef {
     pub namespace: String,
     pub name: String,
+    pub uid: String,
     pub labels: BTreeMap<String, String>,
     /// The pod's address (the node's, for host-network pods).
     pub ip: Option<IpAddr>,
@@ -115,13 +122,43 @@ pub enum LogWiring {
 pub enum Network {
     /// The pod's own address from the node's pool, served by the agent's
     /// gateway; calls out go through the host, which resolves cluster
-    /// names. A pod gets its own address only if all its containers are
-    /// on this network.
+    /// names.
     Pod,
+    /// The pod's own address from the node's pool, in a network namespace
+    /// of its own ([`crate::podnet`]) that all its containers share, with
+    /// the pod's `/etc/resolv.conf`, written by the agent, mounted in.
+    Namespace,
     /// The node's network (host networking), with the pod's
-    /// `/etc/resolv.conf`, written by the agent, mounted into the
-    /// container.
+    /// `/etc/resolv.conf` mounted in.
     Node,
+}
+
+impl Network {
+    /// The network of a whole pod whose containers' runtimes want
+    /// `wanted`: the node's when the pod asks for `hostNetwork` or mixes
+    /// runtimes that want different ones (a Wasm container is served
+    /// from the node, an OCI one from inside its namespace, so they
+    /// cannot share one address), else the one they all want.
+    pub fn of_pod(host_network: bool, wanted: impl IntoIterator<Item = Network>) -> Network {
+        if host_network {
+            return Network::Node;
+        }
+        let mut wanted = wanted.into_iter();
+        let Some(first) = wanted.next() else {
+            return Network::Pod;
+        };
+        if wanted.all(|n| n == first) {
+            first
+        } else {
+            Network::Node
+        }
+    }
+
+    /// Whether a container on this network gets the pod's
+    /// `/etc/resolv.conf` (it resolves names itself).
+    pub fn needs_resolv_conf(self) -> bool {
+        self != Network::Pod
+    }
 }
 
 /// A pod volume as one container sees it.
@@ -264,6 +301,12 @@ pub trait WorkloadRuntime: Send + Sync + std::fmt::Debug {
 
     /// Which network its containers are on.
     fn network(&self) -> Network;
+
+    /// Whether its containers see files mounted from the node, so that
+    /// one can leave a termination message at `terminationMessagePath`.
+    fn mounts_files(&self) -> bool {
+        false
+    }
 
     /// Starts `launch`; the container runs until it exits or is stopped.
     fn start(&self, launch: Launch) -> Starting<'_>;
@@ -408,5 +451,16 @@ mod tests {
         let expected = "image example.test/app:1 needs wasm";
         assert_eq!(runtimes(false).select(&image, None).unwrap_err(), expected);
         assert_eq!(runtimes(false).select(&image, Some("wasm")).unwrap_err(), expected);
+    }
+
+    #[test]
+    fn a_pod_shares_one_network() {
+        use Network::*;
+        assert_eq!(Network::of_pod(false, [Pod, Pod]), Pod);
+        assert_eq!(Network::of_pod(false, [Namespace, Namespace]), Namespace);
+        assert_eq!(Network::of_pod(false, [Pod, Namespace]), Node);
+        assert_eq!(Network::of_pod(true, [Namespace]), Node);
+        assert_eq!(Network::of_pod(true, [Pod]), Node);
+        assert_eq!(Network::of_pod(false, []), Pod);
     }
 }

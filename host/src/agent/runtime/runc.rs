@@ -1,4 +1,5 @@
-//! OCI containers through runc ([`crate::oci`]), on the host network.
+//! OCI containers through runc ([`crate::oci`]), each pod in its own
+//! network namespace ([`crate::podnet`]) unless it asks for the host's.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -16,7 +17,7 @@ use crate::oci::{self, ContainerState, RuncRuntime};
 /// How often runc containers are polled for their state.
 const POLL: Duration = Duration::from_millis(200);
 
-/// OCI containers through runc, on the host network. A node where runc
+/// OCI containers through runc. A node where runc
 /// cannot run still has this runtime, without a runc: it then refuses
 /// container images with a message that says so.
 #[derive(Clone, Debug)]
@@ -75,7 +76,9 @@ fn oci_spec(launch: &Launch) -> oci::ContainerSpec {
         args: launch.args.clone(),
         env: launch.env.clone(),
         working_dir: launch.working_dir.clone(),
-        user: None,
+        pod: format!("{}_{}({})", launch.pod.name, launch.pod.namespace, launch.pod.uid),
+        container: launch.name.clone(),
+        security: launch.security.clone(),
         mounts: launch
             .mounts
             .iter()
@@ -87,6 +90,7 @@ fn oci_spec(launch: &Launch) -> oci::ContainerSpec {
             .collect(),
         memory_limit_bytes: launch.memory_limit_bytes,
         cpu_millis: launch.cpu_millis,
+        netns: launch.netns.clone(),
         stdout,
         stderr,
     }
@@ -121,7 +125,11 @@ impl WorkloadRuntime for RuncWorkloads {
     }
 
     fn network(&self) -> Network {
-        Network::Node
+        Network::Namespace
+    }
+
+    fn mounts_files(&self) -> bool {
+        true
     }
 
     fn start(&self, launch: Launch) -> Starting<'_> {
@@ -138,12 +146,14 @@ impl WorkloadRuntime for RuncWorkloads {
 }
 
 async fn start_container(runc: &RuncRuntime, launch: Launch) -> Result<Running, StartError> {
-    for addr in &launch.listen {
+    // On the node's network, a port another process holds would make the
+    // container fail on its own, later and with less to go on.
+    for addr in launch.listen.iter().filter(|_| launch.netns.is_none()) {
         if std::net::TcpListener::bind(SocketAddr::new(IpAddr::from([0, 0, 0, 0]), addr.port())).is_err() {
             return Err(StartError {
                 reason: "CreateContainerError",
                 message: format!(
-                    "port {} is already in use on the node (OCI containers share the host network)",
+                    "port {} is already in use on the node (the pod is on the host network)",
                     addr.port()
                 ),
             });
@@ -163,10 +173,17 @@ async fn start_container(runc: &RuncRuntime, launch: Launch) -> Result<Running, 
     .await
     .unwrap_or_else(|| Err(oci::runc::Error::NotFound { id: launch.id.clone() }));
     if let Err(error) = started {
-        return Err(StartError {
-            reason: error.waiting_reason(),
-            message: error.to_string(),
-        });
+        // A refusal is worded for the user as it stands; other errors say
+        // what failed, then why.
+        let reason = error.waiting_reason();
+        let message = match error {
+            oci::runc::Error::Bundle {
+                source: oci::bundle::Error::Refused(refusal),
+                ..
+            } => refusal,
+            other => format!("{:#}", anyhow::Error::new(other)),
+        };
+        return Err(StartError { reason, message });
     }
     let (exit_tx, exited) = super::exit_channel();
     let (stopper, mut stop_rx) = super::stop_channel();
