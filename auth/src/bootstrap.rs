@@ -793,7 +793,18 @@ fn roles() -> Vec<Role> {
         leader_locking("kube-controller-manager"),
         leader_locking("kube-scheduler"),
         bootstrap_signer(),
+        plugin_pull_secrets(),
     ]
+}
+
+/// `kube-system/skiff:plugin-manager`: the plugin manager reads the pull
+/// secrets WasmPlugins name, which live in `kube-system`.
+fn plugin_pull_secrets() -> Role {
+    role(
+        KUBE_SYSTEM,
+        "skiff:plugin-manager",
+        vec![rule(&[CORE], &["secrets"], &["get"])],
+    )
 }
 
 /// `kube-system/extension-apiserver-authentication-reader`: for the
@@ -873,6 +884,12 @@ fn role_bindings() -> Vec<RoleBinding> {
             "system:controller:bootstrap-signer",
             "system:controller:bootstrap-signer",
             vec![service_account(KUBE_SYSTEM, "bootstrap-signer")],
+        ),
+        role_binding(
+            KUBE_SYSTEM,
+            "skiff:plugin-manager",
+            "skiff:plugin-manager",
+            vec![user(PLUGIN_MANAGER)],
         ),
     ]
 }
@@ -1482,6 +1499,7 @@ mod tests {
             request("patch", "skiff.dev", "wasmplugins/status", "", "deny-latest"),
             request("list", "", "namespaces", "", ""),
             request("watch", "", "namespaces", "", ""),
+            request("get", "", "secrets", "kube-system", "registry"),
         ];
         assert_allowed(&policy, &manager, &calls);
         assert_refused(

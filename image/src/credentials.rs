@@ -194,6 +194,24 @@ impl Keyring {
         Ok(())
     }
 
+    /// Adds the logins of a pull Secret of `kind` (its `type`), whose
+    /// data `field` gives by key: `kubernetes.io/dockerconfigjson`
+    /// (`.dockerconfigjson`) or `kubernetes.io/dockercfg` (`.dockercfg`).
+    pub fn add_secret<'a>(
+        &mut self,
+        kind: Option<&str>,
+        field: impl Fn(&str) -> Option<&'a [u8]>,
+    ) -> Result<(), BadConfig> {
+        match (kind, field(".dockerconfigjson"), field(".dockercfg")) {
+            (Some("kubernetes.io/dockerconfigjson"), Some(json), _) => self.add_docker_config_json(json),
+            (Some("kubernetes.io/dockercfg"), _, Some(cfg)) => self.add_dockercfg(cfg),
+            (kind, _, _) => Err(BadConfig(format!(
+                "it is of type {}, not kubernetes.io/dockerconfigjson or kubernetes.io/dockercfg",
+                kind.unwrap_or("Opaque")
+            ))),
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }

@@ -22,12 +22,13 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 use skiff_api::admission::Admission;
-use skiff_image::{ImageStore, PullOptions, is_loopback_reference};
+use skiff_image::credentials::Keyring;
+use skiff_image::{ImageStore, is_loopback_reference};
 use skiff_scheduler::DynamicPlugins;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -370,6 +371,9 @@ async fn load(inner: &Arc<Inner>, name: &str, plugin: &WasmPlugin) -> Result<Ser
     })
 }
 
+/// Where the pull secrets WasmPlugins name live.
+const PULL_SECRET_NAMESPACE: &str = "kube-system";
+
 async fn fetch(inner: &Inner, spec: &crate::spec::WasmPluginSpec) -> Result<Vec<u8>> {
     if let Some(inline) = &spec.component.inline {
         let compact: String = inline.split_whitespace().collect();
@@ -380,15 +384,28 @@ async fn fetch(inner: &Inner, spec: &crate::spec::WasmPluginSpec) -> Result<Vec<
     let Some(reference) = &spec.component.oci else {
         return Err(Error::Spec("component: set one of oci and inline".into()));
     };
-    let options = PullOptions {
-        plain_http: is_loopback_reference(reference),
-        basic_auth: None,
-    };
+    let mut keyring = Keyring::default();
+    if let Some(name) = &spec.component.pull_secret {
+        let secrets: Api<Secret> = Api::namespaced(inner.client.clone(), PULL_SECRET_NAMESPACE);
+        let secret = secrets
+            .get_opt(name)
+            .await
+            .map_err(|e| {
+                Error::Fetch(format!(
+                    "cannot read the pull secret {PULL_SECRET_NAMESPACE}/{name}: {e}"
+                ))
+            })?
+            .ok_or_else(|| Error::Fetch(format!("the pull secret {PULL_SECRET_NAMESPACE}/{name} does not exist")))?;
+        let data = secret.data.unwrap_or_default();
+        keyring
+            .add_secret(secret.type_.as_deref(), |key| data.get(key).map(|v| v.0.as_slice()))
+            .map_err(|e| Error::Spec(format!("the pull secret {PULL_SECRET_NAMESPACE}/{name}: {e}")))?;
+    }
     let image = inner
         .images
-        .pull(reference, &options)
+        .pull_with(reference, is_loopback_reference(reference), &keyring)
         .await
-        .map_err(|e| Error::Fetch(format!("{reference}: {e}")))?;
+        .map_err(|e| Error::Fetch(format!("{reference}: {:#}", anyhow::Error::new(e))))?;
     let path = image.wasm_component_path().ok_or_else(|| {
         Error::Fetch(format!(
             "{reference} is a container image, not a Wasm component artifact"

@@ -88,6 +88,10 @@ pub struct ComponentSource {
     /// `sha256:<hex>` the component must have; a mismatch refuses it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
+    /// A pull Secret (`kubernetes.io/dockerconfigjson` or `dockercfg`) in
+    /// `kube-system` whose logins pull `oci` from a private registry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_secret: Option<String>,
 }
 
 /// What happens to the request (or the pod) when the plugin fails: traps,

@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::Context;
 use base64::Engine as _;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Node, Pod, Secret};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use skiff_plugin_host::{ManagerConfig, PluginManager, Sinks, WasmPlugin, WasmPluginStatus};
@@ -813,5 +813,48 @@ async fn bad_plugins_are_refused_clearly_and_change_nothing() -> anyhow::Result<
         .expect_err("a bad stage is refused");
     assert!(format!("{err:#}").contains("stage"), "{err:#}");
     assert!(cluster.plugins().get_opt("bogus").await?.is_none());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_pulls_from_a_private_registry_with_its_pull_secret() -> anyhow::Result<()> {
+    let cluster = Cluster::start().await?;
+    let registry = Registry::start_private(&cluster.api.path("registry"), "plugins", "s3cret")?;
+    let reference = registry
+        .push_wasm_as(
+            "plugins/require-team-label:v1",
+            &example("require-team-label"),
+            Some(("plugins", "s3cret")),
+        )
+        .await?;
+    let spec = |pull_secret: Option<&str>| {
+        let mut component = json!({"oci": reference});
+        if let Some(name) = pull_secret {
+            component["pullSecret"] = json!(name);
+        }
+        json!({"stage": "Validate", "component": component,
+            "match": {"rules": [{"apiGroups": ["apps"], "resources": ["deployments"]}]}})
+    };
+    // Anonymous: the registry refuses, and the status says so.
+    cluster.apply("private", spec(None)).await?;
+    let refused = cluster
+        .status("private", "private refused", |s| s.load_error.is_some())
+        .await?;
+    let error = refused.load_error.unwrap_or_default();
+    assert!(error.contains("Not authorized"), "{error}");
+
+    // With the login in a kube-system Secret: loaded.
+    let b64 = |text: &str| base64::engine::general_purpose::STANDARD.encode(text);
+    let config = json!({"auths": {registry.addr.clone(): {"auth": b64("plugins:s3cret")}}}).to_string();
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "plugin-registry"},
+        "type": "kubernetes.io/dockerconfigjson",
+        "data": {".dockerconfigjson": b64(&config)},
+    }))?;
+    Api::<Secret>::namespaced(cluster.client(), "kube-system")
+        .create(&PostParams::default(), &secret)
+        .await?;
+    cluster.apply("private", spec(Some("plugin-registry"))).await?;
+    cluster.loaded("private", 2).await?;
     Ok(())
 }

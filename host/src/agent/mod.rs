@@ -55,7 +55,7 @@ use gateway::{LocalServices, PodIps};
 use logs::LogLimits;
 use runtime::{RuncWorkloads, Runtimes, WasmtimeWorkloads};
 use skiff_image::credentials::Keyring;
-use skiff_image::{Image, ImageStore, PullOptions, is_loopback_reference};
+use skiff_image::{Image, ImageStore, is_loopback_reference};
 use skiff_proxy::{Proxy, ProxyConfig};
 use skiff_wasm::{PoolConfig, RuntimeConfig, WasmError, WasmRuntime};
 
@@ -201,24 +201,11 @@ impl Shared {
     }
 
     async fn pull_with(&self, reference: &str, keyring: &Keyring) -> Result<Image, (&'static str, String)> {
-        let plain_http = is_loopback_reference(reference);
-        let logins: Vec<Option<(String, String)>> = match keyring.lookup(reference) {
-            found if found.is_empty() => vec![None],
-            found => found
-                .into_iter()
-                .map(|c| Some((c.username.clone(), c.password.clone())))
-                .collect(),
-        };
-        let mut failed = None;
-        for basic_auth in logins {
-            let options = PullOptions { plain_http, basic_auth };
-            match self.images.pull(reference, &options).await {
-                Ok(image) => return Ok(image),
-                // The registry's own words (401 Unauthorized, …) are in the source.
-                Err(error) => failed = Some((error.waiting_reason(), format!("{:#}", anyhow::Error::new(error)))),
-            }
-        }
-        Err(failed.unwrap_or(("ErrImagePull", format!("cannot pull {reference}"))))
+        self.images
+            .pull_with(reference, is_loopback_reference(reference), keyring)
+            .await
+            // The registry's own words (401 Unauthorized, …) are in the source.
+            .map_err(|error| (error.waiting_reason(), format!("{:#}", anyhow::Error::new(error))))
     }
 }
 

@@ -694,22 +694,9 @@ impl Worker {
             let added = match api.get_opt(&name).await {
                 Ok(Some(secret)) => {
                     let data = secret.data.unwrap_or_default();
-                    match (
-                        secret.type_.as_deref(),
-                        data.get(".dockerconfigjson"),
-                        data.get(".dockercfg"),
-                    ) {
-                        (Some("kubernetes.io/dockerconfigjson"), Some(json), _) => {
-                            keyring.add_docker_config_json(&json.0).map_err(|e| e.to_string())
-                        }
-                        (Some("kubernetes.io/dockercfg"), _, Some(cfg)) => {
-                            keyring.add_dockercfg(&cfg.0).map_err(|e| e.to_string())
-                        }
-                        (kind, _, _) => Err(format!(
-                            "it is of type {}, not kubernetes.io/dockerconfigjson or kubernetes.io/dockercfg",
-                            kind.unwrap_or("Opaque")
-                        )),
-                    }
+                    keyring
+                        .add_secret(secret.type_.as_deref(), |key| data.get(key).map(|v| v.0.as_slice()))
+                        .map_err(|e| e.to_string())
                 }
                 Ok(None) => Err("it does not exist".to_string()),
                 Err(e) => Err(e.to_string()),

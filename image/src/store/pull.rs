@@ -11,6 +11,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::{Error, ImageStore, Result, check_digest, io_err, platform_arch, select_platform};
 use crate::Image;
+use crate::credentials::Keyring;
 use crate::digest::{HashingReader, sha256_of};
 
 const MANIFEST_TYPES: &[&str] = &[
@@ -31,6 +32,30 @@ pub struct PullOptions {
 }
 
 impl ImageStore {
+    /// [`ImageStore::pull`] with the logins of `keyring` that apply to
+    /// `reference`, most specific first, until one works (anonymous when
+    /// none apply); the last refusal when none does.
+    pub async fn pull_with(&self, reference: &str, plain_http: bool, keyring: &Keyring) -> Result<Image> {
+        let logins: Vec<Option<(String, String)>> = match keyring.lookup(reference) {
+            found if found.is_empty() => vec![None],
+            found => found
+                .into_iter()
+                .map(|c| Some((c.username.clone(), c.password.clone())))
+                .collect(),
+        };
+        let mut last = None;
+        for basic_auth in logins {
+            match self.pull(reference, &PullOptions { plain_http, basic_auth }).await {
+                Ok(image) => return Ok(image),
+                Err(error) => last = Some(error),
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::ImageNotFound {
+            reference: reference.to_owned(),
+            hint: None,
+        }))
+    }
+
     /// Pulls `reference` (manifest, config and every layer, each verified
     /// against its digest) and records it under that reference. Blobs
     /// already stored are not fetched again. An index resolves to the
