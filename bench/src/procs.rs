@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-/// Child processes that are killed when dropped.
+/// Child processes that are stopped ([`stop`]) when dropped.
 #[derive(Debug)]
 pub struct Cluster {
     pub children: Vec<Child>,
@@ -20,10 +20,25 @@ pub struct Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
+            stop(child);
         }
     }
+}
+
+/// Stops a child as an operator would: SIGTERM (a skiff node then removes
+/// its containers and their network namespaces), SIGKILL if it has not
+/// exited within ten seconds.
+pub fn stop(child: &mut Child) {
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if child.try_wait().ok().flatten().is_some() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// A free TCP port on 127.0.0.1.

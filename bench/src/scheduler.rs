@@ -36,8 +36,7 @@ pub struct Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        crate::procs::stop(&mut self.child);
     }
 }
 
