@@ -54,6 +54,8 @@ pub struct Subresources {
     pub binding: bool,
     /// `pods/log`.
     pub log: bool,
+    /// `pods/attach`, `pods/exec` and `pods/portforward`.
+    pub streams: bool,
     /// `pods/eviction`.
     pub eviction: bool,
     /// `namespaces/finalize`.
@@ -217,6 +219,7 @@ pub fn builtins() -> Vec<Resource> {
                 status: true,
                 binding: true,
                 log: true,
+                streams: true,
                 eviction: true,
                 ..Subresources::default()
             },

@@ -144,6 +144,9 @@ fn subresources(resource: &Resource) -> Vec<Sub> {
     if s.approval {
         subs.push(own("approval", &["get", "patch", "update"]));
     }
+    if s.streams {
+        subs.push(other("attach", "", "v1", "PodAttachOptions", &["create", "get"]));
+    }
     if s.binding {
         subs.push(other("binding", "", "v1", "Binding", &["create"]));
     }
@@ -153,8 +156,20 @@ fn subresources(resource: &Resource) -> Vec<Sub> {
     if s.finalize {
         subs.push(own("finalize", &["update"]));
     }
+    if s.streams {
+        subs.push(other("exec", "", "v1", "PodExecOptions", &["create", "get"]));
+    }
     if s.log {
         subs.push(own("log", &["get"]));
+    }
+    if s.streams {
+        subs.push(other(
+            "portforward",
+            "",
+            "v1",
+            "PodPortForwardOptions",
+            &["create", "get"],
+        ));
     }
     if s.scale.is_some() {
         subs.push(other(
@@ -325,7 +340,10 @@ mod tests {
             .iter()
             .map(|s| s["subresource"].as_str().unwrap())
             .collect();
-        assert_eq!(subs, ["binding", "eviction", "log", "status"]);
+        assert_eq!(
+            subs,
+            ["attach", "binding", "eviction", "exec", "log", "portforward", "status"]
+        );
         let named = aggregated(&catalog, false);
         assert!(
             named["items"]

@@ -397,6 +397,8 @@ async fn an_oci_pod_runs_in_runc_and_is_stopped_on_delete() {
             netns: None,
             stdout: log.clone(),
             stderr: log,
+            stdin: None,
+            terminal: false,
         })
         .unwrap();
         runc.start("leftover").unwrap();

@@ -130,6 +130,8 @@ fn spec(env: &Env, id: &str, image: &Image, command: &[&str]) -> ContainerSpec {
         netns: None,
         stdout: env.dir.join("logs").join(format!("{id}.log")),
         stderr: env.dir.join("logs").join(format!("{id}.log")),
+        stdin: None,
+        terminal: false,
     }
 }
 

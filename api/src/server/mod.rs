@@ -2,6 +2,7 @@
 //! OpenAPI, and dispatches resource requests to the registry; and a TLS
 //! listener that serves it over HTTP/2 and HTTP/1.1.
 
+mod connect;
 mod kubernetes_service;
 mod negotiate;
 mod pretty;

@@ -105,6 +105,12 @@ pub(super) async fn handle(server: Arc<ApiServer>, request: Request) -> Result<R
         .get::<UserInfo>()
         .cloned()
         .unwrap_or_else(UserInfo::anonymous);
+    if super::connect::serves(&info) {
+        let mut asked = info.clone();
+        asked.verb = Verb::Create;
+        server.check_resource(&crate::auth::attributes(&user, &asked)).await?;
+        return super::connect::handle(server, info, parts, query).await;
+    }
     server.check_resource(&crate::auth::attributes(&user, &info)).await?;
     let header = |name: header::HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(String::from);
     let body = axum::body::to_bytes(body, MAX_BODY_BYTES)
@@ -804,29 +810,7 @@ async fn log(call: &Call) -> Result<Response> {
         .get(&call.resource, call.namespace(), call.name())
         .await?;
     let pod = &current.object;
-    let names: Vec<&str> = ["/spec/containers", "/spec/initContainers"]
-        .iter()
-        .filter_map(|p| pod.pointer(p).and_then(Value::as_array))
-        .flatten()
-        .filter_map(|c| c.get("name").and_then(Value::as_str))
-        .collect();
-    let container = match call.query.get("container") {
-        Some(c) => c.to_string(),
-        None if names.len() <= 1 => names.first().copied().unwrap_or_default().to_string(),
-        None => {
-            return Err(ApiError::BadRequest(format!(
-                "a container name must be specified for pod {}, choose one of: [{}]",
-                call.name(),
-                names.join(" ")
-            )));
-        }
-    };
-    if !names.contains(&container.as_str()) {
-        return Err(ApiError::BadRequest(format!(
-            "container {container} is not valid for pod {}",
-            call.name()
-        )));
-    }
+    let container = super::connect::container(pod, call.name(), call.query.get("container"))?;
     let node = meta::str_field(pod, &["spec", "nodeName"]).unwrap_or_default();
     if node.is_empty() {
         return Err(ApiError::BadRequest(format!(
@@ -834,34 +818,7 @@ async fn log(call: &Call) -> Result<Response> {
             call.name()
         )));
     }
-    let nodes = call
-        .server
-        .catalog
-        .lookup("", "v1", "nodes")
-        .ok_or(ApiError::Internal)?;
-    let node_object =
-        call.server.registry.get(&nodes, None, node).await.map_err(|_| {
-            ApiError::BadRequest(format!("node \"{node}\" of pod \"{}\" is not registered", call.name()))
-        })?;
-    let address = node_object
-        .object
-        .pointer("/status/addresses")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .find(|a| a.get("type").and_then(Value::as_str) == Some("InternalIP"))
-        .and_then(|a| a.get("address").and_then(Value::as_str))
-        .map(str::to_string);
-    let port = node_object
-        .object
-        .pointer("/status/daemonEndpoints/kubeletEndpoint/Port")
-        .and_then(Value::as_u64)
-        .filter(|p| *p > 0 && *p <= u64::from(u16::MAX));
-    let (Some(address), Some(port)) = (address, port) else {
-        return Err(ApiError::BadRequest(format!(
-            "no log endpoint is known for node \"{node}\""
-        )));
-    };
+    let endpoint = super::connect::node_endpoint(&call.server, node, call.name()).await?;
     // (A block: the serializer is not Send, and must be gone by the await.)
     let query = {
         let mut query = form_urlencoded::Serializer::new(String::new());
@@ -872,13 +829,8 @@ async fn log(call: &Call) -> Result<Response> {
         }
         query.finish()
     };
-    let host = if address.contains(':') {
-        format!("[{address}]")
-    } else {
-        address
-    };
     let uri = format!(
-        "http://{host}:{port}/containerLogs/{}/{}/{container}?{}",
+        "http://{endpoint}/containerLogs/{}/{}/{container}?{}",
         call.namespace().unwrap_or_default(),
         call.name(),
         query

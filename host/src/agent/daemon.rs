@@ -8,6 +8,8 @@
 //!   streams until the container stops.
 //! * `GET /stats/summary`: what the node and its pods use
 //!   ([`stats`](super::stats)), as JSON.
+//! * `/exec/…` and `/portForward/…`: upgraded to a stream
+//!   ([`streams`](super::streams)).
 //!
 //! It speaks plain HTTP and trusts its callers, so it listens on the
 //! node's own address only (loopback in the single-process server).
@@ -35,6 +37,7 @@ use super::stats::StatsIndex;
 #[derive(Debug)]
 pub struct Sources {
     pub logs: Arc<LogIndex>,
+    pub streams: Arc<super::streams::StreamIndex>,
     pub stats: Arc<StatsIndex>,
     pub node_name: String,
 }
@@ -256,6 +259,10 @@ async fn container_logs(index: Arc<LogIndex>, path: &str, uri: &hyper::Uri) -> R
 }
 
 async fn handle(sources: Arc<Sources>, request: Request<hyper::body::Incoming>) -> Response<Body> {
+    let request = match super::streams::handle(sources.streams.clone(), request).await {
+        Ok(response) => return response.map(BodyExt::boxed),
+        Err(request) => request,
+    };
     if request.method() != hyper::Method::GET {
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n");
     }
@@ -309,6 +316,7 @@ pub async fn serve(
                 });
                 let _ = http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
+                    .with_upgrades()
                     .await;
             });
         }

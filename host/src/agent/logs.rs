@@ -42,7 +42,7 @@
 //! follows a live log by reading again from the byte offset it returned.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -115,6 +115,7 @@ impl PodLogDir {
         restart: u32,
         wiring: LogWiring,
         limits: LogLimits,
+        console: Console,
     ) -> io::Result<(ContainerLog, Stdio)> {
         let file = self.file(container, restart);
         match wiring {
@@ -128,8 +129,16 @@ impl PodLogDir {
             }
             LogWiring::Fifos => {
                 let (stdout, stderr) = self.fifos(container, restart);
-                let writer = LogWriter::start(&file, stdout.clone(), stderr.clone(), limits)?;
-                Ok((ContainerLog::Fifos(writer), Stdio::Fifos { stdout, stderr }))
+                let stdin = self.dir.join(container).join(format!("{restart}.stdin"));
+                let (writer, stdin, terminal) =
+                    LogWriter::start(&file, stdout.clone(), stderr.clone(), limits, console, stdin)?;
+                let stdio = Stdio::Fifos {
+                    stdout,
+                    stderr,
+                    stdin,
+                    terminal,
+                };
+                Ok((ContainerLog::Fifos(writer), stdio))
             }
         }
     }
@@ -144,24 +153,133 @@ impl PodLogDir {
     }
 }
 
-/// Copies a container's stdout and stderr FIFOs into its log file.
+/// What a container's `stdin`, `stdinOnce` and `tty` ask for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Console {
+    pub stdin: bool,
+    pub stdin_once: bool,
+    pub tty: bool,
+}
+
+/// Which output a chunk came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputStream {
+    Stdout,
+    Stderr,
+}
+
+/// A container's stdin, as the agent holds it for `kubectl attach`: the
+/// write end of its stdin FIFO, or its terminal's master. Closing it
+/// (`stdinOnce`) gives the container end of file.
+#[derive(Debug, Default)]
+pub struct Stdin(std::sync::Mutex<Option<std::os::fd::OwnedFd>>);
+
+impl Stdin {
+    fn set(&self, fd: std::os::fd::OwnedFd) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(fd);
+    }
+
+    /// A descriptor of its own for a writer; `None` once closed.
+    pub fn duplicate(&self) -> Option<std::os::fd::OwnedFd> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()?
+            .try_clone()
+            .ok()
+    }
+
+    pub fn close(&self) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+}
+
+/// A running container's stdio as `kubectl attach` sees it: its output
+/// from the moment one subscribes, whether it has ended, and its stdin.
+#[derive(Clone, Debug)]
+pub struct Attach {
+    pub output: tokio::sync::broadcast::Sender<(OutputStream, bytes::Bytes)>,
+    /// Turns `true` once all output is out (the container has exited).
+    pub ended: tokio::sync::watch::Receiver<bool>,
+    /// `None` when the container has no stdin (`stdin: false`).
+    pub stdin: Option<Arc<Stdin>>,
+    pub console: Console,
+}
+
+/// Chunks of output kept for a slow attached client before it misses
+/// some.
+const ATTACH_BUFFER: usize = 256;
+
+/// Copies a container's stdout and stderr FIFOs (or its terminal) into its
+/// log file, and to attached clients.
 #[derive(Debug)]
 pub struct LogWriter {
     pub stdout: PathBuf,
     pub stderr: PathBuf,
+    stdin_fifo: Option<PathBuf>,
     keep_open: Vec<File>,
     threads: Vec<std::thread::JoinHandle<()>>,
+    attach: Attach,
+    ended: tokio::sync::watch::Sender<bool>,
 }
 
 impl LogWriter {
-    /// Makes the FIFOs and starts copying them into `log`.
-    pub fn start(log: &Path, stdout: PathBuf, stderr: PathBuf, limits: LogLimits) -> io::Result<LogWriter> {
+    /// Makes the FIFOs and starts copying them into `log`. With `stdin`
+    /// (and no terminal), also a stdin FIFO at `stdin_fifo`, returned for
+    /// the container to read; with a terminal, the sender its master is
+    /// to be handed to once the runtime has it.
+    #[allow(clippy::type_complexity)]
+    pub fn start(
+        log: &Path,
+        stdout: PathBuf,
+        stderr: PathBuf,
+        limits: LogLimits,
+        console: Console,
+        stdin_fifo: PathBuf,
+    ) -> io::Result<(
+        LogWriter,
+        Option<PathBuf>,
+        Option<std::sync::mpsc::Sender<std::os::fd::OwnedFd>>,
+    )> {
         if let Some(parent) = log.parent() {
             fs::create_dir_all(parent)?;
         }
         let sink = Arc::new(Sink::open(log, limits, true)?);
+        let (output, _) = tokio::sync::broadcast::channel(ATTACH_BUFFER);
+        let (ended, ended_rx) = tokio::sync::watch::channel(false);
+        let stdin = (console.stdin || console.tty).then(|| Arc::new(Stdin::default()));
         let mut keep_open = Vec::new();
         let mut threads = Vec::new();
+        let mut terminal = None;
+        let mut stdin_path = None;
+        if console.tty {
+            // The container's stdio is its terminal: the master carries
+            // its output (one stream, as stdout) and takes its input.
+            let (tx, rx) = std::sync::mpsc::channel::<std::os::fd::OwnedFd>();
+            let (sink, output, stdin) = (sink.clone(), output.clone(), stdin.clone());
+            threads.push(std::thread::Builder::new().name("log-terminal".into()).spawn(move || {
+                let Ok(master) = rx.recv() else { return };
+                if let (Some(stdin), Ok(writer)) = (&stdin, master.try_clone()) {
+                    stdin.set(writer);
+                }
+                copy_output(File::from(master), "stdout", OutputStream::Stdout, &sink, &output);
+            })?);
+            terminal = Some(tx);
+        } else if console.stdin {
+            let _ = fs::remove_file(&stdin_fifo);
+            rustix::fs::mkfifoat(
+                rustix::fs::CWD,
+                stdin_fifo.as_path(),
+                rustix::fs::Mode::from_raw_mode(0o600),
+            )?;
+            // Read-write, so that the open does not wait for a reader and
+            // the container reads no end of file until this is closed.
+            let holder = OpenOptions::new().read(true).write(true).open(&stdin_fifo)?;
+            if let Some(stdin) = &stdin {
+                stdin.set(holder.into());
+            }
+            stdin_path = Some(stdin_fifo.clone());
+        }
         for (path, stream) in [(&stdout, "stdout"), (&stderr, "stderr")] {
             let _ = fs::remove_file(path);
             rustix::fs::mkfifoat(rustix::fs::CWD, path.as_path(), rustix::fs::Mode::from_raw_mode(0o600))?;
@@ -174,30 +292,58 @@ impl LogWriter {
             let flags = rustix::fs::fcntl_getfl(&reader)?;
             rustix::fs::fcntl_setfl(&reader, flags - rustix::fs::OFlags::NONBLOCK)?;
             keep_open.push(OpenOptions::new().write(true).open(path)?);
-            let sink = sink.clone();
+            let (sink, output) = (sink.clone(), output.clone());
+            let which = if stream == "stdout" {
+                OutputStream::Stdout
+            } else {
+                OutputStream::Stderr
+            };
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("log-{stream}"))
-                    .spawn(move || copy_lines(reader, stream, &sink))?,
+                    .spawn(move || copy_output(reader, stream, which, &sink, &output))?,
             );
         }
-        Ok(LogWriter {
+        let attach = Attach {
+            output,
+            ended: ended_rx,
+            stdin,
+            console,
+        };
+        let writer = LogWriter {
             stdout,
             stderr,
+            stdin_fifo: stdin_path.clone(),
             keep_open,
             threads,
-        })
+            attach,
+            ended,
+        };
+        Ok((writer, stdin_path, terminal))
+    }
+
+    /// What `kubectl attach` reaches.
+    pub fn attach(&self) -> Attach {
+        self.attach.clone()
     }
 
     /// Stops holding the FIFOs open: the copy ends when the container's
-    /// last writer closes them. Returns once everything is in the file.
+    /// last writer closes them. Returns once everything is in the file;
+    /// attached clients are then told the output has ended.
     pub fn close(mut self) {
         self.keep_open.clear();
+        if let Some(stdin) = &self.attach.stdin {
+            stdin.close();
+        }
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
         let _ = fs::remove_file(&self.stdout);
         let _ = fs::remove_file(&self.stderr);
+        if let Some(fifo) = &self.stdin_fifo {
+            let _ = fs::remove_file(fifo);
+        }
+        self.ended.send_replace(true);
     }
 }
 
@@ -302,6 +448,15 @@ pub enum ContainerLog {
 }
 
 impl ContainerLog {
+    /// What `kubectl attach` reaches: a runc container's stdio; `None`
+    /// for Wasm components.
+    pub fn attach(&self) -> Option<Attach> {
+        match self {
+            ContainerLog::Fifos(writer) => Some(writer.attach()),
+            ContainerLog::Direct(_) => None,
+        }
+    }
+
     /// Returns once everything written so far is in the file (for FIFOs,
     /// once the container's writers have closed them).
     pub fn close(self) {
@@ -415,28 +570,64 @@ fn timestamp_now() -> String {
     jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.9fZ").to_string()
 }
 
-fn copy_lines(reader: File, stream: &str, sink: &Sink) {
-    let mut reader = BufReader::with_capacity(64 * 1024, reader);
+/// Copies one output into the log, a record per line (a line reaching
+/// [`MAX_LINE`], or left unfinished at the end, as a piece), and each
+/// chunk as read to attached clients.
+fn copy_output(
+    mut reader: File,
+    stream: &str,
+    which: OutputStream,
+    sink: &Sink,
+    attached: &tokio::sync::broadcast::Sender<(OutputStream, bytes::Bytes)>,
+) {
+    let mut buf = vec![0u8; 64 * 1024];
     let mut line = Vec::new();
     loop {
-        line.clear();
-        // Read at most one record's worth, so a line without an end
-        // cannot grow without bound.
-        match (&mut reader).take(MAX_LINE as u64).read_until(b'\n', &mut line) {
-            Ok(0) => return,
-            Ok(_) => {
-                let complete = line.last() == Some(&b'\n');
-                if complete {
-                    line.pop();
-                }
-                sink.write_record(stream, !complete, &line);
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            // A terminal's master is shared with attached clients, which
+            // make it non-blocking: wait for it to be readable.
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                let mut ready = [rustix::event::PollFd::new(&reader, rustix::event::PollFlags::IN)];
+                let _ = rustix::event::poll(&mut ready, None);
+                continue;
             }
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            // A terminal whose container has gone reads EIO: its end.
+            Err(error) if error.raw_os_error() == Some(rustix::io::Errno::IO.raw_os_error()) => break,
             Err(error) => {
                 sink.report(&error);
-                return;
+                break;
+            }
+        };
+        if attached.receiver_count() > 0 {
+            let _ = attached.send((which, bytes::Bytes::copy_from_slice(&buf[..n])));
+        }
+        let mut rest = &buf[..n];
+        while !rest.is_empty() {
+            let room = MAX_LINE - line.len();
+            let window = &rest[..room.min(rest.len())];
+            match window.iter().position(|b| *b == b'\n') {
+                Some(end) => {
+                    line.extend_from_slice(&window[..end]);
+                    sink.write_record(stream, false, &line);
+                    line.clear();
+                    rest = &rest[end + 1..];
+                }
+                None => {
+                    line.extend_from_slice(window);
+                    rest = &rest[window.len()..];
+                    if line.len() == MAX_LINE {
+                        sink.write_record(stream, true, &line);
+                        line.clear();
+                    }
+                }
             }
         }
+    }
+    if !line.is_empty() {
+        sink.write_record(stream, true, &line);
     }
 }
 
@@ -652,7 +843,18 @@ mod tests {
         let pod = PodLogDir::new(dir.path(), "ns", "p", "u");
         let log = pod.file("c", 0);
         let (out, err) = pod.fifos("c", 0);
-        let writer = LogWriter::start(&log, out.clone(), err.clone(), LogLimits { max_bytes: 200 }).unwrap();
+        let (writer, stdin, terminal) = LogWriter::start(
+            &log,
+            out.clone(),
+            err.clone(),
+            LogLimits { max_bytes: 200 },
+            Console::default(),
+            pod.path().join("stdin"),
+        )
+        .unwrap();
+        assert!(stdin.is_none() && terminal.is_none(), "no stdin was asked for");
+        let attach = writer.attach();
+        let mut attached = attach.output.subscribe();
         {
             let mut stdout = OpenOptions::new().append(true).open(&out).unwrap();
             for i in 0..10 {
@@ -663,6 +865,13 @@ mod tests {
             stdout.write_all(b"\n").unwrap();
         }
         writer.close();
+        assert!(*attach.ended.borrow(), "attached clients learn the output ended");
+        let (stream, first) = attached.try_recv().unwrap();
+        assert_eq!(
+            (stream, &first[..7]),
+            (OutputStream::Stdout, &b"line 0\n"[..]),
+            "attached clients see the output"
+        );
         let mut rotated = log.clone().into_os_string();
         rotated.push(".1");
         assert!(Path::new(&rotated).exists(), "the log was rotated");

@@ -16,6 +16,8 @@
 //! * [`status`]: pod phase, conditions and container statuses (pure).
 //! * [`logs`], [`daemon`]: container log files, and the endpoint the API
 //!   server reads them from.
+//! * [`streams`]: `exec` and `port-forward` on that endpoint (WebSocket
+//!   and SPDY).
 //! * [`events`]: kubelet-style Events about containers.
 //! * [`gateway`]: the HTTP listeners in front of Wasm HTTP pods.
 //! * [`egress`]: where Wasm pods' outgoing HTTP goes: cluster names,
@@ -40,6 +42,7 @@ pub mod runtime;
 pub mod spec;
 pub mod stats;
 pub mod status;
+pub mod streams;
 mod worker;
 
 use std::net::SocketAddr;
@@ -163,6 +166,7 @@ pub(crate) struct Shared {
     pods_root: PathBuf,
     logs_root: PathBuf,
     log_index: Arc<LogIndex>,
+    streams: Arc<streams::StreamIndex>,
     stats: Arc<stats::StatsIndex>,
     /// Namespaces for OCI pods, or why this node cannot make them.
     pod_network: Result<Arc<PodNetwork>, String>,
@@ -346,6 +350,7 @@ impl Agent {
             },
         };
         let log_index = Arc::new(LogIndex::default());
+        let stream_index = Arc::new(streams::StreamIndex::default());
         let stats = Arc::new(stats::StatsIndex::default());
         let ip = config.node_ip.parse().map_err(|_| AgentError::Io {
             path: config.data_dir.clone(),
@@ -358,6 +363,7 @@ impl Agent {
             SocketAddr::new(ip, config.daemon_port),
             Arc::new(daemon::Sources {
                 logs: log_index.clone(),
+                streams: stream_index.clone(),
                 stats: stats.clone(),
                 node_name: config.node_name.clone(),
             }),
@@ -403,6 +409,7 @@ impl Agent {
             pod_ips: PodIps::new(config.pod_cidr),
             proxy: proxy.clone(),
             log_index,
+            streams: stream_index,
             stats,
             pod_network: pod_network.clone(),
             config: config.clone(),

@@ -29,7 +29,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::Shared;
 use super::events::{self, Recorder};
-use super::logs::{ContainerLog, PodLogDir};
+use super::logs::{Console, ContainerLog, PodLogDir};
 use super::probe::{self, Kind, Verdict};
 use super::runtime::{
     Exit, Launch, Mount, Network, PodRef, Running, StartError, Stdio, StopMode, Stopper, WorkloadRuntime,
@@ -37,6 +37,7 @@ use super::runtime::{
 use super::spec::{self, ConfigError, Sources, TokenSlot};
 use super::stats::PodId;
 use super::status::{self, ContainerRecord, Phase, PodView, Terminated};
+use super::streams::PodNet;
 use crate::podnet::Sandbox;
 use skiff_image::Image;
 use skiff_image::credentials::Keyring;
@@ -165,6 +166,21 @@ struct Prepared {
     hosts_file: Option<PathBuf>,
     /// When the projected volumes' ServiceAccount tokens are renewed.
     token_renewal: Option<Instant>,
+}
+
+/// Where port-forward reaches the pod ([`streams`](super::streams)).
+fn stream_network(prepared: Option<&Prepared>) -> PodNet {
+    match prepared {
+        Some(Prepared {
+            sandbox: Some(sandbox), ..
+        }) => PodNet::Namespace(sandbox.netns.clone()),
+        Some(Prepared {
+            own_ip: true,
+            pod_ip: Some(ip),
+            ..
+        }) => PodNet::Address(*ip),
+        _ => PodNet::Host,
+    }
 }
 
 /// How soon a failed token renewal is tried again.
@@ -931,10 +947,13 @@ impl Worker {
             Ok((mut launch, Resolved { image, runtime })) => {
                 // The runtime says how its containers' output reaches the log.
                 let wiring = runtime.log_wiring();
-                match self
-                    .logs
-                    .open(&slot.container.name, slot.runs, wiring, config.log_limits)
-                {
+                let c = &slot.container;
+                let console = Console {
+                    stdin: c.stdin.unwrap_or(false),
+                    stdin_once: c.stdin_once.unwrap_or(false),
+                    tty: c.tty.unwrap_or(false),
+                };
+                match self.logs.open(&c.name, slot.runs, wiring, config.log_limits, console) {
                     Err(e) => Err(StartError {
                         reason: "CreateContainerError",
                         message: format!("cannot set up the container's logs: {e}"),
@@ -964,8 +983,18 @@ impl Worker {
                     exit,
                     stopper,
                     exec,
+                    spawn,
                     meter,
                 } = running;
+                self.shared.streams.started(
+                    &self.namespace,
+                    &self.name,
+                    &self.uid,
+                    stream_network(self.prepared.as_ref()),
+                    &slot.container.name,
+                    spawn,
+                    writer.attach(),
+                );
                 let run = slot.runs;
                 slot.runs += 1;
                 // The current and the previous run keep their logs (what
@@ -1113,6 +1142,9 @@ impl Worker {
         self.shared
             .stats
             .exited(&self.namespace, &self.name, &slot.container.name);
+        self.shared
+            .streams
+            .stopped(&self.namespace, &self.name, &slot.container.name);
         if let Some(prober) = &live.prober {
             prober.abort();
         }
@@ -1313,6 +1345,7 @@ impl Worker {
             }
         }
         self.shared.log_index.remove(&self.namespace, &self.name);
+        self.shared.streams.remove(&self.namespace, &self.name);
         self.shared.stats.remove(&self.namespace, &self.name);
         let _ = std::fs::remove_dir_all(self.pod_dir());
         let _ = std::fs::remove_dir_all(self.logs.path());

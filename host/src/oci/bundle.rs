@@ -8,7 +8,7 @@
 //! namespaces, and joins the pod's network namespace (else it is on the
 //! host network), the usual `/proc`, `/dev`, `/sys`
 //! mounts plus the spec's bind mounts, a cgroup at `/skiff/<id>` with the
-//! memory and CPU limits, and no terminal.
+//! memory and CPU limits, and a terminal if it asks for one.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -137,7 +137,7 @@ pub fn runtime_spec(spec: &ContainerSpec, rootfs: &Path) -> Result<Spec> {
     ));
 
     let mut process = runtime.process().clone().unwrap_or_default();
-    process.set_terminal(Some(false));
+    process.set_terminal(Some(spec.terminal));
     process.set_args(Some(args));
     process.set_env(Some(env));
     process.set_cwd(PathBuf::from(cwd));
@@ -452,6 +452,8 @@ mod tests {
             netns: None,
             stdout: PathBuf::from("/dev/null"),
             stderr: PathBuf::from("/dev/null"),
+            stdin: None,
+            terminal: false,
         };
         assert!(spec.id.len() > 64);
         let runtime = runtime_spec(&spec, &dir.path().join("rootfs")).unwrap();

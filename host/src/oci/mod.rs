@@ -18,6 +18,10 @@
 //!    create/start/state/kill/delete and collects exit codes (see its docs
 //!    for how).
 //!
+//! `runc exec` runs further processes in a running container
+//! ([`RuncRuntime::spawn_exec`]); one with a terminal gets it through
+//! runc's console socket (`console`).
+//!
 //! [`cgroup`] reads what a running container uses from the cgroup the
 //! bundle names.
 //!
@@ -29,6 +33,7 @@
 
 pub mod bundle;
 pub mod cgroup;
+mod console;
 pub mod rootfs;
 pub mod runc;
 pub mod security;

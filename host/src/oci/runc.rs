@@ -37,6 +37,7 @@
 use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
 use std::io;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
@@ -47,7 +48,7 @@ use serde::Deserialize;
 
 use skiff_image::ImageKind;
 
-use super::{ContainerSpec, bundle, rootfs};
+use super::{ContainerSpec, bundle, console, rootfs};
 
 /// How long [`RuncRuntime::state`] waits for the waiter thread to record
 /// the exit code of a container runc already reports stopped.
@@ -158,6 +159,47 @@ struct ExitSlot {
     done: Condvar,
 }
 
+/// The stdio of a process [`RuncRuntime::spawn_exec`] starts.
+#[derive(Debug)]
+pub enum ExecStdio {
+    /// A new terminal, its master returned in [`ExecProcess::terminal`].
+    Terminal,
+    /// These descriptors, as the process's stdin, stdout and stderr.
+    Pipes {
+        stdin: OwnedFd,
+        stdout: OwnedFd,
+        stderr: OwnedFd,
+    },
+}
+
+/// A process [`RuncRuntime::spawn_exec`] started.
+#[derive(Debug)]
+pub struct ExecProcess {
+    pub pid: Pid,
+    /// The master of its terminal, if it has one.
+    pub terminal: Option<OwnedFd>,
+}
+
+/// Blocks until `pid`, a child of this process, exits; its exit code (a
+/// signal `n` as `128 + n`, as shells report it), or `None` if it cannot
+/// be reaped.
+pub fn wait_pid(pid: Pid) -> Option<i32> {
+    loop {
+        match rustix::process::waitpid(Some(pid), WaitOptions::empty()) {
+            Ok(Some((_, status))) => {
+                return status
+                    .exit_status()
+                    .or_else(|| status.terminating_signal().map(|s| 128 + s));
+            }
+            Ok(None) | Err(rustix::io::Errno::INTR) => continue,
+            Err(error) => {
+                tracing::warn!(pid = pid.as_raw_nonzero().get(), %error, "cannot reap a process");
+                return None;
+            }
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 struct RuncState {
     status: String,
@@ -243,10 +285,12 @@ impl RuncRuntime {
 
     /// Prepares the root filesystem and bundle and runs `runc create`; the
     /// container's process then waits for [`start`](Self::start). Its
-    /// stdout and stderr go to `spec.stdout` and `spec.stderr`. On failure nothing is left
-    /// behind.
+    /// stdout and stderr go to `spec.stdout` and `spec.stderr`, its stdin
+    /// comes from `spec.stdin`; with `spec.terminal` its stdio is a new
+    /// terminal instead, whose master is returned. On failure nothing is
+    /// left behind.
     #[tracing::instrument(skip(self, spec), fields(id = %spec.id, image = %spec.image.reference))]
-    pub fn create(&self, spec: &ContainerSpec) -> Result<()> {
+    pub fn create(&self, spec: &ContainerSpec) -> Result<Option<OwnedFd>> {
         let id = spec.id.as_str();
         check_id(id)?;
         if spec.image.kind != ImageKind::Container {
@@ -272,7 +316,7 @@ impl RuncRuntime {
         result
     }
 
-    fn create_in(&self, spec: &ContainerSpec, dir: &Path) -> Result<()> {
+    fn create_in(&self, spec: &ContainerSpec, dir: &Path) -> Result<Option<OwnedFd>> {
         let id = spec.id.as_str();
         let rootfs_err = |source| Error::Rootfs {
             id: id.to_owned(),
@@ -298,8 +342,6 @@ impl RuncRuntime {
                 .open(path)
                 .map_err(io_err("cannot open container output", path))
         };
-        let log = open_output(&spec.stdout)?;
-        let log_err = open_output(&spec.stderr)?;
         let pid_file = dir.join("init.pid");
         let mut command = self.command("create", id);
         command
@@ -307,11 +349,24 @@ impl RuncRuntime {
             .arg("--bundle")
             .arg(dir)
             .arg("--pid-file")
-            .arg(&pid_file)
-            .arg(id)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err);
+            .arg(&pid_file);
+        let console = if spec.terminal {
+            let socket = console::ConsoleSocket::bind().map_err(io_err("cannot make a console socket", dir))?;
+            command.arg("--console-socket").arg(socket.argument());
+            command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+            Some(socket)
+        } else {
+            command
+                .stdout(open_output(&spec.stdout)?)
+                .stderr(open_output(&spec.stderr)?);
+            match &spec.stdin {
+                // A writer holds the FIFO open, so this does not wait.
+                Some(fifo) => command.stdin(fs::File::open(fifo).map_err(io_err("cannot open the stdin FIFO", fifo))?),
+                None => command.stdin(Stdio::null()),
+            };
+            None
+        };
+        command.arg(id);
         let status = command.status().map_err(|source| self.spawn_error(source))?;
         if !status.success() {
             return Err(Error::RuncFailed {
@@ -331,7 +386,16 @@ impl RuncRuntime {
                 id: id.to_owned(),
                 stderr: format!("unusable pid file {}", pid_file.display()),
             })?;
-        self.spawn_waiter(id, pid, dir.join("exit_code"))
+        let master = match console {
+            Some(socket) => Some(socket.receive().map_err(|e| Error::RuncFailed {
+                op: "create",
+                id: id.to_owned(),
+                stderr: format!("cannot take the container's terminal: {e}"),
+            })?),
+            None => None,
+        };
+        self.spawn_waiter(id, pid, dir.join("exit_code"))?;
+        Ok(master)
     }
 
     /// Starts a waiter thread reaping the container's init.
@@ -345,20 +409,7 @@ impl RuncRuntime {
         std::thread::Builder::new()
             .name(format!("runc-wait-{id}"))
             .spawn(move || {
-                let code = loop {
-                    match rustix::process::waitpid(Some(pid), WaitOptions::empty()) {
-                        Ok(Some((_, status))) => {
-                            break status
-                                .exit_status()
-                                .or_else(|| status.terminating_signal().map(|s| 128 + s));
-                        }
-                        Ok(None) | Err(rustix::io::Errno::INTR) => continue,
-                        Err(e) => {
-                            tracing::warn!(id = %id_owned, error = %e, "cannot reap container init");
-                            break None;
-                        }
-                    }
-                };
+                let code = wait_pid(pid);
                 if let Some(code) = code {
                     tracing::debug!(id = %id_owned, code, "container exited");
                     if let Err(e) = fs::write(&exit_file, code.to_string()) {
@@ -395,6 +446,76 @@ impl RuncRuntime {
             .status()
             .map_err(|source| self.spawn_error(source))?;
         Ok(status.code().unwrap_or(128))
+    }
+
+    /// `runc exec --detach`: starts `command` in the running container
+    /// (`kubectl exec`), with the container's environment, user and
+    /// working directory. Without a terminal the process gets `stdio`;
+    /// with one, its stdio is a new terminal whose master is returned.
+    /// The process becomes this process's child once runc exits (see the
+    /// module docs); [`wait_pid`] reaps it.
+    #[tracing::instrument(skip(self, stdio))]
+    pub fn spawn_exec(&self, id: &str, command: &[String], stdio: ExecStdio) -> Result<ExecProcess> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        check_id(id)?;
+        let failed = |stderr: String| Error::RuncFailed {
+            op: "exec",
+            id: id.to_owned(),
+            stderr,
+        };
+        if command.is_empty() {
+            return Err(failed("no command to exec".into()));
+        }
+        let op = format!("exec-{}", NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        let pid_file = self.bundle_dir(id).join(format!("{op}.pid"));
+        let mut runc = self.command(&op, id);
+        runc.arg("exec").arg("--detach").arg("--pid-file").arg(&pid_file);
+        let console = match stdio {
+            ExecStdio::Terminal => {
+                let socket =
+                    console::ConsoleSocket::bind().map_err(io_err("cannot make a console socket", &pid_file))?;
+                runc.arg("--tty").arg("--console-socket").arg(socket.argument());
+                runc.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+                Some(socket)
+            }
+            ExecStdio::Pipes { stdin, stdout, stderr } => {
+                runc.stdin(stdin).stdout(stdout).stderr(stderr);
+                None
+            }
+        };
+        let status = runc
+            .arg(id)
+            .args(command)
+            .status()
+            .map_err(|source| self.spawn_error(source))?;
+        let log = self.runc_log(id, &op, "");
+        let _ = fs::remove_file(self.op_log_path(id, &op));
+        if !status.success() {
+            let _ = fs::remove_file(&pid_file);
+            return Err(failed(if log.is_empty() {
+                format!("runc exited with {status}")
+            } else {
+                log
+            }));
+        }
+        let pid = fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok())
+            .and_then(Pid::from_raw);
+        let _ = fs::remove_file(&pid_file);
+        let pid = pid.ok_or_else(|| failed(format!("unusable pid file {}", pid_file.display())))?;
+        let terminal = match console {
+            Some(socket) => match socket.receive() {
+                Ok(master) => Some(master),
+                Err(error) => {
+                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                    wait_pid(pid);
+                    return Err(failed(format!("cannot take the process's terminal: {error}")));
+                }
+            },
+            None => None,
+        };
+        Ok(ExecProcess { pid, terminal })
     }
 
     /// `runc start`: runs the created container's process.

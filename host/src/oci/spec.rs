@@ -45,6 +45,12 @@ pub struct ContainerSpec {
     pub stdout: PathBuf,
     /// Where its stderr goes; may be the same path as `stdout`.
     pub stderr: PathBuf,
+    /// What it reads as stdin (a FIFO the agent writes); `None` is
+    /// `/dev/null`.
+    pub stdin: Option<PathBuf>,
+    /// Whether its stdio is a terminal of its own (`tty: true`); runc
+    /// then hands the master back from [`create`](super::RuncRuntime::create).
+    pub terminal: bool,
 }
 
 /// A host path bind-mounted into the container.

@@ -521,6 +521,20 @@ fn mac(link: &LinkMessage) -> Vec<u8> {
         .unwrap_or_default()
 }
 
+/// Connects to `localhost:<port>` inside the pod namespace pinned at
+/// `netns` (port-forward reaches the pod's own loopback, as containerd's
+/// does).
+pub async fn connect_inside(
+    netns: PathBuf,
+    port: u16,
+    timeout: std::time::Duration,
+) -> io::Result<std::net::TcpStream> {
+    netns::enter(netns, move || {
+        std::net::TcpStream::connect_timeout(&std::net::SocketAddr::from((Ipv4Addr::LOCALHOST, port)), timeout)
+    })
+    .await
+}
+
 /// Where the pod namespaces of a node with data directory `data_dir` are pinned.
 pub fn netns_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("netns")

@@ -37,6 +37,28 @@ where
         .unwrap_or_else(|_| Err(io::Error::other("the namespace thread ended early")))
 }
 
+/// Runs `inside` in the existing namespace pinned at `path`, on a thread
+/// made for it, and returns what it returns.
+pub(crate) async fn enter<T, F>(path: PathBuf, inside: F) -> io::Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> io::Result<T> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new().name("netns".into()).spawn(move || {
+        let entered = fs::File::open(&path).and_then(|file| {
+            rustix::thread::move_into_link_name_space(
+                std::os::fd::AsFd::as_fd(&file),
+                Some(rustix::thread::LinkNameSpaceType::Network),
+            )
+            .map_err(io::Error::from)
+        });
+        let _ = tx.send(entered.and_then(|()| inside()));
+    })?;
+    rx.await
+        .unwrap_or_else(|_| Err(io::Error::other("the namespace thread ended early")))
+}
+
 /// On the calling thread, which it moves there for good: unshares a new
 /// network namespace and pins it at `path`.
 fn pin_new(path: &Path) -> io::Result<()> {

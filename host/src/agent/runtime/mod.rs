@@ -12,7 +12,7 @@
 //! machine.
 //!
 //! ```text
-//!  Image ─► Runtimes::select ─► validate ─► log_wiring, network ─► start(Launch) ─► Running { exit, stopper, exec, meter }
+//!  Image ─► Runtimes::select ─► validate ─► log_wiring, network ─► start(Launch) ─► Running { exit, stopper, exec, spawn, meter }
 //! ```
 
 mod runc;
@@ -97,8 +97,15 @@ pub enum Stdio {
     /// Nowhere.
     #[default]
     Discard,
-    /// FIFOs a log writer reads ([`LogWiring::Fifos`]).
-    Fifos { stdout: PathBuf, stderr: PathBuf },
+    /// FIFOs a log writer reads ([`LogWiring::Fifos`]); a stdin FIFO
+    /// for a container with `stdin`; for one with `tty`, where to hand
+    /// the master of the terminal the runtime makes for it.
+    Fifos {
+        stdout: PathBuf,
+        stderr: PathBuf,
+        stdin: Option<PathBuf>,
+        terminal: Option<std::sync::mpsc::Sender<std::os::fd::OwnedFd>>,
+    },
     /// Straight into the log from this process ([`LogWiring::Direct`]).
     Direct {
         stdout: Arc<dyn Output>,
@@ -205,8 +212,37 @@ pub struct Running {
     pub stopper: Stopper,
     /// Runs a command in the container (exec probes); `None` for Wasm.
     pub exec: crate::agent::probe::Exec,
+    /// Starts a process in the container (`kubectl exec`); `None` for
+    /// Wasm.
+    pub spawn: Option<Spawn>,
     /// Reads what the container uses while it runs.
     pub meter: Arc<dyn Meter>,
+}
+
+/// Starts `command` in a running container, with a terminal or not; the
+/// process and its stdio ([`streams`](crate::agent::streams)). Blocks
+/// while it starts.
+pub type Spawn = Arc<dyn Fn(Vec<String>, bool) -> Result<Process, String> + Send + Sync>;
+
+/// A process started in a container for a client.
+pub struct Process {
+    /// What the process reads; with a terminal, the terminal's master.
+    pub stdin: std::os::fd::OwnedFd,
+    /// What it writes; with a terminal, the master again.
+    pub stdout: std::os::fd::OwnedFd,
+    /// `None` with a terminal, which carries both outputs.
+    pub stderr: Option<std::os::fd::OwnedFd>,
+    pub terminal: bool,
+    /// Blocks until the process exits: its exit code, if known.
+    pub wait: Box<dyn FnOnce() -> Option<i32> + Send>,
+}
+
+impl std::fmt::Debug for Process {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Process")
+            .field("terminal", &self.terminal)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What a running container uses, as the node reports it

@@ -9,7 +9,7 @@ use std::time::Duration;
 use skiff_image::{Image, ImageKind};
 
 use super::{
-    Exit, Launch, LogWiring, Meter, Network, Refusal, Running, StartError, Starting, Stdio, StopMode, Usage,
+    Exit, Launch, LogWiring, Meter, Network, Process, Refusal, Running, StartError, Starting, Stdio, StopMode, Usage,
     WorkloadRuntime,
 };
 use crate::oci::{self, ContainerState, RuncRuntime};
@@ -64,9 +64,14 @@ impl Meter for CgroupMeter {
 }
 
 fn oci_spec(launch: &Launch) -> oci::ContainerSpec {
-    let (stdout, stderr) = match &launch.stdio {
-        Stdio::Fifos { stdout, stderr } => (stdout.clone(), stderr.clone()),
-        Stdio::Discard | Stdio::Direct { .. } => (PathBuf::from("/dev/null"), PathBuf::from("/dev/null")),
+    let (stdout, stderr, stdin, terminal) = match &launch.stdio {
+        Stdio::Fifos {
+            stdout,
+            stderr,
+            stdin,
+            terminal,
+        } => (stdout.clone(), stderr.clone(), stdin.clone(), terminal.is_some()),
+        Stdio::Discard | Stdio::Direct { .. } => (PathBuf::from("/dev/null"), PathBuf::from("/dev/null"), None, false),
     };
     oci::ContainerSpec {
         id: launch.id.clone(),
@@ -93,6 +98,8 @@ fn oci_spec(launch: &Launch) -> oci::ContainerSpec {
         netns: launch.netns.clone(),
         stdout,
         stderr,
+        stdin,
+        terminal,
     }
 }
 
@@ -162,8 +169,14 @@ async fn start_container(runc: &RuncRuntime, launch: Launch) -> Result<Running, 
     let spec = oci_spec(&launch);
     let id = launch.id.clone();
     let creating = runc.clone();
+    let terminal = match &launch.stdio {
+        Stdio::Fifos { terminal, .. } => terminal.clone(),
+        _ => None,
+    };
     let started = blocking(move || {
-        creating.create(&spec)?;
+        if let (Some(master), Some(to)) = (creating.create(&spec)?, terminal) {
+            let _ = to.send(master);
+        }
         if let Err(error) = creating.start(&spec.id) {
             let _ = creating.delete(&spec.id, true);
             return Err(error);
@@ -188,6 +201,7 @@ async fn start_container(runc: &RuncRuntime, launch: Launch) -> Result<Running, 
     let (exit_tx, exited) = super::exit_channel();
     let (stopper, mut stop_rx) = super::stop_channel();
     let (exec_runc, exec_id) = (runc.clone(), launch.id.clone());
+    let (spawn_runc, spawn_id) = (runc.clone(), launch.id.clone());
     let runc = runc.clone();
     tokio::spawn(async move {
         let code = loop {
@@ -230,5 +244,56 @@ async fn start_container(runc: &RuncRuntime, launch: Launch) -> Result<Running, 
                 Err(e) => Err(e.to_string()),
             },
         )),
+        spawn: Some(Arc::new(move |command: Vec<String>, terminal: bool| {
+            spawn_process(&spawn_runc, &spawn_id, &command, terminal)
+                .map_err(|e| format!("{:#}", anyhow::Error::new(e)))
+        })),
+    })
+}
+
+/// `runc exec` of `command` for a client: with a terminal, or with
+/// three pipes whose other ends the client gets.
+fn spawn_process(
+    runc: &RuncRuntime,
+    id: &str,
+    command: &[String],
+    terminal: bool,
+) -> Result<Process, oci::runc::Error> {
+    let io = |source: std::io::Error| oci::runc::Error::Io {
+        context: "cannot make the process's stdio",
+        path: runc.bundle_dir(id),
+        source,
+    };
+    if terminal {
+        let started = runc.spawn_exec(id, command, oci::runc::ExecStdio::Terminal)?;
+        let master = started
+            .terminal
+            .ok_or_else(|| io(std::io::Error::other("runc sent no terminal")))?;
+        let output = master.try_clone().map_err(io)?;
+        let pid = started.pid;
+        return Ok(Process {
+            stdin: master,
+            stdout: output,
+            stderr: None,
+            terminal: true,
+            wait: Box::new(move || oci::runc::wait_pid(pid)),
+        });
+    }
+    let pipe = || rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| io(e.into()));
+    let (stdin_read, stdin_write) = pipe()?;
+    let (stdout_read, stdout_write) = pipe()?;
+    let (stderr_read, stderr_write) = pipe()?;
+    let stdio = oci::runc::ExecStdio::Pipes {
+        stdin: stdin_read,
+        stdout: stdout_write,
+        stderr: stderr_write,
+    };
+    let pid = runc.spawn_exec(id, command, stdio)?.pid;
+    Ok(Process {
+        stdin: stdin_write,
+        stdout: stdout_read,
+        stderr: Some(stderr_read),
+        terminal: false,
+        wait: Box::new(move || oci::runc::wait_pid(pid)),
     })
 }

@@ -255,6 +255,7 @@ impl WasmtimeWorkloads {
             exit: exited,
             stopper,
             exec: None,
+            spawn: None,
             meter,
         })
     }
