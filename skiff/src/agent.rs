@@ -175,6 +175,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot read --ca-file {}", args.ca_file.display()))?;
     let mut config = args.node.config(&args.data_dir);
     config.cluster_ca_pem = Some(ca.clone());
+    config.endpoint_clients_ca_pem = Some(ca.clone());
     let name = config.node_name.clone();
     let (clients, _renewals) = match token.as_deref() {
         Some(token) if !crate::token::is_join_token(token) => {

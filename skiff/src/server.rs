@@ -279,9 +279,21 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         cluster_ips: args.service_cluster_ip_range,
         node_ports: args.service_node_port_range,
     };
+    // The API server reaches node agents with a client certificate of its
+    // own, in the group they take calls from.
+    let node_client = {
+        let until = i32::from(jiff::Zoned::now().year()) + 2;
+        let (cert, key) = pki
+            .issue_client(KUBELET_CLIENT, Some("system:masters"), until)
+            .context("cannot issue the API server's client certificate for nodes")?;
+        skiff_api::server::node_client::NodeClient::with_certificate(&cert, &key)
+            .map_err(anyhow::Error::msg)
+            .context("cannot configure the API server's client for nodes")?
+    };
     let settings = skiff_api::server::Settings {
         service_ranges: ranges,
         root_ca: Some(pki.ca_pem.clone()),
+        node_client,
     };
     let api = skiff_api::ApiServer::with_settings(store.clone(), authentication, settings);
     api.bootstrap().await.context("cannot create the system namespaces")?;
@@ -360,6 +372,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     } else {
         let mut config = args.node.config(&args.data_dir.join("agent"));
         config.cluster_ca_pem = Some(pki.ca_pem.clone());
+        config.endpoint_clients_ca_pem = Some(pki.ca_pem.clone());
         let node_user = format!("{}{}", names::NODE_PREFIX, config.node_name);
         let clients = skiff_host::agent::Clients {
             node: identity(&url, &pki, &node_user, Some(names::NODES)).await?,
@@ -408,6 +421,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     store.shutdown().await?;
     Ok(())
 }
+
+/// The user the API server calls node agents as (kubeadm's name for it).
+const KUBELET_CLIENT: &str = "kube-apiserver-kubelet-client";
 
 /// The user the plugin manager authenticates as.
 const PLUGIN_MANAGER: &str = "skiff:plugin-manager";

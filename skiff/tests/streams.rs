@@ -282,6 +282,51 @@ fn kubectl_execs_copies_and_forwards_ports() {
     assert_ne!(code, 0);
     assert!(stderr.contains("is not running"), "{stderr}");
     cluster.ok(&["exec", "box", "--", "true"]);
+
+    // The agent's endpoint takes only the API server (and admins): not a
+    // caller without a certificate, nor one the cluster CA signed for
+    // another group.
+    let node = cluster.json(&["get", "node", "streams"]);
+    let endpoint = format!(
+        "127.0.0.1:{}",
+        node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
+            .as_u64()
+            .unwrap()
+    );
+    // The cluster's CA, from a copy of the server's credentials (loading
+    // writes what it finds missing).
+    let copy = tempfile::tempdir().unwrap();
+    std::fs::create_dir(copy.path().join("pki")).unwrap();
+    for file in ["ca.crt", "ca.key"] {
+        std::fs::copy(
+            cluster.data.path().join("pki").join(file),
+            copy.path().join("pki").join(file),
+        )
+        .unwrap();
+    }
+    let pki = skiff_api::pki::Pki::load_or_create(copy.path(), &[]).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let status = |client: skiff_api::server::node_client::NodeClient| {
+        runtime.block_on(async {
+            client
+                .get(&endpoint, "/containerLogs/default/box/sleep")
+                .await
+                .map(|answer| answer.status().as_u16())
+        })
+    };
+    let (cert, key) = pki.issue_client("jane", Some("developers"), 2030).unwrap();
+    let jane = skiff_api::server::node_client::NodeClient::with_certificate(&cert, &key).unwrap();
+    assert_eq!(status(jane), Ok(403), "a certificate of another group is refused");
+    let anonymous = status(skiff_api::server::node_client::NodeClient::default());
+    assert!(anonymous.is_err(), "plain HTTP gets no answer: {anonymous:?}");
+    let (cert, key) = pki
+        .issue_client("kube-apiserver-kubelet-client", Some("system:masters"), 2030)
+        .unwrap();
+    let server = skiff_api::server::node_client::NodeClient::with_certificate(&cert, &key).unwrap();
+    assert_eq!(status(server), Ok(200));
 }
 
 #[test]

@@ -16,7 +16,6 @@
 //! with.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::response::{IntoResponse, Response};
 use http::{HeaderName, StatusCode, header};
@@ -29,9 +28,6 @@ use super::query::Query;
 use crate::error::{ApiError, Result};
 use crate::meta;
 use crate::request::ResourceRequest;
-
-/// How long reaching the node may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Request headers the agent needs to answer the upgrade.
 static UPGRADE_REQUEST: [HeaderName; 7] = [
@@ -177,23 +173,11 @@ pub(super) async fn handle(
         ApiError::BadRequest("upgrade request required (WebSocket or SPDY/3.1, over HTTP/1.1)".into())
     })?;
     let endpoint = node_endpoint(&server, &node, &name).await?;
-    let unreachable = |error: String| {
+    let mut sender = server.node_client.connect(&endpoint).await.map_err(|error| {
         tracing::warn!(%error, node = %node, "cannot reach the node to stream");
         ApiError::BadRequest(format!("cannot reach node \"{node}\": {error}"))
-    };
-    let stream = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(&endpoint))
-        .await
-        .map_err(|_| unreachable("timed out".into()))?
-        .map_err(|e| unreachable(e.to_string()))?;
-    let _ = stream.set_nodelay(true);
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| unreachable(e.to_string()))?;
-    tokio::spawn(async move {
-        if let Err(error) = connection.with_upgrades().await {
-            tracing::debug!(%error, "node stream connection ended");
-        }
-    });
+    })?;
+    let unreachable = |error: String| ApiError::BadRequest(format!("cannot reach node \"{node}\": {error}"));
     let uri = match parts.uri.query() {
         Some(q) => format!("{path}?{q}"),
         None => path,

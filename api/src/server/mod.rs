@@ -5,6 +5,7 @@
 mod connect;
 mod kubernetes_service;
 mod negotiate;
+pub mod node_client;
 mod pretty;
 mod query;
 mod resources;
@@ -41,6 +42,8 @@ pub struct Settings {
     /// The cluster CA (PEM) that new namespaces publish in their
     /// `kube-root-ca.crt` ConfigMap; none without it.
     pub root_ca: Option<String>,
+    /// How node agents' endpoints are reached.
+    pub node_client: node_client::NodeClient,
 }
 
 /// Everything a request handler needs. Shared behind an `Arc`.
@@ -51,6 +54,7 @@ pub struct ApiServer {
     openapi: OpenApi,
     pub authentication: Authentication,
     pub authorizer: Authorizer,
+    pub node_client: node_client::NodeClient,
 }
 
 impl ApiServer {
@@ -96,6 +100,7 @@ impl ApiServer {
             openapi: OpenApi::default(),
             authentication,
             authorizer,
+            node_client: settings.node_client,
         })
     }
 

@@ -830,17 +830,18 @@ async fn log(call: &Call) -> Result<Response> {
         query.finish()
     };
     let uri = format!(
-        "http://{endpoint}/containerLogs/{}/{}/{container}?{}",
+        "/containerLogs/{}/{}/{container}?{}",
         call.namespace().unwrap_or_default(),
         call.name(),
         query
     );
-    let (status, body) = node_client::get(&uri).await.map_err(|error| {
-        tracing::warn!(%error, %uri, "cannot reach the node for logs");
+    let answer = call.server.node_client.get(&endpoint, &uri).await.map_err(|error| {
+        tracing::warn!(%error, %endpoint, "cannot reach the node for logs");
         ApiError::BadRequest(format!("cannot reach node \"{node}\" for the logs: {error}"))
     })?;
+    let (status, body) = (answer.status(), answer.into_body());
     if status != StatusCode::OK {
-        let message = node_client::text(body).await;
+        let message = super::node_client::text(body).await;
         return Err(ApiError::BadRequest(message.trim().to_string()));
     }
     let mut response = axum::body::Body::new(body).into_response();
@@ -848,42 +849,6 @@ async fn log(call: &Call) -> Result<Response> {
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     Ok(response)
-}
-
-/// A plain-HTTP client for node agents' endpoints.
-mod node_client {
-    use std::sync::OnceLock;
-
-    use http::StatusCode;
-    use http_body_util::{BodyExt, Empty};
-    use hyper::body::Incoming;
-    use hyper_util::client::legacy::Client;
-    use hyper_util::client::legacy::connect::HttpConnector;
-    use hyper_util::rt::TokioExecutor;
-
-    fn client() -> &'static Client<HttpConnector, Empty<bytes::Bytes>> {
-        static CLIENT: OnceLock<Client<HttpConnector, Empty<bytes::Bytes>>> = OnceLock::new();
-        CLIENT.get_or_init(|| {
-            let mut connector = HttpConnector::new();
-            connector.set_connect_timeout(Some(std::time::Duration::from_secs(5)));
-            Client::builder(TokioExecutor::new()).build(connector)
-        })
-    }
-
-    pub async fn get(uri: &str) -> Result<(StatusCode, Incoming), String> {
-        let uri: http::Uri = uri.parse().map_err(|e| format!("{e}"))?;
-        let response = client().get(uri).await.map_err(|e| format!("{e}"))?;
-        Ok((response.status(), response.into_body()))
-    }
-
-    /// The first 64 KiB of a body, as text.
-    pub async fn text(body: Incoming) -> String {
-        let limited = http_body_util::Limited::new(body, 64 * 1024);
-        match limited.collect().await {
-            Ok(collected) => String::from_utf8_lossy(&collected.to_bytes()).into_owned(),
-            Err(_) => "the node's answer could not be read".to_string(),
-        }
-    }
 }
 
 /// Applies a patch to `current`, the object `name` of `resource` as a GET

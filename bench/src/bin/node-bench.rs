@@ -48,6 +48,7 @@ use clap::Parser;
 use http::Method;
 use http_body_util::BodyExt;
 use serde::Serialize;
+use skiff_api::server::node_client::NodeClient;
 use skiff_bench::api::ApiClient;
 use skiff_bench::node::{self, AgentOptions, HttpConn, PodSeen};
 use skiff_bench::procs;
@@ -527,7 +528,24 @@ struct PodsPhase {
 
 /// The node process's CPU use, in cores, over `seconds`.
 /// The agent's endpoint (the kubelet's port), from the Node object.
-async fn agent_endpoint(api: &ApiClient) -> anyhow::Result<SocketAddr> {
+/// The node agent's endpoint, and a client it takes calls from: one with
+/// a certificate in `system:masters` from the cluster CA in `server_dir`.
+async fn agent_endpoint(api: &ApiClient, server_dir: &Path) -> anyhow::Result<(SocketAddr, NodeClient)> {
+    // The cluster's CA, from a copy of the server's credentials (loading
+    // writes what it finds missing).
+    let copy = tempfile::tempdir()?;
+    std::fs::create_dir(copy.path().join("pki"))?;
+    for file in ["ca.crt", "ca.key"] {
+        std::fs::copy(server_dir.join("pki").join(file), copy.path().join("pki").join(file))?;
+    }
+    let pki = skiff_api::pki::Pki::load_or_create(copy.path(), &[])?;
+    let until = i32::from(jiff::Zoned::now().year()) + 1;
+    let (cert, key) = pki.issue_client("skiff-bench", Some("system:masters"), until)?;
+    let client = NodeClient::with_certificate(&cert, &key).map_err(anyhow::Error::msg)?;
+    Ok((agent_address(api).await?, client))
+}
+
+async fn agent_address(api: &ApiClient) -> anyhow::Result<SocketAddr> {
     let nodes: serde_json::Value =
         serde_json::from_slice(&api.call(Method::GET, "/api/v1/nodes", None, "application/json").await?)?;
     let node = &nodes["items"][0]["status"];
@@ -543,9 +561,10 @@ async fn agent_endpoint(api: &ApiClient) -> anyhow::Result<SocketAddr> {
 }
 
 /// Pod `name`'s cumulative CPU (ns) and working set in the node's summary.
-async fn pod_usage(agent: SocketAddr, name: &str) -> Option<(u64, u64)> {
-    let body = node::get_once(agent, "/stats/summary").await.ok()?;
-    let summary: serde_json::Value = serde_json::from_slice(&body).ok()?;
+async fn pod_usage(agent: &(SocketAddr, NodeClient), name: &str) -> Option<(u64, u64)> {
+    let answer = agent.1.get(&agent.0.to_string(), "/stats/summary").await.ok()?;
+    let body = skiff_api::server::node_client::text(answer.into_body()).await;
+    let summary: serde_json::Value = serde_json::from_str(&body).ok()?;
     let pod = summary["pods"]
         .as_array()?
         .iter()
@@ -558,7 +577,12 @@ async fn pod_usage(agent: SocketAddr, name: &str) -> Option<(u64, u64)> {
 
 /// [`cores_used`] for the node process, and what the node reports pod
 /// `name` used over the same window.
-async fn cores_and_reported(pid: u32, seconds: u64, agent: Option<SocketAddr>, name: &str) -> (f64, Option<Reported>) {
+async fn cores_and_reported(
+    pid: u32,
+    seconds: u64,
+    agent: Option<&(SocketAddr, NodeClient)>,
+    name: &str,
+) -> (f64, Option<Reported>) {
     let Some(agent) = agent else {
         return (cores_used(pid, seconds).await, None);
     };
@@ -604,6 +628,7 @@ async fn cpu_neighbour(
     api: &ApiClient,
     seen: &mut tokio::sync::mpsc::UnboundedReceiver<PodSeen>,
     server_pid: u32,
+    server_dir: &Path,
     addr: SocketAddr,
     deadline: Instant,
 ) -> anyhow::Result<CpuNeighbour> {
@@ -616,7 +641,7 @@ async fn cpu_neighbour(
         pod.to_string().into_bytes()
     };
     let pods = "/api/v1/namespaces/default/pods";
-    let agent = agent_endpoint(api).await.ok();
+    let agent = agent_endpoint(api, server_dir).await.ok();
     let idle_cores = cores_used(server_pid, args.seconds).await;
     let before = load().await;
 
@@ -629,7 +654,7 @@ async fn cpu_neighbour(
     .await?;
     node::until_running(seen, "spin-limited", deadline).await?;
     let (limited_spinner_cores, limited_spinner_reported) =
-        cores_and_reported(server_pid, args.seconds, agent, "spin-limited").await;
+        cores_and_reported(server_pid, args.seconds, agent.as_ref(), "spin-limited").await;
     let limited = load().await;
     delete_pod(api, "spin-limited", deadline).await?;
     let after = load().await;
@@ -643,7 +668,7 @@ async fn cpu_neighbour(
     .await?;
     node::until_running(seen, "spin-unlimited", deadline).await?;
     let (unlimited_spinner_cores, unlimited_spinner_reported) =
-        cores_and_reported(server_pid, args.seconds, agent, "spin-unlimited").await;
+        cores_and_reported(server_pid, args.seconds, agent.as_ref(), "spin-unlimited").await;
     let unlimited = load().await;
     delete_pod(api, "spin-unlimited", deadline).await?;
 
@@ -815,7 +840,7 @@ async fn pods_phase(args: &Args, root: &Path) -> anyhow::Result<PodsPhase> {
     if let Some(ip) = ips.iter().flatten().next() {
         let addr = pod_addr(ip, 8080)?;
         gateway.extend(gateway_load("skiff gateway", addr, args).await);
-        neighbour = Some(cpu_neighbour(args, &api, &mut seen, server.pid(), addr, deadline).await?);
+        neighbour = Some(cpu_neighbour(args, &api, &mut seen, server.pid(), &server.dir, addr, deadline).await?);
     }
     drop(server);
     if let Some(bin) = &args.wasmtime_bin {

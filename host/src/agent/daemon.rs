@@ -11,8 +11,16 @@
 //! * `/exec/…` and `/portForward/…`: upgraded to a stream
 //!   ([`streams`](super::streams)).
 //!
-//! It speaks plain HTTP and trusts its callers, so it listens on the
-//! node's own address only (loopback in the single-process server).
+//! Given the cluster's client CA ([`tls`]), it speaks TLS and takes only
+//! callers with a certificate that CA signed for the group
+//! `system:masters`: the API server (its `kube-apiserver-kubelet-client`
+//! certificate) and cluster admins, as kube-apiserver's kubelet client
+//! is the one caller a kubelet expects. Its own serving certificate is
+//! self-signed (the API server does not verify it, see
+//! `skiff_api::server::node_client`). Without a CA (agents under test
+//! beside an API server that has no client certificate) it speaks plain
+//! HTTP and trusts its callers; it listens on the node's own address
+//! either way.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -295,33 +303,109 @@ async fn summary(sources: Arc<Sources>) -> Response<Body> {
     }
 }
 
-/// Serves the endpoint on `addr`; returns the bound address and the task.
+/// The group a caller's certificate must name.
+const CALLERS_GROUP: &str = "system:masters";
+
+/// TLS for the endpoint: a self-signed certificate for the node's name
+/// and address, and client certificates required, signed by the CA in
+/// `clients_ca_pem`.
+pub fn tls(clients_ca_pem: &str, node_name: &str, node_ip: &str) -> std::io::Result<Arc<rustls::ServerConfig>> {
+    use rustls_pki_types::pem::PemObject;
+    let invalid = |what: &str, e: &dyn std::fmt::Display| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{what}: {e}"))
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in rustls_pki_types::CertificateDer::pem_slice_iter(clients_ca_pem.as_bytes()) {
+        let ca = ca.map_err(|e| invalid("the clients' CA", &e))?;
+        roots.add(ca).map_err(|e| invalid("the clients' CA", &e))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .map_err(|e| invalid("the clients' CA", &e))?;
+    let names = vec![node_name.to_string(), node_ip.to_string()];
+    let serving = rcgen::generate_simple_self_signed(names).map_err(|e| invalid("the serving certificate", &e))?;
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(serving.signing_key.serialize_pem().as_bytes())
+        .map_err(|e| invalid("the serving key", &e))?;
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| invalid("TLS", &e))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(vec![serving.cert.der().clone()], key)
+        .map_err(|e| invalid("the serving certificate", &e))?;
+    Ok(Arc::new(config))
+}
+
+/// Whether a verified client certificate names [`CALLERS_GROUP`].
+fn may_call(certificate: &[u8]) -> bool {
+    x509_parser::parse_x509_certificate(certificate).is_ok_and(|(_, cert)| {
+        cert.subject()
+            .iter_organization()
+            .any(|o| o.as_str().is_ok_and(|o| o == CALLERS_GROUP))
+    })
+}
+
+/// Serves the endpoint on `addr`, over TLS when `tls` is given ([`tls`]);
+/// returns the bound address and the task.
 pub async fn serve(
     addr: SocketAddr,
     sources: Arc<Sources>,
+    tls: Option<Arc<rustls::ServerConfig>>,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let task = tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
+            let Ok((stream, peer)) = listener.accept().await else {
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 continue;
             };
-            let sources = sources.clone();
+            let (sources, acceptor) = (sources.clone(), acceptor.clone());
             tokio::spawn(async move {
-                let service = service_fn(move |request| {
-                    let sources = sources.clone();
-                    async move { Ok::<_, Infallible>(handle(sources, request).await) }
-                });
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .with_upgrades()
-                    .await;
+                let Some(acceptor) = acceptor else {
+                    return serve_connection(TokioIo::new(stream), sources, true).await;
+                };
+                let tls = match acceptor.accept(stream).await {
+                    Ok(tls) => tls,
+                    Err(error) => {
+                        tracing::debug!(%peer, %error, "refused a caller of the agent's endpoint");
+                        return;
+                    }
+                };
+                let allowed = tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|chain| chain.first())
+                    .is_some_and(|leaf| may_call(leaf.as_ref()));
+                serve_connection(TokioIo::new(tls), sources, allowed).await;
             });
         }
     });
     Ok((bound, task))
+}
+
+async fn serve_connection<IO>(io: TokioIo<IO>, sources: Arc<Sources>, allowed: bool)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |request| {
+        let sources = sources.clone();
+        async move {
+            if !allowed {
+                let message = format!(
+                    "only the API server may call a node's endpoint (a certificate in group {CALLERS_GROUP})\n"
+                );
+                return Ok::<_, Infallible>(text(StatusCode::FORBIDDEN, message));
+            }
+            Ok::<_, Infallible>(handle(sources, request).await)
+        }
+    });
+    let _ = http1::Builder::new()
+        .serve_connection(io, service)
+        .with_upgrades()
+        .await;
 }
 
 #[cfg(test)]

@@ -106,6 +106,10 @@ pub struct AgentConfig {
     /// The cluster's CA, trusted (besides the system's roots) by Wasm
     /// pods' outgoing HTTPS.
     pub cluster_ca_pem: Option<String>,
+    /// When set, the agent's endpoint speaks TLS and takes only callers
+    /// this CA (PEM) signed for `system:masters`: the API server
+    /// ([`daemon::tls`]). Unset, it speaks plain HTTP.
+    pub endpoint_clients_ca_pem: Option<String>,
     pub egress: EgressLimits,
 }
 
@@ -133,6 +137,7 @@ impl AgentConfig {
             heartbeat: node::LEASE_RENEW,
             pool: PoolConfig::default(),
             cluster_ca_pem: None,
+            endpoint_clients_ca_pem: None,
             egress: EgressLimits::default(),
         }
     }
@@ -359,6 +364,15 @@ impl Agent {
                 format!("bad node IP {}", config.node_ip),
             ),
         })?;
+        let endpoint_tls = match &config.endpoint_clients_ca_pem {
+            Some(ca) => Some(
+                daemon::tls(ca, &config.node_name, &config.node_ip).map_err(|source| AgentError::Io {
+                    path: config.data_dir.clone(),
+                    source,
+                })?,
+            ),
+            None => None,
+        };
         let (daemon_addr, daemon_task) = daemon::serve(
             SocketAddr::new(ip, config.daemon_port),
             Arc::new(daemon::Sources {
@@ -367,6 +381,7 @@ impl Agent {
                 stats: stats.clone(),
                 node_name: config.node_name.clone(),
             }),
+            endpoint_tls,
         )
         .await
         .map_err(|source| AgentError::Io {
