@@ -76,6 +76,12 @@ pub struct NodeArgs {
     /// Seconds between renewals of the node's Lease.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub heartbeat_interval: u64,
+
+    /// Seconds the node's containers get to stop, after SIGTERM, when
+    /// skiff is asked to stop (SIGTERM or Ctrl-C); each pod's own grace
+    /// period applies when it is shorter.
+    #[arg(long, default_value_t = 10)]
+    pub shutdown_grace_period: u64,
 }
 
 impl NodeArgs {
@@ -91,6 +97,7 @@ impl NodeArgs {
         config.runc_binary = self.runc.clone();
         config.max_pods = self.max_pods;
         config.heartbeat = Duration::from_secs(self.heartbeat_interval);
+        config.shutdown_grace = Duration::from_secs(self.shutdown_grace_period);
         config
     }
 }
@@ -196,8 +203,6 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         args.data_dir.display()
     );
     crate::server::shutdown_signal().await;
-    drop(agent);
-    // Give pod workers a moment to stop their containers.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    agent.shut_down().await;
     Ok(())
 }

@@ -367,7 +367,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             }
         }))))
     };
-    let _agent = if args.no_agent {
+    let agent = if args.no_agent {
         None
     } else {
         let mut config = args.node.config(&args.data_dir.join("agent"));
@@ -417,6 +417,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                 Ok(Ok(())) => {}
             }
         }
+    }
+    if let Some(agent) = agent {
+        agent.shut_down().await;
     }
     store.shutdown().await?;
     Ok(())

@@ -351,3 +351,35 @@ fn the_python_client_execs_and_forwards_ports() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// SIGTERM to the server stops its node's containers gracefully: a
+/// container that traps SIGTERM runs its handler (its log says so, kept
+/// on the node) and the server exits within the grace period.
+#[test]
+fn a_stopping_server_lets_its_containers_stop() {
+    let cluster = Cluster::start_with(&["--node-name", "stopping", "--pod-cidr", "127.76.0.0"]);
+    let build = tempfile::tempdir().unwrap();
+    let layout = skiff_testing::busybox_layout(build.path(), &["sh", "sleep", "echo"]).unwrap();
+    import(
+        layout.to_str().unwrap(),
+        "local/busybox:1",
+        &cluster.data.path().join("agent"),
+    );
+    cluster.ok(&["wait", "--for=condition=Ready", "node/stopping", "--timeout=60s"]);
+    cluster.ok_with_input(
+        &["apply", "-f", "-"],
+        r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "polite"},
+            "spec": {"terminationGracePeriodSeconds": 30, "containers": [{"name": "main", "image": "local/busybox:1",
+              "args": ["sh", "-c", "trap 'echo stopping on TERM; exit 0' TERM; echo running; while true; do sleep 0.2; done"]}]}}"#,
+    );
+    cluster.ok(&["wait", "--for=condition=Ready", "pod/polite", "--timeout=60s"]);
+    let uid = cluster.ok(&["get", "pod", "polite", "-o", "jsonpath={.metadata.uid}"]);
+    let (data, graceful) = cluster.stop_keeping_data();
+    assert!(graceful, "the server exited on SIGTERM within ten seconds");
+    let log = data.path().join(format!("agent/logs/default_polite_{uid}/main/0.log"));
+    let text = std::fs::read_to_string(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+    assert!(
+        text.contains("stopping on TERM"),
+        "the container stopped on SIGTERM: {text}"
+    );
+}

@@ -111,6 +111,9 @@ pub struct AgentConfig {
     /// ([`daemon::tls`]). Unset, it speaks plain HTTP.
     pub endpoint_clients_ca_pem: Option<String>,
     pub egress: EgressLimits,
+    /// How long [`Agent::shut_down`] lets containers stop after SIGTERM
+    /// before it kills them.
+    pub shutdown_grace: Duration,
 }
 
 impl AgentConfig {
@@ -138,6 +141,7 @@ impl AgentConfig {
             pool: PoolConfig::default(),
             cluster_ca_pem: None,
             endpoint_clients_ca_pem: None,
+            shutdown_grace: Duration::from_secs(10),
             egress: EgressLimits::default(),
         }
     }
@@ -175,6 +179,8 @@ pub(crate) struct Shared {
     stats: Arc<stats::StatsIndex>,
     /// Namespaces for OCI pods, or why this node cannot make them.
     pod_network: Result<Arc<PodNetwork>, String>,
+    /// Turns `true` when the node shuts down ([`Agent::shut_down`]).
+    shutting_down: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Shared {
@@ -240,9 +246,10 @@ async fn remove_leftovers(runc: &RuncRuntime) {
 }
 
 /// A running agent. Dropping it stops the agent's tasks, with them its
-/// Wasm pods, and removes its runc containers, so that no container
-/// outlives the agent that ran it (a killed agent's are removed when the
-/// next one starts).
+/// Wasm pods, and removes its runc containers at once (SIGKILL), so that
+/// no container outlives the agent that ran it (a killed agent's are
+/// removed when the next one starts); [`Agent::shut_down`] first lets
+/// them stop.
 #[derive(Debug)]
 pub struct Agent {
     images: ImageStore,
@@ -251,6 +258,42 @@ pub struct Agent {
     runc: Option<RuncRuntime>,
     pod_network: Option<Arc<PodNetwork>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    shutdown_grace: Duration,
+    /// Tells the pod workers the node is shutting down.
+    shut_down: tokio::sync::watch::Sender<bool>,
+}
+
+impl Agent {
+    /// Stops the node as a kubelet's graceful node shutdown does, then as
+    /// a drop does: each pod worker terminates its containers (preStop,
+    /// SIGTERM, SIGKILL at the end of the pod's grace period, cut to the
+    /// node's `shutdown_grace`) and reports nothing more; once no runc
+    /// container is left, or the grace period and a little more are over,
+    /// whatever remains is removed.
+    pub async fn shut_down(self) {
+        self.shut_down.send_replace(true);
+        if let Some(runc) = self.runc.clone() {
+            let deadline = std::time::Instant::now() + self.shutdown_grace + Duration::from_secs(2);
+            let left = tokio::task::spawn_blocking(move || {
+                loop {
+                    let left = runc.containers().unwrap_or_default().len();
+                    if left == 0 || std::time::Instant::now() >= deadline {
+                        return left;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            })
+            .await
+            .unwrap_or(0);
+            if left > 0 {
+                tracing::info!(
+                    containers = left,
+                    "removing containers still there after the grace period"
+                );
+            }
+        }
+        drop(self);
+    }
 }
 
 impl Drop for Agent {
@@ -412,6 +455,7 @@ impl Agent {
         ));
         node::register(&client, &config).await.map_err(AgentError::Register)?;
         tracing::info!(node = %config.node_name, endpoint = %daemon_addr, oci = config.runc_usable, "node agent registered");
+        let (shut_down_tx, shutting_down) = tokio::sync::watch::channel(false);
         let shared = Arc::new(Shared {
             pods_root: dir("pods")?,
             logs_root: dir("logs")?,
@@ -428,9 +472,11 @@ impl Agent {
             stats,
             pod_network: pod_network.clone(),
             config: config.clone(),
+            shutting_down,
         });
         let heartbeat = tokio::spawn(node::heartbeat(client, config.clone()));
         let pods = tokio::spawn(pods::manage(shared));
+        let shutdown_grace = config.shutdown_grace;
         Ok(Agent {
             images,
             daemon_addr,
@@ -438,6 +484,8 @@ impl Agent {
             runc,
             pod_network: pod_network.ok(),
             tasks: vec![daemon_task, heartbeat, pods],
+            shutdown_grace,
+            shut_down: shut_down_tx,
         })
     }
 

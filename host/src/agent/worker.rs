@@ -342,9 +342,11 @@ impl Worker {
             .register(&self.namespace, &self.name, &self.logs, &self.apps_and_init());
         tracing::info!(pod = %format!("{}/{}", self.namespace, self.name), "pod worker started");
         let mut gone = false;
+        let mut node_shutdown = self.shared.shutting_down.clone();
+        let mut node_going = false;
         loop {
             if self.pod.metadata.deletion_timestamp.is_some() {
-                self.begin_termination();
+                self.begin_termination(None);
             }
             self.check_deadline();
             if self.kill_at.is_none() && self.failed.is_none() {
@@ -376,13 +378,23 @@ impl Worker {
                 }
                 Some(exited) = self.exits_rx.recv() => self.on_exit(exited).await,
                 Some(probed) = self.probes_rx.recv() => self.on_probe(probed),
+                _ = node_shutdown.changed(), if !node_going => {
+                    // The node is going, not the pod: its containers stop
+                    // within the node's grace period, and the API hears
+                    // nothing more from here.
+                    node_going = true;
+                    gone = true;
+                    self.begin_termination(Some(self.shared.config.shutdown_grace));
+                }
                 _ = sleep_until(wake) => {}
             }
         }
         if !gone {
             self.finalize().await;
         }
-        self.cleanup().await;
+        // A node shutting down keeps its pods' files (logs above all), as
+        // a kubelet's do.
+        self.cleanup(!node_going).await;
         tracing::info!(pod = %format!("{}/{}", self.namespace, self.name), "pod worker done");
     }
 
@@ -447,7 +459,7 @@ impl Worker {
         matches!(status::phase(&self.restart_policy(), &view), "Succeeded" | "Failed")
     }
 
-    fn begin_termination(&mut self) {
+    fn begin_termination(&mut self, at_most: Option<Duration>) {
         if self.kill_at.is_some() {
             return;
         }
@@ -459,6 +471,7 @@ impl Worker {
             .and_then(|s| u64::try_from(s).ok())
             .map(Duration::from_secs)
             .unwrap_or(DEFAULT_GRACE);
+        let grace = at_most.map_or(grace, |cap| grace.min(cap));
         tracing::info!(pod = %format!("{}/{}", self.namespace, self.name), ?grace, "terminating pod");
         self.kill_at = Some(Instant::now() + grace);
         let pod_ip = self.prepared.as_ref().and_then(|p| p.pod_ip);
@@ -1332,7 +1345,7 @@ impl Worker {
         }
     }
 
-    async fn cleanup(&mut self) {
+    async fn cleanup(&mut self, remove_files: bool) {
         if let Some(prepared) = &self.prepared {
             // The namespace goes before its address may be handed out again.
             if let (Some(sandbox), Ok(pods)) = (&prepared.sandbox, &self.shared.pod_network) {
@@ -1347,8 +1360,10 @@ impl Worker {
         self.shared.log_index.remove(&self.namespace, &self.name);
         self.shared.streams.remove(&self.namespace, &self.name);
         self.shared.stats.remove(&self.namespace, &self.name);
-        let _ = std::fs::remove_dir_all(self.pod_dir());
-        let _ = std::fs::remove_dir_all(self.logs.path());
+        if remove_files {
+            let _ = std::fs::remove_dir_all(self.pod_dir());
+            let _ = std::fs::remove_dir_all(self.logs.path());
+        }
     }
 }
 

@@ -32,21 +32,25 @@ impl Drop for Cluster {
 }
 
 /// Stops a server or agent as an operator would: SIGTERM, on which its
-/// agent removes its containers and their network namespaces, then
-/// SIGKILL if it has not exited within ten seconds.
-fn stop(child: &mut Child) {
-    let Ok(id) = i32::try_from(child.id()) else { return };
+/// agent stops its containers and removes them and their network
+/// namespaces, then SIGKILL if it has not exited within ten seconds.
+/// Whether it exited on SIGTERM.
+fn stop(child: &mut Child) -> bool {
+    let Ok(id) = i32::try_from(child.id()) else {
+        return false;
+    };
     if let Some(pid) = rustix::process::Pid::from_raw(id) {
         let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
         let exited = skiff_testing::eventually_blocking(Duration::from_secs(10), "the child to exit", || {
             child.try_wait().ok().flatten()
         });
         if exited.is_ok() {
-            return;
+            return true;
         }
     }
     let _ = child.kill();
     let _ = child.wait();
+    false
 }
 
 /// Kills and removes the runc containers of the node agent whose data
@@ -93,6 +97,16 @@ fn remove_containers(agent_dir: &Path) {
 }
 
 impl Cluster {
+    /// Stops the server with SIGTERM ([`stop`]); its data directory, and
+    /// whether it exited on SIGTERM within ten seconds.
+    #[allow(dead_code)]
+    pub fn stop_keeping_data(mut self) -> (tempfile::TempDir, bool) {
+        let graceful = stop(&mut self.child);
+        let data = std::mem::replace(&mut self.data, tempfile::tempdir().unwrap());
+        remove_containers(&data.path().join("agent"));
+        (data, graceful)
+    }
+
     pub fn start() -> Cluster {
         Cluster::start_with(&[])
     }
@@ -121,6 +135,9 @@ impl Cluster {
         let listen = free_addr();
         let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
             .args(["server", "--listen", &listen, "--peer-listen", &free_addr()])
+            // Test pods ignore SIGTERM (a shell as PID 1): a short grace
+            // keeps stopping quick.
+            .args(["--shutdown-grace-period", "2"])
             .args(extra)
             .arg("--data-dir")
             .arg(data.path())
@@ -287,7 +304,7 @@ pub fn agent_with_token(
     Guard {
         child: Command::new(env!("CARGO_BIN_EXE_skiff"))
             .args(["agent", "--server", &cluster.url, "--name", name, "--pod-cidr", cidr])
-            .args(["--heartbeat-interval", "1"])
+            .args(["--heartbeat-interval", "1", "--shutdown-grace-period", "2"])
             .args(extra)
             .arg("--ca-file")
             .arg(pki.join("ca.crt"))
