@@ -610,7 +610,9 @@ async fn an_oci_pod_runs_as_its_security_context_says() {
     let dir = tempfile::tempdir().unwrap();
     let layout = skiff_testing::busybox_layout(
         dir.path(),
-        &["sh", "echo", "sleep", "cat", "id", "touch", "grep", "unshare", "stat"],
+        &[
+            "sh", "echo", "sleep", "cat", "id", "touch", "grep", "unshare", "stat", "mkdir",
+        ],
     )
     .unwrap();
     let c = cluster(19).await;
@@ -667,6 +669,49 @@ async fn an_oci_pod_runs_as_its_security_context_says() {
     )
     .await
     .unwrap();
+    // A Localhost seccomp profile from the node's profiles directory; one
+    // that is not there is a clear refusal.
+    std::fs::create_dir_all(c.agent_dir.join("seccomp/profiles")).unwrap();
+    std::fs::write(
+        c.agent_dir.join("seccomp/profiles/no-mkdir.json"),
+        r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}"#,
+    )
+    .unwrap();
+    for (name, profile) in [
+        ("profiled", "profiles/no-mkdir.json"),
+        ("unprofiled", "profiles/missing.json"),
+    ] {
+        pods.create(
+            &PostParams::default(),
+            &pod(json!({
+                "metadata": {"name": name},
+                "spec": {
+                    "nodeName": "node-a",
+                    "terminationGracePeriodSeconds": 1,
+                    "securityContext": {"seccompProfile": {"type": "Localhost", "localhostProfile": profile}},
+                    "containers": [{"name": "sh", "image": "local/busybox:1",
+                        "command": ["sh", "-c", "mkdir /made && echo made || echo mkdir refused; exec sleep 300"]}],
+                },
+            })),
+        )
+        .await
+        .unwrap();
+    }
+    let logs = eventually(Duration::from_secs(30), "the profiled pod's report", || async {
+        let logs = pods.logs("profiled", &LogParams::default()).await.ok()?;
+        logs.contains("mkdir").then_some(logs)
+    })
+    .await;
+    assert!(logs.contains("mkdir refused"), "{logs}");
+    let unprofiled = pod_where(&pods, "unprofiled", "a missing profile refused", |p| {
+        waiting_reason(container(p, 0)).is_some_and(|r| r != "ContainerCreating")
+    })
+    .await;
+    let message = container(&unprofiled, 0)
+        .and_then(|c| c.state.as_ref()?.waiting.as_ref()?.message.clone())
+        .unwrap_or_default();
+    assert!(message.contains("cannot load seccomp profile"), "{message}");
+
     let refused = pod_where(&pods, "rootless", "rootless refused", |p| {
         waiting_reason(container(p, 0)) == Some("CreateContainerConfigError")
     })

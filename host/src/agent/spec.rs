@@ -287,7 +287,7 @@ pub fn hostname(pod: &Pod) -> Result<String, ConfigError> {
 
 /// The securityContext of `container`, its own fields over the pod's.
 /// Ids outside 0..2^32 and profiles this node cannot load are refused.
-pub fn security(pod: &Pod, container: &Container) -> Result<Security, ConfigError> {
+pub fn security(pod: &Pod, container: &Container, seccomp_root: &Path) -> Result<Security, ConfigError> {
     let pod_context = pod
         .spec
         .as_ref()
@@ -308,9 +308,24 @@ pub fn security(pod: &Pod, container: &Container) -> Result<Security, ConfigErro
     let seccomp = match profile.map(|p| p.type_.as_str()) {
         None | Some("Unconfined") => Seccomp::Unconfined,
         Some("RuntimeDefault") => Seccomp::RuntimeDefault,
+        Some("Localhost") => {
+            let name = profile.and_then(|p| p.localhost_profile.as_deref()).unwrap_or_default();
+            let relative = Path::new(name);
+            if name.is_empty()
+                || relative.is_absolute()
+                || relative
+                    .components()
+                    .any(|c| !matches!(c, std::path::Component::Normal(_)))
+            {
+                return Err(ConfigError(format!(
+                    "seccompProfile Localhost needs a localhostProfile relative to the node's profiles directory, got {name:?}"
+                )));
+            }
+            Seccomp::Localhost(seccomp_root.join(relative))
+        }
         Some(other) => {
             return Err(ConfigError(format!(
-                "seccompProfile {other} is not supported on this node (RuntimeDefault and Unconfined are)"
+                "seccompProfile {other} is not supported (RuntimeDefault, Localhost and Unconfined are)"
             )));
         }
     };
@@ -836,7 +851,7 @@ mod tests {
                 "allowPrivilegeEscalation": false, "capabilities": {"add": ["NET_ADMIN"], "drop": ["ALL"]}}}],
         }));
         let c = p.spec.as_ref().unwrap().containers[0].clone();
-        let resolved = security(&p, &c).unwrap();
+        let resolved = security(&p, &c, Path::new("/seccomp")).unwrap();
         assert_eq!(
             resolved,
             Security {
@@ -858,11 +873,23 @@ mod tests {
             ..Container::default()
         };
         let bad = pod(json!({"securityContext": {"runAsUser": -1}, "containers": [{"name": "c"}]}));
-        assert!(security(&bad, &plain).is_err());
+        assert!(security(&bad, &plain, Path::new("/seccomp")).is_err());
         let local = pod(
             json!({"securityContext": {"seccompProfile": {"type": "Localhost", "localhostProfile": "x.json"}}, "containers": [{"name": "c"}]}),
         );
-        assert!(security(&local, &plain).unwrap_err().0.contains("Localhost"));
+        assert_eq!(
+            security(&local, &plain, Path::new("/seccomp")).unwrap().seccomp,
+            Seccomp::Localhost("/seccomp/x.json".into())
+        );
+        let escaping = pod(
+            json!({"securityContext": {"seccompProfile": {"type": "Localhost", "localhostProfile": "../x.json"}}, "containers": [{"name": "c"}]}),
+        );
+        assert!(
+            security(&escaping, &plain, Path::new("/seccomp"))
+                .unwrap_err()
+                .0
+                .contains("relative")
+        );
     }
 
     #[test]

@@ -922,7 +922,7 @@ impl Worker {
             listen: ports.into_iter().map(|p| SocketAddr::new(ip, p)).collect(),
             request_timeout: self.shared.config.request_timeout,
             netns: prepared.sandbox.as_ref().map(|s| s.netns.clone()),
-            security: spec::security(&self.pod, c)?,
+            security: spec::security(&self.pod, c, &self.shared.config.data_dir.join("seccomp"))?,
             pod: PodRef {
                 namespace: self.pod.metadata.namespace.clone().unwrap_or_default(),
                 name: self.pod.metadata.name.clone().unwrap_or_default(),

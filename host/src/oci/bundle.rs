@@ -190,8 +190,15 @@ pub fn runtime_spec(spec: &ContainerSpec, rootfs: &Path) -> Result<Spec> {
         linux.set_masked_paths(Some(Vec::new()));
         linux.set_readonly_paths(Some(Vec::new()));
     }
-    if spec.security.seccomp == Seccomp::RuntimeDefault && !privileged {
-        linux.set_seccomp(Some(security::runtime_default_seccomp()?));
+    match &spec.security.seccomp {
+        _ if privileged => {}
+        Seccomp::RuntimeDefault => {
+            linux.set_seccomp(Some(security::runtime_default_seccomp()?));
+        }
+        Seccomp::Localhost(path) => {
+            linux.set_seccomp(Some(security::localhost_seccomp(path).map_err(Error::Refused)?));
+        }
+        Seccomp::Unconfined => {}
     }
     linux.set_cgroups_path(Some(PathBuf::from(format!("/skiff/{}", spec.id))));
     let mut resources = LinuxResourcesBuilder::default();

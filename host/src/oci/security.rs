@@ -19,7 +19,10 @@
 //!   default allows it, as in Kubernetes.
 //! * **seccompProfile** `RuntimeDefault` installs [`runtime_default_seccomp`];
 //!   `Unconfined` (and no profile, Kubernetes' default) installs none;
-//!   `Localhost` is refused (no profiles directory on the node yet).
+//!   `Localhost` installs the profile at `localhostProfile` under the
+//!   node's profiles directory (`<agent data>/seccomp/`, the kubelet's
+//!   `<root-dir>/seccomp/`), in the runtime spec's JSON form (which
+//!   Docker's profiles also read as).
 
 use std::str::FromStr;
 
@@ -51,6 +54,15 @@ pub enum Seccomp {
     #[default]
     Unconfined,
     RuntimeDefault,
+    /// A profile file on the node.
+    Localhost(std::path::PathBuf),
+}
+
+/// Reads a `Localhost` profile.
+pub fn localhost_seccomp(path: &std::path::Path) -> Result<LinuxSeccomp, String> {
+    let text = std::fs::read(path).map_err(|e| format!("cannot load seccomp profile {:?}: {e}", path.display()))?;
+    serde_json::from_slice(&text)
+        .map_err(|e| format!("seccomp profile {:?} is not a valid profile: {e}", path.display()))
 }
 
 /// containerd's default capabilities for a container.
