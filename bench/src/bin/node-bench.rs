@@ -16,7 +16,8 @@
 //!    one at a time through the API, each timed from the create request to
 //!    the watch showing it Running: Wasm pods, then (as root, with runc)
 //!    runc pods of busybox `sleep`, each in its own network namespace,
-//!    then as many with `hostNetwork` (what the namespace costs). After
+//!    alternately with as many with `hostNetwork` (what the namespace
+//!    costs, neither kind meeting a fuller node than the other). After
 //!    each Wasm pod is Running, its
 //!    first request through the gateway (new connection) and a second.
 //! 3. **Gateway throughput**: keep-alive GET load on one Wasm pod's
@@ -448,6 +449,19 @@ async fn one_at_a_time(
     make: impl Fn(&str) -> serde_json::Value,
     deadline: Instant,
 ) -> anyhow::Result<(CreateToRunning, Vec<Option<String>>)> {
+    let (times, ips) = create_each(api, seen, names, make, deadline).await?;
+    Ok((summarize(runtime, &times), ips))
+}
+
+/// Creates the pods one at a time, each once the one before is Running:
+/// how long each took, and its address.
+async fn create_each(
+    api: &ApiClient,
+    seen: &mut tokio::sync::mpsc::UnboundedReceiver<PodSeen>,
+    names: &[String],
+    make: impl Fn(&str) -> serde_json::Value,
+    deadline: Instant,
+) -> anyhow::Result<(Vec<Duration>, Vec<Option<String>>)> {
     let mut times = Vec::new();
     let mut ips = Vec::new();
     for name in names {
@@ -464,19 +478,20 @@ async fn one_at_a_time(
         times.push(at.saturating_duration_since(start));
         ips.push(ip);
     }
+    Ok((times, ips))
+}
+
+fn summarize(runtime: &'static str, times: &[Duration]) -> CreateToRunning {
     let first_ms = times.first().map_or(0.0, |d| d.as_secs_f64() * 1000.0);
     let (p50_ms, p99_ms, max_ms) = node::spread_ms(times.iter().skip(1).copied().collect());
-    Ok((
-        CreateToRunning {
-            runtime,
-            pods: times.len(),
-            first_ms,
-            p50_ms,
-            p99_ms,
-            max_ms,
-        },
-        ips,
-    ))
+    CreateToRunning {
+        runtime,
+        pods: times.len(),
+        first_ms,
+        p50_ms,
+        p99_ms,
+        max_ms,
+    }
 }
 
 fn process(pid: u32) -> ProcessFigures {
@@ -790,16 +805,35 @@ async fn pods_phase(args: &Args, root: &Path) -> anyhow::Result<PodsPhase> {
     });
     let mut create_to_running = vec![wasm];
     if runc {
-        let names: Vec<String> = (0..args.runc_pods).map(|i| format!("r-{i:03}")).collect();
-        let (oci, _) = one_at_a_time(
+        // Pods in their own network namespace and on the node's network,
+        // alternately, so that neither kind meets a fuller node.
+        let names: Vec<String> = (0..args.runc_pods)
+            .flat_map(|i| [format!("r-{i:03}"), format!("h-{i:03}")])
+            .collect();
+        let (times, _) = create_each(
             &api,
             &mut seen,
-            "runc",
             &names,
-            |name| node::pod(name, "local/busybox:1", "runc", None, &["sleep", "3600"]),
+            |name| {
+                let mut pod = node::pod(name, "local/busybox:1", "runc", None, &["sleep", "3600"]);
+                if name.starts_with("h-") {
+                    pod["spec"]["hostNetwork"] = serde_json::json!(true);
+                }
+                pod
+            },
             deadline,
         )
         .await?;
+        let of_kind = |prefix: &str| -> Vec<Duration> {
+            names
+                .iter()
+                .zip(&times)
+                .filter(|(n, _)| n.starts_with(prefix))
+                .map(|(_, t)| *t)
+                .collect()
+        };
+        let oci = summarize("runc", &of_kind("r-"));
+        let host = summarize("runc, hostNetwork", &of_kind("h-"));
         eprintln!(
             "create → Running, runc: first {:.1} ms, then p50 {:.1} ms p99 {:.1} ms (max {:.1}) over {} pods",
             oci.first_ms,
@@ -808,23 +842,8 @@ async fn pods_phase(args: &Args, root: &Path) -> anyhow::Result<PodsPhase> {
             oci.max_ms,
             oci.pods.saturating_sub(1)
         );
-        // The same pods on the node's network: what the namespace costs.
-        let names: Vec<String> = (0..args.runc_pods).map(|i| format!("h-{i:03}")).collect();
-        let (host, _) = one_at_a_time(
-            &api,
-            &mut seen,
-            "runc, hostNetwork",
-            &names,
-            |name| {
-                let mut pod = node::pod(name, "local/busybox:1", "runc", None, &["sleep", "3600"]);
-                pod["spec"]["hostNetwork"] = serde_json::json!(true);
-                pod
-            },
-            deadline,
-        )
-        .await?;
         eprintln!(
-            "create → Running, runc on the host network: p50 {:.1} ms p99 {:.1} ms; the namespace adds {:.1} ms at p50",
+            "create → Running, runc on the host network (created alternately with those): p50 {:.1} ms p99 {:.1} ms; the namespace adds {:.1} ms at p50",
             host.p50_ms,
             host.p99_ms,
             oci.p50_ms - host.p50_ms
