@@ -22,7 +22,7 @@ const SAMPLE_PACKAGES: &[Package] = &[
 ];
 
 /// The applets the sample's image links to busybox.
-const APPLETS: &[&str] = &["sh", "httpd", "echo", "cat", "ls", "sleep"];
+const APPLETS: &[&str] = &["sh", "httpd", "echo", "cat", "ls", "sleep", "tar"];
 
 const INDEX_HTML: &str =
     "<!doctype html>\n<title>skiff</title>\n<p>hello from busybox-httpd, an OCI container run by runc on skiff</p>\n";
