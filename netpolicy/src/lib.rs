@@ -17,6 +17,7 @@
 //! | `Policy` | `policy.rs` | one policy compiled: the pods it selects, the directions it isolates, its rules' peers and ports |
 //! | `Selector` | `selector.rs` | a compiled label selector |
 //! | `Namespaces` | `namespaces.rs` | namespace labels, for `namespaceSelector` |
+//! | [`Allowed`], [`Allowance`] | `allowed.rs` | what a pod's policies allow in one direction, spelled as address and port sets for a packet filter ([`PolicySet::allowed`]) |
 //! | [`Cidr`] | `cidr.rs` | an `ipBlock` range, parsed as kube-apiserver parses it (the API server validates `ipBlock`s with it too) |
 //!
 //! ```text
@@ -88,6 +89,7 @@
 //! * Policies with no namespace are left out (kube-apiserver never returns
 //!   one).
 
+mod allowed;
 mod cidr;
 mod endpoint;
 mod namespaces;
@@ -97,6 +99,7 @@ mod set;
 #[cfg(test)]
 mod tests;
 
+pub use allowed::{Addresses, Allowance, Allowed, PortSpan};
 pub use cidr::Cidr;
 pub use endpoint::{Endpoint, NamedPort, Peer, Port, Protocol};
 pub use namespaces::NAME_LABEL;

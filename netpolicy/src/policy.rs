@@ -1,6 +1,7 @@
 //! One NetworkPolicy compiled: the pods it selects, the directions it
 //! isolates them in, and its rules' peers and ports, ready to match.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use k8s_openapi::api::networking::v1::{
@@ -8,6 +9,7 @@ use k8s_openapi::api::networking::v1::{
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use crate::allowed::{Addresses, Allowance, PortSpan};
 use crate::cidr::Cidr;
 use crate::endpoint::{Endpoint, Peer, Port, Protocol};
 use crate::namespaces::Namespaces;
@@ -160,6 +162,107 @@ impl Rule {
                 .ports
                 .as_ref()
                 .is_none_or(|ports| ports.iter().any(|p| p.matches(port, destination)))
+    }
+}
+
+impl Rule {
+    /// Adds what the rule allows to `out`, as address and port sets
+    /// ([`crate::allowed`]): selector peers resolved among `pods`, named
+    /// ports on `pod` (ingress) or on each peer pod (egress).
+    pub(crate) fn spell(
+        &self,
+        namespaces: &Namespaces,
+        policy_namespace: &str,
+        direction: Direction,
+        pod: &Endpoint<'_>,
+        pods: &[(IpAddr, Endpoint<'_>)],
+        out: &mut Vec<Allowance>,
+    ) {
+        // The peers, each with its pod when it is one.
+        let peers: Option<Vec<(Addresses, Option<&Endpoint<'_>>)>> = self.peers.as_ref().map(|matches| {
+            let mut peers = Vec::new();
+            for peer in matches {
+                match peer {
+                    PeerMatch::Pods { .. } => {
+                        for (ip, endpoint) in pods {
+                            if peer.matches(namespaces, policy_namespace, &Peer::pod(*ip, *endpoint))
+                                && !peers.iter().any(|(a, _)| *a == Addresses::Pod(*ip))
+                            {
+                                peers.push((Addresses::Pod(*ip), Some(endpoint)));
+                            }
+                        }
+                    }
+                    PeerMatch::Block { cidr, except } => peers.push((
+                        Addresses::Block {
+                            cidr: *cidr,
+                            except: except.clone(),
+                        },
+                        None,
+                    )),
+                    PeerMatch::Nothing => {}
+                }
+            }
+            peers
+        });
+        if peers.as_ref().is_some_and(Vec::is_empty) {
+            return;
+        }
+        let addresses = || peers.as_ref().map(|p| p.iter().map(|(a, _)| a.clone()).collect());
+        let Some(ports) = &self.ports else {
+            out.push(Allowance {
+                peers: addresses(),
+                ports: None,
+            });
+            return;
+        };
+        let span = |protocol, first, last| PortSpan { protocol, first, last };
+        let mut spans = Vec::new();
+        for port in ports {
+            match &port.range {
+                PortRange::All => spans.push(span(port.protocol, 1, u16::MAX)),
+                PortRange::Numbers(first, last) => spans.push(span(port.protocol, *first, *last)),
+                PortRange::Named(name) => {
+                    let number = |endpoint: &Endpoint<'_>| {
+                        endpoint
+                            .named_ports
+                            .iter()
+                            .find(|p| p.name == *name && p.protocol == port.protocol)
+                            .map(|p| p.port)
+                    };
+                    match direction {
+                        Direction::Ingress => spans.extend(number(pod).map(|n| span(port.protocol, n, n))),
+                        // Each peer pod with the name gets its number.
+                        Direction::Egress => {
+                            let candidates: Vec<(IpAddr, &Endpoint<'_>)> = match &peers {
+                                Some(peers) => peers
+                                    .iter()
+                                    .filter_map(|(a, e)| match (a, e) {
+                                        (Addresses::Pod(ip), Some(e)) => Some((*ip, *e)),
+                                        _ => None,
+                                    })
+                                    .collect(),
+                                None => pods.iter().map(|(ip, e)| (*ip, e)).collect(),
+                            };
+                            for (ip, endpoint) in candidates {
+                                if let Some(n) = number(endpoint) {
+                                    out.push(Allowance {
+                                        peers: Some(vec![Addresses::Pod(ip)]),
+                                        ports: Some(vec![span(port.protocol, n, n)]),
+                                    });
+                                }
+                            }
+                        }
+                    }
+                }
+                PortRange::Nothing => {}
+            }
+        }
+        if !spans.is_empty() {
+            out.push(Allowance {
+                peers: addresses(),
+                ports: Some(spans),
+            });
+        }
     }
 }
 

@@ -48,7 +48,7 @@ impl Verdict {
 pub struct PolicySet {
     /// Namespace → its policies, by name.
     by_namespace: BTreeMap<String, Vec<Policy>>,
-    namespaces: Namespaces,
+    pub(crate) namespaces: Namespaces,
 }
 
 impl PolicySet {
@@ -99,7 +99,7 @@ impl PolicySet {
         self.decide(Direction::Egress, source, peer, port, peer.pod.as_ref())
     }
 
-    fn policies_of<'s>(&'s self, pod: &Endpoint<'_>) -> impl Iterator<Item = &'s Policy> + 's {
+    pub(crate) fn policies_of<'s>(&'s self, pod: &Endpoint<'_>) -> impl Iterator<Item = &'s Policy> + 's {
         self.by_namespace.get(pod.namespace).into_iter().flatten()
     }
 

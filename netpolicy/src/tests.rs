@@ -184,8 +184,59 @@ fn run(cases: Vec<Case>) {
                 ));
             }
         }
+        failures.extend(spelled_disagreements(&world, &set, case.name));
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+/// Where [`PolicySet::allowed`] and the verdicts disagree, over every pod
+/// of the world, both directions, every pod and a few outside addresses
+/// as peers, and ports named in the world's policies and around them.
+fn spelled_disagreements(world: &World, set: &PolicySet, case: &str) -> Vec<String> {
+    let pods: Vec<(IpAddr, Endpoint<'_>)> = world.pods.values().map(|p| (p.ip, p.endpoint())).collect();
+    let mut peers: Vec<&str> = world.pods.keys().copied().collect();
+    peers.extend(["192.0.2.10", "10.0.1.99", "10.0.9.9", "172.16.0.1"]);
+    let ports = [
+        Port::tcp(53),
+        Port::udp(53),
+        Port::tcp(80),
+        Port::tcp(443),
+        Port::tcp(8080),
+        Port::tcp(8081),
+        Port::tcp(9090),
+        Port::tcp(9100),
+        Port::udp(9100),
+        Port::sctp(80),
+    ];
+    let mut failures = Vec::new();
+    for (name, pod) in &world.pods {
+        let subject = pod.endpoint();
+        for direction in [Direction::Ingress, Direction::Egress] {
+            let spelled = set.allowed(&subject, direction, &pods);
+            for peer in &peers {
+                let peer_side = world.peer(peer);
+                for port in ports {
+                    let verdict = match direction {
+                        Direction::Ingress => set.ingress(&subject, &peer_side, port),
+                        Direction::Egress => set.egress(&subject, &peer_side, port),
+                    };
+                    let matched = match &spelled {
+                        crate::Allowed::Everything => true,
+                        crate::Allowed::Only(allowances) => allowances
+                            .iter()
+                            .any(|a| a.matches(peer_side.ip, port.protocol, port.number)),
+                    };
+                    if matched != verdict.is_allowed() {
+                        failures.push(format!(
+                            "{case}: spelled {direction:?} of {name} with {peer} on {}/{} says {matched}, the verdict {verdict:?}",
+                            port.number, port.protocol
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    failures
 }
 
 const WEB: &str = "prod/web";
