@@ -14,7 +14,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use skiff_host::podnet::{HostPort, PodNetwork};
+use skiff_host::podnet::{HostPort, Isolation, PodNetwork};
+use skiff_netpolicy::{Addresses, Allowance, Allowed, PortSpan, Protocol};
 use support::{eventually, http_get, is_root};
 
 /// `busybox ARGS…` inside the namespace pinned at `netns`.
@@ -132,10 +133,17 @@ async fn pods_get_their_own_namespace_and_address() {
         container_port: 80,
     };
     let a = network
-        .attach(Ipv4Addr::new(127, 72, 0, 2), std::slice::from_ref(&forwarded))
+        .attach(
+            Ipv4Addr::new(127, 72, 0, 2),
+            std::slice::from_ref(&forwarded),
+            Isolation::OPEN,
+        )
         .await
         .unwrap();
-    let b = network.attach(Ipv4Addr::new(127, 72, 0, 3), &[]).await.unwrap();
+    let b = network
+        .attach(Ipv4Addr::new(127, 72, 0, 3), &[], Isolation::OPEN)
+        .await
+        .unwrap();
 
     // Two pods serve port 80, each on its own address.
     let mut servers = vec![
@@ -157,6 +165,36 @@ async fn pods_get_their_own_namespace_and_address() {
     // Pod to pod, and a pod to its own loopback.
     assert_eq!(fetch(&b.netns, "http://127.72.0.2/").as_deref(), Some("pod a\n"));
     assert_eq!(fetch(&a.netns, "http://127.0.0.1/").as_deref(), Some("pod a\n"));
+
+    // NetworkPolicy in the kernel. Pod b takes port 80 from a pod that is
+    // not a: a is refused, and the node still gets through, as always.
+    let only_from = |peer: &str| Isolation {
+        ingress: Allowed::Only(vec![Allowance {
+            peers: Some(vec![Addresses::Pod(peer.parse().unwrap())]),
+            ports: Some(vec![PortSpan {
+                protocol: Protocol::Tcp,
+                first: 80,
+                last: 80,
+            }]),
+        }]),
+        egress: Allowed::Everything,
+    };
+    let isolate = |ip: Ipv4Addr, isolation: Isolation| {
+        let network = &network;
+        async move {
+            network
+                .isolate(&std::collections::BTreeMap::from([(ip, isolation)]))
+                .await
+                .unwrap()
+        }
+    };
+    isolate(b.ip, only_from("127.72.0.9")).await;
+    assert_eq!(fetch(&a.netns, "http://127.72.0.3/"), None);
+    assert!(http_get("127.72.0.3:80", "/").await.unwrap().ends_with("pod b\n"));
+    // Allowed again, for a.
+    isolate(b.ip, only_from("127.72.0.2")).await;
+    assert_eq!(fetch(&a.netns, "http://127.72.0.3/").as_deref(), Some("pod b\n"));
+    isolate(b.ip, Isolation::OPEN).await;
 
     // A pod reaches the node's loopback services (a ClusterIP's listener,
     // a Wasm pod's gateway) and they see the pod's own address.
@@ -188,6 +226,25 @@ async fn pods_get_their_own_namespace_and_address() {
     })
     .await;
     assert_eq!(reached, "outside\n");
+    // Egress to a block except that host is refused, then open again.
+    let block = Isolation {
+        ingress: Allowed::Everything,
+        egress: Allowed::Only(vec![Allowance {
+            peers: Some(vec![Addresses::Block {
+                cidr: "198.51.100.0/24".parse().unwrap(),
+                except: vec!["198.51.100.2/32".parse().unwrap()],
+            }]),
+            ports: None,
+        }]),
+    };
+    isolate(b.ip, block).await;
+    let netns = b.netns.clone();
+    let refused = tokio::task::spawn_blocking(move || fetch(&netns, "http://198.51.100.2/"));
+    assert_eq!(refused.await.unwrap(), None);
+    isolate(b.ip, Isolation::OPEN).await;
+    let netns = b.netns.clone();
+    let reached = tokio::task::spawn_blocking(move || fetch(&netns, "http://198.51.100.2/"));
+    assert_eq!(reached.await.unwrap().as_deref(), Some("outside\n"));
     // Nobody outside the node reaches its loopback, pods included: the
     // outside host routes 127.72/16 to the node, which drops it.
     let status = inside(

@@ -532,7 +532,7 @@ mod tests {
         let shared = Arc::new(Shared {
             table: RwLock::new(Arc::new(Table::default())),
             dns_records: Arc::default(),
-            policies: RwLock::default(),
+            policies: tokio::sync::watch::Sender::default(),
             pool: Pool::new(Duration::from_secs(2)),
             connect_timeout: Duration::from_secs(2),
             recorder: None,

@@ -109,7 +109,9 @@ impl ProxyConfig {
 pub(crate) struct Shared {
     table: RwLock<Arc<Table>>,
     dns_records: Arc<RwLock<Arc<dns::Records>>>,
-    policies: RwLock<Arc<policy::Policies>>,
+    /// The NetworkPolicy view, replaced whole on every change; the node
+    /// agent follows it to load the kernel's rules for container pods.
+    policies: tokio::sync::watch::Sender<Arc<policy::Policies>>,
     pool: forward::Pool,
     connect_timeout: Duration,
     /// Where refusals are recorded; none in unit tests.
@@ -124,7 +126,7 @@ impl Shared {
     }
 
     pub(crate) fn policies(&self) -> Arc<policy::Policies> {
-        self.policies.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.policies.borrow().clone()
     }
 
     /// Records a refusal as a Warning Event on each refusing policy, the
@@ -218,7 +220,7 @@ impl Proxy {
         let shared = Arc::new(Shared {
             table: RwLock::default(),
             dns_records: Arc::default(),
-            policies: RwLock::default(),
+            policies: tokio::sync::watch::Sender::default(),
             pool: forward::Pool::new(config.connect_timeout),
             connect_timeout: config.connect_timeout,
             recorder: Some(recorder.clone()),
@@ -319,6 +321,11 @@ impl Proxy {
         self.shared.policies()
     }
 
+    /// The NetworkPolicies in force, now and after every change.
+    pub fn follow_policies(&self) -> tokio::sync::watch::Receiver<Arc<policy::Policies>> {
+        self.shared.policies.subscribe()
+    }
+
     /// Records a refusal the caller enforced (a Warning Event on each
     /// refusing policy, once per policy); `what` names the connection.
     pub fn report(&self, decision: &policy::Decision, what: &str) {
@@ -349,7 +356,7 @@ async fn sync_policies(
     loop {
         changed.notified().await;
         let built = policy::Policies::build(&policies.state(), &namespaces.state(), &pods.state());
-        *shared.policies.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(built);
+        shared.policies.send_replace(Arc::new(built));
     }
 }
 

@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use skiff_netpolicy::{Endpoint, NamedPort, Peer, PolicySet, Port, Verdict};
+use skiff_netpolicy::{Allowed, Direction, Endpoint, NamedPort, Peer, PolicySet, Port, Verdict};
 
 /// A pod as policies see it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,6 +35,16 @@ pub struct PodEntry {
 }
 
 impl PodEntry {
+    /// What policies see of `pod`.
+    pub fn of(pod: &Pod) -> PodEntry {
+        PodEntry {
+            namespace: pod.metadata.namespace.clone().unwrap_or_default(),
+            name: pod.metadata.name.clone().unwrap_or_default(),
+            labels: pod.metadata.labels.clone().unwrap_or_default(),
+            named_ports: NamedPort::of_pod(pod),
+        }
+    }
+
     fn endpoint(&self) -> Endpoint<'_> {
         Endpoint {
             namespace: &self.namespace,
@@ -94,12 +104,7 @@ impl Policies {
             ..Policies::default()
         };
         for pod in pods {
-            let entry = Arc::new(PodEntry {
-                namespace: pod.metadata.namespace.clone().unwrap_or_default(),
-                name: pod.metadata.name.clone().unwrap_or_default(),
-                labels: pod.metadata.labels.clone().unwrap_or_default(),
-                named_ports: NamedPort::of_pod(pod),
-            });
+            let entry = Arc::new(PodEntry::of(pod));
             let host_network = pod.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false);
             let ip = pod.status.as_ref().and_then(|s| s.pod_ip.as_deref());
             if let Some(ip) = ip.and_then(|ip| ip.parse::<IpAddr>().ok())
@@ -150,6 +155,17 @@ impl Policies {
             };
         }
         Decision::Allowed
+    }
+
+    /// What `pod`'s policies allow in `direction`, spelled as address and
+    /// port sets for a packet filter: selector peers become the addresses
+    /// of the pods they match (pods with addresses of their own).
+    pub fn allowed(&self, pod: &PodEntry, direction: Direction) -> Allowed {
+        if !self.set.selects(&pod.endpoint()) {
+            return Allowed::Everything;
+        }
+        let peers: Vec<(IpAddr, Endpoint<'_>)> = self.by_ip.iter().map(|(ip, p)| (*ip, p.endpoint())).collect();
+        self.set.allowed(&pod.endpoint(), direction, &peers)
     }
 }
 
@@ -227,6 +243,23 @@ mod tests {
                 .connection(ip("127.1.0.4"), ip("127.1.0.3"), None, Port::tcp(1))
                 .is_allowed()
         );
+        // Spelled for a packet filter: db takes port 8080 from api's
+        // address; web is not isolated.
+        let db = policies.pod("shop", "db").unwrap();
+        assert_eq!(
+            policies.allowed(db, Direction::Ingress),
+            Allowed::Only(vec![skiff_netpolicy::Allowance {
+                peers: Some(vec![skiff_netpolicy::Addresses::Pod(ip("127.1.0.2"))]),
+                ports: Some(vec![skiff_netpolicy::PortSpan {
+                    protocol: skiff_netpolicy::Protocol::Tcp,
+                    first: 8080,
+                    last: 8080,
+                }]),
+            }])
+        );
+        assert_eq!(policies.allowed(db, Direction::Egress), Allowed::Everything);
+        let web = policies.pod("shop", "web").unwrap();
+        assert_eq!(policies.allowed(web, Direction::Ingress), Allowed::Everything);
         assert!(Policies::build(&[], &namespaces, &pods).is_empty());
     }
 }

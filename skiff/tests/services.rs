@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use support::{Cluster, import, second_agent_with, until};
+use support::{Cluster, import, only_from, second_agent_with, until};
 
 /// `GET path` over a fresh connection: the status and the body.
 fn get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
@@ -310,7 +310,9 @@ fn oci_pods_serve_behind_a_service_and_call_a_wasm_service() {
     let build = tempfile::tempdir().unwrap();
     let layout = skiff_testing::busybox_layout(
         build.path(),
-        &["sh", "httpd", "wget", "mkdir", "echo", "nslookup", "cat"],
+        &[
+            "sh", "httpd", "wget", "mkdir", "echo", "nslookup", "cat", "sleep", "timeout",
+        ],
     )
     .unwrap();
     let images = cluster.data.path().join("agent");
@@ -404,6 +406,47 @@ fn oci_pods_serve_behind_a_service_and_call_a_wasm_service() {
     );
     let phase = cluster.ok(&["get", "pod", "caller", "-o", "jsonpath={.status.phase}"]);
     assert_eq!(phase, "Succeeded", "{logs}");
+
+    // A NetworkPolicy cuts a path between two container pods, enforced
+    // by the node's kernel, and then allows it again. The client stays
+    // up, and fetches by `kubectl exec`.
+    let client = serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "client", "labels": {"app": "client"}},
+        "spec": {"runtimeClassName": "runc", "terminationGracePeriodSeconds": 1,
+          "containers": [{"name": "sleep", "image": "local/busybox:1", "command": ["sleep", "3600"]}]}});
+    cluster.ok_with_input(&["apply", "-f", "-"], &client.to_string());
+    cluster.ok(&["wait", "--for=condition=Ready", "pod/client", "--timeout=60s"]);
+    let url = format!("http://{}/", httpd_ips[0]);
+    // (Debian's busybox wget crashes with its own `-T`.)
+    let fetch = || cluster.kubectl(&["exec", "client", "--", "timeout", "10", "wget", "-q", "-O", "-", &url]);
+    let fetched = fetch();
+    assert_eq!(
+        String::from_utf8_lossy(&fetched.stdout),
+        "served by runc\n",
+        "{}",
+        String::from_utf8_lossy(&fetched.stderr)
+    );
+    cluster.ok_with_input(&["apply", "-f", "-"], &only_from("httpd", "nobody"));
+    let refused = until(Duration::from_secs(30), "the policy to cut client from httpd", || {
+        let out = fetch();
+        (!out.status.success()).then_some(out)
+    });
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("Connection refused"), "{said}");
+    // The node itself still gets through, as Kubernetes requires.
+    assert_eq!(
+        until_status(&format!("{}:80", httpd_ips[0]), "/", 200),
+        "served by runc\n"
+    );
+    cluster.ok_with_input(&["apply", "-f", "-"], &only_from("httpd", "client"));
+    until(
+        Duration::from_secs(30),
+        "the policy to let client reach httpd again",
+        || {
+            let out = fetch();
+            (String::from_utf8_lossy(&out.stdout) == "served by runc\n").then_some(())
+        },
+    );
 }
 
 /// curl, over `https` when `ca` is given, resolving `host` to `addr`:

@@ -13,7 +13,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use support::{Cluster, import};
+use support::{Cluster, import, only_from};
 
 /// `GET path` over a fresh connection: the status and the body.
 fn get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
@@ -235,16 +235,6 @@ fn wasm_pods_call_services_by_name_and_serve_tcp_from_localhost() {
     assert!(succeeded, "{logs}");
     assert!(logs.contains("< HTTP/1.1 200"), "{logs}");
     assert!(logs.contains("\"gitVersion\""), "{logs}");
-}
-
-/// A NetworkPolicy letting pods labelled `app: <target>` take connections
-/// only from pods labelled `app: <from>`.
-fn only_from(target: &str, from: &str) -> String {
-    serde_json::json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-        "metadata": {"name": format!("{target}-ingress")},
-        "spec": {"podSelector": {"matchLabels": {"app": target}}, "policyTypes": ["Ingress"],
-            "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": from}}}]}]}})
-    .to_string()
 }
 
 impl Cluster {

@@ -20,6 +20,9 @@
 //!   and SPDY).
 //! * [`events`]: kubelet-style Events about containers.
 //! * [`gateway`]: the HTTP listeners in front of Wasm HTTP pods.
+//! * `isolation`: NetworkPolicy for container pods in their own network
+//!   namespaces, kept loaded in the kernel (Wasm pods' connections are
+//!   checked in the agent as they are made).
 //! * [`egress`]: where Wasm pods' outgoing HTTP goes: cluster names,
 //!   Wasm pods of this node in-process, everything else through one
 //!   connection pool, within per-pod and per-node limits.
@@ -34,6 +37,7 @@ pub mod daemon;
 pub mod egress;
 pub mod events;
 pub mod gateway;
+mod isolation;
 pub mod logs;
 pub mod node;
 mod pods;
@@ -179,6 +183,8 @@ pub(crate) struct Shared {
     stats: Arc<stats::StatsIndex>,
     /// Namespaces for OCI pods, or why this node cannot make them.
     pod_network: Result<Arc<PodNetwork>, String>,
+    /// The NetworkPolicy rules of the pods in those namespaces.
+    isolator: Arc<isolation::Isolator>,
     /// Turns `true` when the node shuts down ([`Agent::shut_down`]).
     shutting_down: tokio::sync::watch::Receiver<bool>,
 }
@@ -456,6 +462,7 @@ impl Agent {
         node::register(&client, &config).await.map_err(AgentError::Register)?;
         tracing::info!(node = %config.node_name, endpoint = %daemon_addr, oci = config.runc_usable, "node agent registered");
         let (shut_down_tx, shutting_down) = tokio::sync::watch::channel(false);
+        let isolator = Arc::new(isolation::Isolator::default());
         let shared = Arc::new(Shared {
             pods_root: dir("pods")?,
             logs_root: dir("logs")?,
@@ -471,11 +478,16 @@ impl Agent {
             streams: stream_index,
             stats,
             pod_network: pod_network.clone(),
+            isolator: isolator.clone(),
             config: config.clone(),
             shutting_down,
         });
         let heartbeat = tokio::spawn(node::heartbeat(client, config.clone()));
         let pods = tokio::spawn(pods::manage(shared));
+        let mut tasks = vec![daemon_task, heartbeat, pods];
+        if let Ok(network) = &pod_network {
+            tasks.push(tokio::spawn(isolator.follow(proxy.clone(), network.clone())));
+        }
         let shutdown_grace = config.shutdown_grace;
         Ok(Agent {
             images,
@@ -483,7 +495,7 @@ impl Agent {
             proxy,
             runc,
             pod_network: pod_network.ok(),
-            tasks: vec![daemon_task, heartbeat, pods],
+            tasks,
             shutdown_grace,
             shut_down: shut_down_tx,
         })

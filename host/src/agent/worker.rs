@@ -681,9 +681,15 @@ impl Worker {
             let attached = match (hosts, &self.shared.pod_network) {
                 (Ok(hosts), Ok(pods)) => {
                     prepared.hosts_file = Some(hosts);
-                    pods.attach(ip, &spec::host_ports(&self.pod))
+                    let isolation = self.shared.isolator.add(&self.shared.proxy, ip, &self.pod);
+                    let attached = pods
+                        .attach(ip, &spec::host_ports(&self.pod), isolation)
                         .await
-                        .map_err(|e| e.to_string())
+                        .map_err(|e| e.to_string());
+                    if attached.is_err() {
+                        self.shared.isolator.remove(ip);
+                    }
+                    attached
                 }
                 (Err(why), _) => Err(why),
                 (_, Err(why)) => Err(why.clone()),
@@ -1349,6 +1355,7 @@ impl Worker {
         if let Some(prepared) = &self.prepared {
             // The namespace goes before its address may be handed out again.
             if let (Some(sandbox), Ok(pods)) = (&prepared.sandbox, &self.shared.pod_network) {
+                self.shared.isolator.remove(sandbox.ip);
                 pods.detach(sandbox).await;
             }
             if prepared.own_ip

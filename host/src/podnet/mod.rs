@@ -40,15 +40,19 @@
 //!   (or its `hostIP`) to the pod (DNAT); a client on the node itself is
 //!   made to come from the gateway, since the pod's 127.0.0.1 is its own.
 //!
+//! * NetworkPolicy is enforced on what the node forwards to and from its
+//!   pods ([`isolation`]).
+//!
 //! Links, addresses, routes and neighbours are made over netlink with
 //! `rtnetlink`; the node's rules (masquerade, the loopback guard, host
-//! ports) are one nftables table per pod CIDR, reloaded whole by the
+//! ports, NetworkPolicy) are one nftables table per pod CIDR, reloaded whole by the
 //! `nft` binary when they change, as
 //! kube-proxy's nftables mode loads its own. Debian's CNI plugins were
 //! the alternative: their `bridge` and `host-local` give pods addresses
 //! on a bridge subnet, off loopback, from where the loopback ClusterIPs
 //! and Wasm pods cannot be reached without the same routing as here.
 
+mod isolation;
 mod netns;
 
 use std::collections::BTreeMap;
@@ -63,6 +67,8 @@ use rtnetlink::packet_route::link::{LinkAttribute, LinkMessage};
 use rtnetlink::packet_route::neighbour::NeighbourState;
 use rtnetlink::packet_route::route::RouteScope;
 use rtnetlink::{Handle, LinkUnspec, LinkVeth, RouteMessageBuilder};
+
+pub use isolation::Isolation;
 
 /// The pods' next hop. No interface holds it; each pod's neighbour entry
 /// maps it to its veth peer (Calico's choice of address).
@@ -119,9 +125,17 @@ pub struct PodNetwork {
     node_ip: Ipv4Addr,
     dir: PathBuf,
     table: String,
-    /// The host ports of the pods that have some, by pod address; the
-    /// table is reloaded whole when they change.
-    host_ports: tokio::sync::Mutex<BTreeMap<Ipv4Addr, Vec<HostPort>>>,
+    /// What the table holds; it is reloaded whole when this changes.
+    rules: tokio::sync::Mutex<Rules>,
+}
+
+/// The per-pod part of the node's table.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Rules {
+    /// The host ports of the pods that have some, by pod address.
+    host_ports: BTreeMap<Ipv4Addr, Vec<HostPort>>,
+    /// What each attached pod's NetworkPolicies allow, by pod address.
+    isolation: BTreeMap<Ipv4Addr, Isolation>,
 }
 
 impl std::fmt::Debug for PodNetwork {
@@ -159,15 +173,16 @@ pub struct HostPort {
 }
 
 /// The node's nftables table for `cidr` (a /16): masquerade what pods
-/// send off the node, drop what arrives from outside for loopback, and
-/// forward host ports to their pods (`mappings`, by pod address). A
+/// send off the node, drop what arrives from outside for loopback,
+/// forward host ports to their pods and enforce pods' NetworkPolicies
+/// (`rules`, by pod address; [`isolation`] writes those chains). A
 /// mapped connection from a loopback address (a client on the node) is
 /// made to come from the gateway, since the pod's own loopback is not
 /// the node's.
-fn ruleset(table: &str, cidr: Ipv4Addr, node_ip: Ipv4Addr, mappings: &BTreeMap<Ipv4Addr, Vec<HostPort>>) -> String {
+fn ruleset(table: &str, cidr: Ipv4Addr, node_ip: Ipv4Addr, rules: &Rules) -> String {
     let gateway = gateway(cidr);
     let mut forwards = String::new();
-    for (pod, ports) in mappings {
+    for (pod, ports) in &rules.host_ports {
         for port in ports {
             forwards.push_str(&format!(
                 "\t\tip daddr {} {} dport {} dnat ip to {pod}:{}\n",
@@ -203,7 +218,9 @@ fn ruleset(table: &str, cidr: Ipv4Addr, node_ip: Ipv4Addr, mappings: &BTreeMap<I
          \t\tiifname {{ \"lo\", \"{LINK_PREFIX}*\" }} accept\n\
          \t\tip daddr 127.0.0.0/8 ct direction original ct status & dnat == 0 drop\n\
          \t}}\n\
-         }}\n"
+         {policies}\
+         }}\n",
+        policies = isolation::chains(&rules.isolation),
     )
 }
 
@@ -255,38 +272,47 @@ impl PodNetwork {
             node_ip,
             dir,
             table: table_name(cidr),
-            host_ports: tokio::sync::Mutex::default(),
+            rules: tokio::sync::Mutex::default(),
         };
-        network.load(&BTreeMap::new()).await?;
+        network.load(&Rules::default()).await?;
         network.sweep().await;
         Ok(network)
     }
 
-    /// Loads the node's table with `mappings`, replacing what it held.
-    async fn load(&self, mappings: &BTreeMap<Ipv4Addr, Vec<HostPort>>) -> Result<(), Error> {
-        let script = ruleset(&self.table, self.cidr, self.node_ip, mappings);
+    /// Loads the node's table with `rules`, replacing what it held.
+    async fn load(&self, rules: &Rules) -> Result<(), Error> {
+        let script = ruleset(&self.table, self.cidr, self.node_ip, rules);
         tokio::task::spawn_blocking(move || nft(&script))
             .await
             .map_err(|e| Error::Nft(e.to_string()))?
     }
 
-    /// Forwards `ports` of the node to the pod at `ip` (replacing what it
-    /// had); an empty list removes its forwards.
-    async fn forward(&self, ip: Ipv4Addr, ports: &[HostPort]) -> Result<(), Error> {
-        let mut mappings = self.host_ports.lock().await;
-        let before = mappings.clone();
-        if ports.is_empty() {
-            if mappings.remove(&ip).is_none() {
-                return Ok(());
+    /// Changes the table's rules with `change`, reloading it when they
+    /// changed; if the load fails, the rules stay as they were.
+    async fn change(&self, change: impl FnOnce(&mut Rules)) -> Result<(), Error> {
+        let mut rules = self.rules.lock().await;
+        let mut changed = rules.clone();
+        change(&mut changed);
+        if changed == *rules {
+            return Ok(());
+        }
+        self.load(&changed).await?;
+        *rules = changed;
+        Ok(())
+    }
+
+    /// Replaces what the NetworkPolicies of attached pods allow (`pods`,
+    /// by address; pods it leaves out keep theirs, addresses of pods not
+    /// attached are ignored).
+    pub async fn isolate(&self, pods: &BTreeMap<Ipv4Addr, Isolation>) -> Result<(), Error> {
+        self.change(|rules| {
+            for (ip, isolation) in &mut rules.isolation {
+                if let Some(wanted) = pods.get(ip) {
+                    isolation.clone_from(wanted);
+                }
             }
-        } else {
-            mappings.insert(ip, ports.to_vec());
-        }
-        let loaded = self.load(&mappings).await;
-        if loaded.is_err() {
-            *mappings = before;
-        }
-        loaded
+        })
+        .await
     }
 
     /// Removes the namespaces and links of pods an earlier agent ran.
@@ -305,9 +331,10 @@ impl PodNetwork {
     }
 
     /// Makes the namespace of a pod with address `ip`: loopback, `eth0`
-    /// with the address, routes and neighbours both ways, and the node's
-    /// `host_ports` forwarded to it.
-    pub async fn attach(&self, ip: Ipv4Addr, host_ports: &[HostPort]) -> Result<Sandbox, Error> {
+    /// with the address, routes and neighbours both ways, the node's
+    /// `host_ports` forwarded to it and its NetworkPolicies (`isolation`)
+    /// enforced, all before anything runs in it.
+    pub async fn attach(&self, ip: Ipv4Addr, host_ports: &[HostPort], isolation: Isolation) -> Result<Sandbox, Error> {
         let path = self.dir.join(ip.to_string());
         let link = link_name(ip);
         // A namespace or link of this address that an agent left behind.
@@ -328,7 +355,15 @@ impl PodNetwork {
         tokio::spawn(connection);
         let sandbox = Sandbox { netns: path, ip, link };
         let wired = match self.wire(&sandbox, &pod).await {
-            Ok(()) => self.forward(ip, host_ports).await,
+            Ok(()) => {
+                self.change(|rules| {
+                    if !host_ports.is_empty() {
+                        rules.host_ports.insert(ip, host_ports.to_vec());
+                    }
+                    rules.isolation.insert(ip, isolation);
+                })
+                .await
+            }
             Err(error) => Err(error),
         };
         if let Err(error) = wired {
@@ -444,8 +479,14 @@ impl PodNetwork {
     /// Removes a pod's network: its namespace ends with its last process,
     /// and the veth pair and the node's route to it go now.
     pub async fn detach(&self, sandbox: &Sandbox) {
-        if let Err(error) = self.forward(sandbox.ip, &[]).await {
-            tracing::warn!(%error, pod = %sandbox.ip, "cannot remove a pod's host ports");
+        let removed = self
+            .change(|rules| {
+                rules.host_ports.remove(&sandbox.ip);
+                rules.isolation.remove(&sandbox.ip);
+            })
+            .await;
+        if let Err(error) = removed {
+            tracing::warn!(%error, pod = %sandbox.ip, "cannot remove a pod's host ports and policies");
         }
         netns::remove(&sandbox.netns);
         self.delete_link(&sandbox.link).await;
@@ -554,20 +595,30 @@ mod tests {
 
     #[test]
     fn the_ruleset_replaces_its_own_table_only() {
-        let mappings = BTreeMap::from([(
-            Ipv4Addr::new(127, 70, 0, 2),
-            vec![HostPort {
-                protocol: "tcp",
-                host_ip: None,
-                host_port: 8080,
-                container_port: 80,
-            }],
-        )]);
+        let pod = Ipv4Addr::new(127, 70, 0, 2);
+        let rules = Rules {
+            host_ports: BTreeMap::from([(
+                pod,
+                vec![HostPort {
+                    protocol: "tcp",
+                    host_ip: None,
+                    host_port: 8080,
+                    container_port: 80,
+                }],
+            )]),
+            isolation: BTreeMap::from([(
+                pod,
+                Isolation {
+                    ingress: skiff_netpolicy::Allowed::Only(vec![]),
+                    egress: skiff_netpolicy::Allowed::Everything,
+                },
+            )]),
+        };
         let rules = ruleset(
             "skiff_127_70",
             Ipv4Addr::new(127, 70, 0, 0),
             Ipv4Addr::LOCALHOST,
-            &mappings,
+            &rules,
         );
         assert!(rules.starts_with("table ip skiff_127_70\ndelete table ip skiff_127_70\n"));
         // Not what stays on the node (Wasm pods' calls to local addresses
@@ -576,5 +627,7 @@ mod tests {
         assert!(rules.contains("ip daddr 127.0.0.0/8 ct direction original ct status & dnat == 0 drop"));
         assert!(rules.contains("ip daddr 127.0.0.1 tcp dport 8080 dnat ip to 127.70.0.2:80\n"));
         assert!(rules.contains("ct status dnat ip saddr 127.0.0.0/8 snat ip to 127.70.0.1\n"));
+        assert!(rules.contains("\t\tip daddr vmap { 127.70.0.2 : jump ingress_127_70_0_2 }\n"));
+        assert!(rules.ends_with("\t}\n}\n"));
     }
 }

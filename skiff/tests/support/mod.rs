@@ -404,3 +404,13 @@ pub fn http_get(addr: &str, path: &str, http_1_0: bool) -> std::io::Result<(u16,
         .unwrap_or_default();
     Ok((status, body))
 }
+
+/// A NetworkPolicy letting pods labelled `app: <target>` take connections
+/// only from pods labelled `app: <from>`.
+pub fn only_from(target: &str, from: &str) -> String {
+    serde_json::json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": format!("{target}-ingress")},
+        "spec": {"podSelector": {"matchLabels": {"app": target}}, "policyTypes": ["Ingress"],
+            "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": from}}}]}]}})
+    .to_string()
+}
