@@ -95,6 +95,7 @@ impl NodeArgs {
         config.ingress_https_port = Some(self.ingress_https_port).filter(|p| *p != 0);
         config.pod_cidr = self.pod_cidr;
         config.runc_binary = self.runc.clone();
+        config.container_shim = std::env::current_exe().ok();
         config.max_pods = self.max_pods;
         config.heartbeat = Duration::from_secs(self.heartbeat_interval);
         config.shutdown_grace = Duration::from_secs(self.shutdown_grace_period);

@@ -65,6 +65,13 @@ fn raise_open_file_limit() {
 }
 
 fn main() -> ExitCode {
+    // A runc container's monitor: called back by the node agent, before
+    // anything else starts (no runtime, no threads).
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == skiff_host::oci::shim::SUBCOMMAND) {
+        let code = skiff_host::oci::shim::main(&args[2..]);
+        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -91,6 +91,11 @@ pub struct AgentConfig {
     pub pod_cidr: std::net::Ipv4Addr,
     pub max_pods: u32,
     pub runc_binary: PathBuf,
+    /// The skiff binary, run as each runc container's shim
+    /// (`skiff container-shim`, [`crate::oci::shim`]) so that containers
+    /// and their exit codes outlive the agent; `None` watches them from
+    /// the agent itself.
+    pub container_shim: Option<PathBuf>,
     /// Set by [`Agent::start`]: whether runc could be run here.
     pub runc_usable: bool,
     pub wasmtime_version: String,
@@ -135,6 +140,7 @@ impl AgentConfig {
             pod_cidr: std::net::Ipv4Addr::new(127, 1, 0, 0),
             max_pods: 1000,
             runc_binary: PathBuf::from("runc"),
+            container_shim: None,
             runc_usable: false,
             wasmtime_version: WASMTIME_VERSION.into(),
             backoff_initial: Duration::from_secs(10),
@@ -376,6 +382,10 @@ impl Agent {
         .map_err(AgentError::Wasm)?;
         let runc = match RuncRuntime::new(dir("runc")?, &config.runc_binary) {
             Ok(runc) => {
+                let runc = match &config.container_shim {
+                    Some(binary) => runc.with_shim(binary),
+                    None => runc,
+                };
                 remove_leftovers(&runc).await;
                 Some(runc)
             }

@@ -18,6 +18,10 @@
 //!    create/start/state/kill/delete and collects exit codes (see its docs
 //!    for how).
 //!
+//! With a [`shim`] (the skiff binary, called back), each container is
+//! created and watched by a small process of its own that outlives the
+//! agent, so that exit codes survive an agent restart.
+//!
 //! `runc exec` runs further processes in a running container
 //! ([`RuncRuntime::spawn_exec`]); one with a terminal gets it through
 //! runc's console socket (`console`).
@@ -37,6 +41,7 @@ mod console;
 pub mod rootfs;
 pub mod runc;
 pub mod security;
+pub mod shim;
 mod spec;
 
 pub use runc::{ContainerState, RuncRuntime};

@@ -26,6 +26,11 @@
 //! whose waiter was lost (the agent restarted) reports
 //! `Stopped { exit_code: None }`.
 //!
+//! With a shim ([`RuncRuntime::with_shim`], [`super::shim`]), the shim
+//! runs `runc create` and is the subreaper instead: it outlives the agent
+//! and writes `exit_code` itself, the waiter thread waits for the shim,
+//! and a container created by an earlier agent reports its code too.
+//!
 //! # Logs
 //!
 //! With `terminal: false`, `runc create` hands its own stdio to the
@@ -48,7 +53,7 @@ use serde::Deserialize;
 
 use skiff_image::ImageKind;
 
-use super::{ContainerSpec, bundle, console, rootfs};
+use super::{ContainerSpec, bundle, console, rootfs, shim};
 
 /// How long [`RuncRuntime::state`] waits for the waiter thread to record
 /// the exit code of a container runc already reports stopped.
@@ -180,6 +185,19 @@ pub struct ExecProcess {
     pub terminal: Option<OwnedFd>,
 }
 
+/// Who reports a container's exit: its init, our child, or the shim
+/// that created it, which records the code.
+#[derive(Debug)]
+enum Reap {
+    Init(Pid),
+    Shim(std::process::Child),
+}
+
+/// The exit code a waiter or a shim recorded.
+fn read_exit(file: &Path) -> Option<i32> {
+    fs::read_to_string(file).ok().and_then(|s| s.trim().parse().ok())
+}
+
 /// Blocks until `pid`, a child of this process, exits; its exit code (a
 /// signal `n` as `128 + n`, as shells report it), or `None` if it cannot
 /// be reaped.
@@ -217,6 +235,8 @@ pub struct RuncRuntime {
     runc: PathBuf,
     version: String,
     exits: Arc<Mutex<HashMap<String, Arc<ExitSlot>>>>,
+    /// The skiff binary, to run as each container's [`shim`].
+    shim: Option<PathBuf>,
 }
 
 impl RuncRuntime {
@@ -270,7 +290,15 @@ impl RuncRuntime {
             runc,
             version,
             exits: Arc::default(),
+            shim: None,
         })
+    }
+
+    /// Creates containers through a [`shim`] process each: `binary
+    /// container-shim …` (the skiff binary).
+    pub fn with_shim(mut self, binary: impl Into<PathBuf>) -> Self {
+        self.shim = Some(binary.into());
+        self
     }
 
     /// The first line of `runc --version`.
@@ -332,16 +360,6 @@ impl RuncRuntime {
         let runtime_spec = bundle::runtime_spec(spec, &rootfs.path).map_err(bundle_err)?;
         bundle::write(dir, &runtime_spec).map_err(bundle_err)?;
 
-        let open_output = |path: &Path| {
-            if let Some(parent) = path.parent() {
-                fs::create_dir_all(parent).map_err(io_err("cannot create log directory", parent))?;
-            }
-            OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(io_err("cannot open container output", path))
-        };
         let pid_file = dir.join("init.pid");
         let mut command = self.command("create", id);
         command
@@ -353,39 +371,64 @@ impl RuncRuntime {
         let console = if spec.terminal {
             let socket = console::ConsoleSocket::bind().map_err(io_err("cannot make a console socket", dir))?;
             command.arg("--console-socket").arg(socket.argument());
-            command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
             Some(socket)
         } else {
-            command
-                .stdout(open_output(&spec.stdout)?)
-                .stderr(open_output(&spec.stderr)?);
-            match &spec.stdin {
-                // A writer holds the FIFO open, so this does not wait.
-                Some(fifo) => command.stdin(fs::File::open(fifo).map_err(io_err("cannot open the stdin FIFO", fifo))?),
-                None => command.stdin(Stdio::null()),
-            };
             None
         };
         command.arg(id);
-        let status = command.status().map_err(|source| self.spawn_error(source))?;
-        if !status.success() {
-            return Err(Error::RuncFailed {
-                op: "create",
-                id: id.to_owned(),
-                stderr: self.runc_log(id, "create", ""),
-            });
-        }
-        let pid = fs::read_to_string(&pid_file)
-            .map_err(io_err("cannot read init pid", &pid_file))?
-            .trim()
-            .parse::<i32>()
-            .ok()
-            .and_then(Pid::from_raw)
-            .ok_or_else(|| Error::RuncFailed {
-                op: "create",
-                id: id.to_owned(),
-                stderr: format!("unusable pid file {}", pid_file.display()),
-            })?;
+        let null = PathBuf::from("/dev/null");
+        let stdio = if spec.terminal {
+            [null.clone(), null.clone(), null]
+        } else {
+            for path in [&spec.stdout, &spec.stderr] {
+                if let Some(parent) = path.parent() {
+                    fs::create_dir_all(parent).map_err(io_err("cannot create log directory", parent))?;
+                }
+            }
+            // A writer holds a stdin FIFO open, so opening it does not wait.
+            [
+                spec.stdin.clone().unwrap_or(null),
+                spec.stdout.clone(),
+                spec.stderr.clone(),
+            ]
+        };
+        let reap = match &self.shim {
+            Some(binary) => Reap::Shim(self.create_through_shim(binary, id, dir, &pid_file, &command, stdio)?),
+            None => {
+                let [stdin, stdout, stderr] = stdio;
+                let output = |path: &Path| {
+                    OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(path)
+                        .map_err(io_err("cannot open container output", path))
+                };
+                command
+                    .stdin(fs::File::open(&stdin).map_err(io_err("cannot open the container's stdin", &stdin))?)
+                    .stdout(output(&stdout)?)
+                    .stderr(output(&stderr)?);
+                let status = command.status().map_err(|source| self.spawn_error(source))?;
+                if !status.success() {
+                    return Err(Error::RuncFailed {
+                        op: "create",
+                        id: id.to_owned(),
+                        stderr: self.runc_log(id, "create", ""),
+                    });
+                }
+                let pid = fs::read_to_string(&pid_file)
+                    .map_err(io_err("cannot read init pid", &pid_file))?
+                    .trim()
+                    .parse::<i32>()
+                    .ok()
+                    .and_then(Pid::from_raw)
+                    .ok_or_else(|| Error::RuncFailed {
+                        op: "create",
+                        id: id.to_owned(),
+                        stderr: format!("unusable pid file {}", pid_file.display()),
+                    })?;
+                Reap::Init(pid)
+            }
+        };
         let master = match console {
             Some(socket) => Some(socket.receive().map_err(|e| Error::RuncFailed {
                 op: "create",
@@ -394,12 +437,67 @@ impl RuncRuntime {
             })?),
             None => None,
         };
-        self.spawn_waiter(id, pid, dir.join("exit_code"))?;
+        self.spawn_waiter(id, reap, dir.join(shim::EXIT_FILE))?;
         Ok(master)
     }
 
-    /// Starts a waiter thread reaping the container's init.
-    fn spawn_waiter(&self, id: &str, pid: Pid, exit_file: PathBuf) -> Result<()> {
+    /// Runs `runc` (a `create` command line) through a shim with the
+    /// container's `stdio` files; returns the shim once it says the
+    /// container is created.
+    fn create_through_shim(
+        &self,
+        binary: &Path,
+        id: &str,
+        dir: &Path,
+        pid_file: &Path,
+        runc: &Command,
+        stdio: [PathBuf; 3],
+    ) -> Result<std::process::Child> {
+        let [stdin, stdout, stderr] = stdio;
+        let args = shim::Args {
+            bundle: dir.to_owned(),
+            init_pid_file: pid_file.to_owned(),
+            stdin,
+            stdout,
+            stderr,
+            runc: std::iter::once(runc.get_program())
+                .chain(runc.get_args())
+                .map(ToOwned::to_owned)
+                .collect(),
+        };
+        let log = dir.join("shim.log");
+        let mut child = Command::new(binary)
+            .arg(shim::SUBCOMMAND)
+            .args(args.to_args())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(fs::File::create(&log).map_err(io_err("cannot create the shim's log", &log))?)
+            .spawn()
+            .map_err(|source| Error::Io {
+                context: "cannot run the container shim",
+                path: binary.to_owned(),
+                source,
+            })?;
+        let mut created = [0u8; 1];
+        let said = child.stdout.take().map(|mut out| {
+            use std::io::Read;
+            out.read_exact(&mut created)
+        });
+        if matches!(said, Some(Ok(()))) {
+            return Ok(child);
+        }
+        let _ = child.wait();
+        let said = fs::read_to_string(&log).unwrap_or_default();
+        Err(Error::RuncFailed {
+            op: "create",
+            id: id.to_owned(),
+            stderr: self.runc_log(id, "create", &said),
+        })
+    }
+
+    /// Starts a waiter thread reaping the container's init, or its shim
+    /// (which records the init's exit code).
+    fn spawn_waiter(&self, id: &str, reap: Reap, exit_file: PathBuf) -> Result<()> {
         let slot = Arc::new(ExitSlot::default());
         self.exits
             .lock()
@@ -409,13 +507,22 @@ impl RuncRuntime {
         std::thread::Builder::new()
             .name(format!("runc-wait-{id}"))
             .spawn(move || {
-                let code = wait_pid(pid);
-                if let Some(code) = code {
-                    tracing::debug!(id = %id_owned, code, "container exited");
-                    if let Err(e) = fs::write(&exit_file, code.to_string()) {
-                        tracing::warn!(id = %id_owned, error = %e, "cannot record exit code");
+                let code = match reap {
+                    Reap::Init(pid) => {
+                        let code = wait_pid(pid);
+                        if let Some(code) = code
+                            && let Err(e) = fs::write(&exit_file, code.to_string())
+                        {
+                            tracing::warn!(id = %id_owned, error = %e, "cannot record exit code");
+                        }
+                        code
                     }
-                }
+                    Reap::Shim(mut shim) => {
+                        let _ = shim.wait();
+                        read_exit(&exit_file)
+                    }
+                };
+                tracing::debug!(id = %id_owned, ?code, "container exited");
                 *slot.code.lock().unwrap_or_else(PoisonError::into_inner) = code;
                 slot.done.notify_all();
             })
@@ -567,19 +674,30 @@ impl RuncRuntime {
         if let Some(code) = slot.and_then(|s| *s.code.lock().unwrap_or_else(PoisonError::into_inner)) {
             return Some(code);
         }
-        fs::read_to_string(self.bundle_dir(id).join("exit_code"))
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
+        read_exit(&self.bundle_dir(id).join(shim::EXIT_FILE))
     }
 
-    /// Waits briefly for the waiter of a container runc reports stopped.
+    /// Waits briefly for the waiter of a container runc reports stopped,
+    /// or, for a container an earlier process created, for its shim to
+    /// record the code.
     fn await_exit(&self, id: &str) -> Option<i32> {
         let slot = self
             .exits
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(id)
-            .cloned()?;
+            .cloned();
+        let Some(slot) = slot else {
+            let file = self.bundle_dir(id).join(shim::EXIT_FILE);
+            let until = std::time::Instant::now() + REAP_GRACE;
+            while std::time::Instant::now() < until && self.shim.is_some() {
+                if let Some(code) = read_exit(&file) {
+                    return Some(code);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            return read_exit(&file);
+        };
         let guard = slot.code.lock().unwrap_or_else(PoisonError::into_inner);
         let (guard, _) = slot
             .done
