@@ -95,12 +95,24 @@ impl NodeArgs {
         config.ingress_https_port = Some(self.ingress_https_port).filter(|p| *p != 0);
         config.pod_cidr = self.pod_cidr;
         config.runc_binary = self.runc.clone();
-        config.container_shim = std::env::current_exe().ok();
+        config.container_shim = shim_binary();
         config.max_pods = self.max_pods;
         config.heartbeat = Duration::from_secs(self.heartbeat_interval);
         config.shutdown_grace = Duration::from_secs(self.shutdown_grace_period);
         config
     }
+}
+
+/// This binary, to run as the containers' shim: the path it was started
+/// from, which still names a skiff binary after it was rebuilt or
+/// upgraded in place (the kernel then reports the old file as deleted).
+fn shim_binary() -> Option<std::path::PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let text = exe.to_str()?;
+    Some(
+        text.strip_suffix(" (deleted)")
+            .map_or(exe.clone(), std::path::PathBuf::from),
+    )
 }
 
 fn host_name() -> String {

@@ -383,3 +383,104 @@ fn a_stopping_server_lets_its_containers_stop() {
         "the container stopped on SIGTERM: {text}"
     );
 }
+
+/// A server killed outright (SIGKILL: its agent stops nothing) and
+/// started again adopts the containers it left: the same runs go on
+/// (same start time, no restart, init containers not run again), their
+/// output still reaches the log, their pod keeps its address, and a
+/// container that exits after the restart is reported with its own exit
+/// code, which its shim recorded.
+#[test]
+fn a_killed_server_adopts_its_containers_when_it_restarts() {
+    let mut cluster = Cluster::start_with(&["--node-name", "adopting", "--pod-cidr", "127.77.0.0"]);
+    let build = tempfile::tempdir().unwrap();
+    let layout =
+        skiff_testing::busybox_layout(build.path(), &["sh", "sleep", "echo", "httpd", "mkdir", "touch"]).unwrap();
+    import(
+        layout.to_str().unwrap(),
+        "local/busybox:1",
+        &cluster.data.path().join("agent"),
+    );
+    cluster.ok(&["wait", "--for=condition=Ready", "node/adopting", "--timeout=60s"]);
+    cluster.ok_with_input(
+        &["apply", "-f", "-"],
+        r#"{"apiVersion": "v1", "kind": "List", "items": [
+            {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web"},
+             "spec": {"terminationGracePeriodSeconds": 1,
+               "initContainers": [{"name": "init", "image": "local/busybox:1", "command": ["echo", "init ran"]}],
+               "containers": [
+                 {"name": "httpd", "image": "local/busybox:1",
+                  "command": ["sh", "-c", "mkdir -p /www && echo adopted > /www/index.html && exec httpd -f -p 80 -h /www"]},
+                 {"name": "ticker", "image": "local/busybox:1",
+                  "command": ["sh", "-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done"]}]}},
+            {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "quitter"},
+             "spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 1,
+               "containers": [{"name": "main", "image": "local/busybox:1",
+                 "command": ["sh", "-c", "while [ ! -e /armed ]; do sleep 0.1; done; sleep 2; exit 7"]}]}}]}"#,
+    );
+    cluster.ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/web",
+        "pod/quitter",
+        "--timeout=120s",
+    ]);
+    let before = cluster.json(&["get", "pod", "web"]);
+    let ip = before["status"]["podIP"].as_str().unwrap().to_string();
+    let addr = format!("{ip}:80");
+    assert_eq!(http_get(&addr, "/", false).unwrap().1, "adopted\n");
+    let last_tick = |cluster: &Cluster| -> u64 {
+        let logs = cluster.ok(&["logs", "web", "-c", "ticker"]);
+        let last = logs.lines().last().unwrap_or_default().to_string();
+        last.trim_start_matches("tick ").parse().unwrap_or(0)
+    };
+    let ticks = last_tick(&cluster);
+    cluster.ok(&["exec", "quitter", "--", "touch", "/armed"]);
+
+    cluster.kill_and_restart();
+
+    // The same runs, going on: pod address, start times, restart counts,
+    // and the init container's one run.
+    let after = cluster.json_until(&["pod", "web"], "web to be reported ready again", |pod| {
+        pod["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    });
+    assert_eq!(after["status"]["podIP"], before["status"]["podIP"]);
+    for (field, name) in [
+        ("containerStatuses", "httpd"),
+        ("containerStatuses", "ticker"),
+        ("initContainerStatuses", "init"),
+    ] {
+        let status = |pod: &serde_json::Value| {
+            pod["status"][field]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["name"] == name)
+                .cloned()
+                .unwrap()
+        };
+        let (was, is) = (status(&before), status(&after));
+        assert_eq!(is["containerID"], was["containerID"], "{name}");
+        assert_eq!(is["restartCount"], was["restartCount"], "{name}");
+        assert_eq!(is["state"], was["state"], "{name}: the same run");
+    }
+    assert_eq!(cluster.ok(&["logs", "web", "-c", "init"]), "init ran\n");
+    assert_eq!(http_get(&addr, "/", false).unwrap().1, "adopted\n");
+    // The ticker's output still reaches its log, counting on.
+    support::until(Duration::from_secs(30), "the ticker's log to grow", || {
+        (last_tick(&cluster) > ticks + 5).then_some(())
+    });
+
+    // The quitter's exit code, recorded by its shim.
+    let quitter = cluster.json_until(&["pod", "quitter"], "the quitter to end", |pod| {
+        pod["status"]["phase"] == "Failed"
+    });
+    assert_eq!(
+        quitter["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"], 7,
+        "{quitter}"
+    );
+}

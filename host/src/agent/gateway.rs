@@ -57,6 +57,14 @@ impl PodIps {
         Some(IpAddr::V4(Ipv4Addr::from(self.base + offset)))
     }
 
+    /// Takes `ip`, an address an earlier agent gave a pod that is
+    /// adopted; `false` if it is not in the range or already taken.
+    pub fn reserve(&self, ip: IpAddr) -> bool {
+        let IpAddr::V4(v4) = ip else { return false };
+        let offset = u32::from(v4).wrapping_sub(self.base);
+        offset < SIZE && self.used.lock().unwrap_or_else(|p| p.into_inner()).insert(offset)
+    }
+
     pub fn release(&self, ip: IpAddr) {
         if let IpAddr::V4(v4) = ip {
             let offset = u32::from(v4).wrapping_sub(self.base);

@@ -131,7 +131,7 @@ impl PodLogDir {
                 let (stdout, stderr) = self.fifos(container, restart);
                 let stdin = self.dir.join(container).join(format!("{restart}.stdin"));
                 let (writer, stdin, terminal) =
-                    LogWriter::start(&file, stdout.clone(), stderr.clone(), limits, console, stdin)?;
+                    LogWriter::start(&file, stdout.clone(), stderr.clone(), limits, console, stdin, false)?;
                 let stdio = Stdio::Fifos {
                     stdout,
                     stderr,
@@ -141,6 +141,18 @@ impl PodLogDir {
                 Ok((ContainerLog::Fifos(writer), stdio))
             }
         }
+    }
+
+    /// Goes on copying the output of a container's `restart`th run that an
+    /// earlier agent started, from the FIFOs it still writes, appending to
+    /// its log. (Containers with a stdin or a terminal are not adopted:
+    /// those ended with the agent that held them.)
+    pub fn reopen(&self, container: &str, restart: u32, limits: LogLimits) -> io::Result<ContainerLog> {
+        let file = self.file(container, restart);
+        let (stdout, stderr) = self.fifos(container, restart);
+        let stdin = self.dir.join(container).join(format!("{restart}.stdin"));
+        let (writer, _, _) = LogWriter::start(&file, stdout, stderr, limits, Console::default(), stdin, true)?;
+        Ok(ContainerLog::Fifos(writer))
     }
 
     /// The stdio FIFOs of a container's `restart`th run.
@@ -224,7 +236,8 @@ pub struct LogWriter {
 }
 
 impl LogWriter {
-    /// Makes the FIFOs and starts copying them into `log`. With `stdin`
+    /// Makes the FIFOs (or, when `existing`, opens those a running
+    /// container already writes) and starts copying them into `log`. With `stdin`
     /// (and no terminal), also a stdin FIFO at `stdin_fifo`, returned for
     /// the container to read; with a terminal, the sender its master is
     /// to be handed to once the runtime has it.
@@ -236,6 +249,7 @@ impl LogWriter {
         limits: LogLimits,
         console: Console,
         stdin_fifo: PathBuf,
+        existing: bool,
     ) -> io::Result<(
         LogWriter,
         Option<PathBuf>,
@@ -281,8 +295,10 @@ impl LogWriter {
             stdin_path = Some(stdin_fifo.clone());
         }
         for (path, stream) in [(&stdout, "stdout"), (&stderr, "stderr")] {
-            let _ = fs::remove_file(path);
-            rustix::fs::mkfifoat(rustix::fs::CWD, path.as_path(), rustix::fs::Mode::from_raw_mode(0o600))?;
+            if !(existing && path.exists()) {
+                let _ = fs::remove_file(path);
+                rustix::fs::mkfifoat(rustix::fs::CWD, path.as_path(), rustix::fs::Mode::from_raw_mode(0o600))?;
+            }
             // Non-blocking so the open does not wait for a writer; the
             // reads themselves block.
             let reader = OpenOptions::new()
@@ -850,6 +866,7 @@ mod tests {
             LogLimits { max_bytes: 200 },
             Console::default(),
             pod.path().join("stdin"),
+            false,
         )
         .unwrap();
         assert!(stdin.is_none() && terminal.is_none(), "no stdin was asked for");

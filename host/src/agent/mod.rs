@@ -6,6 +6,8 @@
 //! * [`pods`]: the watch on this node's pods, one worker per pod.
 //! * [`worker`]: a pod's lifecycle: prepare, init containers, containers,
 //!   restarts with back-off, graceful termination.
+//! * `adopt`: what an earlier agent left running, claimed by its pods
+//!   when the agent restarts, the rest removed.
 //! * [`runtime`]: [`WorkloadRuntime`](runtime::WorkloadRuntime) and its
 //!   backends, wasmtime (in this process, [`skiff_wasm`]) and runc
 //!   ([`crate::oci`]); each says which images it runs and how its
@@ -33,6 +35,7 @@
 //!
 //! Everything talks to the API through `kube`, as any client would.
 
+mod adopt;
 pub mod daemon;
 pub mod egress;
 pub mod events;
@@ -191,6 +194,9 @@ pub(crate) struct Shared {
     pod_network: Result<Arc<PodNetwork>, String>,
     /// The NetworkPolicy rules of the pods in those namespaces.
     isolator: Arc<isolation::Isolator>,
+    runc: Option<RuncRuntime>,
+    /// What an earlier agent left, until the pods have claimed theirs.
+    leftovers: std::sync::Mutex<adopt::Leftovers>,
     /// Turns `true` when the node shuts down ([`Agent::shut_down`]).
     shutting_down: tokio::sync::watch::Receiver<bool>,
 }
@@ -380,13 +386,19 @@ impl Agent {
             pool: config.pool.clone(),
         })
         .map_err(AgentError::Wasm)?;
+        // With a shim, containers outlive the agent, and what an earlier
+        // one left is adopted by its pods (`adopt`); without, it is
+        // removed now.
+        let adopting = config.container_shim.is_some();
         let runc = match RuncRuntime::new(dir("runc")?, &config.runc_binary) {
             Ok(runc) => {
                 let runc = match &config.container_shim {
                     Some(binary) => runc.with_shim(binary),
                     None => runc,
                 };
-                remove_leftovers(&runc).await;
+                if !adopting {
+                    remove_leftovers(&runc).await;
+                }
                 Some(runc)
             }
             Err(error) => {
@@ -404,7 +416,12 @@ impl Agent {
                 )),
                 Ok(node_ip) => {
                     match PodNetwork::start(podnet::netns_dir(&config.data_dir), config.pod_cidr, node_ip).await {
-                        Ok(network) => Ok(Arc::new(network)),
+                        Ok(network) => {
+                            if !adopting {
+                                network.sweep().await;
+                            }
+                            Ok(Arc::new(network))
+                        }
                         Err(error) => {
                             tracing::warn!(%error, "no pod networking: OCI pods can run only with hostNetwork");
                             Err(error.to_string())
@@ -473,6 +490,13 @@ impl Agent {
         tracing::info!(node = %config.node_name, endpoint = %daemon_addr, oci = config.runc_usable, "node agent registered");
         let (shut_down_tx, shutting_down) = tokio::sync::watch::channel(false);
         let isolator = Arc::new(isolation::Isolator::default());
+        let leftovers = match (&runc, adopting) {
+            (Some(runc), true) => adopt::Leftovers::new(
+                runc.containers().unwrap_or_default(),
+                pod_network.as_ref().map(|n| n.leftovers()).unwrap_or_default(),
+            ),
+            _ => adopt::Leftovers::default(),
+        };
         let shared = Arc::new(Shared {
             pods_root: dir("pods")?,
             logs_root: dir("logs")?,
@@ -489,6 +513,8 @@ impl Agent {
             stats,
             pod_network: pod_network.clone(),
             isolator: isolator.clone(),
+            runc: runc.clone(),
+            leftovers: std::sync::Mutex::new(leftovers),
             config: config.clone(),
             shutting_down,
         });

@@ -35,6 +35,7 @@ pub(super) async fn manage(shared: Arc<Shared>) {
     let mut events = watcher::watcher(pods, config).default_backoff().boxed();
     let mut workers: HashMap<String, Entry> = HashMap::new();
     let mut listed: HashSet<String> = HashSet::new();
+    let mut swept = false;
     while let Some(event) = events.next().await {
         workers.retain(|_, entry| !entry.task.is_finished());
         let event = match event {
@@ -52,6 +53,12 @@ pub(super) async fn manage(shared: Arc<Shared>) {
             }
             Event::Apply(pod) => apply(&shared, &mut workers, pod).await,
             Event::InitDone => {
+                // Every pod had its chance to claim what an earlier agent
+                // left: the rest goes.
+                if !swept {
+                    swept = true;
+                    tokio::spawn(super::adopt::sweep(shared.clone()));
+                }
                 for (uid, entry) in &workers {
                     if !listed.contains(uid) {
                         entry.updates.send_replace(None);
@@ -83,8 +90,9 @@ async fn apply(shared: &Arc<Shared>, workers: &mut HashMap<String, Entry>, pod: 
         release(shared, &pod).await;
         return;
     }
+    let adoption = shared.leftovers.lock().unwrap_or_else(|p| p.into_inner()).claim(&pod);
     let (updates, receiver) = watch::channel(Some(pod.clone()));
-    let worker = Worker::new(shared.clone(), pod);
+    let worker = Worker::new(shared.clone(), pod, adoption);
     let task = tokio::spawn(worker.run(receiver));
     workers.insert(uid, Entry { updates, task });
 }

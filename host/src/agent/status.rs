@@ -129,6 +129,53 @@ fn container_status(record: &ContainerRecord) -> ContainerStatus {
     }
 }
 
+fn terminated_of(t: &ContainerStateTerminated) -> Terminated {
+    Terminated {
+        exit_code: t.exit_code,
+        reason: t.reason.clone().unwrap_or_default(),
+        message: t.message.clone(),
+        started_at: t.started_at.as_ref().map(|t| t.0),
+        finished_at: t.finished_at.as_ref().map_or_else(Timestamp::now, |t| t.0),
+    }
+}
+
+impl ContainerRecord {
+    /// What a container's reported status says of it: the record an agent
+    /// that adopts the container starts from (the inverse of the status
+    /// this module writes).
+    pub fn of_status(status: &ContainerStatus) -> ContainerRecord {
+        let state = status.state.as_ref();
+        let phase = if let Some(running) = state.and_then(|s| s.running.as_ref()) {
+            Phase::Running {
+                started_at: running.started_at.as_ref().map_or_else(Timestamp::now, |t| t.0),
+            }
+        } else if let Some(terminated) = state.and_then(|s| s.terminated.as_ref()) {
+            Phase::Terminated(terminated_of(terminated))
+        } else {
+            let waiting = state.and_then(|s| s.waiting.as_ref());
+            Phase::Waiting {
+                reason: waiting.and_then(|w| w.reason.clone()).unwrap_or_default(),
+                message: waiting.and_then(|w| w.message.clone()),
+            }
+        };
+        ContainerRecord {
+            name: status.name.clone(),
+            image: status.image.clone(),
+            image_id: status.image_id.clone(),
+            container_id: status.container_id.clone(),
+            state: phase,
+            last_termination: status
+                .last_state
+                .as_ref()
+                .and_then(|s| s.terminated.as_ref())
+                .map(terminated_of),
+            restart_count: status.restart_count,
+            ready: status.ready,
+            started: status.started.unwrap_or(status.ready),
+        }
+    }
+}
+
 /// The pod phase by the kubelet's rules: waiting containers (never run)
 /// keep a pod Pending; any running container makes it Running; when all
 /// have stopped, the restart policy decides between Running (they will
@@ -405,5 +452,28 @@ mod tests {
                 .exit_code,
             1
         );
+    }
+
+    #[test]
+    fn a_record_reads_back_from_the_status_it_wrote() {
+        let started_at: Timestamp = "2026-12-07T05:00:00Z".parse().unwrap();
+        let record = ContainerRecord {
+            name: "web".into(),
+            image: "local/busybox:1".into(),
+            image_id: "local/busybox:1@sha256:00".into(),
+            container_id: Some("runc://u-web-2".into()),
+            state: Phase::Running { started_at },
+            last_termination: Some(Terminated {
+                exit_code: 3,
+                reason: "Error".into(),
+                message: None,
+                started_at: Some(started_at),
+                finished_at: started_at,
+            }),
+            restart_count: 2,
+            ready: true,
+            started: true,
+        };
+        assert_eq!(ContainerRecord::of_status(&container_status(&record)), record);
     }
 }

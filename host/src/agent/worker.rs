@@ -28,6 +28,7 @@ use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
 use super::Shared;
+use super::adopt::Adoption;
 use super::events::{self, Recorder};
 use super::logs::{Console, ContainerLog, PodLogDir};
 use super::probe::{self, Kind, Verdict};
@@ -208,6 +209,9 @@ pub(super) struct Worker {
     probes_rx: mpsc::UnboundedReceiver<Probed>,
     logs: PodLogDir,
     events: Recorder,
+    /// What an earlier agent left of this pod, to take over once the pod
+    /// is prepared.
+    adoption: Option<Adoption>,
 }
 
 impl Group {
@@ -280,7 +284,7 @@ fn cpu_request_millis(container: &Container) -> Option<u64> {
 }
 
 impl Worker {
-    pub(super) fn new(shared: Arc<Shared>, pod: Pod) -> Worker {
+    pub(super) fn new(shared: Arc<Shared>, pod: Pod, adoption: Option<Adoption>) -> Worker {
         let namespace = pod.metadata.namespace.clone().unwrap_or_default();
         let name = pod.metadata.name.clone().unwrap_or_default();
         let uid = pod.metadata.uid.clone().unwrap_or_default();
@@ -315,6 +319,7 @@ impl Worker {
             probes_rx,
             logs,
             events,
+            adoption,
         }
     }
 
@@ -554,6 +559,9 @@ impl Worker {
                 }
             }
         }
+        if let Some(adoption) = self.adoption.take() {
+            self.adopt(adoption).await;
+        }
         let restart_policy = self.restart_policy();
         // Init containers, one at a time, in order.
         if let Some(i) = self.init.iter().position(|s| !s.succeeded()) {
@@ -660,8 +668,17 @@ impl Worker {
         }
         // The pod's address: its own from the node's pool, served by the
         // gateway or inside its namespace, or the node's.
+        // An adopted pod keeps its address and namespace.
+        let adopted_ip = self
+            .adoption
+            .as_ref()
+            .and_then(|a| a.sandbox)
+            .filter(|ip| network == Network::Namespace && self.shared.pod_ips.reserve(IpAddr::V4(*ip)));
         if network != Network::Node {
-            prepared.pod_ip = self.shared.pod_ips.allocate();
+            prepared.pod_ip = match adopted_ip {
+                Some(ip) => Some(IpAddr::V4(ip)),
+                None => self.shared.pod_ips.allocate(),
+            };
             prepared.own_ip = prepared.pod_ip.is_some();
         }
         if network == Network::Namespace
@@ -682,10 +699,12 @@ impl Worker {
                 (Ok(hosts), Ok(pods)) => {
                     prepared.hosts_file = Some(hosts);
                     let isolation = self.shared.isolator.add(&self.shared.proxy, ip, &self.pod);
-                    let attached = pods
-                        .attach(ip, &spec::host_ports(&self.pod), isolation)
-                        .await
-                        .map_err(|e| e.to_string());
+                    let host_ports = spec::host_ports(&self.pod);
+                    let attached = match adopted_ip {
+                        Some(_) => pods.adopt(ip, &host_ports, isolation).await,
+                        None => pods.attach(ip, &host_ports, isolation).await,
+                    }
+                    .map_err(|e| e.to_string());
                     if attached.is_err() {
                         self.shared.isolator.remove(ip);
                     }
@@ -698,6 +717,9 @@ impl Worker {
                 Ok(sandbox) => prepared.sandbox = Some(sandbox),
                 Err(message) => {
                     self.shared.pod_ips.release(IpAddr::V4(ip));
+                    if let Some(adoption) = self.adoption.take() {
+                        self.abandon(adoption);
+                    }
                     return Err((
                         None,
                         "FailedCreatePodSandBox",
@@ -997,128 +1019,9 @@ impl Worker {
         };
         match outcome {
             Ok((running, writer, container_id, image)) => {
-                let Running {
-                    image_id,
-                    exit,
-                    stopper,
-                    exec,
-                    spawn,
-                    meter,
-                } = running;
-                self.shared.streams.started(
-                    &self.namespace,
-                    &self.name,
-                    &self.uid,
-                    stream_network(self.prepared.as_ref()),
-                    &slot.container.name,
-                    spawn,
-                    writer.attach(),
-                );
-                let run = slot.runs;
-                slot.runs += 1;
-                // The current and the previous run keep their logs (what
-                // `previous` reads); older ones go.
-                if let Some(old) = run.checked_sub(2) {
-                    self.logs.remove_run(&slot.container.name, old);
-                }
-                self.shared.stats.started(
-                    PodId {
-                        namespace: &self.namespace,
-                        name: &self.name,
-                        uid: &self.uid,
-                        started: self.start_time,
-                    },
-                    &slot.container.name,
-                    meter,
-                );
-                slot.record.image_id = format!("{}@{}", image.reference, image_id);
+                slot.record.image_id = format!("{}@{}", image.reference, running.image_id);
                 slot.record.container_id = Some(container_id);
-                slot.record.state = Phase::Running {
-                    started_at: Timestamp::now(),
-                };
-                let c = &slot.container;
-                let field = Some((group.field(), c.name.as_str()));
-                self.events.record(
-                    events::Kind::Normal,
-                    "Created",
-                    field,
-                    format!("Created container: {}", c.name),
-                );
-                self.events.record(
-                    events::Kind::Normal,
-                    "Started",
-                    field,
-                    format!("Started container {}", c.name),
-                );
-                slot.record.ready = c.readiness_probe.is_none();
-                slot.record.started = c.startup_probe.is_none();
-                let has_probes = c.readiness_probe.is_some() || c.liveness_probe.is_some() || c.startup_probe.is_some();
-                let pod_ip = self.prepared.as_ref().and_then(|p| p.pod_ip);
-                let prober = match pod_ip.filter(|_| has_probes) {
-                    Some(ip) => {
-                        let (verdicts, mut received) = mpsc::unbounded_channel();
-                        let task = tokio::spawn(probe::run(c.clone(), ip, exec.clone(), verdicts));
-                        let forward = self.probes_tx.clone();
-                        tokio::spawn(async move {
-                            while let Some(verdict) = received.recv().await {
-                                let probed = Probed {
-                                    group,
-                                    index,
-                                    run,
-                                    verdict,
-                                };
-                                if forward.send(probed).is_err() {
-                                    break;
-                                }
-                            }
-                        });
-                        Some(task.abort_handle())
-                    }
-                    None => None,
-                };
-                let post_start = c.lifecycle.as_ref().and_then(|l| l.post_start.clone());
-                slot.running = Some(Live {
-                    stopper: stopper.clone(),
-                    exec: exec.clone(),
-                    logs: writer,
-                    started: Instant::now(),
-                    prober,
-                    killed_because: None,
-                });
-                slot.not_before = None;
-                let tx = self.exits_tx.clone();
-                tokio::spawn(async move {
-                    let exit = exit.wait().await;
-                    let _ = tx.send(Exited {
-                        group,
-                        index,
-                        run,
-                        exit,
-                    });
-                });
-                self.shared
-                    .log_index
-                    .register(&self.namespace, &self.name, &self.logs, &self.apps_and_init());
-                // postStart runs before anything else happens to the pod; a
-                // failed one stops the container, which restarts by policy.
-                if let (Some(hook), Some(ip)) = (post_start, pod_ip) {
-                    let container = match group {
-                        Group::Init => self.init[index].container.clone(),
-                        Group::App => self.apps[index].container.clone(),
-                    };
-                    let grace = self.grace();
-                    if let Err(message) = probe::run_hook(&hook, &container, ip, &exec, grace).await {
-                        let field = Some((group.field(), container.name.as_str()));
-                        self.events
-                            .record(events::Kind::Warning, "FailedPostStartHook", field, message.clone());
-                        tracing::info!(pod = %self.name, container = %container.name, %message, "postStart hook failed");
-                        stopper.stop(StopMode::Terminate);
-                        tokio::spawn(async move {
-                            tokio::time::sleep(grace).await;
-                            stopper.stop(StopMode::Kill);
-                        });
-                    }
-                }
+                self.install(group, index, running, writer, false).await;
             }
             Err(error) => {
                 tracing::info!(pod = %self.name, container = %slot.container.name, reason = error.reason, message = %error.message, "container did not start");
@@ -1131,6 +1034,201 @@ impl Worker {
                 slot.wait(error.reason, Some(error.message));
                 slot.backoff = backoff_next(slot.backoff, initial, max);
                 slot.not_before = Some(Instant::now() + slot.backoff);
+            }
+        }
+    }
+
+    /// Takes over what an earlier agent left of this pod (see
+    /// [`super::adopt`]): its init containers stay done, and each claimed
+    /// app container runs on as the current run of its slot.
+    async fn adopt(&mut self, adoption: Adoption) {
+        let status = self.last_status.clone().unwrap_or_default();
+        for slot in &mut self.init {
+            let reported = status
+                .init_container_statuses
+                .iter()
+                .flatten()
+                .find(|s| s.name == slot.container.name);
+            if let Some(reported) = reported {
+                slot.record = ContainerRecord::of_status(reported);
+                slot.runs = u32::try_from(reported.restart_count).unwrap_or(0) + 1;
+            }
+        }
+        let Some(runtime) = self.shared.runtimes.named("runc") else {
+            return;
+        };
+        let limits = self.shared.config.log_limits;
+        for (name, adopted) in adoption.containers {
+            let Some(index) = self.apps.iter().position(|s| s.container.name == name) else {
+                continue;
+            };
+            let Some(running) = runtime.adopt(&adopted.id) else {
+                continue;
+            };
+            let logs = match self.logs.reopen(&name, adopted.run, limits) {
+                Ok(logs) => logs,
+                Err(error) => {
+                    tracing::warn!(%error, pod = %self.name, container = %name, "cannot reopen an adopted container's output; stopping it");
+                    running.stopper.stop(StopMode::Kill);
+                    continue;
+                }
+            };
+            tracing::info!(pod = %self.name, container = %name, id = %adopted.id, "adopted a container an earlier agent started");
+            let slot = &mut self.apps[index];
+            slot.record = ContainerRecord::of_status(&adopted.status);
+            slot.runs = adopted.run;
+            self.install(Group::App, index, running, logs, true).await;
+        }
+    }
+
+    /// Removes the containers this pod claimed but cannot adopt (its
+    /// namespace could not be taken over).
+    fn abandon(&self, adoption: Adoption) {
+        let Some(runc) = self.shared.runc.clone() else { return };
+        tracing::info!(pod = %self.name, "cannot adopt the pod's network; its containers start afresh");
+        tokio::task::spawn_blocking(move || {
+            for adopted in adoption.containers.values() {
+                let _ = runc.delete(&adopted.id, true);
+            }
+        });
+    }
+
+    /// Makes `running` the current run of a container: its output,
+    /// probes, exit and status, with Events and the postStart hook unless
+    /// it was `adopted` from an earlier agent (its record then already
+    /// says when it started and how it fares).
+    async fn install(&mut self, group: Group, index: usize, running: Running, writer: ContainerLog, adopted: bool) {
+        let slot = match group {
+            Group::Init => &mut self.init[index],
+            Group::App => &mut self.apps[index],
+        };
+        let Running {
+            image_id: _,
+            exit,
+            stopper,
+            exec,
+            spawn,
+            meter,
+        } = running;
+        self.shared.streams.started(
+            &self.namespace,
+            &self.name,
+            &self.uid,
+            stream_network(self.prepared.as_ref()),
+            &slot.container.name,
+            spawn,
+            writer.attach(),
+        );
+        let run = slot.runs;
+        slot.runs += 1;
+        // The current and the previous run keep their logs (what
+        // `previous` reads); older ones go.
+        if let Some(old) = run.checked_sub(2) {
+            self.logs.remove_run(&slot.container.name, old);
+        }
+        self.shared.stats.started(
+            PodId {
+                namespace: &self.namespace,
+                name: &self.name,
+                uid: &self.uid,
+                started: self.start_time,
+            },
+            &slot.container.name,
+            meter,
+        );
+        if !adopted {
+            slot.record.state = Phase::Running {
+                started_at: Timestamp::now(),
+            };
+        }
+        let c = &slot.container;
+        if !adopted {
+            let field = Some((group.field(), c.name.as_str()));
+            self.events.record(
+                events::Kind::Normal,
+                "Created",
+                field,
+                format!("Created container: {}", c.name),
+            );
+            self.events.record(
+                events::Kind::Normal,
+                "Started",
+                field,
+                format!("Started container {}", c.name),
+            );
+            slot.record.ready = c.readiness_probe.is_none();
+            slot.record.started = c.startup_probe.is_none();
+        }
+        let has_probes = c.readiness_probe.is_some() || c.liveness_probe.is_some() || c.startup_probe.is_some();
+        let pod_ip = self.prepared.as_ref().and_then(|p| p.pod_ip);
+        let prober = match pod_ip.filter(|_| has_probes) {
+            Some(ip) => {
+                let (verdicts, mut received) = mpsc::unbounded_channel();
+                let task = tokio::spawn(probe::run(c.clone(), ip, exec.clone(), verdicts));
+                let forward = self.probes_tx.clone();
+                tokio::spawn(async move {
+                    while let Some(verdict) = received.recv().await {
+                        let probed = Probed {
+                            group,
+                            index,
+                            run,
+                            verdict,
+                        };
+                        if forward.send(probed).is_err() {
+                            break;
+                        }
+                    }
+                });
+                Some(task.abort_handle())
+            }
+            None => None,
+        };
+        // An adopted container ran its postStart hook long ago.
+        let post_start = c
+            .lifecycle
+            .as_ref()
+            .and_then(|l| l.post_start.clone())
+            .filter(|_| !adopted);
+        slot.running = Some(Live {
+            stopper: stopper.clone(),
+            exec: exec.clone(),
+            logs: writer,
+            started: Instant::now(),
+            prober,
+            killed_because: None,
+        });
+        slot.not_before = None;
+        let tx = self.exits_tx.clone();
+        tokio::spawn(async move {
+            let exit = exit.wait().await;
+            let _ = tx.send(Exited {
+                group,
+                index,
+                run,
+                exit,
+            });
+        });
+        self.shared
+            .log_index
+            .register(&self.namespace, &self.name, &self.logs, &self.apps_and_init());
+        // postStart runs before anything else happens to the pod; a
+        // failed one stops the container, which restarts by policy.
+        if let (Some(hook), Some(ip)) = (post_start, pod_ip) {
+            let container = match group {
+                Group::Init => self.init[index].container.clone(),
+                Group::App => self.apps[index].container.clone(),
+            };
+            let grace = self.grace();
+            if let Err(message) = probe::run_hook(&hook, &container, ip, &exec, grace).await {
+                let field = Some((group.field(), container.name.as_str()));
+                self.events
+                    .record(events::Kind::Warning, "FailedPostStartHook", field, message.clone());
+                tracing::info!(pod = %self.name, container = %container.name, %message, "postStart hook failed");
+                stopper.stop(StopMode::Terminate);
+                tokio::spawn(async move {
+                    tokio::time::sleep(grace).await;
+                    stopper.stop(StopMode::Kill);
+                });
             }
         }
     }

@@ -60,6 +60,7 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use futures::TryStreamExt;
 use rtnetlink::packet_route::address::AddressMessage;
@@ -127,6 +128,10 @@ pub struct PodNetwork {
     table: String,
     /// What the table holds; it is reloaded whole when this changes.
     rules: tokio::sync::Mutex<Rules>,
+    /// Held while `nft` runs; `true` once the table is removed for good
+    /// ([`shut_down`](PodNetwork::shut_down)), after which nothing loads
+    /// it again (a pod worker still finishing would).
+    removed: Arc<std::sync::Mutex<bool>>,
 }
 
 /// The per-pod part of the node's table.
@@ -273,18 +278,67 @@ impl PodNetwork {
             dir,
             table: table_name(cidr),
             rules: tokio::sync::Mutex::default(),
+            removed: Arc::default(),
         };
         network.load(&Rules::default()).await?;
-        network.sweep().await;
         Ok(network)
+    }
+
+    /// The addresses of the pod namespaces an earlier agent left, to adopt
+    /// ([`adopt`](Self::adopt)) or remove ([`remove_leftover`](Self::remove_leftover)).
+    pub fn leftovers(&self) -> Vec<Ipv4Addr> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+            .collect()
+    }
+
+    /// Removes the namespace and link of a pod at `ip` an earlier agent ran.
+    pub async fn remove_leftover(&self, ip: Ipv4Addr) {
+        netns::remove(&self.dir.join(ip.to_string()));
+        self.delete_link(&link_name(ip)).await;
+        tracing::info!(%ip, "removed the network of a pod an earlier agent ran");
+    }
+
+    /// Takes over the namespace of a pod at `ip` that an earlier agent
+    /// made and whose containers still run: its host ports and policies
+    /// are loaded again. Fails when the namespace or its link is gone.
+    pub async fn adopt(&self, ip: Ipv4Addr, host_ports: &[HostPort], isolation: Isolation) -> Result<Sandbox, Error> {
+        let sandbox = Sandbox {
+            netns: self.dir.join(ip.to_string()),
+            ip,
+            link: link_name(ip),
+        };
+        if !sandbox.netns.exists() {
+            return Err(Error::Io {
+                what: format!("cannot adopt the network of {ip}"),
+                source: io::Error::from(io::ErrorKind::NotFound),
+            });
+        }
+        find(&self.host, &sandbox.link).await?;
+        self.change(|rules| {
+            if !host_ports.is_empty() {
+                rules.host_ports.insert(ip, host_ports.to_vec());
+            }
+            rules.isolation.insert(ip, isolation);
+        })
+        .await?;
+        Ok(sandbox)
     }
 
     /// Loads the node's table with `rules`, replacing what it held.
     async fn load(&self, rules: &Rules) -> Result<(), Error> {
         let script = ruleset(&self.table, self.cidr, self.node_ip, rules);
-        tokio::task::spawn_blocking(move || nft(&script))
-            .await
-            .map_err(|e| Error::Nft(e.to_string()))?
+        let removed = self.removed.clone();
+        tokio::task::spawn_blocking(move || {
+            let removed = removed.lock().unwrap_or_else(|p| p.into_inner());
+            if *removed { Ok(()) } else { nft(&script) }
+        })
+        .await
+        .map_err(|e| Error::Nft(e.to_string()))?
     }
 
     /// Changes the table's rules with `change`, reloading it when they
@@ -315,17 +369,15 @@ impl PodNetwork {
         .await
     }
 
-    /// Removes the namespaces and links of pods an earlier agent ran.
-    async fn sweep(&self) {
-        let Ok(entries) = std::fs::read_dir(&self.dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            netns::remove(&path);
-            if let Some(ip) = entry.file_name().to_str().and_then(|n| n.parse::<Ipv4Addr>().ok()) {
-                self.delete_link(&link_name(ip)).await;
-                tracing::info!(%ip, "removed the network of a pod an earlier agent ran");
+    /// Removes the namespaces and links of every pod an earlier agent ran.
+    pub async fn sweep(&self) {
+        for ip in self.leftovers() {
+            self.remove_leftover(ip).await;
+        }
+        // Files that name no address.
+        if let Ok(entries) = std::fs::read_dir(&self.dir) {
+            for entry in entries.flatten() {
+                netns::remove(&entry.path());
             }
         }
     }
@@ -510,6 +562,8 @@ impl PodNetwork {
                 netns::remove(&entry.path());
             }
         }
+        let mut removed = self.removed.lock().unwrap_or_else(|p| p.into_inner());
+        *removed = true;
         if let Err(error) = nft(&format!("delete table ip {}\n", self.table)) {
             tracing::warn!(%error, "cannot remove the node's nftables table");
         }

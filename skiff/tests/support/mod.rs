@@ -22,6 +22,10 @@ pub struct Cluster {
     pub cache: tempfile::TempDir,
     pub url: String,
     pub data: tempfile::TempDir,
+    /// How the server was started: its addresses and extra flags.
+    listen: String,
+    peer_listen: String,
+    extra: Vec<String>,
 }
 
 impl Drop for Cluster {
@@ -55,8 +59,9 @@ fn stop(child: &mut Child) -> bool {
 
 /// Kills and removes the runc containers of the node agent whose data
 /// directory is `agent_dir`, and unmounts their root filesystems. An
-/// agent that stops leaves its containers running, as a kubelet does, so
-/// a test that started some stops them itself once the agent is gone.
+/// agent that is killed leaves its containers running (to adopt them when
+/// it starts again), so a test that started some stops them itself once
+/// the agent is gone.
 fn remove_containers(agent_dir: &Path) {
     let root = agent_dir.join("runc/runc");
     if !root.is_dir() {
@@ -133,34 +138,56 @@ impl Cluster {
     fn try_start(extra: &[&str]) -> Option<Cluster> {
         let data = tempfile::tempdir().unwrap();
         let listen = free_addr();
-        let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
-            .args(["server", "--listen", &listen, "--peer-listen", &free_addr()])
-            // Test pods ignore SIGTERM (a shell as PID 1): a short grace
-            // keeps stopping quick.
-            .args(["--shutdown-grace-period", "2"])
-            .args(extra)
-            .arg("--data-dir")
-            .arg(data.path())
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start skiff server");
+        let peer_listen = free_addr();
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let child = Cluster::spawn(data.path(), &listen, &peer_listen, &extra);
         let mut cluster = Cluster {
             child,
             kubeconfig: data.path().join("kubeconfig"),
             cache: tempfile::tempdir().unwrap(),
             url: format!("https://{listen}"),
             data,
+            listen,
+            peer_listen,
+            extra,
         };
-        let ready = until(Duration::from_secs(60), "skiff server to become ready", || {
-            if cluster.child.try_wait().unwrap().is_some() {
+        cluster.wait_ready().then_some(cluster)
+    }
+
+    fn spawn(data: &Path, listen: &str, peer_listen: &str, extra: &[String]) -> Child {
+        Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .args(["server", "--listen", listen, "--peer-listen", peer_listen])
+            // Test pods ignore SIGTERM (a shell as PID 1): a short grace
+            // keeps stopping quick.
+            .args(["--shutdown-grace-period", "2"])
+            .args(extra)
+            .arg("--data-dir")
+            .arg(data)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start skiff server")
+    }
+
+    /// Waits until the server answers `/readyz`; `false` if it exited.
+    fn wait_ready(&mut self) -> bool {
+        until(Duration::from_secs(60), "skiff server to become ready", || {
+            if self.child.try_wait().unwrap().is_some() {
                 return Some(false);
             }
-            (cluster.kubeconfig.exists() && cluster.kubectl(&["get", "--raw", "/readyz"]).status.success())
-                .then_some(true)
-        });
-        ready.then_some(cluster)
+            (self.kubeconfig.exists() && self.kubectl(&["get", "--raw", "/readyz"]).status.success()).then_some(true)
+        })
+    }
+
+    /// Kills the server (SIGKILL: its agent stops nothing, as in a crash)
+    /// and starts it again on the same data directory and addresses.
+    #[allow(dead_code)]
+    pub fn kill_and_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = Cluster::spawn(self.data.path(), &self.listen, &self.peer_listen, &self.extra);
+        assert!(self.wait_ready(), "the restarted server exited; its stderr is above");
     }
 
     pub fn command(&self, args: &[&str]) -> Command {

@@ -346,6 +346,15 @@ pub trait WorkloadRuntime: Send + Sync + std::fmt::Debug {
 
     /// Starts `launch`; the container runs until it exits or is stopped.
     fn start(&self, launch: Launch) -> Starting<'_>;
+
+    /// Takes over the container `id` that an earlier agent started and
+    /// left running (or that has exited since: its exit is then reported
+    /// at once); `None` when this runtime's containers cannot outlive
+    /// their agent. The returned `image_id` is empty: the caller knows it.
+    fn adopt(&self, id: &str) -> Option<Running> {
+        let _ = id;
+        None
+    }
 }
 
 /// A node's runtimes, in the order they are asked.
@@ -355,6 +364,11 @@ pub struct Runtimes(Vec<Arc<dyn WorkloadRuntime>>);
 impl Runtimes {
     pub fn new(runtimes: Vec<Arc<dyn WorkloadRuntime>>) -> Runtimes {
         Runtimes(runtimes)
+    }
+
+    /// The runtime called `name`.
+    pub fn named(&self, name: &str) -> Option<Arc<dyn WorkloadRuntime>> {
+        self.0.iter().find(|r| r.name() == name).cloned()
     }
 
     /// The runtime for `image`: the one `runtime_class` names, if this

@@ -139,6 +139,13 @@ impl WorkloadRuntime for RuncWorkloads {
         true
     }
 
+    /// With a shim, runc containers outlive the agent (see
+    /// [`crate::oci::shim`]).
+    fn adopt(&self, id: &str) -> Option<Running> {
+        let runc = self.runc.as_ref()?;
+        Some(watch(runc, id.to_string(), String::new()))
+    }
+
     fn start(&self, launch: Launch) -> Starting<'_> {
         Box::pin(async move {
             match &self.runc {
@@ -198,10 +205,17 @@ async fn start_container(runc: &RuncRuntime, launch: Launch) -> Result<Running, 
         };
         return Err(StartError { reason, message });
     }
+    Ok(watch(runc, id, launch.image.manifest_digest.clone()))
+}
+
+/// The container `id`, created: stopped through runc, polled until it
+/// exits, then deleted.
+fn watch(runc: &RuncRuntime, id: String, image_id: String) -> Running {
     let (exit_tx, exited) = super::exit_channel();
     let (stopper, mut stop_rx) = super::stop_channel();
-    let (exec_runc, exec_id) = (runc.clone(), launch.id.clone());
-    let (spawn_runc, spawn_id) = (runc.clone(), launch.id.clone());
+    let (exec_runc, exec_id) = (runc.clone(), id.clone());
+    let (spawn_runc, spawn_id) = (runc.clone(), id.clone());
+    let meter = Arc::new(CgroupMeter { id: id.clone() });
     let runc = runc.clone();
     tokio::spawn(async move {
         let code = loop {
@@ -232,11 +246,11 @@ async fn start_container(runc: &RuncRuntime, launch: Launch) -> Result<Running, 
         }
         let _ = exit_tx.send(Exit::from_code(code));
     });
-    Ok(Running {
-        image_id: launch.image.manifest_digest.clone(),
+    Running {
+        image_id,
         exit: exited,
         stopper,
-        meter: Arc::new(CgroupMeter { id: launch.id.clone() }),
+        meter,
         exec: Some(Arc::new(
             move |command: Vec<String>, _timeout: Duration| match exec_runc.exec(&exec_id, &command) {
                 Ok(0) => Ok(()),
@@ -248,7 +262,7 @@ async fn start_container(runc: &RuncRuntime, launch: Launch) -> Result<Running, 
             spawn_process(&spawn_runc, &spawn_id, &command, terminal)
                 .map_err(|e| format!("{:#}", anyhow::Error::new(e)))
         })),
-    })
+    }
 }
 
 /// `runc exec` of `command` for a client: with a terminal, or with
