@@ -88,7 +88,8 @@ pub fn skiff(bin: &Path, root: &Path, nodes: usize) -> anyhow::Result<Cluster> {
                 Stdio::null()
             });
         if nodes > 1 {
-            cmd.args(["--peers", &peers.join(",")]);
+            // Members other than the first get its credentials with it.
+            cmd.args(["--peers", &peers.join(","), "--token", "skiff-bench"]);
         }
         cluster
             .children

@@ -14,6 +14,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod agent;
+mod bootstrap;
 mod image;
 mod manifests;
 mod server;
@@ -38,7 +39,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a control-plane node (the replicated store, one node by default).
-    Server(server::ServerArgs),
+    Server(Box<server::ServerArgs>),
     /// Run a node agent against an API server.
     Agent(agent::AgentArgs),
     /// Manage a node's images.
@@ -90,7 +91,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Server(args) => server::run(args).await,
+            Command::Server(args) => server::run(*args).await,
             Command::Agent(args) => agent::run(args).await,
             Command::Image(args) => image::run(args).await,
             Command::Token(args) => token::run(args).await,

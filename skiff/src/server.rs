@@ -2,14 +2,17 @@
 //!
 //! [`run`] checks its flags before opening anything, then starts, in order:
 //!
-//! 1. **The store** (`skiff_store::Store`) under `DIR/store`, and its peer
-//!    router on `--peer-listen` (raft RPC and forwarded writes); then either
-//!    bootstraps a one-node cluster (the default), forms one from
-//!    `--peers`, or joins one with `--join`, and waits for a leader.
-//! 2. **Credentials**: the CA, serving certificate, the admin's client
-//!    certificate and token and the ServiceAccount signing key under
-//!    `DIR/pki` (made on first start), and the admin kubeconfig at
-//!    `DIR/kubeconfig`.
+//! 1. **Credentials**: the cluster's identity (the CA, the admin's
+//!    client certificate and token, the ServiceAccount signing key) under
+//!    `DIR/pki` and the join token in `DIR/token`: made by the first
+//!    server, fetched from a member with the join token by any other
+//!    (`crate::bootstrap`); then this server's own serving certificate,
+//!    and the admin kubeconfig at `DIR/kubeconfig`.
+//! 2. **The store** (`skiff_store::Store`) under `DIR/store`, and its peer
+//!    router on `--peer-listen` (raft RPC, forwarded writes, and the
+//!    credentials for servers that join); then either bootstraps a
+//!    one-node cluster (the default), forms one from `--peers`, or joins
+//!    one with `--join`, and waits for a leader.
 //! 3. **The API server** (`skiff_api::ApiServer`) over TLS on `--listen`,
 //!    after bootstrapping the system objects (namespaces, RuntimeClasses,
 //!    the IngressClass, the kube-dns Service, the WasmPlugin CRD).
@@ -75,9 +78,18 @@ pub struct ServerArgs {
     #[arg(long, value_delimiter = ',', conflicts_with = "join", value_parser = parse_peer)]
     peers: Vec<(NodeId, String)>,
 
-    /// Join the cluster a member of which listens at HOST:PORT.
+    /// Join the cluster a member of which listens at HOST:PORT (its peer
+    /// endpoint); needs --token.
     #[arg(long)]
     join: Option<String>,
+
+    /// The cluster's join token: what a server joining with --join, or
+    /// forming a cluster with --peers, proves it may have the cluster's
+    /// credentials with (`K10<CA hash>::server:<secret>`, as every server
+    /// keeps it in DIR/token, or the secret alone). A first server with no
+    /// token makes one.
+    #[arg(long, env = "SKIFF_TOKEN", hide_env_values = true)]
+    token: Option<String>,
 
     /// Seconds between automatic compactions of old revisions; 0 turns
     /// compaction off.
@@ -210,6 +222,26 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         ))
         .into());
     }
+    let token = args
+        .token
+        .as_deref()
+        .map(crate::bootstrap::Token::parse)
+        .transpose()
+        .map_err(|e| UsageError(format!("--token: {e}")))?;
+    // Where this server's credentials come from: another member (a join,
+    // or a member of a formed cluster other than its lowest id), or itself.
+    let source = match (&args.join, members.keys().next()) {
+        (Some(peer), _) => Some(peer.clone()),
+        (None, Some(first)) if *first != args.node_id => members.get(first).cloned(),
+        _ => None,
+    };
+    if token.is_none() && (source.is_some() || members.len() > 1) {
+        return Err(UsageError(
+            "--join and --peers need --token: the cluster's join token, which the first server keeps in DIR/token"
+                .into(),
+        )
+        .into());
+    }
     let api_listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {} (--listen)", args.listen))?;
@@ -220,31 +252,19 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let local = listener.local_addr().context("peer listener address")?;
     let advertise = args.advertise_peer.clone().unwrap_or_else(|| local.to_string());
 
-    let mut config = StoreConfig::new(args.node_id, args.data_dir.join("store"), advertise.clone());
-    config.compaction = skiff_store::CompactionPolicy {
-        check_every: Duration::from_secs(args.compaction_interval.max(1)),
-        keep_revisions: args.compaction_keep_revisions,
-        keep_for: Duration::from_secs(args.compaction_min_age),
-        enabled: args.compaction_interval > 0,
-    };
-    let store = Store::open(config)
-        .await
-        .with_context(|| format!("cannot open the store in {}", args.data_dir.display()))?;
-    let serve = tokio::spawn(skiff_store::http::serve_peers(listener, store.clone()));
-
-    if let Some(peer) = &args.join {
-        store
-            .join(peer)
+    // One identity for the whole cluster (see `crate::bootstrap`): a
+    // server that has none yet gets the cluster's from a member.
+    let pki_dir = args.data_dir.join("pki");
+    let token_file = args.data_dir.join("token");
+    if let (Some(source), Some(token)) = (&source, &token)
+        && !(pki_dir.join("ca.crt").exists() && token_file.exists())
+    {
+        let credentials = crate::bootstrap::fetch(source, token)
             .await
-            .with_context(|| format!("cannot join the cluster at {peer}"))?;
-    } else if members.is_empty() {
-        store.initialize_single().await.context("cannot bootstrap the store")?;
-    } else {
-        store.initialize(members).await.context("cannot form the cluster")?;
+            .with_context(|| format!("cannot get the cluster's credentials from {source}"))?;
+        credentials.install(&pki_dir)?;
+        tracing::info!(%source, "received the cluster's credentials");
     }
-    let leader = store.wait_for_leader(Duration::from_secs(30)).await?;
-    tracing::info!(node = args.node_id, peer = %advertise, leader, revision = store.revision(), "store ready");
-
     let mut hosts = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
     if !api_addr.ip().is_unspecified() {
         hosts.push(api_addr.ip().to_string());
@@ -263,6 +283,56 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     hosts.extend(args.service_cluster_ip_range.nth(1).map(|ip| ip.to_string()));
     hosts.dedup();
     let pki = skiff_api::pki::Pki::load_or_create(&args.data_dir, &hosts).context("cannot prepare TLS credentials")?;
+    let secret = match (std::fs::read_to_string(&token_file).ok(), &token) {
+        (Some(kept), given) => {
+            let kept = crate::bootstrap::Token::parse(&kept)
+                .with_context(|| format!("{} is not a join token", token_file.display()))?;
+            if given.as_ref().is_some_and(|g| g.secret != kept.secret) {
+                return Err(UsageError(format!(
+                    "--token differs from the token this server keeps in {}",
+                    token_file.display()
+                ))
+                .into());
+            }
+            kept.secret
+        }
+        (None, Some(given)) => given.secret.clone(),
+        (None, None) => crate::bootstrap::new_secret()?,
+    };
+    skiff_api::pki::write_private(&token_file, &crate::bootstrap::Token::full(&secret, &pki.ca_pem))
+        .with_context(|| format!("cannot write {}", token_file.display()))?;
+    let offer = crate::bootstrap::Offer::default();
+    offer.set(
+        secret,
+        crate::bootstrap::Credentials::read(&pki_dir).context("cannot read the cluster's credentials")?,
+    );
+
+    let mut config = StoreConfig::new(args.node_id, args.data_dir.join("store"), advertise.clone());
+    config.compaction = skiff_store::CompactionPolicy {
+        check_every: Duration::from_secs(args.compaction_interval.max(1)),
+        keep_revisions: args.compaction_keep_revisions,
+        keep_for: Duration::from_secs(args.compaction_min_age),
+        enabled: args.compaction_interval > 0,
+    };
+    let store = Store::open(config)
+        .await
+        .with_context(|| format!("cannot open the store in {}", args.data_dir.display()))?;
+    let peer_router = skiff_store::http::peer_router(store.clone()).merge(offer.router());
+    let serve = tokio::spawn(async move { axum::serve(listener, peer_router).await });
+
+    if let Some(peer) = &args.join {
+        store
+            .join(peer)
+            .await
+            .with_context(|| format!("cannot join the cluster at {peer}"))?;
+    } else if members.is_empty() {
+        store.initialize_single().await.context("cannot bootstrap the store")?;
+    } else {
+        store.initialize(members).await.context("cannot form the cluster")?;
+    }
+    let leader = store.wait_for_leader(Duration::from_secs(30)).await?;
+    tracing::info!(node = args.node_id, peer = %advertise, leader, revision = store.revision(), "store ready");
+
     let api_host = if api_addr.ip().is_unspecified() {
         "127.0.0.1".to_string()
     } else {

@@ -154,6 +154,10 @@ fn bad_flags_are_usage_errors() {
         &["server", "--node-id", "0"],
         &["server", "--peers", "x=127.0.0.1:1"],
         &["server", "--node-id", "3", "--peers", "1=127.0.0.1:1,2=127.0.0.1:2"],
+        // Joining, or forming a cluster, needs the cluster's join token.
+        &["server", "--join", "127.0.0.1:1"],
+        &["server", "--node-id", "2", "--peers", "1=127.0.0.1:1,2=127.0.0.1:2"],
+        &["server", "--token", "two words"],
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_skiff")).args(args).output().unwrap();
         assert_eq!(

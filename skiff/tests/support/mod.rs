@@ -180,6 +180,12 @@ impl Cluster {
         })
     }
 
+    /// Where the server's peer endpoint listens.
+    #[allow(dead_code)]
+    pub fn peer_addr(&self) -> &str {
+        &self.peer_listen
+    }
+
     /// Kills the server (SIGKILL: its agent stops nothing, as in a crash)
     /// and starts it again on the same data directory and addresses.
     #[allow(dead_code)]
