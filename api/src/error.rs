@@ -154,6 +154,9 @@ pub enum ApiError {
     /// A range the server hands out from is used up.
     #[error("Internal error occurred: {0}")]
     Exhausted(String),
+    /// The server has as many requests in flight as it takes.
+    #[error("Too many requests, please try again later.")]
+    TooManyRequests { retry_after: u64 },
 }
 
 impl ApiError {
@@ -192,6 +195,7 @@ impl ApiError {
             ApiError::Denied { code, .. } => StatusCode::from_u16(*code).unwrap_or(StatusCode::BAD_REQUEST),
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal | ApiError::Exhausted(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -213,6 +217,7 @@ impl ApiError {
             ApiError::Denied { .. } => "",
             ApiError::Unavailable => "ServiceUnavailable",
             ApiError::Internal | ApiError::Exhausted(_) => "InternalError",
+            ApiError::TooManyRequests { .. } => "TooManyRequests",
         }
     }
 
@@ -256,6 +261,10 @@ impl ApiError {
                 causes: causes(c),
                 ..Details::default()
             }),
+            ApiError::TooManyRequests { retry_after } => Some(Details {
+                retry_after_seconds: i32::try_from(*retry_after).unwrap_or(i32::MAX),
+                ..Details::default()
+            }),
             _ => None,
         };
         Status::failure(self.code().as_u16(), self.reason(), self.to_string(), details)
@@ -295,6 +304,11 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(http::header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
+        }
+        if let ApiError::TooManyRequests { retry_after } = self {
+            response
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, http::HeaderValue::from(retry_after));
         }
         response
     }

@@ -44,6 +44,13 @@ pub struct Details {
     pub uid: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub causes: Vec<Cause>,
+    /// How long a client should wait before it asks again.
+    #[serde(rename = "retryAfterSeconds", skip_serializing_if = "no_wait")]
+    pub retry_after_seconds: i32,
+}
+
+fn no_wait(seconds: &i32) -> bool {
+    *seconds == 0
 }
 
 /// `metav1.StatusCause`: one field's part in a failure.
@@ -141,7 +148,7 @@ mod tests {
                 group: "apps".into(),
                 kind: "deployments".into(),
                 uid: "u-1".into(),
-                causes: Vec::new(),
+                ..Details::default()
             }),
         );
         assert_eq!(

@@ -127,6 +127,15 @@ pub struct ServerArgs {
     #[arg(long, default_value = "127.96.0.0/16")]
     service_cluster_ip_range: skiff_api::services::Ipv4Cidr,
 
+    /// Read-only requests (not watches or streams) served at once; more
+    /// get 429 with Retry-After. 0: no limit (kube-apiserver's flag).
+    #[arg(long, default_value_t = 400)]
+    max_requests_inflight: usize,
+
+    /// Mutating requests served at once; more get 429. 0: no limit.
+    #[arg(long, default_value_t = 200)]
+    max_mutating_requests_inflight: usize,
+
     /// Where NodePort Services get their node ports, as FIRST-LAST.
     #[arg(long, default_value = "30000-32767", value_parser = parse_port_range)]
     service_node_port_range: (u16, u16),
@@ -364,6 +373,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         service_ranges: ranges,
         root_ca: Some(pki.ca_pem.clone()),
         node_client,
+        inflight: skiff_api::server::inflight::Limits {
+            read_only: args.max_requests_inflight,
+            mutating: args.max_mutating_requests_inflight,
+        },
     };
     let api = skiff_api::ApiServer::with_settings(store.clone(), authentication, settings);
     api.bootstrap().await.context("cannot create the system namespaces")?;

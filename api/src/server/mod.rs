@@ -3,6 +3,7 @@
 //! listener that serves it over HTTP/2 and HTTP/1.1.
 
 mod connect;
+pub mod inflight;
 mod kubernetes_service;
 mod negotiate;
 pub mod node_client;
@@ -44,6 +45,8 @@ pub struct Settings {
     pub root_ca: Option<String>,
     /// How node agents' endpoints are reached.
     pub node_client: node_client::NodeClient,
+    /// How many requests may be in flight.
+    pub inflight: inflight::Limits,
 }
 
 /// Everything a request handler needs. Shared behind an `Arc`.
@@ -55,6 +58,7 @@ pub struct ApiServer {
     pub authentication: Authentication,
     pub authorizer: Authorizer,
     pub node_client: node_client::NodeClient,
+    inflight: inflight::InFlight,
 }
 
 impl ApiServer {
@@ -101,6 +105,7 @@ impl ApiServer {
             authentication,
             authorizer,
             node_client: settings.node_client,
+            inflight: inflight::InFlight::new(settings.inflight),
         })
     }
 
@@ -209,6 +214,7 @@ impl ApiServer {
             .route("/.well-known/openid-configuration", get(openid_configuration))
             .route("/openid/v1/jwks", get(openid_jwks))
             .fallback(dispatch)
+            .layer(middleware::from_fn_with_state(self.inflight.clone(), inflight::limit))
             .layer(middleware::from_fn_with_state(self.clone(), authenticate))
             .layer(middleware::from_fn(pretty::layer))
             .with_state(self.clone())

@@ -495,7 +495,7 @@ async fn delete(call: &Call) -> Result<Response> {
                     group: call.resource.group.clone(),
                     kind: call.resource.plural.clone(),
                     uid: meta::uid(&object).unwrap_or_default().to_string(),
-                    causes: Vec::new(),
+                    ..Details::default()
                 }),
             ),
         ),
