@@ -44,6 +44,7 @@ pub mod body;
 pub mod catalog;
 pub mod crd;
 pub mod discovery;
+pub mod encryption;
 pub mod error;
 pub mod kinds;
 pub mod meta;

@@ -1,6 +1,6 @@
 //! One cluster identity for every server: the credentials the first
 //! server made (the CA and its key, the admin token, the ServiceAccount
-//! signing key) are handed to each server that joins, and only with the
+//! signing key, the encryption-at-rest keys) are handed to each server that joins, and only with the
 //! cluster's join token. Every server then issues its own serving
 //! certificate, for its own addresses, from the same CA, so one
 //! kubeconfig, one node certificate and one ServiceAccount token work
@@ -44,7 +44,17 @@ use serde::{Deserialize, Serialize};
 pub const PATH: &str = "/bootstrap";
 
 /// The files of `DIR/pki` that make the cluster's identity.
-pub const SHARED_FILES: [&str; 4] = ["ca.crt", "ca.key", "admin.token", "service-account.key"];
+pub const SHARED_FILES: [&str; 5] = [
+    "ca.crt",
+    "ca.key",
+    "admin.token",
+    "service-account.key",
+    ENCRYPTION_CONFIG,
+];
+
+/// The cluster's encryption-at-rest configuration, in `DIR/pki`
+/// (`skiff_api::encryption`); made by the first server.
+pub const ENCRYPTION_CONFIG: &str = "encryption-config.yaml";
 
 const PBKDF2_ROUNDS: u32 = 10_000;
 

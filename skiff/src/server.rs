@@ -127,6 +127,12 @@ pub struct ServerArgs {
     #[arg(long, default_value = "127.96.0.0/16")]
     service_cluster_ip_range: skiff_api::services::Ipv4Cidr,
 
+    /// An `EncryptionConfiguration` (kube-apiserver's format) saying which
+    /// resources are encrypted at rest and with which keys; by default,
+    /// Secrets, with the cluster's key in DIR/pki/encryption-config.yaml.
+    #[arg(long, value_name = "FILE")]
+    encryption_provider_config: Option<PathBuf>,
+
     /// Read-only requests (not watches or streams) served at once; more
     /// get 429 with Retry-After. 0: no limit (kube-apiserver's flag).
     #[arg(long, default_value_t = 400)]
@@ -292,6 +298,19 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     hosts.extend(args.service_cluster_ip_range.nth(1).map(|ip| ip.to_string()));
     hosts.dedup();
     let pki = skiff_api::pki::Pki::load_or_create(&args.data_dir, &hosts).context("cannot prepare TLS credentials")?;
+    // Encryption at rest: the cluster's default configuration, unless one
+    // is given.
+    let default_encryption = pki_dir.join(crate::bootstrap::ENCRYPTION_CONFIG);
+    if !default_encryption.exists() {
+        let text = skiff_api::encryption::Encryption::default_config().map_err(anyhow::Error::msg)?;
+        skiff_api::pki::write_private(&default_encryption, &text)
+            .with_context(|| format!("cannot write {}", default_encryption.display()))?;
+    }
+    let encryption_file = args.encryption_provider_config.clone().unwrap_or(default_encryption);
+    let encryption = std::fs::read_to_string(&encryption_file)
+        .map_err(|e| e.to_string())
+        .and_then(|text| skiff_api::encryption::Encryption::parse(&text))
+        .map_err(|e| UsageError(format!("{}: {e}", encryption_file.display())))?;
     let secret = match (std::fs::read_to_string(&token_file).ok(), &token) {
         (Some(kept), given) => {
             let kept = crate::bootstrap::Token::parse(&kept)
@@ -326,6 +345,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let store = Store::open(config)
         .await
         .with_context(|| format!("cannot open the store in {}", args.data_dir.display()))?;
+    store.set_transformer(encryption.into_transformer());
     let peer_router = skiff_store::http::peer_router(store.clone()).merge(offer.router());
     let serve = tokio::spawn(async move { axum::serve(listener, peer_router).await });
 

@@ -96,3 +96,69 @@ fn a_joining_server_shares_the_clusters_identity_and_a_wrong_token_is_refused() 
         token.trim()
     );
 }
+
+/// Every regular file under `dir`, read whole.
+fn files(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        match entry.file_type() {
+            Ok(t) if t.is_dir() => found.extend(files(&path)),
+            Ok(t) if t.is_file() => found.extend(std::fs::read(&path).ok().map(|b| (path, b))),
+            _ => {}
+        }
+    }
+    found
+}
+
+fn holds(files: &[(std::path::PathBuf, Vec<u8>)], needle: &str) -> Vec<std::path::PathBuf> {
+    files
+        .iter()
+        .filter(|(_, bytes)| bytes.windows(needle.len()).any(|w| w == needle.as_bytes()))
+        .map(|(path, _)| path.clone())
+        .collect()
+}
+
+/// A Secret's value never reaches the data directory readable, in plain
+/// text or base64; a ConfigMap's does (so the search would find it).
+#[test]
+fn secrets_are_encrypted_at_rest() {
+    let cluster = Cluster::start_with(&["--no-agent"]);
+    let secret = "correct-horse-battery-staple-7c1d";
+    let encoded = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, secret);
+    cluster.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "db",
+        &format!("--from-literal=password={secret}"),
+    ]);
+    cluster.ok(&[
+        "create",
+        "configmap",
+        "plain",
+        "--from-literal=note=visible-marker-4e2a",
+    ]);
+    assert_eq!(
+        cluster.ok(&["get", "secret", "db", "-o", "jsonpath={.data.password}"]),
+        encoded
+    );
+    until(Duration::from_secs(30), "the ConfigMap to reach the disk", || {
+        (!holds(&files(cluster.data.path()), "visible-marker-4e2a").is_empty()).then_some(())
+    });
+    let on_disk = files(cluster.data.path());
+    for needle in [secret, encoded.as_str()] {
+        assert_eq!(holds(&on_disk, needle), Vec::<std::path::PathBuf>::new(), "{needle}");
+    }
+    // An update, a watch and a list still see the value.
+    cluster.ok(&["label", "secret", "db", "tier=db"]);
+    let listed = cluster.ok(&[
+        "get",
+        "secrets",
+        "-l",
+        "tier=db",
+        "-o",
+        "jsonpath={.items[0].data.password}",
+    ]);
+    assert_eq!(listed, encoded);
+}

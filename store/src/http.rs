@@ -92,7 +92,7 @@ async fn serve_forwarded(store: &Store, req: Forwarded) -> Result<ForwardedReply
             .map(ForwardedReply::ReadIndex)
             .map_err(RemoteError::from),
         Forwarded::Range(req, consistency) => store
-            .range(req, consistency)
+            .range_stored(req, consistency)
             .await
             .map(ForwardedReply::Range)
             .map_err(RemoteError::from),

@@ -62,6 +62,7 @@ mod proposer;
 mod raft;
 mod snapshot;
 mod store;
+mod transform;
 pub mod types;
 mod watch;
 mod wire;
@@ -74,6 +75,7 @@ pub use kv::{
     ReadConsistency, Revision, Txn, TxnOp, TxnResponse, prefix_end,
 };
 pub use store::{ClusterStatus, Store, StoreConfig};
+pub use transform::ValueTransformer;
 pub use types::NodeId;
 pub use watch::Watcher;
 

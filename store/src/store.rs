@@ -21,6 +21,7 @@ use crate::proposer::Proposer;
 use crate::raft::log_store::LogStore;
 use crate::raft::network::Network;
 use crate::raft::state_machine::StateMachine;
+use crate::transform::{self, ValueTransformer};
 use crate::types::{Command, CommandResponse, NodeId, Raft, Rejection};
 use crate::watch::{WatchHub, Watcher};
 use crate::wire::{Forwarded, ForwardedReply};
@@ -93,6 +94,8 @@ struct Inner {
     proposer: Proposer,
     config: StoreConfig,
     background: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Seals what is written and opens what is read, once set.
+    transformer: std::sync::OnceLock<Arc<dyn ValueTransformer>>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -160,6 +163,7 @@ impl Store {
                 proposer,
                 config,
                 background: std::sync::Mutex::new(vec![proposing]),
+                transformer: std::sync::OnceLock::new(),
             }),
         };
         if store.inner.config.compaction.enabled {
@@ -225,10 +229,28 @@ impl Store {
         })
     }
 
+    /// From now on, seals every value this handle writes and opens every
+    /// value it reads with `transformer` (see [`ValueTransformer`]); set
+    /// once, before the store is used. `false` if one was set already.
+    pub fn set_transformer(&self, transformer: Arc<dyn ValueTransformer>) -> bool {
+        self.inner.transformer.set(transformer).is_ok()
+    }
+
+    fn transformer(&self) -> Option<&dyn ValueTransformer> {
+        self.inner.transformer.get().map(|t| t.as_ref())
+    }
+
     /// Applies a transaction through raft and returns its outcome.
-    pub async fn txn(&self, txn: Txn) -> Result<TxnResponse> {
+    pub async fn txn(&self, mut txn: Txn) -> Result<TxnResponse> {
         txn.validate().map_err(Error::invalid)?;
-        self.write(Command::Txn(txn)).await?.into_txn()
+        if let Some(transformer) = self.transformer() {
+            transform::seal_txn(transformer, &mut txn)?;
+        }
+        let mut response = self.write(Command::Txn(txn)).await?.into_txn()?;
+        if let Some(transformer) = self.transformer() {
+            transform::open_results(transformer, &mut response.results)?;
+        }
+        Ok(response)
     }
 
     /// Compacts history below `revision`. Reads and watches at older
@@ -302,6 +324,16 @@ impl Store {
 
     /// Reads a range at the requested consistency.
     pub async fn range(&self, req: RangeRequest, consistency: ReadConsistency) -> Result<RangeResponse> {
+        let mut response = self.range_stored(req, consistency).await?;
+        if let Some(transformer) = self.transformer() {
+            transform::open_kvs(transformer, &mut response.kvs)?;
+        }
+        Ok(response)
+    }
+
+    /// [`range`](Self::range) with values as stored (sealed), for remote
+    /// clients.
+    pub(crate) async fn range_stored(&self, req: RangeRequest, consistency: ReadConsistency) -> Result<RangeResponse> {
         if consistency == ReadConsistency::Linearizable {
             self.read_barrier().await?;
         }
@@ -386,7 +418,10 @@ impl Store {
                 compact_revision: compacted,
             });
         }
-        let (watcher, slot) = Watcher::new(range, self.inner.config.watch_buffer);
+        let (mut watcher, slot) = Watcher::new(range, self.inner.config.watch_buffer);
+        if let Some(transformer) = self.inner.transformer.get() {
+            watcher.open_with(transformer.clone());
+        }
         let hub = self.inner.hub.clone();
         let start = if from == 0 { hub.revision() + 1 } else { from };
         // Nothing to replay: register synchronously so no event can slip by.

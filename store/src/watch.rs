@@ -142,6 +142,8 @@ pub struct Watcher {
     lagged: Arc<AtomicBool>,
     capacity: usize,
     done: bool,
+    /// Opens the events' values (see [`crate::ValueTransformer`]).
+    transformer: Option<Arc<dyn crate::ValueTransformer>>,
 }
 
 impl Watcher {
@@ -160,12 +162,18 @@ impl Watcher {
                 lagged,
                 capacity,
                 done: false,
+                transformer: None,
             },
             slot,
         )
     }
 
     /// The next batch of events, in revision order.
+    /// Opens the values of every event with `transformer` from now on.
+    pub(crate) fn open_with(&mut self, transformer: Arc<dyn crate::ValueTransformer>) {
+        self.transformer = Some(transformer);
+    }
+
     pub async fn next(&mut self) -> Option<Result<Vec<Event>>> {
         futures::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
     }
@@ -190,7 +198,12 @@ impl Stream for Watcher {
             return Poll::Ready(None);
         }
         match self.rx.poll_recv(cx) {
-            Poll::Ready(Some(msg)) => {
+            Poll::Ready(Some(mut msg)) => {
+                if let (Ok(events), Some(transformer)) = (&mut msg, &self.transformer)
+                    && let Err(error) = crate::transform::open_events(transformer.as_ref(), events)
+                {
+                    msg = Err(error);
+                }
                 if msg.is_err() {
                     self.done = true;
                 }
