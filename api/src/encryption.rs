@@ -7,24 +7,31 @@
 //! [`ValueTransformer`], choosing the rule by the object's store key
 //! (`/registry/<group>/<resource>/…`).
 //!
-//! Providers:
-//! * `aesgcm`: AES-256-GCM (or 128/192 by key length) with a random
-//!   96-bit nonce, the object's store key as authenticated data (a value
-//!   moved under another key does not open), stored as kube-apiserver
-//!   stores it: `k8s:enc:aesgcm:v1:<key name>:` + nonce + sealed bytes.
-//!   Every key listed opens what it sealed, so a key is rotated by
-//!   putting a new one first, restarting, rewriting the objects
-//!   (`kubectl get secrets -A -o json | kubectl replace -f -`), then
-//!   dropping the old one.
+//! Providers, stored as kube-apiserver stores them
+//! (`k8s:enc:<provider>:v1:<key name>:` then the sealed bytes):
+//! * `aesgcm`: AES-GCM (16- or 32-byte keys) with a random 96-bit nonce,
+//!   the object's store key as authenticated data (a value moved under
+//!   another key does not open); ring.
+//! * `aescbc`: AES-CBC with PKCS#7 padding and a random IV (16- or
+//!   32-byte keys); no authentication, as in kube-apiserver, which
+//!   discourages it; RustCrypto's `aes` and `cbc`.
+//! * `secretbox`: XSalsa20-Poly1305 with a random 192-bit nonce (32-byte
+//!   keys); RustCrypto's `crypto_secretbox`.
 //! * `identity`: stored as given; it opens values without a `k8s:enc:`
 //!   prefix (written before encryption was turned on).
 //!
-//! `aescbc`, `secretbox` and `kms` are refused with a message that says so.
-//! ring does the cryptography, as it does TLS.
+//! Every key listed opens what it sealed, so a key is rotated by putting
+//! a new one first, restarting, rewriting the objects (`kubectl get
+//! secrets -A -o json | kubectl replace -f -`), then dropping the old one.
+//! `kms` is refused with a message that says so.
 
 use std::sync::Arc;
 
 use base64::Engine as _;
+use cbc::cipher::block_padding::Pkcs7;
+use cbc::cipher::{BlockDecryptMut, BlockEncryptMut, KeyIvInit};
+use crypto_secretbox::XSalsa20Poly1305;
+use crypto_secretbox::aead::{Aead, KeyInit};
 use ring::aead::{AES_128_GCM, AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use ring::rand::{SecureRandom, SystemRandom};
 use serde::Deserialize;
@@ -60,19 +67,30 @@ struct KeyConfig {
     secret: String,
 }
 
-/// One provider, ready.
+/// One key of a provider, ready.
+enum Cipher {
+    Gcm(Box<LessSafeKey>),
+    Cbc128([u8; 16]),
+    Cbc256([u8; 32]),
+    Secretbox(Box<XSalsa20Poly1305>),
+}
+
+/// One provider, ready: its kind (as in the stored prefix) and keys.
 enum Provider {
     Identity,
-    AesGcm(Vec<(String, LessSafeKey)>),
+    Keys {
+        kind: &'static str,
+        keys: Vec<(String, Cipher)>,
+    },
 }
 
 impl std::fmt::Debug for Provider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Provider::Identity => f.write_str("identity"),
-            Provider::AesGcm(keys) => {
+            Provider::Keys { kind, keys } => {
                 let names: Vec<&str> = keys.iter().map(|(n, _)| n.as_str()).collect();
-                write!(f, "aesgcm{names:?}")
+                write!(f, "{kind}{names:?}")
             }
         }
     }
@@ -109,35 +127,121 @@ fn prefix(resource: &str) -> Result<String, String> {
 fn provider(entry: &serde_yaml::Mapping) -> Result<Provider, String> {
     let (name, value) = match entry.iter().next() {
         Some((serde_yaml::Value::String(name), value)) if entry.len() == 1 => (name.as_str(), value),
-        _ => return Err("each provider names one kind: aesgcm or identity".into()),
+        _ => return Err("each provider names one kind: aesgcm, aescbc, secretbox or identity".into()),
     };
-    match name {
-        "identity" => Ok(Provider::Identity),
-        "aesgcm" => {
-            let keys: KeysConfig = serde_yaml::from_value(value.clone()).map_err(|e| format!("aesgcm: {e}"))?;
-            if keys.keys.is_empty() {
-                return Err("aesgcm: no keys".into());
-            }
-            let mut ready = Vec::new();
-            for key in keys.keys {
-                let bytes = base64::engine::general_purpose::STANDARD
-                    .decode(key.secret.trim())
-                    .map_err(|_| format!("aesgcm key {:?}: the secret is not base64", key.name))?;
-                let algorithm = match bytes.len() {
-                    16 => &AES_128_GCM,
-                    32 => &AES_256_GCM,
-                    n => return Err(format!("aesgcm key {:?}: {n} bytes; it must be 16 or 32", key.name)),
-                };
-                let unbound = UnboundKey::new(algorithm, &bytes).map_err(|_| format!("aesgcm key {:?}", key.name))?;
-                if key.name.is_empty() || key.name.contains(':') {
-                    return Err(format!("aesgcm key name {:?}: empty or holding ':'", key.name));
-                }
-                ready.push((key.name, LessSafeKey::new(unbound)));
-            }
-            Ok(Provider::AesGcm(ready))
+    let kind: &'static str = match name {
+        "identity" => return Ok(Provider::Identity),
+        "aesgcm" => "aesgcm",
+        "aescbc" => "aescbc",
+        "secretbox" => "secretbox",
+        "kms" => return Err("the kms provider is not supported here; use aesgcm, aescbc or secretbox".into()),
+        other => return Err(format!("unknown provider {other:?}")),
+    };
+    let config: KeysConfig = serde_yaml::from_value(value.clone()).map_err(|e| format!("{kind}: {e}"))?;
+    if config.keys.is_empty() {
+        return Err(format!("{kind}: no keys"));
+    }
+    let mut keys = Vec::new();
+    for key in config.keys {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(key.secret.trim())
+            .map_err(|_| format!("{kind} key {:?}: the secret is not base64", key.name))?;
+        let wrong = |lengths: &str| format!("{kind} key {:?}: {} bytes; it must be {lengths}", key.name, bytes.len());
+        let cipher = match (kind, bytes.len()) {
+            ("aesgcm", 16) => Cipher::Gcm(Box::new(LessSafeKey::new(
+                UnboundKey::new(&AES_128_GCM, &bytes).map_err(|_| wrong("16 or 32"))?,
+            ))),
+            ("aesgcm", 32) => Cipher::Gcm(Box::new(LessSafeKey::new(
+                UnboundKey::new(&AES_256_GCM, &bytes).map_err(|_| wrong("16 or 32"))?,
+            ))),
+            ("aesgcm", _) => return Err(wrong("16 or 32")),
+            ("aescbc", 16) => Cipher::Cbc128(bytes.as_slice().try_into().map_err(|_| wrong("16 or 32"))?),
+            ("aescbc", 32) => Cipher::Cbc256(bytes.as_slice().try_into().map_err(|_| wrong("16 or 32"))?),
+            ("aescbc", _) => return Err(wrong("16 or 32")),
+            (_, 32) => Cipher::Secretbox(Box::new(
+                XSalsa20Poly1305::new_from_slice(&bytes).map_err(|_| wrong("32"))?,
+            )),
+            _ => return Err(wrong("32")),
+        };
+        if key.name.is_empty() || key.name.contains(':') {
+            return Err(format!("{kind} key name {:?}: empty or holding ':'", key.name));
         }
-        "aescbc" | "secretbox" | "kms" => Err(format!("the {name} provider is not supported here; use aesgcm")),
-        other => Err(format!("unknown provider {other:?}")),
+        keys.push((key.name, cipher));
+    }
+    Ok(Provider::Keys { kind, keys })
+}
+
+/// `value` sealed with `cipher`, `aad` authenticated where the cipher
+/// can (AES-GCM; kube-apiserver's aescbc and secretbox take none).
+fn seal_with(cipher: &Cipher, random: &SystemRandom, aad: &[u8], value: Vec<u8>) -> Result<Vec<u8>, String> {
+    let no_randomness = |_| "no randomness".to_string();
+    match cipher {
+        Cipher::Gcm(key) => {
+            let mut nonce = [0u8; NONCE_LEN];
+            random.fill(&mut nonce).map_err(no_randomness)?;
+            let mut sealed = value;
+            key.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut sealed)
+                .map_err(|_| "AES-GCM refused to seal".to_string())?;
+            Ok([nonce.as_slice(), &sealed].concat())
+        }
+        Cipher::Cbc128(key) => {
+            let mut iv = [0u8; 16];
+            random.fill(&mut iv).map_err(no_randomness)?;
+            let sealed =
+                cbc::Encryptor::<aes::Aes128>::new(key.into(), &iv.into()).encrypt_padded_vec_mut::<Pkcs7>(&value);
+            Ok([iv.as_slice(), &sealed].concat())
+        }
+        Cipher::Cbc256(key) => {
+            let mut iv = [0u8; 16];
+            random.fill(&mut iv).map_err(no_randomness)?;
+            let sealed =
+                cbc::Encryptor::<aes::Aes256>::new(key.into(), &iv.into()).encrypt_padded_vec_mut::<Pkcs7>(&value);
+            Ok([iv.as_slice(), &sealed].concat())
+        }
+        Cipher::Secretbox(key) => {
+            let mut nonce = [0u8; 24];
+            random.fill(&mut nonce).map_err(no_randomness)?;
+            let sealed = key
+                .encrypt(&nonce.into(), value.as_slice())
+                .map_err(|_| "secretbox refused to seal".to_string())?;
+            Ok([nonce.as_slice(), &sealed].concat())
+        }
+    }
+}
+
+/// What [`seal_with`] sealed (the part after the prefix), opened.
+fn open_with(cipher: &Cipher, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, ()> {
+    match cipher {
+        Cipher::Gcm(key) => {
+            let (nonce, sealed) = sealed.split_at_checked(NONCE_LEN).ok_or(())?;
+            let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| ())?;
+            let mut buffer = sealed.to_vec();
+            let len = key
+                .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut buffer)
+                .map_err(|_| ())?
+                .len();
+            buffer.truncate(len);
+            Ok(buffer)
+        }
+        Cipher::Cbc128(key) => {
+            let (iv, sealed) = sealed.split_at_checked(16).ok_or(())?;
+            let iv: [u8; 16] = iv.try_into().map_err(|_| ())?;
+            cbc::Decryptor::<aes::Aes128>::new(key.into(), &iv.into())
+                .decrypt_padded_vec_mut::<Pkcs7>(sealed)
+                .map_err(|_| ())
+        }
+        Cipher::Cbc256(key) => {
+            let (iv, sealed) = sealed.split_at_checked(16).ok_or(())?;
+            let iv: [u8; 16] = iv.try_into().map_err(|_| ())?;
+            cbc::Decryptor::<aes::Aes256>::new(key.into(), &iv.into())
+                .decrypt_padded_vec_mut::<Pkcs7>(sealed)
+                .map_err(|_| ())
+        }
+        Cipher::Secretbox(key) => {
+            let (nonce, sealed) = sealed.split_at_checked(24).ok_or(())?;
+            let nonce: [u8; 24] = nonce.try_into().map_err(|_| ())?;
+            key.decrypt(&nonce.into(), sealed).map_err(|_| ())
+        }
     }
 }
 
@@ -218,20 +322,12 @@ impl ValueTransformer for Encryption {
             return Ok(value);
         };
         match rule.providers.first() {
-            Some(Provider::AesGcm(keys)) => {
+            Some(Provider::Keys { kind, keys }) => {
                 let Some((name, cipher)) = keys.first() else {
                     return Ok(value);
                 };
-                let mut nonce = [0u8; NONCE_LEN];
-                self.random.fill(&mut nonce).map_err(|_| "no randomness".to_string())?;
-                let mut sealed = value;
-                cipher
-                    .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(key), &mut sealed)
-                    .map_err(|_| "AES-GCM refused to seal".to_string())?;
-                let mut out = format!("{PREFIX}aesgcm:v1:{name}:").into_bytes();
-                out.extend_from_slice(&nonce);
-                out.extend_from_slice(&sealed);
-                Ok(out)
+                let sealed = seal_with(cipher, &self.random, key, value)?;
+                Ok([format!("{PREFIX}{kind}:v1:{name}:").as_bytes(), &sealed].concat())
             }
             Some(Provider::Identity) | None => Ok(value),
         }
@@ -249,24 +345,17 @@ impl ValueTransformer for Encryption {
             };
         }
         for provider in &rule.providers {
-            let Provider::AesGcm(keys) = provider else { continue };
+            let Provider::Keys { kind, keys } = provider else {
+                continue;
+            };
             for (name, cipher) in keys {
-                let head = format!("{PREFIX}aesgcm:v1:{name}:");
-                let Some(rest) = stored.strip_prefix(head.as_bytes()) else {
+                let head = format!("{PREFIX}{kind}:v1:{name}:");
+                let Some(sealed) = stored.strip_prefix(head.as_bytes()) else {
                     continue;
                 };
-                if rest.len() < NONCE_LEN {
-                    return Err(format!("sealed with key {name:?}, but too short"));
-                }
-                let (nonce, sealed) = rest.split_at(NONCE_LEN);
-                let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| "bad nonce".to_string())?;
-                let mut buffer = sealed.to_vec();
-                let plain = cipher
-                    .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(key), &mut buffer)
-                    .map_err(|_| format!("key {name:?} does not open it (another key of that name, or tampered)"))?;
-                let len = plain.len();
-                buffer.truncate(len);
-                return Ok(buffer);
+                return open_with(cipher, key, sealed).map_err(|()| {
+                    format!("{kind} key {name:?} does not open it (another key of that name, or tampered)")
+                });
             }
         }
         let head: String = String::from_utf8_lossy(&stored[..stored.len().min(40)])
@@ -348,10 +437,49 @@ mod tests {
     }
 
     #[test]
+    fn every_provider_opens_what_it_sealed_and_the_others_read_it() {
+        let key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+        let short = base64::engine::general_purpose::STANDARD.encode([8u8; 16]);
+        let with = |providers: &str| {
+            Encryption::parse(&format!(
+                "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n\
+                 - resources: [secrets]\n  providers:\n{providers}"
+            ))
+            .unwrap()
+        };
+        let keys =
+            |kind: &str, secret: &str| format!("  - {kind}:\n      keys:\n      - name: k\n        secret: {secret}\n");
+        let all = [
+            ("aesgcm", keys("aesgcm", &key)),
+            ("aescbc", keys("aescbc", &key)),
+            ("aescbc", keys("aescbc", &short)),
+            ("secretbox", keys("secretbox", &key)),
+        ];
+        let plain = b"{\"data\":{\"k\":\"dmFsdWU=\"}}".to_vec();
+        for (kind, provider) in &all {
+            let sealed = with(provider).seal(SECRET, plain.clone()).unwrap();
+            assert!(sealed.starts_with(format!("k8s:enc:{kind}:v1:k:").as_bytes()), "{kind}");
+            assert!(!sealed.windows(8).any(|w| w == b"dmFsdWU="), "{kind}");
+            assert_eq!(with(provider).open(SECRET, sealed.clone()).unwrap(), plain, "{kind}");
+            // A configuration that writes with another provider still
+            // reads it, when it lists this one.
+            let migrating = with(&format!(
+                "{}{provider}",
+                keys("secretbox", &key).replace("name: k", "name: next")
+            ));
+            assert_eq!(migrating.open(SECRET, sealed).unwrap(), plain, "{kind}");
+        }
+    }
+
+    #[test]
     fn bad_configurations_are_refused_with_their_reason() {
         let head = "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n- resources: [secrets]\n  providers:\n";
         for (providers, says) in [
-            ("  - secretbox:\n      keys: []\n", "not supported"),
+            ("  - kms:\n      name: k\n", "not supported"),
+            (
+                "  - secretbox:\n      keys:\n      - name: k\n        secret: c2hvcnQ=\n",
+                "must be 32",
+            ),
             (
                 "  - aesgcm:\n      keys:\n      - name: k\n        secret: c2hvcnQ=\n",
                 "16 or 32",
