@@ -15,6 +15,9 @@ use skiff_store::{Client, KeyRange, RangeRequest, ReadConsistency, Txn, TxnOp};
 fn start(data_dir: &Path, peer: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_skiff"))
         .args(["server", "--peer-listen", peer, "--listen", &free_addr()])
+        // The store is what these tests kill; an agent would leave its
+        // node's network behind each SIGKILL.
+        .arg("--no-agent")
         .arg("--data-dir")
         .arg(data_dir)
         .env("RUST_LOG", "warn")
