@@ -21,8 +21,10 @@
 //!   prefix (written before encryption was turned on).
 //!
 //! Every key listed opens what it sealed, so a key is rotated by putting
-//! a new one first, restarting, rewriting the objects (`kubectl get
-//! secrets -A -o json | kubectl replace -f -`), then dropping the old one.
+//! a new one first ([`Encryption::rotated`]), restarting, rewriting the
+//! stored objects whose [`ValueTransformer::form`] is not current
+//! (`skiff secrets-encrypt reencrypt`, `crate::server::encryption`), then
+//! dropping the old one.
 //! `kms` is refused with a message that says so.
 
 use std::sync::Arc;
@@ -365,6 +367,116 @@ impl ValueTransformer for Encryption {
             .join(":");
         Err(format!("sealed as {head}, which no configured key opens"))
     }
+
+    fn form(&self, key: &[u8], stored: &[u8]) -> skiff_store::StoredForm {
+        let name = match stored.strip_prefix(PREFIX.as_bytes()) {
+            // `<kind>:v1:<key name>:…`
+            Some(rest) => {
+                let mut parts = rest.splitn(4, |b| *b == b':');
+                let kind = String::from_utf8_lossy(parts.next().unwrap_or_default());
+                let name = String::from_utf8_lossy(parts.nth(1).unwrap_or_default());
+                format!("{kind}:{name}")
+            }
+            None => "identity".to_string(),
+        };
+        let written = match self.rule(key).and_then(|rule| rule.providers.first()) {
+            Some(Provider::Keys { kind, keys }) => keys.first().map(|(key_name, _)| format!("{kind}:{key_name}")),
+            Some(Provider::Identity) | None => None,
+        };
+        let current = written.as_deref().unwrap_or("identity") == name;
+        skiff_store::StoredForm { name, current }
+    }
+}
+
+impl Encryption {
+    /// The form each configured resource is written in now: its store key
+    /// prefix, and `<provider>:<key name>` or `identity`.
+    pub fn write_forms(&self) -> Vec<(String, String)> {
+        self.rules
+            .iter()
+            .flat_map(|rule| {
+                let form = match rule.providers.first() {
+                    Some(Provider::Keys { kind, keys }) => keys
+                        .first()
+                        .map_or_else(|| "identity".to_string(), |(name, _)| format!("{kind}:{name}")),
+                    _ => "identity".to_string(),
+                };
+                rule.prefixes.iter().map(move |p| (p.clone(), form.clone()))
+            })
+            .collect()
+    }
+
+    /// A configuration `text` with a new AES-256-GCM key first among the
+    /// `aesgcm` keys of every rule that has them (or, for a rule whose
+    /// first provider is not `aesgcm`, a new `aesgcm` provider first):
+    /// what rotation writes. The older keys stay, so what they sealed
+    /// still opens. The new key is named `key<n>`, `n` one more than the
+    /// highest number in use.
+    pub fn rotated(text: &str) -> Result<(String, String), String> {
+        Encryption::parse(text)?;
+        let mut config: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
+        let mut highest = 0u64;
+        let mut names = Vec::new();
+        collect_key_names(&config, &mut names);
+        for name in &names {
+            if let Some(n) = name.strip_prefix("key").and_then(|n| n.parse::<u64>().ok()) {
+                highest = highest.max(n);
+            }
+        }
+        let name = format!("key{}", highest + 1);
+        let mut secret = [0u8; 32];
+        SystemRandom::new()
+            .fill(&mut secret)
+            .map_err(|_| "no randomness".to_string())?;
+        let secret = base64::engine::general_purpose::STANDARD.encode(secret);
+        let new_key =
+            serde_yaml::to_value(serde_json::json!({"name": name, "secret": secret})).map_err(|e| e.to_string())?;
+        let resources = config
+            .get_mut("resources")
+            .and_then(|r| r.as_sequence_mut())
+            .ok_or("the configuration lists no resources")?;
+        for rule in resources {
+            let Some(providers) = rule.get_mut("providers").and_then(|p| p.as_sequence_mut()) else {
+                continue;
+            };
+            let existing = providers.iter_mut().find_map(|p| {
+                p.get_mut("aesgcm")
+                    .and_then(|a| a.get_mut("keys"))
+                    .and_then(|k| k.as_sequence_mut())
+            });
+            match existing {
+                Some(keys) => keys.insert(0, new_key.clone()),
+                None => {
+                    let provider = serde_yaml::to_value(serde_json::json!({"aesgcm": {"keys": [new_key.clone()]}}))
+                        .map_err(|e| e.to_string())?;
+                    providers.insert(0, provider);
+                }
+            }
+            // The provider holding the new key writes.
+            if let Some(at) = providers.iter().position(|p| p.get("aesgcm").is_some())
+                && at != 0
+            {
+                let provider = providers.remove(at);
+                providers.insert(0, provider);
+            }
+        }
+        let text = serde_yaml::to_string(&config).map_err(|e| e.to_string())?;
+        Encryption::parse(&text)?;
+        Ok((text, name))
+    }
+}
+
+fn collect_key_names(value: &serde_yaml::Value, names: &mut Vec<String>) {
+    match value {
+        serde_yaml::Value::Mapping(map) => {
+            if let (Some(serde_yaml::Value::String(name)), Some(_)) = (map.get("name"), map.get("secret")) {
+                names.push(name.clone());
+            }
+            map.values().for_each(|v| collect_key_names(v, names));
+        }
+        serde_yaml::Value::Sequence(items) => items.iter().for_each(|v| collect_key_names(v, names)),
+        _ => {}
+    }
 }
 
 #[cfg(test)]
@@ -391,6 +503,37 @@ mod tests {
     }
 
     const SECRET: &[u8] = b"/registry/core/secrets/default/db";
+
+    #[test]
+    fn rotation_puts_a_new_key_first_and_keeps_the_old_ones() {
+        let first = Encryption::default_config().unwrap();
+        let before = Encryption::parse(&first).unwrap();
+        let sealed = before.seal(SECRET, b"v".to_vec()).unwrap();
+        assert_eq!(
+            before.form(SECRET, &sealed),
+            skiff_store::StoredForm {
+                name: "aesgcm:key1".into(),
+                current: true
+            }
+        );
+        let (text, name) = Encryption::rotated(&first).unwrap();
+        assert_eq!(name, "key2");
+        let after = Encryption::parse(&text).unwrap();
+        assert_eq!(
+            after.write_forms(),
+            [("/registry/core/secrets/".to_string(), "aesgcm:key2".to_string())]
+        );
+        // The old key still opens what it sealed, which is no longer current.
+        assert_eq!(after.open(SECRET, sealed.clone()).unwrap(), b"v");
+        assert!(!after.form(SECRET, &sealed).current);
+        let resealed = after.seal(SECRET, b"v".to_vec()).unwrap();
+        assert_eq!(after.form(SECRET, &resealed).name, "aesgcm:key2");
+        assert!(after.form(SECRET, &resealed).current);
+        // Plain values are identity, and not current under a key.
+        assert_eq!(after.form(SECRET, b"{}").name, "identity");
+        assert!(!after.form(SECRET, b"{}").current);
+        assert_eq!(Encryption::rotated(&text).unwrap().1, "key3");
+    }
 
     #[test]
     fn configured_resources_are_sealed_and_open_again() {

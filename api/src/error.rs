@@ -295,7 +295,10 @@ impl From<skiff_store::Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = (self.code(), self.status().body()).into_response();
+        let status = self.status();
+        let mut response = (self.code(), status.body()).into_response();
+        // For the audit log, which records the failure's reason.
+        response.extensions_mut().insert(status);
         response.headers_mut().insert(
             http::header::CONTENT_TYPE,
             http::HeaderValue::from_static("application/json"),

@@ -27,6 +27,10 @@
 //!    every error is a `metav1.Status` ([`error::ApiError`], encoded by
 //!    [`status`] as kube-apiserver encodes it).
 //!
+//! With an audit policy, [`audit`] wraps all of it: every request gets an
+//! audit ID and `audit.k8s.io/v1` events (who, what, as whom, with which
+//! result) in a rotated log, Secret payloads never among them.
+//!
 //! Custom resources: [`crd`] turns stored CustomResourceDefinitions into
 //! catalog entries (and keeps every server's catalog in step through a
 //! store watch); [`structural`] prunes, defaults and validates custom
@@ -39,6 +43,7 @@
 //! controllers' signer calls [`pki::Pki::sign_request`]).
 
 pub mod admission;
+pub mod audit;
 pub mod auth;
 pub mod body;
 pub mod catalog;

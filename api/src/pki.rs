@@ -16,6 +16,8 @@
 //! those of skiff's own components on each start, and [`Pki::sign_request`]
 //! those that node agents ask for.
 //!
+//! The peer port has a CA of its own ([`peer`]).
+//!
 //! Existing files are reused, so clients keep trusting a restarted server;
 //! the serving certificate is re-issued when the names it must cover change.
 
@@ -29,6 +31,8 @@ use rcgen::{
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+pub mod peer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
@@ -132,11 +136,17 @@ fn client_params(user: &str, group: Option<&str>, until_year: i32) -> Result<Cer
     Ok(params)
 }
 
-/// The CA's certificate parameters: the same on every start, so the stored
-/// CA key can sign again without parsing the stored certificate.
+/// The cluster CA's certificate parameters.
 fn ca_params() -> Result<CertificateParams, PkiError> {
+    authority_params("skiff-ca")
+}
+
+/// A CA's certificate parameters, named `common_name`: the same on every
+/// start, so the stored CA key can sign again without parsing the stored
+/// certificate.
+fn authority_params(common_name: &str) -> Result<CertificateParams, PkiError> {
     let mut params = CertificateParams::new(Vec::<String>::new()).map_err(generate("CA"))?;
-    params.distinguished_name.push(DnType::CommonName, "skiff-ca");
+    params.distinguished_name.push(DnType::CommonName, common_name);
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,

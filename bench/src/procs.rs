@@ -15,6 +15,34 @@ pub struct Cluster {
     pub endpoints: Vec<String>,
     /// For skiff: each node's Kubernetes API address and data directory.
     pub api: Vec<(String, PathBuf)>,
+    /// How each child was started, to start it again after a kill.
+    commands: Vec<(PathBuf, Vec<std::ffi::OsString>)>,
+}
+
+impl Cluster {
+    /// Kills child `i` with SIGKILL, as a crash would.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(child) = self.children.get_mut(i) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts child `i` again as it was started first.
+    pub fn restart(&mut self, i: usize) -> anyhow::Result<()> {
+        let (bin, args) = self.commands.get(i).context("no such child")?;
+        let child = Command::new(bin)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        if let Some(slot) = self.children.get_mut(i) {
+            *slot = child;
+        }
+        Ok(())
+    }
 }
 
 impl Drop for Cluster {
@@ -57,8 +85,43 @@ fn wait_for_port(addr: &str, timeout: Duration) -> anyhow::Result<()> {
     bail!("{addr} did not start listening within {timeout:?}")
 }
 
+/// How skiff servers speak on their peer port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerTransport {
+    /// Mutual TLS with the cluster's peer CA: what skiff runs.
+    MutualTls,
+    /// Plain HTTP (`--peer-plain-http`): the baseline that shows TLS's cost.
+    Plain,
+}
+
+impl Cluster {
+    /// A store client for skiff's peer ports, as the first server: with its
+    /// peer certificate, unless the cluster speaks plain HTTP.
+    pub fn store_client(&self, transport: PeerTransport) -> anyhow::Result<skiff_store::Client> {
+        let tls = match transport {
+            PeerTransport::Plain => None,
+            PeerTransport::MutualTls => {
+                let (_, dir) = self.api.first().context("not a skiff cluster")?;
+                let pki = dir.join("pki");
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while !pki.join("peer.key").exists() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                let peer = skiff_api::pki::peer::PeerPki::read(&pki)?;
+                Some(peer.client_config()?)
+            }
+        };
+        Ok(skiff_store::Client::with_tls(self.endpoints.clone(), tls)?)
+    }
+}
+
 /// `nodes` skiff servers forming one cluster.
 pub fn skiff(bin: &Path, root: &Path, nodes: usize) -> anyhow::Result<Cluster> {
+    skiff_with(bin, root, nodes, PeerTransport::MutualTls)
+}
+
+/// `nodes` skiff servers forming one cluster, with `transport` between them.
+pub fn skiff_with(bin: &Path, root: &Path, nodes: usize, transport: PeerTransport) -> anyhow::Result<Cluster> {
     let ports: Vec<u16> = (0..nodes).map(|_| free_port()).collect::<Result<_, _>>()?;
     let peers: Vec<String> = ports
         .iter()
@@ -69,6 +132,7 @@ pub fn skiff(bin: &Path, root: &Path, nodes: usize) -> anyhow::Result<Cluster> {
         children: Vec::new(),
         endpoints: ports.iter().map(|p| format!("127.0.0.1:{p}")).collect(),
         api: Vec::new(),
+        commands: Vec::new(),
     };
     for (i, port) in ports.iter().enumerate() {
         let api = format!("127.0.0.1:{}", free_port()?);
@@ -87,10 +151,16 @@ pub fn skiff(bin: &Path, root: &Path, nodes: usize) -> anyhow::Result<Cluster> {
             } else {
                 Stdio::null()
             });
+        if transport == PeerTransport::Plain {
+            cmd.arg("--peer-plain-http");
+        }
         if nodes > 1 {
             // Members other than the first get its credentials with it.
             cmd.args(["--peers", &peers.join(","), "--token", "skiff-bench"]);
         }
+        cluster
+            .commands
+            .push((bin.to_path_buf(), cmd.get_args().map(|a| a.to_os_string()).collect()));
         cluster
             .children
             .push(cmd.spawn().with_context(|| format!("starting {}", bin.display()))?);
@@ -114,6 +184,7 @@ pub fn etcd(root: &Path, nodes: usize) -> anyhow::Result<Cluster> {
         children: Vec::new(),
         endpoints: client_ports.iter().map(|p| format!("127.0.0.1:{p}")).collect(),
         api: Vec::new(),
+        commands: Vec::new(),
     };
     for i in 0..nodes {
         let dir: PathBuf = root.join(format!("etcd{}", i + 1));

@@ -11,8 +11,11 @@
 //! * [`selector`] matches `metav1.LabelSelector`s against labels and
 //!   renders them as `labelSelector` query values;
 //! * [`taints`] decides which tolerations tolerate which taints;
-//! * [`leader`] elects one leader among control-plane servers on a Lease.
+//! * [`leader`] elects one leader among control-plane servers on a Lease;
+//! * [`balancer`] spreads a component's connections over several API
+//!   servers and moves them off a dead one (a node agent's failover).
 
+pub mod balancer;
 pub mod events;
 pub mod leader;
 pub mod selector;

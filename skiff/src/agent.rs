@@ -13,6 +13,11 @@
 //!   needs no token (and `--token-file` may be left out).
 //! * any other token: a bearer token for both the node and its proxy, as
 //!   given.
+//!
+//! Given `--server` several times (the cluster's servers), the agent
+//! dials them through a client-side balancer (`skiff_client::balancer`):
+//! its node, proxy and certificate clients keep working while one server
+//! lives, and move to another when theirs dies.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -125,9 +130,11 @@ fn host_name() -> String {
 
 #[derive(Debug, Args)]
 pub struct AgentArgs {
-    /// The API server, e.g. https://127.0.0.1:6443.
-    #[arg(long)]
-    server: String,
+    /// The API server, e.g. https://127.0.0.1:6443; repeat it (or give
+    /// several, comma-separated) for the cluster's servers, to fail over
+    /// between them.
+    #[arg(long, required = true, value_delimiter = ',')]
+    server: Vec<String>,
 
     /// File holding a join token (from `skiff token create`), with which
     /// the agent obtains its client certificates; or any other bearer
@@ -178,10 +185,34 @@ pub async fn start(clients: Clients, config: AgentConfig) -> anyhow::Result<Agen
     ))
 }
 
-pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
-    if !args.server.starts_with("https://") {
-        return Err(UsageError(format!("--server {} must be an https:// URL", args.server)).into());
+/// `host:port` of an `https://` server URL (port 443 if none).
+fn dial_address(server: &str) -> Result<String, UsageError> {
+    let bad = || UsageError(format!("--server {server} must be an https:// URL"));
+    let uri: http::Uri = server.parse().map_err(|_| bad())?;
+    if uri.scheme_str() != Some("https") {
+        return Err(bad());
     }
+    let host = uri.host().ok_or_else(bad)?;
+    Ok(format!("{host}:{}", uri.port_u16().unwrap_or(443)))
+}
+
+pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+    let addresses = args
+        .server
+        .iter()
+        .map(|server| dial_address(server))
+        .collect::<Result<Vec<_>, _>>()?;
+    // One server is dialled directly; several, through a balancer that
+    // lives as long as the agent.
+    let (server, _balancer) = match addresses.len() {
+        1 => (args.server[0].clone(), None),
+        _ => {
+            let balancer = skiff_client::balancer::Balancer::start(addresses)
+                .await
+                .context("cannot start the API balancer")?;
+            (balancer.url(), Some(balancer))
+        }
+    };
     let token = match &args.token_file {
         Some(file) => Some(
             std::fs::read_to_string(file)
@@ -199,12 +230,12 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let name = config.node_name.clone();
     let (clients, _renewals) = match token.as_deref() {
         Some(token) if !crate::token::is_join_token(token) => {
-            let client = client(&args.server, &ca, &Credential::Token(token)).await?;
+            let client = client(&server, &ca, &Credential::Token(token)).await?;
             (Clients::shared(client), None)
         }
         join_token => {
             let pki = args.data_dir.join("pki");
-            let (clients, renewals) = certificates::join(&args.server, &ca, &pki, &name, join_token).await?;
+            let (clients, renewals) = certificates::join(&server, &ca, &pki, &name, join_token).await?;
             (clients, Some(renewals))
         }
     };

@@ -17,12 +17,19 @@
 //!
 //! # The exchange
 //!
-//! On the peer port, `POST /bootstrap` with `Authorization: Bearer
-//! <secret>` answers the credentials ([`Credentials`]) sealed with
-//! AES-256-GCM under a key derived from the secret (PBKDF2-HMAC-SHA256
-//! over a fresh random salt): they never cross the peer port readable,
-//! whatever else can read it. A wrong secret gets `401` and nothing else.
-//! ring does the cryptography (it is already the TLS provider).
+//! On the peer port (TLS; see `crate::peer`), `POST /bootstrap` with
+//! `Authorization: Bearer <proof>`, where the proof is a SHA-256 of the
+//! secret (so the secret itself never leaves the joining server), answers
+//! the credentials ([`Credentials`]) sealed with AES-256-GCM under a key
+//! derived from the secret (PBKDF2-HMAC-SHA256 over a fresh random salt).
+//! A wrong proof gets `401` and nothing else.
+//!
+//! The joining server has no trust anchor yet, so its TLS does not check
+//! the server's certificate (k3s's first call, for the CA, is alike); what
+//! it receives is authenticated instead: only a holder of the secret can
+//! seal an answer that opens, and the CA inside must hash as the token
+//! says. What an impostor on the path can learn is the proof, which opens
+//! nothing. ring does the cryptography (it is already the TLS provider).
 
 use std::collections::BTreeMap;
 use std::num::NonZeroU32;
@@ -44,12 +51,14 @@ use serde::{Deserialize, Serialize};
 pub const PATH: &str = "/bootstrap";
 
 /// The files of `DIR/pki` that make the cluster's identity.
-pub const SHARED_FILES: [&str; 5] = [
+pub const SHARED_FILES: [&str; 7] = [
     "ca.crt",
     "ca.key",
     "admin.token",
     "service-account.key",
     ENCRYPTION_CONFIG,
+    skiff_api::pki::peer::CA_FILES[0],
+    skiff_api::pki::peer::CA_FILES[1],
 ];
 
 /// The cluster's encryption-at-rest configuration, in `DIR/pki`
@@ -251,9 +260,9 @@ async fn serve(State(offer): State<Offer>, headers: HeaderMap) -> Response {
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default();
     // Compared as digests: equal lengths, and the time taken says nothing
-    // of the secret.
+    // of the proof.
     let digest = |s: &str| ring::digest::digest(&ring::digest::SHA256, s.as_bytes());
-    if digest(given).as_ref() != digest(secret).as_ref() {
+    if digest(given).as_ref() != digest(&proof(secret)).as_ref() {
         return (StatusCode::UNAUTHORIZED, "wrong join token").into_response();
     }
     match seal(credentials, secret) {
@@ -262,16 +271,32 @@ async fn serve(State(offer): State<Offer>, headers: HeaderMap) -> Response {
     }
 }
 
+/// What a joining server shows it knows the secret with.
+fn proof(secret: &str) -> String {
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    context.update(b"skiff bootstrap proof\0");
+    context.update(secret.as_bytes());
+    hex::encode(context.finish())
+}
+
 /// Asks the server at `addr` (its peer port) for the cluster's
 /// credentials with `token`, and checks them against it. Retries while
 /// the server is unreachable or starting, for up to a minute.
 pub async fn fetch(addr: &str, token: &Token) -> Result<Credentials, Error> {
     use http_body_util::{BodyExt, Full};
     use hyper_util::client::legacy::Client;
+    use hyper_util::client::legacy::connect::HttpConnector;
     use hyper_util::rt::TokioExecutor;
 
-    let client: Client<_, Full<bytes::Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let uri = format!("http://{addr}{PATH}");
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(unanchored_tls()?)
+        .https_only()
+        .enable_http1()
+        .wrap_connector(http);
+    let client: Client<_, Full<bytes::Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
+    let uri = format!("https://{addr}{PATH}");
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
     let unreachable = |message: String| Error::Unreachable {
         addr: addr.to_string(),
@@ -279,7 +304,7 @@ pub async fn fetch(addr: &str, token: &Token) -> Result<Credentials, Error> {
     };
     loop {
         let request = http::Request::post(&uri)
-            .header(header::AUTHORIZATION, format!("Bearer {}", token.secret))
+            .header(header::AUTHORIZATION, format!("Bearer {}", proof(&token.secret)))
             .body(Full::default())
             .map_err(|e| unreachable(e.to_string()))?;
         let retry = match client.request(request).await {
@@ -310,6 +335,58 @@ pub async fn fetch(addr: &str, token: &Token) -> Result<Credentials, Error> {
             return Err(unreachable(retry));
         }
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
+
+/// TLS for the one call a joining server makes before it trusts anything:
+/// the server's certificate is not anchored (see the module doc), though
+/// the handshake's signatures are checked as usual.
+fn unanchored_tls() -> Result<rustls::ClientConfig, Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Io(format!("TLS: {e}")))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(Unanchored(provider)))
+        .with_no_client_auth())
+}
+
+/// Accepts any server certificate whose key signs the handshake.
+#[derive(Debug)]
+struct Unanchored(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for Unanchored {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        signature: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, signature, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        signature: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, signature, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 

@@ -6,6 +6,8 @@
 //! | `skiff agent`  | [`agent`]   | a node agent in its own process, joining with a join token |
 //! | `skiff image`  | [`image`]   | import Wasm components and OCI layouts into a node; push components to a registry |
 //! | `skiff token`  | [`token`]   | create, list and delete join tokens            |
+//! | `skiff snapshot` | [`snapshot`] | save a backup of the store; restore one into a new cluster |
+//! | `skiff secrets-encrypt` | [`secrets_encrypt`] | encryption at rest: status, key rotation, re-encryption |
 //!
 //! Exit codes: 0 success, 1 runtime failure, 2 bad usage.
 
@@ -13,11 +15,15 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod admin;
 mod agent;
 mod bootstrap;
 mod image;
 mod manifests;
+mod peer;
+mod secrets_encrypt;
 mod server;
+mod snapshot;
 mod token;
 
 /// A command line that parses but makes no sense; exits with code 2.
@@ -46,6 +52,10 @@ enum Command {
     Image(image::ImageArgs),
     /// Manage join tokens (bootstrap tokens) for node agents.
     Token(token::TokenArgs),
+    /// Back the cluster's store up, or restore a backup into a new cluster.
+    Snapshot(snapshot::SnapshotArgs),
+    /// Encryption at rest: status, key rotation and re-encryption.
+    SecretsEncrypt(secrets_encrypt::SecretsEncryptArgs),
 }
 
 /// A node agent holds a listening socket per Wasm pod port and the server
@@ -95,6 +105,8 @@ fn main() -> ExitCode {
             Command::Agent(args) => agent::run(args).await,
             Command::Image(args) => image::run(args).await,
             Command::Token(args) => token::run(args).await,
+            Command::Snapshot(args) => snapshot::run(args).await,
+            Command::SecretsEncrypt(args) => secrets_encrypt::run(args).await,
         }
     });
     match result {

@@ -9,8 +9,9 @@
 //!    (`crate::bootstrap`); then this server's own serving certificate,
 //!    and the admin kubeconfig at `DIR/kubeconfig`.
 //! 2. **The store** (`skiff_store::Store`) under `DIR/store`, and its peer
-//!    router on `--peer-listen` (raft RPC, forwarded writes, and the
-//!    credentials for servers that join); then either bootstraps a
+//!    router on `--peer-listen`, in mutual TLS with the cluster's peer CA
+//!    (`crate::peer`: raft RPC, forwarded writes, and the credentials for
+//!    servers that join); then either bootstraps a
 //!    one-node cluster (the default), forms one from `--peers`, or joins
 //!    one with `--join`, and waits for a leader.
 //! 3. **The API server** (`skiff_api::ApiServer`) over TLS on `--listen`,
@@ -69,6 +70,11 @@ pub struct ServerArgs {
     /// Address peers use to reach this node; defaults to --peer-listen.
     #[arg(long)]
     advertise_peer: Option<String>,
+
+    /// Serve and call the peer port in plain HTTP instead of mutual TLS:
+    /// only to measure what TLS costs (every member must agree).
+    #[arg(long, hide = true)]
+    peer_plain_http: bool,
 
     /// This node's id in the cluster (unique, non-zero).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
@@ -133,6 +139,23 @@ pub struct ServerArgs {
     #[arg(long, value_name = "FILE")]
     encryption_provider_config: Option<PathBuf>,
 
+    /// When to save a snapshot of the store into --snapshot-dir: a cron
+    /// schedule, in UTC (k3s's default: every twelve hours).
+    #[arg(long, default_value = "0 */12 * * *")]
+    snapshot_schedule: skiff_controllers::cronjob::Schedule,
+
+    /// How many scheduled snapshots of this server to keep.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    snapshot_retention: u64,
+
+    /// Where scheduled snapshots go; defaults to DIR/snapshots.
+    #[arg(long)]
+    snapshot_dir: Option<PathBuf>,
+
+    /// Take no scheduled snapshots.
+    #[arg(long)]
+    disable_snapshots: bool,
+
     /// Read-only requests (not watches or streams) served at once; more
     /// get 429 with Retry-After. 0: no limit (kube-apiserver's flag).
     #[arg(long, default_value_t = 400)]
@@ -145,6 +168,27 @@ pub struct ServerArgs {
     /// Where NodePort Services get their node ports, as FIRST-LAST.
     #[arg(long, default_value = "30000-32767", value_parser = parse_port_range)]
     service_node_port_range: (u16, u16),
+
+    /// An audit policy (kube-apiserver's `audit.k8s.io/v1` `Policy`, YAML
+    /// or JSON): which requests are logged, and how much of each. Without
+    /// it nothing is audited. Secrets are never logged above Metadata.
+    #[arg(long, value_name = "FILE", requires = "audit_log_path", value_parser = skiff_api::audit::Policy::load_flag)]
+    audit_policy_file: Option<skiff_api::audit::Policy>,
+
+    /// Where audit events go, one JSON `Event` a line; `-` for standard
+    /// output.
+    #[arg(long, value_name = "FILE", requires = "audit_policy_file")]
+    audit_log_path: Option<PathBuf>,
+
+    /// Megabytes an audit log file may reach before it is rotated (renamed
+    /// `<name>-<time>.<ext>` beside it); 0 means 100.
+    #[arg(long, value_name = "MB", default_value_t = 100)]
+    audit_log_maxsize: u64,
+
+    /// Rotated audit log files kept, the oldest removed first; 0 keeps
+    /// them all.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    audit_log_maxbackup: usize,
 
     #[command(flatten)]
     node: crate::agent::NodeArgs,
@@ -298,6 +342,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     hosts.extend(args.service_cluster_ip_range.nth(1).map(|ip| ip.to_string()));
     hosts.dedup();
     let pki = skiff_api::pki::Pki::load_or_create(&args.data_dir, &hosts).context("cannot prepare TLS credentials")?;
+    let peer_pki = skiff_api::pki::peer::PeerPki::load_or_create(
+        &pki_dir,
+        &format!("skiff-peer-{}", args.node_id),
+        &peer_hosts(&advertise, local),
+    )
+    .context("cannot prepare the peer port's TLS credentials")?;
     // Encryption at rest: the cluster's default configuration, unless one
     // is given.
     let default_encryption = pki_dir.join(crate::bootstrap::ENCRYPTION_CONFIG);
@@ -342,12 +392,23 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         keep_for: Duration::from_secs(args.compaction_min_age),
         enabled: args.compaction_interval > 0,
     };
+    let peer_tls = if args.peer_plain_http {
+        tracing::warn!("the peer port speaks plain HTTP (--peer-plain-http): anyone who reaches it can write");
+        None
+    } else {
+        config.peer_tls = Some(peer_pki.client_config().context("peer TLS")?);
+        Some(peer_pki.server_config().context("peer TLS")?)
+    };
     let store = Store::open(config)
         .await
         .with_context(|| format!("cannot open the store in {}", args.data_dir.display()))?;
+    let encrypted = encryption.write_forms();
     store.set_transformer(encryption.into_transformer());
-    let peer_router = skiff_store::http::peer_router(store.clone()).merge(offer.router());
-    let serve = tokio::spawn(async move { axum::serve(listener, peer_router).await });
+    let serve = tokio::spawn(crate::peer::serve(
+        listener,
+        peer_tls,
+        crate::peer::router(store.clone(), &offer),
+    ));
 
     if let Some(peer) = &args.join {
         store
@@ -360,6 +421,18 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         store.initialize(members).await.context("cannot form the cluster")?;
     }
     let leader = store.wait_for_leader(Duration::from_secs(30)).await?;
+    let _snapshots = (!args.disable_snapshots).then(|| {
+        let schedule = crate::snapshot::Schedule {
+            schedule: args.snapshot_schedule.clone(),
+            dir: args
+                .snapshot_dir
+                .clone()
+                .unwrap_or_else(|| args.data_dir.join("snapshots")),
+            retention: usize::try_from(args.snapshot_retention).unwrap_or(usize::MAX),
+            node: format!("node-{}", args.node_id),
+        };
+        AbortOnDrop(tokio::spawn(schedule.run(store.clone())))
+    });
     tracing::info!(node = args.node_id, peer = %advertise, leader, revision = store.revision(), "store ready");
 
     let api_host = if api_addr.ip().is_unspecified() {
@@ -393,9 +466,24 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         service_ranges: ranges,
         root_ca: Some(pki.ca_pem.clone()),
         node_client,
+        encrypted,
         inflight: skiff_api::server::inflight::Limits {
             read_only: args.max_requests_inflight,
             mutating: args.max_mutating_requests_inflight,
+        },
+        audit: match (&args.audit_policy_file, &args.audit_log_path) {
+            (Some(policy), Some(path)) => Some(
+                skiff_api::audit::Audit::start(
+                    policy.clone(),
+                    &skiff_api::audit::LogOptions {
+                        path: path.clone(),
+                        max_size_mb: args.audit_log_maxsize,
+                        max_backups: args.audit_log_maxbackup,
+                    },
+                )
+                .context("--audit-log-path")?,
+            ),
+            _ => None,
         },
     };
     let api = skiff_api::ApiServer::with_settings(store.clone(), authentication, settings);
@@ -526,6 +614,24 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     }
     store.shutdown().await?;
     Ok(())
+}
+
+/// The names this server's peer certificate covers: the host of the
+/// address it advertises, the address it listens on, and loopback.
+fn peer_hosts(advertise: &str, listening: SocketAddr) -> Vec<String> {
+    let host = advertise
+        .rsplit_once(':')
+        .map_or(advertise, |(host, _)| host)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let mut hosts = vec![host.to_string()];
+    if !listening.ip().is_unspecified() {
+        hosts.push(listening.ip().to_string());
+    }
+    hosts.extend(["127.0.0.1", "::1", "localhost"].map(String::from));
+    let mut seen = std::collections::BTreeSet::new();
+    hosts.retain(|h| !h.is_empty() && seen.insert(h.clone()));
+    hosts
 }
 
 /// The user the API server calls node agents as (kubeadm's name for it).

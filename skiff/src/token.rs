@@ -116,20 +116,7 @@ fn random_chars(n: usize) -> String {
 }
 
 pub async fn run(args: TokenArgs) -> anyhow::Result<()> {
-    let kubeconfig = args.kubeconfig.unwrap_or_else(|| args.data_dir.join("kubeconfig"));
-    if !kubeconfig.is_file() {
-        return Err(UsageError(format!(
-            "{} does not exist: name a server's --data-dir or a --kubeconfig",
-            kubeconfig.display()
-        ))
-        .into());
-    }
-    let config = kube::config::Kubeconfig::read_from(&kubeconfig)
-        .with_context(|| format!("cannot read {}", kubeconfig.display()))?;
-    let config = kube::Config::from_custom_kubeconfig(config, &Default::default())
-        .await
-        .context("cannot configure the API client")?;
-    let client = kube::Client::try_from(config).context("cannot create the API client")?;
+    let client = crate::admin::client(&args.data_dir, args.kubeconfig.as_ref()).await?;
     let secrets: Api<Secret> = Api::namespaced(client, NAMESPACE);
     match args.command {
         TokenCommand::Create(create) => {

@@ -32,6 +32,22 @@ fn free_addr() -> String {
     skiff_testing::free_addr().unwrap()
 }
 
+/// A store client for the server whose data is in `data_dir`: mutual TLS
+/// with the peer certificate it writes early in its start.
+async fn client(data_dir: &Path, peer: &str) -> Client {
+    let pki = data_dir.join("pki");
+    skiff_testing::eventually(Duration::from_secs(30), "the server's peer certificate", || async {
+        pki.join("peer.crt").exists().then_some(())
+    })
+    .await
+    .unwrap();
+    let tls = skiff_api::pki::peer::PeerPki::read(&pki)
+        .unwrap()
+        .client_config()
+        .unwrap();
+    Client::with_tls(vec![peer.to_string()], Some(tls)).unwrap()
+}
+
 async fn wait_writable(client: &Client) {
     skiff_testing::eventually(Duration::from_secs(30), "the server to become writable", || async {
         client
@@ -49,7 +65,7 @@ async fn sigkill_mid_load_loses_no_acknowledged_write() {
     let dir = tempfile::tempdir().unwrap();
     let peer = free_addr();
     let mut child = start(dir.path(), &peer);
-    let client = Arc::new(Client::new(vec![peer.clone()]).unwrap());
+    let client = Arc::new(client(dir.path(), &peer).await);
     wait_writable(&client).await;
 
     let acked: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
@@ -135,7 +151,7 @@ async fn a_second_server_on_the_same_data_dir_exits_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let peer = free_addr();
     let mut first = start(dir.path(), &peer);
-    wait_writable(&Client::new(vec![peer]).unwrap()).await;
+    wait_writable(&client(dir.path(), &peer).await).await;
 
     let second = Command::new(env!("CARGO_BIN_EXE_skiff"))
         .args(["server", "--peer-listen", &free_addr(), "--listen", &free_addr()])

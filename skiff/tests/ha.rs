@@ -2,7 +2,8 @@
 //! token gets the first server's CA, admin credentials and ServiceAccount
 //! key, so the first server's kubeconfig works against it; a wrong token
 //! or a token naming another CA is refused with a clear message, and the
-//! server exits.
+//! server exits. The peer port between them speaks mutual TLS and serves
+//! no one else.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -95,6 +96,55 @@ fn a_joining_server_shares_the_clusters_identity_and_a_wrong_token_is_refused() 
         std::fs::read_to_string(data.path().join("token")).unwrap().trim(),
         token.trim()
     );
+
+    // The peer port: mutual TLS with the peer CA, the same on both.
+    let pki = first.data.path().join("pki");
+    assert_eq!(
+        std::fs::read_to_string(data.path().join("pki/peer-ca.crt")).unwrap(),
+        std::fs::read_to_string(pki.join("peer-ca.crt")).unwrap()
+    );
+    let status = format!("https://{}/cluster/status", first.peer_addr());
+    let curl = |args: &[&str]| {
+        let output = Command::new("curl")
+            .args(["-sS", "--max-time", "10", "-o", "/dev/stdout", "-w", "\n%{http_code}"])
+            .args(args)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        (output.status.code(), text)
+    };
+    let path = |name: &str| pki.join(name).display().to_string();
+    let peer_ca = path("peer-ca.crt");
+    // A member's own certificate is let in.
+    let (code, text) = curl(&[
+        "--cacert",
+        &peer_ca,
+        "--cert",
+        &path("peer.crt"),
+        "--key",
+        &path("peer.key"),
+        &status,
+    ]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.ends_with("\n200") && text.contains("\"voters\""), "{text}");
+    // No certificate: 401.
+    let (_, text) = curl(&["--cacert", &peer_ca, &status]);
+    assert!(text.ends_with("\n401") && text.contains("peer CA"), "{text}");
+    // The cluster CA's admin certificate is not a peer's: the handshake fails.
+    let (code, text) = curl(&[
+        "--cacert",
+        &peer_ca,
+        "--cert",
+        &path("admin.crt"),
+        "--key",
+        &path("admin.key"),
+        &status,
+    ]);
+    assert_ne!(code, Some(0), "{text}");
+    assert!(!text.contains("voters"), "{text}");
+    // Plain HTTP gets nothing.
+    let (code, text) = curl(&[&format!("http://{}/cluster/status", first.peer_addr())]);
+    assert!(code != Some(0) || !text.ends_with("\n200"), "{text}");
 }
 
 /// Every regular file under `dir`, read whole.
@@ -161,4 +211,172 @@ fn secrets_are_encrypted_at_rest() {
         "jsonpath={.items[0].data.password}",
     ]);
     assert_eq!(listed, encoded);
+
+    // Key rotation, as `skiff secrets-encrypt` does it.
+    let mut cluster = cluster;
+    let data_dir = cluster.data.path().to_str().unwrap().to_string();
+    let secrets_encrypt = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .arg("secrets-encrypt")
+            .args(args)
+            .args(["--data-dir", &data_dir])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let status = secrets_encrypt(&["status"]);
+    assert!(
+        status.contains("writes aesgcm:key1; stored: aesgcm:key1: 1"),
+        "{status}"
+    );
+    assert!(secrets_encrypt(&["rotate"]).contains("new key key2"));
+    cluster.kill_and_restart();
+    let status = secrets_encrypt(&["status"]);
+    assert!(
+        status.contains("writes aesgcm:key2; stored: aesgcm:key1: 1"),
+        "{status}"
+    );
+    let reencrypted = secrets_encrypt(&["reencrypt"]);
+    assert!(reencrypted.contains("rewritten: 1"), "{reencrypted}");
+    let status = secrets_encrypt(&["status"]);
+    assert!(
+        status.contains("writes aesgcm:key2; stored: aesgcm:key2: 1"),
+        "{status}"
+    );
+    assert_eq!(
+        cluster.ok(&["get", "secret", "db", "-o", "jsonpath={.data.password}"]),
+        encoded
+    );
+}
+
+/// `skiff snapshot <args>`; its output.
+fn snapshot(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .arg("snapshot")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// A backup saved from a running server restores into a new cluster that
+/// serves the same objects at the same resourceVersions (Secrets
+/// included, with the old cluster's keys), tells a watch from an old
+/// revision that it is gone, and writes on past the bumped revision. A
+/// damaged backup is refused and creates nothing.
+#[test]
+fn snapshot_save_then_restore_gives_the_same_objects() {
+    let old = Cluster::start_with(&["--no-agent"]);
+    old.ok(&["create", "configmap", "kept", "--from-literal=k=v1"]);
+    old.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "pw",
+        "--from-literal=password=hunter2-restored",
+    ]);
+    old.ok(&["create", "namespace", "team"]);
+    old.ok(&["create", "configmap", "other", "-n", "team", "--from-literal=x=y"]);
+    let before = old.ok(&["get", "configmap", "kept", "-o", "jsonpath={.metadata.resourceVersion}"]);
+    let backups = tempfile::tempdir().unwrap();
+    let file = backups.path().join("cluster.snap");
+    let data_dir = old.data.path().to_str().unwrap().to_string();
+    let saved = snapshot(&["save", file.to_str().unwrap(), "--data-dir", &data_dir]);
+    assert!(saved.status.success(), "{saved:?}");
+    assert!(
+        String::from_utf8_lossy(&saved.stdout).contains("saved a backup at revision"),
+        "{saved:?}"
+    );
+    // Written after the backup: not in it.
+    old.ok(&["create", "configmap", "later", "--from-literal=k=v"]);
+
+    // Damaged copies are refused, and nothing is made.
+    let whole = std::fs::read(&file).unwrap();
+    let truncated = backups.path().join("truncated.snap");
+    std::fs::write(&truncated, &whole[..whole.len() - 100]).unwrap();
+    let target = tempfile::tempdir().unwrap();
+    let target_dir = target.path().join("restored");
+    let refused = snapshot(&[
+        "restore",
+        truncated.to_str().unwrap(),
+        "--data-dir",
+        target_dir.to_str().unwrap(),
+        "--credentials-from",
+        &data_dir,
+    ]);
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("not a usable backup"),
+        "{refused:?}"
+    );
+    assert!(!target_dir.join("store").exists());
+    // Without the old cluster's credentials, a clear refusal.
+    let no_keys = snapshot(&[
+        "restore",
+        file.to_str().unwrap(),
+        "--data-dir",
+        target_dir.to_str().unwrap(),
+    ]);
+    assert_eq!(no_keys.status.code(), Some(2), "{no_keys:?}");
+    assert!(
+        String::from_utf8_lossy(&no_keys.stderr).contains("--credentials-from"),
+        "{no_keys:?}"
+    );
+
+    let restored_dir = tempfile::tempdir().unwrap();
+    let restored = snapshot(&[
+        "restore",
+        file.to_str().unwrap(),
+        "--data-dir",
+        restored_dir.path().to_str().unwrap(),
+        "--credentials-from",
+        &data_dir,
+    ]);
+    assert!(restored.status.success(), "{restored:?}");
+    drop(old);
+    let new = Cluster::start_on(restored_dir, &["--no-agent"]);
+    assert_eq!(new.ok(&["get", "configmap", "kept", "-o", "jsonpath={.data.k}"]), "v1");
+    assert_eq!(
+        new.ok(&["get", "configmap", "kept", "-o", "jsonpath={.metadata.resourceVersion}"]),
+        before
+    );
+    assert_eq!(
+        new.ok(&["get", "configmap", "other", "-n", "team", "-o", "jsonpath={.data.x}"]),
+        "y"
+    );
+    let password = new.ok(&["get", "secret", "pw", "-o", "jsonpath={.data.password}"]);
+    assert_eq!(
+        password,
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "hunter2-restored")
+    );
+    let later = new.kubectl(&["get", "configmap", "later"]);
+    assert!(!later.status.success(), "written after the backup: {later:?}");
+    // A watch from the old cluster's revision is told it is gone.
+    let watch = new.kubectl(&[
+        "get",
+        "--raw",
+        &format!("/api/v1/namespaces/default/configmaps?watch=1&resourceVersion={before}&timeoutSeconds=2"),
+    ]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&watch.stdout),
+        String::from_utf8_lossy(&watch.stderr)
+    );
+    assert!(
+        text.contains("410") || text.contains("Expired") || text.contains("Gone"),
+        "{text}"
+    );
+    // New writes continue past the bumped revision.
+    new.ok(&["create", "configmap", "fresh", "--from-literal=k=v"]);
+    let fresh: u64 = new
+        .ok(&[
+            "get",
+            "configmap",
+            "fresh",
+            "-o",
+            "jsonpath={.metadata.resourceVersion}",
+        ])
+        .parse()
+        .unwrap();
+    assert!(fresh > 1_000_000_000, "{fresh}");
 }

@@ -28,16 +28,26 @@ pub struct Client {
 impl Client {
     /// A client for the cluster whose members' peer addresses (`host:port`) are given.
     pub fn new(endpoints: Vec<String>) -> Result<Client> {
+        Client::with_tls(endpoints, None)
+    }
+
+    /// A client whose calls use `tls` (as [`StoreConfig::peer_tls`](crate::StoreConfig)).
+    pub fn with_tls(endpoints: Vec<String>, tls: Option<std::sync::Arc<rustls::ClientConfig>>) -> Result<Client> {
         let first = endpoints
             .first()
             .cloned()
             .ok_or_else(|| Error::invalid("a client needs at least one endpoint"))?;
         Ok(Client {
-            peers: PeerClient::new(),
+            peers: PeerClient::new(tls)?,
             endpoints,
             leader: Mutex::new(first),
             timeout: Duration::from_secs(10),
         })
+    }
+
+    /// The endpoint writes go to now: the leader, as last learned.
+    pub fn leader_endpoint(&self) -> String {
+        self.leader()
     }
 
     fn leader(&self) -> String {

@@ -40,15 +40,18 @@
 //! * `store`: [`Store`], the handle that ties them together; `proposer`
 //!   batches the leader's proposals; `compactor`: automatic compaction.
 //! * `watch`: fan-out with bounded per-watcher queues.
+//! * [`backup`]: backups of a running store ([`Store::save_backup`]) and
+//!   new stores restored from them.
 //! * `wire`: the peer protocol (paths, encoding, forwarded requests and
 //!   their errors); [`http`]: the peer router that serves it;
 //!   `peer_client`: the HTTP client that calls it (raft RPC, forwarding,
-//!   and [`Client`]).
+//!   and [`Client`]), over TLS when configured.
 //!
 //! Modules depend downwards only: `wire` and `types` know nothing of the
 //! router, the raft adapters or the [`Store`], so the router, the peer
 //! client and raft's network can all use them without a cycle.
 
+pub mod backup;
 mod client;
 mod codec;
 mod compactor;
@@ -75,7 +78,7 @@ pub use kv::{
     ReadConsistency, Revision, Txn, TxnOp, TxnResponse, prefix_end,
 };
 pub use store::{ClusterStatus, Store, StoreConfig};
-pub use transform::ValueTransformer;
+pub use transform::{Resealed, StoredForm, ValueTransformer};
 pub use types::NodeId;
 pub use watch::Watcher;
 

@@ -1,13 +1,17 @@
 //! A small HTTP/1 client for node-to-node calls (raft RPC, forwarded
 //! writes, read indexes, joins). Bodies are bincode.
 //!
-//! The transport is plain HTTP on the peer port today; TLS goes here (a
-//! rustls connector) without touching the raft or state-machine code.
+//! With a TLS configuration ([`StoreConfig::peer_tls`](crate::StoreConfig))
+//! every call is HTTPS, authenticated both ways by whatever that
+//! configuration trusts and presents (`skiff server` gives it the peer
+//! CA and the server's peer certificate); without one, plain HTTP, as the
+//! store's own tests and in-process clusters use.
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -32,7 +36,9 @@ pub(crate) enum CallError {
 
 #[derive(Clone, Debug)]
 pub(crate) struct PeerClient {
-    http: Client<HttpConnector, Full<Bytes>>,
+    http: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    /// `https` with TLS, else `http`.
+    scheme: &'static str,
 }
 
 impl PeerClient {
@@ -59,17 +65,36 @@ impl PeerClient {
         answer.map_err(Error::from)
     }
 
-    pub(crate) fn new() -> Self {
+    /// A client speaking TLS with `tls`, or plain HTTP without it.
+    pub(crate) fn new(tls: Option<std::sync::Arc<rustls::ClientConfig>>) -> crate::Result<Self> {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(2)));
+        connector.enforce_http(false);
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        // Without TLS the configuration is never used (every URL is http).
+        let config = match tls {
+            Some(tls) => (*tls).clone(),
+            None => rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| crate::Error::invalid(format!("peer TLS: {e}")))?
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth(),
+        };
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(config)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
         let http = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .build(connector);
-        PeerClient { http }
+        Ok(PeerClient { http, scheme })
     }
 
-    /// POSTs `body` (bincode) to `http://{addr}{path}` and decodes the answer.
+    /// POSTs `body` (bincode) to `{scheme}://{addr}{path}` and decodes the answer.
     pub(crate) async fn call<Req: Serialize, Resp: DeserializeOwned>(
         &self,
         addr: &str,
@@ -83,7 +108,7 @@ impl PeerClient {
             reason,
         };
         let raw = codec::encode(body).map_err(|e| protocol(0, e.to_string()))?;
-        let request = http::Request::post(format!("http://{addr}{path}"))
+        let request = http::Request::post(format!("{}://{addr}{path}", self.scheme))
             .header(http::header::CONTENT_TYPE, BINCODE)
             .body(Full::new(Bytes::from(raw)))
             .map_err(|e| protocol(0, e.to_string()))?;

@@ -45,6 +45,10 @@ pub struct StoreConfig {
     /// How long a write or linearizable read may wait for a leader.
     pub request_timeout: Duration,
     pub compaction: CompactionPolicy,
+    /// TLS for calls to peers (trust and client certificate); plain HTTP
+    /// without it. The peer router is served by the embedder, with the
+    /// matching server side.
+    pub peer_tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl StoreConfig {
@@ -60,6 +64,7 @@ impl StoreConfig {
             watch_buffer: 1024,
             request_timeout: Duration::from_secs(10),
             compaction: CompactionPolicy::default(),
+            peer_tls: None,
         }
     }
 }
@@ -137,7 +142,7 @@ impl Store {
         }
         .validate()
         .map_err(|e| Error::invalid(format!("raft configuration: {e}")))?;
-        let peers = PeerClient::new();
+        let peers = PeerClient::new(config.peer_tls.clone())?;
         let raft = Raft::new(
             config.node_id,
             Arc::new(raft_config),
@@ -553,6 +558,66 @@ impl Store {
     /// The latest revision this node has applied.
     pub fn revision(&self) -> Revision {
         self.inner.hub.revision()
+    }
+
+    /// Reads every key in `range` as stored and, unless `dry_run`, writes
+    /// again (sealed as the transformer seals now) each one whose stored
+    /// form is not the current one: a key rotation's last step. A key
+    /// written meanwhile is left alone, being current already. Every
+    /// rewrite is a write like any other (a new revision, a MODIFIED
+    /// event), as a `kubectl replace` of the object would be.
+    pub async fn reseal(&self, range: KeyRange, dry_run: bool) -> Result<transform::Resealed> {
+        let Some(transformer) = self.inner.transformer.get().cloned() else {
+            return Ok(transform::Resealed::default());
+        };
+        let mut report = transform::Resealed::default();
+        let mut start = range.start().to_vec();
+        loop {
+            let page = match &range {
+                KeyRange::Key(_) => range.clone(),
+                KeyRange::Between { end, .. } => KeyRange::between(start.clone(), end.clone()),
+                KeyRange::From(_) => KeyRange::From(start.clone()),
+            };
+            let response = self
+                .range_stored(RangeRequest::new(page).limit(500), ReadConsistency::Linearizable)
+                .await?;
+            for kv in &response.kvs {
+                report.checked += 1;
+                let form = transformer.form(&kv.key, &kv.value);
+                *report.forms.entry(form.name).or_default() += 1;
+                if form.current || dry_run {
+                    continue;
+                }
+                let value = transformer.open(&kv.key, kv.value.clone()).map_err(|e| {
+                    Error::corrupt(format!(
+                        "the value of {} cannot be opened: {e}",
+                        String::from_utf8_lossy(&kv.key)
+                    ))
+                })?;
+                let txn = Txn::new()
+                    .when([crate::kv::Compare::mod_revision(
+                        kv.key.clone(),
+                        crate::kv::CompareOp::Equal,
+                        kv.mod_revision,
+                    )])
+                    .and_then([crate::kv::TxnOp::put(kv.key.clone(), value)]);
+                if self.txn(txn).await?.succeeded {
+                    report.rewritten += 1;
+                }
+            }
+            match (response.more, response.kvs.last()) {
+                (true, Some(last)) => {
+                    start = last.key.clone();
+                    start.push(0);
+                }
+                _ => return Ok(report),
+            }
+        }
+    }
+
+    /// The node's database, for what works on it directly (backups).
+    pub(crate) fn inner_db(&self) -> Arc<Db> {
+        self.inner.db.clone()
     }
 
     /// The current compaction point.

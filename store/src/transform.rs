@@ -20,6 +20,36 @@ pub trait ValueTransformer: Send + Sync + std::fmt::Debug {
     fn seal(&self, key: &[u8], value: Vec<u8>) -> std::result::Result<Vec<u8>, String>;
     /// The value `stored` at `key` was given as.
     fn open(&self, key: &[u8], stored: Vec<u8>) -> std::result::Result<Vec<u8>, String>;
+
+    /// Which form `stored` is in (a name such as `aesgcm:key1`, or
+    /// `identity`), and whether it is the form [`seal`](Self::seal) writes
+    /// at `key` now; what is not is rewritten by
+    /// [`Store::reseal`](crate::Store::reseal).
+    fn form(&self, key: &[u8], stored: &[u8]) -> StoredForm {
+        let _ = (key, stored);
+        StoredForm {
+            name: "identity".into(),
+            current: true,
+        }
+    }
+}
+
+/// What [`ValueTransformer::form`] tells of a stored value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredForm {
+    pub name: String,
+    pub current: bool,
+}
+
+/// What [`Store::reseal`](crate::Store::reseal) found and did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Resealed {
+    /// Keys looked at.
+    pub checked: u64,
+    /// Keys written again in the current form.
+    pub rewritten: u64,
+    /// Each form found before the rewrite, and how many keys held it.
+    pub forms: std::collections::BTreeMap<String, u64>,
 }
 
 pub(crate) fn seal_txn(transformer: &dyn ValueTransformer, txn: &mut Txn) -> Result<()> {

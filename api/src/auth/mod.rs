@@ -45,22 +45,23 @@ use crate::request::ResourceRequest;
 /// for a namespace object is in that namespace, as kube-apiserver's
 /// request info says, so a namespace's RoleBindings cover reading it.
 pub fn attributes(user: &UserInfo, request: &ResourceRequest) -> Attributes {
+    Attributes::resource(user.clone(), request.verb.as_str(), resource_attributes(request))
+}
+
+/// The resource a request names, as authorization (and auditing) see it.
+pub fn resource_attributes(request: &ResourceRequest) -> ResourceAttributes {
     let namespace = match (&request.namespace, request.group.as_str(), request.resource.as_str()) {
         (Some(ns), _, _) => ns.clone(),
         (None, "", "namespaces") => request.name.clone().unwrap_or_default(),
         (None, _, _) => String::new(),
     };
-    Attributes::resource(
-        user.clone(),
-        request.verb.as_str(),
-        ResourceAttributes {
-            namespace,
-            group: request.group.clone(),
-            resource: request.resource.clone(),
-            subresource: request.subresource.clone().unwrap_or_default(),
-            name: request.name.clone().unwrap_or_default(),
-        },
-    )
+    ResourceAttributes {
+        namespace,
+        group: request.group.clone(),
+        resource: request.resource.clone(),
+        subresource: request.subresource.clone().unwrap_or_default(),
+        name: request.name.clone().unwrap_or_default(),
+    }
 }
 
 /// The Forbidden message kube-apiserver writes, e.g. `pods "p" is

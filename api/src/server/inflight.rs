@@ -60,7 +60,7 @@ impl InFlight {
 const LONG_RUNNING: [&str; 5] = ["exec", "attach", "portforward", "proxy", "log"];
 
 /// Whether a request runs as long as its client wants (not counted).
-fn long_running(method: &Method, path: &str, query: Option<&str>) -> bool {
+pub(crate) fn long_running(method: &Method, path: &str, query: Option<&str>) -> bool {
     let watching = query.is_some_and(|q| {
         q.split('&')
             .any(|pair| matches!(pair, "watch=true" | "watch=1" | "watch=True"))

@@ -2,7 +2,9 @@
 //! OpenAPI, and dispatches resource requests to the registry; and a TLS
 //! listener that serves it over HTTP/2 and HTTP/1.1.
 
+pub mod backup;
 mod connect;
+pub mod encryption;
 pub mod inflight;
 mod kubernetes_service;
 mod negotiate;
@@ -47,6 +49,11 @@ pub struct Settings {
     pub node_client: node_client::NodeClient,
     /// How many requests may be in flight.
     pub inflight: inflight::Limits,
+    /// Audit logging (`--audit-policy-file`); none without a policy.
+    pub audit: Option<crate::audit::Audit>,
+    /// The store key prefixes encrypted at rest, each with the form it is
+    /// written in now ([`crate::encryption::Encryption::write_forms`]).
+    pub encrypted: Vec<(String, String)>,
 }
 
 /// Everything a request handler needs. Shared behind an `Arc`.
@@ -59,6 +66,8 @@ pub struct ApiServer {
     pub authorizer: Authorizer,
     pub node_client: node_client::NodeClient,
     inflight: inflight::InFlight,
+    audit: Option<crate::audit::Audit>,
+    encrypted: Vec<(String, String)>,
 }
 
 impl ApiServer {
@@ -106,6 +115,8 @@ impl ApiServer {
             authorizer,
             node_client: settings.node_client,
             inflight: inflight::InFlight::new(settings.inflight),
+            audit: settings.audit,
+            encrypted: settings.encrypted,
         })
     }
 
@@ -197,9 +208,9 @@ impl ApiServer {
     }
 
     /// The router: health and version for anyone, everything else for
-    /// authenticated users.
+    /// authenticated users; all of it audited when auditing is on.
     pub fn router(self: &Arc<ApiServer>) -> Router {
-        Router::new()
+        let router = Router::new()
             .route("/healthz", get(health))
             .route("/livez", get(health))
             .route("/readyz", get(ready))
@@ -213,11 +224,23 @@ impl ApiServer {
             .route("/openapi/v3/{*path}", get(openapi_v3))
             .route("/.well-known/openid-configuration", get(openid_configuration))
             .route("/openid/v1/jwks", get(openid_jwks))
+            .route(backup::PATH, get(backup::serve))
+            .route(encryption::STATUS_PATH, get(encryption::status))
+            .route(encryption::REENCRYPT_PATH, axum::routing::post(encryption::reencrypt))
             .fallback(dispatch)
             .layer(middleware::from_fn_with_state(self.inflight.clone(), inflight::limit))
             .layer(middleware::from_fn_with_state(self.clone(), authenticate))
-            .layer(middleware::from_fn(pretty::layer))
-            .with_state(self.clone())
+            .layer(middleware::from_fn(pretty::layer));
+        let router = match &self.audit {
+            Some(audit) => router.layer(middleware::from_fn_with_state(audit.clone(), crate::audit::layer)),
+            None => router,
+        };
+        router.with_state(self.clone())
+    }
+
+    /// Auditing, when it is on: how its events fared.
+    pub fn audit_stats(&self) -> Option<crate::audit::sink::Stats> {
+        self.audit.as_ref().map(crate::audit::Audit::stats)
     }
 }
 
@@ -239,6 +262,7 @@ const RUNTIME_CLASSES: [&str; 2] = ["wasmtime", "runc"];
 /// is not for a resource (those are authorized once parsed, with their
 /// verb): health, version, discovery, OpenAPI, the OpenID documents.
 async fn authenticate(State(server): State<Arc<ApiServer>>, mut request: Request, next: Next) -> Response {
+    let recorder = request.extensions().get::<crate::audit::Recorder>().cloned();
     let certificate = request.extensions().get::<ClientCertificate>().cloned();
     let outcome = server
         .authentication
@@ -252,15 +276,27 @@ async fn authenticate(State(server): State<Arc<ApiServer>>, mut request: Request
             return ApiError::Unauthorized.into_response();
         }
     };
+    if let Some(recorder) = &recorder {
+        recorder.authenticated(&user);
+    }
     let user = match crate::auth::impersonate::resolve(&server.authorizer, user, request.headers()) {
         Ok(user) => user,
         Err(error) => return error.into_response(),
     };
+    if let Some(recorder) = &recorder
+        && request.headers().contains_key("impersonate-user")
+    {
+        recorder.impersonating(&user);
+    }
     let path = request.uri().path();
     if crate::request::parse(request.method(), path, false).is_none() {
         let verb = request.method().as_str().to_ascii_lowercase();
         let attributes = crate::auth::Attributes::non_resource(user.clone(), verb, path);
-        if let Err(error) = server.check(&attributes) {
+        let checked = server.check(&attributes);
+        if let Some(recorder) = &recorder {
+            recorder.authorized(checked.is_ok());
+        }
+        if let Err(error) = checked {
             return error.into_response();
         }
     }
@@ -502,6 +538,8 @@ pub async fn serve_tls(
                     if let Some(certificate) = &certificate {
                         request.extensions_mut().insert(certificate.clone());
                     }
+                    // The peer's address, for the audit log's source IPs.
+                    request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
                     request
                 },
             ));

@@ -105,17 +105,27 @@ pub(super) async fn handle(server: Arc<ApiServer>, request: Request) -> Result<R
         .get::<UserInfo>()
         .cloned()
         .unwrap_or_else(UserInfo::anonymous);
+    let recorder = parts.extensions.get::<crate::audit::Recorder>().cloned();
+    let authorized = |checked: Result<()>| {
+        if let Some(recorder) = &recorder {
+            recorder.authorized(checked.is_ok());
+        }
+        checked
+    };
     if super::connect::serves(&info) {
         let mut asked = info.clone();
         asked.verb = Verb::Create;
-        server.check_resource(&crate::auth::attributes(&user, &asked)).await?;
+        authorized(server.check_resource(&crate::auth::attributes(&user, &asked)).await)?;
         return super::connect::handle(server, info, parts, query).await;
     }
-    server.check_resource(&crate::auth::attributes(&user, &info)).await?;
+    authorized(server.check_resource(&crate::auth::attributes(&user, &info)).await)?;
     let header = |name: header::HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(String::from);
     let body = axum::body::to_bytes(body, MAX_BODY_BYTES)
         .await
         .map_err(|_| ApiError::TooLarge { limit: MAX_BODY_BYTES })?;
+    if let Some(recorder) = &recorder {
+        recorder.request_body(header(header::CONTENT_TYPE).as_deref(), &body);
+    }
     let call = Call {
         server,
         user,

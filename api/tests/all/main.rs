@@ -5,6 +5,7 @@
 mod support;
 
 mod admission;
+mod audit;
 mod auth;
 mod crd;
 mod discovery;

@@ -36,6 +36,11 @@ impl Api {
     /// A server that authenticates as `authentication` says (which should
     /// know [`TOKEN`] as an admin, for the helpers below).
     pub async fn start_with(authentication: Authentication) -> Api {
+        Api::start_with_settings(authentication, skiff_api::server::Settings::default()).await
+    }
+
+    /// The same, set up with `settings`.
+    pub async fn start_with_settings(authentication: Authentication, settings: skiff_api::server::Settings) -> Api {
         let dir = tempfile::tempdir().unwrap();
         let mut config = StoreConfig::new(1, dir.path().join("store"), "127.0.0.1:1");
         config.heartbeat_interval = Duration::from_millis(50);
@@ -44,7 +49,7 @@ impl Api {
         let store = Store::open(config).await.unwrap();
         store.initialize_single().await.unwrap();
         store.wait_for_leader(Duration::from_secs(10)).await.unwrap();
-        let server = ApiServer::new(store.clone(), authentication);
+        let server = ApiServer::with_settings(store.clone(), authentication, settings);
         let api = Api {
             router: server.router(),
             store,

@@ -529,7 +529,7 @@ async fn main() -> anyhow::Result<()> {
         anyhow::ensure!(Instant::now() < deadline, "the server did not become ready");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let store = Arc::new(Client::new(cluster.endpoints.clone())?);
+    let store = Arc::new(cluster.store_client(procs::PeerTransport::MutualTls)?);
 
     let fresh = fixed_rate(&args, &api, "rate-fresh").await?;
     let mut closed = Vec::new();

@@ -5,14 +5,14 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
 use serde::Serialize;
 use skiff_bench::load::{self, Figures};
-use skiff_bench::procs;
-use skiff_store::{Client, KeyRange, RangeRequest, ReadConsistency, Txn, TxnOp};
+use skiff_bench::procs::{self, PeerTransport};
+use skiff_store::{KeyRange, RangeRequest, ReadConsistency, Txn, TxnOp};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -28,6 +28,9 @@ struct Args {
     /// Concurrent clients for writes.
     #[arg(long, value_delimiter = ',', default_values_t = [1, 16, 256])]
     clients: Vec<usize>,
+    /// Leader kills in the failover measurement (0 skips it).
+    #[arg(long, default_value_t = 10)]
+    failover_kills: usize,
     /// Write the JSON report here too.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -40,6 +43,151 @@ struct Report {
     seconds_per_cell: u64,
     results: Vec<Figures>,
     ratios: Vec<Ratio>,
+    /// Writes with mutual TLS on the peer port over plain HTTP, same run.
+    peer_tls: Vec<TlsCost>,
+    /// Three nodes, the leader killed (SIGKILL) under a stream of writes:
+    /// from the kill to the first write acknowledged after it.
+    failover: Option<Failover>,
+}
+
+#[derive(Debug, Serialize)]
+struct Failover {
+    kills: usize,
+    /// Each kill's time to the first acknowledged write, ms, in order.
+    ms: Vec<f64>,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+}
+
+/// Kills the leader of a three-node cluster `kills` times while one
+/// client writes in a loop, restarting the killed node (and waiting until
+/// it has caught up) before the next kill.
+async fn bench_failover(args: &Args) -> anyhow::Result<Failover> {
+    let root = tempfile::tempdir()?;
+    let mut cluster = procs::skiff(&args.skiff_bin, root.path(), 3)?;
+    let client = Arc::new(cluster.store_client(PeerTransport::MutualTls)?);
+    let ready = Instant::now() + Duration::from_secs(30);
+    while client
+        .txn(Txn::new().and_then([TxnOp::put("/warmup", "x")]))
+        .await
+        .is_err()
+    {
+        anyhow::ensure!(Instant::now() < ready, "the cluster took no write within 30 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let acks = Arc::new(std::sync::Mutex::new(Vec::<(u64, Instant)>::new()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (client, acks, stop) = (client.clone(), acks.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut seq = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let put = TxnOp::put(format!("/failover/{seq}"), "v");
+                if client.txn(Txn::new().and_then([put])).await.is_ok() {
+                    if let Ok(mut acks) = acks.lock() {
+                        acks.push((seq, Instant::now()));
+                    }
+                    seq += 1;
+                }
+            }
+        })
+    };
+    let last_ack = |acks: &std::sync::Mutex<Vec<(u64, Instant)>>| acks.lock().ok().and_then(|a| a.last().copied());
+    let mut ms = Vec::new();
+    for kill in 0..args.failover_kills {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let leader = client.leader_endpoint();
+        let index = cluster
+            .endpoints
+            .iter()
+            .position(|e| *e == leader)
+            .context("the client's leader is not a member")?;
+        let killed_at = Instant::now();
+        cluster.kill(index);
+        let deadline = killed_at + Duration::from_secs(30);
+        let resumed = loop {
+            if let Some((_, at)) = last_ack(&acks).filter(|(_, at)| *at > killed_at) {
+                break at;
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "no write was acknowledged within 30 s of kill {kill}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        let took = resumed.duration_since(killed_at).as_secs_f64() * 1000.0;
+        eprintln!(
+            "failover {}: leader {leader} killed; writes resumed after {took:.0} ms",
+            kill + 1
+        );
+        ms.push(took);
+        // Back to three members, caught up, before the next kill.
+        cluster.restart(index)?;
+        let restarted = skiff_store::Client::with_tls(
+            vec![leader.clone()],
+            Some(skiff_api::pki::peer::PeerPki::read(&cluster.api[0].1.join("pki"))?.client_config()?),
+        )?;
+        let (seq, _) = last_ack(&acks).context("no writes")?;
+        let caught_up = Instant::now() + Duration::from_secs(60);
+        loop {
+            let request = RangeRequest::new(KeyRange::key(format!("/failover/{seq}")));
+            if let Ok(found) = restarted.range(request, ReadConsistency::Serializable).await
+                && !found.kvs.is_empty()
+            {
+                break;
+            }
+            anyhow::ensure!(
+                Instant::now() < caught_up,
+                "the restarted node did not catch up within 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = writer.await;
+    let mut sorted = ms.clone();
+    sorted.sort_by(f64::total_cmp);
+    let at = |q: f64| {
+        let i = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len().max(1)) - 1;
+        sorted.get(i).copied().unwrap_or(0.0)
+    };
+    Ok(Failover {
+        kills: ms.len(),
+        p50_ms: at(0.5),
+        p99_ms: at(0.99),
+        max_ms: sorted.last().copied().unwrap_or(0.0),
+        ms,
+    })
+}
+
+#[derive(Debug, Serialize)]
+struct TlsCost {
+    nodes: usize,
+    clients: usize,
+    mtls_ops_per_sec: f64,
+    plain_ops_per_sec: f64,
+    /// 1 − mTLS/plain: the share of write throughput TLS costs.
+    cost: f64,
+}
+
+fn tls_costs(results: &[Figures]) -> Vec<TlsCost> {
+    let mut out = Vec::new();
+    for plain in results.iter().filter(|f| f.system == "skiff-plain") {
+        let mtls = results
+            .iter()
+            .find(|f| f.system == "skiff" && f.nodes == plain.nodes && f.op == plain.op && f.clients == plain.clients);
+        if let Some(mtls) = mtls {
+            out.push(TlsCost {
+                nodes: plain.nodes,
+                clients: plain.clients,
+                mtls_ops_per_sec: mtls.ops_per_sec,
+                plain_ops_per_sec: plain.ops_per_sec,
+                cost: 1.0 - mtls.ops_per_sec / plain.ops_per_sec.max(f64::MIN_POSITIVE),
+            });
+        }
+    }
+    out
 }
 
 #[derive(Debug, Serialize)]
@@ -51,10 +199,20 @@ struct Ratio {
     p99_skiff_over_etcd: f64,
 }
 
-async fn bench_skiff(args: &Args, nodes: usize, out: &mut Vec<Figures>) -> anyhow::Result<()> {
+async fn bench_skiff(
+    args: &Args,
+    nodes: usize,
+    transport: PeerTransport,
+    out: &mut Vec<Figures>,
+) -> anyhow::Result<()> {
     let root = tempfile::tempdir()?;
-    let cluster = procs::skiff(&args.skiff_bin, root.path(), nodes)?;
-    let client = Arc::new(Client::new(cluster.endpoints.clone())?);
+    let cluster = procs::skiff_with(&args.skiff_bin, root.path(), nodes, transport)?;
+    let client = Arc::new(cluster.store_client(transport)?);
+    // The plain-HTTP baseline is measured for writes only: what TLS costs.
+    let system = match transport {
+        PeerTransport::MutualTls => "skiff",
+        PeerTransport::Plain => "skiff-plain",
+    };
     // Wait until the cluster accepts writes.
     for _ in 0..200 {
         if client
@@ -78,8 +236,11 @@ async fn bench_skiff(args: &Args, nodes: usize, out: &mut Vec<Figures>) -> anyho
             }
         })
         .await;
-        out.push(load::figures("skiff", nodes, "put", clients, run));
+        out.push(load::figures(system, nodes, "put", clients, run));
         print_last(out);
+    }
+    if transport == PeerTransport::Plain {
+        return Ok(());
     }
     for &clients in &[16usize, 256] {
         let c = client.clone();
@@ -171,14 +332,24 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let mut results = Vec::new();
     for nodes in [1, 3] {
-        bench_skiff(&args, nodes, &mut results).await?;
+        bench_skiff(&args, nodes, PeerTransport::MutualTls, &mut results).await?;
+        if nodes > 1 {
+            bench_skiff(&args, nodes, PeerTransport::Plain, &mut results).await?;
+        }
         bench_etcd(&args, nodes, &mut results).await?;
     }
+    let failover = if args.failover_kills > 0 {
+        Some(bench_failover(&args).await?)
+    } else {
+        None
+    };
     let report = Report {
         machine: format!("{} cores, {}", procs::cores(), std::env::consts::ARCH),
         value_size: args.value_size,
         seconds_per_cell: args.seconds,
         ratios: ratios(&results),
+        peer_tls: tls_costs(&results),
+        failover,
         results,
     };
     println!("\n| nodes | op | clients | skiff ops/s | etcd ops/s | ratio | skiff p50/p99 ms | etcd p50/p99 ms |");
@@ -207,6 +378,24 @@ async fn main() -> anyhow::Result<()> {
                 e.p99_ms
             );
         }
+    }
+    println!("\n| nodes | clients | writes/s, mTLS | writes/s, plain | TLS cost |");
+    println!("|---|---|---|---|---|");
+    for c in &report.peer_tls {
+        println!(
+            "| {} | {} | {:.0} | {:.0} | {:.1}% |",
+            c.nodes,
+            c.clients,
+            c.mtls_ops_per_sec,
+            c.plain_ops_per_sec,
+            c.cost * 100.0
+        );
+    }
+    if let Some(f) = &report.failover {
+        println!(
+            "\nfailover over {} leader kills (SIGKILL → first acknowledged write): p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+            f.kills, f.p50_ms, f.p99_ms, f.max_ms
+        );
     }
     let json = procs::write_report(args.out.as_deref(), &report)?;
     println!("{json}");

@@ -134,9 +134,25 @@ impl Cluster {
         panic!("skiff server exited before it was ready, four times; its stderr is above");
     }
 
+    /// A server on a data directory made beforehand (a restored backup).
+    pub fn start_on(data: tempfile::TempDir, extra: &[&str]) -> Cluster {
+        let mut data = Some(data);
+        for _ in 0..4 {
+            match Cluster::try_start_on(data.take().unwrap(), extra) {
+                Ok(cluster) => return cluster,
+                Err(back) => data = Some(back),
+            }
+        }
+        panic!("skiff server exited before it was ready, four times; its stderr is above");
+    }
+
     /// Starts a server and waits until it is ready; `None` if it exited.
     fn try_start(extra: &[&str]) -> Option<Cluster> {
-        let data = tempfile::tempdir().unwrap();
+        Cluster::try_start_on(tempfile::tempdir().unwrap(), extra).ok()
+    }
+
+    /// Starts a server on `data`; the directory back if it exited.
+    fn try_start_on(data: tempfile::TempDir, extra: &[&str]) -> Result<Cluster, tempfile::TempDir> {
         let listen = free_addr();
         let peer_listen = free_addr();
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
@@ -151,7 +167,12 @@ impl Cluster {
             peer_listen,
             extra,
         };
-        cluster.wait_ready().then_some(cluster)
+        if cluster.wait_ready() {
+            Ok(cluster)
+        } else {
+            let _ = cluster.child.wait();
+            Err(std::mem::replace(&mut cluster.data, tempfile::tempdir().unwrap()))
+        }
     }
 
     fn spawn(data: &Path, listen: &str, peer_listen: &str, extra: &[String]) -> Child {
@@ -190,8 +211,18 @@ impl Cluster {
     /// and starts it again on the same data directory and addresses.
     #[allow(dead_code)]
     pub fn kill_and_restart(&mut self) {
+        self.kill();
+        self.restart();
+    }
+
+    /// Kills the server with SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Starts a killed server again on its data directory and addresses.
+    pub fn restart(&mut self) {
         self.child = Cluster::spawn(self.data.path(), &self.listen, &self.peer_listen, &self.extra);
         assert!(self.wait_ready(), "the restarted server exited; its stderr is above");
     }
