@@ -280,9 +280,10 @@ fn proof(secret: &str) -> String {
 }
 
 /// Asks the server at `addr` (its peer port) for the cluster's
-/// credentials with `token`, and checks them against it. Retries while
-/// the server is unreachable or starting, for up to a minute.
-pub async fn fetch(addr: &str, token: &Token) -> Result<Credentials, Error> {
+/// credentials with `token`, and checks them against it; over TLS unless
+/// the cluster's peer port is `plain` HTTP (`--peer-plain-http`). Retries
+/// while the server is unreachable or starting, for up to a minute.
+pub async fn fetch(addr: &str, token: &Token, plain: bool) -> Result<Credentials, Error> {
     use http_body_util::{BodyExt, Full};
     use hyper_util::client::legacy::Client;
     use hyper_util::client::legacy::connect::HttpConnector;
@@ -292,11 +293,11 @@ pub async fn fetch(addr: &str, token: &Token) -> Result<Credentials, Error> {
     http.enforce_http(false);
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(unanchored_tls()?)
-        .https_only()
+        .https_or_http()
         .enable_http1()
         .wrap_connector(http);
     let client: Client<_, Full<bytes::Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
-    let uri = format!("https://{addr}{PATH}");
+    let uri = format!("{}://{addr}{PATH}", if plain { "http" } else { "https" });
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
     let unreachable = |message: String| Error::Unreachable {
         addr: addr.to_string(),

@@ -318,7 +318,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     if let (Some(source), Some(token)) = (&source, &token)
         && !(pki_dir.join("ca.crt").exists() && token_file.exists())
     {
-        let credentials = crate::bootstrap::fetch(source, token)
+        let credentials = crate::bootstrap::fetch(source, token, args.peer_plain_http)
             .await
             .with_context(|| format!("cannot get the cluster's credentials from {source}"))?;
         credentials.install(&pki_dir)?;

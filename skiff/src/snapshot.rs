@@ -254,3 +254,52 @@ impl Schedule {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retention_keeps_the_newest_snapshots_of_this_node_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let schedule = Schedule {
+            schedule: "0 */12 * * *".parse().unwrap(),
+            dir: dir.path().to_path_buf(),
+            retention: 2,
+            node: "node-1".into(),
+        };
+        for name in [
+            "skiff-snapshot-node-1-100.snap",
+            "skiff-snapshot-node-1-300.snap",
+            "skiff-snapshot-node-1-200.snap",
+            "skiff-snapshot-node-2-50.snap",
+            "notes.txt",
+        ] {
+            std::fs::write(dir.path().join(name), b"").unwrap();
+        }
+        schedule.prune().unwrap();
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "notes.txt",
+                "skiff-snapshot-node-1-200.snap",
+                "skiff-snapshot-node-1-300.snap",
+                "skiff-snapshot-node-2-50.snap"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_partial_file_sits_beside_its_target() {
+        assert_eq!(
+            partial_path(Path::new("/backups/cluster.snap")),
+            Path::new("/backups/cluster.snap.partial")
+        );
+    }
+}

@@ -9,6 +9,14 @@
 //! another server. The killed server, started again, catches up to the
 //! same revision as the others; then all three are killed at once and
 //! started again, and agree on one state holding every acknowledged write.
+//! Last, the leader is stopped (SIGSTOP) past an election timeout: the
+//! majority takes writes, and once the old leader runs again a read
+//! through it is never stale.
+//!
+//! A watch through the same balancer, resumed from its last
+//! resourceVersion whenever its server goes away, must deliver every
+//! acknowledged write once, in order, with nothing repeated or older than
+//! what it saw already (etcd's watch guarantees).
 //!
 //! The time from the kill to the first acknowledged write is printed, not
 //! asserted: it is a figure (`cargo xtask bench store` measures it).
@@ -143,15 +151,7 @@ fn writer(
             .build()
             .unwrap();
         runtime.block_on(async move {
-            let kubeconfig = kube::config::Kubeconfig::read_from(&kubeconfig).unwrap();
-            let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-                .await
-                .unwrap();
-            config.cluster_url = url.parse().unwrap();
-            config.read_timeout = Some(Duration::from_secs(5));
-            config.connect_timeout = Some(Duration::from_secs(2));
-            let client = kube::Client::try_from(config).unwrap();
-            let api: kube::Api<k8s_openapi::api::core::v1::ConfigMap> = kube::Api::namespaced(client, "default");
+            let api = configmaps(&kubeconfig, &url).await;
             let deadline = Instant::now() + limit;
             let mut seq = 0;
             let mut retries = 0;
@@ -184,6 +184,92 @@ fn writer(
             retries
         })
     })
+}
+
+/// What a watch delivered: each event's type, object name and
+/// resourceVersion, in order, across every reconnection.
+type Seen = Arc<Mutex<Vec<(&'static str, String, u64)>>>;
+
+/// Watches ConfigMaps in `default` through `url` from `from`, resuming
+/// from the last resourceVersion it saw whenever the stream ends or
+/// breaks (a server died), until `stop`.
+fn watcher(
+    kubeconfig: std::path::PathBuf,
+    url: String,
+    from: u64,
+    seen: Seen,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<usize> {
+    std::thread::spawn(move || {
+        use futures::StreamExt;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let api = configmaps(&kubeconfig, &url).await;
+            let mut last = from;
+            let mut resumes = 0;
+            let deadline = Instant::now() + Duration::from_secs(240);
+            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                let params = kube::api::WatchParams::default().timeout(5);
+                let Ok(stream) = api.watch(&params, &last.to_string()).await else {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
+                resumes += 1;
+                let mut stream = std::pin::pin!(stream);
+                while let Some(Ok(event)) = stream.next().await {
+                    let (kind, name, rv) = match event {
+                        kube::api::WatchEvent::Added(o) => ("ADDED", o.metadata.name, o.metadata.resource_version),
+                        kube::api::WatchEvent::Modified(o) => {
+                            ("MODIFIED", o.metadata.name, o.metadata.resource_version)
+                        }
+                        kube::api::WatchEvent::Deleted(o) => ("DELETED", o.metadata.name, o.metadata.resource_version),
+                        kube::api::WatchEvent::Bookmark(b) => ("BOOKMARK", None, Some(b.metadata.resource_version)),
+                        kube::api::WatchEvent::Error(status) => panic!("the watch from {last} failed: {status:?}"),
+                    };
+                    let rv: u64 = rv.unwrap().parse().unwrap();
+                    seen.lock().unwrap().push((kind, name.unwrap_or_default(), rv));
+                    last = rv;
+                }
+            }
+            resumes
+        })
+    })
+}
+
+/// The ConfigMaps of `default` as the admin, through `url`.
+async fn configmaps(kubeconfig: &std::path::Path, url: &str) -> kube::Api<k8s_openapi::api::core::v1::ConfigMap> {
+    let kubeconfig = kube::config::Kubeconfig::read_from(kubeconfig).unwrap();
+    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .unwrap();
+    config.cluster_url = url.parse().unwrap();
+    config.read_timeout = Some(Duration::from_secs(10));
+    config.connect_timeout = Some(Duration::from_secs(2));
+    kube::Api::namespaced(kube::Client::try_from(config).unwrap(), "default")
+}
+
+/// The watch properties etcd's robustness tests check, over what one
+/// watch saw across its reconnections: events ordered and unique (each
+/// resourceVersion above the last, bookmarks never behind), and every
+/// acknowledged write delivered exactly once, with its resourceVersion.
+fn check_watch(seen: &[(&'static str, String, u64)], acks: &[Ack]) {
+    for pair in seen.windows(2) {
+        let (a, b) = (&pair[0], &pair[1]);
+        let ordered = if b.0 == "BOOKMARK" { b.2 >= a.2 } else { b.2 > a.2 };
+        assert!(ordered, "the watch went back or repeated itself: {a:?} then {b:?}");
+    }
+    for ack in acks {
+        let name = format!("w-{}", ack.seq);
+        let delivered: Vec<_> = seen
+            .iter()
+            .filter(|(kind, n, _)| *kind == "ADDED" && *n == name)
+            .collect();
+        assert_eq!(delivered.len(), 1, "{name}: {delivered:?}");
+        assert_eq!(delivered[0].2, ack.rv, "{name}");
+    }
 }
 
 #[test]
@@ -261,6 +347,23 @@ fn killing_the_leader_under_writes_loses_no_acknowledged_write() {
         .unwrap();
     let acks = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(AtomicBool::new(false));
+    // A watch from before the first write, through the same balancer.
+    let list: serde_json::Value = serde_json::from_str(&on(
+        &first,
+        &survivor,
+        &["get", "--raw", "/api/v1/namespaces/default/configmaps"],
+    ))
+    .unwrap();
+    let from: u64 = list["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
+    let seen: Seen = Arc::default();
+    let stop_watch = Arc::new(AtomicBool::new(false));
+    let watching = watcher(
+        first.kubeconfig.clone(),
+        balancer.url(),
+        from,
+        seen.clone(),
+        stop_watch.clone(),
+    );
     let handle = writer(
         first.kubeconfig.clone(),
         balancer.url(),
@@ -305,6 +408,18 @@ fn killing_the_leader_under_writes_loses_no_acknowledged_write() {
     stop.store(true, Ordering::Relaxed);
     handle.join().unwrap();
     let history = acks.lock().unwrap().clone();
+    let last_rv = history.last().unwrap().rv;
+    until(Duration::from_secs(30), "the watch to deliver the last write", || {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .any(|(_, _, rv)| *rv >= last_rv)
+            .then_some(())
+    });
+    stop_watch.store(true, Ordering::Relaxed);
+    let resumes = watching.join().unwrap();
+    eprintln!("failover drill: the watch connected {resumes} times");
+    check_watch(&seen.lock().unwrap(), &history);
 
     // The history: sequence numbers in order, revisions increasing, and
     // every acknowledged write present with its value.
@@ -373,6 +488,59 @@ fn killing_the_leader_under_writes_loses_no_acknowledged_write() {
     for url in &urls {
         assert_eq!(count(&first, url), history.len(), "{url}");
     }
+
+    // The leader cut off (SIGSTOP, far longer than an election timeout):
+    // the others elect a leader and take writes; once it runs again, a
+    // read through it sees those writes, never its stale state.
+    let leader = until(Duration::from_secs(30), "a leader", || {
+        status(&first, &peers[0])?["leader"].as_u64()
+    });
+    let index = usize::try_from(leader).unwrap() - 1;
+    let pid = match index {
+        0 => first.pid(),
+        i => joined[i - 1].child.id(),
+    };
+    let signal = |name: &str| {
+        let sent = Command::new("kill").args([name, &pid.to_string()]).status().unwrap();
+        assert!(sent.success());
+    };
+    let other = urls[(index + 1) % 3].clone();
+    signal("-STOP");
+    until(Duration::from_secs(30), "a write while the leader is stopped", || {
+        let output = first.kubectl(&[
+            "--server",
+            &other,
+            "--request-timeout=3s",
+            "create",
+            "configmap",
+            "while-paused",
+            "--from-literal=k=new",
+        ]);
+        let text = String::from_utf8_lossy(&output.stderr);
+        (output.status.success() || text.contains("AlreadyExists")).then_some(())
+    });
+    signal("-CONT");
+    let read = first.kubectl(&[
+        "--server",
+        &urls[index],
+        "--request-timeout=10s",
+        "get",
+        "configmap",
+        "while-paused",
+        "-o",
+        "jsonpath={.data.k}",
+    ]);
+    if read.status.success() {
+        assert_eq!(String::from_utf8_lossy(&read.stdout), "new", "a stale read: {read:?}");
+    } else {
+        assert!(
+            !String::from_utf8_lossy(&read.stderr).contains("NotFound"),
+            "a stale read through the old leader: {read:?}"
+        );
+    }
+    until(Duration::from_secs(60), "the cluster to heal", || {
+        converged(&first, &peers).then_some(())
+    });
     drop(balancer);
 }
 

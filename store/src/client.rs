@@ -45,9 +45,12 @@ impl Client {
         })
     }
 
-    /// The endpoint writes go to now: the leader, as last learned.
-    pub fn leader_endpoint(&self) -> String {
-        self.leader()
+    /// The view of the cluster of the member at `endpoint`.
+    pub async fn status(&self, endpoint: &str) -> Result<crate::ClusterStatus> {
+        self.peers
+            .status(endpoint, self.timeout)
+            .await
+            .map_err(|e| Error::Unavailable { reason: e.to_string() })
     }
 
     fn leader(&self) -> String {

@@ -94,6 +94,41 @@ impl PeerClient {
         Ok(PeerClient { http, scheme })
     }
 
+    /// A member's view of the cluster (`GET /cluster/status`, JSON).
+    pub(crate) async fn status(&self, addr: &str, timeout: Duration) -> Result<crate::ClusterStatus, CallError> {
+        let protocol = |status: u16, reason: String| CallError::Protocol {
+            addr: addr.to_string(),
+            status,
+            reason,
+        };
+        let request = http::Request::get(format!("{}://{addr}{}", self.scheme, paths::STATUS))
+            .body(Full::default())
+            .map_err(|e| protocol(0, e.to_string()))?;
+        let exchange = async {
+            let response = self.http.request(request).await.map_err(|e| CallError::Unreachable {
+                addr: addr.to_string(),
+                reason: e.to_string(),
+            })?;
+            let status = response.status();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| protocol(status.as_u16(), e.to_string()))?
+                .to_bytes();
+            if !status.is_success() {
+                return Err(protocol(status.as_u16(), String::from_utf8_lossy(&body).into_owned()));
+            }
+            serde_json::from_slice(&body).map_err(|e| protocol(status.as_u16(), e.to_string()))
+        };
+        tokio::time::timeout(timeout, exchange).await.unwrap_or_else(|_| {
+            Err(CallError::Timeout {
+                addr: addr.to_string(),
+                timeout,
+            })
+        })
+    }
+
     /// POSTs `body` (bincode) to `{scheme}://{addr}{path}` and decodes the answer.
     pub(crate) async fn call<Req: Serialize, Resp: DeserializeOwned>(
         &self,

@@ -28,6 +28,9 @@ struct Args {
     /// Concurrent clients for writes.
     #[arg(long, value_delimiter = ',', default_values_t = [1, 16, 256])]
     clients: Vec<usize>,
+    /// Measure failover only (skip the throughput phases).
+    #[arg(long)]
+    failover_only: bool,
     /// Leader kills in the failover measurement (0 skips it).
     #[arg(long, default_value_t = 10)]
     failover_kills: usize,
@@ -97,12 +100,22 @@ async fn bench_failover(args: &Args) -> anyhow::Result<Failover> {
     let mut ms = Vec::new();
     for kill in 0..args.failover_kills {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let leader = client.leader_endpoint();
-        let index = cluster
-            .endpoints
-            .iter()
-            .position(|e| *e == leader)
-            .context("the client's leader is not a member")?;
+        // The leader, as the members see it once they agree on one.
+        let settled = Instant::now() + Duration::from_secs(30);
+        let index = loop {
+            let mut leaders = Vec::new();
+            for endpoint in &cluster.endpoints {
+                leaders.push(client.status(endpoint).await.ok().and_then(|s| s.leader));
+            }
+            if let Some(Some(id)) = leaders.first()
+                && leaders.iter().all(|l| *l == Some(*id))
+            {
+                break usize::try_from(*id)? - 1;
+            }
+            anyhow::ensure!(Instant::now() < settled, "the members agree on no leader: {leaders:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let leader = cluster.endpoints[index].clone();
         let killed_at = Instant::now();
         cluster.kill(index);
         let deadline = killed_at + Duration::from_secs(30);
@@ -331,7 +344,7 @@ fn ratios(results: &[Figures]) -> Vec<Ratio> {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let mut results = Vec::new();
-    for nodes in [1, 3] {
+    for nodes in [1, 3].into_iter().filter(|_| !args.failover_only) {
         bench_skiff(&args, nodes, PeerTransport::MutualTls, &mut results).await?;
         if nodes > 1 {
             bench_skiff(&args, nodes, PeerTransport::Plain, &mut results).await?;

@@ -215,6 +215,11 @@ impl Cluster {
         self.restart();
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kills the server with SIGKILL, as a crash would.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

@@ -126,3 +126,85 @@ async fn post_raw(addr: &str, path: &str, body: &[u8]) -> u16 {
     let text = String::from_utf8_lossy(&answer);
     text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
 }
+
+/// A full disk (a small tmpfs the test mounts) stops writes with an error
+/// that says so, and corrupts nothing: once space is freed, the store
+/// opens again with every acknowledged write.
+#[tokio::test]
+async fn a_full_disk_stops_writes_and_corrupts_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=48m", "skiff-full-disk"])
+        .arg(dir.path())
+        .status()
+        .expect("run mount");
+    assert!(mounted.success(), "this test mounts a tmpfs: it needs root");
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg("--lazy").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(dir.path().to_path_buf());
+    let store_dir = dir.path().join("store");
+    let node = single(&store_dir).await;
+    // Leave a few MiB free, then write until the disk is full.
+    let filler = dir.path().join("filler");
+    let df = std::process::Command::new("df")
+        .args(["--output=avail", "-B1"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let available: usize = String::from_utf8_lossy(&df.stdout)
+        .lines()
+        .nth(1)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    std::fs::write(&filler, vec![0u8; available.saturating_sub(6 << 20)]).unwrap();
+    let value = vec![b'v'; 64 << 10];
+    let mut acknowledged = Vec::new();
+    let mut failure = None;
+    for i in 0..1_000 {
+        let key = format!("/full/{i:04}");
+        match node
+            .store
+            .txn(Txn::new().and_then([TxnOp::put(key.clone(), value.clone())]))
+            .await
+        {
+            Ok(_) => acknowledged.push(key),
+            Err(error) => {
+                failure = Some(error);
+                break;
+            }
+        }
+    }
+    let failure = failure.expect("writes stop when the disk is full");
+    let text = failure.to_string();
+    assert!(
+        text.contains("No space left") || text.contains("space") || text.contains("storage"),
+        "{text}"
+    );
+    assert!(!acknowledged.is_empty());
+    // No later write is acknowledged either.
+    let later = node.store.txn(Txn::new().and_then([TxnOp::put("/after", "x")])).await;
+    assert!(later.is_err(), "{later:?}");
+    node.stop().await;
+
+    std::fs::remove_file(&filler).unwrap();
+    let node = crate::support::start_node(1, &store_dir, "127.0.0.1", None, |_| {}).await;
+    node.store
+        .wait_for_leader(std::time::Duration::from_secs(10))
+        .await
+        .expect("the store comes back once there is space");
+    for key in &acknowledged {
+        let found = node.store.get(key.as_bytes().to_vec()).await.unwrap();
+        assert_eq!(found.map(|kv| kv.value.len()), Some(value.len()), "{key}");
+    }
+    node.store
+        .txn(Txn::new().and_then([TxnOp::put("/after", "x")]))
+        .await
+        .expect("writes resume");
+    node.stop().await;
+}
