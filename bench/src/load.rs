@@ -29,11 +29,14 @@ where
     Fut: Future<Output = anyhow::Result<()>> + Send,
 {
     let op = Arc::new(op);
+    // The first error of a run is shown, so an error count says what failed.
+    let reported = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let start = Instant::now();
     let deadline = start + duration;
     let mut tasks = Vec::new();
     for client in 0..clients {
         let op = op.clone();
+        let reported = reported.clone();
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut errors = 0u64;
@@ -42,7 +45,12 @@ where
                 let t = Instant::now();
                 match op(client, seq).await {
                     Ok(()) => latencies.push(t.elapsed()),
-                    Err(_) => errors += 1,
+                    Err(error) => {
+                        if !reported.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                            eprintln!("first error of this run: {error:#}");
+                        }
+                        errors += 1;
+                    }
                 }
                 seq += 1;
             }

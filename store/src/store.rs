@@ -376,6 +376,13 @@ impl Store {
                 Err(Error::NotLeader { .. }) if Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
+                // The leader could not hear from a quorum in time (a busy
+                // machine, a peer restarting): asking again is safe for a
+                // read, and a leader cut off for good runs into the
+                // deadline.
+                Err(Error::Unavailable { .. }) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
                 Err(Error::NotLeader { .. }) => {
                     return Err(Error::Unavailable {
                         reason: "no leader to confirm a linearizable read".into(),
