@@ -324,31 +324,10 @@ impl Pki {
             path: self.dir.join("server.key"),
             what: "private key",
         })?;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
         // Client certificates are asked for, not required: most clients
         // authenticate with a token, or are anonymous.
-        let mut roots = rustls::RootCertStore::empty();
-        for ca in CertificateDer::pem_slice_iter(self.ca_pem.as_bytes()) {
-            let ca = ca.map_err(|_| PkiError::BadPem {
-                path: self.dir.join("ca.crt"),
-                what: "certificate",
-            })?;
-            roots.add(ca).map_err(|source| PkiError::Tls { source })?;
-        }
-        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-            .allow_unauthenticated()
-            .build()
-            .map_err(|error| PkiError::Tls {
-                source: rustls::Error::General(error.to_string()),
-            })?;
-        let mut config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|source| PkiError::Tls { source })?
-            .with_client_cert_verifier(verifier)
-            .with_single_cert(certs, key)
-            .map_err(|source| PkiError::Tls { source })?;
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        Ok(Arc::new(config))
+        let roots = trust_anchors(&self.ca_pem, self.dir.join("ca.crt"))?;
+        asking_for_client_certificates(roots, certs, key, &[b"h2", b"http/1.1"])
     }
 
     /// The admin kubeconfig for a server reachable at `server_url`: the
@@ -369,6 +348,46 @@ impl Pki {
     pub fn write_kubeconfig(&self, path: &Path, server_url: &str) -> Result<(), PkiError> {
         write_private(path, &self.kubeconfig(server_url))
     }
+}
+
+/// The CA certificates in `pem` (read from `path`) as trust anchors.
+fn trust_anchors(pem: &str, path: PathBuf) -> Result<Arc<rustls::RootCertStore>, PkiError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+        let ca = ca.map_err(|_| PkiError::BadPem {
+            path: path.clone(),
+            what: "certificate",
+        })?;
+        roots.add(ca).map_err(|source| PkiError::Tls { source })?;
+    }
+    Ok(Arc::new(roots))
+}
+
+/// A TLS server configuration (ring) presenting `certs` and `key`, which
+/// asks every caller for a certificate signed by `roots` without
+/// requiring one (a certificate of another CA fails the handshake), and
+/// offers `alpn`.
+fn asking_for_client_certificates(
+    roots: Arc<rustls::RootCertStore>,
+    certs: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    alpn: &[&[u8]],
+) -> Result<Arc<rustls::ServerConfig>, PkiError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(roots, provider.clone())
+        .allow_unauthenticated()
+        .build()
+        .map_err(|error| PkiError::Tls {
+            source: rustls::Error::General(error.to_string()),
+        })?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|source| PkiError::Tls { source })?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .map_err(|source| PkiError::Tls { source })?;
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(Arc::new(config))
 }
 
 /// How a kubeconfig's user authenticates.

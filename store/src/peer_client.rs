@@ -96,37 +96,9 @@ impl PeerClient {
 
     /// A member's view of the cluster (`GET /cluster/status`, JSON).
     pub(crate) async fn status(&self, addr: &str, timeout: Duration) -> Result<crate::ClusterStatus, CallError> {
-        let protocol = |status: u16, reason: String| CallError::Protocol {
-            addr: addr.to_string(),
-            status,
-            reason,
-        };
-        let request = http::Request::get(format!("{}://{addr}{}", self.scheme, paths::STATUS))
-            .body(Full::default())
-            .map_err(|e| protocol(0, e.to_string()))?;
-        let exchange = async {
-            let response = self.http.request(request).await.map_err(|e| CallError::Unreachable {
-                addr: addr.to_string(),
-                reason: e.to_string(),
-            })?;
-            let status = response.status();
-            let body = response
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| protocol(status.as_u16(), e.to_string()))?
-                .to_bytes();
-            if !status.is_success() {
-                return Err(protocol(status.as_u16(), String::from_utf8_lossy(&body).into_owned()));
-            }
-            serde_json::from_slice(&body).map_err(|e| protocol(status.as_u16(), e.to_string()))
-        };
-        tokio::time::timeout(timeout, exchange).await.unwrap_or_else(|_| {
-            Err(CallError::Timeout {
-                addr: addr.to_string(),
-                timeout,
-            })
-        })
+        let request = http::Request::get(format!("{}://{addr}{}", self.scheme, paths::STATUS)).body(Full::default());
+        let body = self.exchange(addr, request, timeout).await?;
+        serde_json::from_slice(&body).map_err(|e| protocol(addr, 200, e.to_string()))
     }
 
     /// POSTs `body` (bincode) to `{scheme}://{addr}{path}` and decodes the answer.
@@ -137,16 +109,23 @@ impl PeerClient {
         body: &Req,
         timeout: Duration,
     ) -> Result<Resp, CallError> {
-        let protocol = |status: u16, reason: String| CallError::Protocol {
-            addr: addr.to_string(),
-            status,
-            reason,
-        };
-        let raw = codec::encode(body).map_err(|e| protocol(0, e.to_string()))?;
+        let raw = codec::encode(body).map_err(|e| protocol(addr, 0, e.to_string()))?;
         let request = http::Request::post(format!("{}://{addr}{path}", self.scheme))
             .header(http::header::CONTENT_TYPE, BINCODE)
-            .body(Full::new(Bytes::from(raw)))
-            .map_err(|e| protocol(0, e.to_string()))?;
+            .body(Full::new(Bytes::from(raw)));
+        let body = self.exchange(addr, request, timeout).await?;
+        codec::decode::<Resp>("peer response", &body).map_err(|e| protocol(addr, 200, e.to_string()))
+    }
+
+    /// Sends `request` to `addr` and returns the body of a successful
+    /// answer, within `timeout`.
+    async fn exchange(
+        &self,
+        addr: &str,
+        request: http::Result<http::Request<Full<Bytes>>>,
+        timeout: Duration,
+    ) -> Result<Bytes, CallError> {
+        let request = request.map_err(|e| protocol(addr, 0, e.to_string()))?;
         let exchange = async {
             let response = self.http.request(request).await.map_err(|e| {
                 if e.is_connect() {
@@ -155,7 +134,7 @@ impl PeerClient {
                         reason: e.to_string(),
                     }
                 } else {
-                    protocol(0, e.to_string())
+                    protocol(addr, 0, e.to_string())
                 }
             })?;
             let status = response.status();
@@ -163,12 +142,16 @@ impl PeerClient {
                 .into_body()
                 .collect()
                 .await
-                .map_err(|e| protocol(status.as_u16(), e.to_string()))?
+                .map_err(|e| protocol(addr, status.as_u16(), e.to_string()))?
                 .to_bytes();
             if !status.is_success() {
-                return Err(protocol(status.as_u16(), String::from_utf8_lossy(&body).into_owned()));
+                return Err(protocol(
+                    addr,
+                    status.as_u16(),
+                    String::from_utf8_lossy(&body).into_owned(),
+                ));
             }
-            codec::decode::<Resp>("peer response", &body).map_err(|e| protocol(status.as_u16(), e.to_string()))
+            Ok(body)
         };
         match tokio::time::timeout(timeout, exchange).await {
             Ok(result) => result,
@@ -177,5 +160,14 @@ impl PeerClient {
                 timeout,
             }),
         }
+    }
+}
+
+/// The peer at `addr` answered, but not with what was asked for.
+fn protocol(addr: &str, status: u16, reason: String) -> CallError {
+    CallError::Protocol {
+        addr: addr.to_string(),
+        status,
+        reason,
     }
 }

@@ -32,7 +32,10 @@ use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, Issuer, KeyPair,
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use super::{PkiError, authority_params, expiry_year, generate, read, write_private};
+use super::{
+    PkiError, asking_for_client_certificates, authority_params, expiry_year, generate, read, trust_anchors,
+    write_private,
+};
 
 /// The peer CA's file names in `DIR/pki`, which joining servers receive.
 pub const CA_FILES: [&str; 2] = ["peer-ca.crt", "peer-ca.key"];
@@ -115,12 +118,7 @@ impl PeerPki {
 
     /// The peer CA, as the trust anchor of both ends.
     fn roots(&self) -> Result<Arc<rustls::RootCertStore>, PkiError> {
-        let mut roots = rustls::RootCertStore::empty();
-        for ca in CertificateDer::pem_slice_iter(self.ca_pem.as_bytes()) {
-            let ca = ca.map_err(|_| bad("peer-ca.crt", "certificate"))?;
-            roots.add(ca).map_err(|source| PkiError::Tls { source })?;
-        }
-        Ok(Arc::new(roots))
+        trust_anchors(&self.ca_pem, CA_FILES[0].into())
     }
 
     fn chain(&self) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), PkiError> {
@@ -134,22 +132,8 @@ impl PeerPki {
     /// The peer port's TLS: this server's certificate; callers' certificates
     /// verified against the peer CA, and optional (see the module doc).
     pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, PkiError> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(self.roots()?, provider.clone())
-            .allow_unauthenticated()
-            .build()
-            .map_err(|error| PkiError::Tls {
-                source: rustls::Error::General(error.to_string()),
-            })?;
         let (certs, key) = self.chain()?;
-        let mut config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|source| PkiError::Tls { source })?
-            .with_client_cert_verifier(verifier)
-            .with_single_cert(certs, key)
-            .map_err(|source| PkiError::Tls { source })?;
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Ok(Arc::new(config))
+        asking_for_client_certificates(self.roots()?, certs, key, &[b"http/1.1"])
     }
 
     /// How this server calls its peers: it trusts only servers of the peer
