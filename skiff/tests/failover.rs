@@ -509,12 +509,10 @@ fn killing_the_leader_under_writes_loses_no_acknowledged_write() {
         0 => first.pid(),
         i => joined[i - 1].child.id(),
     };
-    let signal = |name: &str| {
-        let sent = Command::new("kill").args([name, &pid.to_string()]).status().unwrap();
-        assert!(sent.success());
-    };
+    let pid = rustix::process::Pid::from_raw(i32::try_from(pid).unwrap()).unwrap();
+    let signal = |signal| rustix::process::kill_process(pid, signal).unwrap();
     let other = urls[(index + 1) % 3].clone();
-    signal("-STOP");
+    signal(rustix::process::Signal::STOP);
     until(Duration::from_secs(30), "a write while the leader is stopped", || {
         let output = first.kubectl(&[
             "--server",
@@ -528,7 +526,7 @@ fn killing_the_leader_under_writes_loses_no_acknowledged_write() {
         let text = String::from_utf8_lossy(&output.stderr);
         (output.status.success() || text.contains("AlreadyExists")).then_some(())
     });
-    signal("-CONT");
+    signal(rustix::process::Signal::CONT);
     let read = first.kubectl(&[
         "--server",
         &urls[index],
