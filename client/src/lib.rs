@@ -13,10 +13,13 @@
 //! * [`taints`] decides which tolerations tolerate which taints;
 //! * [`leader`] elects one leader among control-plane servers on a Lease;
 //! * [`balancer`] spreads a component's connections over several API
-//!   servers and moves them off a dead one (a node agent's failover).
+//!   servers and moves them off a dead one (a node agent's failover);
+//! * [`identity::RotatingIdentity`] is a TLS certificate a node presents
+//!   that its renewal replaces while clients and listeners run.
 
 pub mod balancer;
 pub mod events;
+pub mod identity;
 pub mod leader;
 pub mod selector;
 pub mod taints;

@@ -4,7 +4,7 @@
 //! In HTTP mode every request looks the frontend up again, so a
 //! keep-alive connection follows scaling and rollouts. The request goes
 //! to the endpoint it picked through the [`Pool`]: `hyper_util`'s pooling
-//! client, whose connector dials endpoints with [`dial`] (directly or
+//! client, whose connector dials endpoints with [`connect::Dialer`] (directly or
 //! through a tunnel), so an idle keep-alive connection to that endpoint is
 //! reused and a new one opened otherwise (a Wasm endpoint answers each
 //! request with a fresh instance either way). An endpoint that refuses the
@@ -37,7 +37,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::Shared;
-use crate::connect::dial;
+use crate::connect;
 use crate::policy::Decision;
 use crate::table::{Backend, Frontend, Mode, Route};
 
@@ -368,7 +368,7 @@ impl hyper::body::Body for Outgoing {
 }
 
 /// Keep-alive connections to endpoints: `hyper_util`'s pooling client
-/// over a connector that dials with [`dial`]. Requests carry the
+/// over a connector that dials with [`connect::Dialer`]. Requests carry the
 /// endpoint's address as their URI's authority, which is the pool's key;
 /// the connector looks up how that endpoint is reached (directly or
 /// through a tunnel) in the routes [`Pool::follow`] keeps. When an
@@ -376,8 +376,8 @@ impl hyper::body::Body for Outgoing {
 /// closes the idle connections of the endpoints that left (and of the
 /// others, which the next requests open again).
 pub(crate) struct Pool {
-    client: RwLock<Client<Dialer, Outgoing>>,
-    dialer: Dialer,
+    client: RwLock<Client<Connector, Outgoing>>,
+    connector: Connector,
 }
 
 /// Idle connections kept per endpoint.
@@ -386,28 +386,28 @@ const POOL_PER_ENDPOINT: usize = 64;
 const POOL_IDLE: Duration = Duration::from_secs(90);
 
 impl Pool {
-    pub(crate) fn new(connect_timeout: Duration) -> Pool {
-        let dialer = Dialer {
+    pub(crate) fn new(dialer: connect::Dialer) -> Pool {
+        let connector = Connector {
             routes: Arc::default(),
-            timeout: connect_timeout,
+            dialer,
         };
         Pool {
-            client: RwLock::new(Self::build(&dialer)),
-            dialer,
+            client: RwLock::new(Self::build(&connector)),
+            connector,
         }
     }
 
-    fn build(dialer: &Dialer) -> Client<Dialer, Outgoing> {
+    fn build(connector: &Connector) -> Client<Connector, Outgoing> {
         Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(POOL_IDLE)
             .pool_max_idle_per_host(POOL_PER_ENDPOINT)
             // The client's own Host header goes through unchanged.
             .set_host(false)
-            .build(dialer.clone())
+            .build(connector.clone())
     }
 
-    fn client(&self) -> Client<Dialer, Outgoing> {
+    fn client(&self) -> Client<Connector, Outgoing> {
         self.client.read().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
@@ -415,12 +415,12 @@ impl Pool {
     /// one has left (or moved to another route) the pool starts afresh.
     pub(crate) fn follow(&self, live: &HashSet<&Backend>) {
         let routes: HashMap<SocketAddr, Route> = live.iter().map(|b| (b.addr, b.route.clone())).collect();
-        let mut current = self.dialer.routes.write().unwrap_or_else(PoisonError::into_inner);
+        let mut current = self.connector.routes.write().unwrap_or_else(PoisonError::into_inner);
         let left = current.iter().any(|(addr, route)| routes.get(addr) != Some(route));
         *current = routes;
         drop(current);
         if left {
-            *self.client.write().unwrap_or_else(PoisonError::into_inner) = Self::build(&self.dialer);
+            *self.client.write().unwrap_or_else(PoisonError::into_inner) = Self::build(&self.connector);
         }
     }
 }
@@ -428,15 +428,15 @@ impl Pool {
 /// The pool's connector: dials the endpoint a request's URI names, by the
 /// route the table gives it.
 #[derive(Clone)]
-pub(crate) struct Dialer {
+pub(crate) struct Connector {
     routes: Arc<RwLock<HashMap<SocketAddr, Route>>>,
-    timeout: Duration,
+    dialer: connect::Dialer,
 }
 
-impl tower_service::Service<Uri> for Dialer {
-    type Response = TokioIo<TcpStream>;
+impl tower_service::Service<Uri> for Connector {
+    type Response = TokioIo<connect::Stream>;
     type Error = io::Error;
-    type Future = Pin<Box<dyn Future<Output = io::Result<TokioIo<TcpStream>>> + Send>>;
+    type Future = Pin<Box<dyn Future<Output = io::Result<TokioIo<connect::Stream>>> + Send>>;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(Ok(()))
@@ -444,7 +444,7 @@ impl tower_service::Service<Uri> for Dialer {
 
     fn call(&mut self, uri: Uri) -> Self::Future {
         let routes = self.routes.clone();
-        let timeout = self.timeout;
+        let dialer = self.dialer.clone();
         Box::pin(async move {
             let addr: SocketAddr = uri
                 .authority()
@@ -456,7 +456,7 @@ impl tower_service::Service<Uri> for Dialer {
                 .get(&addr)
                 .cloned()
                 .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{addr} is no endpoint any more")))?;
-            let dialled = dial(&Backend { addr, route, pod: None }, timeout).await?;
+            let dialled = dialer.dial(&Backend { addr, route, pod: None }).await?;
             if !dialled.early.is_empty() {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
@@ -476,7 +476,7 @@ async fn splice(mut client: TcpStream, source: IpAddr, frontend: &Frontend, shar
         if admitted(source, frontend, backend, shared).is_err() {
             continue;
         }
-        match dial(backend, shared.connect_timeout).await {
+        match shared.dialer.dial(backend).await {
             Ok(mut dialled) => {
                 if !dialled.early.is_empty() && client.write_all(&dialled.early).await.is_err() {
                     return;
@@ -529,15 +529,7 @@ mod tests {
 
     /// Serves `frontend` on loopback as a Service address would be.
     async fn proxy(frontend: Frontend) -> SocketAddr {
-        let shared = Arc::new(Shared {
-            table: RwLock::new(Arc::new(Table::default())),
-            dns_records: Arc::default(),
-            policies: tokio::sync::watch::Sender::default(),
-            pool: Pool::new(Duration::from_secs(2)),
-            connect_timeout: Duration::from_secs(2),
-            recorder: None,
-            reported: std::sync::Mutex::default(),
-        });
+        let shared = Shared::with_table(Table::default());
         shared.pool.follow(&frontend.backends.iter().collect());
         let frontend = Arc::new(frontend);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

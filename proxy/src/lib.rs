@@ -12,7 +12,7 @@
 //! * [`forward`]: one client connection: HTTP balanced per request with a
 //!   503 that says why when there is no endpoint, or bytes spliced; HTTP
 //!   goes to endpoints over a pool of keep-alive connections
-//!   (`hyper_util`'s client with [`connect::dial`] as its connector).
+//!   (`hyper_util`'s client with [`connect::Dialer`] as its connector).
 //! * [`connect`]: dialling an endpoint, directly or through a tunnel.
 //! * [`tunnel`]: the listener other nodes' proxies reach this node's
 //!   endpoints through (`CONNECT podIP:port`).
@@ -90,6 +90,9 @@ pub struct ProxyConfig {
     /// serves none.
     pub ingress_http: Option<SocketAddr>,
     pub ingress_https: Option<SocketAddr>,
+    /// The tunnels' mutual TLS (this node's and the ones it dials);
+    /// `None` speaks plain TCP.
+    pub tunnel_tls: Option<tunnel::TunnelTls>,
 }
 
 impl ProxyConfig {
@@ -101,6 +104,7 @@ impl ProxyConfig {
             connect_timeout: Duration::from_secs(2),
             ingress_http: None,
             ingress_https: None,
+            tunnel_tls: None,
         }
     }
 }
@@ -113,7 +117,7 @@ pub(crate) struct Shared {
     /// agent follows it to load the kernel's rules for container pods.
     policies: tokio::sync::watch::Sender<Arc<policy::Policies>>,
     pool: forward::Pool,
-    connect_timeout: Duration,
+    dialer: connect::Dialer,
     /// Where refusals are recorded; none in unit tests.
     recorder: Option<Recorder>,
     /// Policies whose first refusal has been recorded.
@@ -158,6 +162,24 @@ impl Shared {
                 recorder.record(&object, events::Kind::Warning, "PolicyDenied", "Connect", message);
             }
         }
+    }
+}
+
+#[cfg(test)]
+impl Shared {
+    /// A proxy's state around `table`, dialling plainly, recording
+    /// nothing.
+    pub(crate) fn with_table(table: Table) -> Arc<Shared> {
+        let dialer = connect::Dialer::new(Duration::from_secs(2), None);
+        Arc::new(Shared {
+            table: RwLock::new(Arc::new(table)),
+            dns_records: Arc::default(),
+            policies: tokio::sync::watch::Sender::default(),
+            pool: forward::Pool::new(dialer.clone()),
+            dialer,
+            recorder: None,
+            reported: std::sync::Mutex::default(),
+        })
     }
 }
 
@@ -217,12 +239,14 @@ impl Proxy {
         let tunnel = listeners::bind(SocketAddr::new(config.node_ip, config.tunnel_port))?;
         let tunnel_addr = tunnel.local_addr()?;
         let recorder = Recorder::new(client.clone(), "kube-proxy", Some(config.node_name.clone()));
+        let tunnel_tls = config.tunnel_tls.clone();
+        let dialer = connect::Dialer::new(config.connect_timeout, tunnel_tls.clone());
         let shared = Arc::new(Shared {
             table: RwLock::default(),
             dns_records: Arc::default(),
             policies: tokio::sync::watch::Sender::default(),
-            pool: forward::Pool::new(config.connect_timeout),
-            connect_timeout: config.connect_timeout,
+            pool: forward::Pool::new(dialer.clone()),
+            dialer,
             recorder: Some(recorder.clone()),
             reported: std::sync::Mutex::default(),
         });
@@ -277,7 +301,7 @@ impl Proxy {
             (services.clone(), endpoints, nodes),
             ingress,
         )));
-        tasks.push(tokio::spawn(tunnel::serve(tunnel, shared.clone())));
+        tasks.push(tokio::spawn(tunnel::serve(tunnel, shared.clone(), tunnel_tls)));
         Ok(Proxy {
             tunnel_addr,
             shared,

@@ -12,7 +12,10 @@
 //!   them ([`certificates`]). Restarted with valid certificates there, it
 //!   needs no token (and `--token-file` may be left out).
 //! * any other token: a bearer token for both the node and its proxy, as
-//!   given.
+//!   given. The proxy still needs its certificate for other nodes'
+//!   tunnels (`skiff_proxy::tunnel`); the token's user asks for it as a
+//!   new node would (the admin's token may), and the agent refuses to
+//!   start when it cannot.
 //!
 //! Given `--server` several times (the cluster's servers), the agent
 //! dials them through a client-side balancer (`skiff_client::balancer`):
@@ -231,7 +234,17 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let (clients, _renewals) = match token.as_deref() {
         Some(token) if !crate::token::is_join_token(token) => {
             let client = client(&server, &ca, &Credential::Token(token)).await?;
-            (Clients::shared(client), None)
+            // Other nodes' tunnels take only a proxy's certificate; the
+            // token's user asks for one as a new node would.
+            let pki = args.data_dir.join("pki");
+            let (identity, renewal) = certificates::proxy_identity(&client, &pki).await.context(
+                "the node's tunnel needs the service proxy's certificate, which this token may not obtain; join with a join token (skiff token create) instead",
+            )?;
+            let clients = Clients {
+                proxy_identity: Some(identity),
+                ..Clients::shared(client)
+            };
+            (clients, Some(certificates::Renewals(vec![renewal])))
         }
         join_token => {
             let pki = args.data_dir.join("pki");

@@ -565,9 +565,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         config.cluster_ca_pem = Some(pki.ca_pem.clone());
         config.endpoint_clients_ca_pem = Some(pki.ca_pem.clone());
         let node_user = format!("{}{}", names::NODE_PREFIX, config.node_name);
+        // The proxy's certificate also serves the node's tunnel, where
+        // other nodes' proxies check it.
+        let (proxy_cert, proxy_key) = issue(&pki, names::KUBE_PROXY, None)?;
         let clients = skiff_host::agent::Clients {
             node: identity(&url, &pki, &node_user, Some(names::NODES)).await?,
-            proxy: identity(&url, &pki, names::KUBE_PROXY, None).await?,
+            proxy: certified(&url, &pki, &proxy_cert, &proxy_key).await?,
+            proxy_identity: Some(skiff_client::identity::RotatingIdentity::new(&proxy_cert, &proxy_key)?),
         };
         let agent = crate::agent::start(clients, config).await?;
         println!(
@@ -649,14 +653,26 @@ async fn identity(
     user: &str,
     group: Option<&str>,
 ) -> anyhow::Result<kube::Client> {
+    let (cert_pem, key_pem) = issue(pki, user, group)?;
+    certified(url, pki, &cert_pem, &key_pem).await
+}
+
+/// A client certificate and key (PEM) for `user` in `group`, signed by
+/// the cluster CA, valid into the year after next.
+fn issue(pki: &skiff_api::pki::Pki, user: &str, group: Option<&str>) -> anyhow::Result<(String, String)> {
     let until = i32::from(jiff::Zoned::now().year()) + 2;
-    let (cert_pem, key_pem) = pki
-        .issue_client(user, group, until)
-        .with_context(|| format!("cannot issue a client certificate for {user}"))?;
-    let credential = skiff_api::pki::Credential::Certificate {
-        cert_pem: &cert_pem,
-        key_pem: &key_pem,
-    };
+    pki.issue_client(user, group, until)
+        .with_context(|| format!("cannot issue a client certificate for {user}"))
+}
+
+/// A client of the API at `url` presenting `cert_pem` and `key_pem`.
+async fn certified(
+    url: &str,
+    pki: &skiff_api::pki::Pki,
+    cert_pem: &str,
+    key_pem: &str,
+) -> anyhow::Result<kube::Client> {
+    let credential = skiff_api::pki::Credential::Certificate { cert_pem, key_pem };
     crate::agent::client(url, &pki.ca_pem, &credential).await
 }
 

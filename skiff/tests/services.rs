@@ -295,6 +295,27 @@ fn a_request_entering_one_node_is_served_on_another() {
         until_status(&addr, "/", 200);
         assert_eq!(responders(&addr, 5), pods, "{addr}");
     }
+
+    // The tunnel the first node went through takes only another node's
+    // proxy, over mutual TLS: a plain CONNECT to the pod gets nowhere.
+    let port = node["metadata"]["annotations"]["skiff.dev/proxy-tunnel-port"]
+        .as_str()
+        .unwrap();
+    let pod = pods.first().unwrap();
+    let pod_ip = cluster.json(&["get", "pod", pod])["status"]["podIP"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut plain = std::net::TcpStream::connect(format!("127.0.0.2:{port}")).unwrap();
+    plain.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    std::io::Write::write_all(&mut plain, format!("CONNECT {pod_ip}:8080 HTTP/1.1\r\n\r\n").as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut plain, &mut answer);
+    assert!(
+        !answer.starts_with(b"HTTP/1.1 200"),
+        "a plain caller passed the tunnel: {}",
+        String::from_utf8_lossy(&answer)
+    );
 }
 
 #[test]

@@ -66,6 +66,7 @@ use logs::LogLimits;
 use runtime::{RuncWorkloads, Runtimes, WasmtimeWorkloads};
 use skiff_image::credentials::Keyring;
 use skiff_image::{Image, ImageStore, is_loopback_reference};
+use skiff_proxy::tunnel::TunnelTls;
 use skiff_proxy::{Proxy, ProxyConfig};
 use skiff_wasm::{PoolConfig, RuntimeConfig, WasmError, WasmRuntime};
 
@@ -339,11 +340,14 @@ impl Drop for Agent {
 /// The API clients of a node: the agent's own, which authenticates as the
 /// node (`system:node:<name>`), and the service proxy's
 /// (`system:kube-proxy`), which reads what no node may (every Service's
-/// endpoints, Ingresses and their TLS Secrets).
+/// endpoints, Ingresses and their TLS Secrets); and the certificate the
+/// proxy presents at other nodes' tunnels and serves its own with
+/// (`skiff_proxy::tunnel`). Without it the tunnel speaks plain TCP.
 #[derive(Clone)]
 pub struct Clients {
     pub node: kube::Client,
     pub proxy: kube::Client,
+    pub proxy_identity: Option<Arc<skiff_client::identity::RotatingIdentity>>,
 }
 
 impl std::fmt::Debug for Clients {
@@ -358,6 +362,7 @@ impl Clients {
         Clients {
             node: client.clone(),
             proxy: client,
+            proxy_identity: None,
         }
     }
 }
@@ -465,10 +470,31 @@ impl Agent {
             source,
         })?;
         config.daemon_port = daemon_addr.port();
+        // The tunnel's TLS trusts the CA that signs the proxies'
+        // certificates: the one the node's callers come with.
+        let tunnel_tls = match (&clients.proxy_identity, &config.endpoint_clients_ca_pem) {
+            (None, _) => None,
+            (Some(identity), Some(ca)) => {
+                Some(TunnelTls::new(ca, identity.clone()).map_err(|source| AgentError::Io {
+                    path: config.data_dir.clone(),
+                    source,
+                })?)
+            }
+            (Some(_), None) => {
+                return Err(AgentError::Io {
+                    path: config.data_dir.clone(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        "the proxy's certificate needs the cluster CA (endpoint_clients_ca_pem) to check other nodes'",
+                    ),
+                });
+            }
+        };
         let proxy_config = ProxyConfig {
             tunnel_port: config.tunnel_port,
             ingress_http: config.ingress_http_port.map(|port| SocketAddr::new(ip, port)),
             ingress_https: config.ingress_https_port.map(|port| SocketAddr::new(ip, port)),
+            tunnel_tls,
             ..ProxyConfig::new(config.node_name.clone(), ip)
         };
         let proxy = Proxy::start(clients.proxy, proxy_config)

@@ -31,9 +31,10 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::certificates::v1::{CertificateSigningRequest, CertificateSigningRequestSpec};
 use kube::api::{Api, ObjectMeta, PostParams};
 use skiff_api::pki::{Credential, write_private};
+use skiff_client::identity::RotatingIdentity;
 use skiff_host::agent::Clients;
 
-use super::rotating::{self, RotatingIdentity};
+use super::rotating;
 use crate::UsageError;
 
 /// Signers of the node's and the proxy's client certificates.
@@ -282,9 +283,12 @@ async fn keep_renewed(
         if wait > SignedDuration::ZERO {
             tokio::time::sleep(wait.unsigned_abs()).await;
         }
-        let renewed = obtain(&client, &dir, &identity)
-            .await
-            .and_then(|issued| presented.replace(&issued.cert_pem, &issued.key_pem).map(|()| issued));
+        let renewed = obtain(&client, &dir, &identity).await.and_then(|issued| {
+            presented
+                .replace(&issued.cert_pem, &issued.key_pem)
+                .map(|()| issued)
+                .map_err(anyhow::Error::from)
+        });
         match renewed {
             Ok(issued) => {
                 tracing::info!(user = %identity.common_name, until = %issued.not_after, "client certificate renewed");
@@ -300,7 +304,7 @@ async fn keep_renewed(
 
 /// The tasks renewing an agent's certificates; dropping this stops them.
 #[derive(Debug)]
-pub struct Renewals(Vec<tokio::task::JoinHandle<()>>);
+pub struct Renewals(pub Vec<tokio::task::JoinHandle<()>>);
 
 impl Drop for Renewals {
     fn drop(&mut self) {
@@ -339,14 +343,7 @@ pub async fn join(
     };
     let node_presented = RotatingIdentity::new(&node_issued.cert_pem, &node_issued.key_pem)?;
     let node_client = rotating::client(server, ca_pem, node_presented.clone())?;
-    let proxy = Identity::proxy();
-    let proxy_issued = match load(dir, &proxy) {
-        Some(issued) => issued,
-        None => obtain(&node_client, dir, &proxy)
-            .await
-            .context("cannot obtain the service proxy's client certificate")?,
-    };
-    let proxy_presented = RotatingIdentity::new(&proxy_issued.cert_pem, &proxy_issued.key_pem)?;
+    let (proxy_presented, proxy_renewal) = proxy_identity(&node_client, dir).await?;
     let proxy_client = rotating::client(server, ca_pem, proxy_presented.clone())?;
     let renewals = Renewals(vec![
         tokio::spawn(keep_renewed(
@@ -356,21 +353,40 @@ pub async fn join(
             node_issued,
             node_presented,
         )),
-        tokio::spawn(keep_renewed(
-            node_client.clone(),
-            dir.to_path_buf(),
-            proxy,
-            proxy_issued,
-            proxy_presented,
-        )),
+        proxy_renewal,
     ]);
     Ok((
         Clients {
             node: node_client,
             proxy: proxy_client,
+            proxy_identity: Some(proxy_presented),
         },
         renewals,
     ))
+}
+
+/// The service proxy's certificate in `dir`, if still valid, else one
+/// obtained with `client`; and the task that renews it with `client`.
+pub async fn proxy_identity(
+    client: &kube::Client,
+    dir: &Path,
+) -> anyhow::Result<(Arc<RotatingIdentity>, tokio::task::JoinHandle<()>)> {
+    let proxy = Identity::proxy();
+    let issued = match load(dir, &proxy) {
+        Some(issued) => issued,
+        None => obtain(client, dir, &proxy)
+            .await
+            .context("cannot obtain the service proxy's client certificate")?,
+    };
+    let presented = RotatingIdentity::new(&issued.cert_pem, &issued.key_pem)?;
+    let renewal = tokio::spawn(keep_renewed(
+        client.clone(),
+        dir.to_path_buf(),
+        proxy,
+        issued,
+        presented.clone(),
+    ));
+    Ok((presented, renewal))
 }
 
 #[cfg(test)]

@@ -1,73 +1,19 @@
 //! A kube client whose TLS client certificate can be replaced while it
-//! runs, as the kubelet's client reads its certificate from its
-//! certificate manager on every handshake.
-//!
-//! kube-rs reads a client certificate once, when a client is built; the
-//! node agent holds its clients for its whole life. So the TLS
+//! runs: kube-rs reads a client certificate once, when a client is built,
+//! and the node agent holds its clients for its whole life. So the TLS
 //! configuration here asks a [`RotatingIdentity`] for the certificate at
-//! each handshake, and a renewal replaces what it holds. Connections
-//! opened before a renewal keep the identity they were opened with until
-//! they close (Kubernetes' client closes them on rotation; here they
-//! live out their idle timeout, well before the old certificate expires).
+//! each handshake, and a renewal replaces what it holds (Kubernetes'
+//! client closes older connections on rotation; here they live out their
+//! idle timeout, well before the old certificate expires).
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use anyhow::Context;
 use hyper_util::client::legacy::connect::HttpConnector;
 use kube::client::ConfigExt;
-use rustls::client::ResolvesClientCert;
+use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::sign::CertifiedKey;
-
-/// The client certificate and key TLS handshakes present, replaceable.
-pub struct RotatingIdentity {
-    current: RwLock<Arc<CertifiedKey>>,
-}
-
-impl std::fmt::Debug for RotatingIdentity {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RotatingIdentity").finish_non_exhaustive()
-    }
-}
-
-/// A certificate (PEM, the chain) and its key (PEM) in the form rustls
-/// presents.
-fn certified_key(cert_pem: &str, key_pem: &str) -> anyhow::Result<Arc<CertifiedKey>> {
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
-        .collect::<Result<_, _>>()
-        .context("the client certificate is not PEM")?;
-    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).context("the client key is not PEM")?;
-    let provider = rustls::crypto::ring::default_provider();
-    let certified =
-        CertifiedKey::from_der(chain, key, &provider).context("the client key does not fit its certificate")?;
-    Ok(Arc::new(certified))
-}
-
-impl RotatingIdentity {
-    pub fn new(cert_pem: &str, key_pem: &str) -> anyhow::Result<Arc<RotatingIdentity>> {
-        Ok(Arc::new(RotatingIdentity {
-            current: RwLock::new(certified_key(cert_pem, key_pem)?),
-        }))
-    }
-
-    /// Presents `cert_pem` and `key_pem` from the next handshake on.
-    pub fn replace(&self, cert_pem: &str, key_pem: &str) -> anyhow::Result<()> {
-        let next = certified_key(cert_pem, key_pem)?;
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = next;
-        Ok(())
-    }
-}
-
-impl ResolvesClientCert for RotatingIdentity {
-    fn resolve(&self, _: &[&[u8]], _: &[rustls::SignatureScheme]) -> Option<Arc<CertifiedKey>> {
-        Some(self.current.read().unwrap_or_else(|p| p.into_inner()).clone())
-    }
-
-    fn has_certs(&self) -> bool {
-        true
-    }
-}
+use skiff_client::identity::RotatingIdentity;
 
 /// A client of the API at `server`, trusting the CA (PEM), presenting
 /// whatever `identity` holds: kube-rs' default stack (base URI, connect
