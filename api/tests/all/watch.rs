@@ -1,5 +1,5 @@
 //! Watches through the router: resume, selectors, bookmarks, timeouts and
-//! the 410 a compacted start gets.
+//! the 410 a compacted start gets, and compaction under a running watch.
 
 use std::time::Duration;
 
@@ -138,6 +138,70 @@ async fn compacted_start_gets_410_expired() {
         .get(&format!("{CMS}?resourceVersion=1&resourceVersionMatch=Exact"))
         .await;
     assert_eq!(list.status, StatusCode::GONE);
+}
+
+/// etcd's watch properties under compaction: while writes go on and the
+/// store compacts up to its head again and again, a running watch sees
+/// every write once, in order; a watch started (or resumed) from a
+/// compacted revision gets 410 and nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_while_watching_drops_and_repeats_nothing() {
+    const WRITES: usize = 200;
+    let api = Api::start().await;
+    api.post(CMS, json!({"metadata": {"name": "first"}})).await;
+    let start = api.store.revision();
+    let mut live = Stream::open(&api, &format!("resourceVersion={start}")).await;
+
+    // Compacts to the head until the writes are done.
+    let store = api.store.clone();
+    let (done_tx, mut done) = tokio::sync::watch::channel(false);
+    let compactor = tokio::spawn(async move {
+        let mut compactions = 0;
+        while !*done.borrow() {
+            if store.compact(store.revision()).await.is_ok() {
+                compactions += 1;
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(5), done.changed()).await;
+        }
+        compactions
+    });
+    let mut acknowledged = Vec::with_capacity(WRITES);
+    for i in 0..WRITES {
+        let reply = api.post(CMS, json!({"metadata": {"name": format!("w{i}")}})).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
+        let version = reply.body["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+        acknowledged.push((format!("w{i}"), version));
+    }
+    done_tx.send(true).unwrap();
+    let compactions = compactor.await.unwrap();
+    eprintln!("{compactions} compactions during {WRITES} writes");
+    assert!(compactions > 1, "the store compacted while the writes went on");
+
+    let mut seen = Vec::with_capacity(WRITES);
+    while seen.len() < WRITES {
+        let event = live.next().await.expect("the live watch keeps going");
+        assert_eq!(event["type"], "ADDED", "{event}");
+        let meta = &event["object"]["metadata"];
+        seen.push((
+            meta["name"].as_str().unwrap().to_string(),
+            meta["resourceVersion"].as_str().unwrap().to_string(),
+        ));
+    }
+    assert_eq!(seen, acknowledged, "every write once, in order, at its resourceVersion");
+
+    // A watch from before the last compaction, or resumed from the
+    // middle of the writes, is told it is too late.
+    api.store.compact(api.store.revision()).await.unwrap();
+    let middle = &acknowledged[WRITES / 2].1;
+    for from in [start.to_string(), middle.clone()] {
+        let mut stale = Stream::open(&api, &format!("resourceVersion={from}")).await;
+        let error = stale.next().await.unwrap();
+        assert_eq!(error["object"]["code"], 410, "from {from}: {error}");
+        assert!(
+            stale.next().await.is_none(),
+            "from {from}: the stream ends after the error"
+        );
+    }
 }
 
 #[tokio::test]
