@@ -166,6 +166,96 @@ async fn a_second_server_on_the_same_data_dir_exits_with_a_clear_error() {
     first.wait().unwrap();
 }
 
+/// A data directory that cannot be written (a tmpfs the test mounts,
+/// remounted read-only) is refused at start with a message that names
+/// it, within seconds, and nothing is lost: made writable again, the
+/// server serves every write it acknowledged before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_data_dir_is_refused_clearly_and_loses_nothing() {
+    let mount = tempfile::tempdir().unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256m", "skiff-read-only"])
+        .arg(mount.path())
+        .status()
+        .expect("run mount");
+    assert!(mounted.success(), "this test mounts a tmpfs: it needs root");
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("--lazy").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(mount.path().to_path_buf());
+    let remount = |mode: &str| {
+        let status = Command::new("mount")
+            .args(["-o", &format!("remount,{mode}")])
+            .arg(mount.path())
+            .status()
+            .unwrap();
+        assert!(status.success(), "remount {mode}");
+    };
+    let data = mount.path().join("data");
+    let peer = free_addr();
+    let mut child = start(&data, &peer);
+    let client = client(&data, &peer).await;
+    wait_writable(&client).await;
+    let mut acked = BTreeMap::new();
+    for i in 0..50 {
+        let key = format!("/kept/{i:02}");
+        let written = client
+            .txn(Txn::new().and_then([TxnOp::put(key.clone(), "v")]))
+            .await
+            .unwrap();
+        acked.insert(key, written.revision);
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    remount("ro");
+    let mut refused = Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .args(["server", "--no-agent", "--peer-listen", &peer, "--listen", &free_addr()])
+        .arg("--data-dir")
+        .arg(&data)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = refused.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = refused.kill();
+            panic!("a server on a read-only data dir did not exit within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut refused.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("Read-only file system") && stderr.contains(&data.display().to_string()),
+        "the error names the directory and the cause: {stderr}"
+    );
+
+    remount("rw");
+    let mut child = start(&data, &peer);
+    wait_writable(&client).await;
+    for (key, revision) in &acked {
+        let found = client
+            .range(
+                RangeRequest::new(KeyRange::key(key.clone())),
+                ReadConsistency::Linearizable,
+            )
+            .await
+            .unwrap();
+        assert_eq!(found.kvs.first().map(|kv| kv.mod_revision), Some(*revision), "{key}");
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
 #[test]
 fn bad_flags_are_usage_errors() {
     for args in [
