@@ -16,11 +16,19 @@
 //! server. A server that accepts connections but cannot serve is not
 //! detected here: a skiff server whose store has lost its quorum still
 //! answers, with errors, and the client retries.
+//!
+//! Which servers there are can follow the cluster
+//! ([`Balancer::follow_endpoints`]): the `default/kubernetes` Endpoints
+//! list the servers alive now, as the k3s agent's balancer learns them,
+//! so an agent given one server finds the others before it needs them.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Endpoints;
+use kube::runtime::{WatchStreamExt, watcher};
 use tokio::net::{TcpListener, TcpStream};
 
 /// How long a server that refused a connection is passed over.
@@ -34,12 +42,14 @@ const DIAL_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct Balancer {
     addr: SocketAddr,
     servers: Arc<Servers>,
-    task: tokio::task::JoinHandle<()>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for Balancer {
     fn drop(&mut self) {
-        self.task.abort();
+        for task in &self.tasks {
+            task.abort();
+        }
     }
 }
 
@@ -59,7 +69,7 @@ struct State {
 impl Servers {
     /// The order to dial in: the preferred server first, then the others
     /// in turn; servers marked down go last, in case all are.
-    fn order(&self, now: Instant) -> Vec<(usize, String)> {
+    fn order(&self, now: Instant) -> Vec<String> {
         let Ok(state) = self.state.lock() else {
             return Vec::new();
         };
@@ -67,31 +77,83 @@ impl Servers {
         let turn = (0..n).map(|i| (state.preferred + i) % n);
         let (up, down): (Vec<usize>, Vec<usize>) =
             turn.partition(|&i| state.servers[i].1.is_none_or(|until| until <= now));
-        up.into_iter()
-            .chain(down)
-            .map(|i| (i, state.servers[i].0.clone()))
-            .collect()
+        up.into_iter().chain(down).map(|i| state.servers[i].0.clone()).collect()
     }
 
-    fn connected(&self, index: usize) {
+    fn connected(&self, addr: &str) {
         if let Ok(mut state) = self.state.lock()
-            && let Some(server) = state.servers.get_mut(index)
+            && let Some(index) = state.servers.iter().position(|s| s.0 == addr)
         {
-            server.1 = None;
+            state.servers[index].1 = None;
             if state.preferred != index {
-                tracing::info!(server = %state.servers[index].0, "API connections now go to this server");
+                tracing::info!(server = %addr, "API connections now go to this server");
                 state.preferred = index;
             }
         }
     }
 
-    fn failed(&self, index: usize, now: Instant) {
+    fn failed(&self, addr: &str, now: Instant) {
         if let Ok(mut state) = self.state.lock()
-            && let Some(server) = state.servers.get_mut(index)
+            && let Some(server) = state.servers.iter_mut().find(|s| s.0 == addr)
         {
             server.1 = Some(now + DOWN_FOR);
         }
     }
+
+    /// Makes `servers` the servers; the preferred one stays preferred
+    /// while it is listed, and those that stay keep their marks. Returns
+    /// whether anything changed.
+    fn replace(&self, servers: Vec<String>) -> bool {
+        let Ok(mut state) = self.state.lock() else {
+            return false;
+        };
+        if servers.is_empty() || state.servers.iter().map(|s| &s.0).eq(servers.iter()) {
+            return false;
+        }
+        let preferred = state.servers.get(state.preferred).map(|s| s.0.clone());
+        let next: Vec<(String, Option<Instant>)> = servers
+            .into_iter()
+            .map(|addr| {
+                let mark = state.servers.iter().find(|s| s.0 == addr).and_then(|s| s.1);
+                (addr, mark)
+            })
+            .collect();
+        state.preferred = next.iter().position(|s| Some(&s.0) == preferred.as_ref()).unwrap_or(0);
+        state.servers = next;
+        true
+    }
+
+    fn list(&self) -> Vec<String> {
+        self.state
+            .lock()
+            .map(|state| state.servers.iter().map(|s| s.0.clone()).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// The servers an Endpoints object lists: each subset's addresses at its
+/// `https` port (or its only port), as `host:port`.
+pub fn endpoint_servers(endpoints: &Endpoints) -> Vec<String> {
+    let mut servers = Vec::new();
+    for subset in endpoints.subsets.iter().flatten() {
+        let ports = subset.ports.as_deref().unwrap_or_default();
+        let port = ports
+            .iter()
+            .find(|p| p.name.as_deref() == Some("https"))
+            .or_else(|| (ports.len() == 1).then(|| &ports[0]))
+            .map(|p| p.port);
+        let Some(port) = port else { continue };
+        for address in subset.addresses.iter().flatten() {
+            let server = match address.ip.parse::<std::net::IpAddr>() {
+                Ok(ip) => SocketAddr::new(ip, u16::try_from(port).unwrap_or(443)).to_string(),
+                Err(_) => continue,
+            };
+            if !servers.contains(&server) {
+                servers.push(server);
+            }
+        }
+    }
+    servers
 }
 
 impl Balancer {
@@ -113,7 +175,54 @@ impl Balancer {
             }),
         });
         let task = tokio::spawn(accept(listener, servers.clone()));
-        Ok(Balancer { addr, servers, task })
+        Ok(Balancer {
+            addr,
+            servers,
+            tasks: vec![task],
+        })
+    }
+
+    /// From now on, the servers are those the `default/kubernetes`
+    /// Endpoints list (read with `client`, which may dial through this
+    /// balancer), followed by those given at the start that they do not
+    /// list (a load balancer's address, say); `changed` hears each new
+    /// list. Until the Endpoints are read, or while they list none, the
+    /// servers stay as they are.
+    pub fn follow_endpoints(&mut self, client: kube::Client, changed: impl Fn(&[String]) + Send + 'static) {
+        let given = self.servers.list();
+        let servers = self.servers.clone();
+        let api = kube::Api::<Endpoints>::namespaced(client, "default");
+        let config = watcher::Config::default().fields("metadata.name=kubernetes");
+        let task = tokio::spawn(async move {
+            let mut events = std::pin::pin!(watcher(api, config).default_backoff().applied_objects());
+            while let Some(event) = events.next().await {
+                let endpoints = match event {
+                    Ok(endpoints) => endpoints,
+                    Err(error) => {
+                        tracing::debug!(%error, "cannot follow the API servers' Endpoints; retrying");
+                        continue;
+                    }
+                };
+                let mut next = endpoint_servers(&endpoints);
+                if next.is_empty() {
+                    continue;
+                }
+                for server in &given {
+                    if !next.contains(server) {
+                        next.push(server.clone());
+                    }
+                }
+                if servers.replace(next.clone()) {
+                    changed(&next);
+                }
+            }
+        });
+        self.tasks.push(task);
+    }
+
+    /// The servers connections may go to, in the order they are tried.
+    pub fn servers(&self) -> Vec<String> {
+        self.servers.list()
     }
 
     /// Where clients dial: `127.0.0.1:PORT`.
@@ -159,17 +268,17 @@ async fn accept(listener: TcpListener, servers: Arc<Servers>) {
 
 /// A connection to the first server that takes one.
 async fn dial(servers: &Servers) -> Option<TcpStream> {
-    for (index, addr) in servers.order(Instant::now()) {
+    for addr in servers.order(Instant::now()) {
         match tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect(&addr)).await {
             Ok(Ok(stream)) => {
                 let _ = stream.set_nodelay(true);
-                servers.connected(index);
+                servers.connected(&addr);
                 return Some(stream);
             }
             Ok(Err(error)) => tracing::debug!(server = %addr, %error, "API server refused a connection"),
             Err(_) => tracing::debug!(server = %addr, "API server did not accept a connection in time"),
         }
-        servers.failed(index, Instant::now());
+        servers.failed(&addr, Instant::now());
     }
     tracing::warn!("no API server takes connections");
     None
@@ -233,5 +342,36 @@ mod tests {
         let balancer = Balancer::start(vec![dead]).await.unwrap();
         assert_eq!(ask(&balancer).await, "");
         assert!(Balancer::start(Vec::new()).await.is_err());
+    }
+
+    #[test]
+    fn the_endpoints_replace_the_servers_and_the_preferred_one_stays() {
+        let endpoints: Endpoints = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "kubernetes"},
+            "subsets": [
+                {"addresses": [{"ip": "10.0.0.1"}, {"ip": "10.0.0.2"}],
+                 "ports": [{"name": "https", "port": 6443}]},
+                {"addresses": [{"ip": "127.0.0.1"}], "ports": [{"port": 7443}]},
+                {"addresses": [{"ip": "not an address"}], "ports": [{"name": "https", "port": 1}]},
+            ],
+        }))
+        .unwrap();
+        let listed = endpoint_servers(&endpoints);
+        assert_eq!(listed, ["10.0.0.1:6443", "10.0.0.2:6443", "127.0.0.1:7443"]);
+
+        let servers = Servers {
+            state: Mutex::new(State {
+                servers: vec![("10.0.0.2:6443".into(), None), ("10.0.0.9:6443".into(), None)],
+                preferred: 0,
+            }),
+        };
+        let now = Instant::now();
+        servers.failed("10.0.0.1:6443", now);
+        assert!(servers.replace(listed.clone()));
+        assert!(!servers.replace(listed.clone()), "the same list changes nothing");
+        assert!(!servers.replace(Vec::new()), "an empty list changes nothing");
+        // The preferred server (10.0.0.2) is still tried first.
+        assert_eq!(servers.order(now)[0], "10.0.0.2:6443");
+        assert_eq!(servers.list(), listed);
     }
 }

@@ -17,10 +17,13 @@
 //!   new node would (the admin's token may), and the agent refuses to
 //!   start when it cannot.
 //!
-//! Given `--server` several times (the cluster's servers), the agent
-//! dials them through a client-side balancer (`skiff_client::balancer`):
-//! its node, proxy and certificate clients keep working while one server
-//! lives, and move to another when theirs dies.
+//! The agent dials the API servers through a client-side balancer
+//! (`skiff_client::balancer`), as the k3s agent does: the servers given
+//! with `--server` (one or several) at first, then those the
+//! `default/kubernetes` Endpoints list (each server keeps itself there
+//! while it lives), followed by the given ones. Its node, proxy and
+//! certificate clients keep working while one server lives, and move to
+//! another when theirs dies.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -134,8 +137,9 @@ fn host_name() -> String {
 #[derive(Debug, Args)]
 pub struct AgentArgs {
     /// The API server, e.g. https://127.0.0.1:6443; repeat it (or give
-    /// several, comma-separated) for the cluster's servers, to fail over
-    /// between them.
+    /// several, comma-separated) for the cluster's servers. Once
+    /// connected, the agent also follows the servers the cluster lists
+    /// (the default/kubernetes Endpoints) and fails over between them.
     #[arg(long, required = true, value_delimiter = ',')]
     server: Vec<String>,
 
@@ -205,17 +209,12 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         .iter()
         .map(|server| dial_address(server))
         .collect::<Result<Vec<_>, _>>()?;
-    // One server is dialled directly; several, through a balancer that
-    // lives as long as the agent.
-    let (server, _balancer) = match addresses.len() {
-        1 => (args.server[0].clone(), None),
-        _ => {
-            let balancer = skiff_client::balancer::Balancer::start(addresses)
-                .await
-                .context("cannot start the API balancer")?;
-            (balancer.url(), Some(balancer))
-        }
-    };
+    // The servers are dialled through a balancer that lives as long as
+    // the agent and follows the cluster's servers once it can read them.
+    let mut balancer = skiff_client::balancer::Balancer::start(addresses)
+        .await
+        .context("cannot start the API balancer")?;
+    let server = balancer.url();
     let token = match &args.token_file {
         Some(file) => Some(
             std::fs::read_to_string(file)
@@ -252,6 +251,9 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             (clients, Some(renewals))
         }
     };
+    balancer.follow_endpoints(clients.proxy.clone(), |servers| {
+        println!("skiff: API servers {}", servers.join(", "));
+    });
     let agent = start(clients, config).await?;
     println!(
         "skiff: node agent {name} running (endpoint {}, OCI runtime {}); data in {}",

@@ -488,9 +488,19 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     };
     let api = skiff_api::ApiServer::with_settings(store.clone(), authentication, settings);
     api.bootstrap().await.context("cannot create the system namespaces")?;
-    api.register_endpoint(SocketAddr::new(api_host.parse()?, api_addr.port()))
+    // This server's Lease and the kubernetes Service's Endpoints, kept
+    // current while it runs.
+    let api_identity = format!("skiff-node-{}", args.node_id);
+    let api_endpoint = SocketAddr::new(api_host.parse()?, api_addr.port());
+    api.register_endpoint(&api_identity, api_endpoint)
         .await
         .context("cannot register in the kubernetes Service")?;
+    let _registered = {
+        let api = api.clone();
+        AbortOnDrop(tokio::spawn(async move {
+            api.keep_registered(api_identity, api_endpoint).await
+        }))
+    };
     let tls = pki.server_config().context("cannot configure TLS")?;
     let api_serve = tokio::spawn(skiff_api::serve_tls(api_listener, tls, api.router(), shutdown_signal()));
     println!(

@@ -4,9 +4,9 @@
 //! The client retries every write through a balancer over the three API
 //! servers, as the node agent does. The history it recorded must show:
 //! no acknowledged write lost, acknowledged resourceVersions only
-//! increasing, and writes resuming after the kill. A node agent given the
-//! three servers, the leader first, keeps its node's Lease renewed through
-//! another server. The killed server, started again, catches up to the
+//! increasing, and writes resuming after the kill. A node agent given
+//! only the leader learns the other two from the kubernetes Endpoints and
+//! keeps its node's Lease renewed through another server. The killed server, started again, catches up to the
 //! same revision as the others; then all three are killed at once and
 //! started again, and agree on one state holding every acknowledged write.
 //! Last, the leader is stopped (SIGSTOP) past an election timeout: the
@@ -305,16 +305,15 @@ fn killing_the_leader_under_writes_loses_no_acknowledged_write() {
     let leader_url = urls[usize::try_from(leader).unwrap() - 1].clone();
     let survivor = urls.iter().find(|u| **u != leader_url).unwrap().clone();
 
-    // A node agent that knows the three servers, the leader first.
+    // A node agent given only the leader, which learns the other two
+    // from the kubernetes Endpoints (it prints the servers it follows).
     let token = support::skiff_token(&first, &["create", "--ttl", "1h"]);
     let token_file = first.data.path().join("join.token");
     std::fs::write(&token_file, token.trim()).unwrap();
     let agent_dir = tempfile::tempdir().unwrap();
-    let mut servers = vec![leader_url.clone()];
-    servers.extend(urls.iter().filter(|u| **u != leader_url).cloned());
-    let _agent = support::Guard {
+    let mut agent = support::Guard {
         child: Command::new(env!("CARGO_BIN_EXE_skiff"))
-            .args(["agent", "--server", &servers.join(","), "--name", "drill"])
+            .args(["agent", "--server", &leader_url, "--name", "drill"])
             .args(["--pod-cidr", "127.78.0.0", "--heartbeat-interval", "1"])
             .args(["--shutdown-grace-period", "2"])
             .arg("--ca-file")
@@ -324,11 +323,18 @@ fn killing_the_leader_under_writes_loses_no_acknowledged_write() {
             .arg("--data-dir")
             .arg(agent_dir.path())
             .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .spawn()
             .unwrap(),
         data_dir: agent_dir.path().to_path_buf(),
     };
+    let followed = following(agent.child.stdout.take().unwrap());
+    until(Duration::from_secs(60), "the agent to follow the three servers", || {
+        let servers = followed.lock().unwrap().clone();
+        urls.iter()
+            .all(|u| servers.contains(&u.trim_start_matches("https://").to_string()))
+            .then_some(())
+    });
     until(Duration::from_secs(60), "the agent's node to be Ready", || {
         let out = first.kubectl(&[
             "--server",
@@ -549,6 +555,22 @@ fn killing_the_leader_under_writes_loses_no_acknowledged_write() {
         converged(&first, &peers).then_some(())
     });
     drop(balancer);
+}
+
+/// The servers an agent last said it follows (its `skiff: API servers`
+/// lines), read from its stdout on a thread of their own, which keeps
+/// draining it.
+fn following(stdout: std::process::ChildStdout) -> Arc<Mutex<Vec<String>>> {
+    let servers: Arc<Mutex<Vec<String>>> = Arc::default();
+    let last = servers.clone();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
+            if let Some(list) = line.strip_prefix("skiff: API servers ") {
+                *last.lock().unwrap() = list.split(", ").map(String::from).collect();
+            }
+        }
+    });
+    servers
 }
 
 /// Whether the three members report one revision (asked one after the

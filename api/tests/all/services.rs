@@ -237,11 +237,22 @@ async fn bad_ingresses_are_refused_with_their_causes() {
     assert_eq!(good.status, StatusCode::CREATED, "{}", good.text);
 }
 
+/// Each server registers in its Lease; the Endpoints and EndpointSlices
+/// list the servers whose Leases are current, a subset and a slice per
+/// port, and a server whose Lease lapsed leaves them.
 #[tokio::test]
-async fn every_api_server_is_listed_in_the_kubernetes_service() {
+async fn every_live_api_server_is_listed_in_the_kubernetes_service() {
     let api = Api::start().await;
-    for address in ["127.0.0.1:6443", "127.0.0.2:6443", "127.0.0.1:6443"] {
-        api.server.register_endpoint(address.parse().unwrap()).await.unwrap();
+    for (identity, address) in [
+        ("a", "127.0.0.1:6443"),
+        ("b", "127.0.0.2:6443"),
+        ("c", "127.0.0.1:7443"),
+        ("a", "127.0.0.1:6443"),
+    ] {
+        api.server
+            .register_endpoint(identity, address.parse().unwrap())
+            .await
+            .unwrap();
     }
     let service = api.get("/api/v1/namespaces/default/services/kubernetes").await;
     assert_eq!(service.status, StatusCode::OK, "{}", service.text);
@@ -255,14 +266,44 @@ async fn every_api_server_is_listed_in_the_kubernetes_service() {
     assert_eq!(
         endpoints.body["subsets"],
         json!([{"addresses": [{"ip": "127.0.0.1"}, {"ip": "127.0.0.2"}],
-                "ports": [{"name": "https", "port": 6443, "protocol": "TCP"}]}])
+                "ports": [{"name": "https", "port": 6443, "protocol": "TCP"}]},
+               {"addresses": [{"ip": "127.0.0.1"}],
+                "ports": [{"name": "https", "port": 7443, "protocol": "TCP"}]}])
     );
-    let slice = api
-        .get("/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/kubernetes")
-        .await;
+    const SLICES: &str = "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices";
+    let slice = api.get(&format!("{SLICES}/kubernetes")).await;
     assert_eq!(
         slice.body["metadata"]["labels"]["kubernetes.io/service-name"],
         "kubernetes"
     );
     assert_eq!(slice.body["endpoints"].as_array().unwrap().len(), 2);
+    let other = api.get(&format!("{SLICES}/kubernetes-7443")).await;
+    assert_eq!(other.body["ports"][0]["port"], 7443, "{}", other.text);
+
+    // b stops renewing; c is gone too: once their Leases lapse, the next
+    // renewal by a takes them out.
+    for lapsed in ["b", "c"] {
+        let reply = api
+            .patch(
+                &format!("/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/apiserver-{lapsed}"),
+                "application/merge-patch+json",
+                json!({"spec": {"renewTime": "2020-01-01T00:00:00.000000Z"}}),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    }
+    api.server
+        .register_endpoint("a", "127.0.0.1:6443".parse().unwrap())
+        .await
+        .unwrap();
+    let endpoints = api.get("/api/v1/namespaces/default/endpoints/kubernetes").await;
+    assert_eq!(
+        endpoints.body["subsets"],
+        json!([{"addresses": [{"ip": "127.0.0.1"}],
+                "ports": [{"name": "https", "port": 6443, "protocol": "TCP"}]}])
+    );
+    let slice = api.get(&format!("{SLICES}/kubernetes")).await;
+    assert_eq!(slice.body["endpoints"].as_array().unwrap().len(), 1);
+    let gone = api.get(&format!("{SLICES}/kubernetes-7443")).await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
 }
