@@ -8,6 +8,8 @@
 //! | `skiff token`  | [`token`]   | create, list and delete join tokens            |
 //! | `skiff snapshot` | [`snapshot`] | save a backup of the store; restore one into a new cluster |
 //! | `skiff secrets-encrypt` | [`secrets_encrypt`] | encryption at rest: status, key rotation, re-encryption |
+//! | `skiff member` | [`member`]  | list the store's cluster members; remove one   |
+//! | `skiff kubeconfig` | [`kubeconfig`] | an admin kubeconfig with a context per live API server |
 //!
 //! Exit codes: 0 success, 1 runtime failure, 2 bad usage.
 
@@ -19,7 +21,9 @@ mod admin;
 mod agent;
 mod bootstrap;
 mod image;
+mod kubeconfig;
 mod manifests;
+mod member;
 mod peer;
 mod secrets_encrypt;
 mod server;
@@ -56,6 +60,10 @@ enum Command {
     Snapshot(snapshot::SnapshotArgs),
     /// Encryption at rest: status, key rotation and re-encryption.
     SecretsEncrypt(secrets_encrypt::SecretsEncryptArgs),
+    /// List the members of the store's cluster, or remove one.
+    Member(member::MemberArgs),
+    /// Write an admin kubeconfig with a context for every live API server.
+    Kubeconfig(kubeconfig::KubeconfigArgs),
 }
 
 /// A node agent holds a listening socket per Wasm pod port and the server
@@ -107,6 +115,8 @@ fn main() -> ExitCode {
             Command::Token(args) => token::run(args).await,
             Command::Snapshot(args) => snapshot::run(args).await,
             Command::SecretsEncrypt(args) => secrets_encrypt::run(args).await,
+            Command::Member(args) => member::run(args).await,
+            Command::Kubeconfig(args) => kubeconfig::run(args).await,
         }
     });
     match result {

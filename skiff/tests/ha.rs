@@ -97,6 +97,47 @@ fn a_joining_server_shares_the_clusters_identity_and_a_wrong_token_is_refused() 
         token.trim()
     );
 
+    // `skiff kubeconfig` names both servers, once the second has listed
+    // itself; each context reaches its own server with the one credential.
+    let both = data.path().join("both.kubeconfig");
+    until(Duration::from_secs(60), "a kubeconfig naming both servers", || {
+        let out = Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .args(["kubeconfig", "--output"])
+            .arg(&both)
+            .arg("--data-dir")
+            .arg(first.data.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let named = std::fs::read_to_string(&both).unwrap();
+        named.contains(&url).then_some(())
+    });
+    let with_both = |args: &[&str]| {
+        Command::new(support::KUBECTL)
+            .arg("--kubeconfig")
+            .arg(&both)
+            .arg("--request-timeout=30s")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let contexts = with_both(&["config", "get-contexts", "-o", "name"]);
+    let contexts = String::from_utf8_lossy(&contexts.stdout).into_owned();
+    let contexts: Vec<&str> = contexts.lines().collect();
+    assert_eq!(contexts.len(), 2, "{contexts:?}");
+    for context in contexts {
+        let out = with_both(&[
+            "--context",
+            context,
+            "get",
+            "configmap",
+            "via-second",
+            "-o",
+            "jsonpath={.data.k}",
+        ]);
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "v", "{context}: {out:?}");
+    }
+
     // The peer port: mutual TLS with the peer CA, the same on both.
     let pki = first.data.path().join("pki");
     assert_eq!(
