@@ -18,6 +18,11 @@
 //! acknowledged write once, in order, with nothing repeated or older than
 //! what it saw already (etcd's watch guarantees).
 //!
+//! Three more clients read and write one register (a ConfigMap's value)
+//! across the kill, each preferring another server; their history must
+//! be linearizable (the Wing–Gong–Lowe checker of `todc-utils`, as
+//! porcupine checks etcd's).
+//!
 //! The time from the kill to the first acknowledged write is printed, not
 //! asserted: it is a figure (`cargo xtask bench store` measures it).
 
@@ -178,6 +183,189 @@ fn writer(
             }
             retries
         }
+    })
+}
+
+/// The register the linearizability check is about: ConfigMap
+/// `register`'s `data.v`, written blind (a merge patch) and read with GET,
+/// a linearizable read.
+const REGISTER: &str = "register";
+const REGISTER_INITIAL: &str = "initial";
+
+/// An operation on the register: as called (a read's value unknown) or
+/// as answered.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Register {
+    Read(Option<String>),
+    Write(String),
+}
+
+/// One operation a client recorded: when it was called and answered, and
+/// its answer; a write whose outcome is unknown has none and may have
+/// taken effect at any time after its call. Every failed write counts as
+/// unknown: across a leader's death a blind patch can be answered 409
+/// although its first attempt was committed (the store retries a
+/// forwarded transaction whose answer was lost; its compare then fails
+/// and the update loop gives up), so a 409 does not prove it was not
+/// applied.
+#[derive(Clone, Debug)]
+struct Recorded {
+    process: usize,
+    call: Register,
+    answer: Option<Register>,
+    start: Instant,
+    end: Instant,
+}
+
+/// A register's sequential behaviour, for the Wing–Gong–Lowe checker.
+struct RegisterSpec;
+
+impl todc_utils::Specification for RegisterSpec {
+    type State = Option<String>;
+    type Operation = Register;
+
+    fn init() -> Self::State {
+        Some(REGISTER_INITIAL.into())
+    }
+
+    fn apply(operation: &Register, state: &Self::State) -> (bool, Self::State) {
+        match operation {
+            Register::Read(value) => (value == state, state.clone()),
+            Register::Write(value) => (true, Some(value.clone())),
+        }
+    }
+}
+
+/// Whether `history` is linearizable as one register. Unknown outcomes
+/// are answered after everything else, as porcupine and Jepsen treat
+/// them; failed reads were dropped when recorded.
+fn linearizable(history: &[Recorded]) -> bool {
+    use todc_utils::Action::{Call, Response};
+    let last = history.iter().map(|r| r.end).max().unwrap_or_else(Instant::now);
+    let mut actions = Vec::with_capacity(history.len() * 2);
+    for r in history {
+        actions.push((r.start, 0, r.process, Call(r.call.clone())));
+        match &r.answer {
+            Some(answer) => actions.push((r.end, 1, r.process, Response(answer.clone()))),
+            None => actions.push((last, 2, r.process, Response(r.call.clone()))),
+        }
+    }
+    actions.sort_by_key(|(at, order, _, _)| (*at, *order));
+    let actions = actions
+        .into_iter()
+        .map(|(_, _, process, action)| (process, action))
+        .collect();
+    todc_utils::WGLChecker::<RegisterSpec>::is_linearizable(todc_utils::History::from_actions(actions))
+}
+
+#[test]
+fn the_register_checker_refuses_a_stale_read_and_allows_an_unknown_write() {
+    let t0 = Instant::now();
+    let at = |ms: u64| t0 + Duration::from_millis(ms);
+    let op = |process, call, answer, start, end| Recorded {
+        process,
+        call,
+        answer,
+        start: at(start),
+        end: at(end),
+    };
+    let write = |v: &str| Register::Write(v.into());
+    let read = |v: &str| Register::Read(Some(v.into()));
+    // A write completes, then a read returns the old value: stale.
+    let stale = [
+        op(0, write("a"), Some(write("a")), 0, 10),
+        op(1, Register::Read(None), Some(read(REGISTER_INITIAL)), 20, 30),
+    ];
+    assert!(!linearizable(&stale));
+    // The same read, overlapping the write: fine.
+    let overlapping = [
+        op(0, write("a"), Some(write("a")), 0, 25),
+        op(1, Register::Read(None), Some(read(REGISTER_INITIAL)), 20, 30),
+    ];
+    assert!(linearizable(&overlapping));
+    // A write whose answer was lost may show up in a later read.
+    let unknown = [
+        op(0, write("a"), None, 0, 5),
+        op(3, Register::Read(None), Some(read("a")), 50, 60),
+    ];
+    assert!(linearizable(&unknown));
+}
+
+/// A client of the register that prefers server `first` of `servers`
+/// (its own balancer over them, the others after): reads and writes in
+/// turn, one at a time, until `stop` (or 300 operations). After an
+/// operation whose outcome it cannot know it carries on as a new process
+/// (`clients` apart), as a crashed client would be replaced.
+fn register_client(
+    kubeconfig: std::path::PathBuf,
+    servers: Vec<String>,
+    first: usize,
+    clients: usize,
+    history: Arc<Mutex<Vec<Recorded>>>,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<usize> {
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let mut order = servers.clone();
+            order.rotate_left(first);
+            let balancer = skiff_client::balancer::Balancer::start(order).await.unwrap();
+            let api = configmaps(&kubeconfig, &balancer.url()).await;
+            let mut process = first;
+            let mut done = 0;
+            for seq in 0..300 {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let start = Instant::now();
+                let (call, answer) = if seq % 3 == 0 {
+                    let value = format!("c{first}-{seq}");
+                    let patch = serde_json::json!({"data": {"v": value}});
+                    let written = api
+                        .patch(REGISTER, &Default::default(), &kube::api::Patch::Merge(&patch))
+                        .await;
+                    match written {
+                        Ok(_) => (Register::Write(value.clone()), Some(Register::Write(value))),
+                        // Whatever the error, the write may have been
+                        // applied: a 409 included (see the note on
+                        // `Recorded`).
+                        Err(error) => {
+                            eprintln!("register write {value} failed: {error}");
+                            (Register::Write(value), None)
+                        }
+                    }
+                } else {
+                    match api.get(REGISTER).await {
+                        Ok(found) => {
+                            let value = found.data.and_then(|d| d.get("v").cloned());
+                            (Register::Read(None), Some(Register::Read(value)))
+                        }
+                        // A failed read tells nothing.
+                        Err(_) => {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                            continue;
+                        }
+                    }
+                };
+                let unknown = answer.is_none();
+                history.lock().unwrap().push(Recorded {
+                    process,
+                    call,
+                    answer,
+                    start,
+                    end: Instant::now(),
+                });
+                done += 1;
+                if unknown {
+                    process += clients;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+            done
+        })
     })
 }
 
@@ -383,6 +571,34 @@ fn killing_the_leader_under_writes_loses_no_acknowledged_write() {
         stop.clone(),
         Duration::from_secs(120),
     );
+    // Three register clients, each preferring another server.
+    on(
+        &first,
+        &survivor,
+        &[
+            "create",
+            "configmap",
+            REGISTER,
+            &format!("--from-literal=v={REGISTER_INITIAL}"),
+        ],
+    );
+    let register: Arc<Mutex<Vec<Recorded>>> = Arc::default();
+    let addresses: Vec<String> = urls
+        .iter()
+        .map(|u| u.trim_start_matches("https://").to_string())
+        .collect();
+    let register_clients: Vec<_> = (0..3)
+        .map(|i| {
+            register_client(
+                first.kubeconfig.clone(),
+                addresses.clone(),
+                i,
+                3,
+                register.clone(),
+                stop.clone(),
+            )
+        })
+        .collect();
     let acked = || acks.lock().unwrap().len();
     until(Duration::from_secs(60), "50 writes before the kill", || {
         (acked() >= 50).then_some(())
@@ -419,6 +635,31 @@ fn killing_the_leader_under_writes_loses_no_acknowledged_write() {
     );
     stop.store(true, Ordering::Relaxed);
     let retries = handle.join().unwrap();
+    let register_ops: usize = register_clients.into_iter().map(|c| c.join().unwrap()).sum();
+    let register = register.lock().unwrap().clone();
+    let unknown = register.iter().filter(|r| r.answer.is_none()).count();
+    eprintln!("failover drill: {register_ops} register operations by 3 clients, {unknown} of unknown outcome");
+    assert!(
+        register.iter().any(|r| r.start < killed_at) && register.iter().any(|r| r.start > killed_at),
+        "the register clients ran across the kill"
+    );
+    if !linearizable(&register) {
+        let mut listing = register.clone();
+        listing.sort_by_key(|r| r.start);
+        for r in &listing {
+            eprintln!(
+                "p{} {:?} -> {:?} [{}..{} ms after the kill]",
+                r.process,
+                r.call,
+                r.answer,
+                r.start.saturating_duration_since(killed_at).as_millis() as i64
+                    - killed_at.saturating_duration_since(r.start).as_millis() as i64,
+                r.end.saturating_duration_since(killed_at).as_millis() as i64
+                    - killed_at.saturating_duration_since(r.end).as_millis() as i64,
+            );
+        }
+        panic!("the register's history (above) is not linearizable");
+    }
     let history = acks.lock().unwrap().clone();
     let last_rv = history.last().unwrap().rv;
     until(Duration::from_secs(30), "the watch to deliver the last write", || {
