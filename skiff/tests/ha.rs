@@ -421,3 +421,104 @@ fn snapshot_save_then_restore_gives_the_same_objects() {
         .unwrap();
     assert!(fresh > 1_000_000_000, "{fresh}");
 }
+
+/// `skiff server` with node id `id` joining through `peer` with `token`,
+/// as [`join`] starts node 2.
+fn join_as(id: u64, peer: &str, token: &str, data: &std::path::Path, listen: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_skiff"));
+    command
+        .args(["server", "--node-id", &id.to_string(), "--join", peer, "--token", token])
+        .args(["--listen", listen, "--peer-listen", &free_addr()])
+        .args(["--no-agent", "--no-controllers"])
+        .arg("--data-dir")
+        .arg(data)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    command
+}
+
+/// `skiff member`: two servers join the first and all three are listed,
+/// the leader marked; a removal naming no number, or no member, is
+/// refused and changes nothing; removing the third server leaves the
+/// other two as the voters, which keep taking writes.
+#[test]
+fn skiff_member_lists_the_servers_and_removes_one() {
+    let first = Cluster::start_with(&["--no-agent"]);
+    let token = std::fs::read_to_string(first.data.path().join("token")).unwrap();
+    let data_dir = first.data.path().to_str().unwrap().to_string();
+    let mut servers = Vec::new();
+    let mut keep = Vec::new();
+    for id in [2, 3] {
+        let data = tempfile::tempdir().unwrap();
+        let listen = free_addr();
+        let server = join_as(id, first.peer_addr(), token.trim(), data.path(), &listen)
+            .spawn()
+            .unwrap();
+        servers.push((Server(server), format!("https://{listen}")));
+        keep.push(data);
+    }
+    for (_, url) in &servers {
+        until(Duration::from_secs(60), "a joined server to serve", || {
+            let ready = first.kubectl(&["--server", url.as_str(), "get", "--raw", "/readyz"]);
+            ready.status.success().then_some(())
+        });
+    }
+    let member = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .arg("member")
+            .args(args)
+            .args(["--data-dir", &data_dir])
+            .output()
+            .unwrap()
+    };
+    let voters = |listed: &str| -> Vec<String> {
+        listed
+            .lines()
+            .skip(1)
+            .filter(|line| line.contains("\tvoter"))
+            .filter_map(|line| line.split('\t').next().map(String::from))
+            .collect()
+    };
+    let listed = until(Duration::from_secs(30), "three voters listed", || {
+        let output = member(&["list"]);
+        let listed = String::from_utf8_lossy(&output.stdout).into_owned();
+        (output.status.success() && voters(&listed) == ["1", "2", "3"]).then_some(listed)
+    });
+    assert!(listed.starts_with("ID\tADDRESS\tROLE\n"), "{listed}");
+    assert_eq!(listed.matches("(leader)").count(), 1, "{listed}");
+
+    let not_a_number = member(&["remove", "three"]);
+    assert_eq!(not_a_number.status.code(), Some(2), "{not_a_number:?}");
+    let unknown = member(&["remove", "9"]);
+    assert_eq!(unknown.status.code(), Some(1), "{unknown:?}");
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("members \"9\" not found"),
+        "{unknown:?}"
+    );
+    let unchanged = String::from_utf8_lossy(&member(&["list"]).stdout).into_owned();
+    assert_eq!(voters(&unchanged), ["1", "2", "3"], "{unchanged}");
+
+    let removed = member(&["remove", "3"]);
+    assert!(removed.status.success(), "{removed:?}");
+    assert!(
+        String::from_utf8_lossy(&removed.stdout).contains("node 3 is no longer a member"),
+        "{removed:?}"
+    );
+    let listed = String::from_utf8_lossy(&member(&["list"]).stdout).into_owned();
+    assert_eq!(voters(&listed), ["1", "2"], "{listed}");
+    assert!(!listed.lines().any(|line| line.starts_with("3\t")), "{listed}");
+    drop(servers.pop());
+    // Two voters take writes, through either server.
+    first.ok(&["create", "configmap", "after-removal", "--from-literal=k=v"]);
+    let (_, second) = &servers[0];
+    let created = first.kubectl(&[
+        "--server",
+        second.as_str(),
+        "create",
+        "configmap",
+        "via-second",
+        "--from-literal=k=v",
+    ]);
+    assert!(created.status.success(), "{created:?}");
+}

@@ -53,6 +53,22 @@ impl Client {
             .map_err(|e| Error::Unavailable { reason: e.to_string() })
     }
 
+    /// The members as the member at `endpoint` knows them.
+    pub async fn members(&self, endpoint: &str) -> Result<Vec<crate::Member>> {
+        self.peers
+            .members(endpoint, self.timeout)
+            .await
+            .map_err(|e| Error::Unavailable { reason: e.to_string() })
+    }
+
+    /// Removes `node_id` from the cluster (see [`Store::remove_member`](crate::Store::remove_member)).
+    pub async fn remove_member(&self, node_id: crate::NodeId) -> Result<()> {
+        match self.to_leader(Forwarded::Remove { node_id }).await? {
+            ForwardedReply::Removed => Ok(()),
+            other => Err(Error::corrupt(format!("removal answered with {other:?}"))),
+        }
+    }
+
     fn leader(&self) -> String {
         self.leader.lock().map(|l| l.clone()).unwrap_or_default()
     }

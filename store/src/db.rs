@@ -60,6 +60,9 @@ type RawIter<'a> = DBRawIteratorWithThreadMode<'a, DB>;
 pub(crate) struct Db {
     db: DB,
     path: PathBuf,
+    /// Held while the snapshot record or the log's purge point changes:
+    /// see [`Db::snapshot_lock`].
+    snapshot_lock: std::sync::Mutex<()>,
     /// Dropped after `db` (fields drop in order), so its receivers learn
     /// that RocksDB has finished closing.
     closed: tokio::sync::watch::Sender<()>,
@@ -108,6 +111,7 @@ impl Db {
         let this = Db {
             db,
             path: path.to_path_buf(),
+            snapshot_lock: std::sync::Mutex::new(()),
             closed: tokio::sync::watch::Sender::new(()),
         };
         match this.db.get_cf(this.cf(CF_META)?, FORMAT_KEY)? {
@@ -136,6 +140,17 @@ impl Db {
     pub(crate) fn closed(&self) -> impl Future<Output = ()> + Send + 'static {
         let mut closed = self.closed.subscribe();
         async move { while closed.changed().await.is_ok() {} }
+    }
+
+    /// Serializes what reads and then changes the snapshot record
+    /// (`sm/snapshot`), the files it names and the log's purge point
+    /// (`log/last_purged`): a snapshot being built, one being installed
+    /// and the log being purged run on different threads, and each must
+    /// see the others' changes whole. Taken on blocking threads only.
+    pub(crate) fn snapshot_lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.snapshot_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub(crate) fn raw(&self) -> &DB {

@@ -33,6 +33,16 @@ pub enum Error {
     #[error("store unavailable: {reason}")]
     Unavailable { reason: String },
 
+    /// A membership change names a node that is not a member; nothing
+    /// was changed.
+    #[error("node {node_id} is not a member of the cluster")]
+    NotAMember { node_id: u64 },
+
+    /// Removing this node would leave the cluster without a voter; nothing
+    /// was changed.
+    #[error("node {node_id} is the cluster's last voter: a cluster cannot remove its last voter")]
+    LastVoter { node_id: u64 },
+
     /// A watcher did not keep up with the write rate and was cut off.
     #[error(
         "watcher fell more than {buffered} events behind and was cut off; restart the watch from the last revision seen"

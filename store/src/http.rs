@@ -4,13 +4,14 @@
 //! |-----------------------|-------------------------------|-------------------------------------|
 //! | `POST /raft/append`   | `AppendEntriesRequest`        | `Result<AppendEntriesResponse, _>`  |
 //! | `POST /raft/vote`     | `VoteRequest`                 | `Result<VoteResponse, _>`           |
-//! | `POST /raft/snapshot` | `InstallSnapshotRequest`      | `Result<InstallSnapshotResponse, _>`|
-//! | `POST /store/forward` | a write, read index, range or join (from a follower or a [`Client`](crate::Client)) | `Result<reply, RemoteError>` |
+//! | `POST /raft/snapshot` | `InstallSnapshotRequest`, framed (see `wire`) | `Result<InstallSnapshotResponse, _>`|
+//! | `POST /store/forward` | a write, read index, range, join or removal (from a follower or a [`Client`](crate::Client)) | `Result<reply, RemoteError>` |
 //! | `GET /cluster/status` | –                             | JSON [`ClusterStatus`](crate::ClusterStatus) |
+//! | `GET /cluster/members`| –                             | JSON list of [`Member`](crate::Member)s, as this node knows them |
 //!
 //! A body that does not decode gets `400` and changes nothing.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -22,8 +23,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::codec;
-use crate::store::Store;
-use crate::wire::{BINCODE, Forwarded, ForwardedReply, RemoteError, paths};
+use crate::store::{MEMBERSHIP_TIMEOUT, Store};
+use crate::wire::{self, BINCODE, Forwarded, ForwardedReply, RemoteError, paths};
 
 /// The router peers call. Serve it on the peer address the node advertises.
 pub fn peer_router(store: Store) -> Router {
@@ -33,6 +34,7 @@ pub fn peer_router(store: Store) -> Router {
         .route(paths::RAFT_SNAPSHOT, post(snapshot))
         .route(paths::FORWARD, post(forward))
         .route(paths::STATUS, get(status))
+        .route(paths::MEMBERS, get(members))
         .layer(DefaultBodyLimit::max(64 << 20))
         .with_state(store)
 }
@@ -52,7 +54,11 @@ where
         )
             .into_response();
     };
-    let answer = handler(req).await;
+    answer(handler(req).await)
+}
+
+/// Encodes a handler's answer.
+fn answer(answer: impl Serialize) -> Response {
     match codec::encode(&answer) {
         Ok(raw) => ([(header::CONTENT_TYPE, BINCODE)], raw).into_response(),
         Err(e) => {
@@ -71,7 +77,14 @@ async fn vote(State(store): State<Store>, body: Bytes) -> Response {
 }
 
 async fn snapshot(State(store): State<Store>, body: Bytes) -> Response {
-    handle(body, |req| async move { store.raft().install_snapshot(req).await }).await
+    let Ok(req) = wire::decode_snapshot_chunk(&body) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "malformed request body: expected a skiff snapshot chunk",
+        )
+            .into_response();
+    };
+    answer(store.raft().install_snapshot(req).await)
 }
 
 async fn forward(State(store): State<Store>, body: Bytes) -> Response {
@@ -97,16 +110,30 @@ async fn serve_forwarded(store: &Store, req: Forwarded) -> Result<ForwardedReply
             .map(ForwardedReply::Range)
             .map_err(RemoteError::from),
         Forwarded::Join { node_id, addr } => {
-            match tokio::time::timeout(Duration::from_secs(60), store.admit(node_id, addr)).await {
+            match tokio::time::timeout(MEMBERSHIP_TIMEOUT, store.admit(node_id, addr)).await {
                 Ok(result) => result.map(|()| ForwardedReply::Joined).map_err(RemoteError::from),
-                Err(_) => Err(RemoteError::Unavailable("join did not finish in 60 s".into())),
+                Err(_) => Err(RemoteError::Unavailable(format!(
+                    "join did not finish in {} s",
+                    MEMBERSHIP_TIMEOUT.as_secs()
+                ))),
             }
         }
+        Forwarded::Remove { node_id } => match tokio::time::timeout(MEMBERSHIP_TIMEOUT, store.dismiss(node_id)).await {
+            Ok(result) => result.map(|()| ForwardedReply::Removed).map_err(RemoteError::from),
+            Err(_) => Err(RemoteError::Unavailable(format!(
+                "removal did not finish in {} s",
+                MEMBERSHIP_TIMEOUT.as_secs()
+            ))),
+        },
     }
 }
 
 async fn status(State(store): State<Store>) -> Response {
     axum::Json(store.status()).into_response()
+}
+
+async fn members(State(store): State<Store>) -> Response {
+    axum::Json(store.members()).into_response()
 }
 
 /// Serves [`peer_router`] on `listener` until the task is dropped.

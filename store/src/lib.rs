@@ -37,8 +37,10 @@
 //! * `mvcc`: the pure apply core; `db`: its RocksDB adapter; `codec`: key
 //!   and value encodings; `snapshot`: the snapshot file format.
 //! * `raft`: openraft storage and network implementations.
-//! * `store`: [`Store`], the handle that ties them together; `proposer`
-//!   batches the leader's proposals; `compactor`: automatic compaction.
+//! * `store`: [`Store`], the handle that ties them together, with its
+//!   membership changes (joins, [`Store::remove_member`], [`Store::members`])
+//!   in `store/membership.rs`; `proposer` batches the leader's proposals;
+//!   `compactor`: automatic compaction.
 //! * `watch`: fan-out with bounded per-watcher queues.
 //! * [`backup`]: backups of a running store ([`Store::save_backup`]) and
 //!   new stores restored from them.
@@ -77,7 +79,7 @@ pub use kv::{
     Compare, CompareOp, CompareTarget, Event, EventKind, KeyRange, KeyValue, OpResult, RangeRequest, RangeResponse,
     ReadConsistency, Revision, Txn, TxnOp, TxnResponse, prefix_end,
 };
-pub use store::{ClusterStatus, Store, StoreConfig};
+pub use store::{ClusterStatus, Member, MemberRole, Store, StoreConfig};
 pub use transform::{Resealed, StoredForm, ValueTransformer};
 pub use types::NodeId;
 pub use watch::Watcher;

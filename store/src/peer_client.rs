@@ -1,5 +1,5 @@
 //! A small HTTP/1 client for node-to-node calls (raft RPC, forwarded
-//! writes, read indexes, joins). Bodies are bincode.
+//! writes, read indexes, joins and removals). Bodies are bincode.
 //!
 //! With a TLS configuration ([`StoreConfig::peer_tls`](crate::StoreConfig))
 //! every call is HTTPS, authenticated both ways by whatever that
@@ -96,7 +96,21 @@ impl PeerClient {
 
     /// A member's view of the cluster (`GET /cluster/status`, JSON).
     pub(crate) async fn status(&self, addr: &str, timeout: Duration) -> Result<crate::ClusterStatus, CallError> {
-        let request = http::Request::get(format!("{}://{addr}{}", self.scheme, paths::STATUS)).body(Full::default());
+        self.get_json(addr, paths::STATUS, timeout).await
+    }
+
+    /// The members as a member knows them (`GET /cluster/members`, JSON).
+    pub(crate) async fn members(&self, addr: &str, timeout: Duration) -> Result<Vec<crate::Member>, CallError> {
+        self.get_json(addr, paths::MEMBERS, timeout).await
+    }
+
+    async fn get_json<Resp: DeserializeOwned>(
+        &self,
+        addr: &str,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<Resp, CallError> {
+        let request = http::Request::get(format!("{}://{addr}{path}", self.scheme)).body(Full::default());
         let body = self.exchange(addr, request, timeout).await?;
         serde_json::from_slice(&body).map_err(|e| protocol(addr, 200, e.to_string()))
     }
@@ -110,6 +124,17 @@ impl PeerClient {
         timeout: Duration,
     ) -> Result<Resp, CallError> {
         let raw = codec::encode(body).map_err(|e| protocol(addr, 0, e.to_string()))?;
+        self.call_raw(addr, path, raw, timeout).await
+    }
+
+    /// [`call`](Self::call) with a body encoded already.
+    pub(crate) async fn call_raw<Resp: DeserializeOwned>(
+        &self,
+        addr: &str,
+        path: &str,
+        raw: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Resp, CallError> {
         let request = http::Request::post(format!("{}://{addr}{path}", self.scheme))
             .header(http::header::CONTENT_TYPE, BINCODE)
             .body(Full::new(Bytes::from(raw)));

@@ -203,6 +203,16 @@ pub(crate) fn install(
     path: &Path,
     extra: impl FnOnce(&mut WriteBatch) -> Result<()>,
 ) -> Result<SnapshotRevisions> {
+    let (mut batch, revs) = stage(db, path)?;
+    extra(&mut batch)?;
+    commit(db, batch)?;
+    Ok(revs)
+}
+
+/// Verifies the snapshot file in `path` in full, then stages replacing
+/// the state machine with it in a write batch: the old state cleared, the
+/// snapshot's records and revisions written. Nothing is written yet.
+pub(crate) fn stage(db: &Db, path: &Path) -> Result<(WriteBatch, SnapshotRevisions)> {
     // First pass: verify without staging anything.
     read(path, |_, _, _| {})?;
     let mut batch = WriteBatch::default();
@@ -216,9 +226,13 @@ pub(crate) fn install(
     staged?;
     db.put_meta(&mut batch, meta::REVISION, &revs.revision)?;
     db.put_meta(&mut batch, meta::COMPACTED, &revs.compacted)?;
-    extra(&mut batch)?;
+    Ok((batch, revs))
+}
+
+/// Writes a [`stage`]d install, durably.
+pub(crate) fn commit(db: &Db, batch: WriteBatch) -> Result<()> {
     let mut opts = rocksdb::WriteOptions::default();
     opts.set_sync(true);
     db.raw().write_opt(batch, &opts)?;
-    Ok(revs)
+    Ok(())
 }

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
-use openraft::{BasicNode, ChangeMembers, SnapshotPolicy};
+use openraft::error::{CheckIsLeaderError, ForwardToLeader, RaftError};
+use openraft::{BasicNode, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
 
 use crate::compactor::{self, Compactable, CompactionPolicy};
@@ -26,6 +26,11 @@ use crate::types::{Command, CommandResponse, NodeId, Raft, Rejection};
 use crate::watch::{WatchHub, Watcher};
 use crate::wire::{Forwarded, ForwardedReply};
 
+mod membership;
+
+pub(crate) use membership::MEMBERSHIP_TIMEOUT;
+pub use membership::{Member, MemberRole};
+
 /// How a node is set up. [`StoreConfig::new`] gives single-node defaults.
 #[derive(Clone, Debug)]
 pub struct StoreConfig {
@@ -40,6 +45,13 @@ pub struct StoreConfig {
     pub snapshot_every: u64,
     /// Log entries kept behind the last snapshot for slow followers.
     pub keep_logs: u64,
+    /// How long sending one snapshot chunk to a follower may take, and for
+    /// the last chunk, the follower's install of the whole snapshot too.
+    /// A transfer that runs out of time starts over, so this must cover
+    /// the install of the largest state the store holds (openraft's own
+    /// default, 200 ms, does not: a follower behind a purge never caught
+    /// up once its state took longer than that to install).
+    pub snapshot_timeout: Duration,
     /// Events a watcher may have queued before it is cut off.
     pub watch_buffer: usize,
     /// How long a write or linearizable read may wait for a leader.
@@ -61,6 +73,7 @@ impl StoreConfig {
             election_timeout: (Duration::from_millis(400), Duration::from_millis(800)),
             snapshot_every: 50_000,
             keep_logs: 5_000,
+            snapshot_timeout: Duration::from_secs(60),
             watch_buffer: 1024,
             request_timeout: Duration::from_secs(10),
             compaction: CompactionPolicy::default(),
@@ -136,6 +149,7 @@ impl Store {
             election_timeout_max: millis(config.election_timeout.1),
             snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every),
             max_in_snapshot_log_to_keep: config.keep_logs,
+            install_snapshot_timeout: millis(config.snapshot_timeout),
             max_payload_entries: 1024,
             snapshot_max_chunk_size: 4 << 20,
             ..Default::default()
@@ -476,72 +490,6 @@ impl Store {
         Ok(watcher)
     }
 
-    /// Adds a node as a learner and waits for it to catch up.
-    pub async fn add_learner(&self, node_id: NodeId, addr: String) -> Result<()> {
-        self.inner
-            .raft
-            .add_learner(node_id, BasicNode { addr }, true)
-            .await
-            .map(|_| ())
-            .map_err(membership_err)
-    }
-
-    /// Makes `voters` the voting members (joint consensus). Removed voters
-    /// stay as learners when `keep_removed` is set.
-    pub async fn change_membership(&self, voters: BTreeSet<NodeId>, keep_removed: bool) -> Result<()> {
-        self.inner
-            .raft
-            .change_membership(ChangeMembers::ReplaceAllVoters(voters), keep_removed)
-            .await
-            .map(|_| ())
-            .map_err(membership_err)
-    }
-
-    /// Adds this (fresh) node to the cluster that `peer_addr` belongs to:
-    /// it becomes a learner, catches up, then becomes a voter.
-    pub async fn join(&self, peer_addr: &str) -> Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut addr = peer_addr.to_string();
-        loop {
-            let req = Forwarded::Join {
-                node_id: self.inner.id,
-                addr: self.inner.config.advertise_addr.clone(),
-            };
-            match self.forward(&addr, req, deadline).await {
-                Ok(_) => return Ok(()),
-                Err(Error::NotLeader {
-                    leader: Some((_, leader)),
-                }) if Instant::now() < deadline => addr = leader,
-                Err(Error::NotLeader { .. }) | Err(Error::Unavailable { .. }) if Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    /// Handles a join on the leader.
-    pub(crate) async fn admit(&self, node_id: NodeId, addr: String) -> Result<()> {
-        let metrics = self.inner.raft.metrics().borrow().clone();
-        if metrics.current_leader != Some(self.inner.id) {
-            let leader = metrics.current_leader.and_then(|id| {
-                metrics
-                    .membership_config
-                    .membership()
-                    .get_node(&id)
-                    .map(|n| (id, n.addr.clone()))
-            });
-            return Err(Error::NotLeader { leader });
-        }
-        let mut voters: BTreeSet<NodeId> = metrics.membership_config.membership().voter_ids().collect();
-        if voters.contains(&node_id) {
-            return Ok(());
-        }
-        self.add_learner(node_id, addr).await?;
-        voters.insert(node_id);
-        self.change_membership(voters, false).await
-    }
-
     /// This node's view of the cluster.
     pub fn status(&self) -> ClusterStatus {
         let m = self.inner.raft.metrics().borrow().clone();
@@ -687,15 +635,6 @@ impl Compactable for Store {
 
     async fn compact(&self, revision: Revision) -> Result<Revision> {
         Store::compact(self, revision).await
-    }
-}
-
-fn membership_err(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> Error {
-    match e {
-        RaftError::APIError(ClientWriteError::ForwardToLeader(fwd)) => Error::NotLeader {
-            leader: leader_of(&fwd),
-        },
-        other => Error::raft(other),
     }
 }
 

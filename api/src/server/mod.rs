@@ -7,6 +7,7 @@ mod connect;
 pub mod encryption;
 pub mod inflight;
 mod kubernetes_service;
+pub mod members;
 mod negotiate;
 pub mod node_client;
 mod pretty;
@@ -227,6 +228,8 @@ impl ApiServer {
             .route(backup::PATH, get(backup::serve))
             .route(encryption::STATUS_PATH, get(encryption::status))
             .route(encryption::REENCRYPT_PATH, axum::routing::post(encryption::reencrypt))
+            .route(members::PATH, get(members::list))
+            .route(members::MEMBER_PATH, axum::routing::delete(members::remove))
             .fallback(dispatch)
             .layer(middleware::from_fn_with_state(self.inflight.clone(), inflight::limit))
             .layer(middleware::from_fn_with_state(self.clone(), authenticate))

@@ -8,6 +8,18 @@
 //! the next append, so today the syncer sees one append at a time; the
 //! batching has to happen above raft, by putting many transactions in one
 //! entry.)
+//!
+//! The log is never purged on disk past the snapshot on disk. When a
+//! follower is sent a snapshot, openraft asks for the log it covers to be
+//! purged at once, while the state machine is still installing it; a
+//! crash between the two left a node whose log was gone and whose state
+//! was older, which could not start again (openraft refuses a purged log
+//! past its snapshot), and whose acknowledged entries were lost. So
+//! `purge` removes from disk no further than the snapshot recorded there;
+//! the rest is purged for raft at once (hidden from every read) and on
+//! disk by the install, in the same write as the new state
+//! ([`stage_purge`]), or by a later purge. After a crash the node sees
+//! the log on disk, which goes with its state.
 
 use std::fmt::Debug;
 use std::ops::RangeBounds;
@@ -21,6 +33,7 @@ use rocksdb::{WriteBatch, WriteOptions};
 use crate::codec::{self, decode_log_key, log_key};
 use crate::db::{CF_LOG, Db, meta};
 use crate::error::Error;
+use crate::raft::state_machine::snapshot_log_id;
 use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 
 /// The raft log of one node. Cheap to clone; clones share the database and syncer.
@@ -30,6 +43,9 @@ pub struct LogStore {
     // store lets go of the database.
     syncer: Arc<Syncer>,
     db: Arc<Db>,
+    /// How far raft has asked the log to be purged, when that is past what
+    /// the disk could purge yet: entries up to it are not read.
+    purged: Arc<std::sync::Mutex<Option<LogId>>>,
 }
 
 /// The syncer thread and its queue. Dropping it (with the last
@@ -66,7 +82,18 @@ impl LogStore {
             queue: Some(tx),
             thread: Some(thread),
         });
-        Ok(LogStore { syncer, db })
+        Ok(LogStore {
+            syncer,
+            db,
+            purged: Arc::default(),
+        })
+    }
+
+    /// How far the log is purged: on disk, or further for raft.
+    fn last_purged(&self) -> Result<Option<LogId>, Error> {
+        let on_disk: Option<LogId> = self.db.get_meta(meta::LAST_PURGED)?;
+        let asked = *self.purged.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok(std::cmp::max(on_disk, asked))
     }
 }
 
@@ -96,31 +123,56 @@ fn write_err(e: impl Into<Error>) -> StorageError {
     StorageIOError::write_logs(&e.into()).into()
 }
 
-impl RaftLogReader<TypeConfig> for LogStore {
-    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
-        &mut self,
-        range: RB,
-    ) -> Result<Vec<Entry>, StorageError> {
+/// About how many bytes of entries one append RPC carries to a follower.
+///
+/// openraft gives an append RPC one heartbeat interval to be sent,
+/// appended and fsynced by the follower, and answered; one that takes
+/// longer is sent again, whole, and never gets through. So a follower
+/// catching up is sent a run of entries of about this size at a time
+/// (at least one entry, however large), not `max_payload_entries` of
+/// them whatever their size.
+pub(crate) const APPEND_BATCH_BYTES: usize = 256 << 10;
+
+impl LogStore {
+    /// The entries in `range`, in order, stopping after the first one that
+    /// brings their encoded size to `budget` bytes.
+    fn read_entries<RB: RangeBounds<u64>>(&self, range: RB, budget: usize) -> Result<Vec<Entry>, Error> {
         use std::ops::Bound;
         let start = match range.start_bound() {
             Bound::Included(&i) => i,
             Bound::Excluded(&i) => i + 1,
             Bound::Unbounded => 0,
         };
-        let cf = self.db.cf(CF_LOG).map_err(read_err)?;
-        let mut it = self.db.raw().raw_iterator_cf(cf);
-        it.seek(log_key(start));
+        // Purged entries still on disk are not there for raft.
+        let first_kept = self.last_purged()?.map_or(0, |l| l.index + 1);
+        let mut it = self.db.raw().raw_iterator_cf(self.db.cf(CF_LOG)?);
+        it.seek(log_key(start.max(first_kept)));
         let mut out = Vec::new();
+        let mut size = 0;
         while let (Some(k), Some(v)) = (it.key(), it.value()) {
-            let index = decode_log_key(k).map_err(read_err)?;
-            if !range.contains(&index) {
+            if !range.contains(&decode_log_key(k)?) || size >= budget {
                 break;
             }
-            out.push(codec::decode::<Entry>("raft log entry", v).map_err(read_err)?);
+            size += v.len();
+            out.push(codec::decode::<Entry>("raft log entry", v)?);
             it.next();
         }
-        it.status().map_err(|e| read_err(e.into()))?;
+        it.status()?;
         Ok(out)
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError> {
+        self.read_entries(range, usize::MAX).map_err(read_err)
+    }
+
+    /// What replication sends next: see [`APPEND_BATCH_BYTES`].
+    async fn limited_get_log_entries(&mut self, start: u64, end: u64) -> Result<Vec<Entry>, StorageError> {
+        self.read_entries(start..end, APPEND_BATCH_BYTES).map_err(read_err)
     }
 }
 
@@ -128,15 +180,18 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
-        let last_purged: Option<LogId> = self.db.get_meta(meta::LAST_PURGED).map_err(read_err)?;
+        let last_purged = self.last_purged().map_err(read_err)?;
         let cf = self.db.cf(CF_LOG).map_err(read_err)?;
         let mut it = self.db.raw().raw_iterator_cf(cf);
         it.seek_to_last();
         let last = match it.value() {
-            Some(raw) => Some(
-                *codec::decode::<Entry>("raft log entry", raw)
-                    .map_err(read_err)?
-                    .get_log_id(),
+            Some(raw) => std::cmp::max(
+                Some(
+                    *codec::decode::<Entry>("raft log entry", raw)
+                        .map_err(read_err)?
+                        .get_log_id(),
+                ),
+                last_purged,
             ),
             None => last_purged,
         };
@@ -214,12 +269,40 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        let cf = self.db.cf(CF_LOG).map_err(write_err)?;
-        let mut batch = WriteBatch::default();
-        self.db
-            .put_meta(&mut batch, meta::LAST_PURGED, &log_id)
-            .map_err(write_err)?;
-        batch.delete_range_cf(cf, log_key(0), log_key(log_id.index + 1));
-        self.db.raw().write(batch).map_err(write_err)
+        {
+            let mut purged = self.purged.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            *purged = std::cmp::max(*purged, Some(log_id));
+        }
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), Error> {
+            let _guard = db.snapshot_lock();
+            // On disk, not past the snapshot on disk (see the module's
+            // doc); the rest, the install of that snapshot or a later
+            // purge removes.
+            let Some(snapshot) = snapshot_log_id(&db)? else {
+                return Ok(());
+            };
+            let mut batch = WriteBatch::default();
+            if stage_purge(&db, &mut batch, std::cmp::min(snapshot, log_id))? {
+                db.raw().write(batch)?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| write_err(Error::raft(e)))?
+        .map_err(write_err)
     }
+}
+
+/// Stages, in `batch`, purging the log up to and including `upto`, unless
+/// it is purged that far already; whether there was anything to stage.
+/// The caller holds [`Db::snapshot_lock`] until the batch is written.
+pub(crate) fn stage_purge(db: &Db, batch: &mut WriteBatch, upto: LogId) -> Result<bool, Error> {
+    let purged: Option<LogId> = db.get_meta(meta::LAST_PURGED)?;
+    if purged >= Some(upto) {
+        return Ok(false);
+    }
+    db.put_meta(batch, meta::LAST_PURGED, &upto)?;
+    batch.delete_range_cf(db.cf(CF_LOG)?, log_key(0), log_key(upto.index + 1));
+    Ok(true)
 }

@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 
 use crate::peer_client::{CallError, PeerClient};
 use crate::types::{NodeId, TypeConfig};
-use crate::wire::paths;
+use crate::wire::{self, paths};
 
 /// Hands out one [`Peer`] per target node.
 #[derive(Clone, Debug)]
@@ -60,11 +60,16 @@ impl Peer {
             .client
             .call(&self.addr, path, req, option.hard_ttl())
             .await
-            .map_err(|e| match e {
-                CallError::Unreachable { .. } => RPCError::Unreachable(Unreachable::new(&e)),
-                _ => RPCError::Network(NetworkError::new(&e)),
-            })?;
+            .map_err(rpc_error)?;
         answer.map_err(|e| RPCError::RemoteError(openraft::error::RemoteError::new(0, e)))
+    }
+}
+
+/// A call that got no answer, as openraft classes it.
+fn rpc_error<E: std::error::Error>(e: CallError) -> RPCError<NodeId, BasicNode, E> {
+    match e {
+        CallError::Unreachable { .. } => RPCError::Unreachable(Unreachable::new(&e)),
+        _ => RPCError::Network(NetworkError::new(&e)),
     }
 }
 
@@ -83,7 +88,13 @@ impl RaftNetwork<TypeConfig> for Peer {
         option: RPCOption,
     ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>>
     {
-        self.rpc(paths::RAFT_SNAPSHOT, &rpc, &option).await
+        let raw = wire::encode_snapshot_chunk(&rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let answer: Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>> = self
+            .client
+            .call_raw(&self.addr, paths::RAFT_SNAPSHOT, raw, option.hard_ttl())
+            .await
+            .map_err(rpc_error)?;
+        answer.map_err(|e| RPCError::RemoteError(openraft::error::RemoteError::new(0, e)))
     }
 
     async fn vote(

@@ -6,6 +6,16 @@
 //! watch hub. The state machine is durable on its own, so a restart resumes
 //! from the last applied entry instead of replaying the log; it is not
 //! fsync'd itself, because the raft log's fsync of the shared WAL covers it.
+//!
+//! Snapshots live in `snapshots/`, the current one named by the
+//! `sm/snapshot` record. A received snapshot is copied to a `.partial`
+//! file and verified; then, under [`Db::snapshot_lock`], it is renamed
+//! and installed in one synced write with its record and the purge of
+//! the log it covers. openraft builds snapshots on a task of their own,
+//! so a build can end after a newer snapshot was installed: it is then
+//! handed back without replacing the newer one. Whatever a crash cuts
+//! short (a `.partial` file, a snapshot no record names) is removed when
+//! the node opens.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,6 +29,7 @@ use crate::db::{Db, meta};
 use crate::error::{Error, Result};
 use crate::kv::{Event, Revision};
 use crate::mvcc::Batch;
+use crate::raft::log_store::stage_purge;
 use crate::snapshot;
 use crate::types::{
     Command, CommandResponse, Entry, LogId, Rejection, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
@@ -55,6 +66,8 @@ fn read_sm_err(e: Error) -> StorageError {
 impl StateMachine {
     pub(crate) fn open(db: Arc<Db>, hub: Arc<WatchHub>, snapshot_dir: PathBuf) -> Result<StateMachine> {
         std::fs::create_dir_all(&snapshot_dir).map_err(|e| Error::io(&snapshot_dir, e))?;
+        let current = db.get_meta::<SnapshotRecord>(meta::SNAPSHOT)?.map(|r| r.file);
+        StateMachine::remove_leftovers(&snapshot_dir, current.as_deref());
         let (revision, compacted) = db.revisions()?;
         Ok(StateMachine {
             applied: db.get_meta(meta::APPLIED)?.flatten(),
@@ -148,6 +161,29 @@ impl StateMachine {
         self.snapshot_dir.join(file)
     }
 
+    /// Removes what a build, transfer or install cut short (a crash, a
+    /// kill) left behind: partial files, and snapshot files other than
+    /// the current one. Only when the node opens, as nothing is being
+    /// built or installed then; [`remove_old_snapshots`] runs later, and
+    /// must leave a build or install in progress alone.
+    ///
+    /// [`remove_old_snapshots`]: StateMachine::remove_old_snapshots
+    fn remove_leftovers(dir: &std::path::Path, current: Option<&str>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let ours = name.ends_with(".partial")
+                || name.starts_with("incoming-")
+                || (name.starts_with("snapshot-") && name.ends_with(".snap"));
+            if ours && Some(name.as_str()) != current {
+                tracing::info!(file = %name, "removing a snapshot file left over from before a restart");
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+
     /// Removes snapshot files other than `keep`.
     fn remove_old_snapshots(dir: &std::path::Path, keep: &str) {
         let Ok(entries) = std::fs::read_dir(dir) else {
@@ -173,40 +209,55 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> std::result::Result<Snapshot<TypeConfig>, StorageError> {
         let db = self.db.clone();
         let dir = self.snapshot_dir.clone();
-        let record = tokio::task::spawn_blocking(move || -> Result<SnapshotRecord> {
+        let built = tokio::task::spawn_blocking(move || -> Result<(SnapshotMeta, std::fs::File)> {
             let tmp = dir.join("building.snap.partial");
             let written = snapshot::write(&db, &tmp)?;
             let id = match written.applied {
                 Some(l) => format!("{}-{}-{}", l.leader_id.term, l.leader_id.node_id, l.index),
                 None => "0-0-0".to_string(),
             };
-            let file = format!("snapshot-{id}.snap");
-            std::fs::rename(&tmp, dir.join(&file)).map_err(|e| Error::io(&tmp, e))?;
             let record = SnapshotRecord {
+                file: format!("snapshot-{id}.snap"),
                 meta: SnapshotMeta {
                     last_log_id: written.applied,
                     last_membership: written.membership,
                     snapshot_id: id,
                 },
-                file,
             };
+            let _guard = db.snapshot_lock();
+            // A snapshot installed while this one was being built is newer:
+            // it stays the current one, and this one is handed to raft
+            // (which keeps the newer) from an unlinked file.
+            if snapshot_log_id(&db)? >= record.meta.last_log_id {
+                let file = std::fs::File::open(&tmp).map_err(|e| Error::io(&tmp, e))?;
+                std::fs::remove_file(&tmp).map_err(|e| Error::io(&tmp, e))?;
+                return Ok((record.meta, file));
+            }
+            let path = dir.join(&record.file);
+            std::fs::rename(&tmp, &path).map_err(|e| Error::io(&tmp, e))?;
             let mut wb = WriteBatch::default();
             db.put_meta(&mut wb, meta::SNAPSHOT, &record)?;
             db.raw().write(wb)?;
             StateMachine::remove_old_snapshots(&dir, &record.file);
-            Ok(record)
+            let file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
+            Ok((record.meta, file))
         })
         .await
         .map_err(|e| sm_err(Error::raft(e)))?
         .map_err(|e| StorageError::from(StorageIOError::write_snapshot(None, &e)))?;
-        let file = tokio::fs::File::open(self.snapshot_dir.join(&record.file))
-            .await
-            .map_err(|e| StorageError::from(StorageIOError::read_snapshot(None, &e)))?;
+        let (meta, file) = built;
         Ok(Snapshot {
-            meta: record.meta,
-            snapshot: Box::new(file),
+            meta,
+            snapshot: Box::new(tokio::fs::File::from_std(file)),
         })
     }
+}
+
+/// The last log id of the snapshot recorded on disk, if any.
+pub(crate) fn snapshot_log_id(db: &Db) -> Result<Option<LogId>> {
+    Ok(db
+        .get_meta::<SnapshotRecord>(meta::SNAPSHOT)?
+        .and_then(|record| record.meta.last_log_id))
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachine {
@@ -254,39 +305,37 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Box<tokio::fs::File>,
     ) -> std::result::Result<(), StorageError> {
         let snap_err = |e: Error| StorageError::from(StorageIOError::write_snapshot(Some(meta.signature()), &e));
-        let file_name = format!("snapshot-{}.snap", meta.snapshot_id);
-        let final_path = self.snapshot_path(&file_name);
-        // Keep a copy as this node's current snapshot, then install from it.
+        let record = SnapshotRecord {
+            meta: meta.clone(),
+            file: format!("snapshot-{}.snap", meta.snapshot_id),
+        };
+        let final_path = self.snapshot_path(&record.file);
+        let partial = self.snapshot_path(&format!("{}.partial", record.file));
+        let (db, dir, stored) = (self.db.clone(), self.snapshot_dir.clone(), record.clone());
         let mut source = snapshot.into_std().await;
-        let partial = self.snapshot_path(&format!("{file_name}.partial"));
-        let copy_to = partial.clone();
-        tokio::task::spawn_blocking(move || -> Result<()> {
+        let revs = tokio::task::spawn_blocking(move || -> Result<snapshot::SnapshotRevisions> {
+            // Keep a copy as this node's current snapshot, and install from it.
             use std::io::{Seek, SeekFrom};
             source
                 .seek(SeekFrom::Start(0))
                 .map_err(|e| Error::io("received snapshot", e))?;
-            let mut out = std::fs::File::create(&copy_to).map_err(|e| Error::io(&copy_to, e))?;
-            std::io::copy(&mut source, &mut out).map_err(|e| Error::io(&copy_to, e))?;
-            out.sync_all().map_err(|e| Error::io(&copy_to, e))
-        })
-        .await
-        .map_err(|e| snap_err(Error::raft(e)))?
-        .map_err(snap_err)?;
-        std::fs::rename(&partial, &final_path).map_err(|e| snap_err(Error::io(&partial, e)))?;
-
-        let db = self.db.clone();
-        let record = SnapshotRecord {
-            meta: meta.clone(),
-            file: file_name,
-        };
-        let path = final_path.clone();
-        let stored = record.clone();
-        let revs = tokio::task::spawn_blocking(move || {
-            snapshot::install(&db, &path, |wb| {
-                db.put_meta(wb, meta::APPLIED, &stored.meta.last_log_id)?;
-                db.put_meta(wb, meta::MEMBERSHIP, &stored.meta.last_membership)?;
-                db.put_meta(wb, meta::SNAPSHOT, &stored)
-            })
+            let mut out = std::fs::File::create(&partial).map_err(|e| Error::io(&partial, e))?;
+            std::io::copy(&mut source, &mut out).map_err(|e| Error::io(&partial, e))?;
+            out.sync_all().map_err(|e| Error::io(&partial, e))?;
+            let (mut batch, revs) = snapshot::stage(&db, &partial)?;
+            db.put_meta(&mut batch, meta::APPLIED, &stored.meta.last_log_id)?;
+            db.put_meta(&mut batch, meta::MEMBERSHIP, &stored.meta.last_membership)?;
+            db.put_meta(&mut batch, meta::SNAPSHOT, &stored)?;
+            let _guard = db.snapshot_lock();
+            // The log the snapshot covers goes in the same write as the
+            // state it becomes (see `log_store`'s doc).
+            if let Some(last) = stored.meta.last_log_id {
+                stage_purge(&db, &mut batch, last)?;
+            }
+            std::fs::rename(&partial, &final_path).map_err(|e| Error::io(&partial, e))?;
+            snapshot::commit(&db, batch)?;
+            StateMachine::remove_old_snapshots(&dir, &stored.file);
+            Ok(revs)
         })
         .await
         .map_err(|e| snap_err(Error::raft(e)))?
@@ -296,7 +345,6 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.revision = revs.revision;
         self.compacted = revs.compacted;
         self.hub.reset(revs.revision);
-        StateMachine::remove_old_snapshots(&self.snapshot_dir, &record.file);
         tracing::info!(snapshot = %meta.snapshot_id, revision = revs.revision, "installed snapshot");
         Ok(())
     }

@@ -5,8 +5,10 @@
 
 mod backup;
 mod bad_input;
+mod catch_up;
 mod cluster;
 mod conformance;
+mod membership;
 mod mvcc;
 mod support;
 mod watch;
