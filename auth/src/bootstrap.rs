@@ -55,6 +55,9 @@ const AGGREGATE_TO_ADMIN: &str = "rbac.authorization.k8s.io/aggregate-to-admin";
 const AGGREGATE_TO_EDIT: &str = "rbac.authorization.k8s.io/aggregate-to-edit";
 const AGGREGATE_TO_VIEW: &str = "rbac.authorization.k8s.io/aggregate-to-view";
 
+/// The group whose members may scrape metrics (`system:monitoring`).
+const MONITORING: &str = "system:monitoring";
+
 const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
 const CERTIFICATES_GROUP: &str = "certificates.k8s.io";
 const CORE: &str = "";
@@ -108,6 +111,7 @@ pub fn policy() -> BootstrapPolicy {
             basic_user(),
             discovery(),
             public_info_viewer(),
+            monitoring(),
             service_account_issuer_discovery(),
             auth_delegator(),
             // Nodes, and the nodes joining.
@@ -386,6 +390,28 @@ fn discovery() -> ClusterRole {
                 "/readyz",
                 "/version",
                 "/version/",
+            ],
+            &["get"],
+        )],
+    )
+}
+
+/// `system:monitoring`: what a monitoring system scrapes and probes
+/// (metrics, health), bound to the group of the same name as Kubernetes
+/// binds it.
+fn monitoring() -> ClusterRole {
+    cluster_role(
+        "system:monitoring",
+        vec![urls(
+            &[
+                "/healthz",
+                "/healthz/*",
+                "/livez",
+                "/livez/*",
+                "/metrics",
+                "/metrics/slis",
+                "/readyz",
+                "/readyz/*",
             ],
             &["get"],
         )],
@@ -743,6 +769,7 @@ fn cluster_role_bindings() -> Vec<ClusterRoleBinding> {
         binds("cluster-admin", vec![group(names::MASTERS)]),
         binds("system:basic-user", vec![group(names::AUTHENTICATED)]),
         binds("system:discovery", vec![group(names::AUTHENTICATED)]),
+        binds("system:monitoring", vec![group(MONITORING)]),
         binds(
             "system:public-info-viewer",
             vec![group(names::AUTHENTICATED), group(names::UNAUTHENTICATED)],

@@ -66,6 +66,9 @@ fn discovery_and_explain() {
     let cluster = Cluster::start();
     let version = cluster.ok(&["version", "-o", "json"]);
     assert!(version.contains("\"minor\": \"33\""), "{version}");
+    // The API server's metrics, under kube-apiserver's names.
+    let metrics = cluster.ok(&["get", "--raw", "/metrics"]);
+    assert!(metrics.contains("apiserver_request_total{verb=\"GET\""), "{metrics}");
     let resources = cluster.ok(&["api-resources"]);
     for line in [
         "deployments",

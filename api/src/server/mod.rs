@@ -8,6 +8,7 @@ pub mod encryption;
 pub mod inflight;
 mod kubernetes_service;
 pub mod members;
+pub mod metrics;
 mod negotiate;
 pub mod node_client;
 mod pretty;
@@ -69,6 +70,7 @@ pub struct ApiServer {
     inflight: inflight::InFlight,
     audit: Option<crate::audit::Audit>,
     encrypted: Vec<(String, String)>,
+    metrics: metrics::Metrics,
 }
 
 impl ApiServer {
@@ -118,6 +120,7 @@ impl ApiServer {
             inflight: inflight::InFlight::new(settings.inflight),
             audit: settings.audit,
             encrypted: settings.encrypted,
+            metrics: metrics::Metrics::default(),
         })
     }
 
@@ -209,7 +212,8 @@ impl ApiServer {
     }
 
     /// The router: health and version for anyone, everything else for
-    /// authenticated users; all of it audited when auditing is on.
+    /// authenticated users; all of it counted in the metrics, and audited
+    /// when auditing is on.
     pub fn router(self: &Arc<ApiServer>) -> Router {
         let router = Router::new()
             .route("/healthz", get(health))
@@ -230,10 +234,12 @@ impl ApiServer {
             .route(encryption::REENCRYPT_PATH, axum::routing::post(encryption::reencrypt))
             .route(members::PATH, get(members::list))
             .route(members::MEMBER_PATH, axum::routing::delete(members::remove))
+            .route(metrics::PATH, get(metrics::serve))
             .fallback(dispatch)
             .layer(middleware::from_fn_with_state(self.inflight.clone(), inflight::limit))
             .layer(middleware::from_fn_with_state(self.clone(), authenticate))
-            .layer(middleware::from_fn(pretty::layer));
+            .layer(middleware::from_fn(pretty::layer))
+            .layer(middleware::from_fn_with_state(self.metrics.clone(), metrics::layer));
         let router = match &self.audit {
             Some(audit) => router.layer(middleware::from_fn_with_state(audit.clone(), crate::audit::layer)),
             None => router,

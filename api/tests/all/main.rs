@@ -10,6 +10,7 @@ mod auth;
 mod crd;
 mod discovery;
 mod kube_rs;
+mod metrics;
 mod network_policies;
 mod rest;
 mod services;

@@ -1,0 +1,110 @@
+//! `/metrics`: kube-apiserver's request metrics, for whom RBAC lets read
+//! them.
+
+use axum::body::Body;
+use http::{Method, Request, StatusCode};
+use serde_json::json;
+use tower::ServiceExt;
+
+use crate::support::{Api, TOKEN};
+
+const CMS: &str = "/api/v1/namespaces/default/configmaps";
+
+/// The line of `metric` whose labels include every one of `labels`, and
+/// its value.
+fn sample(text: &str, metric: &str, labels: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|line| line.starts_with(&format!("{metric}{{")))
+        .find(|line| labels.iter().all(|label| line.contains(label)))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+}
+
+#[tokio::test]
+async fn requests_are_counted_and_timed_for_those_allowed_to_read_them() {
+    let api = Api::start().await;
+    assert_eq!(
+        api.post(CMS, json!({"metadata": {"name": "a"}})).await.status,
+        StatusCode::CREATED
+    );
+    assert_eq!(api.get(&format!("{CMS}/a")).await.status, StatusCode::OK);
+    assert_eq!(api.get(&format!("{CMS}/missing")).await.status, StatusCode::NOT_FOUND);
+
+    // A watch is open while its response streams.
+    let watch = api
+        .router
+        .clone()
+        .oneshot(
+            Request::get(format!("{CMS}?watch=true"))
+                .header("authorization", format!("Bearer {TOKEN}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(watch.status(), StatusCode::OK);
+
+    let metrics = api.get("/metrics").await;
+    assert_eq!(metrics.status, StatusCode::OK, "{}", metrics.text);
+    assert!(
+        metrics.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text"),
+    );
+    let text = &metrics.text;
+    let created = [
+        "verb=\"POST\"",
+        "resource=\"configmaps\"",
+        "scope=\"namespace\"",
+        "code=\"201\"",
+    ];
+    assert_eq!(sample(text, "apiserver_request_total", &created), Some(1.0), "{text}");
+    let missing = [
+        "verb=\"GET\"",
+        "resource=\"configmaps\"",
+        "scope=\"resource\"",
+        "code=\"404\"",
+    ];
+    assert_eq!(sample(text, "apiserver_request_total", &missing), Some(1.0), "{text}");
+    let timed = ["verb=\"GET\"", "resource=\"configmaps\"", "le=\"60.0\""];
+    assert_eq!(
+        sample(text, "apiserver_request_duration_seconds_bucket", &timed),
+        Some(2.0),
+        "{text}"
+    );
+    let watching = ["verb=\"WATCH\"", "resource=\"configmaps\""];
+    assert_eq!(
+        sample(text, "apiserver_longrunning_requests", &watching),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(!text.contains("\"a\""), "no object names in labels");
+
+    // The watch's client goes away: it is counted out.
+    drop(watch);
+    let text = api.get("/metrics").await.text;
+    assert_eq!(
+        sample(&text, "apiserver_longrunning_requests", &watching),
+        Some(0.0),
+        "{text}"
+    );
+
+    // RBAC decides who reads them: not an ordinary user, nor anonymous;
+    // the system:monitoring group, yes.
+    let as_jane = [("impersonate-user", "jane")];
+    let refused = api.request(Method::GET, "/metrics", &as_jane, vec![]).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text);
+    let anonymous = api.request_with(None, Method::GET, "/metrics", &[], vec![]).await;
+    assert!(
+        [StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN].contains(&anonymous.status),
+        "{}",
+        anonymous.text
+    );
+    let monitoring = [
+        ("impersonate-user", "prometheus"),
+        ("impersonate-group", "system:monitoring"),
+    ];
+    let allowed = api.request(Method::GET, "/metrics", &monitoring, vec![]).await;
+    assert_eq!(allowed.status, StatusCode::OK, "{}", allowed.text);
+}
