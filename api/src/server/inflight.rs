@@ -57,7 +57,7 @@ impl InFlight {
 }
 
 /// The subresources whose requests run as long as the client stays.
-const LONG_RUNNING: [&str; 5] = ["exec", "attach", "portforward", "proxy", "log"];
+pub(crate) const LONG_RUNNING: [&str; 5] = ["exec", "attach", "portforward", "proxy", "log"];
 
 /// Whether a request runs as long as its client wants (not counted).
 pub(crate) fn long_running(method: &Method, path: &str, query: Option<&str>) -> bool {

@@ -46,9 +46,6 @@ const DURATION_BUCKETS: [f64; 22] = [
     60.0,
 ];
 
-/// The subresources whose requests stream for as long as the client stays.
-const STREAMING: [&str; 5] = ["exec", "attach", "portforward", "proxy", "log"];
-
 /// What a request is, as the metrics label it.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Kind {
@@ -155,7 +152,7 @@ fn kind(request: &Request) -> (Kind, bool) {
         return (kind, false);
     };
     let subresource = parsed.subresource.clone().unwrap_or_default();
-    let streaming = STREAMING.contains(&subresource.as_str());
+    let streaming = super::inflight::LONG_RUNNING.contains(&subresource.as_str());
     let apply = request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -177,7 +174,7 @@ fn kind(request: &Request) -> (Kind, bool) {
         (None, Some(_)) => "namespace",
         (None, None) => "cluster",
     };
-    let longrunning = parsed.verb == Verb::Watch || streaming;
+    let longrunning = super::inflight::long_running(request.method(), request.uri().path(), request.uri().query());
     let kind = Kind {
         verb: verb.to_string(),
         dry_run: dry_run.to_string(),
