@@ -15,9 +15,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::{Args, Subcommand};
-use http_body_util::BodyExt;
 
 #[derive(Debug, Args)]
 pub struct MemberArgs {
@@ -47,13 +45,19 @@ enum Command {
 pub async fn run(args: MemberArgs) -> anyhow::Result<()> {
     match args.command {
         Command::List => {
-            let list = call(&args, http::Method::GET, skiff_api::server::members::PATH.to_string()).await?;
+            let list = crate::admin::call(
+                &args.data_dir,
+                args.kubeconfig.as_ref(),
+                http::Method::GET,
+                skiff_api::server::members::PATH,
+            )
+            .await?;
             print!("{}", table(&list));
             Ok(())
         }
         Command::Remove { id } => {
             let path = skiff_api::server::members::MEMBER_PATH.replace("{id}", &id.to_string());
-            call(&args, http::Method::DELETE, path).await?;
+            crate::admin::call(&args.data_dir, args.kubeconfig.as_ref(), http::Method::DELETE, &path).await?;
             println!(
                 "skiff: node {id} is no longer a member of the cluster; stop it, and wipe its data directory \
                  before it joins again"
@@ -61,32 +65,6 @@ pub async fn run(args: MemberArgs) -> anyhow::Result<()> {
             Ok(())
         }
     }
-}
-
-async fn call(args: &MemberArgs, method: http::Method, path: String) -> anyhow::Result<serde_json::Value> {
-    let client = crate::admin::client(&args.data_dir, args.kubeconfig.as_ref()).await?;
-    let request = http::Request::builder()
-        .method(method)
-        .uri(path)
-        .body(kube::client::Body::empty())
-        .context("request")?;
-    let response = client.send(request).await.context("cannot reach the server")?;
-    let status = response.status();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
-    let value: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-    if !status.is_success() {
-        let message = value["message"]
-            .as_str()
-            .map(String::from)
-            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
-        anyhow::bail!("the server answered {status}: {message}");
-    }
-    Ok(value)
 }
 
 /// `ID  ADDRESS  ROLE`, one member a line, the leader marked.

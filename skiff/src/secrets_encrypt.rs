@@ -18,7 +18,6 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use http_body_util::BodyExt;
 
 use crate::UsageError;
 
@@ -51,12 +50,24 @@ pub async fn run(args: SecretsEncryptArgs) -> anyhow::Result<()> {
     match args.command {
         Command::Rotate => rotate(&args.data_dir),
         Command::Status => {
-            let status = call(&args, http::Method::GET, skiff_api::server::encryption::STATUS_PATH).await?;
+            let status = crate::admin::call(
+                &args.data_dir,
+                args.kubeconfig.as_ref(),
+                http::Method::GET,
+                skiff_api::server::encryption::STATUS_PATH,
+            )
+            .await?;
             print(&status, false);
             Ok(())
         }
         Command::Reencrypt => {
-            let status = call(&args, http::Method::POST, skiff_api::server::encryption::REENCRYPT_PATH).await?;
+            let status = crate::admin::call(
+                &args.data_dir,
+                args.kubeconfig.as_ref(),
+                http::Method::POST,
+                skiff_api::server::encryption::REENCRYPT_PATH,
+            )
+            .await?;
             print(&status, true);
             Ok(())
         }
@@ -81,32 +92,6 @@ fn rotate(data_dir: &std::path::Path) -> anyhow::Result<()> {
         file.display()
     );
     Ok(())
-}
-
-async fn call(args: &SecretsEncryptArgs, method: http::Method, path: &str) -> anyhow::Result<serde_json::Value> {
-    let client = crate::admin::client(&args.data_dir, args.kubeconfig.as_ref()).await?;
-    let request = http::Request::builder()
-        .method(method)
-        .uri(path)
-        .body(kube::client::Body::empty())
-        .context("request")?;
-    let response = client.send(request).await.context("cannot reach the server")?;
-    let status = response.status();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
-    let value: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-    if !status.is_success() {
-        let message = value["message"]
-            .as_str()
-            .map(String::from)
-            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
-        anyhow::bail!("the server answered {status}: {message}");
-    }
-    Ok(value)
 }
 
 fn print(status: &serde_json::Value, rewrote: bool) {

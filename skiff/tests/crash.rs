@@ -172,28 +172,7 @@ async fn a_second_server_on_the_same_data_dir_exits_with_a_clear_error() {
 /// server serves every write it acknowledged before.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_only_data_dir_is_refused_clearly_and_loses_nothing() {
-    let mount = tempfile::tempdir().unwrap();
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=256m", "skiff-read-only"])
-        .arg(mount.path())
-        .status()
-        .expect("run mount");
-    assert!(mounted.success(), "this test mounts a tmpfs: it needs root");
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg("--lazy").arg(&self.0).status();
-        }
-    }
-    let _unmount = Unmount(mount.path().to_path_buf());
-    let remount = |mode: &str| {
-        let status = Command::new("mount")
-            .args(["-o", &format!("remount,{mode}")])
-            .arg(mount.path())
-            .status()
-            .unwrap();
-        assert!(status.success(), "remount {mode}");
-    };
+    let mount = skiff_testing::tmpfs::Tmpfs::mount("skiff-read-only", "256m").unwrap();
     let data = mount.path().join("data");
     let peer = free_addr();
     let mut child = start(&data, &peer);
@@ -211,7 +190,7 @@ async fn a_read_only_data_dir_is_refused_clearly_and_loses_nothing() {
     child.kill().unwrap();
     child.wait().unwrap();
 
-    remount("ro");
+    mount.remount("ro").unwrap();
     let mut refused = Command::new(env!("CARGO_BIN_EXE_skiff"))
         .args(["server", "--no-agent", "--peer-listen", &peer, "--listen", &free_addr()])
         .arg("--data-dir")
@@ -239,7 +218,7 @@ async fn a_read_only_data_dir_is_refused_clearly_and_loses_nothing() {
         "the error names the directory and the cause: {stderr}"
     );
 
-    remount("rw");
+    mount.remount("rw").unwrap();
     let mut child = start(&data, &peer);
     wait_writable(&client).await;
     for (key, revision) in &acked {

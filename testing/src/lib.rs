@@ -10,7 +10,8 @@
 //! production; nothing is mocked.
 //!
 //! [`registry::Registry`] runs an OCI registry on loopback and pushes
-//! Wasm artifacts to it.
+//! Wasm artifacts to it. [`tmpfs::Tmpfs`] is a small disk a test can
+//! fill or make read-only.
 //!
 //! [`eventually`] is the one polling helper tests use to wait for the
 //! cluster to converge, always with a bound; [`eventually_blocking`] is
@@ -21,6 +22,7 @@
 //! observedGeneration, a later event), so that it can fail.
 
 pub mod registry;
+pub mod tmpfs;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};

@@ -160,11 +160,16 @@ impl ApiServer {
     }
 
     /// Renews this server's Lease and reconciles the Endpoints every
-    /// [`RENEW_EVERY`], for as long as the returned future runs.
+    /// [`RENEW_EVERY`], for as long as the returned future runs (the
+    /// Service was made by [`register_endpoint`](Self::register_endpoint)).
     pub async fn keep_registered(&self, identity: String, address: SocketAddr) {
         loop {
             tokio::time::sleep(RENEW_EVERY).await;
-            if let Err(error) = self.register_endpoint(&identity, address).await {
+            let renewed = match self.renew_lease(&identity, address).await {
+                Ok(()) => self.reconcile_endpoints().await,
+                Err(error) => Err(error),
+            };
+            if let Err(error) = renewed {
                 tracing::warn!(%error, "cannot renew this API server's Lease; trying again");
             }
         }

@@ -132,20 +132,7 @@ async fn post_raw(addr: &str, path: &str, body: &[u8]) -> u16 {
 /// opens again with every acknowledged write.
 #[tokio::test]
 async fn a_full_disk_stops_writes_and_corrupts_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=48m", "skiff-full-disk"])
-        .arg(dir.path())
-        .status()
-        .expect("run mount");
-    assert!(mounted.success(), "this test mounts a tmpfs: it needs root");
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg("--lazy").arg(&self.0).status();
-        }
-    }
-    let _unmount = Unmount(dir.path().to_path_buf());
+    let dir = skiff_testing::tmpfs::Tmpfs::mount("skiff-full-disk", "48m").unwrap();
     let store_dir = dir.path().join("store");
     let node = single(&store_dir).await;
     // Leave a few MiB free, then write until the disk is full.
