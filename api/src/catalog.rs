@@ -36,6 +36,19 @@ pub enum Shape {
     },
 }
 
+/// Where a resource's objects come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Serving {
+    /// Kept in the store: every verb.
+    Stored,
+    /// A review kind: created to be answered, never stored, so `create` is
+    /// its only verb.
+    Review,
+    /// `metrics.k8s.io`: read from the node agents when asked
+    /// (`server::resource_metrics`), so `get` and `list` are its verbs.
+    ResourceMetrics,
+}
+
 /// Where `/scale` finds replicas in the parent object (JSON paths without
 /// the leading dot, e.g. `spec.replicas`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,9 +94,8 @@ pub struct Resource {
     pub categories: Vec<String>,
     pub subresources: Subresources,
     pub shape: Shape,
-    /// A review kind: created to be answered, never stored, so `create` is
-    /// its only verb.
-    pub create_only: bool,
+    /// Stored, or answered without storage.
+    pub serving: Serving,
     /// The kind's own rules: [`kinds::custom::OPS`] for custom resources.
     pub ops: &'static KindOps,
 }
@@ -119,7 +131,7 @@ struct Builtin {
     short_names: &'static [&'static str],
     categories: &'static [&'static str],
     subresources: Subresources,
-    create_only: bool,
+    serving: Serving,
 }
 
 /// A built-in kind: its type and ops, scope, short names and
@@ -136,7 +148,7 @@ fn builtin(
         short_names,
         categories: &[],
         subresources,
-        create_only: false,
+        serving: Serving::Stored,
     }
 }
 
@@ -147,7 +159,7 @@ impl Builtin {
     }
 
     fn create_only(mut self) -> Builtin {
-        self.create_only = true;
+        self.serving = Serving::Review;
         self
     }
 
@@ -168,7 +180,7 @@ impl Builtin {
                 canonicalize: typed.canonicalize,
                 schema: typed.schema,
             },
-            create_only: self.create_only,
+            serving: self.serving,
             ops: &self.kind.ops,
         }
     }
@@ -289,7 +301,36 @@ pub fn builtins() -> Vec<Resource> {
     ];
     let mut resources: Vec<Resource> = kinds.into_iter().map(Builtin::into_resource).collect();
     resources.push(wasm_plugin());
+    resources.extend(resource_metrics());
     resources
+}
+
+/// `metrics.k8s.io/v1beta1` NodeMetrics and PodMetrics (the Metrics API
+/// that metrics-server serves elsewhere): never stored, read from the
+/// node agents when asked.
+fn resource_metrics() -> [Resource; 2] {
+    let resource = |kind: &str, plural: &str, namespaced: bool| Resource {
+        group: "metrics.k8s.io".into(),
+        version: "v1beta1".into(),
+        kind: kind.into(),
+        list_kind: format!("{kind}List"),
+        plural: plural.into(),
+        singular: String::new(),
+        namespaced,
+        short_names: vec![],
+        categories: vec![],
+        subresources: Subresources::default(),
+        serving: Serving::ResourceMetrics,
+        shape: Shape::Custom {
+            schema: None,
+            columns: Arc::from(Vec::new()),
+        },
+        ops: &kinds::custom::OPS,
+    };
+    [
+        resource("NodeMetrics", "nodes", CLUSTER),
+        resource("PodMetrics", "pods", NAMESPACED),
+    ]
 }
 
 /// `skiff.dev/v1alpha1` WasmPlugin: stored and served; its spec is checked
@@ -306,7 +347,7 @@ fn wasm_plugin() -> Resource {
         short_names: vec!["wp".into()],
         categories: vec![],
         subresources: status(),
-        create_only: false,
+        serving: Serving::Stored,
         shape: Shape::Custom {
             schema: None,
             columns: Arc::from(Vec::new()),

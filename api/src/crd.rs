@@ -96,7 +96,7 @@ pub fn resources(crd: &Value) -> Vec<Resource> {
                     scale,
                     ..Subresources::default()
                 },
-                create_only: false,
+                serving: crate::catalog::Serving::Stored,
                 shape: Shape::Custom {
                     schema: v.pointer("/schema/openAPIV3Schema").cloned().map(Arc::new),
                     // Refused at write when a path does not parse.

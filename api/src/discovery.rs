@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::catalog::{Catalog, Resource};
+use crate::catalog::{Catalog, Resource, Serving};
 
 /// The Content-Type aggregated discovery must be answered with; kubectl
 /// ignores the same body under plain `application/json`.
@@ -197,7 +197,11 @@ fn subresources(resource: &Resource) -> Vec<Sub> {
 
 /// The verbs a resource serves.
 fn verbs(resource: &Resource) -> &'static [&'static str] {
-    if resource.create_only { &["create"] } else { ALL_VERBS }
+    match resource.serving {
+        Serving::Stored => ALL_VERBS,
+        Serving::Review => &["create"],
+        Serving::ResourceMetrics => &["get", "list"],
+    }
 }
 
 /// `/api/v1` or `/apis/<group>/<version>`.

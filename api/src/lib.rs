@@ -70,6 +70,7 @@ pub mod stored;
 pub mod strategy;
 pub mod structural;
 pub mod table;
+pub mod usage;
 pub mod watch;
 
 pub use error::{ApiError, Result};

@@ -112,6 +112,7 @@ pub fn policy() -> BootstrapPolicy {
             discovery(),
             public_info_viewer(),
             monitoring(),
+            aggregated_metrics_reader(),
             service_account_issuer_discovery(),
             auth_delegator(),
             // Nodes, and the nodes joining.
@@ -394,6 +395,20 @@ fn discovery() -> ClusterRole {
             &["get"],
         )],
     )
+}
+
+/// `system:aggregated-metrics-reader`: the Metrics API, for whoever may
+/// view a namespace (`kubectl top`). metrics-server installs this role
+/// beside its API; skiff serves that API itself, so it has the role from
+/// the start, with metrics-server's name, rules and aggregation labels.
+fn aggregated_metrics_reader() -> ClusterRole {
+    let role = cluster_role(
+        "system:aggregated-metrics-reader",
+        vec![rule(&["metrics.k8s.io"], &["nodes", "pods"], READ)],
+    );
+    let role = aggregates_to(role, AGGREGATE_TO_VIEW);
+    let role = aggregates_to(role, AGGREGATE_TO_EDIT);
+    aggregates_to(role, AGGREGATE_TO_ADMIN)
 }
 
 /// `system:monitoring`: what a monitoring system scrapes and probes
@@ -1249,9 +1264,10 @@ mod tests {
                 .collect()
         };
         let set = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<BTreeSet<_>>();
-        assert_eq!(gathered("admin"), set(&["edit", "system:aggregate-to-admin"]));
-        assert_eq!(gathered("edit"), set(&["system:aggregate-to-edit", "view"]));
-        assert_eq!(gathered("view"), set(&["system:aggregate-to-view"]));
+        let metrics = "system:aggregated-metrics-reader";
+        assert_eq!(gathered("admin"), set(&["edit", metrics, "system:aggregate-to-admin"]));
+        assert_eq!(gathered("edit"), set(&[metrics, "system:aggregate-to-edit", "view"]));
+        assert_eq!(gathered("view"), set(&[metrics, "system:aggregate-to-view"]));
     }
 
     #[test]

@@ -165,6 +165,11 @@ pub struct ServerArgs {
     #[arg(long, default_value_t = 200)]
     max_mutating_requests_inflight: usize,
 
+    /// Seconds between two readings of a node's usage for the Metrics API
+    /// (`kubectl top`, the autoscaler), metrics-server's flag.
+    #[arg(long, value_name = "SECONDS", default_value_t = 15.0, value_parser = parse_resolution)]
+    metric_resolution: f64,
+
     /// Where NodePort Services get their node ports, as FIRST-LAST.
     #[arg(long, default_value = "30000-32767", value_parser = parse_port_range)]
     service_node_port_range: (u16, u16),
@@ -203,6 +208,13 @@ fn parse_port_range(text: &str) -> Result<(u16, u16), String> {
         return Err(bad());
     }
     Ok((first, last))
+}
+
+fn parse_resolution(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(seconds) if (0.1..=3600.0).contains(&seconds) => Ok(seconds),
+        _ => Err(format!("{text:?} is not a number of seconds from 0.1 to 3600")),
+    }
 }
 
 /// Settings of the scheduler and the controllers.
@@ -485,6 +497,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             ),
             _ => None,
         },
+        metric_resolution: Some(Duration::from_secs_f64(args.metric_resolution)),
     };
     let api = skiff_api::ApiServer::with_settings(store.clone(), authentication, settings);
     api.bootstrap().await.context("cannot create the system namespaces")?;

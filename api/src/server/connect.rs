@@ -93,27 +93,29 @@ pub(super) async fn node_endpoint(server: &ApiServer, node: &str, pod: &str) -> 
         .get(&nodes, None, node)
         .await
         .map_err(|_| ApiError::BadRequest(format!("node \"{node}\" of pod \"{pod}\" is not registered")))?;
-    let address = node_object
-        .object
+    endpoint_of(&node_object.object)
+        .ok_or_else(|| ApiError::BadRequest(format!("no endpoint is known for node \"{node}\"")))
+}
+
+/// `host:port` of the agent's endpoint a Node object names, if it names
+/// one.
+pub(super) fn endpoint_of(node: &Value) -> Option<String> {
+    let address = node
         .pointer("/status/addresses")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
         .find(|a| a.get("type").and_then(Value::as_str) == Some("InternalIP"))
-        .and_then(|a| a.get("address").and_then(Value::as_str))
-        .map(str::to_string);
-    let port = node_object
-        .object
+        .and_then(|a| a.get("address").and_then(Value::as_str))?;
+    let port = node
         .pointer("/status/daemonEndpoints/kubeletEndpoint/Port")
         .and_then(Value::as_u64)
-        .filter(|p| *p > 0 && *p <= u64::from(u16::MAX));
-    match (address, port) {
-        (Some(address), Some(port)) if address.contains(':') => Ok(format!("[{address}]:{port}")),
-        (Some(address), Some(port)) => Ok(format!("{address}:{port}")),
-        _ => Err(ApiError::BadRequest(format!(
-            "no endpoint is known for node \"{node}\""
-        ))),
-    }
+        .filter(|p| *p > 0 && *p <= u64::from(u16::MAX))?;
+    Some(if address.contains(':') {
+        format!("[{address}]:{port}")
+    } else {
+        format!("{address}:{port}")
+    })
 }
 
 /// Serves `pods/<name>/exec`, `attach` or `portforward`.

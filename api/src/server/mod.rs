@@ -13,6 +13,7 @@ mod negotiate;
 pub mod node_client;
 mod pretty;
 mod query;
+pub mod resource_metrics;
 mod resources;
 mod reviews;
 
@@ -56,6 +57,9 @@ pub struct Settings {
     /// The store key prefixes encrypted at rest, each with the form it is
     /// written in now ([`crate::encryption::Encryption::write_forms`]).
     pub encrypted: Vec<(String, String)>,
+    /// How often the Metrics API reads a node's summary; metrics-server's
+    /// 15 s when unset.
+    pub metric_resolution: Option<std::time::Duration>,
 }
 
 /// Everything a request handler needs. Shared behind an `Arc`.
@@ -71,6 +75,7 @@ pub struct ApiServer {
     audit: Option<crate::audit::Audit>,
     encrypted: Vec<(String, String)>,
     metrics: metrics::Metrics,
+    resource_metrics: resource_metrics::Scraper,
 }
 
 impl ApiServer {
@@ -121,6 +126,11 @@ impl ApiServer {
             audit: settings.audit,
             encrypted: settings.encrypted,
             metrics: metrics::Metrics::default(),
+            resource_metrics: resource_metrics::Scraper::new(
+                settings
+                    .metric_resolution
+                    .unwrap_or(resource_metrics::DEFAULT_RESOLUTION),
+            ),
         })
     }
 

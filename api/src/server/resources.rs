@@ -14,7 +14,7 @@ use super::query::{self, Query};
 use super::{ApiServer, stream_body};
 use crate::auth::UserInfo;
 use crate::body::{self, MAX_BODY_BYTES};
-use crate::catalog::Resource;
+use crate::catalog::{Resource, Serving};
 use crate::error::{ApiError, Result, Subject};
 use crate::kinds::Unnamed;
 use crate::meta;
@@ -155,7 +155,7 @@ pub(super) async fn handle(server: Arc<ApiServer>, request: Request) -> Result<R
             return Err(ApiError::NoSuchRoute);
         }
     }
-    if call.request.verb == Verb::Watch && sub.is_none() && !call.resource.create_only {
+    if call.request.verb == Verb::Watch && sub.is_none() && call.resource.serving == Serving::Stored {
         return watch(call).await;
     }
     if call.resource.group == "rbac.authorization.k8s.io" && !matches!(call.request.verb, Verb::Get | Verb::List) {
@@ -168,11 +168,15 @@ pub(super) async fn handle(server: Arc<ApiServer>, request: Request) -> Result<R
 
 /// Runs the verb a request asks for.
 async fn dispatch(call: &Call, sub: Option<&str>) -> Result<Response> {
-    if call.resource.create_only {
-        return match (call.request.verb, sub, &call.request.name) {
-            (Verb::Create, None, None) => super::reviews::review(call).await,
-            _ => Err(ApiError::MethodNotSupported),
-        };
+    match call.resource.serving {
+        Serving::Stored => {}
+        Serving::Review => {
+            return match (call.request.verb, sub, &call.request.name) {
+                (Verb::Create, None, None) => super::reviews::review(call).await,
+                _ => Err(ApiError::MethodNotSupported),
+            };
+        }
+        Serving::ResourceMetrics => return super::resource_metrics::dispatch(call, sub).await,
     }
     match (call.request.verb, sub) {
         (Verb::Get, None | Some("status" | "approval")) => get(call).await,
@@ -251,9 +255,14 @@ async fn watch(call: Call) -> Result<Response> {
         options,
     )
     .await?;
+    let sent = call.server.metrics.watch(&resource);
     let lines = tokio_stream::wrappers::ReceiverStream::new(events)
         .enumerate()
-        .map(move |(i, event)| negotiate::watch_line(output, &resource, &event, i == 0));
+        .map(move |(i, event)| {
+            let line = negotiate::watch_line(output, &resource, &event, i == 0);
+            sent.sent(line.len());
+            line
+        });
     let mut response = Response::new(stream_body(lines));
     let content_type = match output {
         Output::Table(_) => "application/json;as=Table;v=v1;g=meta.k8s.io",
