@@ -14,9 +14,13 @@
 //! * The time due is the latest scheduled time at or before now and after
 //!   `status.lastScheduleTime` (or the CronJob's creation). With
 //!   `startingDeadlineSeconds` it must also be at most that many seconds
-//!   old; an older one is missed (`MissSchedule`). More than 100 times
-//!   passed since the last start (within the deadline) are reported
-//!   (`TooManyMissedTimes`); only the latest runs, in any case.
+//!   old; an older one is missed (`MissSchedule`). As in
+//!   kube-controller-manager, nothing records a miss (no status field
+//!   says so), so every reconcile until the next time notices the same
+//!   miss again; the event recorder counts these repeats on one Event
+//!   (`count`, `lastTimestamp`) instead of writing one each. More than
+//!   100 times passed since the last start (within the deadline) are
+//!   reported (`TooManyMissedTimes`); only the latest runs, in any case.
 //! * `concurrencyPolicy`: `Allow` starts the Job whatever else runs;
 //!   `Forbid` starts nothing while one of the CronJob's Jobs is unfinished
 //!   (`JobAlreadyActive`): the time stays due, and runs once the Job
@@ -119,7 +123,7 @@ impl Notice {
             Notice::MissSchedule(at) => (
                 Kind::Warning,
                 "MissSchedule",
-                format!("Missed scheduled time to start a job: {at}"),
+                format!("Missed scheduled time to start a job: {}", rfc1123z(*at)),
             ),
             Notice::JobAlreadyActive => (
                 Kind::Normal,
@@ -167,6 +171,14 @@ pub fn time_zone(name: Option<&str>) -> std::result::Result<TimeZone, String> {
         }
         Some(name) => jiff::tz::db().get(name).map_err(|e| e.to_string()),
     }
+}
+
+/// `at` in UTC as Go's `time.RFC1123Z` writes it, as kube-controller-manager
+/// words a missed time: `Tue, 10 Mar 2026 09:05:00 +0000`.
+fn rfc1123z(at: Timestamp) -> String {
+    at.to_zoned(TimeZone::UTC)
+        .strftime("%a, %d %b %Y %H:%M:%S %z")
+        .to_string()
 }
 
 /// The name of the Job for scheduled time `at`.
@@ -274,8 +286,9 @@ pub fn plan(cronjob: &CronJob, jobs: &[Job], now: Timestamp) -> Plan {
         now.checked_sub(SignedDuration::from_secs(deadline.max(0)))
             .unwrap_or(Timestamp::MIN)
     });
+    // Too late once the deadline has passed, not at the deadline itself.
     if let Some(window) = window
-        && due <= window
+        && due < window
     {
         plan.notices.push(Notice::MissSchedule(due));
         return plan;
@@ -587,6 +600,13 @@ mod tests {
                 starts("2026-03-10T09:05:00Z", "2026-03-10T09:10:00Z"),
             ),
             (
+                "at the starting deadline",
+                cronjob(json!({"startingDeadlineSeconds": 120}), Some("2026-03-10T09:00:00Z")),
+                vec![],
+                "2026-03-10T09:07:00Z",
+                starts("2026-03-10T09:05:00Z", "2026-03-10T09:10:00Z"),
+            ),
+            (
                 "past the starting deadline",
                 cronjob(json!({"startingDeadlineSeconds": 120}), Some("2026-03-10T09:00:00Z")),
                 vec![],
@@ -677,6 +697,16 @@ mod tests {
         for (what, cronjob, jobs, now, want) in cases {
             assert_eq!(plan(&cronjob, &jobs, at(now)), want, "{what}");
         }
+    }
+
+    #[test]
+    fn a_missed_time_is_worded_as_kubernetes_words_it() {
+        let (kind, reason, message) = Notice::MissSchedule(at("2026-03-10T09:05:00Z")).event();
+        assert_eq!((kind, reason), (Kind::Warning, "MissSchedule"));
+        assert_eq!(
+            message,
+            "Missed scheduled time to start a job: Tue, 10 Mar 2026 09:05:00 +0000"
+        );
     }
 
     #[test]

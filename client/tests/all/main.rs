@@ -1,5 +1,8 @@
-//! Leader election against a real API server.
+//! Leader election, and the event recorder (`events.rs`), against a real
+//! API server.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod events;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::jiff::tz::TimeZone;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
@@ -285,4 +286,82 @@ async fn forbid_waits_for_the_running_job_and_replace_deletes_it() {
         (uids == [replacement.uid()]).then_some(())
     })
     .await;
+}
+
+/// The MissSchedule Events about `name`.
+async fn misses(events: &Api<Event>, name: &str) -> Vec<Event> {
+    events
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.involved_object.name.as_deref() == Some(name) && e.reason.as_deref() == Some("MissSchedule"))
+        .collect()
+}
+
+/// A time missed beyond `startingDeadlineSeconds` is noticed again at
+/// every reconcile until the next time, as kube-controller-manager does;
+/// the notices are one Event whose count grows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missed_time_noticed_at_each_reconcile_is_one_counted_event() {
+    let cluster = Cluster::start().await;
+    let client = cluster.client();
+    let api: Api<CronJob> = Api::namespaced(client.clone(), "default");
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    // Yearly, last run in 2000, ten seconds to start: this year's time is
+    // long missed, and stays the time due all year.
+    let yearly = json!({"schedule": "0 0 1 1 *", "startingDeadlineSeconds": 10});
+    api.create(&PostParams::default(), &cron_job("late", yearly))
+        .await
+        .unwrap();
+    api.patch_status(
+        "late",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"lastScheduleTime": "2000-01-01T00:00:00Z"}})),
+    )
+    .await
+    .unwrap();
+
+    let first = until("a MissSchedule event", || async { misses(&events, "late").await.pop() }).await;
+    let message = first.message.clone().unwrap();
+    let year = Timestamp::now().to_zoned(TimeZone::UTC).year();
+    assert!(
+        message.starts_with("Missed scheduled time to start a job: ")
+            && message.ends_with(&format!(", 01 Jan {year} 00:00:00 +0000")),
+        "{message}"
+    );
+    // Event times are whole seconds: let the clock reach the next one,
+    // then make the controller look again (any change to the CronJob).
+    let first_seen = first.first_timestamp.clone().unwrap().0;
+    until("the next second", || async {
+        (Timestamp::now().as_second() > first_seen.as_second()).then_some(())
+    })
+    .await;
+    let mut pokes = 0;
+    let counted = until("the miss counted again", || {
+        pokes += 1;
+        let (api, events) = (&api, &events);
+        async move {
+            let poke = json!({"metadata": {"annotations": {"example.com/poke": pokes.to_string()}}});
+            api.patch("late", &PatchParams::default(), &Patch::Merge(poke))
+                .await
+                .unwrap();
+            misses(events, "late")
+                .await
+                .into_iter()
+                .find(|e| e.count.is_some_and(|c| c >= 2))
+        }
+    })
+    .await;
+    let all = misses(&events, "late").await;
+    assert_eq!(all.len(), 1, "one Event, counted: {all:?}");
+    assert_eq!(counted.metadata.name, first.metadata.name);
+    assert_eq!(counted.message.as_deref(), Some(message.as_str()));
+    assert_eq!(counted.first_timestamp, first.first_timestamp);
+    assert!(counted.last_timestamp.clone().unwrap().0 > first_seen, "{counted:?}");
+    assert!(
+        jobs_of(&client, &api.get("late").await.unwrap()).await.is_empty(),
+        "a missed time starts nothing"
+    );
 }
