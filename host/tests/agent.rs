@@ -17,7 +17,8 @@ use kube::Api;
 use kube::api::{DeleteParams, LogParams, PostParams};
 use serde_json::json;
 use support::{
-    busybox_layout, cluster, container, eventually, http_get, phase, pod, pod_where, ready, start_agent, waiting_reason,
+    busybox_layout, cluster, container, eventually, http_get, phase, pod, pod_where, ready, sample, scrape,
+    start_agent, waiting_reason,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -339,6 +340,93 @@ async fn the_node_reports_what_wasm_pods_use() {
     .await;
 }
 
+/// The agent serves Prometheus metrics on its endpoint: a Wasm service's
+/// requests, latency, instantiations and instances by pod and the compile
+/// that made it on `/metrics`, and on `/metrics/resource` what the pod
+/// uses under the kubelet's names. The same request counts are
+/// readable from the stats index. A deleted pod's series go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_agent_serves_metrics() {
+    let c = cluster(28).await;
+    c.import(skiff_test_programs::HTTP_HELLO, "http-hello");
+    let pods = c.pods();
+    pods.create(
+        &PostParams::default(),
+        &pod(json!({
+            "metadata": {"name": "web"},
+            "spec": {
+                "nodeName": "node-a",
+                "terminationGracePeriodSeconds": 1,
+                "containers": [{
+                    "name": "main",
+                    "image": "local/http-hello:1",
+                    "ports": [{"containerPort": 8080}],
+                }],
+            },
+        })),
+    )
+    .await
+    .unwrap();
+    let web = pod_where(&pods, "web", "web Running", |p| phase(p) == "Running" && ready(p)).await;
+    let ip = web.status.unwrap().pod_ip.unwrap();
+    let requests: u32 = 5;
+    for _ in 0..requests {
+        let reply = http_get(&format!("{ip}:8080"), "/").await.unwrap();
+        assert!(reply.contains(" 200 "), "{reply}");
+    }
+    // Another status: counted apart.
+    let reply = http_get(&format!("{ip}:8080"), "/sleep").await.unwrap();
+    assert!(reply.contains(" 400 "), "{reply}");
+
+    let metrics = scrape(&c, "/metrics").await;
+    let web_labels = [("namespace", "default"), ("pod", "web")];
+    let ok = [("namespace", "default"), ("pod", "web"), ("code", "200")];
+    let value = |name: &str, labels: &[(&str, &str)]| {
+        sample(&metrics, name, labels).unwrap_or_else(|| panic!("{name} {labels:?} in\n{metrics}"))
+    };
+    assert_eq!(value("skiff_wasm_requests_total", &ok), f64::from(requests));
+    let bad = [("namespace", "default"), ("pod", "web"), ("code", "400")];
+    assert_eq!(value("skiff_wasm_requests_total", &bad), 1.0);
+    assert_eq!(
+        value("skiff_wasm_request_duration_seconds_count", &web_labels),
+        f64::from(requests + 1)
+    );
+    assert!(value("skiff_wasm_request_duration_seconds_sum", &web_labels) > 0.0);
+    assert_eq!(
+        value("skiff_wasm_instantiation_duration_seconds_count", &web_labels),
+        f64::from(requests + 1)
+    );
+    assert_eq!(value("skiff_wasm_requests_in_flight", &web_labels), 0.0);
+    assert!(value("skiff_wasm_instances", &web_labels) >= 0.0);
+    assert!(value("skiff_wasm_compile_duration_seconds_count", &[]) >= 1.0);
+    // The same counts, for the autoscaler's summary.
+    let counted = c.agent.stats().wasm_requests("default", "web").unwrap();
+    assert_eq!((counted.total, counted.in_flight), (u64::from(requests) + 1, 0));
+
+    let resource = scrape(&c, "/metrics/resource").await;
+    let container = [("container", "main"), ("pod", "web"), ("namespace", "default")];
+    let value = |name: &str, labels: &[(&str, &str)]| {
+        sample(&resource, name, labels).unwrap_or_else(|| panic!("{name} {labels:?} in\n{resource}"))
+    };
+    assert!(value("container_cpu_usage_seconds_total", &container) > 0.0);
+    // An HTTP service between requests holds no instance.
+    assert_eq!(value("container_memory_working_set_bytes", &container), 0.0);
+    assert!(value("container_start_time_seconds", &container) > 1.0e9);
+    assert!(value("pod_cpu_usage_seconds_total", &web_labels) > 0.0);
+    assert!(value("node_cpu_usage_seconds_total", &[]) > 0.0);
+    assert!(value("node_memory_working_set_bytes", &[]) > 0.0);
+    assert_eq!(value("resource_scrape_error", &[]), 0.0);
+
+    c.delete_all(&["web"]).await;
+    eventually(Duration::from_secs(20), "web's series gone", || async {
+        let metrics = scrape(&c, "/metrics").await;
+        let resource = scrape(&c, "/metrics/resource").await;
+        (!metrics.contains("pod=\"web\"") && !resource.contains("pod=\"web\"")).then_some(())
+    })
+    .await;
+    assert!(c.agent.stats().wasm_requests("default", "web").is_none());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_pod_with_a_missing_image_waits_with_a_reason() {
     let c = cluster(14).await;
@@ -492,6 +580,18 @@ async fn an_oci_pod_runs_in_runc_and_is_stopped_on_delete() {
         box_stats["cpu"]["usageCoreNanoSeconds"].as_u64().unwrap() > 0,
         "{box_stats}"
     );
+    // And served under the kubelet's names.
+    let resource = scrape(&c, "/metrics/resource").await;
+    let sh = [("container", "sh"), ("pod", "box"), ("namespace", "default")];
+    for name in [
+        "container_cpu_usage_seconds_total",
+        "container_memory_working_set_bytes",
+    ] {
+        let value = sample(&resource, name, &sh).unwrap_or_else(|| panic!("{name} in\n{resource}"));
+        assert!(value > 0.0, "{name} {value}");
+    }
+    let pod_memory = sample(&resource, "pod_memory_working_set_bytes", &[("pod", "box")]).unwrap();
+    assert!(pod_memory > 0.0, "{resource}");
 
     // Followed logs stream as the container writes them.
     let stream = pods

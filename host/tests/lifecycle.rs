@@ -819,13 +819,7 @@ async fn components_the_host_cannot_run_wait_with_a_reason_while_others_serve() 
         let reply = http_get(&addr, "/hello").await.unwrap();
         assert!(reply.contains("hello from skiff"), "{reply}");
         for name in ["core", "unlinked"] {
-            let failures = c
-                .events(name)
-                .await
-                .into_iter()
-                .filter(|(reason, _)| reason == "Failed")
-                .count();
-            if failures < 3 {
+            if c.event_count(name, "Failed").await < 3 {
                 return None;
             }
         }

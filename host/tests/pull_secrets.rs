@@ -13,7 +13,7 @@ use kube::Api;
 use kube::api::{DeleteParams, PostParams};
 use serde_json::json;
 use skiff_testing::registry::Registry;
-use support::{cluster, container, phase, pod, pod_where, waiting_reason};
+use support::{cluster, container, phase, pod, pod_where, sample, scrape, waiting_reason};
 
 /// A `kubernetes.io/dockerconfigjson` Secret for `registry` with a login.
 fn pull_secret(name: &str, registry: &str, user: &str, password: &str) -> Secret {
@@ -129,4 +129,14 @@ async fn private_registry_pulls_use_the_pods_pull_secrets() {
     assert_eq!(copied.len(), 1);
     assert_eq!(copied[0].name, "good");
     pod_where(&pods, "account", "account Running", |p| phase(p) == "Running").await;
+
+    // Both pulls were timed (the refused ones are not), in the kubelet's
+    // smallest size class.
+    let metrics = scrape(&c, "/metrics").await;
+    let pulls = sample(
+        &metrics,
+        "kubelet_image_pull_duration_seconds_count",
+        &[("image_size_in_bytes", "0-10MB")],
+    );
+    assert_eq!(pulls, Some(2.0), "{metrics}");
 }

@@ -22,7 +22,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
@@ -38,6 +38,7 @@ use tokio::net::TcpStream;
 
 use crate::Shared;
 use crate::connect;
+use crate::metrics::ServiceMetrics;
 use crate::policy::Decision;
 use crate::table::{Backend, Frontend, Mode, Route};
 
@@ -159,12 +160,25 @@ async fn forward(request: Request<Incoming>, source: IpAddr, local: SocketAddr, 
 
 /// Sends `request` from `source` to one of the frontend's endpoints that
 /// the NetworkPolicies let it reach, or answers 503 (none serves) or 403
-/// (none may be reached).
+/// (none may be reached); counted in the Service's metrics.
 pub(crate) async fn to_frontend(
     request: Request<Incoming>,
     source: IpAddr,
     frontend: &Frontend,
     shared: &Shared,
+) -> Response<Body> {
+    let metrics = frontend.metrics(&shared.metrics);
+    let response = send(request, source, frontend, shared, metrics).await;
+    metrics.answered(response.status().as_u16());
+    response
+}
+
+async fn send(
+    request: Request<Incoming>,
+    source: IpAddr,
+    frontend: &Frontend,
+    shared: &Shared,
+    metrics: &ServiceMetrics,
 ) -> Response<Body> {
     if frontend.backends.is_empty() {
         return text(StatusCode::SERVICE_UNAVAILABLE, format!("{}\n", frontend.empty_reason));
@@ -184,6 +198,7 @@ pub(crate) async fn to_frontend(
     let mut body = body;
     let mut failures = Vec::new();
     let mut refused = None;
+    let sent = Instant::now();
     for backend in frontend.pick() {
         if let Err(decision) = admitted(source, frontend, backend, shared) {
             refused = Some(decision);
@@ -199,7 +214,10 @@ pub(crate) async fn to_frontend(
             }
         };
         match client.request(request).await {
-            Ok(response) => return response.map(BodyExt::boxed),
+            Ok(response) => {
+                metrics.upstream(sent.elapsed());
+                return response.map(BodyExt::boxed);
+            }
             Err(error) => {
                 tracing::debug!(%error, endpoint = %backend.addr, "request to an endpoint failed");
                 match unsent.take_back() {
@@ -478,6 +496,7 @@ async fn splice(mut client: TcpStream, source: IpAddr, frontend: &Frontend, shar
         }
         match shared.dialer.dial(backend).await {
             Ok(mut dialled) => {
+                frontend.metrics(&shared.metrics).connected();
                 if !dialled.early.is_empty() && client.write_all(&dialled.early).await.is_err() {
                     return;
                 }

@@ -33,6 +33,9 @@
 //!   an HTTP request none may reach with a 403 that names the policies);
 //!   the node agent asks it about Wasm pods' own connections. The first
 //!   refusal by each policy is a Warning Event, `PolicyDenied`, on it.
+//! * [`metrics`]: requests, upstream latency and spliced connections by
+//!   Service, for Prometheus, counted into the registry the node agent
+//!   serves ([`ProxyConfig::metrics`]).
 //! * `retry`: binding an address another process holds, again after
 //!   200 ms, doubling up to 10 s, until it binds (`retry::Backoff`); the
 //!   frontends, the cluster DNS and the Ingress listeners all bind through
@@ -49,6 +52,7 @@ pub mod dns;
 pub mod forward;
 pub mod ingress;
 mod listeners;
+pub mod metrics;
 pub mod policy;
 mod retry;
 pub mod table;
@@ -93,6 +97,9 @@ pub struct ProxyConfig {
     /// The tunnels' mutual TLS (this node's and the ones it dials);
     /// `None` speaks plain TCP.
     pub tunnel_tls: Option<tunnel::TunnelTls>,
+    /// Where requests and connections are counted; by default, metrics
+    /// served nowhere ([`metrics::Metrics::register`] makes served ones).
+    pub metrics: metrics::Metrics,
 }
 
 impl ProxyConfig {
@@ -105,6 +112,7 @@ impl ProxyConfig {
             ingress_http: None,
             ingress_https: None,
             tunnel_tls: None,
+            metrics: metrics::Metrics::default(),
         }
     }
 }
@@ -122,6 +130,7 @@ pub(crate) struct Shared {
     recorder: Option<Recorder>,
     /// Policies whose first refusal has been recorded.
     reported: std::sync::Mutex<HashSet<Arc<str>>>,
+    metrics: metrics::Metrics,
 }
 
 impl Shared {
@@ -179,6 +188,7 @@ impl Shared {
             dialer,
             recorder: None,
             reported: std::sync::Mutex::default(),
+            metrics: metrics::Metrics::default(),
         })
     }
 }
@@ -249,6 +259,7 @@ impl Proxy {
             dialer,
             recorder: Some(recorder.clone()),
             reported: std::sync::Mutex::default(),
+            metrics: config.metrics.clone(),
         });
         let changed = Arc::new(Notify::new());
         let all = watcher::Config::default;

@@ -11,11 +11,13 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use k8s_openapi::api::core::v1::{Endpoints, Node, ObjectReference, Service, ServicePort};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use crate::metrics::{Metrics, ServiceMetrics};
 
 /// The Node annotation where a node's proxy publishes its tunnel port.
 pub const TUNNEL_PORT_ANNOTATION: &str = "skiff.dev/proxy-tunnel-port";
@@ -65,6 +67,8 @@ pub struct Frontend {
     /// Why there are no backends, when there are none: the body of the 503.
     pub empty_reason: String,
     next: AtomicUsize,
+    /// The Service's metric handles, resolved on first use.
+    metrics: OnceLock<ServiceMetrics>,
 }
 
 impl Frontend {
@@ -82,7 +86,16 @@ impl Frontend {
             backends,
             empty_reason,
             next: AtomicUsize::new(0),
+            metrics: OnceLock::new(),
         }
+    }
+
+    /// The Service's handles in `metrics`, resolved on the first call.
+    pub(crate) fn metrics(&self, metrics: &Metrics) -> &ServiceMetrics {
+        self.metrics.get_or_init(|| {
+            let namespace = self.object.namespace.as_deref().unwrap_or_default();
+            metrics.service(namespace, self.object.name.as_deref().unwrap_or_default())
+        })
     }
 
     /// Every backend, starting from the next in round-robin order: the

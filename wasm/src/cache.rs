@@ -30,6 +30,7 @@ pub struct ComponentCache {
     /// wait for one compilation instead of each running their own.
     loaded: Mutex<HashMap<String, Arc<Mutex<Option<Component>>>>>,
     compilations: AtomicU64,
+    metrics: crate::Metrics,
 }
 
 /// `sha256:<hex>` of some bytes.
@@ -53,7 +54,13 @@ impl ComponentCache {
             dir,
             loaded: Mutex::new(HashMap::new()),
             compilations: AtomicU64::new(0),
+            metrics: crate::Metrics::default(),
         })
+    }
+
+    /// Times compilations into `metrics`.
+    pub(crate) fn set_metrics(&mut self, metrics: crate::Metrics) {
+        self.metrics = metrics;
     }
 
     pub fn engine(&self) -> &Engine {
@@ -84,8 +91,10 @@ impl ComponentCache {
             Some(component) => component,
             None => {
                 self.compilations.fetch_add(1, Ordering::Relaxed);
+                let started = std::time::Instant::now();
                 let component =
                     Component::new(&self.engine, bytes).map_err(|e| WasmError::Compile(format!("{e:#}")))?;
+                self.metrics.compiled(started.elapsed());
                 if let Err(error) = self.store(&path, &component) {
                     tracing::warn!(%error, path = %path.display(), "cannot cache the compiled component");
                 }

@@ -2,9 +2,12 @@
 //! pre-instantiated [`ProxyPre`], so a Wasm service holds no instance
 //! between requests. All instances of a service share its
 //! [`CpuBudget`](crate::CpuBudget); each request is bounded by its own
-//! time limit ([`cpu`] applies both at epoch ticks).
+//! time limit ([`cpu`] applies both at epoch ticks). A service whose
+//! environment names [`ServiceMetrics`] counts its requests there
+//! ([`crate::metrics`]).
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use wasmtime::Store;
 use wasmtime::component::Component;
@@ -13,8 +16,23 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 pub use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use super::cpu::{self, Run};
+use super::metrics::ServiceMetrics;
 use super::state::{Environment, State};
-use super::{WasmError, classify};
+use super::{Termination, WasmError, classify};
+
+/// The HTTP status a request whose instance failed is answered with: 503
+/// when the instance ran out of time or memory, 400 for a request
+/// wasi:http cannot represent, 500 otherwise.
+pub fn failure_status(error: &WasmError) -> http::StatusCode {
+    match error {
+        WasmError::Trap {
+            termination: Termination::DeadlineExceeded | Termination::OomKilled,
+            ..
+        } => http::StatusCode::SERVICE_UNAVAILABLE,
+        WasmError::Request(_) => http::StatusCode::BAD_REQUEST,
+        _ => http::StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
 
 /// A component ready to serve requests.
 #[derive(Clone)]
@@ -93,6 +111,29 @@ impl HttpService {
         B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
+        let Some(metrics) = &self.env.metrics else {
+            return self.serve(request, None).await;
+        };
+        let in_flight = metrics.arrived();
+        let served = self.serve(request, Some(metrics)).await;
+        let code = match &served {
+            Ok(response) => response.status(),
+            Err(error) => failure_status(error),
+        };
+        in_flight.answered(code.as_u16());
+        served
+    }
+
+    async fn serve<B>(
+        &self,
+        request: hyper::Request<B>,
+        metrics: Option<&ServiceMetrics>,
+    ) -> Result<hyper::Response<HyperOutgoingBody>, WasmError>
+    where
+        B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let begun = metrics.map(|_| Instant::now());
         let mut store = self.store()?;
         let (sender, mut receiver) = tokio::sync::oneshot::channel();
         let request = store
@@ -110,6 +151,9 @@ impl HttpService {
             .drive(self.pre.instantiate_async(&mut store))
             .await
             .map_err(|e| classify(&e))?;
+        if let (Some(metrics), Some(begun)) = (metrics, begun) {
+            metrics.instantiated(begun.elapsed());
+        }
         let mut guest = Box::pin(async move {
             let handler = proxy.wasi_http_incoming_handler();
             run.drive(handler.call_handle(&mut store, request, outparam)).await

@@ -30,6 +30,9 @@
 //! * [`cpu`]: CPU limits, requests and usage per container ([`CpuBudget`]).
 //! * [`memory`]: the memory limit per instance, and the linear memory a
 //!   container's live instances hold ([`MemoryGauge`]).
+//! * [`metrics`]: Prometheus metrics of HTTP services (requests, latency,
+//!   instantiation, instances alive) and of compilation, registered into
+//!   the agent's registry ([`WasmRuntime::with_metrics`]).
 //!
 //! ```text
 //!  component bytes ─► ComponentCache (compile once per digest) ─► load: ComponentKind
@@ -47,6 +50,7 @@ pub mod cpu;
 pub mod engine;
 pub mod http;
 pub mod memory;
+pub mod metrics;
 pub mod outgoing;
 pub mod sockets;
 pub mod state;
@@ -61,6 +65,7 @@ pub use cpu::CpuBudget;
 pub use engine::{EpochTicker, NodeEngine, PoolConfig};
 pub use http::HttpService;
 pub use memory::MemoryGauge;
+pub use metrics::{Metrics, ServiceMetrics};
 pub use outgoing::{Outgoing, OutgoingError, RequestOptions, Sending, WasiBody};
 pub use sockets::{NameLookup, NetworkView};
 pub use state::{AppendFile, Environment, GuestOutput, Limits, Output, Preopen, State};
@@ -169,6 +174,7 @@ pub struct WasmRuntime {
     cache: ComponentCache,
     http_linker: Linker<State>,
     command_linker: Linker<State>,
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for WasmRuntime {
@@ -200,7 +206,23 @@ impl WasmRuntime {
             _engine: engine,
             http_linker,
             command_linker,
+            metrics: Metrics::default(),
         })
+    }
+
+    /// The runtime, counting into `metrics` (registered into a registry
+    /// with [`Metrics::register`]) rather than into metrics served
+    /// nowhere.
+    pub fn with_metrics(mut self, metrics: Metrics) -> WasmRuntime {
+        self.cache.set_metrics(metrics.clone());
+        self.metrics = metrics;
+        self
+    }
+
+    /// Where the runtime counts; services get their handles here
+    /// ([`Metrics::service`]).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     pub fn cache(&self) -> &ComponentCache {

@@ -67,6 +67,9 @@ pub struct Environment {
     pub cpu: Option<Arc<crate::cpu::CpuBudget>>,
     /// Where its instances count the linear memory they hold; uncounted when unset.
     pub memory: Option<Arc<crate::memory::MemoryGauge>>,
+    /// Where an HTTP service counts its requests and instances
+    /// ([`crate::metrics`]); uncounted when unset.
+    pub metrics: Option<crate::metrics::ServiceMetrics>,
 }
 
 /// Where one of a container's output streams goes. Every instance that
@@ -178,6 +181,8 @@ pub struct State {
     hooks: Hooks,
     pub(crate) network: Option<Arc<dyn NetworkView>>,
     pub(crate) limits: crate::memory::Limiter,
+    /// Counts the instance as alive while the store lives.
+    _alive: Option<crate::metrics::Alive>,
 }
 
 impl std::fmt::Debug for State {
@@ -223,6 +228,7 @@ impl State {
             hooks: Hooks(env.outgoing.clone()),
             network: env.network.clone(),
             limits: crate::memory::Limiter::new(env.limits.memory_bytes, env.memory.clone()),
+            _alive: env.metrics.as_ref().map(crate::metrics::ServiceMetrics::instance),
         })
     }
 }

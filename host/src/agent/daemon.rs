@@ -8,6 +8,9 @@
 //!   streams until the container stops.
 //! * `GET /stats/summary`: what the node and its pods use
 //!   ([`stats`](super::stats)), as JSON.
+//! * `GET /metrics` and `GET /metrics/resource`: the agent's Prometheus
+//!   metrics, and the kubelet's resource metrics
+//!   ([`metrics`](super::metrics)), in the OpenMetrics text format.
 //! * `/exec/…` and `/portForward/…`: upgraded to a stream
 //!   ([`streams`](super::streams)).
 //!
@@ -21,6 +24,14 @@
 //! beside an API server that has no client certificate) it speaks plain
 //! HTTP and trusts its callers; it listens on the node's own address
 //! either way.
+//!
+//! Prometheus scrapes the metrics as any caller: over HTTPS with a client
+//! certificate of the cluster CA in `system:masters` (for instance the
+//! admin's, from `skiff-data/kubeconfig`) as `cert_file`/`key_file`,
+//! `insecure_skip_verify` (the serving certificate is self-signed), the
+//! node's address and the port its Node publishes
+//! (`status.daemonEndpoints.kubeletEndpoint`), and `metrics_path`
+//! `/metrics` or `/metrics/resource`.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -47,6 +58,7 @@ pub struct Sources {
     pub logs: Arc<LogIndex>,
     pub streams: Arc<super::streams::StreamIndex>,
     pub stats: Arc<StatsIndex>,
+    pub metrics: super::metrics::Metrics,
     pub node_name: String,
 }
 
@@ -281,6 +293,9 @@ async fn handle(sources: Arc<Sources>, request: Request<hyper::body::Incoming>) 
     if path == "/stats/summary" {
         return summary(sources).await;
     }
+    if path == "/metrics" || path == "/metrics/resource" {
+        return metrics(sources, path == "/metrics/resource").await;
+    }
     match path.strip_prefix("/containerLogs") {
         Some(rest) => container_logs(sources.logs.clone(), rest, request.uri()).await,
         None => text(StatusCode::NOT_FOUND, "not found\n"),
@@ -301,6 +316,25 @@ async fn summary(sources: Arc<Sources>) -> Response<Body> {
         }
         Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
+}
+
+async fn metrics(sources: Arc<Sources>, resource: bool) -> Response<Body> {
+    let body = if resource {
+        // runc containers are read from their cgroup files.
+        let metrics = sources.metrics.clone();
+        match tokio::task::spawn_blocking(move || metrics.encode_resource()).await {
+            Ok(body) => body,
+            Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        }
+    } else {
+        sources.metrics.encode()
+    };
+    let mut response = text(StatusCode::OK, body);
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(super::metrics::CONTENT_TYPE),
+    );
+    response
 }
 
 /// The group a caller's certificate must name.

@@ -19,7 +19,7 @@ use hyper_util::rt::TokioIo;
 use skiff_wasm::http::HyperOutgoingBody;
 use tokio::task::JoinHandle;
 
-use skiff_wasm::{HttpService, Termination, WasmError};
+use skiff_wasm::{HttpService, WasmError};
 
 /// Hands out pod IPs from the node's pod CIDR (a /16 on loopback, by
 /// default 127.1.0.0/16) and takes them back.
@@ -101,18 +101,12 @@ fn text(status: hyper::StatusCode, message: String) -> hyper::Response<HyperOutg
     response
 }
 
-/// What a failed request answers: 503 when the instance ran out of time or
-/// memory, 400 for a request wasi:http cannot represent, 500 otherwise,
-/// with the reason in the body.
+/// What a failed request answers: the status
+/// [`skiff_wasm::http::failure_status`] gives (503 when the instance ran
+/// out of time or memory, 400 for a request wasi:http cannot represent,
+/// 500 otherwise), with the reason in the body.
 fn failure(error: WasmError) -> hyper::Response<HyperOutgoingBody> {
-    let status = match &error {
-        WasmError::Trap {
-            termination: Termination::DeadlineExceeded | Termination::OomKilled,
-            ..
-        } => hyper::StatusCode::SERVICE_UNAVAILABLE,
-        WasmError::Request(_) => hyper::StatusCode::BAD_REQUEST,
-        _ => hyper::StatusCode::INTERNAL_SERVER_ERROR,
-    };
+    let status = skiff_wasm::http::failure_status(&error);
     tracing::info!(%error, "wasm request failed");
     text(status, format!("{error}\n"))
 }

@@ -18,6 +18,10 @@
 //! * [`status`]: pod phase, conditions and container statuses (pure).
 //! * [`logs`], [`daemon`]: container log files, and the endpoint the API
 //!   server reads them from.
+//! * [`stats`], [`metrics`]: what pods use (`/stats/summary`), and the
+//!   agent's Prometheus metrics (`/metrics`, `/metrics/resource`) on the
+//!   same endpoint, one registry per agent into which the Wasm runtime and
+//!   the service proxy count too.
 //! * [`streams`]: `exec` and `port-forward` on that endpoint (WebSocket
 //!   and SPDY).
 //! * [`events`]: kubelet-style Events about containers.
@@ -42,6 +46,7 @@ pub mod events;
 pub mod gateway;
 mod isolation;
 pub mod logs;
+pub mod metrics;
 pub mod node;
 mod pods;
 pub mod probe;
@@ -191,6 +196,7 @@ pub(crate) struct Shared {
     log_index: Arc<LogIndex>,
     streams: Arc<streams::StreamIndex>,
     stats: Arc<stats::StatsIndex>,
+    metrics: metrics::Metrics,
     /// Namespaces for OCI pods, or why this node cannot make them.
     pod_network: Result<Arc<PodNetwork>, String>,
     /// The NetworkPolicy rules of the pods in those namespaces.
@@ -235,11 +241,16 @@ impl Shared {
     }
 
     async fn pull_with(&self, reference: &str, keyring: &Keyring) -> Result<Image, (&'static str, String)> {
-        self.images
+        let started = std::time::Instant::now();
+        let image = self
+            .images
             .pull_with(reference, is_loopback_reference(reference), keyring)
             .await
             // The registry's own words (401 Unauthorized, …) are in the source.
-            .map_err(|error| (error.waiting_reason(), format!("{:#}", anyhow::Error::new(error))))
+            .map_err(|error| (error.waiting_reason(), format!("{:#}", anyhow::Error::new(error))))?;
+        let bytes = image.layers.iter().map(|layer| layer.size()).sum();
+        self.metrics.pulled(bytes, started.elapsed());
+        Ok(image)
     }
 }
 
@@ -272,6 +283,8 @@ async fn remove_leftovers(runc: &RuncRuntime) {
 #[derive(Debug)]
 pub struct Agent {
     images: ImageStore,
+    stats: Arc<stats::StatsIndex>,
+    metrics: metrics::Metrics,
     daemon_addr: SocketAddr,
     proxy: Arc<Proxy>,
     runc: Option<RuncRuntime>,
@@ -386,11 +399,14 @@ impl Agent {
             Ok(path)
         };
         let images = ImageStore::open(dir("images")?).map_err(AgentError::Images)?;
+        let stats = Arc::new(stats::StatsIndex::default());
+        let metrics = metrics::Metrics::new(stats.clone());
         let wasm = WasmRuntime::new(RuntimeConfig {
             cache_dir: dir("wasm-cache")?,
             pool: config.pool.clone(),
         })
-        .map_err(AgentError::Wasm)?;
+        .map_err(AgentError::Wasm)?
+        .with_metrics(metrics.wasm().clone());
         // With a shim, containers outlive the agent, and what an earlier
         // one left is adopted by its pods (`adopt`); without, it is
         // removed now.
@@ -437,7 +453,6 @@ impl Agent {
         };
         let log_index = Arc::new(LogIndex::default());
         let stream_index = Arc::new(streams::StreamIndex::default());
-        let stats = Arc::new(stats::StatsIndex::default());
         let ip = config.node_ip.parse().map_err(|_| AgentError::Io {
             path: config.data_dir.clone(),
             source: std::io::Error::new(
@@ -460,6 +475,7 @@ impl Agent {
                 logs: log_index.clone(),
                 streams: stream_index.clone(),
                 stats: stats.clone(),
+                metrics: metrics.clone(),
                 node_name: config.node_name.clone(),
             }),
             endpoint_tls,
@@ -495,6 +511,7 @@ impl Agent {
             ingress_http: config.ingress_http_port.map(|port| SocketAddr::new(ip, port)),
             ingress_https: config.ingress_https_port.map(|port| SocketAddr::new(ip, port)),
             tunnel_tls,
+            metrics: metrics.proxy().clone(),
             ..ProxyConfig::new(config.node_name.clone(), ip)
         };
         let proxy = Proxy::start(clients.proxy, proxy_config)
@@ -536,7 +553,8 @@ impl Agent {
             proxy: proxy.clone(),
             log_index,
             streams: stream_index,
-            stats,
+            stats: stats.clone(),
+            metrics: metrics.clone(),
             pod_network: pod_network.clone(),
             isolator: isolator.clone(),
             runc: runc.clone(),
@@ -553,6 +571,8 @@ impl Agent {
         let shutdown_grace = config.shutdown_grace;
         Ok(Agent {
             images,
+            stats,
+            metrics,
             daemon_addr,
             proxy,
             runc,
@@ -568,9 +588,20 @@ impl Agent {
         &self.images
     }
 
-    /// Where the agent's endpoint (logs) listens.
+    /// Where the agent's endpoint (logs, stats, metrics) listens.
     pub fn daemon_addr(&self) -> SocketAddr {
         self.daemon_addr
+    }
+
+    /// What the node's pods use, and their Wasm services' requests
+    /// ([`stats::StatsIndex::wasm_requests`]).
+    pub fn stats(&self) -> &Arc<stats::StatsIndex> {
+        &self.stats
+    }
+
+    /// The agent's metrics, as its endpoint serves them.
+    pub fn metrics(&self) -> &metrics::Metrics {
+        &self.metrics
     }
 
     /// The node's service proxy.

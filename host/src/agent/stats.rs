@@ -17,7 +17,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
-use super::runtime::{Meter, Usage};
+use super::runtime::{Meter, Requests, Usage};
 
 /// One running container of a pod.
 #[derive(Debug)]
@@ -257,6 +257,74 @@ fn summary(node_name: &str, node: &NodeUsage, pods: &[PodSample], at: Timestamp)
         node_json["startTime"] = json!(booted.to_string());
     }
     json!({"node": node_json, "pods": pods})
+}
+
+/// What the node and its running containers use, read at one moment:
+/// the summary's figures, for the agent's `/metrics/resource`
+/// ([`super::metrics`]).
+#[derive(Clone, Debug, Default)]
+pub struct Usages {
+    pub node: Usage,
+    pub pods: Vec<PodUsage>,
+}
+
+/// One pod's running containers.
+#[derive(Clone, Debug)]
+pub struct PodUsage {
+    pub namespace: String,
+    pub name: String,
+    pub containers: Vec<ContainerUsage>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ContainerUsage {
+    pub name: String,
+    pub started: Timestamp,
+    pub usage: Usage,
+}
+
+impl StatsIndex {
+    /// What the node and every running container use now (reading runc
+    /// containers' cgroup files: call off the async threads).
+    pub fn usages(&self) -> Usages {
+        let node = NodeUsage::read();
+        let pods = self
+            .sample()
+            .into_iter()
+            .map(|pod| PodUsage {
+                namespace: pod.namespace,
+                name: pod.name,
+                containers: pod
+                    .containers
+                    .into_iter()
+                    .map(|c| ContainerUsage {
+                        name: c.name,
+                        started: c.started,
+                        usage: c.usage,
+                    })
+                    .collect(),
+            })
+            .collect();
+        Usages {
+            node: Usage {
+                cpu: node.cpu,
+                working_set_bytes: node.working_set_bytes,
+            },
+            pods,
+        }
+    }
+
+    /// The requests pod `namespace/pod`'s Wasm HTTP service has answered
+    /// (`total`, a counter whose rate is its requests per second) and has
+    /// in flight now; `None` when no Wasm HTTP container of that pod runs
+    /// here. A pod's HTTP containers share one count (their runs too, as
+    /// long as one is alive; it starts again at 0 after none was). Cheap:
+    /// atomic reads under the index's lock, no meter is read.
+    pub fn wasm_requests(&self, namespace: &str, pod: &str) -> Option<Requests> {
+        let pods = self.lock();
+        let entry = pods.get(&(namespace.to_string(), pod.to_string()))?;
+        entry.containers.values().find_map(|listed| listed.meter.requests())
+    }
 }
 
 #[cfg(test)]

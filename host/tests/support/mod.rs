@@ -85,6 +85,20 @@ impl Cluster {
             .collect()
     }
 
+    /// How many times events about pod `name` with `reason` were recorded
+    /// (repeats are counted on one Event).
+    pub async fn event_count(&self, name: &str, reason: &str) -> i32 {
+        let events: Api<Event> = Api::namespaced(self.client.clone(), "default");
+        let selector = format!("involvedObject.name={name},involvedObject.namespace=default");
+        let listed = events.list(&ListParams::default().fields(&selector)).await.unwrap();
+        listed
+            .items
+            .iter()
+            .filter(|e| e.reason.as_deref() == Some(reason))
+            .map(|e| e.count.unwrap_or(1))
+            .sum()
+    }
+
     /// Waits for an event about pod `name` with `reason` whose message
     /// contains `text`, and returns that message.
     pub async fn event_where(&self, name: &str, reason: &str, text: &str) -> String {
@@ -201,4 +215,30 @@ pub fn busybox_layout(dir: &Path) -> PathBuf {
         "runc is missing; run `cargo xtask test` as root, or: apt-get install -y runc"
     );
     skiff_testing::busybox_layout(dir, &["sh", "echo", "sleep", "cat"]).unwrap()
+}
+
+/// The agent's metrics at `path` (`/metrics`, `/metrics/resource`), in
+/// the OpenMetrics text format.
+pub async fn scrape(c: &Cluster, path: &str) -> String {
+    let reply = http_get(&c.agent.daemon_addr().to_string(), path).await.unwrap();
+    let (head, body) = reply.split_once("\r\n\r\n").unwrap();
+    assert!(head.contains(" 200 "), "{head}");
+    assert!(head.contains("application/openmetrics-text"), "{head}");
+    assert!(body.ends_with("# EOF\n"), "{body}");
+    body.to_string()
+}
+
+/// The value of the sample `name` whose labels include `labels`, from a
+/// scrape.
+pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines().find_map(|line| {
+        let (series, value) = line.rsplit_once(' ')?;
+        let (metric, rest) = series.split_once('{').unwrap_or((series, "}"));
+        let pairs = rest.strip_suffix('}')?;
+        let matches = metric == name
+            && labels
+                .iter()
+                .all(|(k, v)| pairs.split(',').any(|pair| pair == format!("{k}=\"{v}\"")));
+        matches.then(|| value.parse().ok())?
+    })
 }

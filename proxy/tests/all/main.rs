@@ -12,6 +12,7 @@ use k8s_openapi::api::networking::v1::Ingress;
 use kube::Api;
 use kube::api::{ListParams, PostParams};
 use serde_json::json;
+use skiff_proxy::metrics::Metrics;
 use skiff_proxy::{Proxy, ProxyConfig};
 use skiff_testing::{TestApi, eventually};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -21,6 +22,9 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 const CLUSTER_IP: [u8; 4] = [127, 96, 213, 7];
 /// Another, for the Service behind an Ingress.
 const INGRESS_BACKEND_IP: [u8; 4] = [127, 96, 213, 8];
+/// Two more, for the Services whose traffic is counted.
+const COUNTED_HTTP_IP: [u8; 4] = [127, 96, 213, 11];
+const COUNTED_TCP_IP: [u8; 4] = [127, 96, 213, 12];
 /// Another, for the cluster DNS: the default one (127.96.0.10) is every
 /// test cluster's, served by their proxies at the same time as this one's.
 const DNS_IP: [u8; 4] = [127, 96, 213, 10];
@@ -342,5 +346,75 @@ async fn an_ingress_port_held_elsewhere_is_served_once_released() {
 
     drop(proxy);
     drop(ingresses);
+    api.stop().await.unwrap();
+}
+
+/// The value of the sample `name` whose labels include `labels`.
+fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines().find_map(|line| {
+        let (series, value) = line.rsplit_once(' ')?;
+        let (metric, pairs) = series.split_once('{')?;
+        let pairs = pairs.strip_suffix('}')?;
+        let matches = metric == name
+            && labels
+                .iter()
+                .all(|(k, v)| pairs.split(',').any(|pair| pair == format!("{k}=\"{v}\"")));
+        matches.then(|| value.parse().ok())?
+    })
+}
+
+/// HTTP requests through a Service are counted by Service and status,
+/// with the endpoint's latency, and spliced connections by Service, in
+/// the registry the proxy was given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_and_connections_are_counted_by_service() {
+    let api = TestApi::start().await.unwrap();
+    let mut registry = prometheus_client::registry::Registry::default();
+    let mut config = ProxyConfig::new("node-a", IpAddr::from([127, 0, 0, 1]));
+    config.metrics = Metrics::register(&mut registry);
+    let proxy = Proxy::start(api.client.clone(), config).await.unwrap();
+    let http = SocketAddr::new(IpAddr::from(COUNTED_HTTP_IP), 80);
+    let tcp = SocketAddr::new(IpAddr::from(COUNTED_TCP_IP), 7000);
+    backed_service(
+        &api.client,
+        "counted-http",
+        json!({"clusterIP": http.ip().to_string(), "ports": [{"port": http.port(), "appProtocol": "http"}]}),
+        http_pong_server().await,
+    )
+    .await;
+    backed_service(
+        &api.client,
+        "counted-tcp",
+        json!({"clusterIP": tcp.ip().to_string(), "ports": [{"port": tcp.port(), "appProtocol": "tcp"}]}),
+        pong_server().await,
+    )
+    .await;
+    eventually(Duration::from_secs(30), "the HTTP Service served", || async {
+        get(http).await.filter(|r| r.starts_with("HTTP/1.1 200"))
+    })
+    .await
+    .unwrap();
+    eventually(Duration::from_secs(30), "the TCP Service served", || async {
+        ping(tcp).await.filter(|r| r == "pong")
+    })
+    .await
+    .unwrap();
+
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    let service = |name| [("namespace", "default"), ("service", name)];
+    let ok = [("namespace", "default"), ("service", "counted-http"), ("code", "200")];
+    let answered = sample(&text, "skiff_proxy_requests_total", &ok).unwrap_or_default();
+    assert!(answered >= 1.0, "{text}");
+    let timed = sample(
+        &text,
+        "skiff_proxy_upstream_duration_seconds_count",
+        &service("counted-http"),
+    );
+    assert_eq!(timed, Some(answered), "{text}");
+    let connections = sample(&text, "skiff_proxy_connections_total", &service("counted-tcp")).unwrap_or_default();
+    assert!(connections >= 1.0, "{text}");
+
+    drop(proxy);
     api.stop().await.unwrap();
 }

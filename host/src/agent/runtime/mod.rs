@@ -30,6 +30,8 @@ use skiff_wasm::Output;
 use tokio::sync::{oneshot, watch};
 
 pub use runc::RuncWorkloads;
+/// Requests a container answered (a counter) and has in flight.
+pub use skiff_wasm::metrics::Requests;
 pub use wasmtime::{HTTP_DRAIN, WasmtimeWorkloads};
 
 /// A container ready to start: the pod spec already resolved against the
@@ -260,6 +262,13 @@ pub struct Usage {
 /// (the container is going).
 pub trait Meter: Send + Sync + std::fmt::Debug {
     fn usage(&self) -> Option<Usage>;
+
+    /// What the container's HTTP service has served, for a container
+    /// that serves requests itself (Wasm HTTP components); `None` for the
+    /// others.
+    fn requests(&self) -> Option<Requests> {
+        None
+    }
 }
 
 impl std::fmt::Debug for Running {

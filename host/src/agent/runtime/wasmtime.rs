@@ -4,12 +4,12 @@ use std::sync::Arc;
 
 use skiff_image::{Image, ImageKind};
 use skiff_wasm::{
-    ComponentKind, CpuBudget, Environment, Limits, MemoryGauge, Preopen, StopHandle, Termination, WasmError,
-    WasmRuntime,
+    ComponentKind, CpuBudget, Environment, Limits, MemoryGauge, Preopen, ServiceMetrics, StopHandle, Termination,
+    WasmError, WasmRuntime,
 };
 
 use super::{
-    Exit, Launch, LogWiring, Meter, Network, Refusal, Running, StartError, Starting, Stdio, StopMode, Usage,
+    Exit, Launch, LogWiring, Meter, Network, Refusal, Requests, Running, StartError, Starting, Stdio, StopMode, Usage,
     WorkloadRuntime,
 };
 use crate::agent::egress::{Caller, Egress};
@@ -40,6 +40,8 @@ impl WasmtimeWorkloads {
 struct WasmMeter {
     cpu: Arc<CpuBudget>,
     memory: Arc<MemoryGauge>,
+    /// An HTTP service's requests.
+    requests: Option<ServiceMetrics>,
 }
 
 impl Meter for WasmMeter {
@@ -48,6 +50,10 @@ impl Meter for WasmMeter {
             cpu: self.cpu.used(),
             working_set_bytes: self.memory.bytes(),
         })
+    }
+
+    fn requests(&self) -> Option<Requests> {
+        self.requests.as_ref().map(ServiceMetrics::requests)
     }
 }
 
@@ -138,9 +144,13 @@ impl WasmtimeWorkloads {
         };
         // Shared by all the container's instances: the limit holds for
         // them together.
+        // An HTTP service counts its requests under its pod's name.
+        let requests = (kind == ComponentKind::Http)
+            .then(|| self.runtime.metrics().service(&launch.pod.namespace, &launch.pod.name));
         let meter = Arc::new(WasmMeter {
             cpu: Arc::new(CpuBudget::new(launch.cpu_millis, launch.cpu_request_millis)),
             memory: Arc::default(),
+            requests,
         });
         let mut args = vec![launch.name.clone()];
         args.extend(launch.command.iter().cloned());
@@ -169,6 +179,7 @@ impl WasmtimeWorkloads {
             network: pod_egress.map(|e| e as Arc<dyn skiff_wasm::NetworkView>),
             cpu: Some(meter.cpu.clone()),
             memory: Some(meter.memory.clone()),
+            metrics: meter.requests.clone(),
         };
         let (exit_tx, exited) = super::exit_channel();
         let (stopper, mut stop_rx) = super::stop_channel();
