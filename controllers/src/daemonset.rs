@@ -55,7 +55,7 @@ pub async fn run(client: kube::Client) {
                 .map(|s| ObjectRef::from_obj(s.as_ref()))
                 .collect::<Vec<_>>()
         })
-        .run(reconcile, crate::retry_later, context)
+        .run(crate::metered("daemonset", reconcile), crate::retry_later, context)
         .for_each(|result| async move { crate::log_outcome("daemonset", result) })
         .await;
 }

@@ -50,7 +50,7 @@ pub async fn run(client: kube::Client) {
         .watches(Api::<Pod>::all(client), watcher::Config::default(), move |pod| {
             services_for_pod(&services, &pod)
         })
-        .run(reconcile, crate::retry_later, context)
+        .run(crate::metered("endpoints", reconcile), crate::retry_later, context)
         .for_each(|result| async move { crate::log_outcome("endpoints", result) })
         .await;
 }

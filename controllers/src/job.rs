@@ -43,7 +43,7 @@ pub async fn run(client: kube::Client) {
     let context = Context::new(&client, "job-controller");
     Controller::new(Api::<Job>::all(client.clone()), watcher::Config::default())
         .owns(Api::<Pod>::all(client), watcher::Config::default())
-        .run(reconcile, crate::retry_later, context)
+        .run(crate::metered("job", reconcile), crate::retry_later, context)
         .for_each(|result| async move { crate::log_outcome("job", result) })
         .await;
 }

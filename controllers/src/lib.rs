@@ -44,6 +44,8 @@
 //!   ([`certificates::signer`], when given an [`certificates::Authority`]).
 //!
 //! [`start`] runs them all as background tasks; `skiff server` calls it.
+//! [`metrics`] counts and times their reconciles under client-go's
+//! work-queue metric names ([`Config::metrics`]).
 //! Shared pieces: [`owner`] (controller references, adoption), [`pods`]
 //! (active/ready/available, which pod to remove first) and [`error`].
 
@@ -56,6 +58,7 @@ pub mod endpoints;
 pub mod error;
 pub mod gc;
 pub mod job;
+pub mod metrics;
 pub mod namespace;
 pub mod nodelifecycle;
 pub mod owner;
@@ -68,10 +71,12 @@ use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use kube::runtime::controller::{self, Action};
 use kube::runtime::reflector::ObjectRef;
 
 use crate::error::Error;
+pub(crate) use crate::metrics::metered;
 
 /// The running controllers; dropping this stops them.
 #[derive(Debug)]
@@ -97,29 +102,35 @@ pub struct Config {
     /// What issues client certificates with the cluster CA; without it, no
     /// CertificateSigningRequest is signed.
     pub authority: Option<certificates::Authority>,
+    /// Where the controllers' work-queue metrics go (one set for the
+    /// process, registered once, given to every [`start`]).
+    pub metrics: metrics::Metrics,
 }
 
-/// Starts every controller with `client`.
+/// Starts every controller with `client`, each recording into
+/// `config.metrics`.
 pub fn start(client: kube::Client, config: Config) -> Controllers {
+    let metrics = config.metrics;
+    let spawn = |controller| tokio::spawn(metrics.scope(controller));
     let mut tasks = vec![
-        tokio::spawn(certificates::approver::run(client.clone())),
-        tokio::spawn(nodelifecycle::run(client.clone(), config.node_lifecycle)),
-        tokio::spawn(replicaset::run(client.clone())),
-        tokio::spawn(replicaset::run_replication(client.clone())),
-        tokio::spawn(deployment::run(client.clone())),
-        tokio::spawn(job::run(client.clone())),
-        tokio::spawn(cronjob::run(client.clone())),
-        tokio::spawn(daemonset::run(client.clone())),
-        tokio::spawn(statefulset::run(client.clone())),
-        tokio::spawn(endpoints::run(client.clone())),
-        tokio::spawn(namespace::run(client.clone())),
-        tokio::spawn(apiservice::run(client.clone())),
-        tokio::spawn(serviceaccount::run(client.clone(), config.root_ca)),
+        spawn(certificates::approver::run(client.clone()).boxed()),
+        spawn(nodelifecycle::run(client.clone(), config.node_lifecycle).boxed()),
+        spawn(replicaset::run(client.clone()).boxed()),
+        spawn(replicaset::run_replication(client.clone()).boxed()),
+        spawn(deployment::run(client.clone()).boxed()),
+        spawn(job::run(client.clone()).boxed()),
+        spawn(cronjob::run(client.clone()).boxed()),
+        spawn(daemonset::run(client.clone()).boxed()),
+        spawn(statefulset::run(client.clone()).boxed()),
+        spawn(endpoints::run(client.clone()).boxed()),
+        spawn(namespace::run(client.clone()).boxed()),
+        spawn(apiservice::run(client.clone()).boxed()),
+        spawn(serviceaccount::run(client.clone(), config.root_ca).boxed()),
     ];
     if let Some(authority) = config.authority {
-        tasks.push(tokio::spawn(certificates::signer::run(client.clone(), authority)));
+        tasks.push(spawn(certificates::signer::run(client.clone(), authority).boxed()));
     }
-    tasks.push(tokio::spawn(gc::run(client)));
+    tasks.push(spawn(gc::run(client).boxed()));
     Controllers { tasks }
 }
 
@@ -139,13 +150,16 @@ impl Context {
     }
 }
 
+/// How long after a failed reconcile [`retry_later`] retries it.
+const RETRY_AFTER: Duration = Duration::from_secs(2);
+
 /// The error policy every controller uses: log, and try again shortly.
 fn retry_later<K, C>(object: Arc<K>, error: &Error, _: Arc<C>) -> Action
 where
     K: kube::Resource,
 {
     tracing::debug!(name = %object.meta().name.as_deref().unwrap_or_default(), %error, "reconcile failed; retrying");
-    Action::requeue(Duration::from_secs(2))
+    Action::requeue(RETRY_AFTER)
 }
 
 /// The longest a reconcile asks to wait before looking again. Longer

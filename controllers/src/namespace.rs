@@ -36,7 +36,7 @@ struct Context {
 pub async fn run(client: kube::Client) {
     let context = Arc::new(Context { client: client.clone() });
     Controller::new(Api::<Namespace>::all(client), watcher::Config::default())
-        .run(reconcile, crate::retry_later, context)
+        .run(crate::metered("namespace", reconcile), crate::retry_later, context)
         .for_each(|result| async move { crate::log_outcome("namespace", result) })
         .await;
 }

@@ -120,7 +120,7 @@ async fn run_for<K: Replicated>(client: kube::Client, component: &'static str, n
         .watches(Api::<Pod>::all(client), watcher::Config::default(), move |pod| {
             owner::owners_of_child(&sets, &pod.metadata, K::selector)
         })
-        .run(reconcile::<K>, crate::retry_later, context)
+        .run(crate::metered(name, reconcile::<K>), crate::retry_later, context)
         .for_each(|result| async move { crate::log_outcome(name, result) })
         .await;
 }

@@ -60,7 +60,7 @@ pub async fn run(client: kube::Client, root_ca: Option<String>) {
             watcher::Config::default().fields(&format!("metadata.name={ROOT_CA_CONFIG_MAP}")),
             move |cm| by_namespace(&cm.name_any(), ROOT_CA_CONFIG_MAP, cm.namespace()),
         )
-        .run(reconcile, crate::retry_later, context)
+        .run(crate::metered("serviceaccount", reconcile), crate::retry_later, context)
         .for_each(|result| async move { crate::log_outcome("serviceaccount", result) })
         .await;
 }

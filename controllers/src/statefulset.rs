@@ -85,7 +85,7 @@ pub async fn run(client: kube::Client) {
                 set.spec.as_ref().map(|s| s.selector.clone())
             })
         })
-        .run(reconcile, crate::retry_later, context)
+        .run(crate::metered("statefulset", reconcile), crate::retry_later, context)
         .for_each(|result| async move { crate::log_outcome("statefulset", result) })
         .await;
 }

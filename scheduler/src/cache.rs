@@ -47,6 +47,16 @@ pub(crate) struct Cache {
     interest: BTreeMap<ClusterEvent, BTreeSet<String>>,
     nodes_listed: bool,
     pods_listed: bool,
+    /// Pods that would be queued but for their scheduling gates.
+    gated: HashSet<PodKey>,
+}
+
+/// Whether `pod` carries scheduling gates.
+fn gated(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.scheduling_gates.as_ref())
+        .is_some_and(|g| !g.is_empty())
 }
 
 /// Whether a node change may matter to a plugin: anything the snapshot
@@ -74,6 +84,7 @@ impl Cache {
             interest,
             nodes_listed: false,
             pods_listed: false,
+            gated: HashSet::new(),
         }
     }
 
@@ -98,16 +109,20 @@ impl Cache {
 
     /// Whether this scheduler should schedule `pod`.
     pub fn wants(&self, pod: &Pod) -> bool {
-        let gated = pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.scheduling_gates.as_ref())
-            .is_some_and(|g| !g.is_empty());
+        self.would_want(pod) && !gated(pod)
+    }
+
+    /// Whether this scheduler would schedule `pod` were it not gated.
+    fn would_want(&self, pod: &Pod) -> bool {
         pod_node_name(pod).is_none()
             && pod.metadata.deletion_timestamp.is_none()
             && !is_terminal(pod)
-            && !gated
             && self.scheduler_names.contains(scheduler_name(pod))
+    }
+
+    /// Pods this scheduler would serve that wait on scheduling gates.
+    pub fn gated_len(&self) -> usize {
+        self.gated.len()
     }
 
     pub fn node_applied(&mut self, node: Arc<Node>, now: Instant) {
@@ -143,6 +158,11 @@ impl Cache {
     pub fn pod_applied(&mut self, pod: Arc<Pod>, now: Instant) {
         let uid = pod_uid(&pod).to_string();
         let key = PodKey::of(&pod);
+        if gated(&pod) && self.would_want(&pod) {
+            self.gated.insert(key.clone());
+        } else {
+            self.gated.remove(&key);
+        }
         if pod_node_name(&pod).is_some() {
             // Bound: by us (confirming an assumption) or by someone else.
             self.assumed.remove(&uid);
@@ -178,6 +198,7 @@ impl Cache {
     pub fn pod_deleted(&mut self, pod: &Pod, now: Instant) {
         let uid = pod_uid(pod);
         self.assumed.remove(uid);
+        self.gated.remove(&PodKey::of(pod));
         self.queue.delete(&PodKey::of(pod));
         if self.snapshot.remove_pod(uid).is_some() {
             self.event(ClusterEvent::AssignedPodDeleted, now);
@@ -202,6 +223,7 @@ impl Cache {
         for key in stale {
             self.queue.delete(&key);
         }
+        self.gated.clear();
         for pod in pods {
             self.pod_applied(pod, now);
         }

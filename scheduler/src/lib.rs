@@ -46,6 +46,9 @@
 //!                         └────────── cluster events retry ──────────┘     pod to unschedulable
 //! ```
 //!
+//! [`metrics`] counts attempts, times them and reads the queues under
+//! kube-scheduler's metric names ([`Scheduler::with_metrics`]).
+//!
 //! Starting it, as `skiff server` does:
 //!
 //! ```no_run
@@ -67,6 +70,7 @@ mod dynamic;
 mod error;
 pub mod framework;
 pub mod message;
+pub mod metrics;
 pub mod plugins;
 mod profile;
 pub mod queue;

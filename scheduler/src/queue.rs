@@ -93,6 +93,8 @@ pub struct QueuedPod {
     pub pod: Arc<Pod>,
     /// Failed attempts before this one.
     pub attempts: u32,
+    /// When the pod entered the queue.
+    pub queued_at: Instant,
     cycle: u64,
 }
 
@@ -122,6 +124,8 @@ struct Entry {
     cycle: u64,
     /// Whether the pod itself changed while it was in flight.
     changed_in_flight: bool,
+    /// When the pod entered the queue.
+    added: Instant,
 }
 
 impl Entry {
@@ -272,6 +276,7 @@ impl SchedulingQueue {
                     rejected_by: BTreeSet::new(),
                     cycle: 0,
                     changed_in_flight: false,
+                    added: now,
                 },
             );
             self.link(&key, Place::Active);
@@ -349,6 +354,7 @@ impl SchedulingQueue {
             key,
             pod: entry.pod.clone(),
             attempts: entry.attempts,
+            queued_at: entry.added,
             cycle,
         })
     }

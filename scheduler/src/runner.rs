@@ -49,6 +49,7 @@ use crate::config::{DEFAULT_PARALLELISM, SchedulerConfig};
 use crate::cycle::{Decision, Scheduled, schedule_from};
 use crate::dynamic::DynamicPlugins;
 use crate::framework::ClusterEvent;
+use crate::metrics::{Metrics, Outcome, PendingPods, PendingSource};
 use crate::profile::{DEFAULT_SCHEDULER_NAME, Profile};
 use crate::queue::{QueueConfig, QueuedPod, Requeue};
 use crate::registry::Registry;
@@ -126,6 +127,19 @@ struct Shared {
     synced: watch::Sender<bool>,
     counters: Counters,
     recorder: Recorder,
+    metrics: Metrics,
+}
+
+impl PendingSource for Shared {
+    fn pending(&self) -> PendingPods {
+        let cache = self.cache();
+        PendingPods {
+            active: cache.queue.active_len(),
+            backoff: cache.queue.backoff_len(),
+            unschedulable: cache.queue.unschedulable_len(),
+            gated: cache.gated_len(),
+        }
+    }
 }
 
 impl Shared {
@@ -181,6 +195,7 @@ pub struct Scheduler {
     profiles: Vec<Profile>,
     options: SchedulerOptions,
     dynamic: DynamicPlugins,
+    metrics: Metrics,
 }
 
 impl fmt::Debug for Scheduler {
@@ -235,6 +250,7 @@ impl Scheduler {
             profiles,
             options,
             dynamic: DynamicPlugins::new(),
+            metrics: Metrics::default(),
         })
     }
 
@@ -242,6 +258,13 @@ impl Scheduler {
     /// profile.
     pub fn with_dynamic_plugins(mut self, plugins: DynamicPlugins) -> Scheduler {
         self.dynamic = plugins;
+        self
+    }
+
+    /// Records into `metrics` (see [`crate::metrics`]), which may outlive
+    /// this scheduler and serve the next.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Scheduler {
+        self.metrics = metrics;
         self
     }
 
@@ -291,7 +314,10 @@ impl Scheduler {
             wake: Notify::new(),
             synced,
             counters: Counters::default(),
+            metrics: self.metrics,
         });
+        let source: std::sync::Weak<dyn PendingSource> = Arc::downgrade(&shared) as _;
+        shared.metrics.follow(source);
         (shared, self.options, synced_rx)
     }
 
@@ -509,6 +535,9 @@ fn schedule_one(
                 cache.queue.requeue(&queued, Requeue::Error, Instant::now());
                 drop(cache);
                 Counters::bump(&shared.counters.errors);
+                shared
+                    .metrics
+                    .attempt(Outcome::Error, profile.scheduler_name(), started.elapsed());
                 let message = format!(
                     "running Reserve plugin {:?}: {}",
                     status.plugin().unwrap_or(""),
@@ -519,7 +548,7 @@ fn schedule_one(
             }
             cache.assume(&pod, &scheduled.node);
             drop(cache);
-            tasks.spawn(bind(shared.clone(), profile, queued, scheduled, permit));
+            tasks.spawn(bind(shared.clone(), profile, queued, scheduled, permit, started));
         }
         Decision::Unschedulable(fit) => {
             cache.queue.requeue(
@@ -531,6 +560,9 @@ fn schedule_one(
             );
             drop(cache);
             Counters::bump(&shared.counters.unschedulable);
+            shared
+                .metrics
+                .attempt(Outcome::Unschedulable, profile.scheduler_name(), started.elapsed());
             let message = fit.message();
             tracing::debug!(pod = %queued.key, %message, "pod is unschedulable");
             report_failure(
@@ -547,6 +579,9 @@ fn schedule_one(
             cache.queue.requeue(&queued, Requeue::Error, Instant::now());
             drop(cache);
             Counters::bump(&shared.counters.errors);
+            shared
+                .metrics
+                .attempt(Outcome::Error, profile.scheduler_name(), started.elapsed());
             let message = format!(
                 "running {:?} plugin: {}",
                 status.plugin().unwrap_or(""),
@@ -558,7 +593,8 @@ fn schedule_one(
     }
 }
 
-/// Binds a scheduled pod, then reports the outcome.
+/// Binds a scheduled pod, then reports the outcome (the attempt began
+/// at `started`).
 #[tracing::instrument(skip_all, fields(pod = %queued.key, node = %scheduled.node))]
 async fn bind(
     shared: Arc<Shared>,
@@ -566,15 +602,27 @@ async fn bind(
     queued: QueuedPod,
     mut scheduled: Scheduled,
     permit: OwnedSemaphorePermit,
+    started: Instant,
 ) {
     let pod = queued.pod.clone();
     let node = scheduled.node.clone();
     let result = profile.bind(&shared.client, &scheduled.state, &pod, &node).await;
+    let outcome = if result.is_ok() {
+        Outcome::Scheduled
+    } else {
+        Outcome::Error
+    };
+    shared
+        .metrics
+        .attempt(outcome, profile.scheduler_name(), started.elapsed());
     match result {
         Ok(()) => {
             drop(permit);
             shared.cache().queue.done(&queued.key);
             Counters::bump(&shared.counters.scheduled);
+            shared
+                .metrics
+                .scheduled(queued.attempts.saturating_add(1), queued.queued_at.elapsed());
             tracing::debug!("bound");
             shared.recorder.record(
                 &reference(pod.as_ref()),

@@ -254,6 +254,7 @@ impl ControllerArgs {
             authority: Some(skiff_controllers::certificates::Authority::new(
                 move |request, valid_for| ca.sign_request(request, valid_for).map_err(|e| e.to_string()),
             )),
+            metrics: skiff_controllers::metrics::Metrics::default(),
         }
     }
 }
@@ -500,6 +501,16 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         metric_resolution: Some(Duration::from_secs_f64(args.metric_resolution)),
     };
     let api = skiff_api::ApiServer::with_settings(store.clone(), authentication, settings);
+    // One metrics registry for the process, served on `/metrics`: the
+    // store's, the scheduler's and the controllers' join the API server's
+    // (the latter two read as idle on a server not holding their lease).
+    let scheduler_metrics = skiff_scheduler::metrics::Metrics::default();
+    let controller_metrics = skiff_controllers::metrics::Metrics::default();
+    api.metrics.register(|registry| {
+        store.metrics().register(registry);
+        scheduler_metrics.register(registry);
+        controller_metrics.register(registry);
+    });
     api.bootstrap().await.context("cannot create the system namespaces")?;
     // This server's Lease and the kubernetes Service's Endpoints, kept
     // current while it runs.
@@ -561,16 +572,23 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             identity,
             skiff_client::leader::Timing::default(),
         );
-        let controllers = args.controllers.config(&pki);
+        let controllers = skiff_controllers::Config {
+            metrics: controller_metrics,
+            ..args.controllers.config(&pki)
+        };
         Some(AbortOnDrop(tokio::spawn(elector.run(move || {
             let client = client.clone();
             let scheduler_client = scheduler_client.clone();
             let scheduler_config = scheduler_config.clone();
             let controllers = controllers.clone();
             let dynamic_plugins = dynamic_plugins.clone();
+            let scheduler_metrics = scheduler_metrics.clone();
             async move {
                 let scheduler = match skiff_scheduler::Scheduler::new(scheduler_client, &scheduler_config) {
-                    Ok(scheduler) => scheduler.with_dynamic_plugins(dynamic_plugins).start(),
+                    Ok(scheduler) => scheduler
+                        .with_dynamic_plugins(dynamic_plugins)
+                        .with_metrics(scheduler_metrics)
+                        .start(),
                     Err(e) => {
                         tracing::error!(error = %e, "cannot start the scheduler");
                         return;

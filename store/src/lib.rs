@@ -42,6 +42,8 @@
 //!   in `store/membership.rs`; `proposer` batches the leader's proposals;
 //!   `compactor`: automatic compaction.
 //! * `watch`: fan-out with bounded per-watcher queues.
+//! * [`metrics`]: the store's Prometheus metrics under etcd's names
+//!   ([`Store::metrics`]).
 //! * [`backup`]: backups of a running store ([`Store::save_backup`]) and
 //!   new stores restored from them.
 //! * `wire`: the peer protocol (paths, encoding, forwarded requests and
@@ -61,6 +63,7 @@ mod db;
 mod error;
 pub mod http;
 pub mod kv;
+pub mod metrics;
 mod mvcc;
 mod peer_client;
 mod proposer;
@@ -95,8 +98,9 @@ pub mod testing {
         use std::sync::Arc;
         let db = Arc::new(crate::db::Db::open(&dir.join("db"))?);
         let hub = Arc::new(crate::watch::WatchHub::new(0));
-        let log = LogStore::new(db.clone()).map_err(|e| crate::Error::io("syncer thread", e))?;
-        let sm = StateMachine::open(db, hub, dir.join("snapshots"))?;
+        let instruments = Arc::new(crate::metrics::Instruments::default());
+        let log = LogStore::new(db.clone(), instruments.clone()).map_err(|e| crate::Error::io("syncer thread", e))?;
+        let sm = StateMachine::open(db, hub, dir.join("snapshots"), instruments)?;
         Ok((log, sm))
     }
 }

@@ -15,6 +15,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::error::{Error, Result};
 use crate::kv::Txn;
+use crate::metrics::Instruments;
 use crate::types::{Command, CommandResponse, Raft};
 
 /// Transactions in one raft entry, at most.
@@ -27,16 +28,20 @@ type Reply = oneshot::Sender<Result<CommandResponse>>;
 #[derive(Clone, Debug)]
 pub(crate) struct Proposer {
     tx: mpsc::Sender<(Txn, Reply)>,
+    instruments: Arc<Instruments>,
 }
 
 impl Proposer {
-    pub(crate) fn spawn(raft: Raft) -> (Proposer, tokio::task::JoinHandle<()>) {
+    pub(crate) fn spawn(raft: Raft, instruments: Arc<Instruments>) -> (Proposer, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(16 * MAX_BATCH);
-        (Proposer { tx }, tokio::spawn(run(raft, rx)))
+        let task = tokio::spawn(run(raft, rx, instruments.clone()));
+        (Proposer { tx, instruments }, task)
     }
 
-    /// Proposes `txn` and waits for its outcome until `deadline`.
+    /// Proposes `txn` and waits for its outcome until `deadline`; counted
+    /// as pending meanwhile.
     pub(crate) async fn propose(&self, txn: Txn, deadline: Instant) -> Result<CommandResponse> {
+        let _pending = self.instruments.pending();
         let (reply, answer) = oneshot::channel();
         self.tx.send((txn, reply)).await.map_err(|_| Error::Shutdown)?;
         match tokio::time::timeout_at(deadline.into(), answer).await {
@@ -49,7 +54,7 @@ impl Proposer {
     }
 }
 
-async fn run(raft: Raft, mut rx: mpsc::Receiver<(Txn, Reply)>) {
+async fn run(raft: Raft, mut rx: mpsc::Receiver<(Txn, Reply)>, instruments: Arc<Instruments>) {
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
     while let Some(first) = rx.recv().await {
         let Ok(slot) = slots.clone().acquire_owned().await else {
@@ -64,6 +69,7 @@ async fn run(raft: Raft, mut rx: mpsc::Receiver<(Txn, Reply)>) {
             }
         }
         let raft = raft.clone();
+        let instruments = instruments.clone();
         tokio::spawn(async move {
             let (txns, replies): (Vec<Txn>, Vec<Reply>) = batch.into_iter().unzip();
             let command = if txns.len() == 1 {
@@ -71,8 +77,15 @@ async fn run(raft: Raft, mut rx: mpsc::Receiver<(Txn, Reply)>) {
             } else {
                 Command::Batch(txns)
             };
+            let proposed = Instant::now();
             let outcome = raft.client_write(command).await;
             drop(slot);
+            match &outcome {
+                Ok(_) => instruments.proposal_duration.observe(proposed.elapsed().as_secs_f64()),
+                Err(_) => {
+                    instruments.failed.inc();
+                }
+            }
             match outcome {
                 Ok(resp) => match resp.data {
                     CommandResponse::Batch(each) if each.len() == replies.len() => {

@@ -16,6 +16,7 @@ use crate::compactor::{self, Compactable, CompactionPolicy};
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::kv::{KeyRange, RangeRequest, RangeResponse, ReadConsistency, Revision, Txn, TxnResponse};
+use crate::metrics::{Instruments, Metrics};
 use crate::peer_client::PeerClient;
 use crate::proposer::Proposer;
 use crate::raft::log_store::LogStore;
@@ -114,6 +115,7 @@ struct Inner {
     background: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// Seals what is written and opens what is read, once set.
     transformer: std::sync::OnceLock<Arc<dyn ValueTransformer>>,
+    instruments: Arc<Instruments>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -140,8 +142,14 @@ impl Store {
         let db = Arc::new(Db::open(&config.data_dir.join("db"))?);
         let (revision, _) = db.revisions()?;
         let hub = Arc::new(WatchHub::new(revision));
-        let log = LogStore::new(db.clone()).map_err(|e| Error::io("syncer thread", e))?;
-        let sm = StateMachine::open(db.clone(), hub.clone(), config.data_dir.join("snapshots"))?;
+        let instruments = Arc::new(Instruments::default());
+        let log = LogStore::new(db.clone(), instruments.clone()).map_err(|e| Error::io("syncer thread", e))?;
+        let sm = StateMachine::open(
+            db.clone(),
+            hub.clone(),
+            config.data_dir.join("snapshots"),
+            instruments.clone(),
+        )?;
         let raft_config = openraft::Config {
             cluster_name: "skiff".into(),
             heartbeat_interval: millis(config.heartbeat_interval),
@@ -171,7 +179,11 @@ impl Store {
                 config.data_dir.display()
             ))
         })?;
-        let (proposer, proposing) = Proposer::spawn(raft.clone());
+        let (proposer, proposing) = Proposer::spawn(raft.clone(), instruments.clone());
+        let leaders = tokio::spawn(crate::metrics::count_leader_changes(
+            raft.server_metrics(),
+            instruments.clone(),
+        ));
         let store = Store {
             inner: Arc::new(Inner {
                 id: config.node_id,
@@ -181,8 +193,9 @@ impl Store {
                 peers,
                 proposer,
                 config,
-                background: std::sync::Mutex::new(vec![proposing]),
+                background: std::sync::Mutex::new(vec![proposing, leaders]),
                 transformer: std::sync::OnceLock::new(),
+                instruments,
             }),
         };
         if store.inner.config.compaction.enabled {
@@ -488,6 +501,17 @@ impl Store {
             }
         });
         Ok(watcher)
+    }
+
+    /// The store's metrics, to register in the process's registry (see
+    /// [`crate::metrics`]).
+    pub fn metrics(&self) -> Metrics {
+        Metrics::new(
+            self.inner.instruments.clone(),
+            self.inner.raft.metrics(),
+            self.inner.config.data_dir.join("db"),
+            self.inner.hub.clone(),
+        )
     }
 
     /// This node's view of the cluster.

@@ -173,7 +173,7 @@ const BUILD_PACKAGES: &[Package] = &[
 /// `kubernetes` client (installed from PyPI into a virtualenv); runc for
 /// OCI containers and nft for their pods' network, umoci and
 /// busybox-static to build their images, skopeo and docker-registry for
-/// the loopback registry.
+/// the loopback registry; prometheus to scrape a running server.
 const TEST_PACKAGES: &[Package] = &[
     Package {
         name: "runc",
@@ -203,6 +203,10 @@ const TEST_PACKAGES: &[Package] = &[
     PYTHON_VENV,
     // The Service and Ingress tests send their requests with it.
     CURL,
+    Package {
+        name: "prometheus",
+        present: || have("prometheus"),
+    },
 ];
 
 const CURL: Package = Package {

@@ -9,9 +9,11 @@
 //! `exec`, `attach`, `portforward`, `proxy` and `log` subresources), whose
 //! number says nothing of the server's load; members of `system:masters`;
 //! and the health endpoints, so that probes do not fail a busy server.
-//! A limit of 0 means no limit.
+//! A limit of 0 means no limit. The slots in use (counted with no limit
+//! too) are what `apiserver_current_inflight_requests` reports.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
@@ -44,6 +46,9 @@ impl Default for Limits {
 pub struct InFlight {
     read_only: Option<Arc<Semaphore>>,
     mutating: Option<Arc<Semaphore>>,
+    /// Requests of each kind being served now.
+    read_only_used: Arc<AtomicUsize>,
+    mutating_used: Arc<AtomicUsize>,
 }
 
 impl InFlight {
@@ -52,7 +57,34 @@ impl InFlight {
         InFlight {
             read_only: slots(limits.read_only),
             mutating: slots(limits.mutating),
+            read_only_used: Arc::default(),
+            mutating_used: Arc::default(),
         }
+    }
+
+    /// Read-only and mutating requests being served now (those the limit
+    /// counts).
+    pub fn in_use(&self) -> (usize, usize) {
+        (
+            self.read_only_used.load(Ordering::Relaxed),
+            self.mutating_used.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// A request counted as in use until dropped.
+struct Used(Arc<AtomicUsize>);
+
+impl Used {
+    fn new(count: &Arc<AtomicUsize>) -> Used {
+        count.fetch_add(1, Ordering::Relaxed);
+        Used(count.clone())
+    }
+}
+
+impl Drop for Used {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -91,16 +123,20 @@ pub async fn limit(State(inflight): State<InFlight>, request: Request, next: Nex
         return next.run(request).await;
     }
     let read_only = matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    let slots = if read_only {
-        &inflight.read_only
+    let (slots, used) = if read_only {
+        (&inflight.read_only, &inflight.read_only_used)
     } else {
-        &inflight.mutating
+        (&inflight.mutating, &inflight.mutating_used)
     };
     let Some(slots) = slots else {
+        let _used = Used::new(used);
         return next.run(request).await;
     };
     match slots.clone().try_acquire_owned() {
-        Ok(_permit) => next.run(request).await,
+        Ok(_permit) => {
+            let _used = Used::new(used);
+            next.run(request).await
+        }
         Err(_) => ApiError::TooManyRequests { retry_after: 1 }.into_response(),
     }
 }

@@ -10,6 +10,21 @@
 //!   the streaming subresources) are left out, as there.
 //! * `apiserver_longrunning_requests{verb, group, version, resource,
 //!   subresource, scope, component}`: those open now (watch count).
+//! * `apiserver_current_inflight_requests{request_kind}`: `readOnly` and
+//!   `mutating` requests holding a slot of the in-flight limit
+//!   ([`super::inflight`]) now, read when scraped (kube-apiserver reports
+//!   the highest number over the last second instead).
+//! * `apiserver_registered_watchers{group, version, kind}`: watches open
+//!   now, by the kind they watch.
+//! * `apiserver_watch_events_total{group, version, kind}` and
+//!   `apiserver_watch_events_sizes{group, version, kind}`: the events
+//!   sent to watchers, and their size in bytes (kube-apiserver's
+//!   buckets, 1 KiB doubling to 128 KiB).
+//!
+//! The rest of the process registers its own metrics here too
+//! ([`Metrics::register`]): `skiff server` adds the store's, the
+//! scheduler's and the controllers', so one scrape of `/metrics` reads
+//! them all.
 //!
 //! Labels come from the request line alone (`crate::request::parse`), so
 //! their number stays bounded: no object names, no paths; a request for
@@ -32,9 +47,10 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::catalog::Resource;
 use crate::request::{Verb, parse};
 
 /// The path metrics are served on.
@@ -59,6 +75,19 @@ struct Kind {
     component: String,
 }
 
+/// What a watch watches, as the watch metrics label it.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Watched {
+    group: String,
+    version: String,
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestKind {
+    request_kind: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Answered {
     #[prometheus(flatten)]
@@ -73,6 +102,10 @@ pub struct Metrics {
     requests: Family<Answered, Counter>,
     durations: Family<Kind, Histogram>,
     longrunning: Family<Kind, Gauge>,
+    inflight: Family<RequestKind, Gauge>,
+    watchers: Family<Watched, Gauge>,
+    watch_events: Family<Watched, Counter>,
+    watch_event_sizes: Family<Watched, Histogram>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -103,16 +136,80 @@ impl Default for Metrics {
             "Gauge of all active long-running apiserver requests broken out by verb, group, version, resource, scope and component.",
             longrunning.clone(),
         );
+        let inflight = Family::<RequestKind, Gauge>::default();
+        registry.register(
+            "apiserver_current_inflight_requests",
+            "Number of requests of each kind holding a slot of this apiserver's inflight limit now.",
+            inflight.clone(),
+        );
+        let watchers = Family::<Watched, Gauge>::default();
+        registry.register(
+            "apiserver_registered_watchers",
+            "Number of currently registered watchers for a given resources",
+            watchers.clone(),
+        );
+        let watch_events = Family::<Watched, Counter>::default();
+        registry.register(
+            "apiserver_watch_events",
+            "Number of events sent in watch clients",
+            watch_events.clone(),
+        );
+        let watch_event_sizes = Family::<Watched, Histogram>::new_with_constructor(
+            (|| Histogram::new(exponential_buckets(1024.0, 2.0, 8))) as fn() -> Histogram,
+        );
+        registry.register(
+            "apiserver_watch_events_sizes",
+            "Watch event size distribution in bytes",
+            watch_event_sizes.clone(),
+        );
         Metrics {
             registry: Arc::new(Mutex::new(registry)),
             requests,
             durations,
             longrunning,
+            inflight,
+            watchers,
+            watch_events,
+            watch_event_sizes,
         }
     }
 }
 
 impl Metrics {
+    /// Lets `add` register more metrics (another component's) in the
+    /// registry `/metrics` serves. Each metric once.
+    pub fn register(&self, add: impl FnOnce(&mut Registry)) {
+        let mut registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        add(&mut registry);
+    }
+
+    /// A watch of `resource` starts. The returned handle counts the events
+    /// sent to it, and the watch as a registered watcher until dropped.
+    pub fn watch(&self, resource: &Resource) -> WatchSent {
+        let watched = Watched {
+            group: resource.group.clone(),
+            version: resource.version.clone(),
+            kind: resource.kind.clone(),
+        };
+        let watcher = self.watchers.get_or_create(&watched).clone();
+        watcher.inc();
+        WatchSent {
+            events: self.watch_events.get_or_create(&watched).clone(),
+            sizes: self.watch_event_sizes.get_or_create(&watched).clone(),
+            watcher,
+        }
+    }
+
+    /// Reads the in-flight limit's slots in use.
+    fn read_inflight(&self, inflight: &super::inflight::InFlight) {
+        let (read_only, mutating) = inflight.in_use();
+        for (request_kind, used) in [("readOnly", read_only), ("mutating", mutating)] {
+            self.inflight
+                .get_or_create(&RequestKind { request_kind })
+                .set(i64::try_from(used).unwrap_or(i64::MAX));
+        }
+    }
+
     /// Everything, in the OpenMetrics text format.
     pub fn encode(&self) -> String {
         let mut text = String::new();
@@ -220,6 +317,29 @@ pub async fn layer(State(metrics): State<Metrics>, request: Request, next: Next)
     Response::from_parts(parts, body)
 }
 
+/// One watch being served: counts the events sent to it, and counts it
+/// out of the registered watchers when dropped.
+#[derive(Debug)]
+pub struct WatchSent {
+    events: Counter,
+    sizes: Histogram,
+    watcher: Gauge,
+}
+
+impl WatchSent {
+    /// An event of `bytes` bytes was sent.
+    pub fn sent(&self, bytes: usize) {
+        self.events.inc();
+        self.sizes.observe(bytes as f64);
+    }
+}
+
+impl Drop for WatchSent {
+    fn drop(&mut self) {
+        self.watcher.dec();
+    }
+}
+
 /// A long-running request being served; dropping it counts it out.
 struct Open(Gauge);
 
@@ -231,6 +351,7 @@ impl Drop for Open {
 
 /// `GET /metrics`.
 pub async fn serve(State(server): State<Arc<super::ApiServer>>) -> Response {
+    server.metrics.read_inflight(&server.inflight);
     (
         [(
             header::CONTENT_TYPE,

@@ -74,7 +74,8 @@ pub struct ApiServer {
     inflight: inflight::InFlight,
     audit: Option<crate::audit::Audit>,
     encrypted: Vec<(String, String)>,
-    metrics: metrics::Metrics,
+    /// `/metrics`, where other components register theirs too.
+    pub metrics: metrics::Metrics,
     resource_metrics: resource_metrics::Scraper,
 }
 

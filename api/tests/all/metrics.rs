@@ -1,4 +1,5 @@
-//! `/metrics`: kube-apiserver's request metrics, for whom RBAC lets read
+//! `/metrics`: kube-apiserver's request, in-flight and watch metrics,
+//! and other components' registered beside them, for whom RBAC lets read
 //! them.
 
 use axum::body::Body;
@@ -107,4 +108,93 @@ async fn requests_are_counted_and_timed_for_those_allowed_to_read_them() {
     ];
     let allowed = api.request(Method::GET, "/metrics", &monitoring, vec![]).await;
     assert_eq!(allowed.status, StatusCode::OK, "{}", allowed.text);
+}
+
+#[tokio::test]
+async fn watches_in_flight_requests_and_other_components_are_served_too() {
+    use futures::StreamExt;
+
+    let api = Api::start().await;
+    assert_eq!(
+        api.post(CMS, json!({"metadata": {"name": "w"}})).await.status,
+        StatusCode::CREATED
+    );
+    // A watch sends the existing object first.
+    let watch = api
+        .router
+        .clone()
+        .oneshot(
+            Request::get(format!("{CMS}?watch=true"))
+                .header("authorization", format!("Bearer {TOKEN}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(watch.status(), StatusCode::OK);
+    let mut events = watch.into_body().into_data_stream();
+    let first = events.next().await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("\"ADDED\""));
+
+    // Scraped as a monitoring user, whose request takes a read-only slot
+    // of the in-flight limit (the admins' take none).
+    let monitoring = [
+        ("impersonate-user", "prometheus"),
+        ("impersonate-group", "system:monitoring"),
+    ];
+    let scraped = api.request(Method::GET, "/metrics", &monitoring, vec![]).await;
+    assert_eq!(scraped.status, StatusCode::OK, "{}", scraped.text);
+    let text = &scraped.text;
+    let configmaps = ["group=\"\"", "version=\"v1\"", "kind=\"ConfigMap\""];
+    assert_eq!(
+        sample(text, "apiserver_registered_watchers", &configmaps),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(text, "apiserver_watch_events_total", &configmaps),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(text, "apiserver_watch_events_sizes_count", &configmaps),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            text,
+            "apiserver_current_inflight_requests",
+            &["request_kind=\"readOnly\""]
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            text,
+            "apiserver_current_inflight_requests",
+            &["request_kind=\"mutating\""]
+        ),
+        Some(0.0),
+        "{text}"
+    );
+
+    // The watch ends: no longer registered.
+    drop(events);
+    let text = api.get("/metrics").await.text;
+    assert_eq!(
+        sample(&text, "apiserver_registered_watchers", &configmaps),
+        Some(0.0),
+        "{text}"
+    );
+
+    // Another component's metrics join the same scrape.
+    let widgets = prometheus_client::metrics::counter::Counter::<u64>::default();
+    api.server.metrics.register(|registry| {
+        registry.register("skiff_test_widgets", "Widgets made.", widgets.clone());
+    });
+    widgets.inc();
+    let text = api.get("/metrics").await.text;
+    assert!(text.contains("skiff_test_widgets_total 1"), "{text}");
 }

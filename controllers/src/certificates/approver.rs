@@ -112,7 +112,7 @@ pub async fn run(client: kube::Client) {
         Api::<CertificateSigningRequest>::all(client),
         watcher::Config::default(),
     )
-    .run(reconcile, crate::retry_later, context)
+    .run(crate::metered("csr-approver", reconcile), crate::retry_later, context)
     .for_each(|result| async move { crate::log_outcome("csr-approver", result) })
     .await;
 }

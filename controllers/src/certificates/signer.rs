@@ -92,7 +92,7 @@ pub async fn run(client: kube::Client, authority: Authority) {
         Api::<CertificateSigningRequest>::all(client),
         watcher::Config::default(),
     )
-    .run(reconcile, crate::retry_later, context)
+    .run(crate::metered("csr-signer", reconcile), crate::retry_later, context)
     .for_each(|result| async move { crate::log_outcome("csr-signer", result) })
     .await;
 }

@@ -61,7 +61,7 @@ pub async fn run(client: kube::Client) {
     let context = Context::new(&client, "deployment-controller");
     Controller::new(Api::<Deployment>::all(client.clone()), watcher::Config::default())
         .owns(Api::<ReplicaSet>::all(client), watcher::Config::default())
-        .run(reconcile, crate::retry_later, context)
+        .run(crate::metered("deployment", reconcile), crate::retry_later, context)
         .for_each(|result| async move { crate::log_outcome("deployment", result) })
         .await;
 }

@@ -35,6 +35,7 @@ impl Cluster {
             authority: Some(skiff_controllers::certificates::Authority::new(
                 move |request, valid_for| pki.sign_request(request, valid_for).map_err(|e| e.to_string()),
             )),
+            metrics: Default::default(),
         };
         let controllers = skiff_controllers::start(api.client.clone(), config);
         let node = tokio::spawn(stand_in_node(api.client.clone()));

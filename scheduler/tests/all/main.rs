@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod binding;
+mod metrics;
 mod queueing;
 mod support;
 mod unschedulable;

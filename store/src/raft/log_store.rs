@@ -33,6 +33,7 @@ use rocksdb::{WriteBatch, WriteOptions};
 use crate::codec::{self, decode_log_key, log_key};
 use crate::db::{CF_LOG, Db, meta};
 use crate::error::Error;
+use crate::metrics::Instruments;
 use crate::raft::state_machine::snapshot_log_id;
 use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 
@@ -46,6 +47,7 @@ pub struct LogStore {
     /// How far raft has asked the log to be purged, when that is past what
     /// the disk could purge yet: entries up to it are not read.
     purged: Arc<std::sync::Mutex<Option<LogId>>>,
+    instruments: Arc<Instruments>,
 }
 
 /// The syncer thread and its queue. Dropping it (with the last
@@ -69,15 +71,20 @@ impl Drop for Syncer {
 }
 
 impl LogStore {
-    pub(crate) fn new(db: Arc<Db>) -> std::io::Result<LogStore> {
+    pub(crate) fn new(db: Arc<Db>, instruments: Arc<Instruments>) -> std::io::Result<LogStore> {
+        // The committed index as of the last run, until raft commits more.
+        if let Ok(Some(Some(committed))) = db.get_meta::<Option<LogId>>(meta::COMMITTED) {
+            instruments.committed(Some(committed.index));
+        }
         let (tx, rx) = mpsc::channel::<LogFlushed<TypeConfig>>();
         // A weak handle: the database closes where the store's last user
         // lets go of it, not later on this thread (a database still open
         // while the process exits makes RocksDB abort).
         let sync_db = Arc::downgrade(&db);
+        let timed = instruments.clone();
         let thread = std::thread::Builder::new()
             .name("skiff-store-fsync".into())
-            .spawn(move || sync_loop(&sync_db, rx))?;
+            .spawn(move || sync_loop(&sync_db, rx, &timed))?;
         let syncer = Arc::new(Syncer {
             queue: Some(tx),
             thread: Some(thread),
@@ -86,6 +93,7 @@ impl LogStore {
             syncer,
             db,
             purged: Arc::default(),
+            instruments,
         })
     }
 
@@ -97,13 +105,19 @@ impl LogStore {
     }
 }
 
-/// Completes append callbacks in batches, one WAL fsync per batch.
-fn sync_loop(db: &std::sync::Weak<Db>, rx: mpsc::Receiver<LogFlushed<TypeConfig>>) {
+/// Completes append callbacks in batches, one WAL fsync per batch, each
+/// timed into `etcd_disk_wal_fsync_duration_seconds`.
+fn sync_loop(db: &std::sync::Weak<Db>, rx: mpsc::Receiver<LogFlushed<TypeConfig>>, instruments: &Instruments) {
     while let Ok(first) = rx.recv() {
         let mut waiting = vec![first];
         waiting.extend(rx.try_iter());
         let result = match db.upgrade() {
-            Some(db) => db.raw().flush_wal(true).map_err(|e| e.to_string()),
+            Some(db) => {
+                let started = std::time::Instant::now();
+                let synced = db.raw().flush_wal(true).map_err(|e| e.to_string());
+                instruments.fsync.observe(started.elapsed().as_secs_f64());
+                synced
+            }
             None => Err("the store is closed".to_string()),
         };
         for callback in waiting {
@@ -226,6 +240,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        self.instruments.committed(committed.map(|l| l.index));
         let mut batch = WriteBatch::default();
         self.db
             .put_meta(&mut batch, meta::COMMITTED, &committed)

@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::db::{Db, meta};
 use crate::error::{Error, Result};
 use crate::kv::{Event, Revision};
+use crate::metrics::Instruments;
 use crate::mvcc::Batch;
 use crate::raft::log_store::stage_purge;
 use crate::snapshot;
@@ -53,6 +54,7 @@ pub struct StateMachine {
     membership: StoredMembership,
     revision: Revision,
     compacted: Revision,
+    instruments: Arc<Instruments>,
 }
 
 fn sm_err(e: Error) -> StorageError {
@@ -64,7 +66,12 @@ fn read_sm_err(e: Error) -> StorageError {
 }
 
 impl StateMachine {
-    pub(crate) fn open(db: Arc<Db>, hub: Arc<WatchHub>, snapshot_dir: PathBuf) -> Result<StateMachine> {
+    pub(crate) fn open(
+        db: Arc<Db>,
+        hub: Arc<WatchHub>,
+        snapshot_dir: PathBuf,
+        instruments: Arc<Instruments>,
+    ) -> Result<StateMachine> {
         std::fs::create_dir_all(&snapshot_dir).map_err(|e| Error::io(&snapshot_dir, e))?;
         let current = db.get_meta::<SnapshotRecord>(meta::SNAPSHOT)?.map(|r| r.file);
         StateMachine::remove_leftovers(&snapshot_dir, current.as_deref());
@@ -77,6 +84,7 @@ impl StateMachine {
             db,
             hub,
             snapshot_dir,
+            instruments,
         })
     }
 
@@ -203,12 +211,14 @@ impl StateMachine {
 pub struct SnapshotBuilder {
     db: Arc<Db>,
     snapshot_dir: PathBuf,
+    instruments: Arc<Instruments>,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> std::result::Result<Snapshot<TypeConfig>, StorageError> {
         let db = self.db.clone();
         let dir = self.snapshot_dir.clone();
+        let started = std::time::Instant::now();
         let built = tokio::task::spawn_blocking(move || -> Result<(SnapshotMeta, std::fs::File)> {
             let tmp = dir.join("building.snap.partial");
             let written = snapshot::write(&db, &tmp)?;
@@ -245,6 +255,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         .await
         .map_err(|e| sm_err(Error::raft(e)))?
         .map_err(|e| StorageError::from(StorageIOError::write_snapshot(None, &e)))?;
+        self.instruments.snapshot_save.observe(started.elapsed().as_secs_f64());
         let (meta, file) = built;
         Ok(Snapshot {
             meta,
@@ -280,6 +291,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         SnapshotBuilder {
             db: self.db.clone(),
             snapshot_dir: self.snapshot_dir.clone(),
+            instruments: self.instruments.clone(),
         }
     }
 
@@ -345,6 +357,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.revision = revs.revision;
         self.compacted = revs.compacted;
         self.hub.reset(revs.revision);
+        self.instruments.snapshot_installs.inc();
         tracing::info!(snapshot = %meta.snapshot_id, revision = revs.revision, "installed snapshot");
         Ok(())
     }

@@ -9,6 +9,7 @@ mod catch_up;
 mod cluster;
 mod conformance;
 mod membership;
+mod metrics;
 mod mvcc;
 mod support;
 mod watch;
