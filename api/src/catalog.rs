@@ -36,6 +36,15 @@ pub enum Shape {
     },
 }
 
+/// How one version of a kind is kept in the form of another (the stored
+/// one), as kube-apiserver stores every version in one form: applied to
+/// every object read and every object written.
+#[derive(Clone, Copy, Debug)]
+pub struct Conversion {
+    pub from_storage: fn(Value) -> Value,
+    pub to_storage: fn(Value) -> Value,
+}
+
 /// Where a resource's objects come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Serving {
@@ -47,6 +56,9 @@ pub enum Serving {
     /// `metrics.k8s.io`: read from the node agents when asked
     /// (`server::resource_metrics`), so `get` and `list` are its verbs.
     ResourceMetrics,
+    /// `custom.metrics.k8s.io`: the same, each metric a subresource
+    /// (`server::custom_metrics`), `get` its one verb.
+    CustomMetrics,
 }
 
 /// Where `/scale` finds replicas in the parent object (JSON paths without
@@ -96,6 +108,8 @@ pub struct Resource {
     pub shape: Shape,
     /// Stored, or answered without storage.
     pub serving: Serving,
+    /// For a version kept in another version's form: how to convert.
+    pub conversion: Option<Conversion>,
     /// The kind's own rules: [`kinds::custom::OPS`] for custom resources.
     pub ops: &'static KindOps,
 }
@@ -132,6 +146,7 @@ struct Builtin {
     categories: &'static [&'static str],
     subresources: Subresources,
     serving: Serving,
+    conversion: Option<Conversion>,
 }
 
 /// A built-in kind: its type and ops, scope, short names and
@@ -149,12 +164,20 @@ fn builtin(
         categories: &[],
         subresources,
         serving: Serving::Stored,
+        conversion: None,
     }
 }
 
 impl Builtin {
     fn categories(mut self, categories: &'static [&'static str]) -> Builtin {
         self.categories = categories;
+        self
+    }
+
+    /// Kept in the form of the kind's stored version, converted on the
+    /// way in and out.
+    fn converted(mut self, conversion: Conversion) -> Builtin {
+        self.conversion = Some(conversion);
         self
     }
 
@@ -181,6 +204,7 @@ impl Builtin {
                 schema: typed.schema,
             },
             serving: self.serving,
+            conversion: self.conversion,
             ops: &self.kind.ops,
         }
     }
@@ -265,6 +289,15 @@ pub fn builtins() -> Vec<Resource> {
         builtin(&kinds::stateful_set::KIND, NAMESPACED, &["sts"], status_and_scale()).categories(ALL),
         builtin(&kinds::job::KIND, NAMESPACED, &[], status()).categories(ALL),
         builtin(&kinds::cron_job::KIND, NAMESPACED, &["cj"], status()).categories(ALL),
+        builtin(&kinds::horizontal_pod_autoscaler::KIND, NAMESPACED, &["hpa"], status()).categories(ALL),
+        builtin(
+            &kinds::horizontal_pod_autoscaler::KIND_V1,
+            NAMESPACED,
+            &["hpa"],
+            status(),
+        )
+        .categories(ALL)
+        .converted(kinds::horizontal_pod_autoscaler::CONVERSION),
         builtin(&kinds::lease::KIND, NAMESPACED, &[], none()),
         builtin(&kinds::endpoint_slice::KIND, NAMESPACED, &[], none()),
         builtin(&kinds::ingress::KIND, NAMESPACED, &["ing"], status()),
@@ -302,7 +335,33 @@ pub fn builtins() -> Vec<Resource> {
     let mut resources: Vec<Resource> = kinds.into_iter().map(Builtin::into_resource).collect();
     resources.push(wasm_plugin());
     resources.extend(resource_metrics());
+    resources.push(custom_metrics());
     resources
+}
+
+/// `custom.metrics.k8s.io/v1beta2`: the per-pod figures of Wasm services
+/// ([`crate::usage::CUSTOM_METRICS`]), as a metrics adapter serves them
+/// elsewhere, for the autoscaler's `Pods` metrics.
+fn custom_metrics() -> Resource {
+    Resource {
+        group: "custom.metrics.k8s.io".into(),
+        version: "v1beta2".into(),
+        kind: "MetricValueList".into(),
+        list_kind: "MetricValueList".into(),
+        plural: "pods".into(),
+        singular: String::new(),
+        namespaced: NAMESPACED,
+        short_names: vec![],
+        categories: vec![],
+        subresources: Subresources::default(),
+        serving: Serving::CustomMetrics,
+        conversion: None,
+        shape: Shape::Custom {
+            schema: None,
+            columns: Arc::from(Vec::new()),
+        },
+        ops: &kinds::custom::OPS,
+    }
 }
 
 /// `metrics.k8s.io/v1beta1` NodeMetrics and PodMetrics (the Metrics API
@@ -321,6 +380,7 @@ fn resource_metrics() -> [Resource; 2] {
         categories: vec![],
         subresources: Subresources::default(),
         serving: Serving::ResourceMetrics,
+        conversion: None,
         shape: Shape::Custom {
             schema: None,
             columns: Arc::from(Vec::new()),
@@ -348,6 +408,7 @@ fn wasm_plugin() -> Resource {
         categories: vec![],
         subresources: status(),
         serving: Serving::Stored,
+        conversion: None,
         shape: Shape::Custom {
             schema: None,
             columns: Arc::from(Vec::new()),

@@ -97,6 +97,7 @@ pub fn resources(crd: &Value) -> Vec<Resource> {
                     ..Subresources::default()
                 },
                 serving: crate::catalog::Serving::Stored,
+                conversion: None,
                 shape: Shape::Custom {
                     schema: v.pointer("/schema/openAPIV3Schema").cloned().map(Arc::new),
                     // Refused at write when a path does not parse.

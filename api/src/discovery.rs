@@ -192,6 +192,11 @@ fn subresources(resource: &Resource) -> Vec<Sub> {
             &["create"],
         ));
     }
+    if resource.serving == Serving::CustomMetrics {
+        for metric in crate::usage::CUSTOM_METRICS {
+            subs.push(own(metric, &["get"]));
+        }
+    }
     subs
 }
 
@@ -201,6 +206,7 @@ fn verbs(resource: &Resource) -> &'static [&'static str] {
         Serving::Stored => ALL_VERBS,
         Serving::Review => &["create"],
         Serving::ResourceMetrics => &["get", "list"],
+        Serving::CustomMetrics => &[],
     }
 }
 
@@ -229,7 +235,10 @@ pub fn resource_list(catalog: &Catalog, group: &str, version: &str) -> Option<Va
         if !r.categories.is_empty() {
             entry["categories"] = json!(r.categories);
         }
-        entries.push(entry);
+        // A metrics API lists its metrics only (`pods/<metric>`).
+        if r.serving != Serving::CustomMetrics {
+            entries.push(entry);
+        }
         for sub in subresources(r) {
             let mut entry = json!({
                 "name": format!("{}/{}", r.plural, sub.name),

@@ -395,7 +395,9 @@ impl Registry {
                 .txn(
                     Txn::new()
                         .when(std::iter::once(Compare::absent(key.clone())).chain(reserved.compares()))
-                        .and_then(std::iter::once(TxnOp::put(key.clone(), encode(&object)?)).chain(reserved.ops())),
+                        .and_then(
+                            std::iter::once(TxnOp::put(key.clone(), encode(resource, &object)?)).chain(reserved.ops()),
+                        ),
                 )
                 .await?;
             if response.succeeded {
@@ -658,7 +660,7 @@ impl Registry {
             let write = if finished {
                 TxnOp::delete(key.clone())
             } else {
-                TxnOp::put(key.clone(), encode(&next)?)
+                TxnOp::put(key.clone(), encode(resource, &next)?)
             };
             let response = self
                 .write_if_unchanged(&key, current.mod_revision, write, &reserved)
@@ -725,7 +727,10 @@ impl Registry {
             let (op, outcome) = match marked {
                 Some(mut next) if next != current.object => {
                     meta::set_resource_version(&mut next, current.mod_revision);
-                    (Some(TxnOp::put(key.clone(), encode(&next)?)), Deleted::Marked(next))
+                    (
+                        Some(TxnOp::put(key.clone(), encode(resource, &next)?)),
+                        Deleted::Marked(next),
+                    )
                 }
                 Some(unchanged) => (None, Deleted::Marked(unchanged)),
                 None => (Some(TxnOp::delete(key.clone())), Deleted::Gone(current.object.clone())),

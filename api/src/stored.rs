@@ -33,12 +33,16 @@ pub fn prefix(resource: &Resource, namespace: Option<&str>) -> String {
 
 /// A stored object as a client of `resource` sees it: its resourceVersion,
 /// and the apiVersion it was asked for (custom resources of several served
-/// versions share one key).
+/// versions share one key; a built-in version kept in another's form is
+/// converted).
 pub fn decode(resource: &Resource, bytes: &[u8], mod_revision: u64) -> Result<Value> {
     let mut object: Value = serde_json::from_slice(bytes).map_err(|error| {
         tracing::error!(%error, "stored object does not decode");
         ApiError::Internal
     })?;
+    if let Some(conversion) = &resource.conversion {
+        object = (conversion.from_storage)(object);
+    }
     meta::set_resource_version(&mut object, mod_revision);
     if !resource.is_builtin() {
         meta::object_mut(&mut object).insert("apiVersion".into(), Value::String(resource.api_version()));
@@ -46,8 +50,13 @@ pub fn decode(resource: &Resource, bytes: &[u8], mod_revision: u64) -> Result<Va
     Ok(object)
 }
 
-pub fn encode(object: &Value) -> Result<Vec<u8>> {
-    let mut object = object.clone();
+/// The bytes kept for `object` of `resource`: in the stored version's
+/// form, without its resourceVersion.
+pub fn encode(resource: &Resource, object: &Value) -> Result<Vec<u8>> {
+    let mut object = match &resource.conversion {
+        Some(conversion) => (conversion.to_storage)(object.clone()),
+        None => object.clone(),
+    };
     meta::metadata_mut(&mut object).remove("resourceVersion");
     serde_json::to_vec(&object).map_err(|error| {
         tracing::error!(%error, "object does not encode");

@@ -42,6 +42,18 @@ pub struct PodStats {
     pub pod_ref: PodRef,
     #[serde(default)]
     pub containers: Vec<ContainerStats>,
+    /// skiff's addition: what the pod's Wasm HTTP service has served.
+    pub requests: Option<Requests>,
+}
+
+/// Requests a pod's Wasm HTTP service answered (a counter) and has in
+/// flight, at a time.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Requests {
+    pub time: Timestamp,
+    pub total: u64,
+    pub in_flight: u64,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
@@ -208,6 +220,67 @@ pub fn pods(earlier: &Summary, later: &Summary) -> Vec<PodUsage> {
     out
 }
 
+/// The custom metrics every pod with a Wasm HTTP service has.
+pub const CUSTOM_METRICS: [&str; 2] = ["requests-per-second", "requests-in-flight"];
+
+/// A pod's request figures: the custom metrics `requests-per-second`
+/// and `requests-in-flight`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodRequests {
+    pub namespace: String,
+    pub name: String,
+    pub window: Window,
+    /// Requests per second, in thousandths.
+    pub per_second_milli: u64,
+    pub in_flight: u64,
+}
+
+/// The request figures of every pod of `later` whose service `earlier`
+/// also counted (same pod, counter not restarted).
+pub fn requests(earlier: &Summary, later: &Summary) -> Vec<PodRequests> {
+    let before: BTreeMap<(&str, &str, &str), Requests> = earlier
+        .pods
+        .iter()
+        .filter_map(|p| {
+            let r = p.requests?;
+            Some((
+                (
+                    p.pod_ref.namespace.as_str(),
+                    p.pod_ref.name.as_str(),
+                    p.pod_ref.uid.as_str(),
+                ),
+                r,
+            ))
+        })
+        .collect();
+    later
+        .pods
+        .iter()
+        .filter_map(|pod| {
+            let now = pod.requests?;
+            let then = before.get(&(
+                pod.pod_ref.namespace.as_str(),
+                pod.pod_ref.name.as_str(),
+                pod.pod_ref.uid.as_str(),
+            ))?;
+            let answered = now.total.checked_sub(then.total)?;
+            let length = now.time.duration_since(then.time);
+            let nanos = u64::try_from(length.as_nanos()).ok().filter(|n| *n > 0)?;
+            let per_second_milli = u128::from(answered) * 1_000_000_000_000 / u128::from(nanos);
+            Some(PodRequests {
+                namespace: pod.pod_ref.namespace.clone(),
+                name: pod.pod_ref.name.clone(),
+                window: Window {
+                    timestamp: now.time,
+                    length: length.unsigned_abs(),
+                },
+                per_second_milli: u64::try_from(per_second_milli).unwrap_or(u64::MAX),
+                in_flight: now.in_flight,
+            })
+        })
+        .collect()
+}
+
 /// `d` as Go's `time.Duration` prints it, to the millisecond: `850ms`,
 /// `15.012s`, `2m3.5s`, `1h0m0s`.
 pub fn go_duration(d: Duration) -> String {
@@ -325,6 +398,24 @@ mod tests {
             ]),
         );
         assert_eq!(pods(&earlier, &later), []);
+    }
+
+    #[test]
+    fn requests_per_second_is_the_rate_of_the_answered_counter() {
+        let with = |at: &str, total: u64, in_flight: u64| {
+            let mut s = summary(at, 0, json!([pod("web", "u", at, &[("app", START, 0, 1)])]));
+            s.pods[0].requests = Some(Requests {
+                time: at.parse().unwrap(),
+                total,
+                in_flight,
+            });
+            s
+        };
+        let figures = requests(&with(T0, 100, 0), &with(T1, 125, 3));
+        assert_eq!(figures.len(), 1);
+        assert_eq!((figures[0].per_second_milli, figures[0].in_flight), (2500, 3));
+        // A counter that started again has no rate yet.
+        assert_eq!(requests(&with(T0, 100, 0), &with(T1, 5, 0)), []);
     }
 
     #[test]

@@ -72,7 +72,7 @@ pub async fn run(client: kube::Client) {
     let context = Context::new(&client, "cronjob-controller");
     Controller::new(Api::<CronJob>::all(client.clone()), watcher::Config::default())
         .owns(Api::<Job>::all(client), watcher::Config::default())
-        .run(reconcile, crate::retry_later, context)
+        .run(crate::metered("cronjob", reconcile), crate::retry_later, context)
         .for_each(|result| async move { crate::log_outcome("cronjob", result) })
         .await;
 }

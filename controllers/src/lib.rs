@@ -62,6 +62,7 @@ pub mod metrics;
 pub mod namespace;
 pub mod nodelifecycle;
 pub mod owner;
+pub mod podautoscaler;
 pub mod pods;
 pub mod replicaset;
 pub mod serviceaccount;
@@ -105,6 +106,7 @@ pub struct Config {
     /// Where the controllers' work-queue metrics go (one set for the
     /// process, registered once, given to every [`start`]).
     pub metrics: metrics::Metrics,
+    pub autoscaler: podautoscaler::Config,
 }
 
 /// Starts every controller with `client`, each recording into
@@ -126,6 +128,7 @@ pub fn start(client: kube::Client, config: Config) -> Controllers {
         spawn(namespace::run(client.clone()).boxed()),
         spawn(apiservice::run(client.clone()).boxed()),
         spawn(serviceaccount::run(client.clone(), config.root_ca).boxed()),
+        spawn(podautoscaler::run(client.clone(), config.autoscaler).boxed()),
     ];
     if let Some(authority) = config.authority {
         tasks.push(spawn(certificates::signer::run(client.clone(), authority).boxed()));

@@ -229,6 +229,10 @@ struct ControllerArgs {
     /// unreachable and its pods are evicted (after their tolerations).
     #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u64).range(1..))]
     node_monitor_grace_period: u64,
+
+    /// Seconds between two syncs of each HorizontalPodAutoscaler.
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..))]
+    horizontal_pod_autoscaler_sync_period: u64,
 }
 
 impl ControllerArgs {
@@ -255,6 +259,9 @@ impl ControllerArgs {
                 move |request, valid_for| ca.sign_request(request, valid_for).map_err(|e| e.to_string()),
             )),
             metrics: skiff_controllers::metrics::Metrics::default(),
+            autoscaler: skiff_controllers::podautoscaler::Config {
+                sync_period: Duration::from_secs(self.horizontal_pod_autoscaler_sync_period),
+            },
         }
     }
 }

@@ -43,6 +43,7 @@ pub mod endpoint_slice;
 pub mod endpoints;
 pub mod event;
 pub mod fields;
+pub mod horizontal_pod_autoscaler;
 pub mod ingress;
 pub mod ingress_class;
 pub mod job;

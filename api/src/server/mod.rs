@@ -4,6 +4,7 @@
 
 pub mod backup;
 mod connect;
+mod custom_metrics;
 pub mod encryption;
 pub mod inflight;
 mod kubernetes_service;

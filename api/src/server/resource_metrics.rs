@@ -136,7 +136,7 @@ impl Scraper {
     }
 
     /// The pairs of several nodes, read side by side.
-    async fn pairs<'a>(
+    pub(super) async fn pairs<'a>(
         &self,
         client: &NodeClient,
         nodes: impl IntoIterator<Item = &'a Value>,

@@ -140,17 +140,20 @@ pub(super) async fn handle(server: Arc<ApiServer>, request: Request) -> Result<R
     let sub = call.request.subresource.clone();
     if let Some(sub) = &sub {
         let s = &call.resource.subresources;
-        let served = match sub.as_str() {
-            "status" => s.status,
-            "scale" => s.scale.is_some(),
-            "binding" => s.binding,
-            "log" => s.log,
-            "eviction" => s.eviction,
-            "finalize" => s.finalize,
-            "token" => s.token,
-            "approval" => s.approval,
-            _ => false,
-        };
+        let served =
+            call.resource.serving == Serving::CustomMetrics && crate::usage::CUSTOM_METRICS.contains(&sub.as_str());
+        let served = served
+            || match sub.as_str() {
+                "status" => s.status,
+                "scale" => s.scale.is_some(),
+                "binding" => s.binding,
+                "log" => s.log,
+                "eviction" => s.eviction,
+                "finalize" => s.finalize,
+                "token" => s.token,
+                "approval" => s.approval,
+                _ => false,
+            };
         if !served {
             return Err(ApiError::NoSuchRoute);
         }
@@ -177,6 +180,7 @@ async fn dispatch(call: &Call, sub: Option<&str>) -> Result<Response> {
             };
         }
         Serving::ResourceMetrics => return super::resource_metrics::dispatch(call, sub).await,
+        Serving::CustomMetrics => return super::custom_metrics::dispatch(call, sub).await,
     }
     match (call.request.verb, sub) {
         (Verb::Get, None | Some("status" | "approval")) => get(call).await,

@@ -36,6 +36,9 @@ impl Cluster {
                 move |request, valid_for| pki.sign_request(request, valid_for).map_err(|e| e.to_string()),
             )),
             metrics: Default::default(),
+            autoscaler: skiff_controllers::podautoscaler::Config {
+                sync_period: std::time::Duration::from_secs(1),
+            },
         };
         let controllers = skiff_controllers::start(api.client.clone(), config);
         let node = tokio::spawn(stand_in_node(api.client.clone()));

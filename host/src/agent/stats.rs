@@ -9,6 +9,12 @@
 //! Memory is the working set: for runc the cgroup's, for Wasm the linear
 //! memory of the container's live instances (see [`skiff_wasm::memory`]).
 //! The node's own figures come from `/proc/stat` and `/proc/meminfo`.
+//!
+//! One addition to the kubelet's shape: a pod whose Wasm HTTP service
+//! runs here has `requests: {time, total, inFlight}`, the requests it has
+//! answered (a counter, whose rate is its requests per second) and has in
+//! flight, which the API server serves as custom metrics for the
+//! autoscaler.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -115,6 +121,7 @@ impl StatsIndex {
         listed
             .into_iter()
             .map(|(namespace, name, uid, started, containers)| PodSample {
+                requests: containers.iter().find_map(|(_, _, meter)| meter.requests()),
                 namespace,
                 name,
                 uid,
@@ -148,6 +155,7 @@ struct PodSample {
     uid: String,
     started: Timestamp,
     containers: Vec<ContainerSample>,
+    requests: Option<Requests>,
 }
 
 #[derive(Clone, Debug)]
@@ -243,13 +251,18 @@ fn summary(node_name: &str, node: &NodeUsage, pods: &[PodSample], at: Timestamp)
                 })
                 .collect();
             let (cpu, memory) = usage_json(total, at);
-            json!({
+            let mut pod_json = json!({
                 "podRef": {"name": pod.name, "namespace": pod.namespace, "uid": pod.uid},
                 "startTime": pod.started.to_string(),
                 "containers": containers,
                 "cpu": cpu,
                 "memory": memory,
-            })
+            });
+            if let Some(requests) = pod.requests {
+                pod_json["requests"] =
+                    json!({"time": at.to_string(), "total": requests.total, "inFlight": requests.in_flight});
+            }
+            pod_json
         })
         .collect();
     let mut node_json = json!({"nodeName": node_name, "cpu": node_cpu, "memory": node_memory});

@@ -1,0 +1,212 @@
+//! The HorizontalPodAutoscaler end to end: `kubectl autoscale` on a runc
+//! Deployment whose pods spin on their CPU limit, scaled up from the
+//! Metrics API's figures and back down once the load stops, within the
+//! autoscaler's behavior; and the autoscaling/v1 view of the same object.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::time::Duration;
+
+use support::{Cluster, import, until};
+
+/// The Deployment's wanted replicas.
+fn replicas(cluster: &Cluster) -> i64 {
+    cluster.json(&["get", "deployment", "burn"])["spec"]["replicas"]
+        .as_i64()
+        .unwrap_or(0)
+}
+
+#[test]
+fn an_hpa_scales_a_cpu_loaded_runc_deployment_up_and_back_down() {
+    let cluster = Cluster::start_with(&[
+        "--node-name",
+        "hpa",
+        "--pod-cidr",
+        "127.65.0.0",
+        "--metric-resolution",
+        "1",
+        "--horizontal-pod-autoscaler-sync-period",
+        "1",
+    ]);
+    let build = tempfile::tempdir().unwrap();
+    let layout = skiff_testing::busybox_layout(build.path(), &["sh", "test", "[", "touch", "sleep"]).unwrap();
+    import(
+        layout.to_str().unwrap(),
+        "local/busybox:1",
+        &cluster.data.path().join("agent"),
+    );
+    cluster.ok(&["wait", "--for=condition=Ready", "node/hpa", "--timeout=60s"]);
+    // Each pod spins within its limit (twice its request) until told to
+    // stop.
+    cluster.ok_with_input(
+        &["apply", "-f", "-"],
+        r#"{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "burn"},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "burn"}},
+              "template": {"metadata": {"labels": {"app": "burn"}},
+                "spec": {"runtimeClassName": "runc", "terminationGracePeriodSeconds": 1,
+                  "containers": [{"name": "burn", "image": "local/busybox:1",
+                    "command": ["sh", "-c", "while [ ! -e /flags/stop ]; do :; done; exec sleep 100000"],
+                    "volumeMounts": [{"name": "flags", "mountPath": "/flags"}],
+                    "resources": {"requests": {"cpu": "50m"}, "limits": {"cpu": "100m"}}}],
+                  "volumes": [{"name": "flags", "emptyDir": {}}]}}}}"#,
+    );
+    cluster.ok(&["rollout", "status", "deployment/burn", "--timeout=90s"]);
+
+    cluster.ok(&[
+        "autoscale",
+        "deployment",
+        "burn",
+        "--min=1",
+        "--max=3",
+        "--cpu-percent=50",
+    ]);
+    // Scale down soon after the load stops, one pod per second at most.
+    cluster.ok(&[
+        "patch",
+        "hpa",
+        "burn",
+        "--type=merge",
+        "-p",
+        r#"{"spec": {"behavior": {"scaleDown": {"stabilizationWindowSeconds": 3,
+             "policies": [{"type": "Pods", "value": 1, "periodSeconds": 1}]}}}}"#,
+    ]);
+
+    // ~200% of the request against 50%: up to the maximum.
+    until(Duration::from_secs(90), "the autoscaler to scale up to 3", || {
+        (replicas(&cluster) == 3).then_some(())
+    });
+    let table = cluster.ok(&["get", "hpa", "burn"]);
+    assert!(table.contains("Deployment/burn") && table.contains("/50%"), "{table}");
+    let hpa = cluster.json(&["get", "hpa", "burn"]);
+    let conditions = hpa["status"]["conditions"].as_array().unwrap();
+    let reason = |kind: &str| {
+        conditions
+            .iter()
+            .find(|c| c["type"] == kind)
+            .map(|c| c["reason"].as_str().unwrap().to_string())
+    };
+    assert_eq!(reason("ScalingActive").as_deref(), Some("ValidMetricFound"), "{hpa}");
+    assert!(
+        reason("AbleToScale").is_some() && reason("ScalingLimited").is_some(),
+        "{hpa}"
+    );
+    let events = cluster.ok(&["get", "events", "--field-selector", "involvedObject.name=burn"]);
+    assert!(
+        events.contains("SuccessfulRescale") && events.contains("New size: "),
+        "{events}"
+    );
+
+    // The v1 view of the same object: its one CPU target, and the
+    // behavior it cannot hold kept in an annotation.
+    let v1 = cluster.json(&["get", "horizontalpodautoscalers.v1.autoscaling", "burn"]);
+    assert_eq!(v1["apiVersion"], "autoscaling/v1");
+    assert_eq!(v1["spec"]["targetCPUUtilizationPercentage"], 50);
+    assert!(
+        v1["metadata"]["annotations"]["autoscaling.alpha.kubernetes.io/behavior"]
+            .as_str()
+            .is_some_and(|b| b.contains("stabilizationWindowSeconds")),
+        "{v1}"
+    );
+
+    // The load stops; the autoscaler scales back to the minimum.
+    cluster.ok(&["rollout", "status", "deployment/burn", "--timeout=90s"]);
+    let pods = cluster.ok(&["get", "pods", "-l", "app=burn", "-o", "name"]);
+    for pod in pods.lines() {
+        cluster.ok(&["exec", pod, "--", "touch", "/flags/stop"]);
+    }
+    until(
+        Duration::from_secs(90),
+        "the autoscaler to scale back down to 1",
+        || (replicas(&cluster) == 1).then_some(()),
+    );
+    let hpa = cluster.json(&["get", "hpa", "burn"]);
+    assert_eq!(hpa["status"]["desiredReplicas"], 1, "{hpa}");
+}
+
+#[test]
+fn an_hpa_scales_a_request_loaded_wasm_deployment_on_requests_per_second() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Instant;
+
+    let cluster = Cluster::start_with(&[
+        "--node-name",
+        "hpaw",
+        "--pod-cidr",
+        "127.66.0.0",
+        "--metric-resolution",
+        "1",
+        "--horizontal-pod-autoscaler-sync-period",
+        "1",
+    ]);
+    import(
+        skiff_test_programs::HTTP_HELLO,
+        "local/hello:1",
+        &cluster.data.path().join("agent"),
+    );
+    cluster.ok(&["wait", "--for=condition=Ready", "node/hpaw", "--timeout=60s"]);
+    cluster.ok_with_input(
+        &["apply", "-f", "-"],
+        r#"{"apiVersion": "v1", "kind": "List", "items": [
+             {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "hello"},
+              "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "hello"}},
+                "template": {"metadata": {"labels": {"app": "hello"}},
+                  "spec": {"containers": [{"name": "main", "image": "local/hello:1",
+                                           "ports": [{"containerPort": 8080}]}]}}}},
+             {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "hello"},
+              "spec": {"selector": {"app": "hello"}, "ports": [{"port": 80, "targetPort": 8080}]}},
+             {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "hello"},
+              "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "hello"},
+                "minReplicas": 1, "maxReplicas": 3,
+                "metrics": [{"type": "Pods", "pods": {"metric": {"name": "requests-per-second"},
+                             "target": {"type": "AverageValue", "averageValue": "5"}}}],
+                "behavior": {"scaleDown": {"stabilizationWindowSeconds": 3,
+                  "policies": [{"type": "Pods", "value": 1, "periodSeconds": 1}]}}}}]}"#,
+    );
+    cluster.ok(&["rollout", "status", "deployment/hello", "--timeout=60s"]);
+    let ip = cluster.ok(&["get", "service", "hello", "-o", "jsonpath={.spec.clusterIP}"]);
+    let target = format!("{ip}:80");
+
+    // Requests through the Service for as long as the test needs them
+    // (bounded): far more than 5 a second for one pod.
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            while !stop.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(120) {
+                let _ = support::http_get(&target, "/", true);
+            }
+        })
+    };
+    until(
+        Duration::from_secs(90),
+        "the autoscaler to scale the Wasm Deployment up to 3",
+        || (cluster.json(&["get", "deployment", "hello"])["spec"]["replicas"] == 3).then_some(()),
+    );
+    let figures = cluster.ok(&[
+        "get",
+        "--raw",
+        "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/*/requests-per-second?labelSelector=app%3Dhello",
+    ]);
+    assert!(
+        figures.contains("MetricValueList") && figures.contains("\"describedObject\""),
+        "{figures}"
+    );
+    let table = cluster.ok(&["get", "hpa", "hello"]);
+    assert!(
+        table.contains("requests-per-second: ") && table.contains("/5"),
+        "{table}"
+    );
+    stop.store(true, Ordering::Relaxed);
+    load.join().unwrap();
+
+    // Idle: back to one.
+    until(
+        Duration::from_secs(90),
+        "the autoscaler to scale the idle Deployment down to 1",
+        || (cluster.json(&["get", "deployment", "hello"])["spec"]["replicas"] == 1).then_some(()),
+    );
+}
