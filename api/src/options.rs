@@ -30,6 +30,9 @@ pub struct WriteOptions {
     /// of it only `status.conditions`, where a `status` write keeps
     /// everything but the Approved and Denied conditions.
     pub approval: bool,
+    /// A write through the `scale` subresource: written as the main
+    /// object, seen by admission as `scale`.
+    pub scale: bool,
 }
 
 /// `DeleteOptions` as far as the registry acts on them.

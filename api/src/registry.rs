@@ -635,6 +635,7 @@ impl Registry {
                 operation: Operation::Update,
                 resource,
                 subresource: match part {
+                    Part::Main if options.scale => Some("scale"),
                     Part::Main => None,
                     Part::Status => Some("status"),
                     Part::Binding => Some("binding"),

@@ -747,7 +747,8 @@ fn node_proxier() -> ClusterRole {
 /// `kubernetes.io/tls` Secrets in every namespace, which RBAC cannot
 /// narrow by type: this reads all Secrets. It enforces NetworkPolicies,
 /// as a CNI plugin's node agent does: it reads them, the Namespaces'
-/// labels and every pod's labels and address.
+/// labels and every pod's labels and address. It wakes workloads
+/// autoscalers took to zero through their `scale` subresource.
 fn skiff_node_proxier() -> ClusterRole {
     cluster_role(
         "skiff:node-proxier",
@@ -757,6 +758,11 @@ fn skiff_node_proxier() -> ClusterRole {
             rule(&[CORE], &["secrets"], LIST_WATCH),
             rule(&["networking.k8s.io"], &["networkpolicies"], LIST_WATCH),
             rule(&[CORE], &["namespaces", "pods"], LIST_WATCH),
+            // Scale from zero (`skiff_proxy::wake`): the autoscalers that
+            // may take a workload to zero, and their targets' scale, which
+            // admission lets it take from 0 replicas to 1 only.
+            rule(&["autoscaling"], &["horizontalpodautoscalers"], LIST_WATCH),
+            rule(&["*"], &["*/scale"], &["get", "patch"]),
         ],
     )
 }
@@ -1520,6 +1526,10 @@ mod tests {
         }
         calls.push(request("patch", "networking.k8s.io", "ingresses/status", "team", "web"));
         calls.push(request("create", "", "events", "team", ""));
+        calls.push(request("list", "autoscaling", "horizontalpodautoscalers", "", ""));
+        calls.push(request("watch", "autoscaling", "horizontalpodautoscalers", "", ""));
+        calls.push(request("get", "apps", "deployments/scale", "team", "web"));
+        calls.push(request("patch", "apps", "deployments/scale", "team", "web"));
         assert_allowed(&policy, &proxy, &calls);
         assert_refused(
             &policy,
@@ -1528,6 +1538,7 @@ mod tests {
                 request("create", "", "secrets", "team", ""),
                 request("patch", "networking.k8s.io", "ingresses", "team", "web"),
                 request("list", "networking.k8s.io", "ingressclasses", "", ""),
+                request("patch", "apps", "deployments", "team", "web"),
             ],
         );
     }

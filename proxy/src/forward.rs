@@ -41,6 +41,7 @@ use crate::connect;
 use crate::metrics::ServiceMetrics;
 use crate::policy::Decision;
 use crate::table::{Backend, Frontend, Mode, Route};
+use crate::wake;
 
 /// How long a connection of an undeclared protocol may stay silent before
 /// it is taken for a server-first protocol and spliced.
@@ -168,9 +169,55 @@ pub(crate) async fn to_frontend(
     shared: &Shared,
 ) -> Response<Body> {
     let metrics = frontend.metrics(&shared.metrics);
-    let response = send(request, source, frontend, shared, metrics).await;
+    let woken = match frontend.backends.is_empty() {
+        true => woken(frontend, shared).await,
+        false => None,
+    };
+    let response = send(request, source, woken.as_deref().unwrap_or(frontend), shared, metrics).await;
     metrics.answered(response.status().as_u16());
     response
+}
+
+/// For a frontend with no endpoint: if an autoscaler took its Service's
+/// workload to zero, wakes it and waits (up to [`wake::HOLD`]) for the
+/// frontend to have an endpoint.
+async fn woken(frontend: &Frontend, shared: &Shared) -> Option<Arc<Frontend>> {
+    let waker = shared.waker.as_ref()?;
+    let namespace = frontend.object.namespace.as_deref()?;
+    let name = frontend.object.name.as_deref()?;
+    if !waker.may_wake(namespace) {
+        return None;
+    }
+    let mut version = shared.table_version.subscribe();
+    match waker.wake(namespace, name).await {
+        Ok(true) => {}
+        Ok(false) => return None,
+        Err(error) => {
+            tracing::warn!(%error, service = %frontend.service, "cannot wake the Service's workload");
+            return None;
+        }
+    }
+    let key = (namespace.to_string(), name.to_string());
+    let ready = async {
+        loop {
+            let table = shared.table();
+            let found = table
+                .services
+                .get(&key)
+                .into_iter()
+                .flatten()
+                .map(|port| &port.frontend)
+                .find(|f| f.service == frontend.service && !f.backends.is_empty())
+                .cloned();
+            if found.is_some() {
+                return found;
+            }
+            if version.changed().await.is_err() {
+                return None;
+            }
+        }
+    };
+    tokio::time::timeout(wake::HOLD, ready).await.ok().flatten()
 }
 
 async fn send(

@@ -36,6 +36,9 @@
 //! * [`metrics`]: requests, upstream latency and spliced connections by
 //!   Service, for Prometheus, counted into the registry the node agent
 //!   serves ([`ProxyConfig::metrics`]).
+//! * [`wake`]: scale from zero: an HTTP request to a Service with no
+//!   endpoint whose workload an autoscaler with `minReplicas: 0` took to
+//!   zero is held while one replica is brought up, then forwarded.
 //! * `retry`: binding an address another process holds, again after
 //!   200 ms, doubling up to 10 s, until it binds (`retry::Backoff`); the
 //!   frontends, the cluster DNS and the Ingress listeners all bind through
@@ -57,6 +60,7 @@ pub mod policy;
 mod retry;
 pub mod table;
 pub mod tunnel;
+pub mod wake;
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -64,6 +68,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use futures::StreamExt;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, ObjectReference, Pod, Secret, Service};
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use kube::Api;
@@ -131,6 +136,11 @@ pub(crate) struct Shared {
     /// Policies whose first refusal has been recorded.
     reported: std::sync::Mutex<HashSet<Arc<str>>>,
     metrics: metrics::Metrics,
+    /// Bumped whenever the table is replaced, for requests waiting on an
+    /// endpoint.
+    table_version: tokio::sync::watch::Sender<u64>,
+    /// Wakes workloads scaled to zero; none in unit tests.
+    waker: Option<Arc<wake::Waker>>,
 }
 
 impl Shared {
@@ -189,6 +199,8 @@ impl Shared {
             recorder: None,
             reported: std::sync::Mutex::default(),
             metrics: metrics::Metrics::default(),
+            table_version: tokio::sync::watch::Sender::default(),
+            waker: None,
         })
     }
 }
@@ -251,6 +263,15 @@ impl Proxy {
         let recorder = Recorder::new(client.clone(), "kube-proxy", Some(config.node_name.clone()));
         let tunnel_tls = config.tunnel_tls.clone();
         let dialer = connect::Dialer::new(config.connect_timeout, tunnel_tls.clone());
+        let changed = Arc::new(Notify::new());
+        let all = watcher::Config::default;
+        let (services, services_task) = follow(Api::<Service>::all(client.clone()), all(), changed.clone());
+        // Autoscalers change nothing in the table; only wakes read them.
+        let (autoscalers, autoscalers_task) = follow(
+            Api::<HorizontalPodAutoscaler>::all(client.clone()),
+            all(),
+            Arc::new(Notify::new()),
+        );
         let shared = Arc::new(Shared {
             table: RwLock::default(),
             dns_records: Arc::default(),
@@ -260,13 +281,16 @@ impl Proxy {
             recorder: Some(recorder.clone()),
             reported: std::sync::Mutex::default(),
             metrics: config.metrics.clone(),
+            table_version: tokio::sync::watch::Sender::default(),
+            waker: Some(Arc::new(wake::Waker::new(
+                client.clone(),
+                services.clone(),
+                autoscalers,
+            ))),
         });
-        let changed = Arc::new(Notify::new());
-        let all = watcher::Config::default;
-        let (services, services_task) = follow(Api::<Service>::all(client.clone()), all(), changed.clone());
         let (endpoints, endpoints_task) = follow(Api::<Endpoints>::all(client.clone()), all(), changed.clone());
         let (nodes, nodes_task) = follow(Api::<Node>::all(client.clone()), all(), changed.clone());
-        let mut tasks = vec![services_task, endpoints_task, nodes_task];
+        let mut tasks = vec![services_task, endpoints_task, nodes_task, autoscalers_task];
         // NetworkPolicy's inputs change more often (every pod) and are
         // rebuilt on their own.
         let policies_changed = Arc::new(Notify::new());
@@ -428,6 +452,7 @@ async fn sync(
             sync.update(&ingresses.state(), &secrets.state(), &table);
         }
         *shared.table.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(table);
+        shared.table_version.send_modify(|v| *v += 1);
         *shared.dns_records.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(dns::records(&services, &endpoints));
         let dns_address = dns::address(&services);
         if resolver.as_ref().map(|(addr, _)| *addr) != dns_address {

@@ -210,3 +210,68 @@ fn an_hpa_scales_a_request_loaded_wasm_deployment_on_requests_per_second() {
         || (cluster.json(&["get", "deployment", "hello"])["spec"]["replicas"] == 1).then_some(()),
     );
 }
+
+#[test]
+fn an_idle_wasm_deployment_scales_to_zero_and_its_first_requests_wake_it() {
+    use std::time::Instant;
+
+    let cluster = Cluster::start_with(&[
+        "--node-name",
+        "zero",
+        "--pod-cidr",
+        "127.67.0.0",
+        "--metric-resolution",
+        "1",
+        "--horizontal-pod-autoscaler-sync-period",
+        "1",
+    ]);
+    import(
+        skiff_test_programs::HTTP_HELLO,
+        "local/hello:1",
+        &cluster.data.path().join("agent"),
+    );
+    cluster.ok(&["wait", "--for=condition=Ready", "node/zero", "--timeout=60s"]);
+    cluster.ok_with_input(
+        &["apply", "-f", "-"],
+        r#"{"apiVersion": "v1", "kind": "List", "items": [
+             {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "idle"},
+              "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "idle"}},
+                "template": {"metadata": {"labels": {"app": "idle"}},
+                  "spec": {"containers": [{"name": "main", "image": "local/hello:1",
+                                           "ports": [{"containerPort": 8080}]}]}}}},
+             {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "idle"},
+              "spec": {"selector": {"app": "idle"}, "ports": [{"port": 80, "targetPort": 8080}]}},
+             {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "idle"},
+              "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "idle"},
+                "minReplicas": 0, "maxReplicas": 2,
+                "metrics": [{"type": "Pods", "pods": {"metric": {"name": "requests-per-second"},
+                             "target": {"type": "AverageValue", "averageValue": "5"}}}],
+                "behavior": {"scaleDown": {"stabilizationWindowSeconds": 2}}}}]}"#,
+    );
+    // No requests: the autoscaler takes it to zero.
+    until(Duration::from_secs(90), "the idle Deployment to scale to zero", || {
+        let deployment = cluster.json(&["get", "deployment", "idle"]);
+        let pods = cluster.ok(&["get", "pods", "-l", "app=idle", "-o", "name"]);
+        (deployment["spec"]["replicas"] == 0 && pods.trim().is_empty()).then_some(())
+    });
+    let ip = cluster.ok(&["get", "service", "idle", "-o", "jsonpath={.spec.clusterIP}"]);
+    let target = format!("{ip}:80");
+
+    // Several first requests at once: each is held while one replica
+    // comes up, then answered; none is lost.
+    let started = Instant::now();
+    let requests: Vec<_> = (0..4)
+        .map(|i| {
+            let target = target.clone();
+            std::thread::spawn(move || support::http_get(&target, &format!("/first-{i}"), true))
+        })
+        .collect();
+    for request in requests {
+        let (status, body) = request.join().unwrap().unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("path: /first-"), "{body}");
+    }
+    eprintln!("first requests from zero answered in {:?}", started.elapsed());
+    let events = cluster.ok(&["get", "events", "--field-selector", "involvedObject.name=idle"]);
+    assert!(events.contains("ScalingReplicaSet"), "{events}");
+}

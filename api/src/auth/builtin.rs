@@ -16,6 +16,11 @@
 //!   `kubernetes.io/kube-apiserver-client` for a certificate in
 //!   `system:masters`.
 //!
+//! * [`ScaleFromZero`]: the service proxy (`system:kube-proxy`), which
+//!   may patch any `scale` subresource to wake a workload an autoscaler
+//!   took to zero (`skiff_proxy::wake`), only takes one from zero
+//!   replicas to one.
+//!
 //! Approvals reach admission as status writes (see
 //! [`WriteOptions::approval`](crate::options::WriteOptions::approval)).
 //! A status write keeps the stored Approved and Denied conditions, so a
@@ -369,5 +374,36 @@ impl BuiltinPlugin for CertificateSubjectRestriction {
             ));
         }
         Ok(())
+    }
+}
+
+/// The service proxy scales only from zero to one.
+#[derive(Debug, Clone, Copy)]
+pub struct ScaleFromZero;
+
+impl BuiltinPlugin for ScaleFromZero {
+    fn name(&self) -> &str {
+        "ScaleFromZero"
+    }
+
+    fn validate(&self, attributes: &Admitted<'_>, object: &Value, old: Option<&Value>) -> Result<(), ApiError> {
+        if attributes.user.name != names::KUBE_PROXY || attributes.subresource != Some("scale") {
+            return Ok(());
+        }
+        let Some(paths) = &attributes.resource.subresources.scale else {
+            return Ok(());
+        };
+        let pointer = format!("/{}", paths.spec_replicas.replace('.', "/"));
+        let replicas = |o: Option<&Value>| o.and_then(|o| o.pointer(&pointer)).and_then(Value::as_i64);
+        match (replicas(old), replicas(Some(object))) {
+            (Some(0) | None, Some(1)) => Ok(()),
+            (before, after) => Err(ApiError::Forbidden(format!(
+                "{} \"{}\" is forbidden: the service proxy may only scale a workload from 0 replicas to 1, not from {} to {}",
+                attributes.resource.plural,
+                attributes.name,
+                before.unwrap_or(0),
+                after.unwrap_or(0)
+            ))),
+        }
     }
 }

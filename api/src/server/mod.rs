@@ -117,6 +117,9 @@ impl ApiServer {
         registry
             .admission()
             .add_builtin(Arc::new(crate::auth::builtin::CertificateSubjectRestriction));
+        registry
+            .admission()
+            .add_builtin(Arc::new(crate::auth::builtin::ScaleFromZero));
         Arc::new(ApiServer {
             registry,
             catalog,

@@ -54,6 +54,7 @@ impl Call {
         // `certificatesigningrequests/approval` is written as status, of
         // which it changes the conditions only.
         options.approval = self.request.subresource.as_deref() == Some("approval");
+        options.scale = self.request.subresource.as_deref() == Some("scale");
         if options.field_manager.is_none() {
             // As Kubernetes does: the client program's name.
             options.field_manager = self

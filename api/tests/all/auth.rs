@@ -847,3 +847,57 @@ async fn pods_run_as_an_existing_service_account_with_its_token_mounted() {
     assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
     assert_eq!(reply.body["spec"]["volumes"].as_array().map(Vec::len), Some(1));
 }
+
+#[tokio::test]
+async fn the_service_proxy_scales_workloads_from_zero_to_one_only() {
+    const PROXY: &str = "proxy-token";
+    let authentication = Authentication::new()
+        .with_token(TOKEN, UserInfo::admin())
+        .with_token(PROXY, UserInfo::new("system:kube-proxy", ["system:authenticated"]));
+    let api = Api::start_with(authentication).await;
+    // The bootstrap policy binds system:kube-proxy to the proxier roles.
+    let deployment = json!({"metadata": {"name": "web"}, "spec": {
+        "replicas": 0, "selector": {"matchLabels": {"app": "web"}},
+        "template": {"metadata": {"labels": {"app": "web"}},
+                     "spec": {"containers": [{"name": "c", "image": "i"}]}}}});
+    let reply = api
+        .post("/apis/apps/v1/namespaces/default/deployments", deployment)
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+    let scale = "/apis/apps/v1/namespaces/default/deployments/web/scale";
+    let patch = |replicas: i64| {
+        let body = serde_json::to_vec(&json!({"spec": {"replicas": replicas}})).unwrap();
+        let api = &api;
+        async move {
+            api.request_with(
+                Some(PROXY),
+                Method::PATCH,
+                scale,
+                &[("content-type", "application/merge-patch+json")],
+                body,
+            )
+            .await
+        }
+    };
+    let reply = patch(5).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.text);
+    assert!(
+        reply.text.contains("only scale a workload from 0 replicas to 1"),
+        "{}",
+        reply.text
+    );
+    let reply = patch(1).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    // From one, the proxy changes nothing; the owner still can.
+    let reply = patch(0).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.text);
+    let reply = api
+        .request(
+            Method::PATCH,
+            scale,
+            &[("content-type", "application/merge-patch+json")],
+            serde_json::to_vec(&json!({"spec": {"replicas": 3}})).unwrap(),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+}
