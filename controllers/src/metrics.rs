@@ -33,8 +33,7 @@
 //! Buckets are client-go's (10 ns to 10 s, by tens). The controllers that
 //! are not kube-runtime `Controller`s (the node lifecycle controller, the
 //! garbage collector, the APIService registrar) run their own loops and
-//! have no work-queue metrics; nor, for now, has the CronJob controller,
-//! whose reconcile is not wrapped in `metered` yet.
+//! have no work-queue metrics.
 //!
 //! [`start`](crate::start) runs every controller inside a
 //! [`scope`](Metrics::scope) of the [`Metrics`] it is given, where
