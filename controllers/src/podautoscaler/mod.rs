@@ -204,7 +204,9 @@ async fn sync(hpa: &HorizontalPodAutoscaler, ctx: &Context, outcome: &mut Outcom
     let spec = hpa.spec.clone().unwrap_or_default();
     let min = spec.min_replicas.unwrap_or(1);
     let max = spec.max_replicas;
-    let (proposed, why) = if current == 0 && min != 0 {
+    // Out of bounds, the count goes straight to the bound, with no
+    // metric read and no behavior applied, as in kube-controller-manager.
+    let (desired, why) = if current == 0 && min != 0 {
         outcome.condition(
             "ScalingActive",
             false,
@@ -213,20 +215,8 @@ async fn sync(hpa: &HorizontalPodAutoscaler, ctx: &Context, outcome: &mut Outcom
         );
         (0, String::new())
     } else if current > max {
-        outcome.condition(
-            "ScalingActive",
-            true,
-            "ValidMetricFound",
-            "the HPA was able to successfully calculate a replica count",
-        );
         (max, "Current number of replicas above Spec.MaxReplicas".to_string())
     } else if current < min {
-        outcome.condition(
-            "ScalingActive",
-            true,
-            "ValidMetricFound",
-            "the HPA was able to successfully calculate a replica count",
-        );
         (min, "Current number of replicas below Spec.MinReplicas".to_string())
     } else {
         let selector = scale
@@ -234,15 +224,13 @@ async fn sync(hpa: &HorizontalPodAutoscaler, ctx: &Context, outcome: &mut Outcom
             .as_ref()
             .and_then(|s| s.selector.clone())
             .unwrap_or_default();
-        match from_metrics(hpa, ctx, current, &selector, outcome).await {
-            Some((replicas, why)) => (replicas, why),
-            None => return Ok(()),
-        }
-    };
-    let desired = if current == 0 && min != 0 {
-        0
-    } else {
-        normalize(hpa, ctx, current, proposed, Bounds { min, max }, outcome)
+        let Some((proposed, why)) = from_metrics(hpa, ctx, current, &selector, outcome).await else {
+            return Ok(());
+        };
+        (
+            normalize(hpa, ctx, current, proposed, Bounds { min, max }, outcome),
+            why,
+        )
     };
     outcome.desired = desired;
     if desired == current {

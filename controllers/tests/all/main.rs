@@ -12,6 +12,7 @@ mod daemonset;
 mod deployment;
 mod endpoints;
 mod gc;
+mod podautoscaler;
 mod replicaset;
 mod serviceaccount;
 mod statefulset;
