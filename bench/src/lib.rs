@@ -32,12 +32,23 @@
 //!   pod spinning under a CPU limit, and how many idle Wasm pods one agent
 //!   holds, with its RSS per pod. Parts in [`node`].
 //!
+//! * `autoscale-bench` (`cargo xtask bench autoscale`): what metrics cost
+//!   on the request path (API get and create, a Wasm service's requests
+//!   at its pod and through its ClusterIP) on a server counting them
+//!   beside one started with `--no-request-metrics`, in the same run,
+//!   alternately; how fast a `requests-per-second` HorizontalPodAutoscaler
+//!   reacts to a load step (to its decision and to the new replicas
+//!   Ready); and the first request's latency to a Service whose Wasm
+//!   Deployment was scaled to zero. Plots beside the JSON. Parts in
+//!   [`autoscale`].
+//!
 //! In the store and API benches both systems run as separate processes
 //! and are driven over the network by their own client (skiff's
 //! [`skiff_store::Client`], etcd's gRPC client), with the same keys, value
 //! size and concurrency.
 
 pub mod api;
+pub mod autoscale;
 pub mod load;
 pub mod node;
 pub mod procs;

@@ -22,8 +22,12 @@ pub struct Figures {
     pub p99_ms: f64,
 }
 
+/// A run's raw result: operations done, errors, seconds, and every
+/// operation's latency, sorted.
+pub type Run = (u64, u64, f64, Vec<Duration>);
+
 /// Runs `op(client, seq)` from `clients` concurrent tasks for `duration`.
-pub async fn run<F, Fut>(clients: usize, duration: Duration, op: F) -> (u64, u64, f64, Vec<Duration>)
+pub async fn run<F, Fut>(clients: usize, duration: Duration, op: F) -> Run
 where
     F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = anyhow::Result<()>> + Send,

@@ -93,6 +93,13 @@ pub struct NodeArgs {
     /// period applies when it is shorter.
     #[arg(long, default_value_t = 10)]
     pub shutdown_grace_period: u64,
+
+    /// Count no requests: neither Wasm services' (so no
+    /// `requests-per-second` for autoscalers) nor, with `skiff server`,
+    /// the API server's. Only to measure what counting costs
+    /// (`cargo xtask bench autoscale`).
+    #[arg(long, hide = true)]
+    pub no_request_metrics: bool,
 }
 
 impl NodeArgs {
@@ -110,6 +117,7 @@ impl NodeArgs {
         config.max_pods = self.max_pods;
         config.heartbeat = Duration::from_secs(self.heartbeat_interval);
         config.shutdown_grace = Duration::from_secs(self.shutdown_grace_period);
+        config.wasm_request_metrics = !self.no_request_metrics;
         config
     }
 }

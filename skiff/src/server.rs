@@ -506,6 +506,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             _ => None,
         },
         metric_resolution: Some(Duration::from_secs_f64(args.metric_resolution)),
+        skip_request_metrics: args.node.no_request_metrics,
     };
     let api = skiff_api::ApiServer::with_settings(store.clone(), authentication, settings);
     // One metrics registry for the process, served on `/metrics`: the

@@ -12,6 +12,7 @@
 //! | `cargo xtask bench scheduler` | scheduler pods/s with simulated nodes vs the raw API bind path; 100-replica Wasm Deployment to Ready |
 //! | `cargo xtask bench node` | Wasm instantiation, create→Running Wasm vs runc, gateway vs `wasmtime serve`, an HTTP pod's rate beside a CPU-limited spinning pod, idle Wasm pods per node |
 //! | `cargo xtask bench net` | requests/s and p50/p99 with `wrk` into a Wasm and a container backend: direct, through a ClusterIP, through the Ingress; and calls out of pods: Wasm → Wasm in-process and over loopback, runc → runc, Wasm and native clients to a loopback server |
+//! | `cargo xtask bench autoscale` | API get/create and Wasm gateway/Service req/s with request metrics on vs off (same run); HPA reaction to a load step; first-request latency from zero replicas; JSON and SVG plots in `bench/results/` |
 //! | `cargo xtask bench plugins` | per-call latency of each example plugin; the scheduling cycle at 5,000 nodes with a Wasm Filter + Score pair vs the same logic built in |
 //! | `cargo xtask build-wasm` | add the wasm32-wasip2 target if missing, build test-programs/ and sample-apps/ (release) |
 //! | `cargo xtask build-samples` | `build-wasm`, plus the OCI sample image (busybox-httpd) as a layout |
@@ -54,7 +55,7 @@ fn main() -> ExitCode {
         Some("gen-patch-schema") => patch_schema::run().map_err(|e| format!("{e:#}")),
         _ => {
             eprintln!(
-                "usage: cargo xtask <up|test|verify|fix|bench store|bench api|bench scheduler|bench node|bench plugins|bench net|build-wasm|build-samples|build-plugins|gen-protobuf-schema|gen-patch-schema [--check]> [args]"
+                "usage: cargo xtask <up|test|verify|fix|bench store|bench api|bench scheduler|bench node|bench plugins|bench net|bench autoscale|build-wasm|build-samples|build-plugins|gen-protobuf-schema|gen-patch-schema [--check]> [args]"
             );
             return ExitCode::from(2);
         }
@@ -466,10 +467,11 @@ fn wasmtime_cli() -> Result<PathBuf> {
 
 fn bench(args: &[String]) -> Result {
     let which = match args.first().map(String::as_str) {
-        Some(which @ ("store" | "api" | "scheduler" | "node" | "plugins" | "net")) => which,
+        Some(which @ ("store" | "api" | "scheduler" | "node" | "plugins" | "net" | "autoscale")) => which,
         _ => {
             return Err(
-                "usage: cargo xtask bench <store|api|scheduler|node|plugins|net> [--out FILE] [bench flags]".into(),
+                "usage: cargo xtask bench <store|api|scheduler|node|plugins|net|autoscale> [--out FILE] [bench flags]"
+                    .into(),
             );
         }
     };
@@ -480,6 +482,8 @@ fn bench(args: &[String]) -> Result {
         "store" => ensure_packages(BENCH_PACKAGES)?,
         // Its Deployment phase runs a Wasm guest.
         "scheduler" => wasm::build()?,
+        // Every part runs Wasm Deployments of the test component.
+        "autoscale" => wasm::build()?,
         // It calls the example plugins.
         "plugins" => {
             plugins::build()?;

@@ -61,6 +61,11 @@ pub struct Settings {
     /// How often the Metrics API reads a node's summary; metrics-server's
     /// 15 s when unset.
     pub metric_resolution: Option<std::time::Duration>,
+    /// Leave requests uncounted: no request-metrics layer, so
+    /// `apiserver_request_total` and its kin stay empty. Only for
+    /// benchmarks measuring what counting costs (`skiff server
+    /// --no-request-metrics`).
+    pub skip_request_metrics: bool,
 }
 
 /// Everything a request handler needs. Shared behind an `Arc`.
@@ -77,6 +82,8 @@ pub struct ApiServer {
     encrypted: Vec<(String, String)>,
     /// `/metrics`, where other components register theirs too.
     pub metrics: metrics::Metrics,
+    /// Whether requests are counted ([`Settings::skip_request_metrics`]).
+    request_metrics: bool,
     resource_metrics: resource_metrics::Scraper,
 }
 
@@ -131,6 +138,7 @@ impl ApiServer {
             audit: settings.audit,
             encrypted: settings.encrypted,
             metrics: metrics::Metrics::default(),
+            request_metrics: !settings.skip_request_metrics,
             resource_metrics: resource_metrics::Scraper::new(
                 settings
                     .metric_resolution
@@ -253,8 +261,12 @@ impl ApiServer {
             .fallback(dispatch)
             .layer(middleware::from_fn_with_state(self.inflight.clone(), inflight::limit))
             .layer(middleware::from_fn_with_state(self.clone(), authenticate))
-            .layer(middleware::from_fn(pretty::layer))
-            .layer(middleware::from_fn_with_state(self.metrics.clone(), metrics::layer));
+            .layer(middleware::from_fn(pretty::layer));
+        let router = if self.request_metrics {
+            router.layer(middleware::from_fn_with_state(self.metrics.clone(), metrics::layer))
+        } else {
+            router
+        };
         let router = match &self.audit {
             Some(audit) => router.layer(middleware::from_fn_with_state(audit.clone(), crate::audit::layer)),
             None => router,

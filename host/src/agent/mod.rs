@@ -132,6 +132,10 @@ pub struct AgentConfig {
     /// How long [`Agent::shut_down`] lets containers stop after SIGTERM
     /// before it kills them.
     pub shutdown_grace: Duration,
+    /// Whether Wasm HTTP services count their requests (metrics and the
+    /// `requests-per-second` autoscalers read); off only for benchmarks
+    /// measuring what counting costs.
+    pub wasm_request_metrics: bool,
 }
 
 impl AgentConfig {
@@ -162,6 +166,7 @@ impl AgentConfig {
             endpoint_clients_ca_pem: None,
             shutdown_grace: Duration::from_secs(10),
             egress: EgressLimits::default(),
+            wasm_request_metrics: true,
         }
     }
 }
@@ -546,7 +551,10 @@ impl Agent {
             client: client.clone(),
             images: images.clone(),
             runtimes: Runtimes::new(vec![
-                Arc::new(WasmtimeWorkloads::new(Arc::new(wasm), local, Some(egress))),
+                Arc::new(
+                    WasmtimeWorkloads::new(Arc::new(wasm), local, Some(egress))
+                        .counting_requests(config.wasm_request_metrics),
+                ),
                 Arc::new(RuncWorkloads::new(runc.clone())),
             ]),
             pod_ips: PodIps::new(config.pod_cidr),

@@ -26,11 +26,24 @@ pub struct WasmtimeWorkloads {
     local: Arc<LocalServices>,
     /// Where calls out of the containers go; refused without one.
     egress: Option<Arc<Egress>>,
+    /// Whether HTTP services count their requests
+    /// ([`AgentConfig::wasm_request_metrics`](crate::agent::AgentConfig::wasm_request_metrics)).
+    count_requests: bool,
 }
 
 impl WasmtimeWorkloads {
     pub fn new(runtime: Arc<WasmRuntime>, local: Arc<LocalServices>, egress: Option<Arc<Egress>>) -> Self {
-        WasmtimeWorkloads { runtime, local, egress }
+        WasmtimeWorkloads {
+            runtime,
+            local,
+            egress,
+            count_requests: true,
+        }
+    }
+
+    /// The same workloads, their HTTP services counting requests or not.
+    pub fn counting_requests(self, count_requests: bool) -> Self {
+        WasmtimeWorkloads { count_requests, ..self }
     }
 }
 
@@ -145,7 +158,7 @@ impl WasmtimeWorkloads {
         // Shared by all the container's instances: the limit holds for
         // them together.
         // An HTTP service counts its requests under its pod's name.
-        let requests = (kind == ComponentKind::Http)
+        let requests = (kind == ComponentKind::Http && self.count_requests)
             .then(|| self.runtime.metrics().service(&launch.pod.namespace, &launch.pod.name));
         let meter = Arc::new(WasmMeter {
             cpu: Arc::new(CpuBudget::new(launch.cpu_millis, launch.cpu_request_millis)),
