@@ -214,6 +214,16 @@ async fn sync(hpa: &HorizontalPodAutoscaler, ctx: &Context, outcome: &mut Outcom
             "scaling is disabled since the replica count of the target is zero",
         );
         (0, String::new())
+    } else if current == 0 {
+        // minReplicas 0, and taken there: nothing runs to measure, and
+        // the service proxy brings one replica up on the first request.
+        outcome.condition(
+            "ScalingActive",
+            false,
+            "ScalingDisabled",
+            "the target is at zero replicas; a request to its Service brings one up",
+        );
+        (0, String::new())
     } else if current > max {
         (max, "Current number of replicas above Spec.MaxReplicas".to_string())
     } else if current < min {
