@@ -513,12 +513,22 @@ fn schedule_one(
         return;
     };
     Counters::bump(&shared.counters.attempts);
+    // The cycle's span; the binding it starts is its child.
+    let span = tracing::info_span!(
+        "scheduler.cycle",
+        pod = %queued.key,
+        node = tracing::field::Empty,
+        nodes = tracing::field::Empty,
+    );
+    let _entered = span.enter();
     let started = Instant::now();
     let copied = shared.cache().snapshot.sync_into(view);
     let decision = schedule_from(&profile, &pod, view, seed(&pod), *next_start);
     if let Decision::Scheduled(scheduled) = &decision {
         *next_start = (*next_start + scheduled.examined) % view.len().max(1);
+        span.record("node", scheduled.node.as_str());
     }
+    span.record("nodes", view.len());
     tracing::debug!(
         pod = %queued.key,
         node = decision.node(),

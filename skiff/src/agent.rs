@@ -100,6 +100,13 @@ pub struct NodeArgs {
     /// (`cargo xtask bench autoscale`).
     #[arg(long, hide = true)]
     pub no_request_metrics: bool,
+
+    /// Export spans (API requests, store proposals, scheduling cycles,
+    /// Wasm gateway requests) over OTLP/HTTP to this collector, e.g.
+    /// http://127.0.0.1:4318 (`/v1/traces` is appended). Without it
+    /// nothing is exported, but `traceparent` headers still propagate.
+    #[arg(long, value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
 }
 
 impl NodeArgs {
@@ -168,6 +175,13 @@ pub struct AgentArgs {
 
     #[command(flatten)]
     node: NodeArgs,
+}
+
+impl AgentArgs {
+    /// `--otlp-endpoint`, if given.
+    pub fn otlp_endpoint(&self) -> Option<&str> {
+        self.node.otlp_endpoint.as_deref()
+    }
 }
 
 /// A kube client for `server`, trusting the CA (PEM), authenticating

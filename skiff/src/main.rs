@@ -11,6 +11,9 @@
 //! | `skiff member` | [`member`]  | list the store's cluster members; remove one   |
 //! | `skiff kubeconfig` | [`kubeconfig`] | an admin kubeconfig with a context per live API server |
 //!
+//! Logs and spans (OpenTelemetry export with `--otlp-endpoint`, W3C
+//! `traceparent` propagation always) are set up in [`telemetry`].
+//!
 //! Exit codes: 0 success, 1 runtime failure, 2 bad usage.
 
 use std::process::ExitCode;
@@ -28,6 +31,7 @@ mod peer;
 mod secrets_encrypt;
 mod server;
 mod snapshot;
+mod telemetry;
 mod token;
 
 /// A command line that parses but makes no sense; exits with code 2.
@@ -92,14 +96,6 @@ fn main() -> ExitCode {
         return ExitCode::from(u8::try_from(code).unwrap_or(1));
     }
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    raise_open_file_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -107,6 +103,19 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let (otlp_endpoint, service) = match &cli.command {
+        Command::Server(args) => (args.otlp_endpoint(), "skiff-server"),
+        Command::Agent(args) => (args.otlp_endpoint(), "skiff-agent"),
+        _ => (None, "skiff"),
+    };
+    let telemetry = match telemetry::install(otlp_endpoint, service, runtime.handle()) {
+        Ok(telemetry) => telemetry,
+        Err(e) => {
+            eprintln!("skiff: {e:#}");
+            return ExitCode::from(if e.is::<UsageError>() { 2 } else { 1 });
+        }
+    };
+    raise_open_file_limit();
     let result = runtime.block_on(async {
         match cli.command {
             Command::Server(args) => server::run(*args).await,
@@ -119,6 +128,8 @@ fn main() -> ExitCode {
             Command::Kubeconfig(args) => kubeconfig::run(args).await,
         }
     });
+    // Flushes the spans still queued, on the runtime's workers.
+    telemetry.shutdown();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

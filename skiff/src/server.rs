@@ -199,6 +199,13 @@ pub struct ServerArgs {
     node: crate::agent::NodeArgs,
 }
 
+impl ServerArgs {
+    /// `--otlp-endpoint`, if given.
+    pub fn otlp_endpoint(&self) -> Option<&str> {
+        self.node.otlp_endpoint.as_deref()
+    }
+}
+
 fn parse_port_range(text: &str) -> Result<(u16, u16), String> {
     let bad = || format!("{text:?} is not a port range such as 30000-32767");
     let (first, last) = text.split_once('-').ok_or_else(bad)?;

@@ -39,7 +39,9 @@ impl Proposer {
     }
 
     /// Proposes `txn` and waits for its outcome until `deadline`; counted
-    /// as pending meanwhile.
+    /// as pending meanwhile. Its span (`store.propose`) is the child of
+    /// the caller's, an API request's.
+    #[tracing::instrument(name = "store.propose", level = "info", skip_all)]
     pub(crate) async fn propose(&self, txn: Txn, deadline: Instant) -> Result<CommandResponse> {
         let _pending = self.instruments.pending();
         let (reply, answer) = oneshot::channel();

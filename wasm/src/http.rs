@@ -4,7 +4,8 @@
 //! [`CpuBudget`](crate::CpuBudget); each request is bounded by its own
 //! time limit ([`cpu`] applies both at epoch ticks). A service whose
 //! environment names [`ServiceMetrics`] counts its requests there
-//! ([`crate::metrics`]).
+//! ([`crate::metrics`]). The calls an instance makes carry the W3C trace
+//! context of the request it serves ([`crate::outgoing`]).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -135,6 +136,7 @@ impl HttpService {
     {
         let begun = metrics.map(|_| Instant::now());
         let mut store = self.store()?;
+        store.data_mut().continue_trace(request.headers());
         let (sender, mut receiver) = tokio::sync::oneshot::channel();
         let request = store
             .data_mut()

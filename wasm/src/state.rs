@@ -21,7 +21,7 @@ use wasmtime_wasi::{FsPerms, ResourceTable, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::WasmError;
-use super::outgoing::{Hooks, Outgoing};
+use super::outgoing::{Hooks, Outgoing, TraceContext};
 use super::sockets::NetworkView;
 
 /// The most handles (WASI resources: sockets, streams, pollables, HTTP
@@ -225,11 +225,22 @@ impl State {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
             table,
-            hooks: Hooks(env.outgoing.clone()),
+            hooks: Hooks {
+                outgoing: env.outgoing.clone(),
+                trace: TraceContext::default(),
+            },
             network: env.network.clone(),
             limits: crate::memory::Limiter::new(env.limits.memory_bytes, env.memory.clone()),
             _alive: env.metrics.as_ref().map(crate::metrics::ServiceMetrics::instance),
         })
+    }
+}
+
+impl State {
+    /// Outgoing requests carry the trace context of `headers`, those of
+    /// the request the instance serves.
+    pub(crate) fn continue_trace(&mut self, headers: &http::HeaderMap) {
+        self.hooks.trace = TraceContext::of(headers);
     }
 }
 

@@ -285,6 +285,28 @@ fn kind(request: &Request) -> (Kind, bool) {
     (kind, longrunning)
 }
 
+/// A request's span name ([`super::trace`]), from the same bounded labels
+/// as the metrics: the verb, and the resource (`LIST pods`, `GET
+/// pods/log`, `PATCH deployments.apps`), or the verb alone for a request
+/// for no resource.
+pub(super) fn span_name(request: &Request) -> String {
+    let (kind, _) = kind(request);
+    let mut name = kind.verb;
+    if !kind.resource.is_empty() {
+        name.push(' ');
+        name.push_str(&kind.resource);
+        if !kind.subresource.is_empty() {
+            name.push('/');
+            name.push_str(&kind.subresource);
+        }
+        if !kind.group.is_empty() {
+            name.push('.');
+            name.push_str(&kind.group);
+        }
+    }
+    name
+}
+
 /// Counts and times every request; long-running ones are counted while
 /// their response streams.
 pub async fn layer(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {

@@ -17,6 +17,7 @@ mod query;
 pub mod resource_metrics;
 mod resources;
 mod reviews;
+pub mod trace;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -271,6 +272,8 @@ impl ApiServer {
             Some(audit) => router.layer(middleware::from_fn_with_state(audit.clone(), crate::audit::layer)),
             None => router,
         };
+        // Outermost, so that everything the request does is in its span.
+        let router = router.layer(middleware::from_fn(trace::layer));
         router.with_state(self.clone())
     }
 

@@ -14,4 +14,5 @@ mod metrics;
 mod network_policies;
 mod rest;
 mod services;
+mod traces;
 mod watch;

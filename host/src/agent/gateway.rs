@@ -6,6 +6,11 @@
 //! receives no traffic holds no instance. The same services, by address
 //! ([`LocalServices`]), take calls from other Wasm pods of the node
 //! in-process, without a socket ([`super::egress`]).
+//!
+//! Each request gets a span (`gateway.request`), the child of the W3C
+//! `traceparent` the request came with, if any; the request the guest
+//! sees carries the span's own context instead, which the guest's
+//! outgoing calls carry on ([`skiff_wasm::outgoing`]).
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -16,8 +21,11 @@ use http_body_util::{BodyExt, Full};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use opentelemetry::trace::TraceContextExt as _;
 use skiff_wasm::http::HyperOutgoingBody;
 use tokio::task::JoinHandle;
+use tracing::Instrument as _;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use skiff_wasm::{HttpService, WasmError};
 
@@ -111,6 +119,45 @@ fn failure(error: WasmError) -> hyper::Response<HyperOutgoingBody> {
     text(status, format!("{error}\n"))
 }
 
+/// The span of a request to the service at `addr`: the child of the
+/// request's `traceparent`, if any, whose own context then replaces it
+/// in the request. A request without one gets the span's context only
+/// when the span is sampled (an exporter is set).
+fn request_span<B>(request: &mut hyper::Request<B>, addr: SocketAddr) -> tracing::Span {
+    let span = tracing::info_span!(
+        "gateway.request",
+        otel.kind = "server",
+        http.request.method = %request.method(),
+        server.address = %addr,
+        http.response.status_code = tracing::field::Empty,
+    );
+    if span.is_disabled() {
+        return span;
+    }
+    let propagator = |p: &dyn opentelemetry::propagation::TextMapPropagator| {
+        let continued = request.headers().contains_key(TRACEPARENT);
+        let parent = p.extract(&opentelemetry_http::HeaderExtractor(request.headers()));
+        // Before the span is first entered or read: it starts then.
+        let _ = span.set_parent(parent);
+        let context = span.context();
+        // A new trace nobody records (no exporter) is not worth passing on.
+        if !continued && !context.span().span_context().is_sampled() {
+            return;
+        }
+        let headers = request.headers_mut();
+        headers.remove(TRACESTATE);
+        p.inject_context(&context, &mut opentelemetry_http::HeaderInjector(headers));
+        if headers.get(TRACESTATE).is_some_and(|v| v.is_empty()) {
+            headers.remove(TRACESTATE);
+        }
+    };
+    opentelemetry::global::get_text_map_propagator(propagator);
+    span
+}
+
+const TRACEPARENT: &str = "traceparent";
+const TRACESTATE: &str = "tracestate";
+
 /// Whether a connection from a source address to a local address may be
 /// served (NetworkPolicy ingress).
 pub type Admit = std::sync::Arc<dyn Fn(IpAddr, SocketAddr) -> bool + Send + Sync>;
@@ -143,11 +190,14 @@ pub async fn listen(addr: SocketAddr, service: HttpService, admit: Option<Admit>
                     {
                         request.headers_mut().insert(hyper::header::HOST, host);
                     }
+                    let span = request_span(&mut request, addr);
                     async move {
-                        Ok::<_, std::convert::Infallible>(match service.handle(request).await {
+                        let response = match service.handle(request).instrument(span.clone()).await {
                             Ok(response) => response,
                             Err(error) => failure(error),
-                        })
+                        };
+                        span.record("http.response.status_code", response.status().as_u16());
+                        Ok::<_, std::convert::Infallible>(response)
                     }
                 });
                 if let Err(error) = http1::Builder::new()

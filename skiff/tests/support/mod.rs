@@ -185,6 +185,8 @@ impl Cluster {
             .arg("--data-dir")
             .arg(data)
             .env("RUST_LOG", "warn")
+            // A server exporting spans sends them every 100 ms, not 5 s.
+            .env("OTEL_BSP_SCHEDULE_DELAY", "100")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
