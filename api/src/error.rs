@@ -285,6 +285,13 @@ impl From<skiff_store::Error> for ApiError {
                 tracing::warn!(%error, "store unavailable");
                 ApiError::Unavailable
             }
+            // Not 503: clients retry those on their own (kube-rs does),
+            // and a write that may have been applied must not be applied
+            // again after later writes.
+            E::Indeterminate { .. } => {
+                tracing::warn!(%error, "store write of unknown outcome");
+                ApiError::Internal
+            }
             other => {
                 tracing::error!(error = %other, "store failure");
                 ApiError::Internal

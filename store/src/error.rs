@@ -33,6 +33,13 @@ pub enum Error {
     #[error("store unavailable: {reason}")]
     Unavailable { reason: String },
 
+    /// A write was handed to the leader, and no answer came back (the
+    /// leader went away, or the deadline passed): it may or may not have
+    /// been applied. Not to be retried blindly: a retry may apply it a
+    /// second time after later writes; read to learn what happened.
+    #[error("the write's outcome is unknown: {reason}")]
+    Indeterminate { reason: String },
+
     /// A membership change names a node that is not a member; nothing
     /// was changed.
     #[error("node {node_id} is not a member of the cluster")]

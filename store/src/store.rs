@@ -301,12 +301,15 @@ impl Store {
     }
 
     /// Proposes `command`, forwarding to the leader if this node is not it.
+    /// A proposal that was handed over and then went unanswered is
+    /// [`Error::Indeterminate`]: it may have been applied. Only a request
+    /// that reached no leader is tried again.
     async fn write(&self, command: Command) -> Result<CommandResponse> {
         let deadline = Instant::now() + self.inner.config.request_timeout;
         loop {
             let leader = match self.write_local(command.clone(), deadline).await {
                 Err(Error::NotLeader { leader }) => leader,
-                other => return other,
+                other => return other.map_err(indeterminate),
             };
             let answer = match &leader {
                 Some((id, addr)) if *id != self.inner.id => {
@@ -330,7 +333,7 @@ impl Store {
                         },
                     });
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(indeterminate(e)),
             }
         }
     }
@@ -664,4 +667,13 @@ impl Compactable for Store {
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A write error as its caller must read it: once a proposal was handed
+/// to a leader, "unavailable" means its outcome is unknown.
+fn indeterminate(error: Error) -> Error {
+    match error {
+        Error::Unavailable { reason } => Error::Indeterminate { reason },
+        other => other,
+    }
 }
