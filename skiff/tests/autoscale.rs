@@ -125,17 +125,14 @@ fn an_hpa_scales_a_cpu_loaded_runc_deployment_up_and_back_down() {
     assert_eq!(hpa["status"]["desiredReplicas"], 1, "{hpa}");
 }
 
-#[test]
-fn an_hpa_scales_a_request_loaded_wasm_deployment_on_requests_per_second() {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::time::Instant;
-
+/// A server (node `node`, pods in `cidr`) reading figures and syncing
+/// autoscalers every second, with the hello Wasm component imported.
+fn wasm_cluster(node: &str, cidr: &str) -> Cluster {
     let cluster = Cluster::start_with(&[
         "--node-name",
-        "hpaw",
+        node,
         "--pod-cidr",
-        "127.66.0.0",
+        cidr,
         "--metric-resolution",
         "1",
         "--horizontal-pod-autoscaler-sync-period",
@@ -146,25 +143,47 @@ fn an_hpa_scales_a_request_loaded_wasm_deployment_on_requests_per_second() {
         "local/hello:1",
         &cluster.data.path().join("agent"),
     );
-    cluster.ok(&["wait", "--for=condition=Ready", "node/hpaw", "--timeout=60s"]);
-    cluster.ok_with_input(
-        &["apply", "-f", "-"],
-        r#"{"apiVersion": "v1", "kind": "List", "items": [
-             {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "hello"},
-              "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "hello"}},
-                "template": {"metadata": {"labels": {"app": "hello"}},
-                  "spec": {"containers": [{"name": "main", "image": "local/hello:1",
-                                           "ports": [{"containerPort": 8080}]}]}}}},
-             {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "hello"},
-              "spec": {"selector": {"app": "hello"}, "ports": [{"port": 80, "targetPort": 8080}]}},
-             {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "hello"},
-              "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "hello"},
-                "minReplicas": 1, "maxReplicas": 3,
-                "metrics": [{"type": "Pods", "pods": {"metric": {"name": "requests-per-second"},
-                             "target": {"type": "AverageValue", "averageValue": "5"}}}],
-                "behavior": {"scaleDown": {"stabilizationWindowSeconds": 3,
-                  "policies": [{"type": "Pods", "value": 1, "periodSeconds": 1}]}}}}]}"#,
-    );
+    cluster.ok(&[
+        "wait",
+        "--for=condition=Ready",
+        &format!("node/{node}"),
+        "--timeout=60s",
+    ]);
+    cluster
+}
+
+/// A Wasm Deployment `name` of one replica, its Service, and an
+/// autoscaler on requests per second (5 a pod) between `min` and `max`
+/// with `behavior`.
+fn wasm_app(name: &str, min: u32, max: u32, behavior: &str) -> String {
+    format!(
+        r#"{{"apiVersion": "v1", "kind": "List", "items": [
+             {{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {{"name": "{name}"}},
+              "spec": {{"replicas": 1, "selector": {{"matchLabels": {{"app": "{name}"}}}},
+                "template": {{"metadata": {{"labels": {{"app": "{name}"}}}},
+                  "spec": {{"containers": [{{"name": "main", "image": "local/hello:1",
+                                           "ports": [{{"containerPort": 8080}}]}}]}}}}}}}},
+             {{"apiVersion": "v1", "kind": "Service", "metadata": {{"name": "{name}"}},
+              "spec": {{"selector": {{"app": "{name}"}}, "ports": [{{"port": 80, "targetPort": 8080}}]}}}},
+             {{"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {{"name": "{name}"}},
+              "spec": {{"scaleTargetRef": {{"apiVersion": "apps/v1", "kind": "Deployment", "name": "{name}"}},
+                "minReplicas": {min}, "maxReplicas": {max},
+                "metrics": [{{"type": "Pods", "pods": {{"metric": {{"name": "requests-per-second"}},
+                             "target": {{"type": "AverageValue", "averageValue": "5"}}}}}}],
+                "behavior": {behavior}}}}}]}}"#
+    )
+}
+
+#[test]
+fn an_hpa_scales_a_request_loaded_wasm_deployment_on_requests_per_second() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Instant;
+
+    let cluster = wasm_cluster("hpaw", "127.66.0.0");
+    let behavior = r#"{"scaleDown": {"stabilizationWindowSeconds": 3,
+                        "policies": [{"type": "Pods", "value": 1, "periodSeconds": 1}]}}"#;
+    cluster.ok_with_input(&["apply", "-f", "-"], &wasm_app("hello", 1, 3, behavior));
     cluster.ok(&["rollout", "status", "deployment/hello", "--timeout=60s"]);
     let ip = cluster.ok(&["get", "service", "hello", "-o", "jsonpath={.spec.clusterIP}"]);
     let target = format!("{ip}:80");
@@ -215,39 +234,9 @@ fn an_hpa_scales_a_request_loaded_wasm_deployment_on_requests_per_second() {
 fn an_idle_wasm_deployment_scales_to_zero_and_its_first_requests_wake_it() {
     use std::time::Instant;
 
-    let cluster = Cluster::start_with(&[
-        "--node-name",
-        "zero",
-        "--pod-cidr",
-        "127.67.0.0",
-        "--metric-resolution",
-        "1",
-        "--horizontal-pod-autoscaler-sync-period",
-        "1",
-    ]);
-    import(
-        skiff_test_programs::HTTP_HELLO,
-        "local/hello:1",
-        &cluster.data.path().join("agent"),
-    );
-    cluster.ok(&["wait", "--for=condition=Ready", "node/zero", "--timeout=60s"]);
-    cluster.ok_with_input(
-        &["apply", "-f", "-"],
-        r#"{"apiVersion": "v1", "kind": "List", "items": [
-             {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "idle"},
-              "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "idle"}},
-                "template": {"metadata": {"labels": {"app": "idle"}},
-                  "spec": {"containers": [{"name": "main", "image": "local/hello:1",
-                                           "ports": [{"containerPort": 8080}]}]}}}},
-             {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "idle"},
-              "spec": {"selector": {"app": "idle"}, "ports": [{"port": 80, "targetPort": 8080}]}},
-             {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "idle"},
-              "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "idle"},
-                "minReplicas": 0, "maxReplicas": 2,
-                "metrics": [{"type": "Pods", "pods": {"metric": {"name": "requests-per-second"},
-                             "target": {"type": "AverageValue", "averageValue": "5"}}}],
-                "behavior": {"scaleDown": {"stabilizationWindowSeconds": 2}}}}]}"#,
-    );
+    let cluster = wasm_cluster("zero", "127.67.0.0");
+    let behavior = r#"{"scaleDown": {"stabilizationWindowSeconds": 2}}"#;
+    cluster.ok_with_input(&["apply", "-f", "-"], &wasm_app("idle", 0, 2, behavior));
     // No requests: the autoscaler takes it to zero.
     until(Duration::from_secs(90), "the idle Deployment to scale to zero", || {
         let deployment = cluster.json(&["get", "deployment", "idle"]);

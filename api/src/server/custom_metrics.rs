@@ -13,7 +13,7 @@
 //! form the autoscaler reads). `metricLabelSelector` is accepted and
 //! ignored: these metrics have no labels.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use axum::response::{IntoResponse, Response};
 use http::header;
@@ -59,21 +59,7 @@ pub(super) async fn dispatch(call: &Call, metric: Option<&str>) -> Result<Respon
         .iter()
         .filter_map(|pod| Some((meta::name(pod)?.to_string(), pod)))
         .collect();
-    let node_names: BTreeSet<&str> = wanted
-        .iter()
-        .filter_map(|pod| meta::str_field(pod, &["spec", "nodeName"]))
-        .collect();
-    let nodes_resource = call
-        .server
-        .catalog
-        .lookup("", "v1", "nodes")
-        .ok_or(ApiError::Internal)?;
-    let mut nodes = Vec::new();
-    for name in node_names {
-        if let Ok(node) = call.server.registry.get(&nodes_resource, None, name).await {
-            nodes.push(node.object);
-        }
-    }
+    let nodes = super::resource_metrics::nodes_of(call, &wanted).await?;
     let figures: Vec<PodRequests> = call
         .server
         .resource_metrics

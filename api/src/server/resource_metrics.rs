@@ -278,6 +278,26 @@ async fn list_pods(call: &Call, options: &ListOptions) -> Result<(Vec<Value>, u6
     Ok((pods_usage(call, pods).await?, revision))
 }
 
+/// The Nodes `pods` are bound to (those still registered).
+pub(super) async fn nodes_of<'a>(call: &Call, pods: impl IntoIterator<Item = &'a Value>) -> Result<Vec<Value>> {
+    let names: BTreeSet<&str> = pods
+        .into_iter()
+        .filter_map(|pod| meta::str_field(pod, &["spec", "nodeName"]))
+        .collect();
+    let resource = call
+        .server
+        .catalog
+        .lookup("", "v1", "nodes")
+        .ok_or(ApiError::Internal)?;
+    let mut nodes = Vec::new();
+    for name in names {
+        if let Ok(node) = call.server.registry.get(&resource, None, name).await {
+            nodes.push(node.object);
+        }
+    }
+    Ok(nodes)
+}
+
 /// The PodMetrics of those of `pods` whose nodes report them whole.
 async fn pods_usage(call: &Call, pods: Vec<Value>) -> Result<Vec<Value>> {
     let wanted: BTreeMap<(String, String), Value> = pods
@@ -288,21 +308,7 @@ async fn pods_usage(call: &Call, pods: Vec<Value>) -> Result<Vec<Value>> {
             Some(((namespace, name), pod))
         })
         .collect();
-    let node_names: BTreeSet<&str> = wanted
-        .values()
-        .filter_map(|pod| meta::str_field(pod, &["spec", "nodeName"]))
-        .collect();
-    let nodes_resource = call
-        .server
-        .catalog
-        .lookup("", "v1", "nodes")
-        .ok_or(ApiError::Internal)?;
-    let mut nodes = Vec::new();
-    for name in node_names {
-        if let Ok(node) = call.server.registry.get(&nodes_resource, None, name).await {
-            nodes.push(node.object);
-        }
-    }
+    let nodes = nodes_of(call, wanted.values()).await?;
     let scraper = &call.server.resource_metrics;
     let mut items: Vec<Value> = scraper
         .pairs(&call.server.node_client, &nodes)
